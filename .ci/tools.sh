@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Installs what building and testing Enclave needs, and only what is missing or
+# at the wrong version. Safe to run again: every step checks first.
+#
+#   .ci/tools.sh build   toolchain for building and running the app
+#   .ci/tools.sh test    the above, plus Chromium and the Playwright packages
+#
+# Why the lockfile edits below: the crates.io snapshot reachable here lacks a few
+# versions that the tools' own lockfiles pin, so each tool is installed from its
+# unpacked source with one dependency moved to the nearest version that exists.
+# (See shared/BUILD-NOTES.md.)
+set -euo pipefail
+
+WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen crate pinned in Cargo.toml
+CARGO_LEPTOS_VERSION=0.3.11
+mode=${1:-build}
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+log() { printf '[tools] %s\n' "$*" >&2; }
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+apt_updated=""
+apt_install() {
+  if [ -z "$apt_updated" ]; then
+    log "apt-get update"
+    $SUDO apt-get update -qq
+    apt_updated=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+# Unpacks a crate's published source into a fresh folder and prints the folder.
+crate_source() {
+  local name=$1 version=$2 dir
+  dir=$(mktemp -d)
+  local file
+  file=$(ls ~/.cargo/registry/cache/*/"$name-$version.crate" 2>/dev/null | head -n 1 || true)
+  if [ -z "$file" ]; then
+    # `cargo info` downloads the .crate into the registry cache.
+    cargo info "$name@$version" >/dev/null 2>&1 || true
+    file=$(ls ~/.cargo/registry/cache/*/"$name-$version.crate" 2>/dev/null | head -n 1 || true)
+  fi
+  [ -n "$file" ] || { log "could not download $name $version"; exit 1; }
+  tar -xzf "$file" -C "$dir"
+  printf '%s/%s-%s\n' "$dir" "$name" "$version"
+}
+
+# Installs a crate from its source with one lockfile entry moved (pkg@version).
+install_with_lock_fix() {
+  local name=$1 version=$2 pin_pkg=$3 pin_version=$4; shift 4
+  local src
+  src=$(crate_source "$name" "$version")
+  (
+    cd "$src"
+    cargo update -q -p "$pin_pkg" --precise "$pin_version"
+    CARGO_TARGET_DIR="$src/target" cargo install -q --path . --locked "$@"
+  )
+  rm -rf "$(dirname "$src")"
+}
+
+# PostgreSQL server binaries (initdb, pg_ctl) for the private dev/test cluster.
+if [ -z "$(pg_bin)" ] && [ -z "${DATABASE_URL:-}" ]; then
+  apt_install postgresql
+fi
+# runuser (initdb refuses to run as root) comes from util-linux, always present.
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  log "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if [ "$(wasm-bindgen --version 2>/dev/null || true)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]; then
+  log "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 4 min)"
+  install_with_lock_fix wasm-bindgen-cli "$WASM_BINDGEN_VERSION" webpki-roots 1.0.10
+fi
+
+if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
+  log "installing cargo-leptos $CARGO_LEPTOS_VERSION with no_downloads (15-30 min, once)"
+  install_with_lock_fix cargo-leptos "$CARGO_LEPTOS_VERSION" cargo-util-schemas 0.14.1 --features no_downloads
+fi
+
+if [ "$mode" = test ]; then
+  if [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium
+  fi
+  if [ ! -d "$here/end2end/node_modules/@playwright/test" ]; then
+    log "npm ci in end2end (Playwright without a browser download)"
+    (cd "$here/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+  fi
+fi
+log "tools ready"

@@ -1,0 +1,83 @@
+//! Auth server functions: authenticate, validate, call `server`, map errors.
+//! Each answers a plain form post (no JavaScript) with a redirect, so the
+//! sign-in and sign-up pages work without WASM.
+
+use leptos::prelude::*;
+
+use super::UserView;
+use crate::error::AppError;
+
+pub type SignInAction = ServerAction<SignIn>;
+pub type SignUpAction = ServerAction<SignUp>;
+pub type SignOutAction = ServerAction<SignOut>;
+pub type SignOutEverywhereAction = ServerAction<SignOutEverywhere>;
+
+/// The signed-in user, if any.
+#[server(prefix = "/api", endpoint = "current_user")]
+pub async fn current_user() -> Result<Option<UserView>, AppError> {
+    Ok(crate::platform::request::session().map(|s| s.user))
+}
+
+#[server(prefix = "/api", endpoint = "sign_up")]
+pub async fn sign_up(
+    first_name: String,
+    last_name: String,
+    email: String,
+    password: String,
+    // The "I am 16 or older" checkbox: present when ticked.
+    age_confirmed: Option<String>,
+    next: Option<String>,
+) -> Result<(), AppError> {
+    use crate::platform::request;
+    let state = request::state()?;
+    let account = super::domain::NewAccount::parse(
+        &first_name,
+        &last_name,
+        &email,
+        password,
+        age_confirmed.is_some(),
+    )?;
+    let token = super::server::sign_up(&state, request::client_ip()?, account).await?;
+    request::set_cookie(&super::server::session_cookie(&state.settings, &token))?;
+    leptos_axum::redirect(&super::domain::safe_next(next.as_deref()));
+    Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "sign_in")]
+pub async fn sign_in(
+    email: String,
+    password: String,
+    next: Option<String>,
+) -> Result<(), AppError> {
+    use crate::platform::request;
+    let state = request::state()?;
+    let token = super::server::sign_in(&state, request::client_ip()?, &email, &password).await?;
+    request::set_cookie(&super::server::session_cookie(&state.settings, &token))?;
+    leptos_axum::redirect(&super::domain::safe_next(next.as_deref()));
+    Ok(())
+}
+
+#[server(prefix = "/api", endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), AppError> {
+    use crate::platform::request;
+    let state = request::state()?;
+    if let Some(session) = request::session() {
+        super::server::end_session(&state.db, &session).await?;
+    }
+    request::set_cookie(&super::server::clear_session_cookie(&state.settings))?;
+    leptos_axum::redirect("/");
+    Ok(())
+}
+
+/// Ends every session of the signed-in user, this one included.
+#[server(prefix = "/api", endpoint = "sign_out_everywhere")]
+pub async fn sign_out_everywhere() -> Result<(), AppError> {
+    use crate::platform::request;
+    let state = request::state()?;
+    let session = request::require_session()?;
+    let ended = super::server::end_all_sessions(&state.db, session.user_id).await?;
+    tracing::info!(user_id = %session.user_id, ended, "signed out everywhere");
+    request::set_cookie(&super::server::clear_session_cookie(&state.settings))?;
+    leptos_axum::redirect("/sign-in");
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! Accounts, sign-in and sessions.
+//!
+//! `domain` validates input, `api` holds the server functions, `server` (ssr
+//! only) the rules they call, `pages` the sign-in and sign-up pages.
+
+pub mod api;
+pub mod domain;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+
+/// What the UI may know about the signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+}

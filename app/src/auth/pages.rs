@@ -1,0 +1,137 @@
+//! The sign-in and sign-up pages. Both are server-rendered forms that post to
+//! their server function, so they work before (or without) the WASM loading.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+use super::api::{SignInAction, SignUpAction};
+use crate::{
+    error::AppError,
+    ui::{Field, FormError, encode_component, refresh_auth_on},
+};
+
+/// The `next` query parameter, passed through the form.
+fn next_param() -> Signal<String> {
+    let query = use_query_map();
+    Signal::derive(move || query.read().get("next").unwrap_or_default())
+}
+
+/// The error of the action's last run, if it failed.
+macro_rules! error_of {
+    ($action:expr) => {{
+        let action = $action;
+        Signal::derive(move || action.value().get().and_then(Result::err))
+    }};
+}
+
+#[component]
+pub fn SignInPage() -> impl IntoView {
+    let action = SignInAction::new();
+    refresh_auth_on(action.version());
+    let error: Signal<Option<AppError>> = error_of!(action);
+    let next = next_param();
+    let sign_up_href = move || {
+        let next = next.get();
+        if next.is_empty() {
+            "/sign-up".to_owned()
+        } else {
+            format!("/sign-up?next={}", encode_component(&next))
+        }
+    };
+    view! {
+        <Title text="Sign in"/>
+        <section class="card auth-card">
+            <h1>"Sign in"</h1>
+            <ActionForm action=action>
+                <input type="hidden" name="next" value=next/>
+                <FormError error=error/>
+                <Field label="Email" name="email" kind="email" autocomplete="username" error=error/>
+                <Field
+                    label="Password"
+                    name="password"
+                    kind="password"
+                    autocomplete="current-password"
+                    error=error
+                />
+                <button type="submit" class="primary" disabled=move || action.pending().get()>
+                    "Sign in"
+                </button>
+            </ActionForm>
+            <p class="muted">"New to Enclave? " <a href=sign_up_href>"Create an account"</a></p>
+        </section>
+    }
+}
+
+#[component]
+pub fn SignUpPage() -> impl IntoView {
+    let action = SignUpAction::new();
+    refresh_auth_on(action.version());
+    let error: Signal<Option<AppError>> = error_of!(action);
+    let next = next_param();
+    let age_error = move || error.get().and_then(|e| e.field_message("age_confirmed"));
+    view! {
+        <Title text="Create your account"/>
+        <section class="card auth-card">
+            <h1>"Create your account"</h1>
+            <ActionForm action=action>
+                <input type="hidden" name="next" value=next/>
+                <FormError error=error/>
+                <div class="field-row">
+                    <Field
+                        label="First name"
+                        name="first_name"
+                        autocomplete="given-name"
+                        error=error
+                    />
+                    <Field label="Last name" name="last_name" autocomplete="family-name" error=error/>
+                </div>
+                <Field label="Email" name="email" kind="email" autocomplete="email" error=error/>
+                <Field
+                    label="Password"
+                    name="password"
+                    kind="password"
+                    autocomplete="new-password"
+                    hint=const_format_hint()
+                    error=error
+                />
+                <div class="field checkbox" class:invalid=move || age_error().is_some()>
+                    <label>
+                        <input
+                            type="checkbox"
+                            name="age_confirmed"
+                            value="yes"
+                            aria-describedby="field-age_confirmed-error"
+                        />
+                        " I am 16 or older"
+                    </label>
+                    <p class="field-error" id="field-age_confirmed-error">
+                        {age_error}
+                    </p>
+                </div>
+                <button type="submit" class="primary" disabled=move || action.pending().get()>
+                    "Create account"
+                </button>
+            </ActionForm>
+            <p class="muted">"Already have an account? " <a href="/sign-in">"Sign in"</a></p>
+        </section>
+    }
+}
+
+fn const_format_hint() -> &'static str {
+    // Kept in step with the rules in `domain` by the test below.
+    "8 to 128 characters. A long passphrase is best."
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::domain::{PASSWORD_MAX_CHARS, PASSWORD_MIN_CHARS};
+
+    #[test]
+    fn password_hint_states_the_real_limits() {
+        let hint = const_format_hint();
+        assert!(hint.contains(&PASSWORD_MIN_CHARS.to_string()));
+        assert!(hint.contains(&PASSWORD_MAX_CHARS.to_string()));
+    }
+}

@@ -1,0 +1,316 @@
+//! Accounts and sessions (server only). Business rules live here, callable
+//! without HTTP; the server functions in `api.rs` only adapt them to requests.
+//!
+//! Sessions are opaque 256-bit random tokens. The browser holds the token in an
+//! HttpOnly cookie; the database holds only its SHA-256, so a database leak does
+//! not leak live sessions. Revoking a session deletes its row.
+
+use std::net::IpAddr;
+
+use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use cookie::{Cookie, SameSite};
+use rand::RngCore as _;
+use sha2::{Digest as _, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{
+    UserView,
+    domain::{Email, NewAccount},
+};
+use crate::{
+    error::AppError,
+    platform::{AppState, Settings, rate_limit},
+};
+
+/// A valid session, resolved by the middleware on every request.
+#[derive(Debug, Clone)]
+pub struct AuthSession {
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub user: UserView,
+}
+
+/// A freshly issued session token. Only its hash is stored; `Debug` is redacted.
+pub struct SessionToken(String);
+
+impl std::fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
+impl SessionToken {
+    fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        SessionToken(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// The value for the cookie, and nothing else.
+    pub fn expose_for_cookie(&self) -> &str {
+        &self.0
+    }
+}
+
+fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+// ---- cookies ---------------------------------------------------------------
+
+pub fn session_cookie_name(settings: &Settings) -> &'static str {
+    if settings.secure_cookies {
+        "__Host-enclave_session"
+    } else {
+        "enclave_session"
+    }
+}
+
+/// `Set-Cookie` for a new session: HttpOnly, SameSite=Lax, whole site, and
+/// `Secure` (with the `__Host-` prefix) when served over HTTPS.
+pub fn session_cookie(settings: &Settings, token: &SessionToken) -> String {
+    Cookie::build((
+        session_cookie_name(settings),
+        token.expose_for_cookie().to_owned(),
+    ))
+    .http_only(true)
+    .same_site(SameSite::Lax)
+    .secure(settings.secure_cookies)
+    .path("/")
+    .max_age(cookie::time::Duration::seconds(
+        settings.session_ttl.as_secs() as i64,
+    ))
+    .build()
+    .to_string()
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn clear_session_cookie(settings: &Settings) -> String {
+    Cookie::build((session_cookie_name(settings), ""))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(settings.secure_cookies)
+        .path("/")
+        .max_age(cookie::time::Duration::ZERO)
+        .build()
+        .to_string()
+}
+
+/// The value of cookie `name` in a `Cookie` request header.
+pub fn read_cookie(header: &str, name: &str) -> Option<String> {
+    Cookie::split_parse(header)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_owned())
+}
+
+// ---- sessions ----------------------------------------------------------------
+
+pub async fn create_session(
+    db: &PgPool,
+    settings: &Settings,
+    user_id: Uuid,
+) -> Result<SessionToken, AppError> {
+    let token = SessionToken::generate();
+    // Expired sessions of this user go when a new one starts.
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND expires_at <= now()")
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sessions (id, user_id, token_hash, expires_at)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+    )
+    .bind(Uuid::new_v4())
+    .bind(user_id)
+    .bind(token_hash(token.expose_for_cookie()))
+    .bind(settings.session_ttl.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(token)
+}
+
+/// The live session for `token`, if there is one.
+pub async fn resolve_session(db: &PgPool, token: &str) -> Result<Option<AuthSession>, AppError> {
+    let row: Option<(Uuid, Uuid, String, String, String)> = sqlx::query_as(
+        "SELECT s.id, u.id, u.first_name, u.last_name, u.email
+         FROM sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.token_hash = $1 AND s.expires_at > now()",
+    )
+    .bind(token_hash(token))
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(
+        |(session_id, user_id, first_name, last_name, email)| AuthSession {
+            session_id,
+            user_id,
+            user: UserView {
+                first_name,
+                last_name,
+                email,
+            },
+        },
+    ))
+}
+
+pub async fn end_session(db: &PgPool, session: &AuthSession) -> Result<(), AppError> {
+    sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
+        .bind(session.session_id)
+        .bind(session.user_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Ends every session of the user, on every device. Returns how many ended.
+pub async fn end_all_sessions(db: &PgPool, user_id: Uuid) -> Result<u64, AppError> {
+    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+// ---- sign-up and sign-in -----------------------------------------------------
+
+fn ip_bucket(kind: &str, ip: IpAddr) -> String {
+    format!("{kind}:ip:{ip}")
+}
+
+/// The per-account bucket is keyed by a hash of the address, not the address.
+fn account_bucket(email: &Email) -> String {
+    let digest = Sha256::digest(email.as_ref().as_bytes());
+    format!("sign-in:account:{}", URL_SAFE_NO_PAD.encode(digest))
+}
+
+/// Creates the account and its first session.
+pub async fn sign_up(
+    state: &AppState,
+    client_ip: IpAddr,
+    account: NewAccount,
+) -> Result<SessionToken, AppError> {
+    rate_limit::hit(
+        &state.db,
+        &ip_bucket("sign-up", client_ip),
+        state.settings.sign_up_per_ip,
+    )
+    .await?;
+    let password_hash = state.passwords.hash(&account.password).await?;
+    let user_id: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO users (id, email, first_name, last_name, password_hash, age_confirmed_at)
+         VALUES ($1, $2, $3, $4, $5, now())
+         ON CONFLICT (email) DO NOTHING
+         RETURNING id",
+    )
+    .bind(Uuid::new_v4())
+    .bind(account.email.as_ref())
+    .bind(account.first_name.as_ref())
+    .bind(account.last_name.as_ref())
+    .bind(&password_hash)
+    .fetch_optional(&state.db)
+    .await?;
+    let Some(user_id) = user_id else {
+        return Err(AppError::invalid(
+            "email",
+            "An account with this email already exists. Sign in instead.",
+        ));
+    };
+    tracing::info!(%user_id, "account created");
+    create_session(&state.db, &state.settings, user_id).await
+}
+
+/// Checks the credentials and starts a session. Every failure is the same
+/// `InvalidCredentials`, and unknown emails cost a full password check too.
+pub async fn sign_in(
+    state: &AppState,
+    client_ip: IpAddr,
+    email: &str,
+    password: &str,
+) -> Result<SessionToken, AppError> {
+    let settings = &state.settings;
+    rate_limit::hit(
+        &state.db,
+        &ip_bucket("sign-in", client_ip),
+        settings.sign_in_per_ip,
+    )
+    .await?;
+    let Ok(email) = Email::parse(email) else {
+        return Err(AppError::InvalidCredentials);
+    };
+    let account_bucket = account_bucket(&email);
+    rate_limit::check(&state.db, &account_bucket, settings.sign_in_per_account).await?;
+
+    let user: Option<(Uuid, String)> =
+        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
+            .bind(email.as_ref())
+            .fetch_optional(&state.db)
+            .await?;
+    let (user_id, stored_hash) = match user {
+        Some((id, hash)) => (Some(id), Some(hash)),
+        None => (None, None),
+    };
+    // An over-long password cannot match (sign-up refuses them); it is still
+    // checked against the dummy hash so that it takes the usual time.
+    let candidate = if password.chars().count() > super::domain::PASSWORD_MAX_CHARS {
+        None
+    } else {
+        stored_hash
+    };
+    let matches = state.passwords.verify(password, candidate).await?;
+    match user_id {
+        Some(user_id) if matches => {
+            rate_limit::reset(&state.db, &account_bucket).await?;
+            tracing::info!(%user_id, "signed in");
+            create_session(&state.db, settings, user_id).await
+        }
+        _ => {
+            rate_limit::hit(&state.db, &account_bucket, settings.sign_in_per_account).await?;
+            tracing::info!("sign-in failed");
+            Err(AppError::InvalidCredentials)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_tokens_are_256_bit_and_unique() {
+        let a = SessionToken::generate();
+        let b = SessionToken::generate();
+        assert_ne!(a.expose_for_cookie(), b.expose_for_cookie());
+        let bytes = URL_SAFE_NO_PAD.decode(a.expose_for_cookie()).unwrap();
+        assert_eq!(bytes.len(), 32);
+        assert!(!format!("{a:?}").contains(a.expose_for_cookie()));
+    }
+
+    #[test]
+    fn cookies_are_http_only_lax_and_host_prefixed_over_https() {
+        let token = SessionToken::generate();
+        let plain = session_cookie(&Settings::default(), &token);
+        assert!(plain.starts_with("enclave_session="), "{plain}");
+        assert!(plain.contains("HttpOnly") && plain.contains("SameSite=Lax"));
+        assert!(!plain.contains("Secure"));
+
+        let https = Settings {
+            secure_cookies: true,
+            ..Settings::default()
+        };
+        let secure = session_cookie(&https, &token);
+        assert!(secure.starts_with("__Host-enclave_session="), "{secure}");
+        assert!(secure.contains("Secure") && secure.contains("Path=/"));
+        assert!(!secure.contains("Domain"));
+    }
+
+    #[test]
+    fn read_cookie_finds_only_the_named_cookie() {
+        let header = "theme=dark; enclave_session=abc; other=x";
+        assert_eq!(
+            read_cookie(header, "enclave_session").as_deref(),
+            Some("abc")
+        );
+        assert_eq!(read_cookie(header, "missing"), None);
+    }
+}

@@ -1,0 +1,153 @@
+//! `AppError`: the one error type that crosses the wire.
+//!
+//! Every variant carries only what is safe to show a user. Causes (SQL errors,
+//! I/O errors, anything with internals) are logged on the server next to a short
+//! reference, and the user sees the reference, never the cause.
+
+use leptos::server_fn::{
+    codec::JsonEncoding,
+    error::{FromServerFnError, ServerFnErrorErr},
+};
+use serde::{Deserialize, Serialize};
+
+/// One problem with one form field, shown next to that field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum AppError {
+    /// Input that failed validation; one entry per offending field.
+    #[error("Please correct the highlighted fields.")]
+    Invalid(Vec<FieldError>),
+    /// The request needs a signed-in user.
+    #[error("Please sign in to continue.")]
+    Unauthorized,
+    /// Any sign-in failure: unknown email and wrong password look the same.
+    #[error("The email or password is incorrect.")]
+    InvalidCredentials,
+    #[error("Too many attempts. Try again in {retry_after_secs} seconds.")]
+    RateLimited { retry_after_secs: u64 },
+    /// Missing, or owned by someone else: the two are indistinguishable.
+    #[error("Not found.")]
+    NotFound,
+    /// Something failed on the server; `reference` finds the cause in the log.
+    #[error("Something went wrong on our side. Please try again (reference {reference}).")]
+    Internal { reference: String },
+    /// The request never completed (network down, server unreachable, bad reply).
+    #[error("Could not reach the server. Check your connection and try again.")]
+    Transport,
+    /// The request could not be read (missing or malformed fields).
+    #[error("The request was incomplete or malformed.")]
+    BadRequest,
+}
+
+impl AppError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        AppError::Invalid(vec![FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }])
+    }
+
+    /// The message for `field`, if this error names it.
+    pub fn field_message(&self, field: &str) -> Option<String> {
+        match self {
+            AppError::Invalid(errors) => errors
+                .iter()
+                .find(|e| e.field == field)
+                .map(|e| e.message.clone()),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::Invalid(_) => 422,
+            AppError::Unauthorized | AppError::InvalidCredentials => 401,
+            AppError::RateLimited { .. } => 429,
+            AppError::NotFound => 404,
+            AppError::Internal { .. } => 500,
+            AppError::Transport => 502,
+            AppError::BadRequest => 400,
+        }
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            // The client could not build or send the request, or read the reply.
+            ServerFnErrorErr::Request(_)
+            | ServerFnErrorErr::Response(_)
+            | ServerFnErrorErr::Deserialization(_) => AppError::Transport,
+            // The server could not read the arguments: a missing or malformed field.
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::MissingArg(_) => AppError::BadRequest,
+            // Anything else is ours; its text may hold internals, so it is not kept.
+            _ => AppError::Internal {
+                reference: "server-fn".to_owned(),
+            },
+        }
+    }
+}
+
+#[cfg(feature = "ssr")]
+mod ssr {
+    use super::AppError;
+
+    impl AppError {
+        /// Logs `cause` with a fresh reference and returns the safe error that
+        /// names it. Use for every failure whose text must not reach a client.
+        pub fn internal(cause: impl std::fmt::Display) -> Self {
+            let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+            tracing::error!(%reference, error = %cause, "internal error");
+            AppError::Internal { reference }
+        }
+    }
+
+    impl From<sqlx::Error> for AppError {
+        fn from(err: sqlx::Error) -> Self {
+            AppError::internal(err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_carry_no_internal_detail() {
+        let err = AppError::from_server_fn_error(ServerFnErrorErr::ServerError(
+            "relation \"users\" does not exist".into(),
+        ));
+        assert!(!err.to_string().contains("relation"), "{err}");
+        assert_eq!(err.status(), 500);
+    }
+
+    #[test]
+    fn rate_limited_says_when_to_retry() {
+        let err = AppError::RateLimited {
+            retry_after_secs: 42,
+        };
+        assert_eq!(
+            err.to_string(),
+            "Too many attempts. Try again in 42 seconds."
+        );
+    }
+
+    #[test]
+    fn field_message_finds_the_named_field_only() {
+        let err = AppError::invalid("email", "Enter a valid email address.");
+        assert_eq!(
+            err.field_message("email").as_deref(),
+            Some("Enter a valid email address.")
+        );
+        assert_eq!(err.field_message("password"), None);
+    }
+}

@@ -1,0 +1,105 @@
+//! Enclave's application crate: the UI, the types shared by browser and server,
+//! the server functions, and (behind `ssr`) the server-side logic they call.
+//!
+//! - [`error`]: `AppError`, the one error type on the wire.
+//! - [`auth`]: accounts, sign-in, sessions.
+//! - [`theme`]: the light/dark/system preference.
+//! - [`ui`]: the page frame and shared components.
+//! - [`pages`]: home, dashboard, settings, not found.
+//! - [`platform`] (ssr): state, settings, password hashing, rate limits.
+
+#![recursion_limit = "256"]
+
+pub mod auth;
+pub mod error;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod platform;
+pub mod theme;
+pub mod ui;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    StaticSegment,
+    components::{FlatRoutes, Route, Router},
+};
+
+use crate::{
+    auth::pages::{SignInPage, SignUpPage},
+    pages::{DashboardPage, HomePage, NotFound, SettingsPage},
+    ui::{Header, provide_auth},
+};
+
+/// Pages that need a signed-in user. The server redirects a signed-out
+/// visitor to sign-in before rendering them.
+pub const PROTECTED_PATHS: &[&str] = &["/dashboard", "/settings"];
+/// Pages a signed-in user has no use for; the server sends them to the dashboard.
+pub const GUEST_PATHS: &[&str] = &["/sign-in", "/sign-up"];
+
+pub fn path_matches(list: &[&str], path: &str) -> bool {
+    list.iter().any(|p| {
+        path == *p
+            || path
+                .strip_prefix(p)
+                .is_some_and(|rest| rest.starts_with('/'))
+    })
+}
+
+/// The HTML document around the app (server only).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    let theme = theme::theme_from_request();
+    #[cfg(not(feature = "ssr"))]
+    let theme = theme::Theme::default();
+    view! {
+        <!DOCTYPE html>
+        <html lang="en" data-theme=theme.as_str()>
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <meta name="color-scheme" content="light dark"/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    provide_auth();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/enclave.css"/>
+        <Title formatter=|title: String| format!("{title} · Enclave")/>
+        <Router>
+            <Header/>
+            <main id="main">
+                <FlatRoutes fallback=NotFound>
+                    <Route path=StaticSegment("") view=HomePage/>
+                    <Route path=StaticSegment("sign-in") view=SignInPage/>
+                    <Route path=StaticSegment("sign-up") view=SignUpPage/>
+                    <Route path=StaticSegment("dashboard") view=DashboardPage/>
+                    <Route path=StaticSegment("settings") view=SettingsPage/>
+                </FlatRoutes>
+            </main>
+        </Router>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_matching_respects_segment_boundaries() {
+        assert!(path_matches(PROTECTED_PATHS, "/dashboard"));
+        assert!(path_matches(PROTECTED_PATHS, "/settings/security"));
+        assert!(!path_matches(PROTECTED_PATHS, "/dashboards"));
+        assert!(!path_matches(PROTECTED_PATHS, "/"));
+    }
+}

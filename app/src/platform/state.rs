@@ -1,0 +1,28 @@
+use std::sync::Arc;
+
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use sqlx::PgPool;
+
+use super::{passwords::Passwords, settings::Settings};
+
+/// Everything a request handler or server function needs, cloned cheaply per
+/// request. Reached in server functions through context, never a global.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub db: PgPool,
+    pub settings: Arc<Settings>,
+    pub passwords: Passwords,
+}
+
+impl AppState {
+    pub fn new(leptos_options: LeptosOptions, db: PgPool, settings: Settings) -> Self {
+        AppState {
+            leptos_options,
+            db,
+            settings: Arc::new(settings),
+            passwords: Passwords::new(),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Light, dark or system theme. The choice lives in a persistent `theme` cookie
+//! (one of the only two cookies Enclave sets) and the server renders it into
+//! `<html data-theme>`, so the first paint already has the right colours.
+
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::AppError;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Theme {
+    Light,
+    Dark,
+    #[default]
+    System,
+}
+
+impl Theme {
+    pub const ALL: [Theme; 3] = [Theme::Light, Theme::Dark, Theme::System];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Theme::Light => "light",
+            Theme::Dark => "dark",
+            Theme::System => "system",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Theme::Light => "Light",
+            Theme::Dark => "Dark",
+            Theme::System => "System",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Theme> {
+        Theme::ALL.into_iter().find(|t| t.as_str() == value)
+    }
+}
+
+pub const THEME_COOKIE: &str = "theme";
+
+pub type SetThemeAction = ServerAction<SetTheme>;
+
+#[server(prefix = "/api", endpoint = "set_theme")]
+pub async fn set_theme(theme: String) -> Result<Theme, AppError> {
+    use crate::platform::request;
+    let theme = Theme::parse(&theme)
+        .ok_or_else(|| AppError::invalid("theme", "Choose light, dark or system."))?;
+    let settings = request::state()?.settings;
+    let cookie = cookie::Cookie::build((THEME_COOKIE, theme.as_str()))
+        .path("/")
+        .same_site(cookie::SameSite::Lax)
+        .secure(settings.secure_cookies)
+        .max_age(cookie::time::Duration::days(365))
+        .build();
+    request::set_cookie(&cookie.to_string())?;
+    Ok(theme)
+}
+
+/// The theme the current request asked for (server only: reads the cookie).
+#[cfg(feature = "ssr")]
+pub fn theme_from_request() -> Theme {
+    use_context::<http::request::Parts>()
+        .and_then(|parts| {
+            parts
+                .headers
+                .get_all(http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|h| crate::auth::server::read_cookie(h, THEME_COOKIE))
+        })
+        .and_then(|value| Theme::parse(&value))
+        .unwrap_or_default()
+}
+
+/// Three buttons, one per theme. A plain form post without JavaScript; with it,
+/// the page switches at once without a reload.
+#[component]
+pub fn ThemeSwitcher() -> impl IntoView {
+    let action = SetThemeAction::new();
+    Effect::new(move |_| {
+        if let Some(Ok(theme)) = action.value().get() {
+            apply_theme(theme);
+        }
+    });
+    view! {
+        <ActionForm action=action attr:class="theme-switcher" attr:aria-label="Theme">
+            {Theme::ALL
+                .into_iter()
+                .map(|theme| {
+                    view! {
+                        <button
+                            type="submit"
+                            name="theme"
+                            value=theme.as_str()
+                            title=format!("{} theme", theme.label())
+                        >
+                            {theme.label()}
+                        </button>
+                    }
+                })
+                .collect_view()}
+        </ActionForm>
+    }
+}
+
+#[cfg(feature = "hydrate")]
+fn apply_theme(theme: Theme) {
+    if let Some(root) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.document_element())
+    {
+        let _ = root.set_attribute("data-theme", theme.as_str());
+    }
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn apply_theme(_theme: Theme) {}

@@ -1,0 +1,202 @@
+//! Shared UI: the page frame, the signed-in user context, form helpers.
+
+use leptos::prelude::*;
+use leptos_router::{components::Redirect, hooks::use_location};
+
+use crate::{
+    auth::{
+        UserView,
+        api::{SignOutAction, current_user},
+    },
+    error::AppError,
+    theme::ThemeSwitcher,
+};
+
+/// The signed-in user, shared by every page. `epoch` goes up whenever a page
+/// signs someone in or out, and the user is fetched again.
+#[derive(Clone, Copy)]
+pub struct Auth {
+    pub user: Resource<Result<Option<UserView>, AppError>>,
+    epoch: RwSignal<u64>,
+}
+
+impl Auth {
+    /// Call after an action that may have changed who is signed in.
+    pub fn changed(&self) {
+        self.epoch.update(|n| *n += 1);
+    }
+}
+
+pub fn provide_auth() {
+    let epoch = RwSignal::new(0u64);
+    let user = Resource::new(move || epoch.get(), |_| current_user());
+    provide_context(Auth { user, epoch });
+}
+
+pub fn use_auth() -> Auth {
+    expect_context::<Auth>()
+}
+
+/// Bumps the auth epoch each time `version` moves (an action completed).
+pub fn refresh_auth_on(version: RwSignal<usize>) {
+    let auth = use_auth();
+    Effect::new(move |previous: Option<usize>| {
+        let current = version.get();
+        if previous.is_some_and(|p| p != current) {
+            auth.changed();
+        }
+        current
+    });
+}
+
+#[component]
+pub fn Header() -> impl IntoView {
+    let auth = use_auth();
+    let sign_out = SignOutAction::new();
+    refresh_auth_on(sign_out.version());
+    view! {
+        <header class="site-header">
+            <a class="brand" href="/">"Enclave"</a>
+            <nav aria-label="Main">
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        match auth.user.await {
+                            Ok(Some(user)) => {
+                                view! {
+                                    <a href="/dashboard">"Dashboard"</a>
+                                    <a href="/settings">"Settings"</a>
+                                    <span class="who" data-testid="signed-in-as">
+                                        {user.first_name}
+                                    </span>
+                                    <ActionForm action=sign_out attr:class="inline">
+                                        <button type="submit" class="link">"Sign out"</button>
+                                    </ActionForm>
+                                }
+                                    .into_any()
+                            }
+                            _ => {
+                                view! {
+                                    <a href="/sign-in">"Sign in"</a>
+                                    <a href="/sign-up" class="button">"Create account"</a>
+                                }
+                                    .into_any()
+                            }
+                        }
+                    })}
+                </Transition>
+            </nav>
+            <ThemeSwitcher/>
+        </header>
+    }
+}
+
+/// Renders `children` for a signed-in user; sends anyone else to sign-in with
+/// a way back here. (The server does the same for a page load before any of
+/// this renders; this covers navigation inside the app.)
+#[component]
+pub fn RequireUser(children: ChildrenFn) -> impl IntoView {
+    let auth = use_auth();
+    let location = use_location();
+    let children = StoredValue::new(children);
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match auth.user.await {
+                    Ok(Some(_)) => children.read_value()().into_any(),
+                    _ => {
+                        let here = format!(
+                            "{}{}",
+                            location.pathname.get_untracked(),
+                            location.search.get_untracked(),
+                        );
+                        view! {
+                            <Redirect path=format!("/sign-in?next={}", encode_component(&here))/>
+                        }
+                            .into_any()
+                    }
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// The current user; only for use under `RequireUser`.
+pub fn signed_in_user() -> impl Fn() -> Option<UserView> + Copy {
+    let auth = use_auth();
+    move || auth.user.get().and_then(Result::ok).flatten()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn encode_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The form-wide error of a failed action (anything not tied to one field).
+#[component]
+pub fn FormError(#[prop(into)] error: Signal<Option<AppError>>) -> impl IntoView {
+    move || {
+        error.get().and_then(|err| match err {
+            AppError::Invalid(_) => None,
+            other => Some(view! {
+                <p class="form-error" role="alert">
+                    {other.to_string()}
+                </p>
+            }),
+        })
+    }
+}
+
+/// A labelled input with its validation message underneath.
+#[component]
+pub fn Field(
+    label: &'static str,
+    name: &'static str,
+    #[prop(default = "text")] kind: &'static str,
+    #[prop(optional)] autocomplete: &'static str,
+    #[prop(optional)] hint: &'static str,
+    #[prop(into)] error: Signal<Option<AppError>>,
+) -> impl IntoView {
+    let message = move || error.get().and_then(|e| e.field_message(name));
+    let id = format!("field-{name}");
+    let message_id = format!("{id}-error");
+    view! {
+        <div class="field" class:invalid=move || message().is_some()>
+            <label for=id.clone()>{label}</label>
+            <input
+                id=id
+                name=name
+                type=kind
+                autocomplete=autocomplete
+                required=true
+                aria-invalid=move || message().is_some().to_string()
+                aria-describedby=message_id.clone()
+            />
+            {(!hint.is_empty()).then(|| view! { <p class="hint">{hint}</p> })}
+            <p class="field-error" id=message_id>
+                {message}
+            </p>
+        </div>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_component;
+
+    #[test]
+    fn encode_component_escapes_reserved_characters() {
+        assert_eq!(
+            encode_component("/settings?a=1&b"),
+            "%2Fsettings%3Fa%3D1%26b"
+        );
+        assert_eq!(encode_component("plain-Text_1.~"), "plain-Text_1.~");
+    }
+}

@@ -1,0 +1,129 @@
+//! Enclave's server: wiring only. Configuration ([`config`]), logging
+//! ([`telemetry`]), middleware ([`middleware`]), the router and graceful
+//! startup/shutdown (here). Application logic lives in the `app` crate.
+
+pub mod config;
+pub mod middleware;
+pub mod telemetry;
+
+use std::{sync::Arc, time::Duration};
+
+use app::{App, platform::AppState, shell};
+use axum::{
+    Router, http::StatusCode, middleware::from_fn, middleware::from_fn_with_state, routing::get,
+};
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use sqlx::{PgPool, postgres::PgPoolOptions};
+
+/// The migrations in `migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Connects to PostgreSQL and brings the schema up to date.
+pub async fn connect_db(url: &str) -> anyhow::Result<PgPool> {
+    let pool = PgPoolOptions::new()
+        .max_connections(20)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(|e| anyhow::anyhow!("could not connect to PostgreSQL: {e}"))?;
+    MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("could not apply database migrations: {e}"))?;
+    Ok(pool)
+}
+
+/// Leptos' build settings: from the variables cargo-leptos sets (at build or
+/// run time), or the workspace defaults when run some other way.
+pub fn leptos_options() -> LeptosOptions {
+    match get_configuration(None) {
+        Ok(conf) => conf.leptos_options,
+        Err(_) => LeptosOptions::builder()
+            .output_name("enclave")
+            .site_root(std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into()))
+            .site_pkg_dir("pkg")
+            .build(),
+    }
+}
+
+/// The whole HTTP surface: pages, server functions, static files, health.
+pub fn router(state: AppState, public_url: &str) -> Router {
+    let routes = generate_route_list(App);
+    let public_url: Arc<str> = Arc::from(public_url.trim_end_matches('/'));
+    let context_state = state.clone();
+    Router::new()
+        .route("/health", get(health))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            move || {
+                provide_context(context_state.clone());
+                // The nonce the security-headers middleware put in this
+                // response's CSP, so Leptos' inline scripts carry it.
+                if let Some(nonce) = use_context::<http::request::Parts>()
+                    .and_then(|p| p.extensions.get::<middleware::CspNonce>().cloned())
+                {
+                    provide_context(leptos::nonce::Nonce::from_value(nonce.0));
+                }
+            },
+            {
+                let options = state.leptos_options.clone();
+                move || shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(from_fn(middleware::server_fn_errors))
+        .layer(from_fn_with_state(state.clone(), middleware::session))
+        .layer(from_fn_with_state(public_url, middleware::origin_check))
+        .layer(from_fn(middleware::security_headers))
+        .with_state(state)
+}
+
+/// Liveness and database reachability.
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (StatusCode, &'static str) {
+    match sqlx::query("SELECT 1").execute(&state.db).await {
+        Ok(_) => (StatusCode::OK, "ok"),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets requests
+/// in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,271 @@
+//! HTTP middleware, outermost first: security headers (with the per-request CSP
+//! nonce), the cross-origin check, session resolution (which also sends a
+//! signed-out visitor of a protected page to sign-in), and the status of
+//! server function errors.
+
+use std::net::{IpAddr, SocketAddr};
+
+use app::{
+    GUEST_PATHS, PROTECTED_PATHS,
+    auth::server::{AuthSession, read_cookie, resolve_session, session_cookie_name},
+    error::AppError,
+    path_matches,
+    platform::{AppState, request::ClientIp},
+    ui::encode_component,
+};
+use axum::{
+    extract::{ConnectInfo, Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse, Redirect, Response},
+};
+use base64::{Engine as _, engine::general_purpose::STANDARD_NO_PAD};
+use rand::RngCore as _;
+
+/// The nonce that this response's inline scripts carry and its CSP allows.
+#[derive(Debug, Clone)]
+pub struct CspNonce(pub String);
+
+fn content_security_policy(nonce: &str) -> String {
+    // 'wasm-unsafe-eval' lets the page compile its WASM; it does not allow eval().
+    format!(
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
+         style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
+         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+}
+
+pub async fn security_headers(mut req: Request, next: Next) -> Response {
+    let mut bytes = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let nonce = STANDARD_NO_PAD.encode(bytes);
+    req.extensions_mut().insert(CspNonce(nonce.clone()));
+    let is_asset = req.uri().path().starts_with("/pkg/");
+
+    let mut res = next.run(req).await;
+    let headers = res.headers_mut();
+    let mut set = |name: header::HeaderName, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    };
+    set(
+        header::CONTENT_SECURITY_POLICY,
+        &content_security_policy(&nonce),
+    );
+    set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    // Same-origin requests keep the Referer, which plain form posts need to
+    // come back to their page; other sites get nothing.
+    set(header::REFERRER_POLICY, "same-origin");
+    set(header::X_FRAME_OPTIONS, "DENY");
+    set(
+        header::HeaderName::from_static("cross-origin-opener-policy"),
+        "same-origin",
+    );
+    set(
+        header::HeaderName::from_static("permissions-policy"),
+        "camera=(), microphone=(), geolocation=(), payment=()",
+    );
+    if !is_asset && !res.headers().contains_key(header::CACHE_CONTROL) {
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
+}
+
+/// Whether a state-changing request comes from our own pages. Browsers send
+/// `Sec-Fetch-Site` (and `Origin`) with every such request, and no page on
+/// another site can forge them; a request without either comes from a
+/// non-browser client, which cannot carry a victim's cookies, so it passes.
+/// This is the check Go's `http.CrossOriginProtection` makes.
+pub fn same_origin(headers: &HeaderMap, public_url: &str) -> bool {
+    let get = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = get(header::HeaderName::from_static("sec-fetch-site")) {
+        return matches!(site, "same-origin" | "none");
+    }
+    let Some(origin) = get(header::ORIGIN) else {
+        return true;
+    };
+    if origin.eq_ignore_ascii_case(public_url.trim_end_matches('/')) {
+        return true;
+    }
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+    get(header::HOST)
+        .is_some_and(|host| !origin_host.is_empty() && origin_host.eq_ignore_ascii_case(host))
+}
+
+pub async fn origin_check(
+    State(public_url): State<std::sync::Arc<str>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe && !same_origin(req.headers(), &public_url) {
+        tracing::warn!(method = %req.method(), path = req.uri().path(), "cross-origin request refused");
+        return (
+            StatusCode::FORBIDDEN,
+            "Cross-origin request refused: this action must come from Enclave's own pages.",
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// The client's address: the TCP peer, or the first `X-Forwarded-For` entry
+/// when the operator said a proxy sets it.
+fn client_ip(req: &Request, trust_forwarded_for: bool) -> IpAddr {
+    if trust_forwarded_for
+        && let Some(ip) = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return ip;
+    }
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+}
+
+pub async fn session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    if path.starts_with("/pkg/") {
+        return next.run(req).await;
+    }
+    let ip = client_ip(&req, state.settings.trust_forwarded_for);
+    req.extensions_mut().insert(ClientIp(ip));
+
+    let cookie_name = session_cookie_name(&state.settings);
+    let token = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| read_cookie(h, cookie_name));
+    let session: Option<AuthSession> = match token {
+        None => None,
+        Some(token) => match resolve_session(&state.db, &token).await {
+            Ok(session) => session,
+            Err(_) => {
+                // The cause is logged by AppError::internal; answer without detail.
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Enclave cannot reach its database right now. Please try again shortly.",
+                )
+                    .into_response();
+            }
+        },
+    };
+
+    let is_page = req.method() == Method::GET && !path.starts_with("/api/");
+    if is_page && session.is_none() && path_matches(PROTECTED_PATHS, &path) {
+        let here = req
+            .uri()
+            .path_and_query()
+            .map_or(path.clone(), |pq| pq.as_str().to_owned());
+        return Redirect::to(&format!("/sign-in?next={}", encode_component(&here))).into_response();
+    }
+    if is_page && session.is_some() && path_matches(GUEST_PATHS, &path) {
+        return Redirect::to("/dashboard").into_response();
+    }
+    if let Some(session) = session {
+        req.extensions_mut().insert(session);
+    }
+    next.run(req).await
+}
+
+/// Server functions answer every error with 500; this gives each `AppError`
+/// its own status (422, 401, 429 with `Retry-After`, ...), including errors
+/// raised before the function body ran, such as a form with a missing field.
+pub async fn server_fn_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    // A plain form post's error is a redirect back to the form: leave it be.
+    if res.status() != StatusCode::INTERNAL_SERVER_ERROR
+        || !res.headers().contains_key("serverfnerror")
+    {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    // Error bodies are a few hundred bytes; anything larger is not ours.
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "Internal error").into_response();
+    };
+    if let Ok(err) = serde_json::from_slice::<AppError>(&bytes) {
+        parts.status =
+            StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if let AppError::RateLimited { retry_after_secs } = err {
+            parts
+                .headers
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    const PUBLIC: &str = "https://enclave.example.com";
+
+    #[test]
+    fn fetch_metadata_decides_when_present() {
+        assert!(same_origin(
+            &headers(&[("sec-fetch-site", "same-origin")]),
+            PUBLIC
+        ));
+        assert!(same_origin(&headers(&[("sec-fetch-site", "none")]), PUBLIC));
+        assert!(!same_origin(
+            &headers(&[("sec-fetch-site", "cross-site")]),
+            PUBLIC
+        ));
+        assert!(!same_origin(
+            &headers(&[("sec-fetch-site", "same-site")]),
+            PUBLIC
+        ));
+        // A matching Origin does not override a cross-site fetch.
+        assert!(!same_origin(
+            &headers(&[("sec-fetch-site", "cross-site"), ("origin", PUBLIC)]),
+            PUBLIC
+        ));
+    }
+
+    #[test]
+    fn origin_must_match_public_url_or_host() {
+        assert!(same_origin(&headers(&[("origin", PUBLIC)]), PUBLIC));
+        assert!(same_origin(
+            &headers(&[
+                ("origin", "http://localhost:3000"),
+                ("host", "localhost:3000")
+            ]),
+            PUBLIC
+        ));
+        assert!(!same_origin(
+            &headers(&[
+                ("origin", "https://evil.example"),
+                ("host", "enclave.example.com")
+            ]),
+            PUBLIC
+        ));
+        assert!(!same_origin(
+            &headers(&[("origin", "null"), ("host", "null")]),
+            PUBLIC
+        ));
+    }
+
+    #[test]
+    fn non_browser_clients_without_origin_pass() {
+        assert!(same_origin(&HeaderMap::new(), PUBLIC));
+    }
+}

@@ -1,0 +1,711 @@
+//! Sign-up, sign-in, sessions and their limits, through the real HTTP stack
+//! against a fresh PostgreSQL database per test.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use app::platform::settings::Limit;
+use common::{PASSWORD, TestApp, relaxed_settings, session_token, set_cookie};
+use reqwest::header;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sign_up_creates_the_account_and_signs_in(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let client = app.client();
+    let res = app.sign_up(&client, "  Ada@Example.COM ", PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    let cookie = set_cookie(&res, "enclave_session").unwrap();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert_eq!(
+        app.current_user(&client).await,
+        json!({"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"})
+    );
+    // Stored normalised, with an argon2id hash and the age confirmation.
+    let (email, hash, age): (String, String, Option<chrono::DateTime<chrono::Utc>>) =
+        sqlx::query_as("SELECT email, password_hash, age_confirmed_at FROM users")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(email, "ada@example.com");
+    assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    assert!(!hash.contains(PASSWORD));
+    assert!(age.is_some());
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sign_up_validation_names_each_bad_field(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let client = app.client();
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[
+                ("first_name", ""),
+                ("last_name", "L"),
+                ("email", "a@example.com"),
+                ("password", PASSWORD),
+                ("age_confirmed", "yes"),
+            ],
+            "first_name",
+        ),
+        (
+            &[
+                ("first_name", "A"),
+                ("last_name", " "),
+                ("email", "a@example.com"),
+                ("password", PASSWORD),
+                ("age_confirmed", "yes"),
+            ],
+            "last_name",
+        ),
+        (
+            &[
+                ("first_name", "A"),
+                ("last_name", "L"),
+                ("email", "not-an-email"),
+                ("password", PASSWORD),
+                ("age_confirmed", "yes"),
+            ],
+            "email",
+        ),
+        (
+            &[
+                ("first_name", "A"),
+                ("last_name", "L"),
+                ("email", "a@example.com"),
+                ("password", "short"),
+                ("age_confirmed", "yes"),
+            ],
+            "password",
+        ),
+        (
+            &[
+                ("first_name", "A"),
+                ("last_name", "L"),
+                ("email", "a@example.com"),
+                ("password", PASSWORD),
+            ],
+            "age_confirmed",
+        ),
+    ];
+    for (form, field) in cases {
+        let res = app.call(&client, "sign_up", form).await;
+        assert_eq!(res.status(), 422, "{field}");
+        let body: Value = res.json().await.unwrap();
+        let errors = body["Invalid"].as_array().expect("an Invalid error");
+        assert!(
+            errors.iter().any(|e| e["field"] == *field),
+            "{field} not named in {body}"
+        );
+    }
+    // A 64-character password is accepted (ASVS), as are multi-byte ones.
+    let long = "p".repeat(64);
+    let res = app
+        .call(
+            &client,
+            "sign_up",
+            &[
+                ("first_name", "A"),
+                ("last_name", "L"),
+                ("email", "long@example.com"),
+                ("password", &long),
+                ("age_confirmed", "yes"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.count("SELECT count(*) FROM users").await, 1);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_missing_form_field_is_a_clear_error_not_a_500(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let res = app
+        .call(&app.client(), "sign_up", &[("first_name", "Ada")])
+        .await;
+    assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body, json!("BadRequest"));
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn duplicate_email_is_refused_whatever_its_case(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.signed_up("grace@example.com").await;
+    let res = app
+        .sign_up(&app.client(), "GRACE@example.com", "another password")
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(set_cookie(&res, "enclave_session").is_none());
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["Invalid"][0]["field"], "email");
+    assert_eq!(app.count("SELECT count(*) FROM users").await, 1);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sign_in_succeeds_with_the_right_password_only(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.signed_up("alan@example.com").await;
+
+    let client = app.client();
+    let res = app.sign_in(&client, "Alan@Example.com", PASSWORD).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.current_user(&client).await["email"], "alan@example.com");
+
+    let wrong = app.client();
+    let res = app
+        .sign_in(&wrong, "alan@example.com", "wrong password")
+        .await;
+    assert_eq!(res.status(), 401);
+    assert!(set_cookie(&res, "enclave_session").is_none());
+    assert_eq!(app.current_user(&wrong).await, Value::Null);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn every_sign_in_failure_gets_the_same_answer(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.signed_up("known@example.com").await;
+    let mut bodies = Vec::new();
+    for (email, password) in [
+        ("known@example.com", "wrong password"),
+        ("unknown@example.com", "wrong password"),
+        ("unknown@example.com", PASSWORD),
+        ("not an email", PASSWORD),
+        ("known@example.com", &"x".repeat(500)),
+    ] {
+        let res = app.sign_in(&app.client(), email, password).await;
+        assert_eq!(res.status(), 401, "{email}");
+        bodies.push(res.text().await.unwrap());
+    }
+    assert!(bodies.iter().all(|b| b == &bodies[0]), "{bodies:?}");
+    assert_eq!(bodies[0], "\"InvalidCredentials\"");
+}
+
+/// Median sign-in time over a few attempts, each with a fresh email so the
+/// per-account limit never answers first.
+async fn median_sign_in(app: &TestApp, emails: &[String]) -> Duration {
+    let mut times = Vec::new();
+    for email in emails {
+        let start = Instant::now();
+        let res = app.sign_in(&app.client(), email, "wrong password").await;
+        times.push(start.elapsed());
+        assert_eq!(res.status(), 401);
+    }
+    times.sort();
+    times[times.len() / 2]
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn unknown_emails_cost_a_full_password_check(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let mut known = Vec::new();
+    for i in 0..5 {
+        let email = format!("timing{i}@example.com");
+        app.signed_up(&email).await;
+        known.push(email);
+    }
+    let unknown: Vec<String> = (0..5).map(|i| format!("nobody{i}@example.com")).collect();
+    let known_time = median_sign_in(&app, &known).await;
+    let unknown_time = median_sign_in(&app, &unknown).await;
+    // Without the dummy hash an unknown email answers in about a millisecond,
+    // against tens of milliseconds for argon2; the bound leaves wide margins.
+    assert!(
+        unknown_time * 2 >= known_time,
+        "unknown {unknown_time:?} vs known {known_time:?}"
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sessions_are_stored_hashed_and_new_at_every_sign_in(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let first = app
+        .sign_up(&app.client(), "hash@example.com", PASSWORD)
+        .await;
+    let first_token = session_token(&first);
+    let second = app
+        .sign_in(&app.client(), "hash@example.com", PASSWORD)
+        .await;
+    let second_token = session_token(&second);
+    assert_ne!(first_token, second_token);
+    // At least 128 bits of randomness: 32 bytes, base64url.
+    assert!(first_token.len() >= 43, "{first_token}");
+
+    let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM sessions")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(hashes.len(), 2);
+    for token in [&first_token, &second_token] {
+        let digest = Sha256::digest(token.as_bytes()).to_vec();
+        assert!(hashes.contains(&digest));
+        assert!(!hashes.contains(&token.as_bytes().to_vec()));
+    }
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sign_out_ends_the_session_on_the_server(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let res = app
+        .sign_up(&app.client(), "out@example.com", PASSWORD)
+        .await;
+    let token = session_token(&res);
+
+    // A second client replaying the same token sees what the server sees.
+    let replay = || {
+        app.client()
+            .post(app.url("/api/current_user"))
+            .header(header::COOKIE, format!("enclave_session={token}"))
+            .header(header::ACCEPT, "application/json")
+            .send()
+    };
+    assert_eq!(
+        replay().await.unwrap().json::<Value>().await.unwrap()["email"],
+        "out@example.com"
+    );
+
+    let client = app.client();
+    let res = client
+        .post(app.url("/api/sign_out"))
+        .header(header::COOKIE, format!("enclave_session={token}"))
+        .header(header::ACCEPT, "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let cleared = set_cookie(&res, "enclave_session").unwrap();
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+
+    assert_eq!(
+        replay().await.unwrap().json::<Value>().await.unwrap(),
+        Value::Null
+    );
+    assert_eq!(app.count("SELECT count(*) FROM sessions").await, 0);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sign_out_everywhere_ends_every_session_of_that_user_only(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let laptop = app.signed_up("many@example.com").await;
+    let phone = app.client();
+    assert_eq!(
+        app.sign_in(&phone, "many@example.com", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    let someone_else = app.signed_up("other@example.com").await;
+
+    let res = app.call(&laptop, "sign_out_everywhere", &[]).await;
+    assert_eq!(res.status(), 200);
+
+    assert_eq!(app.current_user(&laptop).await, Value::Null);
+    assert_eq!(app.current_user(&phone).await, Value::Null);
+    assert_eq!(
+        app.current_user(&someone_else).await["email"],
+        "other@example.com"
+    );
+
+    // Signed out, it asks for a session.
+    let res = app.call(&app.client(), "sign_out_everywhere", &[]).await;
+    assert_eq!(res.status(), 401);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_expired_session_is_signed_out(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let client = app.signed_up("expiry@example.com").await;
+    assert_eq!(
+        app.current_user(&client).await["email"],
+        "expiry@example.com"
+    );
+
+    sqlx::query("UPDATE sessions SET expires_at = now() - interval '1 second'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(app.current_user(&client).await, Value::Null);
+    let res = client.get(app.url("/dashboard")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn session_cookie_lives_as_long_as_the_configured_ttl(db: PgPool) {
+    let settings = app::platform::Settings {
+        session_ttl: Duration::from_secs(2 * 3600),
+        ..relaxed_settings()
+    };
+    let app = TestApp::spawn_with(db, settings).await;
+    let res = app
+        .sign_up(&app.client(), "ttl@example.com", PASSWORD)
+        .await;
+    assert!(
+        set_cookie(&res, "enclave_session")
+            .unwrap()
+            .contains("Max-Age=7200")
+    );
+    let seconds: f64 = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM expires_at - created_at)::float8 FROM sessions",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!((seconds - 7200.0).abs() < 5.0, "{seconds}");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn failed_sign_ins_are_limited_per_account(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.signed_up("target@example.com").await;
+    let limit = app.settings.sign_in_per_account.max;
+    for _ in 0..limit {
+        let res = app
+            .sign_in(&app.client(), "target@example.com", "guess")
+            .await;
+        assert_eq!(res.status(), 401);
+    }
+    // Now even the right password waits, and the answer says for how long.
+    let res = app
+        .sign_in(&app.client(), "target@example.com", PASSWORD)
+        .await;
+    assert_eq!(res.status(), 429);
+    let retry_after: u64 = res.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after > 0 && retry_after <= 15 * 60, "{retry_after}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["RateLimited"]["retry_after_secs"], retry_after);
+
+    // Another account is not affected.
+    app.signed_up("bystander@example.com").await;
+    assert_eq!(
+        app.sign_in(&app.client(), "bystander@example.com", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+
+    // Once the window has passed, the right password works and resets the count.
+    sqlx::query("UPDATE rate_limits SET window_start = now() - interval '1 hour'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.sign_in(&app.client(), "target@example.com", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sign_ins_are_limited_per_client_address(db: PgPool) {
+    let settings = app::platform::Settings {
+        sign_in_per_ip: Limit::new(3, 600),
+        trust_forwarded_for: true,
+        ..relaxed_settings()
+    };
+    let app = TestApp::spawn_with(db, settings).await;
+    let attempt = |ip: &'static str, email: String| {
+        let client = app.client();
+        let url = app.url("/api/sign_in");
+        async move {
+            client
+                .post(url)
+                .header("x-forwarded-for", ip)
+                .header(header::ACCEPT, "application/json")
+                .form(&[("email", email.as_str()), ("password", "guess")])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for i in 0..3 {
+        assert_eq!(
+            attempt("203.0.113.7", format!("u{i}@example.com"))
+                .await
+                .status(),
+            401
+        );
+    }
+    let res = attempt("203.0.113.7", "u9@example.com".into()).await;
+    assert_eq!(res.status(), 429);
+    let body: Value = res.json().await.unwrap();
+    assert!(body["RateLimited"]["retry_after_secs"].as_u64().unwrap() <= 600);
+    // Another address still gets an answer on the merits.
+    assert_eq!(
+        attempt("198.51.100.1", "u9@example.com".into())
+            .await
+            .status(),
+        401
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sign_ups_are_limited_per_client_address(db: PgPool) {
+    let settings = app::platform::Settings {
+        sign_up_per_ip: Limit::new(2, 3600),
+        ..relaxed_settings()
+    };
+    let app = TestApp::spawn_with(db, settings).await;
+    for i in 0..2 {
+        let res = app
+            .sign_up(&app.client(), &format!("s{i}@example.com"), PASSWORD)
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+    let res = app.sign_up(&app.client(), "s3@example.com", PASSWORD).await;
+    assert_eq!(res.status(), 429);
+    assert_eq!(app.count("SELECT count(*) FROM users").await, 2);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn cross_origin_state_changes_are_refused(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let form = [
+        ("first_name", "Eve"),
+        ("last_name", "Mallory"),
+        ("email", "eve@example.com"),
+        ("password", PASSWORD),
+        ("age_confirmed", "yes"),
+    ];
+    let client = app.client();
+    let from_evil = client
+        .post(app.url("/api/sign_up"))
+        .header(header::ORIGIN, "https://evil.example")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_evil.status(), 403);
+    assert!(
+        from_evil
+            .text()
+            .await
+            .unwrap()
+            .contains("Cross-origin request refused")
+    );
+
+    let fetch_metadata = client
+        .post(app.url("/api/sign_up"))
+        .header("sec-fetch-site", "cross-site")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetch_metadata.status(), 403);
+    assert_eq!(app.count("SELECT count(*) FROM users").await, 0);
+
+    // The same request from our own origin goes through.
+    let own = client
+        .post(app.url("/api/sign_up"))
+        .header(header::ORIGIN, app.url(""))
+        .header(header::ACCEPT, "application/json")
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(own.status(), 200);
+    assert_eq!(app.count("SELECT count(*) FROM users").await, 1);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn protected_pages_send_signed_out_visitors_to_sign_in_and_back(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let res = app
+        .client()
+        .get(app.url("/settings?tab=security"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(
+        res.headers()[header::LOCATION],
+        "/sign-in?next=%2Fsettings%3Ftab%3Dsecurity"
+    );
+
+    // A plain form post (no JavaScript) signs in and goes where `next` says.
+    app.signed_up("back@example.com").await;
+    let client = app.client();
+    let res = client
+        .post(app.url("/api/sign_in"))
+        .header(header::ACCEPT, "text/html")
+        .header(header::REFERER, app.url("/sign-in?next=%2Fsettings"))
+        .form(&[
+            ("email", "back@example.com"),
+            ("password", PASSWORD),
+            ("next", "/settings"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    assert_eq!(res.headers()[header::LOCATION], "/settings");
+    let page = client.get(app.url("/settings")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("back@example.com"));
+
+    // Signed in, the sign-in page sends you to the dashboard.
+    let res = client.get(app.url("/sign-in")).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()[header::LOCATION], "/dashboard");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn next_cannot_redirect_off_site(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    app.signed_up("safe@example.com").await;
+    for hostile in ["https://evil.example/", "//evil.example", "/\\evil.example"] {
+        let res = app
+            .client()
+            .post(app.url("/api/sign_in"))
+            .header(header::ACCEPT, "text/html")
+            .header(header::REFERER, app.url("/sign-in"))
+            .form(&[
+                ("email", "safe@example.com"),
+                ("password", PASSWORD),
+                ("next", hostile),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 302, "{hostile}");
+        assert_eq!(res.headers()[header::LOCATION], "/dashboard", "{hostile}");
+    }
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_failed_form_post_returns_to_the_form_with_the_error(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let client = app.client();
+    let res = client
+        .post(app.url("/api/sign_in"))
+        .header(header::ACCEPT, "text/html")
+        .header(header::REFERER, app.url("/sign-in"))
+        .form(&[
+            ("email", "nobody@example.com"),
+            ("password", "wrong password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let location = res.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    assert!(
+        location.contains("/sign-in") && location.contains("__err="),
+        "{location}"
+    );
+    assert!(
+        !location.contains("wrong"),
+        "the password must not travel in the URL"
+    );
+
+    let page = client
+        .get(app.url(&location.replace(&app.url(""), "")))
+        .send()
+        .await
+        .unwrap();
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("The email or password is incorrect."),
+        "{html}"
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn pages_carry_security_headers_and_a_nonce_csp(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let res = app.client().get(app.url("/sign-in")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let headers = res.headers().clone();
+    let csp = headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(csp.contains("object-src 'none'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    assert_eq!(headers[header::REFERRER_POLICY], "same-origin");
+    assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+        .unwrap()
+        .to_owned();
+    let html = res.text().await.unwrap();
+    let scripts = html.matches("<script").count();
+    assert!(scripts > 0);
+    assert_eq!(
+        html.matches(&format!("nonce=\"{nonce}\"")).count(),
+        scripts,
+        "every inline script must carry this response's nonce"
+    );
+
+    // A fresh nonce per response.
+    let again = app.client().get(app.url("/sign-in")).send().await.unwrap();
+    assert!(
+        !again.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains(&nonce)
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn theme_is_a_persistent_cookie_rendered_on_the_server(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let client = app.client();
+    let res = app.call(&client, "set_theme", &[("theme", "dark")]).await;
+    assert_eq!(res.status(), 200);
+    let cookie = set_cookie(&res, "theme").unwrap();
+    assert!(cookie.contains("Max-Age=31536000"), "{cookie}");
+
+    let html = client
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("<html lang=\"en\" data-theme=\"dark\""),
+        "{}",
+        &html[..200]
+    );
+
+    let res = app.call(&client, "set_theme", &[("theme", "purple")]).await;
+    assert_eq!(res.status(), 422);
+    let html = app
+        .client()
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("data-theme=\"system\""));
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn unknown_pages_are_404_and_health_answers(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let res = app
+        .client()
+        .get(app.url("/no-such-page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = app.client().get(app.url("/health")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}

@@ -1,0 +1,161 @@
+//! `TestApp`: the real router on a real port, over a fresh database per test
+//! (`#[sqlx::test]`), driven with a real HTTP client.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use app::platform::{AppState, Settings, settings::Limit};
+use reqwest::{Client, Response, header};
+use sqlx::PgPool;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: PgPool,
+    pub settings: Settings,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Limits high enough that only the rate-limit tests meet them.
+pub fn relaxed_settings() -> Settings {
+    Settings {
+        sign_in_per_ip: Limit::new(1_000, 900),
+        sign_up_per_ip: Limit::new(1_000, 3_600),
+        ..Settings::default()
+    }
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+impl TestApp {
+    pub async fn spawn(db: PgPool) -> Self {
+        Self::spawn_with(db, relaxed_settings()).await
+    }
+
+    pub async fn spawn_with(db: PgPool, settings: Settings) -> Self {
+        let options = leptos::config::LeptosOptions::builder()
+            .output_name("enclave")
+            .site_root("target/site")
+            .site_pkg_dir("pkg")
+            .build();
+        let state = AppState::new(options, db.clone(), settings.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = server::router(state, &format!("http://{addr}"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            server::serve(listener, router, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        TestApp {
+            addr,
+            db,
+            settings,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// A browser-like client with its own cookie jar that does not follow redirects.
+    pub fn client(&self) -> Client {
+        Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap()
+    }
+
+    /// Calls server function `name` the way the hydrated app does.
+    pub async fn call(&self, client: &Client, name: &str, form: &[(&str, &str)]) -> Response {
+        client
+            .post(self.url(&format!("/api/{name}")))
+            .header(header::ACCEPT, "application/json")
+            .header("sec-fetch-site", "same-origin")
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn sign_up(&self, client: &Client, email: &str, password: &str) -> Response {
+        self.call(
+            client,
+            "sign_up",
+            &[
+                ("first_name", "Ada"),
+                ("last_name", "Lovelace"),
+                ("email", email),
+                ("password", password),
+                ("age_confirmed", "yes"),
+            ],
+        )
+        .await
+    }
+
+    pub async fn sign_in(&self, client: &Client, email: &str, password: &str) -> Response {
+        self.call(
+            client,
+            "sign_in",
+            &[("email", email), ("password", password)],
+        )
+        .await
+    }
+
+    /// A new client signed in as a new account with `email`.
+    pub async fn signed_up(&self, email: &str) -> Client {
+        let client = self.client();
+        let res = self.sign_up(&client, email, PASSWORD).await;
+        assert_eq!(
+            res.status(),
+            200,
+            "sign-up failed: {}",
+            res.text().await.unwrap()
+        );
+        client
+    }
+
+    /// The signed-in user as the server sees it (`null` when signed out).
+    pub async fn current_user(&self, client: &Client) -> serde_json::Value {
+        let res = self.call(client, "current_user", &[]).await;
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
+    }
+}
+
+/// The value of the `Set-Cookie` for `name`, if the response sets it.
+pub fn set_cookie(res: &Response, name: &str) -> Option<String> {
+    res.headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+/// The session token a response set.
+pub fn session_token(res: &Response) -> String {
+    let cookie = set_cookie(res, "enclave_session").expect("a session cookie");
+    cookie["enclave_session=".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
