@@ -62,6 +62,14 @@ install_with_lock_fix() {
   rm -rf "$(dirname "$src")"
 }
 
+# Small tools the scripts use.
+missing=()
+for tool in curl python3 make; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+done
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+
 # PostgreSQL server binaries (initdb, pg_ctl) for the private dev/test cluster.
 if [ -z "$(pg_bin)" ] && [ -z "${DATABASE_URL:-}" ]; then
   apt_install postgresql

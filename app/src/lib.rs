@@ -21,7 +21,7 @@ pub mod ui;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
-    StaticSegment,
+    SsrMode, StaticSegment,
     components::{FlatRoutes, Route, Router},
 };
 
@@ -69,10 +69,25 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// Every page renders in `SsrMode::Async`: the server waits for the page's
+/// data and sends complete HTML, so pages read and work with JavaScript off
+/// (out-of-order streaming would leave `<Suspense>` content for a script to
+/// swap in). The data is in-process and fast, so the wait is short.
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_auth();
+    // Effects run only in the browser, after hydration: mark the page as live
+    // (the browser tests use it to tell the hydrated path from the plain one).
+    Effect::new(|_| {
+        #[cfg(feature = "hydrate")]
+        if let Some(body) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.body())
+        {
+            let _ = body.set_attribute("data-hydrated", "");
+        }
+    });
     view! {
         <Stylesheet id="leptos" href="/pkg/enclave.css"/>
         <Title formatter=|title: String| format!("{title} · Enclave")/>
@@ -80,11 +95,11 @@ pub fn App() -> impl IntoView {
             <Header/>
             <main id="main">
                 <FlatRoutes fallback=NotFound>
-                    <Route path=StaticSegment("") view=HomePage/>
-                    <Route path=StaticSegment("sign-in") view=SignInPage/>
-                    <Route path=StaticSegment("sign-up") view=SignUpPage/>
-                    <Route path=StaticSegment("dashboard") view=DashboardPage/>
-                    <Route path=StaticSegment("settings") view=SettingsPage/>
+                    <Route path=StaticSegment("") view=HomePage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("sign-in") view=SignInPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("sign-up") view=SignUpPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("dashboard") view=DashboardPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>
                 </FlatRoutes>
             </main>
         </Router>

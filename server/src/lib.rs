@@ -52,7 +52,7 @@ pub fn router(state: AppState, public_url: &str) -> Router {
     let routes = generate_route_list(App);
     let public_url: Arc<str> = Arc::from(public_url.trim_end_matches('/'));
     let context_state = state.clone();
-    Router::new()
+    let router = Router::new()
         .route("/health", get(health))
         .leptos_routes_with_context(
             &state,
@@ -77,7 +77,8 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .layer(from_fn_with_state(state.clone(), middleware::session))
         .layer(from_fn_with_state(public_url, middleware::origin_check))
         .layer(from_fn(middleware::security_headers))
-        .with_state(state)
+        .with_state(state);
+    telemetry::with_request_log(router)
 }
 
 /// Liveness and database reachability.

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The README's first command: install what is missing, start a private
+# PostgreSQL cluster (unless DATABASE_URL is set), create a dev master key once,
+# then build and serve Enclave on http://127.0.0.1:3000. Ctrl-C stops it all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+.ci/tools.sh build
+
+mkdir -p .data
+if [ -z "${DATABASE_URL:-}" ] && [ -z "${ENCLAVE_DATABASE_URL:-}" ]; then
+  base=$(.ci/pg.sh start .data/pg)
+  trap '.ci/pg.sh stop .data/pg' EXIT
+  psql -q "$base/postgres" -tc "SELECT 1 FROM pg_database WHERE datname = 'enclave'" | grep -q 1 \
+    || psql -q "$base/postgres" -c "CREATE DATABASE enclave" >/dev/null
+  export DATABASE_URL="$base/enclave"
+fi
+
+# A development master key, made once and kept (git-ignored) in .data/.
+if [ -z "${ENCLAVE_MASTER_KEY:-}" ] && [ -z "${ENCLAVE_MASTER_KEY_FILE:-}" ]; then
+  if [ ! -s .data/master.key ]; then
+    (umask 077 && head -c 32 /dev/urandom | base64 > .data/master.key)
+    echo "[dev] created a development master key in .data/master.key"
+  fi
+  export ENCLAVE_MASTER_KEY_FILE="$root/.data/master.key"
+fi
+
+echo "[dev] building and serving Enclave on http://127.0.0.1:3000"
+cargo leptos serve

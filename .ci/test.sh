@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The README's second command, and what CI runs: formatting, lints for the
+# server and the WASM build, the check that no server-only crate reaches the
+# WASM bundle, Rust tests against a real PostgreSQL, and browser tests in
+# Debian's Chromium against the real server. Starts everything it needs and
+# stops it all on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+step() { printf '\n==> %s\n' "$*"; }
+
+step "tools"
+.ci/tools.sh test
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy (server side, all targets)"
+cargo clippy -p app -p server --features app/ssr --all-targets -- -D warnings
+step "clippy (WASM side)"
+cargo clippy -p app -p frontend --features app/hydrate --target wasm32-unknown-unknown -- -D warnings
+
+step "no server-only crate in the WASM bundle"
+forbidden='^(sqlx|sqlx-core|sqlx-postgres|tokio|axum|hyper|argon2|sha2|cookie|leptos_axum|reqwest|tower|tower-http|aes-gcm|tracing-subscriber|rustls|ring)$'
+leaks=$(cargo tree -p frontend --target wasm32-unknown-unknown -e normal,no-proc-macro --prefix none --format '{p}' \
+  | awk '{print $1}' | sort -u | grep -E "$forbidden" || true)
+if [ -n "$leaks" ]; then
+  echo "server-only crates reached the WASM bundle:" $leaks >&2
+  exit 1
+fi
+echo "ok: none of them is a dependency of frontend on wasm32"
+
+# Everything below needs a database: a throwaway cluster unless DATABASE_URL is set.
+if [ -z "${DATABASE_URL:-}" ]; then
+  rm -rf .data/test-pg
+  export PG_EXTRA_OPTS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  base=$(.ci/pg.sh start .data/test-pg)
+  export DATABASE_URL="$base/postgres"
+fi
+server_pid=""
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  [ -d .data/test-pg ] && .ci/pg.sh stop .data/test-pg || true
+}
+trap cleanup EXIT
+
+step "Rust tests (a fresh database per test)"
+RUST_BACKTRACE=0 cargo test -p app -p server --features app/ssr
+
+step "build the app (cargo leptos build)"
+cargo leptos build
+
+step "browser tests (Playwright, Debian Chromium)"
+psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS enclave_e2e" -c "CREATE DATABASE enclave_e2e" >/dev/null
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+log="$root/target/e2e-server.log"
+LEPTOS_SITE_ROOT="$root/target/site" \
+ENCLAVE_DATABASE_URL="${DATABASE_URL%/*}/enclave_e2e" \
+ENCLAVE_ADDR="127.0.0.1:$port" \
+ENCLAVE_PUBLIC_URL="http://127.0.0.1:$port" \
+ENCLAVE_MASTER_KEY="$(head -c 32 /dev/urandom | base64)" \
+ENCLAVE_LOG="info" \
+ENCLAVE_SIGN_UP_LIMIT_PER_IP=10000 \
+ENCLAVE_SIGN_IN_LIMIT_PER_IP=10000 \
+  target/debug/server >"$log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
+  sleep 0.2
+done
+e2e_out="$root/target/e2e-playwright.txt"
+set +e
+(cd end2end && BASE_URL="http://127.0.0.1:$port" npx playwright test) 2>&1 | tee "$e2e_out"
+e2e_rc=${PIPESTATUS[0]}
+set -e
+
+step "no secret in the server log"
+# Every password and email the browser tests typed carries this canary
+# (end2end/tests/helpers.ts); none may reach a log line.
+canary_hits=$(grep -c "canary7f3e" "$log" || true)
+if [ "$canary_hits" -ne 0 ]; then
+  echo "the server log holds $canary_hits line(s) with a password or email typed in the browser tests:" >&2
+  grep "canary7f3e" "$log" | head -5 | cut -c1-200 >&2
+  exit 1
+fi
+[ -s "$log" ] || { echo "the server wrote no log at all: the check above proves nothing" >&2; exit 1; }
+echo "ok: $(wc -l < "$log") log lines, no canary"
+
+passed=$(grep -oE '[0-9]+ passed' "$e2e_out" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
+failed=$(grep -oE '[0-9]+ failed' "$e2e_out" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
+echo
+echo "browser tests: $passed passed, $failed failed"
+exit "$e2e_rc"

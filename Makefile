@@ -1,0 +1,11 @@
+MAKEFLAGS += --no-print-directory
+
+.PHONY: dev test
+
+# Build and serve Enclave on http://127.0.0.1:3000 (installs what is missing).
+dev:
+	./.ci/dev.sh
+
+# Run every test: lints, Rust tests on PostgreSQL, browser tests in Chromium.
+test:
+	./.ci/test.sh

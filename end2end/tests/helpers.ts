@@ -1,0 +1,59 @@
+import { expect, type Page } from "@playwright/test";
+
+/** Every password and email the browser tests type starts with a canary that
+ * .ci/test.sh then looks for in the server's log: it must never appear. */
+export const CANARY = "canary7f3e";
+
+let counter = 0;
+export function newUser() {
+  counter += 1;
+  const id = `${Date.now().toString(36)}${process.pid}${counter}`;
+  return {
+    firstName: "Ada",
+    lastName: "Lovelace",
+    email: `${CANARY}-${id}@example.com`,
+    password: `${CANARY}-pw-${id}-correct horse`,
+  };
+}
+export type User = ReturnType<typeof newUser>;
+
+/** Waits until the WASM has hydrated the page. */
+export async function hydrated(page: Page) {
+  await expect(page.locator("body[data-hydrated]")).toHaveCount(1);
+}
+
+/** Collects CSP violations and uncaught errors for a page. */
+export function watchErrors(page: Page): string[] {
+  const errors: string[] = [];
+  page.on("pageerror", (err) => errors.push(`pageerror: ${err.message}`));
+  page.on("console", (msg) => {
+    if (msg.type() === "error" && /Content.Security.Policy|Refused to/i.test(msg.text())) {
+      errors.push(`console: ${msg.text()}`);
+    }
+  });
+  return errors;
+}
+
+export async function fillSignUp(page: Page, user: User) {
+  await page.getByLabel("First name").fill(user.firstName);
+  await page.getByLabel("Last name").fill(user.lastName);
+  await page.getByLabel("Email").fill(user.email);
+  await page.getByLabel("Password").fill(user.password);
+  await page.getByLabel("I am 16 or older").check();
+}
+
+/** Signs a new user up through the form and waits for the dashboard. */
+export async function signUp(page: Page, user: User = newUser()) {
+  await page.goto("/sign-up");
+  await fillSignUp(page, user);
+  await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page).toHaveURL(/\/dashboard$/);
+  await expect(page.getByRole("heading", { name: `Welcome, ${user.firstName}` })).toBeVisible();
+  return user;
+}
+
+export async function signIn(page: Page, user: User) {
+  await page.getByLabel("Email").fill(user.email);
+  await page.getByLabel("Password").fill(user.password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
