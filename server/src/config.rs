@@ -4,7 +4,11 @@
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
-use app::platform::{Settings, settings::Limit};
+use app::platform::{
+    Settings,
+    crypto::{Kek, Keyring},
+    settings::Limit,
+};
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,30 +17,14 @@ pub enum Mode {
     Production,
 }
 
-/// The 256-bit master key. Never printed: `Debug` is redacted.
-#[derive(Clone)]
-pub struct MasterKey([u8; 32]);
-
-impl MasterKey {
-    /// The key material, for the crypto module only.
-    pub fn expose_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for MasterKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MasterKey(<redacted>)")
-    }
-}
-
 #[derive(Clone)]
 pub struct Config {
     pub mode: Mode,
     pub addr: Option<SocketAddr>,
     pub database_url: String,
     pub public_url: String,
-    pub master_key: Option<MasterKey>,
+    /// The master keys: the current one and any still accepted during a rotation.
+    pub keyring: Keyring,
     pub settings: Settings,
     pub log_json: bool,
 }
@@ -49,7 +37,7 @@ impl std::fmt::Debug for Config {
             .field("addr", &self.addr)
             .field("database_url", &"<redacted>")
             .field("public_url", &self.public_url)
-            .field("master_key", &self.master_key)
+            .field("keyring", &self.keyring)
             .field("settings", &self.settings)
             .field("log_json", &self.log_json)
             .finish()
@@ -121,24 +109,39 @@ fn parse<T: std::str::FromStr>(
     }
 }
 
-fn master_key(src: &dyn Source) -> Result<Option<MasterKey>, ConfigError> {
-    let Some(encoded) = secret(src, "ENCLAVE_MASTER_KEY")? else {
-        return Ok(None);
-    };
-    let invalid = |why: &str| ConfigError::Invalid {
-        name: "ENCLAVE_MASTER_KEY",
-        why: why.to_owned(),
-    };
-    let bytes = STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| invalid("it is not base64 (create one with `openssl rand -base64 32`)"))?;
-    let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
-        invalid(&format!(
-            "it decodes to {} bytes; it must be exactly 32",
-            b.len()
-        ))
+/// One base64 master key, checked. Errors name `name`, never the value.
+fn parse_kek(name: &'static str, encoded: &str) -> Result<Kek, ConfigError> {
+    let invalid = |why: String| ConfigError::Invalid { name, why };
+    let bytes = STANDARD.decode(encoded.trim()).map_err(|_| {
+        invalid("it is not base64 (create a key with `server keys generate`)".into())
     })?;
-    Ok(Some(MasterKey(key)))
+    if bytes.len() != 32 {
+        return Err(invalid(format!(
+            "it decodes to {} bytes; it must be exactly 32",
+            bytes.len()
+        )));
+    }
+    Kek::from_bytes(&bytes).map_err(|e| invalid(e.to_string()))
+}
+
+/// The current master key and the previous ones still accepted (a rotation
+/// in progress): `ENCLAVE_PREVIOUS_MASTER_KEYS` is a comma- or line-separated list.
+fn keyring(src: &dyn Source) -> Result<Keyring, ConfigError> {
+    let current = secret(src, "ENCLAVE_MASTER_KEY")?.ok_or(ConfigError::Missing(
+        "ENCLAVE_MASTER_KEY",
+        "Enclave encrypts everything users store and needs its master key: set \
+         ENCLAVE_MASTER_KEY to 32 random bytes in base64 (`server keys generate` \
+         makes one), or ENCLAVE_MASTER_KEY_FILE to a file holding it.",
+    ))?;
+    let current = parse_kek("ENCLAVE_MASTER_KEY", &current)?;
+    let previous = secret(src, "ENCLAVE_PREVIOUS_MASTER_KEYS")?
+        .unwrap_or_default()
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| parse_kek("ENCLAVE_PREVIOUS_MASTER_KEYS", k))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Keyring::new(current, previous))
 }
 
 impl Config {
@@ -163,14 +166,7 @@ impl Config {
                 "ENCLAVE_DATABASE_URL",
                 "Set it (or DATABASE_URL) to a PostgreSQL URL such as postgres://user@host/enclave.",
             ))?;
-        let master_key = master_key(src)?;
-        if mode == Mode::Production && master_key.is_none() {
-            return Err(ConfigError::Missing(
-                "ENCLAVE_MASTER_KEY",
-                "Production mode needs the master key: set ENCLAVE_MASTER_KEY to 32 random \
-                 bytes in base64, or ENCLAVE_MASTER_KEY_FILE to a file holding them.",
-            ));
-        }
+        let keyring = keyring(src)?;
         let addr = match src.get("ENCLAVE_ADDR") {
             None => None,
             Some(raw) => Some(raw.parse().map_err(|_| ConfigError::Invalid {
@@ -237,7 +233,7 @@ impl Config {
             addr,
             database_url,
             public_url,
-            master_key,
+            keyring,
             settings,
             log_json: src.get("ENCLAVE_LOG_FORMAT").as_deref() == Some("json"),
         })
@@ -248,24 +244,29 @@ impl Config {
 mod tests {
     use super::*;
 
+    const KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    const KEY_B: &str = "HxwdHhsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=";
+
     fn base() -> HashMap<&'static str, &'static str> {
-        HashMap::from([("DATABASE_URL", "postgres://localhost/enclave")])
+        HashMap::from([
+            ("DATABASE_URL", "postgres://localhost/enclave"),
+            ("ENCLAVE_MASTER_KEY", KEY_A),
+        ])
     }
 
     #[test]
-    fn production_without_master_key_says_what_is_missing() {
-        let mut env = base();
-        env.insert("ENCLAVE_ENV", "production");
-        let err = Config::from_source(&env).unwrap_err();
-        assert!(err.to_string().contains("ENCLAVE_MASTER_KEY"), "{err}");
-        assert!(err.to_string().contains("ENCLAVE_MASTER_KEY_FILE"), "{err}");
-    }
-
-    #[test]
-    fn development_starts_without_master_key() {
-        let config = Config::from_source(&base()).unwrap();
-        assert_eq!(config.mode, Mode::Development);
-        assert!(config.master_key.is_none());
+    fn without_master_key_the_server_says_what_is_missing() {
+        for env_mode in ["production", "development"] {
+            let mut env = base();
+            env.remove("ENCLAVE_MASTER_KEY");
+            env.insert("ENCLAVE_ENV", env_mode);
+            let err = Config::from_source(&env).unwrap_err();
+            assert!(
+                err.to_string().contains("ENCLAVE_MASTER_KEY is not set"),
+                "{err}"
+            );
+            assert!(err.to_string().contains("ENCLAVE_MASTER_KEY_FILE"), "{err}");
+        }
     }
 
     #[test]
@@ -280,13 +281,11 @@ mod tests {
         let err = Config::from_source(&env).unwrap_err();
         assert!(!err.to_string().contains("not base64 at all"), "{err}");
 
-        env.insert(
-            "ENCLAVE_MASTER_KEY",
-            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
-        );
+        env.insert("ENCLAVE_MASTER_KEY", KEY_A);
         let config = Config::from_source(&env).unwrap();
-        assert!(!format!("{config:?}").contains("AAECAwQF"));
-        assert!(!format!("{config:?}").contains("postgres://"));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("AAECAwQF"), "{debug}");
+        assert!(!debug.contains("postgres://"), "{debug}");
     }
 
     #[test]
@@ -294,14 +293,34 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("enclave-key-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("master.key");
-        std::fs::write(&path, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").unwrap();
+        std::fs::write(&path, format!("{KEY_B}\n")).unwrap();
         let path = path.to_string_lossy().into_owned();
         let mut env = base();
+        env.remove("ENCLAVE_MASTER_KEY");
         env.insert("ENCLAVE_ENV", "production");
         env.insert("ENCLAVE_MASTER_KEY_FILE", &path);
         let config = Config::from_source(&env).unwrap();
-        assert_eq!(config.master_key.unwrap().expose_bytes()[31], 31);
+        let expected = Kek::from_bytes(&STANDARD.decode(KEY_B).unwrap()).unwrap();
+        assert_eq!(config.keyring.current_id(), expected.id());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn previous_master_keys_are_accepted_during_rotation() {
+        let mut env = base();
+        env.insert("ENCLAVE_PREVIOUS_MASTER_KEYS", KEY_B);
+        let config = Config::from_source(&env).unwrap();
+        let a = Kek::from_bytes(&STANDARD.decode(KEY_A).unwrap()).unwrap();
+        let b = Kek::from_bytes(&STANDARD.decode(KEY_B).unwrap()).unwrap();
+        assert_eq!(config.keyring.current_id(), a.id());
+        assert!(config.keyring.knows(b.id()));
+
+        env.insert("ENCLAVE_PREVIOUS_MASTER_KEYS", "bad");
+        let err = Config::from_source(&env).unwrap_err();
+        assert!(
+            err.to_string().contains("ENCLAVE_PREVIOUS_MASTER_KEYS"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -315,7 +334,7 @@ mod tests {
 
     #[test]
     fn missing_database_url_is_a_clear_error() {
-        let env: HashMap<&str, &str> = HashMap::new();
+        let env: HashMap<&str, &str> = HashMap::from([("ENCLAVE_MASTER_KEY", KEY_A)]);
         let err = Config::from_source(&env).unwrap_err();
         assert!(err.to_string().contains("ENCLAVE_DATABASE_URL"), "{err}");
     }

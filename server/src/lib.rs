@@ -3,12 +3,17 @@
 //! startup/shutdown (here). Application logic lives in the `app` crate.
 
 pub mod config;
+pub mod keys;
 pub mod middleware;
 pub mod telemetry;
 
 use std::{sync::Arc, time::Duration};
 
-use app::{App, platform::AppState, shell};
+use app::{
+    App,
+    platform::{AppState, keystore::Crypto},
+    shell,
+};
 use axum::{
     Router, http::StatusCode, middleware::from_fn, middleware::from_fn_with_state, routing::get,
 };
@@ -32,6 +37,21 @@ pub async fn connect_db(url: &str) -> anyhow::Result<PgPool> {
         .await
         .map_err(|e| anyhow::anyhow!("could not apply database migrations: {e}"))?;
     Ok(pool)
+}
+
+/// Connects, migrates, loads the keys: everything the router needs.
+pub async fn app_state(
+    config: &config::Config,
+    leptos_options: LeptosOptions,
+) -> anyhow::Result<AppState> {
+    let db = connect_db(&config.database_url).await?;
+    let crypto = Crypto::load(&db, config.keyring.clone()).await?;
+    Ok(AppState::new(
+        leptos_options,
+        db,
+        config.settings.clone(),
+        crypto,
+    ))
 }
 
 /// Leptos' build settings: from the variables cargo-leptos sets (at build or

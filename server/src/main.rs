@@ -1,9 +1,29 @@
+//! `server`            serve Enclave
+//! `server keys generate`  print a new random master key (base64)
+//! `server keys rotate`    re-wrap every key under ENCLAVE_MASTER_KEY
+//! `server keys verify`    open every key and sealed value; report failures
+
 use std::process::ExitCode;
 
-use server::config::{Config, Mode};
+use server::config::Config;
+
+const USAGE: &str = "usage: server [serve | keys generate | keys rotate | keys verify]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if args == ["keys", "generate"] {
+        println!("{}", server::keys::generate());
+        return ExitCode::SUCCESS;
+    }
+    if !matches!(
+        args.as_slice(),
+        [] | ["serve"] | ["keys", "rotate"] | ["keys", "verify"]
+    ) {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -12,24 +32,24 @@ async fn main() -> ExitCode {
         }
     };
     server::telemetry::init(config.log_json);
-    match run(config).await {
+    let result = match args.as_slice() {
+        ["keys", "rotate"] => server::keys::rotate(&config).await,
+        ["keys", "verify"] => server::keys::verify(&config).await,
+        _ => serve(config).await,
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            tracing::error!("enclave: {err:#}");
             eprintln!("enclave: {err:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    if config.mode == Mode::Development && config.master_key.is_none() {
-        tracing::warn!("no ENCLAVE_MASTER_KEY set (allowed in development mode only)");
-    }
+async fn serve(config: Config) -> anyhow::Result<()> {
     let leptos_options = server::leptos_options();
     let addr = config.addr.unwrap_or(leptos_options.site_addr);
-    let db = server::connect_db(&config.database_url).await?;
-    let state = app::platform::AppState::new(leptos_options, db, config.settings.clone());
+    let state = server::app_state(&config, leptos_options).await?;
     let router = server::router(state, &config.public_url);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -147,13 +147,13 @@ pub async fn session(State(state): State<AppState>, mut req: Request, next: Next
         .find_map(|h| read_cookie(h, cookie_name));
     let session: Option<AuthSession> = match token {
         None => None,
-        Some(token) => match resolve_session(&state.db, &token).await {
+        Some(token) => match resolve_session(&state.db, &state.crypto, &token).await {
             Ok(session) => session,
             Err(_) => {
                 // The cause is logged by AppError::internal; answer without detail.
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "Enclave cannot reach its database right now. Please try again shortly.",
+                    "Enclave could not load your session right now. Please try again shortly.",
                 )
                     .into_response();
             }

@@ -4,6 +4,9 @@
 //! Sessions are opaque 256-bit random tokens. The browser holds the token in an
 //! HttpOnly cookie; the database holds only its SHA-256, so a database leak does
 //! not leak live sessions. Revoking a session deletes its row.
+//!
+//! Account fields (email, names, password hash) are sealed with the user's data
+//! key; the email is found through its blind index.
 
 use std::net::IpAddr;
 
@@ -18,10 +21,20 @@ use super::{
     UserView,
     domain::{Email, NewAccount},
 };
+
 use crate::{
     error::AppError,
-    platform::{AppState, Settings, rate_limit},
+    platform::{
+        AppState, Settings,
+        crypto::{DataKey, Place, Sealed},
+        keystore::{self, Crypto},
+        rate_limit,
+    },
 };
+
+fn users_place(column: &'static str, user_id: Uuid) -> Place {
+    Place::new("users", column, user_id, user_id)
+}
 
 /// A valid session, resolved by the middleware on every request.
 #[derive(Debug, Clone)]
@@ -131,27 +144,41 @@ pub async fn create_session(
     Ok(token)
 }
 
+type SessionRow = (Uuid, Uuid, Sealed, Sealed, Sealed, String, Vec<u8>);
+
 /// The live session for `token`, if there is one.
-pub async fn resolve_session(db: &PgPool, token: &str) -> Result<Option<AuthSession>, AppError> {
-    let row: Option<(Uuid, Uuid, String, String, String)> = sqlx::query_as(
-        "SELECT s.id, u.id, u.first_name, u.last_name, u.email
-         FROM sessions s JOIN users u ON u.id = s.user_id
+pub async fn resolve_session(
+    db: &PgPool,
+    crypto: &Crypto,
+    token: &str,
+) -> Result<Option<AuthSession>, AppError> {
+    let row: Option<SessionRow> = sqlx::query_as(
+        "SELECT s.id, u.id, u.first_name, u.last_name, u.email, k.kek_id, k.wrapped_key
+         FROM sessions s
+         JOIN users u ON u.id = s.user_id
+         JOIN user_keys k ON k.user_id = u.id
          WHERE s.token_hash = $1 AND s.expires_at > now()",
     )
     .bind(token_hash(token))
     .fetch_optional(db)
     .await?;
-    Ok(row.map(
-        |(session_id, user_id, first_name, last_name, email)| AuthSession {
-            session_id,
-            user_id,
-            user: UserView {
-                first_name,
-                last_name,
-                email,
-            },
+    let Some((session_id, user_id, first, last, email, kek_id, wrapped)) = row else {
+        return Ok(None);
+    };
+    let key = keystore::open_user_key(&crypto.keyring, user_id, kek_id, wrapped)?;
+    let open = |column, sealed: &Sealed| {
+        key.open_string(users_place(column, user_id), sealed)
+            .map_err(|e| AppError::internal(format!("users.{column} of {user_id}: {e}")))
+    };
+    Ok(Some(AuthSession {
+        session_id,
+        user_id,
+        user: UserView {
+            first_name: open("first_name", &first)?,
+            last_name: open("last_name", &last)?,
+            email: open("email", &email)?,
         },
-    ))
+    }))
 }
 
 pub async fn end_session(db: &PgPool, session: &AuthSession) -> Result<(), AppError> {
@@ -178,13 +205,12 @@ fn ip_bucket(kind: &str, ip: IpAddr) -> String {
     format!("{kind}:ip:{ip}")
 }
 
-/// The per-account bucket is keyed by a hash of the address, not the address.
-fn account_bucket(email: &Email) -> String {
-    let digest = Sha256::digest(email.as_ref().as_bytes());
-    format!("sign-in:account:{}", URL_SAFE_NO_PAD.encode(digest))
+/// The per-account bucket is keyed by the email's blind index, not the address.
+fn account_bucket(email_index: &[u8]) -> String {
+    format!("sign-in:account:{}", URL_SAFE_NO_PAD.encode(email_index))
 }
 
-/// Creates the account and its first session.
+/// Creates the account (sealed with a fresh data key) and its first session.
 pub async fn sign_up(
     state: &AppState,
     client_ip: IpAddr,
@@ -197,25 +223,34 @@ pub async fn sign_up(
     )
     .await?;
     let password_hash = state.passwords.hash(&account.password).await?;
-    let user_id: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO users (id, email, first_name, last_name, password_hash, age_confirmed_at)
-         VALUES ($1, $2, $3, $4, $5, now())
-         ON CONFLICT (email) DO NOTHING
+    let user_id = Uuid::new_v4();
+    let key = DataKey::generate();
+    let seal = |column, value: &str| key.seal_str(users_place(column, user_id), value);
+
+    let mut tx = state.db.begin().await?;
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO users
+           (id, email_index, email, first_name, last_name, password_hash, age_confirmed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, now())
+         ON CONFLICT (email_index) DO NOTHING
          RETURNING id",
     )
-    .bind(Uuid::new_v4())
-    .bind(account.email.as_ref())
-    .bind(account.first_name.as_ref())
-    .bind(account.last_name.as_ref())
-    .bind(&password_hash)
-    .fetch_optional(&state.db)
+    .bind(user_id)
+    .bind(state.crypto.email_index(account.email.as_ref()))
+    .bind(seal("email", account.email.as_ref()))
+    .bind(seal("first_name", account.first_name.as_ref()))
+    .bind(seal("last_name", account.last_name.as_ref()))
+    .bind(seal("password_hash", &password_hash))
+    .fetch_optional(&mut *tx)
     .await?;
-    let Some(user_id) = user_id else {
+    if inserted.is_none() {
         return Err(AppError::invalid(
             "email",
             "An account with this email already exists. Sign in instead.",
         ));
-    };
+    }
+    keystore::store_user_key(&mut tx, &state.crypto.keyring, user_id, &key).await?;
+    tx.commit().await?;
     tracing::info!(%user_id, "account created");
     create_session(&state.db, &state.settings, user_id).await
 }
@@ -238,16 +273,26 @@ pub async fn sign_in(
     let Ok(email) = Email::parse(email) else {
         return Err(AppError::InvalidCredentials);
     };
-    let account_bucket = account_bucket(&email);
+    let email_index = state.crypto.email_index(email.as_ref());
+    let account_bucket = account_bucket(&email_index);
     rate_limit::check(&state.db, &account_bucket, settings.sign_in_per_account).await?;
 
-    let user: Option<(Uuid, String)> =
-        sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
-            .bind(email.as_ref())
-            .fetch_optional(&state.db)
-            .await?;
+    let user: Option<(Uuid, Sealed, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT u.id, u.password_hash, k.kek_id, k.wrapped_key
+         FROM users u JOIN user_keys k ON k.user_id = u.id
+         WHERE u.email_index = $1",
+    )
+    .bind(&email_index)
+    .fetch_optional(&state.db)
+    .await?;
     let (user_id, stored_hash) = match user {
-        Some((id, hash)) => (Some(id), Some(hash)),
+        Some((id, sealed_hash, kek_id, wrapped)) => {
+            let key = keystore::open_user_key(&state.crypto.keyring, id, kek_id, wrapped)?;
+            let hash = key
+                .open_string(users_place("password_hash", id), &sealed_hash)
+                .map_err(|e| AppError::internal(format!("users.password_hash of {id}: {e}")))?;
+            (Some(id), Some(hash))
+        }
         None => (None, None),
     };
     // An over-long password cannot match (sign-up refuses them); it is still

@@ -4,7 +4,7 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use sqlx::PgPool;
 
-use super::{passwords::Passwords, settings::Settings};
+use super::{keystore::Crypto, passwords::Passwords, settings::Settings};
 
 /// Everything a request handler or server function needs, cloned cheaply per
 /// request. Reached in server functions through context, never a global.
@@ -14,15 +14,22 @@ pub struct AppState {
     pub db: PgPool,
     pub settings: Arc<Settings>,
     pub passwords: Passwords,
+    pub crypto: Arc<Crypto>,
 }
 
 impl AppState {
-    pub fn new(leptos_options: LeptosOptions, db: PgPool, settings: Settings) -> Self {
+    pub fn new(
+        leptos_options: LeptosOptions,
+        db: PgPool,
+        settings: Settings,
+        crypto: Crypto,
+    ) -> Self {
         AppState {
             leptos_options,
             db,
             settings: Arc::new(settings),
             passwords: Passwords::new(),
+            crypto: Arc::new(crypto),
         }
     }
 }

@@ -4,7 +4,12 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use app::platform::{AppState, Settings, settings::Limit};
+use app::platform::{
+    AppState, Settings,
+    crypto::{Kek, Keyring},
+    keystore::Crypto,
+    settings::Limit,
+};
 use reqwest::{Client, Response, header};
 use sqlx::PgPool;
 
@@ -12,6 +17,7 @@ pub struct TestApp {
     pub addr: SocketAddr,
     pub db: PgPool,
     pub settings: Settings,
+    pub keyring: Keyring,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -34,18 +40,36 @@ pub fn relaxed_settings() -> Settings {
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// A master key made of one repeated byte: tests name keys by that byte.
+pub fn kek(byte: u8) -> Kek {
+    Kek::from_bytes(&[byte; 32]).unwrap()
+}
+
+pub fn keyring(current: u8, previous: &[u8]) -> Keyring {
+    Keyring::new(kek(current), previous.iter().map(|b| kek(*b)).collect())
+}
+
 impl TestApp {
     pub async fn spawn(db: PgPool) -> Self {
         Self::spawn_with(db, relaxed_settings()).await
     }
 
     pub async fn spawn_with(db: PgPool, settings: Settings) -> Self {
+        Self::spawn_full(db, settings, keyring(1, &[])).await
+    }
+
+    pub async fn spawn_with_keys(db: PgPool, keyring: Keyring) -> Self {
+        Self::spawn_full(db, relaxed_settings(), keyring).await
+    }
+
+    pub async fn spawn_full(db: PgPool, settings: Settings, keyring: Keyring) -> Self {
+        let crypto = Crypto::load(&db, keyring.clone()).await.unwrap();
         let options = leptos::config::LeptosOptions::builder()
             .output_name("enclave")
             .site_root("target/site")
             .site_pkg_dir("pkg")
             .build();
-        let state = AppState::new(options, db.clone(), settings.clone());
+        let state = AppState::new(options, db.clone(), settings.clone(), crypto);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let router = server::router(state, &format!("http://{addr}"));
@@ -61,6 +85,7 @@ impl TestApp {
             addr,
             db,
             settings,
+            keyring,
             shutdown: Some(tx),
         }
     }

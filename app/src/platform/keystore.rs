@@ -1,0 +1,388 @@
+//! Keys in the database: per-user data keys and system keys, always wrapped
+//! by a master key from the server's configuration. Also the operator's key
+//! tasks: `rotate` (re-wrap everything under the current master key) and
+//! `verify` (open every sealed value), and crypto-shredding.
+
+use std::collections::HashMap;
+
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::crypto::{BlindIndexKey, CryptoError, DataKey, Keyring, Place, Sealed, WrappedKey};
+use crate::error::AppError;
+
+/// Name of the system key that keys the email blind index.
+const BLIND_INDEX_KEY: &str = "blind-index";
+
+/// Every sealed column: `verify` opens them all, and the canary test relies on
+/// this list being complete. A slice that adds a sealed column adds it here.
+pub struct SealedColumn {
+    pub table: &'static str,
+    pub column: &'static str,
+    /// The row id column (part of the associated data).
+    pub id: &'static str,
+    /// The owning user's id column.
+    pub owner: &'static str,
+}
+
+pub const SEALED_COLUMNS: &[SealedColumn] = &[
+    SealedColumn {
+        table: "users",
+        column: "email",
+        id: "id",
+        owner: "id",
+    },
+    SealedColumn {
+        table: "users",
+        column: "first_name",
+        id: "id",
+        owner: "id",
+    },
+    SealedColumn {
+        table: "users",
+        column: "last_name",
+        id: "id",
+        owner: "id",
+    },
+    SealedColumn {
+        table: "users",
+        column: "password_hash",
+        id: "id",
+        owner: "id",
+    },
+];
+
+/// Why the keys could not be loaded at startup (for the operator).
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("could not read the system keys: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(
+        "the system keys cannot be opened with the configured master key(s) ({0}). \
+         Is ENCLAVE_MASTER_KEY the key this database was created with? During a \
+         rotation, the old key goes in ENCLAVE_PREVIOUS_MASTER_KEYS."
+    )]
+    WrongKey(CryptoError),
+}
+
+/// The platform's keys, loaded once at startup.
+#[derive(Clone, Debug)]
+pub struct Crypto {
+    pub keyring: Keyring,
+    blind_index: BlindIndexKey,
+}
+
+impl Crypto {
+    /// Loads the system keys, creating them on first start. Two replicas
+    /// starting at once agree: the first insert wins and both read it back.
+    pub async fn load(db: &PgPool, keyring: Keyring) -> Result<Self, LoadError> {
+        let fresh = keyring.wrap_system_key(&BlindIndexKey::generate(), BLIND_INDEX_KEY);
+        sqlx::query(
+            "INSERT INTO system_keys (name, kek_id, wrapped_key) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(BLIND_INDEX_KEY)
+        .bind(&fresh.kek_id)
+        .bind(&fresh.bytes)
+        .execute(db)
+        .await?;
+        let (kek_id, bytes): (String, Vec<u8>) =
+            sqlx::query_as("SELECT kek_id, wrapped_key FROM system_keys WHERE name = $1")
+                .bind(BLIND_INDEX_KEY)
+                .fetch_one(db)
+                .await?;
+        let blind_index = keyring
+            .unwrap_system_key(&WrappedKey { kek_id, bytes }, BLIND_INDEX_KEY)
+            .map_err(LoadError::WrongKey)?;
+        Ok(Crypto {
+            keyring,
+            blind_index,
+        })
+    }
+
+    /// The blind index of a normalised email address.
+    pub fn email_index(&self, email: &str) -> Vec<u8> {
+        self.blind_index.index("email", email)
+    }
+}
+
+/// Stores a new user's data key (wrapped), in the sign-up transaction.
+pub async fn store_user_key(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+    user_id: Uuid,
+    key: &DataKey,
+) -> Result<(), AppError> {
+    let wrapped = keyring.wrap_data_key(key, user_id);
+    sqlx::query("INSERT INTO user_keys (user_id, kek_id, wrapped_key) VALUES ($1, $2, $3)")
+        .bind(user_id)
+        .bind(&wrapped.kek_id)
+        .bind(&wrapped.bytes)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Unwraps a data key read from `user_keys`.
+pub fn open_user_key(
+    keyring: &Keyring,
+    user_id: Uuid,
+    kek_id: String,
+    bytes: Vec<u8>,
+) -> Result<DataKey, AppError> {
+    keyring
+        .unwrap_data_key(&WrappedKey { kek_id, bytes }, user_id)
+        .map_err(|e| AppError::internal(format!("cannot open data key of user {user_id}: {e}")))
+}
+
+/// The user's data key. `NotFound` once it has been shredded.
+pub async fn user_key(db: &PgPool, keyring: &Keyring, user_id: Uuid) -> Result<DataKey, AppError> {
+    let row: Option<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT kek_id, wrapped_key FROM user_keys WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?;
+    let (kek_id, bytes) = row.ok_or(AppError::NotFound)?;
+    open_user_key(keyring, user_id, kek_id, bytes)
+}
+
+/// Crypto-shredding: destroys the user's data key, after which nothing the
+/// user stored can be opened, wherever a copy of it lives. Backups taken
+/// earlier still hold the key wrapped under the master key of their day;
+/// they become unreadable when that master key is retired after rotation.
+pub async fn shred_user_key(db: &PgPool, user_id: Uuid) -> Result<bool, AppError> {
+    let done = sqlx::query("DELETE FROM user_keys WHERE user_id = $1")
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    if done.rows_affected() > 0 {
+        tracing::info!(%user_id, "data key destroyed");
+    }
+    Ok(done.rows_affected() > 0)
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RotateReport {
+    pub rewrapped: u64,
+    pub remaining: u64,
+}
+
+/// Re-wraps every key not yet under the current master key, in batches, each
+/// in its own transaction. Interrupted, it resumes where it stopped; run
+/// again, it finds nothing to do. `progress` hears after each batch.
+pub async fn rotate(
+    db: &PgPool,
+    keyring: &Keyring,
+    batch: i64,
+    mut progress: impl FnMut(RotateReport),
+) -> Result<RotateReport, AppError> {
+    let current = keyring.current_id().to_owned();
+    // System keys first: few, and the server needs them at every start.
+    let systems: Vec<(String, String, Vec<u8>)> =
+        sqlx::query_as("SELECT name, kek_id, wrapped_key FROM system_keys WHERE kek_id <> $1")
+            .bind(&current)
+            .fetch_all(db)
+            .await?;
+    let mut report = RotateReport::default();
+    for (name, kek_id, bytes) in systems {
+        let rewrapped = keyring
+            .rewrap_system_key(&WrappedKey { kek_id, bytes }, &name)
+            .map_err(|e| AppError::internal(format!("system key {name}: {e}")))?;
+        sqlx::query(
+            "UPDATE system_keys SET kek_id = $2, wrapped_key = $3, rotated_at = now() WHERE name = $1",
+        )
+        .bind(&name)
+        .bind(&rewrapped.kek_id)
+        .bind(&rewrapped.bytes)
+        .execute(db)
+        .await?;
+        report.rewrapped += 1;
+    }
+
+    loop {
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM user_keys WHERE kek_id <> $1")
+            .bind(&current)
+            .fetch_one(db)
+            .await?;
+        report.remaining = total as u64;
+        if total == 0 {
+            progress(report);
+            return Ok(report);
+        }
+        let mut tx = db.begin().await?;
+        // SKIP LOCKED: two rotations at once share the work instead of waiting.
+        let rows: Vec<(Uuid, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT user_id, kek_id, wrapped_key FROM user_keys WHERE kek_id <> $1
+             ORDER BY user_id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&current)
+        .bind(batch)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            // Everything left is locked by another rotation; it will finish it.
+            tx.commit().await?;
+            progress(report);
+            return Ok(report);
+        }
+        for (user_id, kek_id, bytes) in &rows {
+            let rewrapped = keyring
+                .rewrap_data_key(
+                    &WrappedKey {
+                        kek_id: kek_id.clone(),
+                        bytes: bytes.clone(),
+                    },
+                    *user_id,
+                )
+                .map_err(|e| AppError::internal(format!("data key of user {user_id}: {e}")))?;
+            sqlx::query(
+                "UPDATE user_keys SET kek_id = $2, wrapped_key = $3, rotated_at = now() WHERE user_id = $1",
+            )
+            .bind(user_id)
+            .bind(&rewrapped.kek_id)
+            .bind(&rewrapped.bytes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        report.rewrapped += rows.len() as u64;
+        report.remaining = (total as u64).saturating_sub(rows.len() as u64);
+        progress(report);
+    }
+}
+
+/// One value `verify` could not open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyFailure {
+    pub what: String,
+    pub row: Option<Uuid>,
+    pub owner: Option<Uuid>,
+    pub error: String,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub keys: u64,
+    pub values: u64,
+    pub failures: Vec<VerifyFailure>,
+}
+
+/// Opens every wrapped key and every sealed value, and checks every email's
+/// blind index. Reports each failure through `on_failure` and carries on.
+pub async fn verify(
+    db: &PgPool,
+    keyring: &Keyring,
+    mut on_failure: impl FnMut(&VerifyFailure),
+) -> Result<VerifyReport, AppError> {
+    let mut report = VerifyReport::default();
+    let mut fail = |report: &mut VerifyReport, failure: VerifyFailure| {
+        on_failure(&failure);
+        report.failures.push(failure);
+    };
+
+    let systems: Vec<(String, String, Vec<u8>)> =
+        sqlx::query_as("SELECT name, kek_id, wrapped_key FROM system_keys ORDER BY name")
+            .fetch_all(db)
+            .await?;
+    let mut blind_index = None;
+    for (name, kek_id, bytes) in systems {
+        report.keys += 1;
+        match keyring.unwrap_system_key(&WrappedKey { kek_id, bytes }, &name) {
+            Ok(key) if name == BLIND_INDEX_KEY => blind_index = Some(key),
+            Ok(_) => {}
+            Err(e) => fail(
+                &mut report,
+                VerifyFailure {
+                    what: format!("system key {name}"),
+                    row: None,
+                    owner: None,
+                    error: e.to_string(),
+                },
+            ),
+        }
+    }
+
+    let mut keys: HashMap<Uuid, Result<DataKey, CryptoError>> = HashMap::new();
+    let users: Vec<(Uuid, String, Vec<u8>)> =
+        sqlx::query_as("SELECT user_id, kek_id, wrapped_key FROM user_keys ORDER BY user_id")
+            .fetch_all(db)
+            .await?;
+    for (user_id, kek_id, bytes) in users {
+        report.keys += 1;
+        let key = keyring.unwrap_data_key(&WrappedKey { kek_id, bytes }, user_id);
+        if let Err(e) = &key {
+            fail(
+                &mut report,
+                VerifyFailure {
+                    what: "data key".into(),
+                    row: None,
+                    owner: Some(user_id),
+                    error: e.to_string(),
+                },
+            );
+        }
+        keys.insert(user_id, key);
+    }
+
+    for col in SEALED_COLUMNS {
+        // Identifiers come from the constant list above, never from input.
+        let sql = format!(
+            "SELECT {id}, {owner}, {column} FROM {table} ORDER BY {id}",
+            id = col.id,
+            owner = col.owner,
+            column = col.column,
+            table = col.table
+        );
+        let rows: Vec<(Uuid, Uuid, Vec<u8>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(db)
+            .await?;
+        for (row, owner, bytes) in rows {
+            report.values += 1;
+            let what = format!("{}.{}", col.table, col.column);
+            let opened = match keys.get(&owner) {
+                None => Err("the owner's data key is missing (shredded?)".to_owned()),
+                Some(Err(_)) => Err("the owner's data key cannot be opened".to_owned()),
+                Some(Ok(key)) => key
+                    .open(
+                        Place::new(col.table, col.column, row, owner),
+                        &Sealed::from_stored(bytes),
+                    )
+                    .map_err(|e| e.to_string()),
+            };
+            match opened {
+                Err(error) => fail(
+                    &mut report,
+                    VerifyFailure {
+                        what,
+                        row: Some(row),
+                        owner: Some(owner),
+                        error,
+                    },
+                ),
+                Ok(plaintext) if col.table == "users" && col.column == "email" => {
+                    let index: Option<Vec<u8>> =
+                        sqlx::query_scalar("SELECT email_index FROM users WHERE id = $1")
+                            .bind(row)
+                            .fetch_optional(db)
+                            .await?;
+                    let expected = blind_index
+                        .as_ref()
+                        .map(|k| k.index("email", &String::from_utf8_lossy(&plaintext)));
+                    if expected.is_none() || index != expected {
+                        fail(
+                            &mut report,
+                            VerifyFailure {
+                                what: "users.email_index".into(),
+                                row: Some(row),
+                                owner: Some(owner),
+                                error: "the blind index does not match the email".into(),
+                            },
+                        );
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,168 @@
+//! The canary test: store recognisable values in every field a user can fill,
+//! then look for them in a `pg_dump` of the database and in everything the
+//! server logged. None may appear in plaintext.
+//!
+//! Later slices extend `CANARIES` (and the requests in `store_everything`)
+//! with every new field they store: system prompts, API keys, messages, ...
+//!
+//! Its own test binary, so that the global log capture sees only this test.
+
+mod common;
+
+use std::{
+    io::Write,
+    process::Command,
+    sync::{Arc, Mutex},
+};
+
+use common::TestApp;
+use sqlx::PgPool;
+
+/// Every canary carries this marker, so one search finds them all.
+const MARK: &str = "kanarie";
+const FIRST_NAME: &str = "Firstkanarie";
+const LAST_NAME: &str = "Lastkanarie";
+const EMAIL: &str = "kanarie.email@example.com";
+const PASSWORD: &str = "kanarie password 0000";
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The database URL of the test's own database.
+async fn database_url(db: &PgPool) -> String {
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(db)
+        .await
+        .unwrap();
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database name");
+    format!("{server}/{name}")
+}
+
+fn pg_dump(url: &str) -> String {
+    let candidates = std::iter::once("pg_dump".to_owned()).chain(
+        std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|dir| format!("{}/bin/pg_dump", dir.path().display())),
+    );
+    for program in candidates {
+        if let Ok(out) = Command::new(&program).arg("--dbname").arg(url).output() {
+            assert!(
+                out.status.success(),
+                "pg_dump failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return String::from_utf8(out.stdout).unwrap();
+        }
+    }
+    panic!("pg_dump not found: install postgresql-client");
+}
+
+/// Drives every request that stores or checks a user-entered value.
+async fn store_everything(app: &TestApp) {
+    let client = app.client();
+    let form = [
+        ("first_name", FIRST_NAME),
+        ("last_name", LAST_NAME),
+        ("email", EMAIL),
+        ("password", PASSWORD),
+        ("age_confirmed", "yes"),
+    ];
+    assert_eq!(app.call(&client, "sign_up", &form).await.status(), 200);
+    // The values really are stored, and readable through the app.
+    let me = app.current_user(&client).await;
+    assert_eq!(me["first_name"], FIRST_NAME);
+    assert_eq!(me["email"], EMAIL);
+
+    // The failure paths must not log what they were given either.
+    assert_eq!(
+        app.call(&app.client(), "sign_up", &form).await.status(),
+        422
+    );
+    assert_eq!(
+        app.sign_in(&app.client(), EMAIL, PASSWORD).await.status(),
+        200
+    );
+    assert_eq!(
+        app.sign_in(&app.client(), EMAIL, "kanarie wrong 1")
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.sign_in(&app.client(), "kanarie.nobody@example.com", PASSWORD)
+            .await
+            .status(),
+        401
+    );
+    let too_long = format!("{MARK}{}", "x".repeat(200));
+    let invalid = [
+        ("first_name", too_long.as_str()),
+        ("last_name", LAST_NAME),
+        ("email", "kanarie-not-an-email"),
+        ("password", "kanarie"),
+    ];
+    assert_eq!(
+        app.call(&app.client(), "sign_up", &invalid).await.status(),
+        422
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_env_filter("trace")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    )
+    .unwrap();
+
+    let app = TestApp::spawn(db.clone()).await;
+    store_everything(&app).await;
+
+    let dump = pg_dump(&database_url(&db).await);
+    assert!(
+        dump.contains("COPY public.users"),
+        "the dump holds the users table"
+    );
+    assert!(
+        dump.contains("COPY public.user_keys"),
+        "the dump holds the wrapped keys"
+    );
+    let dump_lower = dump.to_lowercase();
+    assert!(
+        !dump_lower.contains(MARK),
+        "a canary is in plaintext in the database: {}",
+        dump.lines()
+            .find(|l| l.to_lowercase().contains(MARK))
+            .unwrap_or_default()
+    );
+
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("account created"), "the log was captured");
+    assert!(
+        !logs.to_lowercase().contains(MARK),
+        "a canary reached the log: {}",
+        logs.lines()
+            .find(|l| l.to_lowercase().contains(MARK))
+            .unwrap_or_default()
+    );
+}
