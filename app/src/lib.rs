@@ -3,6 +3,7 @@
 //!
 //! - [`error`]: `AppError`, the one error type on the wire.
 //! - [`auth`]: accounts, sign-in, sessions.
+//! - [`agents`]: agents, provider keys, model listing.
 //! - [`theme`]: the light/dark/system preference.
 //! - [`ui`]: the page frame and shared components.
 //! - [`pages`]: home, dashboard, settings, not found.
@@ -10,6 +11,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod agents;
 pub mod auth;
 pub mod error;
 pub mod pages;
@@ -21,11 +23,14 @@ pub mod ui;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
-    SsrMode, StaticSegment,
+    ParamSegment, SsrMode, StaticSegment,
     components::{FlatRoutes, Route, Router},
 };
 
 use crate::{
+    agents::pages::{
+        AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage, KeysPage,
+    },
     auth::pages::{SignInPage, SignUpPage},
     pages::{DashboardPage, HomePage, NotFound, SettingsPage},
     ui::{Header, provide_auth},
@@ -33,7 +38,7 @@ use crate::{
 
 /// Pages that need a signed-in user. The server redirects a signed-out
 /// visitor to sign-in before rendering them.
-pub const PROTECTED_PATHS: &[&str] = &["/dashboard", "/settings"];
+pub const PROTECTED_PATHS: &[&str] = &["/dashboard", "/settings", "/agents"];
 /// Pages a signed-in user has no use for; the server sends them to the dashboard.
 pub const GUEST_PATHS: &[&str] = &["/sign-in", "/sign-up"];
 
@@ -100,6 +105,32 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("sign-up") view=SignUpPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("dashboard") view=DashboardPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("keys"))
+                        view=KeysPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route path=StaticSegment("agents") view=AgentsPage ssr=SsrMode::Async/>
+                    <Route
+                        path=(StaticSegment("agents"), StaticSegment("new"))
+                        view=AgentNewPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("agents"), StaticSegment("import"))
+                        view=AgentImportPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("agents"), ParamSegment("id"))
+                        view=AgentDetailPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("agents"), ParamSegment("id"), StaticSegment("edit"))
+                        view=AgentEditPage
+                        ssr=SsrMode::Async
+                    />
                 </FlatRoutes>
             </main>
         </Router>

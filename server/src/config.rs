@@ -4,10 +4,14 @@
 
 use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
-use app::platform::{
-    Settings,
-    crypto::{Kek, Keyring},
-    settings::Limit,
+use app::{
+    agents::domain::{Provider, valid_base_url},
+    platform::{
+        Settings,
+        crypto::{Kek, Keyring},
+        egress::AllowEntry,
+        settings::{Limit, PlatformKeys, ProviderUrls},
+    },
 };
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 
@@ -144,6 +148,51 @@ fn keyring(src: &dyn Source) -> Result<Keyring, ConfigError> {
     Ok(Keyring::new(current, previous))
 }
 
+/// `ENCLAVE_EGRESS_ALLOW`: comma-separated `host:port` entries.
+fn egress_allow(src: &dyn Source) -> Result<Vec<AllowEntry>, ConfigError> {
+    src.get("ENCLAVE_EGRESS_ALLOW")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|entry| {
+            AllowEntry::parse(entry).ok_or_else(|| ConfigError::Invalid {
+                name: "ENCLAVE_EGRESS_ALLOW",
+                why: format!("{entry:?} is not host:port, like 127.0.0.1:11434"),
+            })
+        })
+        .collect()
+}
+
+fn provider_urls(src: &dyn Source) -> Result<ProviderUrls, ConfigError> {
+    let defaults = ProviderUrls::default();
+    let url = |name: &'static str, default: String| -> Result<String, ConfigError> {
+        let value = src.get(name).unwrap_or(default);
+        valid_base_url(&value).map_err(|why| ConfigError::Invalid { name, why })?;
+        Ok(value.trim_end_matches('/').to_owned())
+    };
+    Ok(ProviderUrls {
+        openai: url("ENCLAVE_OPENAI_BASE_URL", defaults.openai)?,
+        anthropic: url("ENCLAVE_ANTHROPIC_BASE_URL", defaults.anthropic)?,
+        google: url("ENCLAVE_GOOGLE_BASE_URL", defaults.google)?,
+    })
+}
+
+/// Keys the operator provides for everyone: `ENCLAVE_<PROVIDER>_API_KEY(_FILE)`.
+fn platform_keys(src: &dyn Source) -> Result<PlatformKeys, ConfigError> {
+    let mut keys = std::collections::HashMap::new();
+    for (provider, name) in [
+        (Provider::Openai, "ENCLAVE_OPENAI_API_KEY"),
+        (Provider::Anthropic, "ENCLAVE_ANTHROPIC_API_KEY"),
+        (Provider::Google, "ENCLAVE_GOOGLE_API_KEY"),
+    ] {
+        if let Some(key) = secret(src, name)? {
+            keys.insert(provider, key.trim().to_owned());
+        }
+    }
+    Ok(PlatformKeys::new(keys))
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_source(&Env)
@@ -227,6 +276,9 @@ impl Config {
                 ..defaults.sign_up_per_ip
             },
             trust_forwarded_for: parse(src, "ENCLAVE_TRUST_FORWARDED_FOR", false)?,
+            egress_allow: egress_allow(src)?,
+            provider_urls: provider_urls(src)?,
+            platform_keys: platform_keys(src)?,
         };
         Ok(Config {
             mode,
@@ -321,6 +373,22 @@ mod tests {
             err.to_string().contains("ENCLAVE_PREVIOUS_MASTER_KEYS"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn egress_allowlist_and_platform_keys_are_read_and_keys_never_printed() {
+        let mut env = base();
+        env.insert("ENCLAVE_EGRESS_ALLOW", "127.0.0.1:11434, ollama:11434");
+        env.insert("ENCLAVE_ANTHROPIC_API_KEY", "sk-ant-canary-platform");
+        let config = Config::from_source(&env).unwrap();
+        assert_eq!(config.settings.egress_allow.len(), 2);
+        assert!(config.settings.platform_keys.has(Provider::Anthropic));
+        assert!(!config.settings.platform_keys.has(Provider::Openai));
+        assert!(!format!("{config:?}").contains("canary"));
+
+        env.insert("ENCLAVE_EGRESS_ALLOW", "127.0.0.1");
+        let err = Config::from_source(&env).unwrap_err();
+        assert!(err.to_string().contains("ENCLAVE_EGRESS_ALLOW"), "{err}");
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub fn router(state: AppState, public_url: &str) -> Router {
     let context_state = state.clone();
     let router = Router::new()
         .route("/health", get(health))
+        .route("/api/agents/{id}/export", get(export_agent))
         .leptos_routes_with_context(
             &state,
             routes,
@@ -99,6 +100,56 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .layer(from_fn(middleware::security_headers))
         .with_state(state);
     telemetry::with_request_log(router)
+}
+
+/// An agent as a JSON download (a plain route: the browser saves the file).
+async fn export_agent(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    session: Option<axum::Extension<app::auth::server::AuthSession>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(axum::Extension(session)) = session else {
+        return (StatusCode::UNAUTHORIZED, "Please sign in to continue.").into_response();
+    };
+    let result = async {
+        let id = app::agents::server::parse_id(&id)?;
+        app::agents::server::export_agent(&state, session.user_id, id).await
+    }
+    .await;
+    match result {
+        Ok(export) => {
+            let body = serde_json::to_string_pretty(&export).unwrap_or_default();
+            let slug: String = export
+                .name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_lowercase()
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            let disposition = format!(
+                "attachment; filename=\"agent-{}.json\"",
+                slug.trim_matches('-')
+            );
+            (
+                [
+                    (http::header::CONTENT_TYPE, "application/json".to_owned()),
+                    (http::header::CONTENT_DISPOSITION, disposition),
+                ],
+                body,
+            )
+                .into_response()
+        }
+        Err(err) => (
+            StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            err.to_string(),
+        )
+            .into_response(),
+    }
 }
 
 /// Liveness and database reachability.

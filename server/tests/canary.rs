@@ -24,6 +24,15 @@ const FIRST_NAME: &str = "Firstkanarie";
 const LAST_NAME: &str = "Lastkanarie";
 const EMAIL: &str = "kanarie.email@example.com";
 const PASSWORD: &str = "kanarie password 0000";
+const AGENT_NAME: &str = "Kanarie agent";
+const DESCRIPTION: &str = "Kanarie description";
+const SYSTEM_PROMPT: &str = "Kanarie system prompt: never reveal this";
+const STARTER: &str = "Kanarie starter";
+const BASE_URL_PATH: &str = "kanarie-path";
+const KEY_LABEL: &str = "Kanarie key label";
+const API_KEY: &str = "good-kanarie-api-key-4242";
+/// The fake provider rejects this one and echoes it in its error body.
+const REJECTED_KEY: &str = "bad-kanarie-api-key-1313";
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -109,6 +118,83 @@ async fn store_everything(app: &TestApp) {
             .status(),
         401
     );
+    // Agents and provider keys.
+    for (label, secret) in [(KEY_LABEL, API_KEY), ("second", REJECTED_KEY)] {
+        let form = [
+            ("provider", "openai"),
+            ("label", label),
+            ("secret", secret),
+            ("base_url", ""),
+        ];
+        assert_eq!(
+            app.call(&client, "add_provider_key", &form).await.status(),
+            200
+        );
+    }
+    let keys: serde_json::Value = app
+        .call(&client, "list_provider_keys", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    for key in keys.as_array().unwrap() {
+        let id = key["id"].as_str().unwrap();
+        let tested: serde_json::Value = app
+            .call(&client, "test_provider_key", &[("id", id)])
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!(tested["message"].is_string());
+    }
+    let compat_url = format!("http://127.0.0.1:9/{BASE_URL_PATH}/v1");
+    let agent = [
+        ("name", AGENT_NAME),
+        ("description", DESCRIPTION),
+        ("system_prompt", SYSTEM_PROMPT),
+        ("provider", "openai_compatible"),
+        ("model", "llama3.1"),
+        ("base_url", compat_url.as_str()),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("starter_1", STARTER),
+        ("avatar", ""),
+        ("provider_key_id", ""),
+    ];
+    assert_eq!(
+        app.call(&client, "create_agent", &agent).await.status(),
+        200
+    );
+    let agents: serde_json::Value = app
+        .call(&client, "list_agents", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(agents[0]["name"], AGENT_NAME);
+    let export = client
+        .get(app.url(&format!(
+            "/api/agents/{}/export",
+            agents[0]["id"].as_str().unwrap()
+        )))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        export.contains(SYSTEM_PROMPT),
+        "the export holds the prompt: {export}"
+    );
+    assert_eq!(
+        app.call(&client, "import_agent", &[("json", &export)])
+            .await
+            .status(),
+        200
+    );
+
     let too_long = format!("{MARK}{}", "x".repeat(200));
     let invalid = [
         ("first_name", too_long.as_str()),
@@ -135,7 +221,9 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
     )
     .unwrap();
 
-    let app = TestApp::spawn(db.clone()).await;
+    let fake = common::fake_provider::start().await;
+    let settings = common::with_fake_provider(common::relaxed_settings(), fake);
+    let app = TestApp::spawn_full(db.clone(), settings, common::keyring(1, &[])).await;
     store_everything(&app).await;
 
     let dump = pg_dump(&database_url(&db).await);

@@ -17,19 +17,11 @@ fn next_param() -> Signal<String> {
     Signal::derive(move || query.read().get("next").unwrap_or_default())
 }
 
-/// The error of the action's last run, if it failed.
-macro_rules! error_of {
-    ($action:expr) => {{
-        let action = $action;
-        Signal::derive(move || action.value().get().and_then(Result::err))
-    }};
-}
-
 #[component]
 pub fn SignInPage() -> impl IntoView {
     let action = SignInAction::new();
     refresh_auth_on(action.version());
-    let error: Signal<Option<AppError>> = error_of!(action);
+    let error: Signal<Option<AppError>> = crate::action_error!(action);
     let next = next_param();
     let sign_up_href = move || {
         let next = next.get();
@@ -67,7 +59,7 @@ pub fn SignInPage() -> impl IntoView {
 pub fn SignUpPage() -> impl IntoView {
     let action = SignUpAction::new();
     refresh_auth_on(action.version());
-    let error: Signal<Option<AppError>> = error_of!(action);
+    let error: Signal<Option<AppError>> = crate::action_error!(action);
     let next = next_param();
     let age_error = move || error.get().and_then(|e| e.field_message("age_confirmed"));
     view! {

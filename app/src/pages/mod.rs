@@ -46,6 +46,7 @@ fn Dashboard() -> impl IntoView {
             <article class="card">
                 <h2>"Agents"</h2>
                 <p class="muted">"Create an agent with its own instructions, model and tools."</p>
+                <a href="/agents">"Your agents"</a>
             </article>
             <article class="card">
                 <h2>"Conversations"</h2>
@@ -84,6 +85,11 @@ fn Settings() -> impl IntoView {
                 <dt>"Email"</dt>
                 <dd>{move || user().map(|u| u.email)}</dd>
             </dl>
+        </section>
+        <section class="card">
+            <h2>"Provider keys"</h2>
+            <p class="muted">"API keys for OpenAI, Anthropic, Google and OpenAI-compatible servers."</p>
+            <a class="button" href="/settings/keys">"Manage provider keys"</a>
         </section>
         <section class="card">
             <h2>"Appearance"</h2>

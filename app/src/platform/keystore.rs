@@ -327,7 +327,7 @@ pub async fn verify(
     for col in SEALED_COLUMNS {
         // Identifiers come from the constant list above, never from input.
         let sql = format!(
-            "SELECT {id}, {owner}, {column} FROM {table} ORDER BY {id}",
+            "SELECT {id}, {owner}, {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY {id}",
             id = col.id,
             owner = col.owner,
             column = col.column,

@@ -3,6 +3,7 @@
 //! rate limiting and the request context helpers server functions use.
 
 pub mod crypto;
+pub mod egress;
 pub mod keystore;
 pub mod passwords;
 pub mod rate_limit;

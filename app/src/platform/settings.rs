@@ -2,7 +2,56 @@
 //! builds them from `ENCLAVE_*` environment variables (see `server::config`);
 //! tests build them directly.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
+
+use super::egress::AllowEntry;
+use crate::agents::domain::Provider;
+
+/// Where each hosted provider's API lives (overridable for tests and proxies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderUrls {
+    pub openai: String,
+    pub anthropic: String,
+    pub google: String,
+}
+
+impl Default for ProviderUrls {
+    fn default() -> Self {
+        ProviderUrls {
+            openai: "https://api.openai.com/v1".into(),
+            anthropic: "https://api.anthropic.com/v1".into(),
+            google: "https://generativelanguage.googleapis.com/v1beta".into(),
+        }
+    }
+}
+
+/// API keys the operator provides for everyone. `Debug` shows only which
+/// providers have one.
+#[derive(Clone, Default)]
+pub struct PlatformKeys(HashMap<Provider, String>);
+
+impl std::fmt::Debug for PlatformKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut providers: Vec<&str> = self.0.keys().map(|p| p.as_str()).collect();
+        providers.sort_unstable();
+        write!(f, "PlatformKeys({providers:?}, <redacted>)")
+    }
+}
+
+impl PlatformKeys {
+    pub fn new(keys: HashMap<Provider, String>) -> Self {
+        PlatformKeys(keys)
+    }
+
+    pub fn has(&self, provider: Provider) -> bool {
+        self.0.contains_key(&provider)
+    }
+
+    /// The key, for the request to the provider only.
+    pub fn expose(&self, provider: Provider) -> Option<&str> {
+        self.0.get(&provider).map(String::as_str)
+    }
+}
 
 /// A fixed-window limit: at most `max` events per `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +83,10 @@ pub struct Settings {
     pub sign_up_per_ip: Limit,
     /// Trust the first `X-Forwarded-For` address (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
+    /// Private `host:port`s that outbound requests may reach anyway.
+    pub egress_allow: Vec<AllowEntry>,
+    pub provider_urls: ProviderUrls,
+    pub platform_keys: PlatformKeys,
 }
 
 impl Default for Settings {
@@ -45,6 +98,9 @@ impl Default for Settings {
             sign_in_per_account: Limit::new(5, 15 * 60),
             sign_up_per_ip: Limit::new(10, 60 * 60),
             trust_forwarded_for: false,
+            egress_allow: Vec::new(),
+            provider_urls: ProviderUrls::default(),
+            platform_keys: PlatformKeys::default(),
         }
     }
 }

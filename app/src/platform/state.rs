@@ -4,7 +4,7 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use sqlx::PgPool;
 
-use super::{keystore::Crypto, passwords::Passwords, settings::Settings};
+use super::{egress::Egress, keystore::Crypto, passwords::Passwords, settings::Settings};
 
 /// Everything a request handler or server function needs, cloned cheaply per
 /// request. Reached in server functions through context, never a global.
@@ -15,6 +15,7 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub passwords: Passwords,
     pub crypto: Arc<Crypto>,
+    pub egress: Egress,
 }
 
 impl AppState {
@@ -27,6 +28,7 @@ impl AppState {
         AppState {
             leptos_options,
             db,
+            egress: Egress::new(settings.egress_allow.clone()),
             settings: Arc::new(settings),
             passwords: Passwords::new(),
             crypto: Arc::new(crypto),

@@ -64,6 +64,7 @@ pub fn Header() -> impl IntoView {
                             Ok(Some(user)) => {
                                 view! {
                                     <a href="/dashboard">"Dashboard"</a>
+                                    <a href="/agents">"Agents"</a>
                                     <a href="/settings">"Settings"</a>
                                     <span class="who" data-testid="signed-in-as">
                                         {user.first_name}
@@ -162,6 +163,9 @@ pub fn Field(
     #[prop(default = "text")] kind: &'static str,
     #[prop(optional)] autocomplete: &'static str,
     #[prop(optional)] hint: &'static str,
+    #[prop(optional, into)] value: String,
+    #[prop(default = true)] required: bool,
+    #[prop(optional)] list: &'static str,
     #[prop(into)] error: Signal<Option<AppError>>,
 ) -> impl IntoView {
     let message = move || error.get().and_then(|e| e.field_message(name));
@@ -174,8 +178,10 @@ pub fn Field(
                 id=id
                 name=name
                 type=kind
-                autocomplete=autocomplete
-                required=true
+                value=value
+                autocomplete=(!autocomplete.is_empty()).then_some(autocomplete)
+                list=(!list.is_empty()).then_some(list)
+                required=required
                 aria-invalid=move || message().is_some().to_string()
                 aria-describedby=message_id.clone()
             />
@@ -185,6 +191,56 @@ pub fn Field(
             </p>
         </div>
     }
+}
+
+/// A labelled multi-line input with its validation message underneath.
+#[component]
+pub fn TextAreaField(
+    label: &'static str,
+    name: &'static str,
+    #[prop(optional)] hint: &'static str,
+    #[prop(optional, into)] value: String,
+    #[prop(default = 4)] rows: u32,
+    #[prop(into)] error: Signal<Option<AppError>>,
+) -> impl IntoView {
+    let message = move || error.get().and_then(|e| e.field_message(name));
+    let id = format!("field-{name}");
+    let message_id = format!("{id}-error");
+    view! {
+        <div class="field" class:invalid=move || message().is_some()>
+            <label for=id.clone()>{label}</label>
+            <textarea
+                id=id
+                name=name
+                rows=rows
+                aria-invalid=move || message().is_some().to_string()
+                aria-describedby=message_id.clone()
+            >
+                {value}
+            </textarea>
+            {(!hint.is_empty()).then(|| view! { <p class="hint">{hint}</p> })}
+            <p class="field-error" id=message_id>
+                {message}
+            </p>
+        </div>
+    }
+}
+
+/// The message for `field` in an action's error, for hand-written fields.
+pub fn field_message(
+    error: Signal<Option<AppError>>,
+    field: &'static str,
+) -> impl Fn() -> Option<String> + Copy {
+    move || error.get().and_then(|e| e.field_message(field))
+}
+
+/// The error of an action's last run, if it failed.
+#[macro_export]
+macro_rules! action_error {
+    ($action:expr) => {{
+        let action = $action;
+        leptos::prelude::Signal::derive(move || action.value().get().and_then(Result::err))
+    }};
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! (`#[sqlx::test]`), driven with a real HTTP client.
 #![allow(dead_code)]
 
+pub mod fake_provider;
+
 use std::{net::SocketAddr, time::Duration};
 
 use app::platform::{
@@ -39,6 +41,19 @@ pub fn relaxed_settings() -> Settings {
 }
 
 pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Settings whose provider URLs and egress allowlist point at a fake provider.
+pub fn with_fake_provider(settings: Settings, fake: SocketAddr) -> Settings {
+    Settings {
+        egress_allow: vec![app::platform::egress::AllowEntry::parse(&fake.to_string()).unwrap()],
+        provider_urls: app::platform::settings::ProviderUrls {
+            openai: format!("http://{fake}/openai/v1"),
+            anthropic: format!("http://{fake}/anthropic/v1"),
+            google: format!("http://{fake}/google/v1beta"),
+        },
+        ..settings
+    }
+}
 
 /// A master key made of one repeated byte: tests name keys by that byte.
 pub fn kek(byte: u8) -> Kek {

@@ -1,0 +1,634 @@
+//! Agent pages: list (with search), create, detail, edit, import, and the
+//! provider keys page. Every form is a server-rendered `ActionForm`.
+
+use leptos::{either::Either, prelude::*};
+use leptos_meta::Title;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+use super::{
+    AgentDetail, KeySource, ProviderKeyView,
+    api::{
+        AddKeyAction, CreateAgentAction, DeleteAgentAction, DeleteKeyAction, DuplicateAgentAction,
+        ImportAgentAction, ReplaceKeyAction, TestKeyAction, UpdateAgentAction, get_agent,
+        list_agents, list_provider_keys,
+    },
+    domain::{AgentForm, Provider},
+};
+use crate::{
+    action_error,
+    error::AppError,
+    ui::{Field, FormError, RequireUser, TextAreaField, field_message},
+};
+
+fn error_view(err: AppError) -> impl IntoView {
+    view! {
+        <p class="form-error" role="alert">
+            {err.to_string()}
+        </p>
+    }
+}
+
+// ---- list ------------------------------------------------------------------------
+
+#[component]
+pub fn AgentsPage() -> impl IntoView {
+    view! {
+        <Title text="Agents"/>
+        <RequireUser>
+            <AgentList/>
+        </RequireUser>
+    }
+}
+
+#[component]
+fn AgentList() -> impl IntoView {
+    let query = use_query_map();
+    let q = move || query.read().get("q").unwrap_or_default();
+    let agents = Resource::new(q, |q| list_agents(Some(q)));
+    view! {
+        <div class="page-head">
+            <h1>"Agents"</h1>
+            <a class="button primary" href="/agents/new">"New agent"</a>
+            <a class="button" href="/agents/import">"Import"</a>
+        </div>
+        <form method="get" action="/agents" role="search" class="search">
+            <label for="agent-search">"Search agents"</label>
+            <input id="agent-search" type="search" name="q" value=q placeholder="Name or description"/>
+            <button type="submit">"Search"</button>
+        </form>
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match agents.await {
+                    Err(err) => error_view(err).into_any(),
+                    Ok(list) if list.is_empty() && q().is_empty() => {
+                        view! {
+                            <section class="card empty">
+                                <h2>"No agents yet"</h2>
+                                <p class="muted">
+                                    "An agent is a model with its own instructions, settings and tools. "
+                                    "Create your first one to start chatting."
+                                </p>
+                                <a class="button primary" href="/agents/new">"Create your first agent"</a>
+                            </section>
+                        }
+                            .into_any()
+                    }
+                    Ok(list) if list.is_empty() => {
+                        view! { <p class="muted">"No agent matches “" {q()} "”."</p> }.into_any()
+                    }
+                    Ok(list) => {
+                        view! {
+                            <ul class="agent-list">
+                                {list
+                                    .into_iter()
+                                    .map(|agent| {
+                                        view! {
+                                            <li class="card agent-row">
+                                                <span class="avatar" aria-hidden="true">{agent.avatar}</span>
+                                                <div>
+                                                    <a href=format!("/agents/{}", agent.id)>{agent.name}</a>
+                                                    <p class="muted">{agent.description}</p>
+                                                </div>
+                                                <span class="model">
+                                                    {agent.provider.label()} " · " {agent.model}
+                                                </span>
+                                            </li>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </ul>
+                        }
+                            .into_any()
+                    }
+                }
+            })}
+        </Transition>
+    }
+}
+
+// ---- the editor (create and edit) ------------------------------------------------
+
+/// Every field of an agent, filled from `initial`.
+#[component]
+fn AgentFields(
+    initial: AgentForm,
+    keys: Vec<ProviderKeyView>,
+    chosen_key: Option<String>,
+    #[prop(into)] error: Signal<Option<AppError>>,
+) -> impl IntoView {
+    let provider_error = field_message(error, "provider");
+    let starters_error = field_message(error, "starters");
+    let key_error = field_message(error, "provider_key_id");
+    let starter = |i: usize| initial.starters.get(i).cloned().unwrap_or_default();
+    let chosen = chosen_key.unwrap_or_default();
+    view! {
+        <FormError error=error/>
+        <Field label="Name" name="name" value=initial.name.clone() error=error/>
+        <TextAreaField
+            label="Description"
+            name="description"
+            rows=2
+            value=initial.description.clone()
+            hint="Up to 500 characters; shown in the agent list."
+            error=error
+        />
+        <TextAreaField
+            label="System prompt"
+            name="system_prompt"
+            rows=8
+            value=initial.system_prompt.clone()
+            hint="The agent's instructions, up to 32,000 characters. Stored encrypted."
+            error=error
+        />
+        <div class="field-row">
+            <div class="field" class:invalid=move || provider_error().is_some()>
+                <label for="field-provider">"Provider"</label>
+                <select id="field-provider" name="provider">
+                    {Provider::ALL
+                        .into_iter()
+                        .map(|p| {
+                            view! {
+                                <option value=p.as_str() selected=initial.provider == p.as_str()>
+                                    {p.label()}
+                                </option>
+                            }
+                        })
+                        .collect_view()}
+                </select>
+                <p class="field-error" id="field-provider-error">{provider_error}</p>
+            </div>
+            <Field
+                label="Model"
+                name="model"
+                value=initial.model.clone()
+                list="model-suggestions"
+                error=error
+            />
+        </div>
+        <datalist id="model-suggestions">
+            {Provider::ALL
+                .into_iter()
+                .flat_map(|p| p.suggested_models().iter())
+                .map(|m| view! { <option value=*m></option> })
+                .collect_view()}
+        </datalist>
+        <Field
+            label="Base URL"
+            name="base_url"
+            kind="url"
+            value=initial.base_url.clone()
+            required=false
+            hint="Only for OpenAI-compatible servers, e.g. http://localhost:11434/v1 for Ollama."
+            error=error
+        />
+        <div class="field-row">
+            <Field
+                label="Temperature"
+                name="temperature"
+                value=initial.temperature.clone()
+                required=false
+                hint="Empty for the provider's default."
+                error=error
+            />
+            <Field label="Top-p" name="top_p" value=initial.top_p.clone() required=false error=error/>
+            <Field
+                label="Max output tokens"
+                name="max_output_tokens"
+                value=initial.max_output_tokens.clone()
+                required=false
+                error=error
+            />
+        </div>
+        <fieldset class="field" class:invalid=move || starters_error().is_some()>
+            <legend>"Conversation starters (up to 4)"</legend>
+            {(0..4)
+                .map(|i| {
+                    let name = ["starter_1", "starter_2", "starter_3", "starter_4"][i];
+                    view! {
+                        <input
+                            name=name
+                            aria-label=format!("Conversation starter {}", i + 1)
+                            value=starter(i)
+                        />
+                    }
+                })
+                .collect_view()}
+            <p class="field-error" id="field-starters-error">{starters_error}</p>
+        </fieldset>
+        <div class="field-row">
+            <Field
+                label="Avatar"
+                name="avatar"
+                value=initial.avatar.clone()
+                required=false
+                hint="One emoji, or a colour like #3b5bdb."
+                error=error
+            />
+            <div class="field" class:invalid=move || key_error().is_some()>
+                <label for="field-provider_key_id">"API key"</label>
+                <select id="field-provider_key_id" name="provider_key_id">
+                    <option value="" selected=chosen.is_empty()>
+                        "Automatic: your key for the provider, else the platform's"
+                    </option>
+                    {keys
+                        .into_iter()
+                        .map(|k| {
+                            let selected = k.id == chosen;
+                            view! {
+                                <option value=k.id selected=selected>
+                                    {format!("{} · {} ({})", k.provider.label(), k.label, k.masked)}
+                                </option>
+                            }
+                        })
+                        .collect_view()}
+                </select>
+                <p class="field-error" id="field-provider_key_id-error">{key_error}</p>
+            </div>
+        </div>
+    }
+}
+
+#[component]
+pub fn AgentNewPage() -> impl IntoView {
+    view! {
+        <Title text="New agent"/>
+        <RequireUser>
+            <AgentNew/>
+        </RequireUser>
+    }
+}
+
+#[component]
+fn AgentNew() -> impl IntoView {
+    let action = CreateAgentAction::new();
+    let error = action_error!(action);
+    let keys = Resource::new(|| (), |_| list_provider_keys());
+    view! {
+        <h1>"New agent"</h1>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let keys = keys.await.unwrap_or_default();
+                let initial = AgentForm {
+                    provider: Provider::Openai.as_str().to_owned(),
+                    model: "gpt-4o-mini".to_owned(),
+                    ..AgentForm::default()
+                };
+                view! {
+                    <ActionForm action=action attr:class="card agent-form">
+                        <AgentFields initial=initial keys=keys chosen_key=None error=error/>
+                        <button type="submit" class="primary" disabled=move || action.pending().get()>
+                            "Create agent"
+                        </button>
+                    </ActionForm>
+                }
+            })}
+        </Transition>
+    }
+}
+
+fn use_agent_id() -> Memo<String> {
+    let params = use_params_map();
+    Memo::new(move |_| params.read().get("id").unwrap_or_default())
+}
+
+#[component]
+pub fn AgentEditPage() -> impl IntoView {
+    view! {
+        <Title text="Edit agent"/>
+        <RequireUser>
+            <AgentEdit/>
+        </RequireUser>
+    }
+}
+
+#[component]
+fn AgentEdit() -> impl IntoView {
+    let id = use_agent_id();
+    let agent = Resource::new(move || id.get(), get_agent);
+    let keys = Resource::new(|| (), |_| list_provider_keys());
+    let action = UpdateAgentAction::new();
+    let error = action_error!(action);
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match (agent.await, keys.await) {
+                    (Ok(agent), Ok(keys)) => {
+                        Either::Left(view! {
+                            <h1>"Edit " {agent.spec.name.clone()}</h1>
+                            <ActionForm action=action attr:class="card agent-form">
+                                <input type="hidden" name="id" value=agent.id.clone()/>
+                                <AgentFields
+                                    initial=agent.spec.to_form()
+                                    keys=keys
+                                    chosen_key=agent.provider_key_id.clone()
+                                    error=error
+                                />
+                                <button type="submit" class="primary" disabled=move || action.pending().get()>
+                                    "Save changes"
+                                </button>
+                                <a class="button" href=format!("/agents/{}", agent.id)>"Cancel"</a>
+                            </ActionForm>
+                        })
+                    }
+                    (Err(err), _) | (_, Err(err)) => Either::Right(not_found_or(err)),
+                }
+            })}
+        </Transition>
+    }
+}
+
+fn not_found_or(err: AppError) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if err == AppError::NotFound
+        && let Some(response) = use_context::<leptos_axum::ResponseOptions>()
+    {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+    if err == AppError::NotFound {
+        Either::Left(view! {
+            <h1>"Agent not found"</h1>
+            <p>"There is no such agent among yours. " <a href="/agents">"Back to your agents"</a></p>
+        })
+    } else {
+        Either::Right(error_view(err))
+    }
+}
+
+// ---- detail ------------------------------------------------------------------------
+
+#[component]
+pub fn AgentDetailPage() -> impl IntoView {
+    view! {
+        <Title text="Agent"/>
+        <RequireUser>
+            <AgentShow/>
+        </RequireUser>
+    }
+}
+
+#[component]
+fn AgentShow() -> impl IntoView {
+    let id = use_agent_id();
+    let agent = Resource::new(move || id.get(), get_agent);
+    view! {
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match agent.await {
+                    Ok(agent) => Either::Left(view! { <AgentCard agent=agent/> }),
+                    Err(err) => Either::Right(not_found_or(err)),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn AgentCard(agent: AgentDetail) -> impl IntoView {
+    let duplicate = DuplicateAgentAction::new();
+    let delete = DeleteAgentAction::new();
+    let delete_error = action_error!(delete);
+    let confirm_error = field_message(delete_error, "confirm");
+    let spec = agent.spec.clone();
+    let key_missing = matches!(agent.key_source, KeySource::Missing { .. });
+    let setting = |value: Option<String>| value.unwrap_or_else(|| "provider default".to_owned());
+    let (id_duplicate, id_delete) = (agent.id.clone(), agent.id.clone());
+    let edit_href = format!("/agents/{}/edit", agent.id);
+    let export_href = format!("/api/agents/{}/export", agent.id);
+    view! {
+        <Title text=spec.name.clone()/>
+        <div class="page-head">
+            <span class="avatar big" aria-hidden="true">{spec.avatar.clone()}</span>
+            <h1>{spec.name.clone()}</h1>
+            <a class="button" href=edit_href>"Edit"</a>
+            <ActionForm action=duplicate attr:class="inline">
+                <input type="hidden" name="id" value=id_duplicate/>
+                <button type="submit">"Duplicate"</button>
+            </ActionForm>
+            <a class="button" href=export_href download="">
+                "Export"
+            </a>
+        </div>
+        <p class="lead">{spec.description.clone()}</p>
+        <section class="card">
+            <dl>
+                <dt>"Provider"</dt>
+                <dd>{spec.provider.label()}</dd>
+                <dt>"Model"</dt>
+                <dd>{spec.model.clone()}</dd>
+                {spec
+                    .base_url
+                    .clone()
+                    .map(|url| view! { <dt>"Base URL"</dt> <dd>{url}</dd> })}
+                <dt>"API key"</dt>
+                <dd class:warning=key_missing data-testid="key-source">
+                    {agent.key_source.describe()}
+                </dd>
+                <dt>"Temperature"</dt>
+                <dd>{setting(spec.temperature.map(|t| t.to_string()))}</dd>
+                <dt>"Top-p"</dt>
+                <dd>{setting(spec.top_p.map(|t| t.to_string()))}</dd>
+                <dt>"Max output tokens"</dt>
+                <dd>{setting(spec.max_output_tokens.map(|t| t.to_string()))}</dd>
+            </dl>
+        </section>
+        <section class="card">
+            <h2>"System prompt"</h2>
+            <pre class="prompt">{spec.system_prompt.clone()}</pre>
+        </section>
+        {(!spec.starters.is_empty())
+            .then(|| {
+                view! {
+                    <section class="card">
+                        <h2>"Conversation starters"</h2>
+                        <ul>{spec.starters.iter().map(|s| view! { <li>{s.clone()}</li> }).collect_view()}</ul>
+                    </section>
+                }
+            })}
+        <section class="card danger-zone">
+            <h2>"Delete this agent"</h2>
+            <p>
+                "Deleting " <strong>{spec.name.clone()}</strong>
+                " removes its configuration for good, together with its conversations, "
+                "schedules and channels once those exist. Your API keys are kept."
+            </p>
+            <ActionForm action=delete>
+                <input type="hidden" name="id" value=id_delete/>
+                <FormError error=delete_error/>
+                <label class="checkbox">
+                    <input type="checkbox" name="confirm" value="yes"/>
+                    " Yes, delete this agent and everything that goes with it"
+                </label>
+                <p class="field-error" id="field-confirm-error">{confirm_error}</p>
+                <button type="submit" class="danger">"Delete agent"</button>
+            </ActionForm>
+        </section>
+    }
+}
+
+// ---- import --------------------------------------------------------------------------
+
+#[component]
+pub fn AgentImportPage() -> impl IntoView {
+    let action = ImportAgentAction::new();
+    let error = action_error!(action);
+    view! {
+        <Title text="Import an agent"/>
+        <RequireUser>
+            <h1>"Import an agent"</h1>
+            <ActionForm action=action attr:class="card">
+                <FormError error=error/>
+                <TextAreaField
+                    label="Exported agent (JSON)"
+                    name="json"
+                    rows=14
+                    hint="Paste a file made by Export. It holds no API keys: the agent uses yours."
+                    error=error
+                />
+                <p class="field-error" id="field-file-error">{field_message(error, "file")}</p>
+                <button type="submit" class="primary">"Import"</button>
+            </ActionForm>
+        </RequireUser>
+    }
+}
+
+// ---- provider keys -----------------------------------------------------------------
+
+#[component]
+pub fn KeysPage() -> impl IntoView {
+    view! {
+        <Title text="Provider keys"/>
+        <RequireUser>
+            <Keys/>
+        </RequireUser>
+    }
+}
+
+#[component]
+fn Keys() -> impl IntoView {
+    let add = AddKeyAction::new();
+    let delete = DeleteKeyAction::new();
+    let replace = ReplaceKeyAction::new();
+    let keys = Resource::new(
+        move || {
+            (
+                add.version().get(),
+                delete.version().get(),
+                replace.version().get(),
+            )
+        },
+        |_| list_provider_keys(),
+    );
+    let add_error = action_error!(add);
+    let provider_error = field_message(add_error, "provider");
+    view! {
+        <h1>"Provider keys"</h1>
+        <p class="muted">
+            "Keys are encrypted with your own data key. Enclave never shows a key again: "
+            "only its last four characters."
+        </p>
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match keys.await {
+                    Err(err) => error_view(err).into_any(),
+                    Ok(list) if list.is_empty() => {
+                        view! { <p class="card muted">"No keys yet. Add one below."</p> }.into_any()
+                    }
+                    Ok(list) => {
+                        view! {
+                            <ul class="key-list">
+                                {list
+                                    .into_iter()
+                                    .map(|key| view! { <KeyRow key=key delete=delete replace=replace/> })
+                                    .collect_view()}
+                            </ul>
+                        }
+                            .into_any()
+                    }
+                }
+            })}
+        </Transition>
+        <section class="card">
+            <h2>"Add a key"</h2>
+            <ActionForm action=add>
+                <FormError error=add_error/>
+                <div class="field-row">
+                    <div class="field" class:invalid=move || provider_error().is_some()>
+                        <label for="field-provider">"Provider"</label>
+                        <select id="field-provider" name="provider">
+                            {Provider::ALL
+                                .into_iter()
+                                .map(|p| view! { <option value=p.as_str()>{p.label()}</option> })
+                                .collect_view()}
+                        </select>
+                        <p class="field-error">{provider_error}</p>
+                    </div>
+                    <Field label="Label" name="label" error=add_error/>
+                </div>
+                <Field label="API key" name="secret" kind="password" autocomplete="off" error=add_error/>
+                <Field
+                    label="Server address"
+                    name="base_url"
+                    kind="url"
+                    required=false
+                    hint="Only for OpenAI-compatible servers, e.g. http://localhost:11434/v1."
+                    error=add_error
+                />
+                <button type="submit" class="primary">"Add key"</button>
+            </ActionForm>
+        </section>
+    }
+}
+
+#[component]
+fn KeyRow(
+    key: ProviderKeyView,
+    delete: DeleteKeyAction,
+    replace: ReplaceKeyAction,
+) -> impl IntoView {
+    let test = TestKeyAction::new();
+    let result = move || test.value().get();
+    let (id_test, id_delete, id_replace) = (key.id.clone(), key.id.clone(), key.id.clone());
+    view! {
+        <li class="card key-row" data-testid="provider-key">
+            <div>
+                <strong>{key.label.clone()}</strong>
+                <span class="muted">" · " {key.provider.label()}</span>
+                <code class="masked">{key.masked.clone()}</code>
+            </div>
+            <div class="actions">
+                <ActionForm action=test attr:class="inline">
+                    <input type="hidden" name="id" value=id_test/>
+                    <button type="submit" disabled=move || test.pending().get()>"Test"</button>
+                </ActionForm>
+                <ActionForm action=delete attr:class="inline">
+                    <input type="hidden" name="id" value=id_delete/>
+                    <button type="submit" class="danger">"Delete"</button>
+                </ActionForm>
+            </div>
+            {move || {
+                result()
+                    .map(|r| match r {
+                        Ok(t) => {
+                            view! {
+                                <p class=if t.ok { "key-test ok" } else { "key-test failed" } role="status">
+                                    {t.message}
+                                </p>
+                            }
+                                .into_any()
+                        }
+                        Err(err) => error_view(err).into_any(),
+                    })
+            }}
+            <details>
+                <summary>"Replace this key"</summary>
+                <ActionForm action=replace>
+                    <input type="hidden" name="id" value=id_replace/>
+                    <label>
+                        "New API key " <input type="password" name="secret" autocomplete="off" required/>
+                    </label>
+                    <button type="submit">"Replace"</button>
+                </ActionForm>
+            </details>
+        </li>
+    }
+}
