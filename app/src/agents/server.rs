@@ -216,37 +216,58 @@ async fn check_chosen_key(
     }
 }
 
+/// Seals `spec` for row `id` and runs `sql`, an INSERT or UPDATE whose
+/// parameters are numbered as in `INSERT_AGENT` ($1 id, $2 owner, ...).
+async fn write_agent(
+    state: &AppState,
+    sql: &'static str,
+    owner: Uuid,
+    id: Uuid,
+    spec: &AgentSpec,
+    provider_key_id: Option<Uuid>,
+) -> Result<u64, AppError> {
+    check_chosen_key(state, owner, spec.provider, provider_key_id).await?;
+    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    let sealed = seal_agent(&key, id, owner, spec)?;
+    let done = sqlx::query(sql)
+        .bind(id)
+        .bind(owner)
+        .bind(&sealed.name)
+        .bind(&sealed.description)
+        .bind(&sealed.system_prompt)
+        .bind(spec.provider.as_str())
+        .bind(&spec.model)
+        .bind(&sealed.base_url)
+        .bind(spec.temperature)
+        .bind(spec.top_p)
+        .bind(spec.max_output_tokens.map(|n| n as i32))
+        .bind(&sealed.starters)
+        .bind(&spec.avatar)
+        .bind(provider_key_id)
+        .execute(&state.db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+const INSERT_AGENT: &str = "INSERT INTO agents (id, owner_id, name, description, system_prompt,
+       provider, model, base_url, temperature, top_p, max_output_tokens, starters, avatar,
+       provider_key_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+const UPDATE_AGENT: &str = "UPDATE agents SET name = $3, description = $4, system_prompt = $5,
+       provider = $6, model = $7, base_url = $8, temperature = $9, top_p = $10,
+       max_output_tokens = $11, starters = $12, avatar = $13, provider_key_id = $14,
+       updated_at = now()
+     WHERE id = $1 AND owner_id = $2";
+
 pub async fn create_agent(
     state: &AppState,
     owner: Uuid,
     spec: &AgentSpec,
     provider_key_id: Option<Uuid>,
 ) -> Result<Uuid, AppError> {
-    check_chosen_key(state, owner, spec.provider, provider_key_id).await?;
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
     let id = Uuid::new_v4();
-    let sealed = seal_agent(&key, id, owner, spec)?;
-    sqlx::query(
-        "INSERT INTO agents (id, owner_id, name, description, system_prompt, provider, model,
-           base_url, temperature, top_p, max_output_tokens, starters, avatar, provider_key_id)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(id)
-    .bind(owner)
-    .bind(&sealed.name)
-    .bind(&sealed.description)
-    .bind(&sealed.system_prompt)
-    .bind(spec.provider.as_str())
-    .bind(&spec.model)
-    .bind(&sealed.base_url)
-    .bind(spec.temperature)
-    .bind(spec.top_p)
-    .bind(spec.max_output_tokens.map(|n| n as i32))
-    .bind(&sealed.starters)
-    .bind(&spec.avatar)
-    .bind(provider_key_id)
-    .execute(&state.db)
-    .await?;
+    write_agent(state, INSERT_AGENT, owner, id, spec, provider_key_id).await?;
     tracing::info!(agent_id = %id, owner_id = %owner, "agent created");
     Ok(id)
 }
@@ -258,32 +279,7 @@ pub async fn update_agent(
     spec: &AgentSpec,
     provider_key_id: Option<Uuid>,
 ) -> Result<(), AppError> {
-    check_chosen_key(state, owner, spec.provider, provider_key_id).await?;
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
-    let sealed = seal_agent(&key, id, owner, spec)?;
-    let done = sqlx::query(
-        "UPDATE agents SET name = $3, description = $4, system_prompt = $5, provider = $6,
-           model = $7, base_url = $8, temperature = $9, top_p = $10, max_output_tokens = $11,
-           starters = $12, avatar = $13, provider_key_id = $14, updated_at = now()
-         WHERE id = $1 AND owner_id = $2",
-    )
-    .bind(id)
-    .bind(owner)
-    .bind(&sealed.name)
-    .bind(&sealed.description)
-    .bind(&sealed.system_prompt)
-    .bind(spec.provider.as_str())
-    .bind(&spec.model)
-    .bind(&sealed.base_url)
-    .bind(spec.temperature)
-    .bind(spec.top_p)
-    .bind(spec.max_output_tokens.map(|n| n as i32))
-    .bind(&sealed.starters)
-    .bind(&spec.avatar)
-    .bind(provider_key_id)
-    .execute(&state.db)
-    .await?;
-    if done.rows_affected() == 0 {
+    if write_agent(state, UPDATE_AGENT, owner, id, spec, provider_key_id).await? == 0 {
         return Err(AppError::NotFound);
     }
     Ok(())
