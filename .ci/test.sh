@@ -21,7 +21,7 @@ step "clippy (WASM side)"
 cargo clippy -p app -p frontend --features app/hydrate --target wasm32-unknown-unknown -- -D warnings
 
 step "no server-only crate in the WASM bundle"
-forbidden='^(sqlx|sqlx-core|sqlx-postgres|tokio|axum|hyper|argon2|sha2|cookie|leptos_axum|reqwest|tower|tower-http|aes-gcm|tracing-subscriber|rustls|ring)$'
+forbidden='^(sqlx|sqlx-core|sqlx-postgres|tokio|axum|hyper|argon2|sha2|hmac|cookie|leptos_axum|reqwest|eventsource-stream|tower|tower-http|aes-gcm|zeroize|tracing-subscriber|rustls|ring)$'
 leaks=$(cargo tree -p frontend --target wasm32-unknown-unknown -e normal,no-proc-macro --prefix none --format '{p}' \
   | awk '{print $1}' | sort -u | grep -E "$forbidden" || true)
 if [ -n "$leaks" ]; then

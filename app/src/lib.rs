@@ -7,13 +7,17 @@
 //! - [`theme`]: the light/dark/system preference.
 //! - [`ui`]: the page frame and shared components.
 //! - [`pages`]: home, dashboard, settings, not found.
-//! - [`platform`] (ssr): state, settings, password hashing, rate limits.
+//! - [`llm`] (ssr): provider adapters over their real streaming protocols.
+//! - [`platform`] (ssr): state, settings, crypto, egress, password hashing,
+//!   rate limits.
 
 #![recursion_limit = "256"]
 
 pub mod agents;
 pub mod auth;
 pub mod error;
+#[cfg(feature = "ssr")]
+pub mod llm;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod platform;

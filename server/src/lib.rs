@@ -3,6 +3,7 @@
 //! startup/shutdown (here). Application logic lives in the `app` crate.
 
 pub mod config;
+pub mod fake_provider;
 pub mod keys;
 pub mod middleware;
 pub mod telemetry;
@@ -67,6 +68,9 @@ pub fn leptos_options() -> LeptosOptions {
     }
 }
 
+/// The largest request body accepted (an agent import is at most 256 KiB).
+pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
+
 /// The whole HTTP surface: pages, server functions, static files, health.
 pub fn router(state: AppState, public_url: &str) -> Router {
     let routes = generate_route_list(App);
@@ -95,6 +99,9 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(from_fn(middleware::server_fn_errors))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_REQUEST_BODY,
+        ))
         .layer(from_fn_with_state(state.clone(), middleware::session))
         .layer(from_fn_with_state(public_url, middleware::origin_check))
         .layer(from_fn(middleware::security_headers))

@@ -721,3 +721,23 @@ async fn unknown_pages_are_404_and_health_answers(db: PgPool) {
     let res = app.client().get(app.url("/health")).send().await.unwrap();
     assert_eq!(res.status(), 200);
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn oversized_request_bodies_are_refused(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let huge = "x".repeat(server::MAX_REQUEST_BODY + 1);
+    let res = app
+        .client()
+        .post(app.url("/api/sign_in"))
+        .header(header::ACCEPT, "application/json")
+        .form(&[("email", "a@example.com"), ("password", huge.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(
+        app.count("SELECT count(*) FROM rate_limits").await,
+        0,
+        "never reached sign-in"
+    );
+}

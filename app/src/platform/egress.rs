@@ -188,6 +188,56 @@ impl Egress {
         Ok(addrs[0])
     }
 
+    /// A client that connects only to `addr`, the checked address of `url`.
+    fn pinned_client(
+        &self,
+        url: &Url,
+        addr: SocketAddr,
+        total_timeout: bool,
+    ) -> Result<reqwest::Client, EgressError> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.connect_timeout)
+            .no_proxy();
+        if total_timeout {
+            builder = builder.timeout(self.timeout);
+        }
+        if let Some(Host::Domain(name)) = url.host() {
+            // Pin: connect to the address that was checked, not a new lookup.
+            builder = builder.resolve(name, addr);
+        }
+        builder.build().map_err(|_| EgressError::Connect {
+            host: url.host_str().unwrap_or_default().to_owned(),
+        })
+    }
+
+    /// POSTs `body` and returns the response unread, for streaming. Redirects
+    /// are not followed (a POST has no business being redirected); the caller
+    /// applies its own first-byte and idle timeouts.
+    pub async fn post_stream(
+        &self,
+        url: &str,
+        headers: HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, EgressError> {
+        let url = Url::parse(url).map_err(|_| EgressError::InvalidUrl)?;
+        let addr = self.check(&url).await?;
+        let host = url.host_str().unwrap_or_default().to_owned();
+        self.pinned_client(&url, addr, false)?
+            .post(url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    EgressError::Timeout { host }
+                } else {
+                    EgressError::Connect { host }
+                }
+            })
+    }
+
     /// Sends a request with no body, following checked redirects, and reads
     /// the answer up to the size cap.
     pub async fn send(

@@ -1,0 +1,443 @@
+//! A fake model provider that is a real HTTP server: OpenAI Chat Completions,
+//! Anthropic Messages and Gemini `streamGenerateContent` over server-sent
+//! events, in each provider's documented wire format, plus their model
+//! listings. Used by the Rust tests (and, next, the browser tests, the
+//! benchmarks and the offline demo model).
+//!
+//! Behaviour is scripted by the model name, so each request chooses its own:
+//! `fake` alone streams `Hello from the fake model.`; options follow a `:`,
+//! comma-separated, e.g. `fake:tokens=20,delay_ms=5,error_after=3`:
+//!
+//! | option | effect |
+//! |---|---|
+//! | `reply=word_word` | reply text (underscores become spaces) |
+//! | `tokens=N` | reply with N numbered tokens instead |
+//! | `delay_ms=N` | pause between tokens |
+//! | `first_delay_ms=N` | pause before the first token |
+//! | `error_after=N` | after N tokens, the provider's in-stream error |
+//! | `drop_after=N` | after N tokens, cut the connection |
+//! | `status=N` | answer with HTTP status N and the provider's error body |
+//! | `fail_first=N` | with `status`, fail only the first N requests for this model name |
+//! | `retry_after=N` | add `Retry-After: N` to an error answer |
+//! | `tool=name` | stream a call of tool `name` with `{"city":"Paris"}` |
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{
+    Json, Router,
+    body::{Body, Bytes},
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Default)]
+struct Script {
+    reply: Option<String>,
+    tokens: Option<usize>,
+    delay: Duration,
+    first_delay: Duration,
+    error_after: Option<usize>,
+    drop_after: Option<usize>,
+    status: Option<u16>,
+    fail_first: Option<u32>,
+    retry_after: Option<u64>,
+    tool: Option<String>,
+}
+
+impl Script {
+    fn parse(model: &str) -> Script {
+        let mut script = Script::default();
+        let options = model.split_once(':').map(|(_, o)| o).unwrap_or("");
+        for option in options.split(',').filter(|o| !o.is_empty()) {
+            let (key, value) = option.split_once('=').unwrap_or((option, ""));
+            let number = || value.parse::<u64>().unwrap_or(0);
+            match key {
+                "reply" => script.reply = Some(value.replace('_', " ")),
+                "tokens" => script.tokens = Some(number() as usize),
+                "delay_ms" => script.delay = Duration::from_millis(number()),
+                "first_delay_ms" => script.first_delay = Duration::from_millis(number()),
+                "error_after" => script.error_after = Some(number() as usize),
+                "drop_after" => script.drop_after = Some(number() as usize),
+                "status" => script.status = Some(number() as u16),
+                "fail_first" => script.fail_first = Some(number() as u32),
+                "retry_after" => script.retry_after = Some(number()),
+                "tool" => script.tool = Some(value.to_owned()),
+                _ => {}
+            }
+        }
+        script
+    }
+
+    fn tokens(&self) -> Vec<String> {
+        if let Some(n) = self.tokens {
+            return (0..n).map(|i| format!("t{i} ")).collect();
+        }
+        let reply = self
+            .reply
+            .clone()
+            .unwrap_or_else(|| "Hello from the fake model.".into());
+        // Words with their following space, as providers tend to split.
+        let mut tokens = Vec::new();
+        let mut current = String::new();
+        for c in reply.chars() {
+            current.push(c);
+            if c == ' ' {
+                tokens.push(std::mem::take(&mut current));
+            }
+        }
+        if !current.is_empty() {
+            tokens.push(current);
+        }
+        tokens
+    }
+}
+
+#[derive(Clone, Default)]
+struct Fake {
+    /// Requests seen per model name (for `fail_first`).
+    seen: Arc<Mutex<HashMap<String, u32>>>,
+    /// The last request body per provider, for tests to inspect.
+    last_body: Arc<Mutex<HashMap<&'static str, Value>>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+impl Wire {
+    fn name(self) -> &'static str {
+        match self {
+            Wire::OpenAi => "openai",
+            Wire::Anthropic => "anthropic",
+            Wire::Gemini => "gemini",
+        }
+    }
+
+    fn error_body(self, status: u16) -> Value {
+        match self {
+            Wire::OpenAi => {
+                let (kind, code) = match status {
+                    401 => ("invalid_request_error", "invalid_api_key"),
+                    404 => ("invalid_request_error", "model_not_found"),
+                    429 => ("requests", "rate_limit_exceeded"),
+                    _ => ("server_error", "server_error"),
+                };
+                json!({"error": {"message": "Scripted error from the fake.", "type": kind, "param": null, "code": code}})
+            }
+            Wire::Anthropic => {
+                let kind = match status {
+                    401 => "authentication_error",
+                    404 => "not_found_error",
+                    429 => "rate_limit_error",
+                    529 => "overloaded_error",
+                    _ => "api_error",
+                };
+                json!({"type": "error", "error": {"type": kind, "message": "Scripted error from the fake."}})
+            }
+            Wire::Gemini => {
+                let state = match status {
+                    401 | 403 => "PERMISSION_DENIED",
+                    404 => "NOT_FOUND",
+                    429 => "RESOURCE_EXHAUSTED",
+                    _ => "UNAVAILABLE",
+                };
+                json!({"error": {"code": status, "message": "Scripted error from the fake.", "status": state}})
+            }
+        }
+    }
+}
+
+fn sse(event: Option<&str>, data: &Value) -> Bytes {
+    match event {
+        Some(name) => Bytes::from(format!("event: {name}\ndata: {data}\n\n")),
+        None => Bytes::from(format!("data: {data}\n\n")),
+    }
+}
+
+/// The frames of one reply, in order; `None` marks where the script cuts
+/// the connection.
+fn frames(wire: Wire, model: &str, script: &Script) -> Vec<Option<Bytes>> {
+    let tokens = script.tokens();
+    let count = tokens.len() as u64;
+    let mut out = Vec::new();
+    let cut = |i: usize| script.drop_after == Some(i) || script.error_after == Some(i);
+    match wire {
+        Wire::OpenAi => {
+            let chunk = |delta: Value, finish: Value| {
+                json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000,
+                       "model": model, "system_fingerprint": null,
+                       "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]})
+            };
+            out.push(Some(sse(
+                None,
+                &chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            )));
+            for (i, token) in tokens.iter().enumerate() {
+                if cut(i) {
+                    return with_cut(wire, out, script);
+                }
+                out.push(Some(sse(
+                    None,
+                    &chunk(json!({"content": token}), Value::Null),
+                )));
+            }
+            let mut finish = "stop";
+            if let Some(tool) = &script.tool {
+                finish = "tool_calls";
+                out.push(Some(sse(
+                    None,
+                    &chunk(
+                        json!({"tool_calls": [{"index": 0, "id": "call_fake1", "type": "function",
+                                           "function": {"name": tool, "arguments": ""}}]}),
+                        Value::Null,
+                    ),
+                )));
+                for piece in ["{\"city\":", "\"Paris\"}"] {
+                    out.push(Some(sse(
+                        None,
+                        &chunk(
+                            json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                            Value::Null,
+                        ),
+                    )));
+                }
+            }
+            out.push(Some(sse(None, &chunk(json!({}), json!(finish)))));
+            out.push(Some(sse(None, &json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk",
+                "created": 1_700_000_000, "model": model, "choices": [],
+                "usage": {"prompt_tokens": 11, "completion_tokens": count, "total_tokens": 11 + count}}))));
+            out.push(Some(Bytes::from_static(b"data: [DONE]\n\n")));
+        }
+        Wire::Anthropic => {
+            out.push(Some(sse(Some("message_start"), &json!({"type": "message_start", "message": {
+                "id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": model,
+                "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 11, "output_tokens": 1}}}))));
+            out.push(Some(sse(
+                Some("content_block_start"),
+                &json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}),
+            )));
+            out.push(Some(sse(Some("ping"), &json!({"type": "ping"}))));
+            for (i, token) in tokens.iter().enumerate() {
+                if cut(i) {
+                    return with_cut(wire, out, script);
+                }
+                if i == 1 {
+                    // Clients must ignore event types they do not know.
+                    out.push(Some(sse(
+                        Some("future_event"),
+                        &json!({"type": "future_event", "x": 1}),
+                    )));
+                }
+                out.push(Some(sse(
+                    Some("content_block_delta"),
+                    &json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": token}}),
+                )));
+            }
+            out.push(Some(sse(
+                Some("content_block_stop"),
+                &json!({"type": "content_block_stop", "index": 0}),
+            )));
+            let mut stop = "end_turn";
+            if let Some(tool) = &script.tool {
+                stop = "tool_use";
+                out.push(Some(sse(Some("content_block_start"), &json!({"type": "content_block_start", "index": 1,
+                    "content_block": {"type": "tool_use", "id": "toolu_fake1", "name": tool, "input": {}}}))));
+                for piece in ["{\"city\": ", "\"Paris\"}"] {
+                    out.push(Some(sse(
+                        Some("content_block_delta"),
+                        &json!({"type": "content_block_delta", "index": 1,
+                        "delta": {"type": "input_json_delta", "partial_json": piece}}),
+                    )));
+                }
+                out.push(Some(sse(
+                    Some("content_block_stop"),
+                    &json!({"type": "content_block_stop", "index": 1}),
+                )));
+            }
+            out.push(Some(sse(Some("message_delta"), &json!({"type": "message_delta",
+                "delta": {"stop_reason": stop, "stop_sequence": null}, "usage": {"output_tokens": count}}))));
+            out.push(Some(sse(
+                Some("message_stop"),
+                &json!({"type": "message_stop"}),
+            )));
+        }
+        Wire::Gemini => {
+            for (i, token) in tokens.iter().enumerate() {
+                if cut(i) {
+                    return with_cut(wire, out, script);
+                }
+                out.push(Some(sse(None, &json!({"candidates": [{"content": {"parts": [{"text": token}], "role": "model"}, "index": 0}],
+                    "usageMetadata": {"promptTokenCount": 11, "candidatesTokenCount": i + 1, "totalTokenCount": 12 + i},
+                    "modelVersion": model}))));
+            }
+            let mut parts = vec![];
+            if let Some(tool) = &script.tool {
+                parts.push(json!({"functionCall": {"name": tool, "args": {"city": "Paris"}}}));
+            }
+            out.push(Some(sse(None, &json!({"candidates": [{"content": {"parts": parts, "role": "model"},
+                "finishReason": "STOP", "index": 0}],
+                "usageMetadata": {"promptTokenCount": 11, "candidatesTokenCount": count, "totalTokenCount": 11 + count},
+                "modelVersion": model}))));
+        }
+    }
+    out
+}
+
+/// Ends a reply early: the provider's in-stream error, or a cut connection.
+fn with_cut(wire: Wire, mut out: Vec<Option<Bytes>>, script: &Script) -> Vec<Option<Bytes>> {
+    if script.error_after.is_some() {
+        let frame = match wire {
+            Wire::Anthropic => sse(Some("error"), &wire.error_body(529)),
+            _ => sse(None, &wire.error_body(500)),
+        };
+        out.push(Some(frame));
+    } else {
+        out.push(None);
+    }
+    out
+}
+
+async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
+    fake.last_body.lock().unwrap().insert(wire.name(), body);
+    let script = Script::parse(&model);
+    if let Some(status) = script.status {
+        let seen = {
+            let mut seen = fake.seen.lock().unwrap();
+            let n = seen.entry(model.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if script.fail_first.is_none_or(|first| seen <= first) {
+            let mut res = (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                Json(wire.error_body(status)),
+            )
+                .into_response();
+            if let Some(after) = script.retry_after {
+                res.headers_mut().insert(header::RETRY_AFTER, after.into());
+            }
+            return res;
+        }
+    }
+    let frames = frames(wire, &model, &script);
+    let stream = futures::stream::unfold(
+        (frames.into_iter(), true, script),
+        |(mut frames, first, script)| async move {
+            let frame = frames.next()?;
+            tokio::time::sleep(if first {
+                script.first_delay
+            } else {
+                script.delay
+            })
+            .await;
+            let item: Result<Bytes, std::io::Error> = match frame {
+                Some(bytes) => Ok(bytes),
+                // An error in the body stream makes hyper cut the connection.
+                None => Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "scripted drop",
+                )),
+            };
+            Some((item, (frames, false, script)))
+        },
+    );
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn key_ok(headers: &HeaderMap, name: &str) -> bool {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().is_empty() && !v.contains("bad"))
+}
+
+async fn openai_chat(
+    State(fake): State<Fake>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !key_ok(&headers, "authorization") {
+        return (StatusCode::UNAUTHORIZED, Json(Wire::OpenAi.error_body(401))).into_response();
+    }
+    let model = body["model"].as_str().unwrap_or("fake").to_owned();
+    reply(fake, Wire::OpenAi, model, body).await
+}
+
+async fn anthropic_messages(
+    State(fake): State<Fake>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !key_ok(&headers, "x-api-key") || headers.get("anthropic-version").is_none() {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(Wire::Anthropic.error_body(401)),
+        )
+            .into_response();
+    }
+    let model = body["model"].as_str().unwrap_or("fake").to_owned();
+    reply(fake, Wire::Anthropic, model, body).await
+}
+
+async fn gemini_stream(
+    State(fake): State<Fake>,
+    Path(target): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !key_ok(&headers, "x-goog-api-key") {
+        return (StatusCode::FORBIDDEN, Json(Wire::Gemini.error_body(403))).into_response();
+    }
+    let Some(model) = target.strip_suffix(":streamGenerateContent") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    reply(fake, Wire::Gemini, model.to_owned(), body).await
+}
+
+async fn models() -> Json<Value> {
+    Json(
+        json!({"object": "list", "data": [{"id": "fake", "object": "model", "created": 1_700_000_000, "owned_by": "enclave"}]}),
+    )
+}
+
+/// The fake's routes. Base URLs: `/openai/v1`, `/anthropic/v1`, `/google/v1beta`.
+pub fn router() -> Router {
+    Router::new()
+        .route("/openai/v1/chat/completions", post(openai_chat))
+        .route("/openai/v1/models", get(models))
+        .route("/anthropic/v1/messages", post(anthropic_messages))
+        .route("/google/v1beta/models/{target}", post(gemini_stream))
+        .with_state(Fake::default())
+}
+
+/// Serves the fake on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router()).await
+}
+
+/// Starts the fake on a free loopback port (for tests).
+pub async fn start() -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = serve(listener).await;
+    });
+    Ok(addr)
+}
