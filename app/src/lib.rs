@@ -4,6 +4,7 @@
 //! - [`error`]: `AppError`, the one error type on the wire.
 //! - [`auth`]: accounts, sign-in, sessions.
 //! - [`agents`]: agents, provider keys, model listing.
+//! - [`chat`]: conversations, messages, server-owned streaming runs.
 //! - [`theme`]: the light/dark/system preference.
 //! - [`ui`]: the page frame and shared components.
 //! - [`pages`]: home, dashboard, settings, not found.
@@ -15,6 +16,7 @@
 
 pub mod agents;
 pub mod auth;
+pub mod chat;
 pub mod error;
 #[cfg(feature = "ssr")]
 pub mod llm;

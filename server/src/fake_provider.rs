@@ -20,6 +20,11 @@
 //! | `fail_first=N` | with `status`, fail only the first N requests for this model name |
 //! | `retry_after=N` | add `Retry-After: N` to an error answer |
 //! | `tool=name` | stream a call of tool `name` with `{"city":"Paris"}` |
+//! | `echo` | reply `You said: ` and the last user message |
+//!
+//! Keys: one containing `bad` is rejected (each provider's 401/400 body,
+//! echoing the key as OpenAI does); for the model listings, `quota-…` is out
+//! of quota and `down-…` gets a 503.
 
 use std::{
     collections::HashMap,
@@ -50,6 +55,7 @@ struct Script {
     fail_first: Option<u32>,
     retry_after: Option<u64>,
     tool: Option<String>,
+    echo: bool,
 }
 
 impl Script {
@@ -70,6 +76,7 @@ impl Script {
                 "fail_first" => script.fail_first = Some(number() as u32),
                 "retry_after" => script.retry_after = Some(number()),
                 "tool" => script.tool = Some(value.to_owned()),
+                "echo" => script.echo = true,
                 _ => {}
             }
         }
@@ -310,9 +317,27 @@ fn with_cut(wire: Wire, mut out: Vec<Option<Bytes>>, script: &Script) -> Vec<Opt
     out
 }
 
+/// The text of the last message in a request, in any of the three formats.
+fn last_message(wire: Wire, body: &Value) -> String {
+    let text = match wire {
+        Wire::OpenAi | Wire::Anthropic => body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .map(|m| &m["content"]),
+        Wire::Gemini => body["contents"]
+            .as_array()
+            .and_then(|c| c.last())
+            .map(|c| &c["parts"][0]["text"]),
+    };
+    text.and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
 async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
+    let mut script = Script::parse(&model);
+    if script.echo {
+        script.reply = Some(format!("You said: {}", last_message(wire, &body)));
+    }
     fake.last_body.lock().unwrap().insert(wire.name(), body);
-    let script = Script::parse(&model);
     if let Some(status) = script.status {
         let seen = {
             let mut seen = fake.seen.lock().unwrap();
@@ -411,18 +436,87 @@ async fn gemini_stream(
     reply(fake, Wire::Gemini, model.to_owned(), body).await
 }
 
-async fn models() -> Json<Value> {
-    Json(
-        json!({"object": "list", "data": [{"id": "fake", "object": "model", "created": 1_700_000_000, "owned_by": "enclave"}]}),
-    )
+fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
-/// The fake's routes. Base URLs: `/openai/v1`, `/anthropic/v1`, `/google/v1beta`.
+/// What a key does at a model listing: works, or fails in a scripted way.
+fn listing_failure(key: &str) -> Option<u16> {
+    if key.contains("bad") || key.is_empty() {
+        Some(401)
+    } else if key.starts_with("quota-") {
+        Some(429)
+    } else if key.starts_with("down-") {
+        Some(503)
+    } else {
+        None
+    }
+}
+
+async fn openai_models(headers: HeaderMap) -> Response {
+    let key = header_value(&headers, "authorization")
+        .trim_start_matches("Bearer ")
+        .to_owned();
+    match listing_failure(&key) {
+        None => Json(json!({"object": "list", "data": [
+            {"id": "gpt-4o-mini", "object": "model", "created": 1721172741, "owned_by": "system"},
+            {"id": "gpt-4o", "object": "model", "created": 1715367049, "owned_by": "system"}
+        ]}))
+        .into_response(),
+        Some(429) => (StatusCode::TOO_MANY_REQUESTS, Json(json!({"error": {
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}))).into_response(),
+        Some(503) => (StatusCode::SERVICE_UNAVAILABLE, "upstream unavailable").into_response(),
+        Some(_) => (StatusCode::UNAUTHORIZED, Json(json!({"error": {
+            // The real API echoes part of the key; Enclave must not repeat it.
+            "message": format!("Incorrect API key provided: {key}. You can find your API key at https://platform.openai.com/account/api-keys."),
+            "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}))).into_response(),
+    }
+}
+
+async fn anthropic_models(headers: HeaderMap) -> Response {
+    if headers.get("anthropic-version").is_none() {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"type": "error", "error": {
+            "type": "invalid_request_error", "message": "anthropic-version: header is required"}})),
+        )
+            .into_response();
+    }
+    match listing_failure(header_value(&headers, "x-api-key")) {
+        None => Json(json!({"data": [{"type": "model", "id": "claude-sonnet-4-5", "display_name": "Claude Sonnet 4.5",
+            "created_at": "2025-09-29T00:00:00Z"}], "has_more": false, "first_id": "claude-sonnet-4-5",
+            "last_id": "claude-sonnet-4-5"})).into_response(),
+        Some(status) => (StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED),
+            Json(Wire::Anthropic.error_body(status))).into_response(),
+    }
+}
+
+async fn google_models(headers: HeaderMap) -> Response {
+    match listing_failure(header_value(&headers, "x-goog-api-key")) {
+        None => Json(json!({"models": [{"name": "models/gemini-2.5-flash", "displayName": "Gemini 2.5 Flash",
+            "supportedGenerationMethods": ["generateContent"]}]})).into_response(),
+        Some(_) => (StatusCode::BAD_REQUEST, Json(json!({"error": {"code": 400,
+            "message": "API key not valid. Please pass a valid API key.", "status": "INVALID_ARGUMENT",
+            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
+                         "domain": "googleapis.com"}]}}))).into_response(),
+    }
+}
+
+/// The fake's routes. Base URLs: `/openai/v1`, `/anthropic/v1`,
+/// `/google/v1beta`, and `/compat/v1` (an OpenAI-compatible server).
 pub fn router() -> Router {
     Router::new()
         .route("/openai/v1/chat/completions", post(openai_chat))
-        .route("/openai/v1/models", get(models))
+        .route("/openai/v1/models", get(openai_models))
+        .route("/compat/v1/chat/completions", post(openai_chat))
+        .route("/compat/v1/models", get(openai_models))
         .route("/anthropic/v1/messages", post(anthropic_messages))
+        .route("/anthropic/v1/models", get(anthropic_models))
+        .route("/google/v1beta/models", get(google_models))
         .route("/google/v1beta/models/{target}", post(gemini_stream))
         .with_state(Fake::default())
 }

@@ -2,6 +2,7 @@
 //! ([`telemetry`]), middleware ([`middleware`]), the router and graceful
 //! startup/shutdown (here). Application logic lives in the `app` crate.
 
+pub mod chat_stream;
 pub mod config;
 pub mod fake_provider;
 pub mod keys;
@@ -79,6 +80,7 @@ pub fn router(state: AppState, public_url: &str) -> Router {
     let router = Router::new()
         .route("/health", get(health))
         .route("/api/agents/{id}/export", get(export_agent))
+        .route("/api/chat/stream/{id}", get(chat_stream::stream_reply))
         .leptos_routes_with_context(
             &state,
             routes,

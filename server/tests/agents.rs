@@ -10,7 +10,7 @@ use app::{
     agents::domain::Provider,
     platform::{Settings, settings::PlatformKeys},
 };
-use common::{TestApp, fake_provider, keyring, relaxed_settings, with_fake_provider};
+use common::{TestApp, keyring, relaxed_settings, with_fake_provider};
 use reqwest::{Client, header};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -31,7 +31,7 @@ fn settings_for(fake: std::net::SocketAddr, platform: &[(Provider, &str)]) -> Se
 }
 
 async fn spawn(db: PgPool, platform: &[(Provider, &str)]) -> (TestApp, std::net::SocketAddr) {
-    let fake = fake_provider::start().await;
+    let fake = server::fake_provider::start().await.unwrap();
     let app = TestApp::spawn_full(db, settings_for(fake, platform), keyring(1, &[])).await;
     (app, fake)
 }
@@ -254,7 +254,7 @@ async fn testing_a_key_asks_the_provider_and_answers_in_plain_words(db: PgPool) 
         ),
         (
             "openai",
-            "sk-wrong-key-5555",
+            "sk-bad-key-5555",
             String::new(),
             false,
             "rejected this key",

@@ -31,6 +31,10 @@ const STARTER: &str = "Kanarie starter";
 const BASE_URL_PATH: &str = "kanarie-path";
 const KEY_LABEL: &str = "Kanarie key label";
 const API_KEY: &str = "good-kanarie-api-key-4242";
+const MESSAGE: &str = "Kanarie message: my private question";
+/// The fake model answers "You said: " and the message, so the reply holds
+/// the canary too (the model name is plaintext configuration, so no canary).
+const REPLY_MODEL: &str = "fake:echo";
 /// The fake provider rejects this one and echoes it in its error body.
 const REJECTED_KEY: &str = "bad-kanarie-api-key-1313";
 
@@ -119,7 +123,8 @@ async fn store_everything(app: &TestApp) {
         401
     );
     // Agents and provider keys.
-    for (label, secret) in [(KEY_LABEL, API_KEY), ("second", REJECTED_KEY)] {
+    // The rejected key first: the newest (the good one) is what chats use.
+    for (label, secret) in [("second", REJECTED_KEY), (KEY_LABEL, API_KEY)] {
         let form = [
             ("provider", "openai"),
             ("label", label),
@@ -195,6 +200,67 @@ async fn store_everything(app: &TestApp) {
         200
     );
 
+    // A conversation: the message, its title and the streamed reply.
+    let chat_agent = [
+        ("name", "Chat"),
+        ("description", ""),
+        ("system_prompt", SYSTEM_PROMPT),
+        ("provider", "openai"),
+        ("model", REPLY_MODEL),
+        ("base_url", ""),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+    ];
+    assert_eq!(
+        app.call(&client, "create_agent", &chat_agent)
+            .await
+            .status(),
+        200
+    );
+    let agents: serde_json::Value = app
+        .call(&client, "list_agents", &[("query", "chat")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let chat_agent_id = agents[0]["id"].as_str().unwrap().to_owned();
+    let sent: serde_json::Value = app
+        .call(
+            &client,
+            "send_message",
+            &[("agent_id", chat_agent_id.as_str()), ("message", MESSAGE)],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let conversation_id = sent["conversation_id"].as_str().unwrap().to_owned();
+    let mut settled = false;
+    let mut last = serde_json::Value::Null;
+    for _ in 0..200 {
+        let c: serde_json::Value = app
+            .call(
+                &client,
+                "get_conversation",
+                &[("id", conversation_id.as_str())],
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        last = c.clone();
+        if c["messages"][1]["status"] == "complete" {
+            assert_eq!(c["messages"][1]["body"], format!("You said: {MESSAGE}"));
+            assert_eq!(c["title"], MESSAGE);
+            settled = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(settled, "the reply did not finish: {}", last["messages"][1]);
+
     let too_long = format!("{MARK}{}", "x".repeat(200));
     let invalid = [
         ("first_name", too_long.as_str()),
@@ -221,7 +287,7 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
     )
     .unwrap();
 
-    let fake = common::fake_provider::start().await;
+    let fake = server::fake_provider::start().await.unwrap();
     let settings = common::with_fake_provider(common::relaxed_settings(), fake);
     let app = TestApp::spawn_full(db.clone(), settings, common::keyring(1, &[])).await;
     store_everything(&app).await;

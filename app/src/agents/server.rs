@@ -528,3 +528,49 @@ pub async fn key_source(
         ),
     })
 }
+
+/// The secret to call `provider` with, in the order `key_source` describes.
+pub async fn resolve_secret(
+    state: &AppState,
+    owner: Uuid,
+    provider: Provider,
+    chosen: Option<Uuid>,
+) -> Result<String, AppError> {
+    let data_key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    let mut ids = Vec::new();
+    if let Some(chosen) = chosen {
+        ids.push(chosen);
+    }
+    let newest: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM provider_keys WHERE owner_id = $1 AND provider = $2
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(owner)
+    .bind(provider.as_str())
+    .fetch_optional(&state.db)
+    .await?;
+    ids.extend(newest);
+    for id in ids {
+        match key_secret(&state.db, &data_key, owner, id).await {
+            Ok((_, secret, _)) => return Ok(secret),
+            Err(AppError::NotFound) => continue,
+            Err(other) => return Err(other),
+        }
+    }
+    if let Some(platform) = state.settings.platform_keys.expose(provider) {
+        return Ok(platform.to_owned());
+    }
+    match key_source(state, owner, provider, None).await? {
+        KeySource::Missing { message } => Err(AppError::invalid("message", message)),
+        _ => Err(AppError::internal("a key source was found but no secret")),
+    }
+}
+
+/// What a run needs from the agent: its spec and its chosen key.
+pub async fn agent_for_chat(
+    state: &AppState,
+    owner: Uuid,
+    id: Uuid,
+) -> Result<(AgentSpec, Option<Uuid>), AppError> {
+    load_agent(state, owner, id).await
+}

@@ -5,6 +5,7 @@ use leptos::config::LeptosOptions;
 use sqlx::PgPool;
 
 use super::{egress::Egress, keystore::Crypto, passwords::Passwords, settings::Settings};
+use crate::chat::runs::Runs;
 
 /// Everything a request handler or server function needs, cloned cheaply per
 /// request. Reached in server functions through context, never a global.
@@ -16,6 +17,8 @@ pub struct AppState {
     pub passwords: Passwords,
     pub crypto: Arc<Crypto>,
     pub egress: Egress,
+    /// Replies being written right now, by this server process.
+    pub runs: Runs,
 }
 
 impl AppState {
@@ -32,6 +35,7 @@ impl AppState {
             settings: Arc::new(settings),
             passwords: Passwords::new(),
             crypto: Arc::new(crypto),
+            runs: Runs::default(),
         }
     }
 }

@@ -2,8 +2,6 @@
 //! (`#[sqlx::test]`), driven with a real HTTP client.
 #![allow(dead_code)]
 
-pub mod fake_provider;
-
 use std::{net::SocketAddr, time::Duration};
 
 use app::platform::{

@@ -1,0 +1,102 @@
+//! Conversations with agents: messages stored sealed, replies streamed by
+//! runs that belong to the server (closing the tab does not stop them).
+//!
+//! `api` holds the server functions, `server` (ssr) the queries and rules,
+//! `runs` (ssr) the live runs and their subscribers.
+
+pub mod api;
+#[cfg(feature = "ssr")]
+pub mod runs;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+
+pub const MESSAGE_MAX_CHARS: usize = 32_000;
+pub const TITLE_MAX_CHARS: usize = 80;
+/// Messages per page when opening a conversation (older ones load on demand).
+pub const PAGE: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Streaming,
+    Complete,
+    Stopped,
+    Interrupted,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Streaming => "streaming",
+            MessageStatus::Complete => "complete",
+            MessageStatus::Stopped => "stopped",
+            MessageStatus::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(value: &str) -> MessageStatus {
+        match value {
+            "streaming" => MessageStatus::Streaming,
+            "complete" => MessageStatus::Complete,
+            "stopped" => MessageStatus::Stopped,
+            _ => MessageStatus::Interrupted,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub id: String,
+    pub title: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageView {
+    pub id: String,
+    /// "user" or "assistant".
+    pub role: String,
+    pub body: String,
+    pub status: MessageStatus,
+    pub error: Option<String>,
+    pub model: Option<String>,
+    pub input_tokens: Option<u32>,
+    pub output_tokens: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationView {
+    pub id: String,
+    pub agent_id: String,
+    pub title: String,
+    /// The newest messages, oldest first.
+    pub messages: Vec<MessageView>,
+    /// Whether older messages exist before the first one here.
+    pub has_more: bool,
+}
+
+/// What `send_message` started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sent {
+    pub conversation_id: String,
+    pub user_message_id: String,
+    pub reply_id: String,
+}
+
+/// What a stream subscriber receives (also the SSE event payloads).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StreamUpdate {
+    /// The whole reply so far: replaces what the client shows.
+    Snapshot { text: String },
+    /// More text: appended.
+    Delta { text: String },
+    /// The reply is over.
+    Done {
+        status: MessageStatus,
+        error: Option<String>,
+        input_tokens: Option<u32>,
+        output_tokens: Option<u32>,
+    },
+}

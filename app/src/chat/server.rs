@@ -1,0 +1,403 @@
+//! Conversations and messages (server only). Every query names the owner.
+
+use uuid::Uuid;
+
+use super::{
+    ConversationSummary, ConversationView, MESSAGE_MAX_CHARS, MessageStatus, MessageView, PAGE,
+    Sent, TITLE_MAX_CHARS,
+};
+use crate::{
+    agents::{self, domain::Provider},
+    error::AppError,
+    llm::{ChatRequest, Role, Turn},
+    platform::{
+        AppState,
+        crypto::{DataKey, Place, Sealed},
+        keystore,
+    },
+};
+
+/// How many earlier messages are sent to the model with a new one.
+pub const CONTEXT_MESSAGES: i64 = 50;
+
+fn title_place(id: Uuid, owner: Uuid) -> Place {
+    Place::new("conversations", "title", id, owner)
+}
+
+fn body_place(id: Uuid, owner: Uuid) -> Place {
+    Place::new("messages", "body", id, owner)
+}
+
+fn open(key: &DataKey, place: Place, sealed: &Sealed) -> Result<String, AppError> {
+    key.open_string(place, sealed).map_err(|e| {
+        AppError::internal(format!(
+            "{}.{} of {}: {e}",
+            place.table, place.column, place.row
+        ))
+    })
+}
+
+/// A title from the first message: its first line, shortened.
+pub fn title_from(message: &str) -> String {
+    let line = message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("New chat");
+    let mut title: String = line.chars().take(TITLE_MAX_CHARS).collect();
+    if line.chars().count() > TITLE_MAX_CHARS {
+        title.pop();
+        title.push('…');
+    }
+    title
+}
+
+pub fn validate_message(text: &str) -> Result<String, AppError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(AppError::invalid("message", "Write a message first."));
+    }
+    if text.chars().count() > MESSAGE_MAX_CHARS {
+        return Err(AppError::invalid(
+            "message",
+            format!("A message has at most {MESSAGE_MAX_CHARS} characters."),
+        ));
+    }
+    Ok(text.to_owned())
+}
+
+/// Stores the user's message and an empty reply, then starts the run that
+/// writes the reply. A new conversation is made when `conversation` is None.
+pub async fn send(
+    state: &AppState,
+    owner: Uuid,
+    agent_id: Uuid,
+    conversation: Option<Uuid>,
+    text: &str,
+) -> Result<Sent, AppError> {
+    let text = validate_message(text)?;
+    let (spec, chosen_key) = agents::server::agent_for_chat(state, owner, agent_id).await?;
+    let api_key = agents::server::resolve_secret(state, owner, spec.provider, chosen_key).await?;
+    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+
+    let mut tx = state.db.begin().await?;
+    let conversation_id = match conversation {
+        Some(id) => {
+            let found: Option<Uuid> = sqlx::query_scalar(
+                "SELECT id FROM conversations WHERE id = $1 AND owner_id = $2 AND agent_id = $3 FOR UPDATE",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(agent_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            found.ok_or(AppError::NotFound)?
+        }
+        None => {
+            let id = Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO conversations (id, owner_id, agent_id, title) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(agent_id)
+            .bind(key.seal_str(title_place(id, owner), &title_from(&text)))
+            .execute(&mut *tx)
+            .await?;
+            id
+        }
+    };
+    let busy: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1 AND status = 'streaming')",
+    )
+    .bind(conversation_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if busy {
+        return Err(AppError::invalid(
+            "message",
+            "Wait for the reply (or stop it) before sending another message.",
+        ));
+    }
+    // The context: the latest messages, oldest first.
+    let rows: Vec<(Uuid, String, Sealed)> = sqlx::query_as(
+        "SELECT id, role, body FROM (
+           SELECT id, role, body, created_at FROM messages
+           WHERE conversation_id = $1 AND owner_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3
+         ) recent ORDER BY created_at, id",
+    )
+    .bind(conversation_id)
+    .bind(owner)
+    .bind(CONTEXT_MESSAGES)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut turns = Vec::with_capacity(rows.len() + 1);
+    for (id, role, body) in rows {
+        let content = open(&key, body_place(id, owner), &body)?;
+        if content.is_empty() {
+            continue;
+        }
+        let role = if role == "user" {
+            Role::User
+        } else {
+            Role::Assistant
+        };
+        turns.push(Turn { role, content });
+    }
+    turns.push(Turn {
+        role: Role::User,
+        content: text.clone(),
+    });
+
+    let user_message_id = Uuid::new_v4();
+    let reply_id = Uuid::new_v4();
+    let insert = "INSERT INTO messages (id, conversation_id, owner_id, role, body, status, model, created_at)
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp())";
+    sqlx::query(insert)
+        .bind(user_message_id)
+        .bind(conversation_id)
+        .bind(owner)
+        .bind("user")
+        .bind(key.seal_str(body_place(user_message_id, owner), &text))
+        .bind("complete")
+        .bind(None::<String>)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query(insert)
+        .bind(reply_id)
+        .bind(conversation_id)
+        .bind(owner)
+        .bind("assistant")
+        .bind(key.seal_str(body_place(reply_id, owner), ""))
+        .bind("streaming")
+        .bind(&spec.model)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE conversations SET updated_at = now() WHERE id = $1 AND owner_id = $2")
+        .bind(conversation_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+
+    let urls = &state.settings.provider_urls;
+    let base_url = match spec.provider {
+        Provider::Openai => urls.openai.clone(),
+        Provider::Anthropic => urls.anthropic.clone(),
+        Provider::Google => urls.google.clone(),
+        Provider::OpenaiCompatible => spec.base_url.clone().unwrap_or_default(),
+    };
+    let request = ChatRequest {
+        provider: spec.provider,
+        base_url,
+        api_key,
+        model: spec.model.clone(),
+        system_prompt: spec.system_prompt.clone(),
+        turns,
+        temperature: spec.temperature,
+        top_p: spec.top_p,
+        max_output_tokens: spec.max_output_tokens,
+    };
+    state
+        .runs
+        .start(state.clone(), owner, reply_id, key, request);
+    tracing::info!(conversation_id = %conversation_id, message_id = %reply_id, owner_id = %owner, "message sent");
+    Ok(Sent {
+        conversation_id: conversation_id.to_string(),
+        user_message_id: user_message_id.to_string(),
+        reply_id: reply_id.to_string(),
+    })
+}
+
+pub async fn list_conversations(
+    state: &AppState,
+    owner: Uuid,
+    agent_id: Uuid,
+) -> Result<Vec<ConversationSummary>, AppError> {
+    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    let rows: Vec<(Uuid, Sealed)> = sqlx::query_as(
+        "SELECT id, title FROM conversations WHERE owner_id = $1 AND agent_id = $2 ORDER BY updated_at DESC, id",
+    )
+    .bind(owner)
+    .bind(agent_id)
+    .fetch_all(&state.db)
+    .await?;
+    rows.iter()
+        .map(|(id, title)| {
+            Ok(ConversationSummary {
+                id: id.to_string(),
+                title: open(&key, title_place(*id, owner), title)?,
+            })
+        })
+        .collect()
+}
+
+type MessageRow = (
+    Uuid,
+    String,
+    Sealed,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i32>,
+    Option<i32>,
+);
+
+/// A conversation with its newest `PAGE` messages (or those before `before`).
+pub async fn get_conversation(
+    state: &AppState,
+    owner: Uuid,
+    id: Uuid,
+    before: Option<Uuid>,
+) -> Result<ConversationView, AppError> {
+    let conversation: Option<(Uuid, Sealed)> =
+        sqlx::query_as("SELECT agent_id, title FROM conversations WHERE id = $1 AND owner_id = $2")
+            .bind(id)
+            .bind(owner)
+            .fetch_optional(&state.db)
+            .await?;
+    let (agent_id, title) = conversation.ok_or(AppError::NotFound)?;
+    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    let mut rows: Vec<MessageRow> = sqlx::query_as(
+        "SELECT id, role, body, status, error, model, input_tokens, output_tokens FROM messages
+         WHERE conversation_id = $1 AND owner_id = $2
+           AND ($3::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM messages WHERE id = $3 AND owner_id = $2))
+         ORDER BY created_at DESC, id DESC LIMIT $4",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(before)
+    .bind(PAGE as i64 + 1)
+    .fetch_all(&state.db)
+    .await?;
+    let has_more = rows.len() > PAGE;
+    rows.truncate(PAGE);
+    rows.reverse();
+    let messages = rows
+        .iter()
+        .map(|(mid, role, body, status, error, model, input, output)| {
+            Ok(MessageView {
+                id: mid.to_string(),
+                role: role.clone(),
+                body: open(&key, body_place(*mid, owner), body)?,
+                status: MessageStatus::parse(status),
+                error: error.clone(),
+                model: model.clone(),
+                input_tokens: input.map(|n| n as u32),
+                output_tokens: output.map(|n| n as u32),
+            })
+        })
+        .collect::<Result<Vec<_>, AppError>>()?;
+    Ok(ConversationView {
+        id: id.to_string(),
+        agent_id: agent_id.to_string(),
+        title: open(&key, title_place(id, owner), &title)?,
+        messages,
+        has_more,
+    })
+}
+
+/// The stored state of one of the owner's messages (for a stream that
+/// attaches after the run ended).
+pub async fn stored_reply(
+    state: &AppState,
+    owner: Uuid,
+    id: Uuid,
+) -> Result<MessageView, AppError> {
+    let row: Option<MessageRow> = sqlx::query_as(
+        "SELECT id, role, body, status, error, model, input_tokens, output_tokens FROM messages
+         WHERE id = $1 AND owner_id = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(&state.db)
+    .await?;
+    let (mid, role, body, status, error, model, input, output) = row.ok_or(AppError::NotFound)?;
+    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    Ok(MessageView {
+        id: mid.to_string(),
+        role,
+        body: open(&key, body_place(mid, owner), &body)?,
+        status: MessageStatus::parse(&status),
+        error,
+        model,
+        input_tokens: input.map(|n| n as u32),
+        output_tokens: output.map(|n| n as u32),
+    })
+}
+
+/// Stops the owner's live reply. Not found for another user's message.
+pub async fn stop(state: &AppState, owner: Uuid, message: Uuid) -> Result<(), AppError> {
+    if state.runs.stop(message, owner) {
+        return Ok(());
+    }
+    // Not live here: finished already, or someone else's (then not found).
+    stored_reply(state, owner, message).await.map(|_| ())
+}
+
+pub async fn rename(state: &AppState, owner: Uuid, id: Uuid, title: &str) -> Result<(), AppError> {
+    let title = title.trim();
+    if title.is_empty() || title.chars().count() > TITLE_MAX_CHARS {
+        return Err(AppError::invalid(
+            "title",
+            format!("A title has 1 to {TITLE_MAX_CHARS} characters."),
+        ));
+    }
+    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    let done = sqlx::query("UPDATE conversations SET title = $3 WHERE id = $1 AND owner_id = $2")
+        .bind(id)
+        .bind(owner)
+        .bind(key.seal_str(title_place(id, owner), title))
+        .execute(&state.db)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(AppError::NotFound);
+    }
+    Ok(())
+}
+
+pub async fn delete(state: &AppState, owner: Uuid, id: Uuid) -> Result<(), AppError> {
+    let live: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM messages WHERE conversation_id = $1 AND owner_id = $2 AND status = 'streaming'",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_all(&state.db)
+    .await?;
+    for message in live {
+        state.runs.stop(message, owner);
+    }
+    let done = sqlx::query("DELETE FROM conversations WHERE id = $1 AND owner_id = $2")
+        .bind(id)
+        .bind(owner)
+        .execute(&state.db)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(AppError::NotFound);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn titles_come_from_the_first_line_and_are_shortened() {
+        assert_eq!(
+            title_from("\n  Plan a trip to Lisbon\nwith kids"),
+            "Plan a trip to Lisbon"
+        );
+        let long = "x".repeat(200);
+        let title = title_from(&long);
+        assert_eq!(title.chars().count(), TITLE_MAX_CHARS);
+        assert!(title.ends_with('…'));
+    }
+
+    #[test]
+    fn messages_must_have_text_and_a_bounded_length() {
+        assert!(validate_message("   ").is_err());
+        assert!(validate_message(&"y".repeat(MESSAGE_MAX_CHARS + 1)).is_err());
+        assert_eq!(validate_message("  hi ").unwrap(), "hi");
+    }
+}

@@ -1,0 +1,406 @@
+//! Chat runs end to end: a real server, a real fake provider, real SSE.
+//! Disconnect and re-attach, stop, provider failure, crash recovery, two runs
+//! at once, and another user trying to attach to a live stream by its id
+//! (the LibreChat CVE-2026-31950 attack).
+
+mod common;
+
+use std::time::Duration;
+
+use app::{agents::domain::Provider, chat::runs, platform::settings::PlatformKeys};
+use common::{TestApp, keyring, relaxed_settings, with_fake_provider};
+use eventsource_stream::Eventsource as _;
+use futures::StreamExt as _;
+use reqwest::Client;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+async fn spawn(db: PgPool) -> TestApp {
+    let fake = server::fake_provider::start().await.unwrap();
+    let settings = app::platform::Settings {
+        platform_keys: PlatformKeys::new([(Provider::Openai, "platform-key".to_owned())].into()),
+        ..relaxed_settings()
+    };
+    TestApp::spawn_full(db, with_fake_provider(settings, fake), keyring(1, &[])).await
+}
+
+async fn agent(app: &TestApp, client: &Client, model: &str) -> String {
+    let form = [
+        ("name", "Chatty"),
+        ("description", ""),
+        ("system_prompt", "Be brief."),
+        ("provider", "openai"),
+        ("model", model),
+        ("base_url", ""),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+    ];
+    assert_eq!(app.call(client, "create_agent", &form).await.status(), 200);
+    let list: Value = app
+        .call(client, "list_agents", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["model"] == model)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn send(
+    app: &TestApp,
+    client: &Client,
+    agent: &str,
+    conversation: Option<&str>,
+    text: &str,
+) -> Value {
+    let mut form = vec![("agent_id", agent), ("message", text)];
+    if let Some(c) = conversation {
+        form.push(("conversation_id", c));
+    }
+    let res = app.call(client, "send_message", &form).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// Reads a reply's SSE stream: (event name, payload) pairs, up to `limit`.
+async fn read_stream(
+    app: &TestApp,
+    client: &Client,
+    reply: &str,
+    limit: usize,
+) -> Vec<(String, Value)> {
+    let res = client
+        .get(app.url(&format!("/api/chat/stream/{reply}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut events = res.bytes_stream().eventsource();
+    let mut out = Vec::new();
+    while let Some(Ok(event)) = events.next().await {
+        let done = event.event == "done";
+        out.push((event.event, serde_json::from_str(&event.data).unwrap()));
+        if done || out.len() >= limit {
+            break;
+        }
+    }
+    out
+}
+
+fn text_of(events: &[(String, Value)]) -> String {
+    let mut text = String::new();
+    for (name, data) in events {
+        match name.as_str() {
+            "snapshot" => text = data["text"].as_str().unwrap().to_owned(),
+            "delta" => text.push_str(data["text"].as_str().unwrap()),
+            _ => {}
+        }
+    }
+    text
+}
+
+async fn conversation(app: &TestApp, client: &Client, id: &str) -> Value {
+    let res = app.call(client, "get_conversation", &[("id", id)]).await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// Waits until the reply is no longer streaming (bounded).
+async fn settled(app: &TestApp, client: &Client, conversation_id: &str) -> Value {
+    for _ in 0..200 {
+        let c = conversation(app, client, conversation_id).await;
+        if c["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] != "streaming")
+        {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the reply never settled");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_reply_streams_and_is_stored_sealed_with_usage(db: PgPool) {
+    let app = spawn(db).await;
+    let client = app.signed_up("chat@example.com").await;
+    let agent = agent(&app, &client, "fake:delay_ms=5").await;
+    let sent = send(&app, &client, &agent, None, "Hello there").await;
+    let events = read_stream(&app, &client, sent["reply_id"].as_str().unwrap(), 1000).await;
+    assert!(
+        events.iter().filter(|(n, _)| n == "delta").count() >= 3,
+        "token by token: {events:?}"
+    );
+    assert_eq!(text_of(&events), "Hello from the fake model.");
+    let (_, done) = events.last().unwrap();
+    assert_eq!(done["status"], "complete");
+    assert_eq!(done["output_tokens"], 5);
+
+    let c = settled(&app, &client, sent["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(c["title"], "Hello there");
+    let messages = c["messages"].as_array().unwrap();
+    assert_eq!(messages[0]["role"], "user");
+    assert_eq!(messages[0]["body"], "Hello there");
+    assert_eq!(messages[1]["body"], "Hello from the fake model.");
+    assert_eq!(messages[1]["model"], "fake:delay_ms=5");
+    assert_eq!(
+        (
+            messages[1]["input_tokens"].clone(),
+            messages[1]["output_tokens"].clone()
+        ),
+        (json!(11), json!(5))
+    );
+
+    // A follow-up goes into the same conversation, with the history as context.
+    let again = send(
+        &app,
+        &client,
+        &agent,
+        sent["conversation_id"].as_str(),
+        "And again",
+    )
+    .await;
+    assert_eq!(again["conversation_id"], sent["conversation_id"]);
+    let c = settled(&app, &client, sent["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(c["messages"].as_array().unwrap().len(), 4);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn closing_the_stream_does_not_stop_the_run_and_reattaching_resumes(db: PgPool) {
+    let app = spawn(db).await;
+    let client = app.signed_up("reattach@example.com").await;
+    let agent = agent(&app, &client, "fake:tokens=30,delay_ms=40").await;
+    let sent = send(&app, &client, &agent, None, "Count").await;
+    let reply = sent["reply_id"].as_str().unwrap();
+
+    let first = read_stream(&app, &client, reply, 4).await; // then the tab "closes"
+    let seen = text_of(&first);
+    assert!(!seen.is_empty());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let second = read_stream(&app, &client, reply, 10_000).await;
+    let (name, snapshot) = &second[0];
+    assert_eq!(name, "snapshot");
+    let resumed = snapshot["text"].as_str().unwrap();
+    assert!(
+        resumed.starts_with(&seen) && resumed.len() > seen.len(),
+        "{seen:?} then {resumed:?}"
+    );
+    let expected: String = (0..30).map(|i| format!("t{i} ")).collect();
+    assert_eq!(text_of(&second), expected);
+    let c = settled(&app, &client, sent["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(c["messages"][1]["body"], expected);
+    assert_eq!(c["messages"][1]["status"], "complete");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn stop_keeps_what_was_generated(db: PgPool) {
+    let app = spawn(db).await;
+    let client = app.signed_up("stop@example.com").await;
+    let agent = agent(&app, &client, "fake:tokens=200,delay_ms=20").await;
+    let sent = send(&app, &client, &agent, None, "Go on").await;
+    let reply = sent["reply_id"].as_str().unwrap();
+    read_stream(&app, &client, reply, 5).await;
+    assert_eq!(
+        app.call(&client, "stop_reply", &[("message_id", reply)])
+            .await
+            .status(),
+        200
+    );
+    let c = settled(&app, &client, sent["conversation_id"].as_str().unwrap()).await;
+    let message = &c["messages"][1];
+    assert_eq!(message["status"], "stopped");
+    let body = message["body"].as_str().unwrap();
+    assert!(
+        body.starts_with("t0 t1 t2 t3 ") && !body.contains("t199"),
+        "{body}"
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_provider_failure_mid_stream_keeps_the_partial_reply_and_says_why(db: PgPool) {
+    let app = spawn(db).await;
+    let client = app.signed_up("fail@example.com").await;
+    let agent = agent(&app, &client, "fake:tokens=10,error_after=4").await;
+    let sent = send(&app, &client, &agent, None, "Try").await;
+    let events = read_stream(&app, &client, sent["reply_id"].as_str().unwrap(), 1000).await;
+    let (_, done) = events.last().unwrap();
+    assert_eq!(done["status"], "interrupted");
+    assert!(
+        done["error"].as_str().unwrap().contains("overloaded"),
+        "{done}"
+    );
+    let c = settled(&app, &client, sent["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(c["messages"][1]["body"], "t0 t1 t2 t3 ");
+    assert_eq!(c["messages"][1]["status"], "interrupted");
+
+    // And the conversation takes the next message.
+    assert_eq!(
+        app.call(
+            &client,
+            "send_message",
+            &[
+                ("agent_id", agent.as_str()),
+                ("conversation_id", sent["conversation_id"].as_str().unwrap()),
+                ("message", "Again")
+            ]
+        )
+        .await
+        .status(),
+        200
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn replies_left_streaming_by_a_crashed_server_are_marked_interrupted(db: PgPool) {
+    let app = spawn(db.clone()).await;
+    let client = app.signed_up("crash@example.com").await;
+    let agent = agent(&app, &client, "fake:tokens=3").await;
+    let sent = send(&app, &client, &agent, None, "Hi").await;
+    let conversation_id = sent["conversation_id"].as_str().unwrap();
+    settled(&app, &client, conversation_id).await;
+    // As a crash leaves it: a reply marked streaming that no run is writing.
+    sqlx::query("UPDATE messages SET status = 'streaming', updated_at = now() - interval '10 minutes' WHERE role = 'assistant'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let marked = runs::recover_interrupted(
+        &db,
+        &app::chat::runs::Runs::default(),
+        Duration::from_secs(300),
+    )
+    .await
+    .unwrap();
+    assert_eq!(marked, 1);
+    let c = conversation(&app, &client, conversation_id).await;
+    assert_eq!(c["messages"][1]["status"], "interrupted");
+    assert!(
+        c["messages"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("server stopped")
+    );
+    assert_eq!(
+        c["messages"][1]["body"], "t0 t1 t2 ",
+        "the checkpointed text is kept"
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn two_runs_in_two_conversations_do_not_mix(db: PgPool) {
+    let app = spawn(db).await;
+    let client = app.signed_up("two@example.com").await;
+    let a = agent(&app, &client, "fake:reply=alpha_beta_gamma,delay_ms=20").await;
+    let b = agent(&app, &client, "fake:reply=one_two_three,delay_ms=20").await;
+    let first = send(&app, &client, &a, None, "A").await;
+    let second = send(&app, &client, &b, None, "B").await;
+    let (x, y) = tokio::join!(
+        read_stream(&app, &client, first["reply_id"].as_str().unwrap(), 1000),
+        read_stream(&app, &client, second["reply_id"].as_str().unwrap(), 1000),
+    );
+    assert_eq!(text_of(&x), "alpha beta gamma");
+    assert_eq!(text_of(&y), "one two three");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn another_user_cannot_attach_to_or_touch_a_live_stream(db: PgPool) {
+    let app = spawn(db).await;
+    let alice = app.signed_up("alice-chat@example.com").await;
+    let mallory = app.signed_up("mallory@example.com").await;
+    let agent = agent(&app, &alice, "fake:tokens=100,delay_ms=30").await;
+    let sent = send(&app, &alice, &agent, None, "My private question").await;
+    let reply = sent["reply_id"].as_str().unwrap();
+    let conversation_id = sent["conversation_id"].as_str().unwrap();
+
+    // While Alice's reply is streaming, Mallory tries its id.
+    let res = mallory
+        .get(app.url(&format!("/api/chat/stream/{reply}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(!res.text().await.unwrap().contains("t0"));
+    for (name, form) in [
+        ("stop_reply", vec![("message_id", reply)]),
+        ("get_conversation", vec![("id", conversation_id)]),
+        (
+            "rename_conversation",
+            vec![("id", conversation_id), ("title", "pwned")],
+        ),
+        ("delete_conversation", vec![("id", conversation_id)]),
+        ("list_conversations", vec![("agent_id", agent.as_str())]),
+        (
+            "send_message",
+            vec![
+                ("agent_id", agent.as_str()),
+                ("conversation_id", conversation_id),
+                ("message", "hi"),
+            ],
+        ),
+    ] {
+        let res = app.call(&mallory, name, &form).await;
+        let status = res.status().as_u16();
+        let body = res.text().await.unwrap();
+        if name == "list_conversations" {
+            // Listing names the agent: Mallory has no such agent, so nothing.
+            assert!(status == 404 || body == "[]", "{name}: {status} {body}");
+        } else {
+            assert_eq!(status, 404, "{name}: {body}");
+        }
+    }
+    // Signed out, the stream asks for a session.
+    let res = app
+        .client()
+        .get(app.url(&format!("/api/chat/stream/{reply}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+
+    // Alice's run went on untouched.
+    let events = read_stream(&app, &alice, reply, 10_000).await;
+    assert_eq!(events.last().unwrap().1["status"], "complete");
+    let c = settled(&app, &alice, conversation_id).await;
+    assert_eq!(c["title"], "My private question");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_missing_key_is_explained_and_nothing_is_stored(db: PgPool) {
+    let fake = server::fake_provider::start().await.unwrap();
+    let app = TestApp::spawn_full(
+        db,
+        with_fake_provider(relaxed_settings(), fake),
+        keyring(1, &[]),
+    )
+    .await;
+    let client = app.signed_up("nokey@example.com").await;
+    let agent = agent(&app, &client, "fake").await;
+    let res = app
+        .call(
+            &client,
+            "send_message",
+            &[("agent_id", agent.as_str()), ("message", "Hello?")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["Invalid"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No OpenAI key"),
+        "{body}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM messages").await, 0);
+    assert_eq!(app.count("SELECT count(*) FROM conversations").await, 0);
+}
