@@ -38,8 +38,10 @@ if [ -z "${DATABASE_URL:-}" ]; then
   export DATABASE_URL="$base/postgres"
 fi
 server_pid=""
+fake_pid=""
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null && wait "$fake_pid" 2>/dev/null || true
   [ -d .data/test-pg ] && .ci/pg.sh stop .data/test-pg || true
 }
 trap cleanup EXIT
@@ -55,7 +57,12 @@ cargo leptos build
 
 step "browser tests (Playwright, Debian Chromium)"
 psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS enclave_e2e" -c "CREATE DATABASE enclave_e2e" >/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# The fake model provider (a real HTTP server speaking the providers' formats).
+fake_port=$(free_port)
+target/debug/server fake-provider "127.0.0.1:$fake_port" >"$root/target/e2e-fake-provider.log" 2>&1 &
+fake_pid=$!
+port=$(free_port)
 log="$root/target/e2e-server.log"
 LEPTOS_SITE_ROOT="$root/target/site" \
 ENCLAVE_DATABASE_URL="${DATABASE_URL%/*}/enclave_e2e" \
@@ -64,6 +71,9 @@ ENCLAVE_PUBLIC_URL="http://127.0.0.1:$port" \
 ENCLAVE_MASTER_KEY="$(head -c 32 /dev/urandom | base64)" \
 ENCLAVE_LOG="info" \
 ENCLAVE_SIGN_UP_LIMIT_PER_IP=10000 \
+ENCLAVE_OPENAI_BASE_URL="http://127.0.0.1:$fake_port/openai/v1" \
+ENCLAVE_OPENAI_API_KEY="e2e-platform-key" \
+ENCLAVE_EGRESS_ALLOW="127.0.0.1:$fake_port" \
 ENCLAVE_SIGN_IN_LIMIT_PER_IP=10000 \
   target/debug/server >"$log" 2>&1 &
 server_pid=$!

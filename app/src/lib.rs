@@ -38,6 +38,7 @@ use crate::{
         AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage, KeysPage,
     },
     auth::pages::{SignInPage, SignUpPage},
+    chat::pages::ChatPage,
     pages::{DashboardPage, HomePage, NotFound, SettingsPage},
     ui::{Header, provide_auth},
 };
@@ -70,6 +71,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8"/>
                 <meta name="viewport" content="width=device-width, initial-scale=1"/>
                 <meta name="color-scheme" content="light dark"/>
+                <link rel="icon" href="data:,"/>
                 <HydrationScripts options/>
                 <MetaTags/>
             </head>
@@ -130,6 +132,11 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("agents"), ParamSegment("id"))
                         view=AgentDetailPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("agents"), ParamSegment("id"), StaticSegment("chat"))
+                        view=ChatPage
                         ssr=SsrMode::Async
                     />
                     <Route

@@ -2,17 +2,37 @@
 //! `server keys generate`  print a new random master key (base64)
 //! `server keys rotate`    re-wrap every key under ENCLAVE_MASTER_KEY
 //! `server keys verify`    open every key and sealed value; report failures
+//! `server fake-provider ADDR`  serve the fake model provider (tests, demos)
 
 use std::process::ExitCode;
 
 use server::config::Config;
 
-const USAGE: &str = "usage: server [serve | keys generate | keys rotate | keys verify]";
+const USAGE: &str =
+    "usage: server [serve | keys generate | keys rotate | keys verify | fake-provider ADDR]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let ["fake-provider", addr] = args.as_slice() {
+        return match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                println!("fake provider on http://{addr}");
+                match server::fake_provider::serve(listener).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => {
+                        eprintln!("fake provider: {err}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Err(err) => {
+                eprintln!("fake provider: could not listen on {addr}: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args == ["keys", "generate"] {
         println!("{}", server::keys::generate());
         return ExitCode::SUCCESS;

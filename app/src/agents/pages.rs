@@ -393,12 +393,14 @@ fn AgentCard(agent: AgentDetail) -> impl IntoView {
     let setting = |value: Option<String>| value.unwrap_or_else(|| "provider default".to_owned());
     let (id_duplicate, id_delete) = (agent.id.clone(), agent.id.clone());
     let edit_href = format!("/agents/{}/edit", agent.id);
+    let chat_href = format!("/agents/{}/chat", agent.id);
     let export_href = format!("/api/agents/{}/export", agent.id);
     view! {
         <Title text=spec.name.clone()/>
         <div class="page-head">
             <span class="avatar big" aria-hidden="true">{spec.avatar.clone()}</span>
             <h1>{spec.name.clone()}</h1>
+            <a class="button primary" href=chat_href>"Chat"</a>
             <a class="button" href=edit_href>"Edit"</a>
             <ActionForm action=duplicate attr:class="inline">
                 <input type="hidden" name="id" value=id_duplicate/>

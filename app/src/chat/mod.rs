@@ -5,6 +5,7 @@
 //! `runs` (ssr) the live runs and their subscribers.
 
 pub mod api;
+pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod runs;
 #[cfg(feature = "ssr")]

@@ -1,4 +1,7 @@
-//! Shared UI: the page frame, the signed-in user context, form helpers.
+//! Shared UI: the page frame, the signed-in user context, form helpers,
+//! safe Markdown.
+
+pub mod markdown;
 
 use leptos::prelude::*;
 use leptos_router::{components::Redirect, hooks::use_location};

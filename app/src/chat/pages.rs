@@ -1,0 +1,341 @@
+//! The chat page: `/agents/{id}/chat`, and `?c={conversation}` for one
+//! conversation. Sending posts a form (so it works without JavaScript too);
+//! a reply that is still being written is followed over server-sent events
+//! and rendered as sanitised Markdown as it grows.
+
+use leptos::{either::Either, html, prelude::*};
+use leptos_meta::Title;
+use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+
+use super::{
+    MessageStatus, MessageView,
+    api::{SendMessage, StopReply, get_conversation, list_conversations},
+};
+use crate::{
+    action_error,
+    agents::api::get_agent,
+    ui::{FormError, RequireUser, field_message, markdown},
+};
+
+pub type SendMessageAction = ServerAction<SendMessage>;
+pub type StopReplyAction = ServerAction<StopReply>;
+
+#[component]
+pub fn ChatPage() -> impl IntoView {
+    view! {
+        <Title text="Chat"/>
+        <RequireUser>
+            <Chat/>
+        </RequireUser>
+    }
+}
+
+#[component]
+fn Chat() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let agent_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
+    let conversation_id = Memo::new(move |_| query.read().get("c").unwrap_or_default());
+    let send = SendMessageAction::new();
+    let stop = StopReplyAction::new();
+    let agent = Resource::new(move || agent_id.get(), get_agent);
+    let conversations = Resource::new(
+        move || (agent_id.get(), send.version().get()),
+        |(agent, _)| list_conversations(agent),
+    );
+    let conversation = Resource::new(
+        move || {
+            (
+                conversation_id.get(),
+                send.version().get(),
+                stop.version().get(),
+            )
+        },
+        |(id, _, _)| async move {
+            if id.is_empty() {
+                Ok(None)
+            } else {
+                get_conversation(id, None).await.map(Some)
+            }
+        },
+    );
+    let chat_href = move || format!("/agents/{}/chat", agent_id.get());
+    // A first message makes a conversation: go to it. (Without JavaScript the
+    // server's redirect does this; in the app the route stays and only the
+    // query changes, which the redirect hook does not apply.)
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(sent)) = send.value().get()
+            && sent.conversation_id != conversation_id.get_untracked()
+        {
+            navigate(
+                &format!(
+                    "/agents/{}/chat?c={}",
+                    agent_id.get_untracked(),
+                    sent.conversation_id
+                ),
+                Default::default(),
+            );
+        }
+    });
+    view! {
+        <div class="chat-layout">
+            <aside class="conversations" aria-label="Conversations">
+                <a class="button primary" href=chat_href>"New chat"</a>
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let list = conversations.await.unwrap_or_default();
+                        view! {
+                            <ul>
+                                {list
+                                    .into_iter()
+                                    .map(|c| {
+                                        let active = c.id == conversation_id.get_untracked();
+                                        view! {
+                                            <li class:active=active>
+                                                <a href=format!("{}?c={}", chat_href(), c.id)>{c.title}</a>
+                                            </li>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </ul>
+                        }
+                    })}
+                </Transition>
+            </aside>
+            <section class="chat-main">
+                <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                    {move || Suspend::new(async move {
+                        match agent.await {
+                            Err(err) => Either::Left(view! { <p class="form-error" role="alert">{err.to_string()}</p> }),
+                            Ok(agent) => {
+                                let starters = agent.spec.starters.clone();
+                                let agent_href = format!("/agents/{}", agent.id);
+                                Either::Right(view! {
+                                    <header class="chat-head">
+                                        <span class="avatar" aria-hidden="true">{agent.spec.avatar.clone()}</span>
+                                        <h1>{agent.spec.name.clone()}</h1>
+                                        <a href=agent_href>"Agent settings"</a>
+                                    </header>
+                                    <Transition fallback=|| ()>
+                                        {move || {
+                                            let starters = starters.clone();
+                                            Suspend::new(async move {
+                                                match conversation.await {
+                                                    Ok(Some(c)) => Either::Left(view! {
+                                                        <ol class="messages" aria-live="polite">
+                                                            {c.messages
+                                                                .into_iter()
+                                                                .map(|m| view! { <Message message=m stop=stop/> })
+                                                                .collect_view()}
+                                                        </ol>
+                                                    }),
+                                                    Ok(None) => Either::Right(Either::Left(view! {
+                                                        <Starters starters=starters send=send agent_id=agent_id/>
+                                                    })),
+                                                    Err(err) => Either::Right(Either::Right(view! {
+                                                        <p class="form-error" role="alert">{err.to_string()}</p>
+                                                    })),
+                                                }
+                                            })
+                                        }}
+                                    </Transition>
+                                })
+                            }
+                        }
+                    })}
+                </Transition>
+                <Composer send=send agent_id=agent_id conversation_id=conversation_id/>
+            </section>
+        </div>
+    }
+}
+
+#[component]
+fn Starters(
+    starters: Vec<String>,
+    send: SendMessageAction,
+    agent_id: Memo<String>,
+) -> impl IntoView {
+    view! {
+        <div class="starters">
+            <p class="muted">"Start a conversation."</p>
+            {starters
+                .into_iter()
+                .map(|s| {
+                    view! {
+                        <ActionForm action=send attr:class="inline">
+                            <input type="hidden" name="agent_id" value=move || agent_id.get()/>
+                            <input type="hidden" name="message" value=s.clone()/>
+                            <button type="submit" class="starter">{s.clone()}</button>
+                        </ActionForm>
+                    }
+                })
+                .collect_view()}
+        </div>
+    }
+}
+
+#[component]
+fn Message(message: MessageView, stop: StopReplyAction) -> impl IntoView {
+    let body = RwSignal::new(message.body.clone());
+    let status = RwSignal::new(message.status);
+    let error = RwSignal::new(message.error.clone());
+    let usage = RwSignal::new((message.input_tokens, message.output_tokens));
+    let is_user = message.role == "user";
+    if !is_user && message.status == MessageStatus::Streaming {
+        follow(message.id.clone(), body, status, error, usage);
+    }
+    let model = message.model.clone().unwrap_or_default();
+    let id = message.id.clone();
+    view! {
+        <li
+            class=if is_user { "message user" } else { "message assistant" }
+            data-status=move || status.get().as_str()
+            data-testid=if is_user { "user-message" } else { "assistant-message" }
+        >
+            {if is_user {
+                Either::Left(view! { <p class="plain">{move || body.get()}</p> })
+            } else {
+                Either::Right(view! { <div class="markdown" inner_html=move || markdown::render(&body.get())></div> })
+            }}
+            {move || {
+                (status.get() == MessageStatus::Streaming && !is_user)
+                    .then(|| {
+                        let id = id.clone();
+                        view! {
+                            <ActionForm action=stop attr:class="inline">
+                                <input type="hidden" name="message_id" value=id/>
+                                <button type="submit" class="stop">"Stop"</button>
+                            </ActionForm>
+                        }
+                    })
+            }}
+            {move || {
+                error.get().map(|e| view! { <p class="message-error" role="alert">{e}</p> })
+            }}
+            {move || {
+                (status.get() == MessageStatus::Stopped).then(|| view! { <p class="muted">"Stopped."</p> })
+            }}
+            {(!is_user)
+                .then(|| {
+                    let model = model.clone();
+                    view! {
+                        <p class="usage muted">
+                            {move || match usage.get() {
+                                (Some(i), Some(o)) => format!("{model} · {i} in, {o} out tokens"),
+                                _ => model.clone(),
+                            }}
+                        </p>
+                    }
+                })}
+        </li>
+    }
+}
+
+/// Follows a reply that is still being written (in the browser only).
+#[cfg(feature = "hydrate")]
+fn follow(
+    id: String,
+    body: RwSignal<String>,
+    status: RwSignal<MessageStatus>,
+    error: RwSignal<Option<String>>,
+    usage: RwSignal<(Option<u32>, Option<u32>)>,
+) {
+    use wasm_bindgen::{JsCast, closure::Closure};
+
+    use super::StreamUpdate;
+
+    let Ok(source) = web_sys::EventSource::new(&format!("/api/chat/stream/{id}")) else {
+        return;
+    };
+    let closer = source.clone();
+    let on_message =
+        Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
+            let Some(data) = event.data().as_string() else {
+                return;
+            };
+            match serde_json::from_str::<StreamUpdate>(&data) {
+                Ok(StreamUpdate::Snapshot { text }) => {
+                    body.try_set(text);
+                }
+                Ok(StreamUpdate::Delta { text }) => {
+                    body.try_update(|b| b.push_str(&text));
+                }
+                Ok(StreamUpdate::Done {
+                    status: done,
+                    error: reason,
+                    input_tokens,
+                    output_tokens,
+                }) => {
+                    status.try_set(done);
+                    error.try_set(reason);
+                    usage.try_set((input_tokens, output_tokens));
+                    // Otherwise EventSource would reconnect once the server closes.
+                    closer.close();
+                }
+                Err(_) => {}
+            }
+        });
+    for name in ["snapshot", "delta", "done"] {
+        let _ = source.add_event_listener_with_callback(name, on_message.as_ref().unchecked_ref());
+    }
+    on_message.forget();
+}
+
+#[cfg(not(feature = "hydrate"))]
+fn follow(
+    _id: String,
+    _body: RwSignal<String>,
+    _status: RwSignal<MessageStatus>,
+    _error: RwSignal<Option<String>>,
+    _usage: RwSignal<(Option<u32>, Option<u32>)>,
+) {
+}
+
+#[component]
+fn Composer(
+    send: SendMessageAction,
+    agent_id: Memo<String>,
+    conversation_id: Memo<String>,
+) -> impl IntoView {
+    let error = action_error!(send);
+    let message_error = field_message(error, "message");
+    let textarea = NodeRef::<html::Textarea>::new();
+    // The draft goes only once the message is really sent.
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = send.value().get()
+            && let Some(el) = textarea.get_untracked()
+        {
+            el.set_value("");
+        }
+    });
+    let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
+        if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
+            ev.prevent_default();
+            #[cfg(feature = "hydrate")]
+            if let Some(form) = textarea.get_untracked().and_then(|t| t.form()) {
+                let _ = form.request_submit();
+            }
+        }
+    };
+    view! {
+        <ActionForm action=send attr:class="composer">
+            <input type="hidden" name="agent_id" value=move || agent_id.get()/>
+            <input type="hidden" name="conversation_id" value=move || conversation_id.get()/>
+            <FormError error=error/>
+            <label for="composer-message" class="visually-hidden">"Message"</label>
+            <textarea
+                id="composer-message"
+                name="message"
+                rows="3"
+                node_ref=textarea
+                placeholder="Message the agent. Enter sends, Shift+Enter adds a line."
+                aria-describedby="composer-error"
+                on:keydown=on_keydown
+            ></textarea>
+            <p class="field-error" id="composer-error">{message_error}</p>
+            <button type="submit" class="primary" disabled=move || send.pending().get()>"Send"</button>
+        </ActionForm>
+    }
+}
