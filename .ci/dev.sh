@@ -26,5 +26,8 @@ if [ -z "${ENCLAVE_MASTER_KEY:-}" ] && [ -z "${ENCLAVE_MASTER_KEY_FILE:-}" ]; th
   export ENCLAVE_MASTER_KEY_FILE="$root/.data/master.key"
 fi
 
+# The offline demo model: chat works at once, with no API key.
+export ENCLAVE_DEMO_MODEL="${ENCLAVE_DEMO_MODEL:-true}"
+
 echo "[dev] building and serving Enclave on http://127.0.0.1:3000"
 cargo leptos serve

@@ -74,6 +74,7 @@ ENCLAVE_SIGN_UP_LIMIT_PER_IP=10000 \
 ENCLAVE_OPENAI_BASE_URL="http://127.0.0.1:$fake_port/openai/v1" \
 ENCLAVE_OPENAI_API_KEY="e2e-platform-key" \
 ENCLAVE_EGRESS_ALLOW="127.0.0.1:$fake_port" \
+ENCLAVE_DEMO_MODEL=true \
 ENCLAVE_SIGN_IN_LIMIT_PER_IP=10000 \
   target/debug/server >"$log" 2>&1 &
 server_pid=$!

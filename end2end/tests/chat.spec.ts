@@ -90,3 +90,23 @@ test("a conversation starter starts a conversation", async ({ page }) => {
   await page.getByRole("button", { name: "Plan my week" }).click();
   await expect(page.getByTestId("assistant-message")).toContainText("You said: Plan my week");
 });
+
+test("a new user can chat with the offline demo model at once", async ({ page }) => {
+  await signUp(page);
+  await page.goto("/agents/new");
+  await hydrated(page);
+  await page.getByLabel("Name").fill("Demo");
+  await page.getByLabel("Provider").selectOption("demo");
+  await page.getByLabel("Model").fill("demo");
+  await page.getByRole("button", { name: "Create agent" }).click();
+  await expect(page.getByTestId("key-source")).toContainText("None needed");
+  await hydrated(page);
+  await page.getByRole("link", { name: "Chat", exact: true }).click();
+  await hydrated(page);
+  await send(page, "Hello demo");
+  const reply = page.getByTestId("assistant-message").last();
+  await expect(reply).toContainText("offline demo model");
+  await expect(reply).toHaveAttribute("data-status", "streaming");
+  await expect(reply).toContainText("You said: Hello demo", { timeout: 20_000 });
+  await expect(reply).toHaveAttribute("data-status", "complete");
+});

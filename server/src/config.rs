@@ -31,6 +31,8 @@ pub struct Config {
     pub keyring: Keyring,
     pub settings: Settings,
     pub log_json: bool,
+    /// Serve the offline demo model (development only).
+    pub demo_model: bool,
 }
 
 /// The database URL may hold a password, so `Debug` leaves it out.
@@ -44,6 +46,7 @@ impl std::fmt::Debug for Config {
             .field("keyring", &self.keyring)
             .field("settings", &self.settings)
             .field("log_json", &self.log_json)
+            .field("demo_model", &self.demo_model)
             .finish()
     }
 }
@@ -279,7 +282,16 @@ impl Config {
             egress_allow: egress_allow(src)?,
             provider_urls: provider_urls(src)?,
             platform_keys: platform_keys(src)?,
+            demo_url: None,
         };
+        let demo_model = parse(src, "ENCLAVE_DEMO_MODEL", false)?;
+        if demo_model && mode == Mode::Production {
+            return Err(ConfigError::Invalid {
+                name: "ENCLAVE_DEMO_MODEL",
+                why: "the offline demo model is for development only; unset it in production"
+                    .into(),
+            });
+        }
         Ok(Config {
             mode,
             addr,
@@ -288,6 +300,7 @@ impl Config {
             keyring,
             settings,
             log_json: src.get("ENCLAVE_LOG_FORMAT").as_deref() == Some("json"),
+            demo_model,
         })
     }
 }
@@ -389,6 +402,16 @@ mod tests {
         env.insert("ENCLAVE_EGRESS_ALLOW", "127.0.0.1");
         let err = Config::from_source(&env).unwrap_err();
         assert!(err.to_string().contains("ENCLAVE_EGRESS_ALLOW"), "{err}");
+    }
+
+    #[test]
+    fn the_demo_model_is_refused_in_production() {
+        let mut env = base();
+        env.insert("ENCLAVE_DEMO_MODEL", "true");
+        assert!(Config::from_source(&env).unwrap().demo_model);
+        env.insert("ENCLAVE_ENV", "production");
+        let err = Config::from_source(&env).unwrap_err();
+        assert!(err.to_string().contains("ENCLAVE_DEMO_MODEL"), "{err}");
     }
 
     #[test]

@@ -58,8 +58,19 @@ struct Script {
     echo: bool,
 }
 
+/// The offline demo model's answer (model names starting with `demo`).
+pub const DEMO_INTRO: &str = "This is Enclave's offline demo model: it streams a canned reply so you \
+can try chat without an API key. Create an agent on a real provider for real answers. You said: ";
+
 impl Script {
     fn parse(model: &str) -> Script {
+        if model.starts_with("demo") {
+            return Script {
+                echo: true,
+                delay: Duration::from_millis(40),
+                ..Script::default()
+            };
+        }
         let mut script = Script::default();
         let options = model.split_once(':').map(|(_, o)| o).unwrap_or("");
         for option in options.split(',').filter(|o| !o.is_empty()) {
@@ -335,7 +346,12 @@ fn last_message(wire: Wire, body: &Value) -> String {
 async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
     let mut script = Script::parse(&model);
     if script.echo {
-        script.reply = Some(format!("You said: {}", last_message(wire, &body)));
+        let intro = if model.starts_with("demo") {
+            DEMO_INTRO
+        } else {
+            "You said: "
+        };
+        script.reply = Some(format!("{intro}{}", last_message(wire, &body)));
     }
     fake.last_body.lock().unwrap().insert(wire.name(), body);
     if let Some(status) = script.status {

@@ -41,19 +41,63 @@ pub async fn connect_db(url: &str) -> anyhow::Result<PgPool> {
     Ok(pool)
 }
 
-/// Connects, migrates, loads the keys: everything the router needs.
+/// Connects, migrates, loads the keys, starts the background sweeper (and
+/// the demo model when asked): everything the router needs.
 pub async fn app_state(
     config: &config::Config,
     leptos_options: LeptosOptions,
 ) -> anyhow::Result<AppState> {
     let db = connect_db(&config.database_url).await?;
     let crypto = Crypto::load(&db, config.keyring.clone()).await?;
-    Ok(AppState::new(
-        leptos_options,
-        db,
-        config.settings.clone(),
-        crypto,
-    ))
+    let mut settings = config.settings.clone();
+    if config.demo_model {
+        enable_demo_model(&mut settings).await?;
+    }
+    let state = AppState::new(leptos_options, db, settings, crypto);
+    spawn_interrupted_sweeper(state.clone());
+    Ok(state)
+}
+
+/// Runs the fake provider in-process on a loopback port as the offline demo
+/// model, and lets outbound requests reach exactly that address.
+pub async fn enable_demo_model(settings: &mut app::platform::Settings) -> anyhow::Result<()> {
+    let addr = fake_provider::start()
+        .await
+        .map_err(|e| anyhow::anyhow!("could not start the offline demo model: {e}"))?;
+    settings.demo_url = Some(format!("http://{addr}/openai/v1"));
+    settings
+        .egress_allow
+        .push(app::platform::egress::AllowEntry {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        });
+    tracing::info!("offline demo model enabled (development only)");
+    Ok(())
+}
+
+/// Replies left `streaming` by a server that stopped are marked interrupted:
+/// at startup and then every minute. A live run writes its row every second
+/// while tokens flow and gives up after its own timeouts (at most three
+/// attempts of 60 s), so five silent minutes mean nobody is writing it.
+pub const INTERRUPTED_AFTER: Duration = Duration::from_secs(300);
+
+fn spawn_interrupted_sweeper(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            match app::chat::runs::recover_interrupted(&state.db, &state.runs, INTERRUPTED_AFTER)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    replies = n,
+                    "marked replies of a stopped server as interrupted"
+                ),
+                Err(err) => tracing::warn!(error = %err, "could not sweep interrupted replies"),
+            }
+        }
+    });
 }
 
 /// Leptos' build settings: from the variables cargo-leptos sets (at build or

@@ -51,19 +51,6 @@ impl Write for Capture {
     }
 }
 
-/// The database URL of the test's own database.
-async fn database_url(db: &PgPool) -> String {
-    let name: String = sqlx::query_scalar("SELECT current_database()")
-        .fetch_one(db)
-        .await
-        .unwrap();
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
-    let (server, _) = base
-        .rsplit_once('/')
-        .expect("DATABASE_URL has a database name");
-    format!("{server}/{name}")
-}
-
 fn pg_dump(url: &str) -> String {
     let candidates = std::iter::once("pg_dump".to_owned()).chain(
         std::fs::read_dir("/usr/lib/postgresql")
@@ -292,7 +279,7 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
     let app = TestApp::spawn_full(db.clone(), settings, common::keyring(1, &[])).await;
     store_everything(&app).await;
 
-    let dump = pg_dump(&database_url(&db).await);
+    let dump = pg_dump(&common::database_url(&db).await);
     assert!(
         dump.contains("COPY public.users"),
         "the dump holds the users table"

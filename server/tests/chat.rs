@@ -404,3 +404,120 @@ async fn a_missing_key_is_explained_and_nothing_is_stored(db: PgPool) {
     assert_eq!(app.count("SELECT count(*) FROM messages").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM conversations").await, 0);
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_offline_demo_model_streams_without_any_key(db: PgPool) {
+    let mut settings = relaxed_settings();
+    server::enable_demo_model(&mut settings).await.unwrap();
+    let app = TestApp::spawn_full(db.clone(), settings, keyring(1, &[])).await;
+    let client = app.signed_up("demo@example.com").await;
+    let form = [
+        ("name", "Demo"),
+        ("description", ""),
+        ("system_prompt", ""),
+        ("provider", "demo"),
+        ("model", "demo"),
+        ("base_url", ""),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+    ];
+    assert_eq!(app.call(&client, "create_agent", &form).await.status(), 200);
+    let list: Value = app
+        .call(&client, "list_agents", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let agent = list[0]["id"].as_str().unwrap().to_owned();
+    let detail: Value = app
+        .call(&client, "get_agent", &[("id", &agent)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["key_source"], json!("NotNeeded"));
+
+    let sent = send(&app, &client, &agent, None, "Hi demo").await;
+    let events = read_stream(&app, &client, sent["reply_id"].as_str().unwrap(), 10_000).await;
+    let text = text_of(&events);
+    assert!(
+        text.starts_with("This is Enclave's offline demo model"),
+        "{text}"
+    );
+    assert!(text.ends_with("You said: Hi demo"), "{text}");
+    assert!(
+        events.iter().filter(|(n, _)| n == "delta").count() > 10,
+        "it streams"
+    );
+    drop(app);
+
+    // A server without the demo model says so, and stores nothing.
+    let plain = TestApp::spawn(db).await;
+    let client = plain.client();
+    assert_eq!(
+        plain
+            .sign_in(&client, "demo@example.com", common::PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    let res = plain
+        .call(
+            &client,
+            "send_message",
+            &[("agent_id", agent.as_str()), ("message", "Again")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let body: Value = res.json().await.unwrap();
+    assert!(
+        body["Invalid"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("development servers"),
+        "{body}"
+    );
+    assert_eq!(plain.count("SELECT count(*) FROM messages").await, 2);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_starting_server_marks_replies_of_a_stopped_one_as_interrupted(db: PgPool) {
+    let app = spawn(db.clone()).await;
+    let client = app.signed_up("restart@example.com").await;
+    let agent = agent(&app, &client, "fake:tokens=3").await;
+    let sent = send(&app, &client, &agent, None, "Hi").await;
+    let conversation_id = sent["conversation_id"].as_str().unwrap().to_owned();
+    settled(&app, &client, &conversation_id).await;
+    drop(app);
+    // As a crashed server leaves it.
+    sqlx::query("UPDATE messages SET status = 'streaming', updated_at = now() - interval '1 hour' WHERE role = 'assistant'")
+        .execute(&db)
+        .await
+        .unwrap();
+
+    // The real startup path, from configuration.
+    let url = common::database_url(&db).await;
+    let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [1u8; 32]);
+    let env = std::collections::HashMap::from([
+        ("DATABASE_URL", url.as_str()),
+        ("ENCLAVE_MASTER_KEY", key.as_str()),
+    ]);
+    let config = server::config::Config::from_source(&env).unwrap();
+    let _state = server::app_state(&config, server::leptos_options())
+        .await
+        .unwrap();
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = sqlx::query_scalar("SELECT status FROM messages WHERE role = 'assistant'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        if status == "interrupted" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, "interrupted");
+}

@@ -31,7 +31,9 @@ async fn fake() -> (Egress, std::net::SocketAddr) {
 
 fn request(provider: Provider, addr: std::net::SocketAddr, model: &str) -> ChatRequest {
     let base = match provider {
-        Provider::Openai | Provider::OpenaiCompatible => format!("http://{addr}/openai/v1"),
+        Provider::Openai | Provider::OpenaiCompatible | Provider::Demo => {
+            format!("http://{addr}/openai/v1")
+        }
         Provider::Anthropic => format!("http://{addr}/anthropic/v1"),
         Provider::Google => format!("http://{addr}/google/v1beta"),
     };

@@ -23,10 +23,22 @@ pub enum Provider {
     Anthropic,
     Google,
     OpenaiCompatible,
+    /// Enclave's offline demo model (development servers only): canned,
+    /// streamed replies with no API key, so chat can be tried at once.
+    Demo,
 }
 
 impl Provider {
-    pub const ALL: [Provider; 4] = [
+    pub const ALL: [Provider; 5] = [
+        Provider::Openai,
+        Provider::Anthropic,
+        Provider::Google,
+        Provider::OpenaiCompatible,
+        Provider::Demo,
+    ];
+
+    /// Providers a user can store an API key for.
+    pub const WITH_KEYS: [Provider; 4] = [
         Provider::Openai,
         Provider::Anthropic,
         Provider::Google,
@@ -39,6 +51,7 @@ impl Provider {
             Provider::Anthropic => "anthropic",
             Provider::Google => "google",
             Provider::OpenaiCompatible => "openai_compatible",
+            Provider::Demo => "demo",
         }
     }
 
@@ -52,6 +65,7 @@ impl Provider {
             Provider::Anthropic => "Anthropic",
             Provider::Google => "Google Gemini",
             Provider::OpenaiCompatible => "OpenAI-compatible (Ollama, vLLM, LM Studio, …)",
+            Provider::Demo => "Offline demo model (canned replies, no API key)",
         }
     }
 
@@ -59,7 +73,9 @@ impl Provider {
     pub fn temperature_range(self) -> (f32, f32) {
         match self {
             Provider::Anthropic => (0.0, 1.0),
-            Provider::Openai | Provider::Google | Provider::OpenaiCompatible => (0.0, 2.0),
+            Provider::Openai | Provider::Google | Provider::OpenaiCompatible | Provider::Demo => {
+                (0.0, 2.0)
+            }
         }
     }
 
@@ -80,6 +96,7 @@ impl Provider {
                 "gemini-2.5-flash-lite",
             ],
             Provider::OpenaiCompatible => &["llama3.1", "qwen2.5", "mistral"],
+            Provider::Demo => &["demo"],
         }
     }
 
@@ -455,9 +472,12 @@ pub fn validate_key_input(
             message: message.to_owned(),
         })
     };
-    let provider = Provider::parse(provider.trim());
+    let provider = Provider::parse(provider.trim()).filter(|p| Provider::WITH_KEYS.contains(p));
     if provider.is_none() {
-        fail("provider", "Choose a provider.");
+        fail(
+            "provider",
+            "Choose a provider (the demo model needs no key).",
+        );
     }
     let label = label.trim().to_owned();
     if label.is_empty() || chars(&label) > KEY_LABEL_MAX {

@@ -32,10 +32,20 @@ pub struct AgentSummary {
 /// operator's platform key, or nothing (with what to do about it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeySource {
-    Chosen { label: String, masked: String },
-    Yours { label: String, masked: String },
+    Chosen {
+        label: String,
+        masked: String,
+    },
+    Yours {
+        label: String,
+        masked: String,
+    },
     Platform,
-    Missing { message: String },
+    /// The offline demo model needs none.
+    NotNeeded,
+    Missing {
+        message: String,
+    },
 }
 
 impl KeySource {
@@ -46,6 +56,9 @@ impl KeySource {
             }
             KeySource::Yours { label, masked } => format!("Your key “{label}” ({masked})"),
             KeySource::Platform => "The platform's key, provided by your operator".to_owned(),
+            KeySource::NotNeeded => {
+                "None needed: the offline demo model runs inside Enclave".to_owned()
+            }
             KeySource::Missing { message } => message.clone(),
         }
     }

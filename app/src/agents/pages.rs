@@ -557,7 +557,7 @@ fn Keys() -> impl IntoView {
                     <div class="field" class:invalid=move || provider_error().is_some()>
                         <label for="field-provider">"Provider"</label>
                         <select id="field-provider" name="provider">
-                            {Provider::ALL
+                            {Provider::WITH_KEYS
                                 .into_iter()
                                 .map(|p| view! { <option value=p.as_str()>{p.label()}</option> })
                                 .collect_view()}

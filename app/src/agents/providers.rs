@@ -25,8 +25,12 @@ pub async fn list_models(
     base_url: Option<&str>,
     key: &str,
 ) -> Result<Vec<String>, String> {
+    if provider == Provider::Demo {
+        return Err("The offline demo model needs no key.".into());
+    }
     let mut headers = HeaderMap::new();
     let url = match provider {
+        Provider::Demo => unreachable!("returned above"),
         Provider::Openai => {
             headers.insert(AUTHORIZATION, header(&format!("Bearer {key}"))?);
             format!("{}/models", urls.openai)

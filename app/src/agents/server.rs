@@ -486,6 +486,9 @@ pub async fn key_source(
     provider: Provider,
     chosen: Option<Uuid>,
 ) -> Result<KeySource, AppError> {
+    if provider == Provider::Demo {
+        return Ok(KeySource::NotNeeded);
+    }
     let data_key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
     let label_of = |row: &(Uuid, Sealed, Sealed)| -> Result<(String, String), AppError> {
         Ok((
@@ -536,6 +539,10 @@ pub async fn resolve_secret(
     provider: Provider,
     chosen: Option<Uuid>,
 ) -> Result<String, AppError> {
+    if provider == Provider::Demo {
+        // Not a secret: the in-process demo server only wants a key present.
+        return Ok("enclave-demo".to_owned());
+    }
     let data_key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
     let mut ids = Vec::new();
     if let Some(chosen) = chosen {

@@ -77,6 +77,12 @@ pub async fn send(
 ) -> Result<Sent, AppError> {
     let text = validate_message(text)?;
     let (spec, chosen_key) = agents::server::agent_for_chat(state, owner, agent_id).await?;
+    if spec.provider == Provider::Demo && state.settings.demo_url.is_none() {
+        return Err(AppError::invalid(
+            "message",
+            "The offline demo model runs only on development servers; choose another provider for this agent.",
+        ));
+    }
     let api_key = agents::server::resolve_secret(state, owner, spec.provider, chosen_key).await?;
     let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
 
@@ -186,6 +192,7 @@ pub async fn send(
         Provider::Anthropic => urls.anthropic.clone(),
         Provider::Google => urls.google.clone(),
         Provider::OpenaiCompatible => spec.base_url.clone().unwrap_or_default(),
+        Provider::Demo => state.settings.demo_url.clone().unwrap_or_default(),
     };
     let request = ChatRequest {
         provider: spec.provider,

@@ -204,7 +204,8 @@ trait Adapter: Send {
 fn adapter(provider: Provider) -> Box<dyn Adapter> {
     match provider {
         Provider::Openai => Box::new(openai::OpenAi::new(false)),
-        Provider::OpenaiCompatible => Box::new(openai::OpenAi::new(true)),
+        // The demo model is served by Enclave's fake provider in the OpenAI format.
+        Provider::OpenaiCompatible | Provider::Demo => Box::new(openai::OpenAi::new(true)),
         Provider::Anthropic => Box::new(anthropic::Anthropic::default()),
         Provider::Google => Box::new(gemini::Gemini::default()),
     }

@@ -87,6 +87,8 @@ pub struct Settings {
     pub egress_allow: Vec<AllowEntry>,
     pub provider_urls: ProviderUrls,
     pub platform_keys: PlatformKeys,
+    /// Where the offline demo model answers, when this server runs it.
+    pub demo_url: Option<String>,
 }
 
 impl Default for Settings {
@@ -101,6 +103,7 @@ impl Default for Settings {
             egress_allow: Vec::new(),
             provider_urls: ProviderUrls::default(),
             platform_keys: PlatformKeys::default(),
+            demo_url: None,
         }
     }
 }

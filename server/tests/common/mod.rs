@@ -197,3 +197,16 @@ pub fn session_token(res: &Response) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// The URL of the test's own database (sqlx::test makes one per test).
+pub async fn database_url(db: &PgPool) -> String {
+    let name: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(db)
+        .await
+        .unwrap();
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for the tests");
+    let (server, _) = base
+        .rsplit_once('/')
+        .expect("DATABASE_URL has a database name");
+    format!("{server}/{name}")
+}
