@@ -17,8 +17,8 @@ async function agentWithModel(page: Page, model: string, starter = "") {
 }
 
 async function send(page: Page, text: string) {
-  await page.getByLabel("Message").fill(text);
-  await page.getByLabel("Message").press("Enter");
+  await page.getByLabel("Message", { exact: true }).fill(text);
+  await page.getByLabel("Message", { exact: true }).press("Enter");
 }
 
 test("a reply streams in piece by piece, is kept, and reloads with the history", async ({ page }) => {
@@ -35,10 +35,10 @@ test("a reply streams in piece by piece, is kept, and reloads with the history",
   await expect(reply).toHaveAttribute("data-status", "complete", { timeout: 20_000 });
   await expect(reply).toContainText("t39");
   await expect(reply).toContainText("40 out tokens");
-  await expect(page.getByLabel("Message")).toHaveValue("");
+  await expect(page.getByLabel("Message", { exact: true })).toHaveValue("");
 
   await page.reload();
-  await expect(page.getByTestId("user-message")).toHaveText("Count for me");
+  await expect(page.getByTestId("user-message").locator(".plain")).toHaveText("Count for me");
   await expect(page.getByTestId("assistant-message")).toContainText("t0 t1");
   await expect(page.getByRole("link", { name: "Count for me" })).toBeVisible();
   expect(errors).toEqual([]);
@@ -109,4 +109,41 @@ test("a new user can chat with the offline demo model at once", async ({ page })
   await expect(reply).toHaveAttribute("data-status", "streaming");
   await expect(reply).toContainText("You said: Hello demo", { timeout: 20_000 });
   await expect(reply).toHaveAttribute("data-status", "complete");
+});
+
+test("regenerate, edit and resend, copy code, rename and delete", async ({ page, context }) => {
+  await context.grantPermissions(["clipboard-read", "clipboard-write"]);
+  await signUp(page);
+  await agentWithModel(page, "fake:echo,delay_ms=40");
+  await send(page, "first");
+  const reply = page.getByTestId("assistant-message").last();
+  await expect(reply).toHaveAttribute("data-status", "complete");
+  await expect(reply).toContainText("You said: first");
+
+  const before = await reply.getAttribute("data-id");
+  await reply.getByRole("button", { name: "Regenerate" }).click();
+  await expect(page.getByTestId("assistant-message")).toHaveCount(1);
+  await expect(page.getByTestId("assistant-message")).not.toHaveAttribute("data-id", before!);
+  await expect(page.getByTestId("assistant-message")).toHaveAttribute("data-status", "complete");
+
+  const mine = page.getByTestId("user-message").first();
+  await mine.getByText("Edit").click();
+  await mine.getByLabel("Edited message").fill("Show code:\n\n```\nlet x = 42;\n```");
+  await mine.getByRole("button", { name: "Save and resend" }).click();
+  const edited = page.getByTestId("assistant-message").last();
+  await expect(edited.locator("pre code")).toHaveText("let x = 42;\n");
+  await expect(page.getByTestId("user-message")).toHaveCount(1);
+
+  await edited.getByRole("button", { name: "Copy" }).click();
+  await expect(edited.getByRole("button", { name: "Copied" })).toBeVisible();
+  expect(await page.evaluate(() => navigator.clipboard.readText())).toBe("let x = 42;\n");
+
+  await page.getByText("Rename").click();
+  await page.getByLabel("Title").fill("Renamed chat");
+  await page.getByRole("button", { name: "Save", exact: true }).click();
+  await expect(page.getByRole("link", { name: "Renamed chat" })).toBeVisible();
+
+  await page.getByRole("button", { name: "Delete conversation" }).click();
+  await expect(page).toHaveURL(/\/chat$/);
+  await expect(page.getByRole("link", { name: "Renamed chat" })).toHaveCount(0);
 });

@@ -521,3 +521,156 @@ async fn a_starting_server_marks_replies_of_a_stopped_one_as_interrupted(db: PgP
     }
     assert_eq!(status, "interrupted");
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn regenerate_and_edit_replace_what_came_after(db: PgPool) {
+    let app = spawn(db).await;
+    let client = app.signed_up("edit@example.com").await;
+    let agent = agent(&app, &client, "fake:echo").await;
+    let sent = send(&app, &client, &agent, None, "first").await;
+    let conversation_id = sent["conversation_id"].as_str().unwrap().to_owned();
+    settled(&app, &client, &conversation_id).await;
+    send(&app, &client, &agent, Some(&conversation_id), "second").await;
+    let c = settled(&app, &client, &conversation_id).await;
+    let old_reply = c["messages"][3]["id"].clone();
+
+    // Regenerate: the last reply is replaced, nothing else changes.
+    let res = app
+        .call(
+            &client,
+            "regenerate_reply",
+            &[("conversation_id", conversation_id.as_str())],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let c = settled(&app, &client, &conversation_id).await;
+    let messages = c["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4);
+    assert_ne!(messages[3]["id"], old_reply);
+    assert_eq!(messages[3]["body"], "You said: second");
+
+    // Edit the first message: everything after it goes, a new reply comes.
+    let first = messages[0]["id"].as_str().unwrap().to_owned();
+    let res = app
+        .call(
+            &client,
+            "edit_message",
+            &[("message_id", first.as_str()), ("message", "first, edited")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let c = settled(&app, &client, &conversation_id).await;
+    let bodies: Vec<&str> = c["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, vec!["first, edited", "You said: first, edited"]);
+
+    // An assistant message cannot be "edited"; a user message is the last: nothing to regenerate.
+    let reply = c["messages"][1]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        app.call(
+            &client,
+            "edit_message",
+            &[("message_id", reply.as_str()), ("message", "x")]
+        )
+        .await
+        .status(),
+        404
+    );
+
+    // Rename and delete.
+    assert_eq!(
+        app.call(
+            &client,
+            "rename_conversation",
+            &[("id", conversation_id.as_str()), ("title", "Renamed")]
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        conversation(&app, &client, &conversation_id).await["title"],
+        "Renamed"
+    );
+    assert_eq!(
+        app.call(
+            &client,
+            "delete_conversation",
+            &[("id", conversation_id.as_str())]
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        app.call(
+            &client,
+            "get_conversation",
+            &[("id", conversation_id.as_str())]
+        )
+        .await
+        .status(),
+        404
+    );
+    assert_eq!(app.count("SELECT count(*) FROM messages").await, 0);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_thousand_message_conversation_opens_one_page_at_a_time(db: PgPool) {
+    let app = spawn(db.clone()).await;
+    let client = app.signed_up("long@example.com").await;
+    let agent = agent(&app, &client, "fake:tokens=1").await;
+    let sent = send(&app, &client, &agent, None, "start").await;
+    let conversation_id = sent["conversation_id"].as_str().unwrap().to_owned();
+    settled(&app, &client, &conversation_id).await;
+    // 998 more messages, sealed like real ones, in one statement per batch.
+    let id: uuid::Uuid = conversation_id.parse().unwrap();
+    let owner: uuid::Uuid = sqlx::query_scalar("SELECT owner_id FROM conversations")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let key = app::platform::keystore::user_key(&db, &app.keyring, owner)
+        .await
+        .unwrap();
+    for i in 0..998 {
+        let mid = uuid::Uuid::new_v4();
+        let body = key.seal_str(
+            app::platform::crypto::Place::new("messages", "body", mid, owner),
+            &format!("message {i}"),
+        );
+        sqlx::query(
+            "INSERT INTO messages (id, conversation_id, owner_id, role, body, status, created_at)
+                     VALUES ($1, $2, $3, $4, $5, 'complete', clock_timestamp())",
+        )
+        .bind(mid)
+        .bind(id)
+        .bind(owner)
+        .bind(if i % 2 == 0 { "user" } else { "assistant" })
+        .bind(body)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    let page = conversation(&app, &client, &conversation_id).await;
+    let messages = page["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), app::chat::PAGE);
+    assert_eq!(page["has_more"], true);
+    assert_eq!(messages.last().unwrap()["body"], "message 997");
+    // The page before it continues exactly where this one starts.
+    let first = messages[0]["id"].as_str().unwrap();
+    let res = app
+        .call(
+            &client,
+            "get_conversation",
+            &[("id", conversation_id.as_str()), ("before", first)],
+        )
+        .await;
+    let older: Value = res.json().await.unwrap();
+    let older_messages = older["messages"].as_array().unwrap();
+    assert_eq!(older_messages.len(), app::chat::PAGE);
+    assert_eq!(older_messages.last().unwrap()["body"], "message 897");
+}

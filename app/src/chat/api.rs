@@ -77,5 +77,25 @@ pub async fn delete_conversation(id: String) -> Result<(), AppError> {
     use crate::platform::request;
     let session = request::require_session()?;
     let id = crate::agents::server::parse_id(&id)?;
-    super::server::delete(&request::state()?, session.user_id, id).await
+    let agent = super::server::delete(&request::state()?, session.user_id, id).await?;
+    leptos_axum::redirect(&format!("/agents/{agent}/chat"));
+    Ok(())
+}
+
+/// Writes the last reply of a conversation again.
+#[server(prefix = "/api", endpoint = "regenerate_reply")]
+pub async fn regenerate_reply(conversation_id: String) -> Result<Sent, AppError> {
+    use crate::platform::request;
+    let session = request::require_session()?;
+    let id = crate::agents::server::parse_id(&conversation_id)?;
+    super::server::regenerate(&request::state()?, session.user_id, id).await
+}
+
+/// Replaces one of the user's messages and asks again from there.
+#[server(prefix = "/api", endpoint = "edit_message")]
+pub async fn edit_message(message_id: String, message: String) -> Result<Sent, AppError> {
+    use crate::platform::request;
+    let session = request::require_session()?;
+    let id = crate::agents::server::parse_id(&message_id)?;
+    super::server::edit_and_resend(&request::state()?, session.user_id, id, &message).await
 }

@@ -9,7 +9,10 @@ use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
 use super::{
     MessageStatus, MessageView,
-    api::{SendMessage, StopReply, get_conversation, list_conversations},
+    api::{
+        DeleteConversation, EditMessage, RegenerateReply, RenameConversation, SendMessage,
+        StopReply, get_conversation, list_conversations,
+    },
 };
 use crate::{
     action_error,
@@ -19,6 +22,18 @@ use crate::{
 
 pub type SendMessageAction = ServerAction<SendMessage>;
 pub type StopReplyAction = ServerAction<StopReply>;
+pub type RegenerateAction = ServerAction<RegenerateReply>;
+pub type EditAction = ServerAction<EditMessage>;
+pub type RenameAction = ServerAction<RenameConversation>;
+pub type DeleteConversationAction = ServerAction<DeleteConversation>;
+
+/// The actions a message offers, passed down together.
+#[derive(Clone, Copy)]
+struct MessageActions {
+    stop: StopReplyAction,
+    regenerate: RegenerateAction,
+    edit: EditAction,
+}
 
 #[component]
 pub fn ChatPage() -> impl IntoView {
@@ -36,8 +51,18 @@ fn Chat() -> impl IntoView {
     let query = use_query_map();
     let agent_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
     let conversation_id = Memo::new(move |_| query.read().get("c").unwrap_or_default());
+    let before = Memo::new(move |_| query.read().get("before"));
     let send = SendMessageAction::new();
     let stop = StopReplyAction::new();
+    let regenerate = RegenerateAction::new();
+    let edit = EditAction::new();
+    let rename = RenameAction::new();
+    let remove = DeleteConversationAction::new();
+    let actions = MessageActions {
+        stop,
+        regenerate,
+        edit,
+    };
     let agent = Resource::new(move || agent_id.get(), get_agent);
     let conversations = Resource::new(
         move || (agent_id.get(), send.version().get()),
@@ -59,6 +84,23 @@ fn Chat() -> impl IntoView {
             }
         },
     );
+    // Forms rendered inside the conversation's own <Transition> (regenerate,
+    // edit, rename, delete) did not make the resources refetch through their source
+    // closures (seen in the browser tests); so refetch explicitly when one
+    // of them completes.
+    Effect::new(move |previous: Option<(usize, usize, usize, usize)>| {
+        let now = (
+            regenerate.version().get(),
+            edit.version().get(),
+            rename.version().get(),
+            remove.version().get(),
+        );
+        if previous.is_some_and(|p| p != now) {
+            conversation.refetch();
+            conversations.refetch();
+        }
+        now
+    });
     let chat_href = move || format!("/agents/{}/chat", agent_id.get());
     // A first message makes a conversation: go to it. (Without JavaScript the
     // server's redirect does this; in the app the route stays and only the
@@ -123,12 +165,13 @@ fn Chat() -> impl IntoView {
                                             Suspend::new(async move {
                                                 match conversation.await {
                                                     Ok(Some(c)) => Either::Left(view! {
-                                                        <ol class="messages" aria-live="polite">
-                                                            {c.messages
-                                                                .into_iter()
-                                                                .map(|m| view! { <Message message=m stop=stop/> })
-                                                                .collect_view()}
-                                                        </ol>
+                                                        <ConversationView
+                                                            conversation=c
+                                                            actions=actions
+                                                            rename=rename
+                                                            remove=remove
+                                                            paged=before.get_untracked().is_some()
+                                                        />
                                                     }),
                                                     Ok(None) => Either::Right(Either::Left(view! {
                                                         <Starters starters=starters send=send agent_id=agent_id/>
@@ -177,7 +220,103 @@ fn Starters(
 }
 
 #[component]
-fn Message(message: MessageView, stop: StopReplyAction) -> impl IntoView {
+fn ConversationView(
+    conversation: super::ConversationView,
+    actions: MessageActions,
+    rename: RenameAction,
+    remove: DeleteConversationAction,
+    paged: bool,
+) -> impl IntoView {
+    let base = format!(
+        "/agents/{}/chat?c={}",
+        conversation.agent_id, conversation.id
+    );
+    let earlier = conversation
+        .has_more
+        .then(|| {
+            conversation
+                .messages
+                .first()
+                .map(|m| format!("{base}&before={}", m.id))
+        })
+        .flatten();
+    let last_index = conversation.messages.len().saturating_sub(1);
+    let (id_rename, id_delete, id_regen) = (
+        conversation.id.clone(),
+        conversation.id.clone(),
+        conversation.id.clone(),
+    );
+    view! {
+        <div class="conversation-tools">
+            <details>
+                <summary>"Rename"</summary>
+                <ActionForm action=rename attr:class="inline">
+                    <input type="hidden" name="id" value=id_rename/>
+                    <input name="title" aria-label="Title" value=conversation.title.clone() required/>
+                    <button type="submit">"Save"</button>
+                </ActionForm>
+            </details>
+            <ActionForm action=remove attr:class="inline">
+                <input type="hidden" name="id" value=id_delete/>
+                <button type="submit" class="danger">"Delete conversation"</button>
+            </ActionForm>
+        </div>
+        {earlier.map(|href| view! { <a class="page-link" href=href>"Load earlier messages"</a> })}
+        <ol class="messages" aria-live="polite" on:click=copy_code>
+            {conversation
+                .messages
+                .into_iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let last = i == last_index;
+                    view! { <Message message=m actions=actions last=last conversation_id=id_regen.clone()/> }
+                })
+                .collect_view()}
+        </ol>
+        {paged.then(|| view! { <a class="page-link" href=base.clone()>"Back to the latest messages"</a> })}
+    }
+}
+
+/// Copies the code next to a clicked "Copy" button (one handler for all).
+fn copy_code(ev: leptos::ev::MouseEvent) {
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::JsCast;
+        let Some(button) = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+        else {
+            return;
+        };
+        if !button.class_list().contains("copy") {
+            return;
+        }
+        let code = button
+            .parent_element()
+            .and_then(|block| block.query_selector("code").ok().flatten())
+            .and_then(|code| code.text_content())
+            .unwrap_or_default();
+        if let Some(window) = web_sys::window() {
+            let _ = window.navigator().clipboard().write_text(&code);
+            button.set_text_content(Some("Copied"));
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = ev;
+}
+
+#[component]
+fn Message(
+    message: MessageView,
+    actions: MessageActions,
+    last: bool,
+    conversation_id: String,
+) -> impl IntoView {
+    let MessageActions {
+        stop,
+        regenerate,
+        edit,
+    } = actions;
     let body = RwSignal::new(message.body.clone());
     let status = RwSignal::new(message.status);
     let error = RwSignal::new(message.error.clone());
@@ -192,6 +331,7 @@ fn Message(message: MessageView, stop: StopReplyAction) -> impl IntoView {
         <li
             class=if is_user { "message user" } else { "message assistant" }
             data-status=move || status.get().as_str()
+            data-id=message.id.clone()
             data-testid=if is_user { "user-message" } else { "assistant-message" }
         >
             {if is_user {
@@ -217,6 +357,40 @@ fn Message(message: MessageView, stop: StopReplyAction) -> impl IntoView {
             {move || {
                 (status.get() == MessageStatus::Stopped).then(|| view! { <p class="muted">"Stopped."</p> })
             }}
+            {
+                let conversation_id = conversation_id.clone();
+                move || {
+                    (!is_user && last && status.get() != MessageStatus::Streaming)
+                        .then(|| {
+                            let conversation_id = conversation_id.clone();
+                            view! {
+                                <ActionForm action=regenerate attr:class="inline">
+                                    <input type="hidden" name="conversation_id" value=conversation_id/>
+                                    <button type="submit" class="link">"Regenerate"</button>
+                                    <FormError error=action_error!(regenerate)/>
+                                    <p class="field-error">{field_message(action_error!(regenerate), "message")}</p>
+                                </ActionForm>
+                            }
+                        })
+                }
+            }
+            {is_user
+                .then(|| {
+                    let text = message.body.clone();
+                    let id = message.id.clone();
+                    view! {
+                        <details class="edit">
+                            <summary>"Edit"</summary>
+                            <ActionForm action=edit>
+                                <FormError error=action_error!(edit)/>
+                                <p class="field-error">{field_message(action_error!(edit), "message")}</p>
+                                <input type="hidden" name="message_id" value=id/>
+                                <textarea name="message" aria-label="Edited message" rows="3">{text}</textarea>
+                                <button type="submit">"Save and resend"</button>
+                            </ActionForm>
+                        </details>
+                    }
+                })}
             {(!is_user)
                 .then(|| {
                     let model = model.clone();

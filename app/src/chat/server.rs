@@ -66,16 +66,15 @@ pub fn validate_message(text: &str) -> Result<String, AppError> {
     Ok(text.to_owned())
 }
 
-/// Stores the user's message and an empty reply, then starts the run that
-/// writes the reply. A new conversation is made when `conversation` is None.
-pub async fn send(
-    state: &AppState,
-    owner: Uuid,
-    agent_id: Uuid,
-    conversation: Option<Uuid>,
-    text: &str,
-) -> Result<Sent, AppError> {
-    let text = validate_message(text)?;
+/// What a reply needs from its agent, loaded and checked before anything
+/// is stored: the spec, the API key, and the owner's data key.
+struct Ready {
+    spec: crate::agents::domain::AgentSpec,
+    api_key: String,
+    key: DataKey,
+}
+
+async fn ready(state: &AppState, owner: Uuid, agent_id: Uuid) -> Result<Ready, AppError> {
     let (spec, chosen_key) = agents::server::agent_for_chat(state, owner, agent_id).await?;
     if spec.provider == Provider::Demo && state.settings.demo_url.is_none() {
         return Err(AppError::invalid(
@@ -85,38 +84,31 @@ pub async fn send(
     }
     let api_key = agents::server::resolve_secret(state, owner, spec.provider, chosen_key).await?;
     let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    Ok(Ready { spec, api_key, key })
+}
 
-    let mut tx = state.db.begin().await?;
-    let conversation_id = match conversation {
-        Some(id) => {
-            let found: Option<Uuid> = sqlx::query_scalar(
-                "SELECT id FROM conversations WHERE id = $1 AND owner_id = $2 AND agent_id = $3 FOR UPDATE",
-            )
-            .bind(id)
-            .bind(owner)
-            .bind(agent_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            found.ok_or(AppError::NotFound)?
-        }
-        None => {
-            let id = Uuid::new_v4();
-            sqlx::query(
-                "INSERT INTO conversations (id, owner_id, agent_id, title) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(id)
-            .bind(owner)
-            .bind(agent_id)
-            .bind(key.seal_str(title_place(id, owner), &title_from(&text)))
-            .execute(&mut *tx)
-            .await?;
-            id
-        }
-    };
+/// Locks the owner's conversation with `agent_id` (when given) and refuses
+/// while a reply is still being written in it.
+async fn lock_idle(
+    tx: &mut sqlx::PgConnection,
+    owner: Uuid,
+    conversation: Uuid,
+    agent_id: Option<Uuid>,
+) -> Result<Uuid, AppError> {
+    let found: Option<Uuid> = sqlx::query_scalar(
+        "SELECT agent_id FROM conversations WHERE id = $1 AND owner_id = $2
+           AND ($3::uuid IS NULL OR agent_id = $3) FOR UPDATE",
+    )
+    .bind(conversation)
+    .bind(owner)
+    .bind(agent_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let agent = found.ok_or(AppError::NotFound)?;
     let busy: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1 AND status = 'streaming')",
     )
-    .bind(conversation_id)
+    .bind(conversation)
     .fetch_one(&mut *tx)
     .await?;
     if busy {
@@ -125,53 +117,71 @@ pub async fn send(
             "Wait for the reply (or stop it) before sending another message.",
         ));
     }
-    // The context: the latest messages, oldest first.
+    Ok(agent)
+}
+
+const INSERT_MESSAGE: &str =
+    "INSERT INTO messages (id, conversation_id, owner_id, role, body, status, model, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp())";
+
+async fn insert_user_message(
+    tx: &mut sqlx::PgConnection,
+    owner: Uuid,
+    conversation: Uuid,
+    key: &DataKey,
+    text: &str,
+) -> Result<Uuid, AppError> {
+    let id = Uuid::new_v4();
+    sqlx::query(INSERT_MESSAGE)
+        .bind(id)
+        .bind(conversation)
+        .bind(owner)
+        .bind("user")
+        .bind(key.seal_str(body_place(id, owner), text))
+        .bind("complete")
+        .bind(None::<String>)
+        .execute(&mut *tx)
+        .await?;
+    Ok(id)
+}
+
+/// Reads the context (the latest messages, oldest first) and stores an
+/// empty reply marked streaming. Returns the reply's id and the request.
+async fn queue_reply(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    owner: Uuid,
+    conversation: Uuid,
+    ready: Ready,
+) -> Result<(Uuid, DataKey, ChatRequest), AppError> {
+    let Ready { spec, api_key, key } = ready;
     let rows: Vec<(Uuid, String, Sealed)> = sqlx::query_as(
         "SELECT id, role, body FROM (
            SELECT id, role, body, created_at FROM messages
            WHERE conversation_id = $1 AND owner_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3
          ) recent ORDER BY created_at, id",
     )
-    .bind(conversation_id)
+    .bind(conversation)
     .bind(owner)
     .bind(CONTEXT_MESSAGES)
     .fetch_all(&mut *tx)
     .await?;
-    let mut turns = Vec::with_capacity(rows.len() + 1);
+    let mut turns = Vec::with_capacity(rows.len());
     for (id, role, body) in rows {
         let content = open(&key, body_place(id, owner), &body)?;
-        if content.is_empty() {
-            continue;
+        if !content.is_empty() {
+            let role = if role == "user" {
+                Role::User
+            } else {
+                Role::Assistant
+            };
+            turns.push(Turn { role, content });
         }
-        let role = if role == "user" {
-            Role::User
-        } else {
-            Role::Assistant
-        };
-        turns.push(Turn { role, content });
     }
-    turns.push(Turn {
-        role: Role::User,
-        content: text.clone(),
-    });
-
-    let user_message_id = Uuid::new_v4();
     let reply_id = Uuid::new_v4();
-    let insert = "INSERT INTO messages (id, conversation_id, owner_id, role, body, status, model, created_at)
-                  VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp())";
-    sqlx::query(insert)
-        .bind(user_message_id)
-        .bind(conversation_id)
-        .bind(owner)
-        .bind("user")
-        .bind(key.seal_str(body_place(user_message_id, owner), &text))
-        .bind("complete")
-        .bind(None::<String>)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(insert)
+    sqlx::query(INSERT_MESSAGE)
         .bind(reply_id)
-        .bind(conversation_id)
+        .bind(conversation)
         .bind(owner)
         .bind("assistant")
         .bind(key.seal_str(body_place(reply_id, owner), ""))
@@ -180,12 +190,10 @@ pub async fn send(
         .execute(&mut *tx)
         .await?;
     sqlx::query("UPDATE conversations SET updated_at = now() WHERE id = $1 AND owner_id = $2")
-        .bind(conversation_id)
+        .bind(conversation)
         .bind(owner)
         .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
-
     let urls = &state.settings.provider_urls;
     let base_url = match spec.provider {
         Provider::Openai => urls.openai.clone(),
@@ -205,12 +213,154 @@ pub async fn send(
         top_p: spec.top_p,
         max_output_tokens: spec.max_output_tokens,
     };
+    Ok((reply_id, key, request))
+}
+
+/// Stores the user's message and an empty reply, then starts the run that
+/// writes the reply. A new conversation is made when `conversation` is None.
+/// Nothing is stored when the agent cannot answer (no key, say).
+pub async fn send(
+    state: &AppState,
+    owner: Uuid,
+    agent_id: Uuid,
+    conversation: Option<Uuid>,
+    text: &str,
+) -> Result<Sent, AppError> {
+    let text = validate_message(text)?;
+    let ready = ready(state, owner, agent_id).await?;
+    let mut tx = state.db.begin().await?;
+    let conversation_id = match conversation {
+        Some(id) => {
+            lock_idle(&mut tx, owner, id, Some(agent_id)).await?;
+            id
+        }
+        None => {
+            let id = Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO conversations (id, owner_id, agent_id, title) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(agent_id)
+            .bind(
+                ready
+                    .key
+                    .seal_str(title_place(id, owner), &title_from(&text)),
+            )
+            .execute(&mut *tx)
+            .await?;
+            id
+        }
+    };
+    let user_message_id =
+        insert_user_message(&mut tx, owner, conversation_id, &ready.key, &text).await?;
+    let (reply_id, key, request) =
+        queue_reply(state, &mut tx, owner, conversation_id, ready).await?;
+    tx.commit().await?;
     state
         .runs
         .start(state.clone(), owner, reply_id, key, request);
     tracing::info!(conversation_id = %conversation_id, message_id = %reply_id, owner_id = %owner, "message sent");
     Ok(Sent {
         conversation_id: conversation_id.to_string(),
+        user_message_id: user_message_id.to_string(),
+        reply_id: reply_id.to_string(),
+    })
+}
+
+/// Replaces the last reply of a conversation with a new one.
+pub async fn regenerate(
+    state: &AppState,
+    owner: Uuid,
+    conversation: Uuid,
+) -> Result<Sent, AppError> {
+    let agent_id: Uuid =
+        sqlx::query_scalar("SELECT agent_id FROM conversations WHERE id = $1 AND owner_id = $2")
+            .bind(conversation)
+            .bind(owner)
+            .fetch_optional(&state.db)
+            .await?
+            .ok_or(AppError::NotFound)?;
+    let ready = ready(state, owner, agent_id).await?;
+    let mut tx = state.db.begin().await?;
+    lock_idle(&mut tx, owner, conversation, None).await?;
+    let last: Option<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, role FROM messages WHERE conversation_id = $1 AND owner_id = $2
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(conversation)
+    .bind(owner)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((last_id, _)) = last.filter(|(_, role)| role == "assistant") else {
+        return Err(AppError::invalid(
+            "message",
+            "There is no reply to regenerate.",
+        ));
+    };
+    sqlx::query("DELETE FROM messages WHERE id = $1 AND owner_id = $2")
+        .bind(last_id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await?;
+    let user_message_id: Uuid = sqlx::query_scalar(
+        "SELECT id FROM messages WHERE conversation_id = $1 AND owner_id = $2 AND role = 'user'
+         ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(conversation)
+    .bind(owner)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (reply_id, key, request) = queue_reply(state, &mut tx, owner, conversation, ready).await?;
+    tx.commit().await?;
+    state
+        .runs
+        .start(state.clone(), owner, reply_id, key, request);
+    Ok(Sent {
+        conversation_id: conversation.to_string(),
+        user_message_id: user_message_id.to_string(),
+        reply_id: reply_id.to_string(),
+    })
+}
+
+/// Replaces one of the user's messages, drops everything after it, and asks again.
+pub async fn edit_and_resend(
+    state: &AppState,
+    owner: Uuid,
+    message: Uuid,
+    text: &str,
+) -> Result<Sent, AppError> {
+    let text = validate_message(text)?;
+    let found: Option<(Uuid, Uuid)> = sqlx::query_as(
+        "SELECT m.conversation_id, c.agent_id FROM messages m JOIN conversations c ON c.id = m.conversation_id
+         WHERE m.id = $1 AND m.owner_id = $2 AND m.role = 'user'",
+    )
+    .bind(message)
+    .bind(owner)
+    .fetch_optional(&state.db)
+    .await?;
+    let (conversation, agent_id) = found.ok_or(AppError::NotFound)?;
+    let ready = ready(state, owner, agent_id).await?;
+    let mut tx = state.db.begin().await?;
+    lock_idle(&mut tx, owner, conversation, None).await?;
+    sqlx::query(
+        "DELETE FROM messages WHERE conversation_id = $1 AND owner_id = $2
+           AND (created_at, id) >= (SELECT created_at, id FROM messages WHERE id = $3 AND owner_id = $2)",
+    )
+    .bind(conversation)
+    .bind(owner)
+    .bind(message)
+    .execute(&mut *tx)
+    .await?;
+    let user_message_id =
+        insert_user_message(&mut tx, owner, conversation, &ready.key, &text).await?;
+    let (reply_id, key, request) = queue_reply(state, &mut tx, owner, conversation, ready).await?;
+    tx.commit().await?;
+    state
+        .runs
+        .start(state.clone(), owner, reply_id, key, request);
+    Ok(Sent {
+        conversation_id: conversation.to_string(),
         user_message_id: user_message_id.to_string(),
         reply_id: reply_id.to_string(),
     })
@@ -363,7 +513,9 @@ pub async fn rename(state: &AppState, owner: Uuid, id: Uuid, title: &str) -> Res
     Ok(())
 }
 
-pub async fn delete(state: &AppState, owner: Uuid, id: Uuid) -> Result<(), AppError> {
+/// Deletes a conversation (stopping a reply still being written); returns
+/// the agent it belonged to.
+pub async fn delete(state: &AppState, owner: Uuid, id: Uuid) -> Result<Uuid, AppError> {
     let live: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM messages WHERE conversation_id = $1 AND owner_id = $2 AND status = 'streaming'",
     )
@@ -374,15 +526,14 @@ pub async fn delete(state: &AppState, owner: Uuid, id: Uuid) -> Result<(), AppEr
     for message in live {
         state.runs.stop(message, owner);
     }
-    let done = sqlx::query("DELETE FROM conversations WHERE id = $1 AND owner_id = $2")
-        .bind(id)
-        .bind(owner)
-        .execute(&state.db)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(AppError::NotFound);
-    }
-    Ok(())
+    let agent: Option<Uuid> = sqlx::query_scalar(
+        "DELETE FROM conversations WHERE id = $1 AND owner_id = $2 RETURNING agent_id",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(&state.db)
+    .await?;
+    agent.ok_or(AppError::NotFound)
 }
 
 #[cfg(test)]

@@ -53,6 +53,23 @@ pub fn render(text: &str) -> String {
         Event::End(TagEnd::Image) => None,
         other => Some(other),
     });
+    // Code blocks get a Copy button: markup of ours, added after the filter
+    // above (which turns any HTML in the text itself into text).
+    let events = events.flat_map(|event| match event {
+        Event::Start(Tag::CodeBlock(kind)) => vec![
+            Event::Html(CowStr::from(
+                "<div class=\"code-block\"><button type=\"button\" class=\"copy\">Copy</button>",
+            )),
+            Event::Start(Tag::CodeBlock(kind)),
+        ],
+        Event::End(TagEnd::CodeBlock) => {
+            vec![
+                Event::End(TagEnd::CodeBlock),
+                Event::Html(CowStr::from("</div>")),
+            ]
+        }
+        other => vec![other],
+    });
     let mut out = String::with_capacity(text.len() * 3 / 2);
     html::push_html(&mut out, events);
     out
