@@ -25,11 +25,15 @@ async fn spawn(db: PgPool) -> TestApp {
 }
 
 async fn agent(app: &TestApp, client: &Client, model: &str) -> String {
+    agent_on(app, client, "openai", model).await
+}
+
+async fn agent_on(app: &TestApp, client: &Client, provider: &str, model: &str) -> String {
     let form = [
         ("name", "Chatty"),
         ("description", ""),
         ("system_prompt", "Be brief."),
-        ("provider", "openai"),
+        ("provider", provider),
         ("model", model),
         ("base_url", ""),
         ("temperature", ""),
@@ -411,26 +415,7 @@ async fn the_offline_demo_model_streams_without_any_key(db: PgPool) {
     server::enable_demo_model(&mut settings).await.unwrap();
     let app = TestApp::spawn_full(db.clone(), settings, keyring(1, &[])).await;
     let client = app.signed_up("demo@example.com").await;
-    let form = [
-        ("name", "Demo"),
-        ("description", ""),
-        ("system_prompt", ""),
-        ("provider", "demo"),
-        ("model", "demo"),
-        ("base_url", ""),
-        ("temperature", ""),
-        ("top_p", ""),
-        ("max_output_tokens", ""),
-        ("avatar", ""),
-    ];
-    assert_eq!(app.call(&client, "create_agent", &form).await.status(), 200);
-    let list: Value = app
-        .call(&client, "list_agents", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
-    let agent = list[0]["id"].as_str().unwrap().to_owned();
+    let agent = agent_on(&app, &client, "demo", "demo").await;
     let detail: Value = app
         .call(&client, "get_agent", &[("id", &agent)])
         .await

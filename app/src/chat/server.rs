@@ -254,15 +254,26 @@ pub async fn send(
     };
     let user_message_id =
         insert_user_message(&mut tx, owner, conversation_id, &ready.key, &text).await?;
-    let (reply_id, key, request) =
-        queue_reply(state, &mut tx, owner, conversation_id, ready).await?;
+    reply_and_start(state, tx, owner, conversation_id, user_message_id, ready).await
+}
+
+/// Queues the reply, commits `tx`, and starts the run that writes it.
+async fn reply_and_start(
+    state: &AppState,
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    owner: Uuid,
+    conversation: Uuid,
+    user_message_id: Uuid,
+    ready: Ready,
+) -> Result<Sent, AppError> {
+    let (reply_id, key, request) = queue_reply(state, &mut tx, owner, conversation, ready).await?;
     tx.commit().await?;
     state
         .runs
         .start(state.clone(), owner, reply_id, key, request);
-    tracing::info!(conversation_id = %conversation_id, message_id = %reply_id, owner_id = %owner, "message sent");
+    tracing::info!(conversation_id = %conversation, message_id = %reply_id, owner_id = %owner, "reply started");
     Ok(Sent {
-        conversation_id: conversation_id.to_string(),
+        conversation_id: conversation.to_string(),
         user_message_id: user_message_id.to_string(),
         reply_id: reply_id.to_string(),
     })
@@ -311,16 +322,7 @@ pub async fn regenerate(
     .bind(owner)
     .fetch_one(&mut *tx)
     .await?;
-    let (reply_id, key, request) = queue_reply(state, &mut tx, owner, conversation, ready).await?;
-    tx.commit().await?;
-    state
-        .runs
-        .start(state.clone(), owner, reply_id, key, request);
-    Ok(Sent {
-        conversation_id: conversation.to_string(),
-        user_message_id: user_message_id.to_string(),
-        reply_id: reply_id.to_string(),
-    })
+    reply_and_start(state, tx, owner, conversation, user_message_id, ready).await
 }
 
 /// Replaces one of the user's messages, drops everything after it, and asks again.
@@ -354,16 +356,7 @@ pub async fn edit_and_resend(
     .await?;
     let user_message_id =
         insert_user_message(&mut tx, owner, conversation, &ready.key, &text).await?;
-    let (reply_id, key, request) = queue_reply(state, &mut tx, owner, conversation, ready).await?;
-    tx.commit().await?;
-    state
-        .runs
-        .start(state.clone(), owner, reply_id, key, request);
-    Ok(Sent {
-        conversation_id: conversation.to_string(),
-        user_message_id: user_message_id.to_string(),
-        reply_id: reply_id.to_string(),
-    })
+    reply_and_start(state, tx, owner, conversation, user_message_id, ready).await
 }
 
 pub async fn list_conversations(
