@@ -36,6 +36,7 @@ test("a reply streams in piece by piece, is kept, and reloads with the history",
   await expect(reply).toContainText("t39");
   await expect(reply).toContainText("40 out tokens");
   await expect(page.getByLabel("Message", { exact: true })).toHaveValue("");
+  await expect(page.getByLabel("Message", { exact: true })).toBeEditable();
 
   await page.reload();
   await expect(page.getByTestId("user-message").locator(".plain")).toHaveText("Count for me");

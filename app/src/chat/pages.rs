@@ -487,6 +487,9 @@ fn Composer(
     let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
         if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
             ev.prevent_default();
+            if send.pending().get_untracked() {
+                return;
+            }
             #[cfg(feature = "hydrate")]
             if let Some(form) = textarea.get_untracked().and_then(|t| t.form()) {
                 let _ = form.request_submit();
@@ -506,6 +509,7 @@ fn Composer(
                 node_ref=textarea
                 placeholder="Message the agent. Enter sends, Shift+Enter adds a line."
                 aria-describedby="composer-error"
+                readonly=move || send.pending().get()
                 on:keydown=on_keydown
             ></textarea>
             <p class="field-error" id="composer-error">{message_error}</p>
