@@ -487,11 +487,11 @@ fn Composer(
     let on_keydown = move |ev: leptos::ev::KeyboardEvent| {
         if ev.key() == "Enter" && !ev.shift_key() && !ev.is_composing() {
             ev.prevent_default();
-            if send.pending().get_untracked() {
-                return;
-            }
+            // Not while a message is on its way (the composer is read-only then).
             #[cfg(feature = "hydrate")]
-            if let Some(form) = textarea.get_untracked().and_then(|t| t.form()) {
+            if !send.pending().get_untracked()
+                && let Some(form) = textarea.get_untracked().and_then(|t| t.form())
+            {
                 let _ = form.request_submit();
             }
         }
