@@ -364,6 +364,14 @@ pub async fn list_conversations(
     owner: Uuid,
     agent_id: Uuid,
 ) -> Result<Vec<ConversationSummary>, AppError> {
+    // Another user's agent is not found, not an empty list.
+    let agent: Option<Uuid> =
+        sqlx::query_scalar("SELECT id FROM agents WHERE id = $1 AND owner_id = $2")
+            .bind(agent_id)
+            .bind(owner)
+            .fetch_optional(&state.db)
+            .await?;
+    agent.ok_or(AppError::NotFound)?;
     let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
     let rows: Vec<(Uuid, Sealed)> = sqlx::query_as(
         "SELECT id, title FROM conversations WHERE owner_id = $1 AND agent_id = $2 ORDER BY updated_at DESC, id",
