@@ -164,9 +164,12 @@ pub async fn list_agents(
     Ok(agents)
 }
 
+/// The helpers below take the owner's data key from their caller, which
+/// fetches it once per request.
 async fn load_agent(
     state: &AppState,
     owner: Uuid,
+    key: &DataKey,
     id: Uuid,
 ) -> Result<(AgentSpec, Option<Uuid>), AppError> {
     let row: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -177,13 +180,13 @@ async fn load_agent(
     .fetch_optional(&state.db)
     .await?;
     let row = row.ok_or(AppError::NotFound)?;
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
-    Ok((spec_from_row(&key, owner, &row)?, row.12))
+    Ok((spec_from_row(key, owner, &row)?, row.12))
 }
 
 pub async fn get_agent(state: &AppState, owner: Uuid, id: Uuid) -> Result<AgentDetail, AppError> {
-    let (spec, provider_key_id) = load_agent(state, owner, id).await?;
-    let key_source = key_source(state, owner, spec.provider, provider_key_id).await?;
+    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    let (spec, provider_key_id) = load_agent(state, owner, &key, id).await?;
+    let key_source = key_source(state, owner, &key, spec.provider, provider_key_id).await?;
     Ok(AgentDetail {
         id: id.to_string(),
         spec,
@@ -222,13 +225,13 @@ async fn write_agent(
     state: &AppState,
     sql: &'static str,
     owner: Uuid,
+    key: &DataKey,
     id: Uuid,
     spec: &AgentSpec,
     provider_key_id: Option<Uuid>,
 ) -> Result<u64, AppError> {
     check_chosen_key(state, owner, spec.provider, provider_key_id).await?;
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
-    let sealed = seal_agent(&key, id, owner, spec)?;
+    let sealed = seal_agent(key, id, owner, spec)?;
     let done = sqlx::query(sql)
         .bind(id)
         .bind(owner)
@@ -266,8 +269,19 @@ pub async fn create_agent(
     spec: &AgentSpec,
     provider_key_id: Option<Uuid>,
 ) -> Result<Uuid, AppError> {
+    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    insert_agent(state, owner, &key, spec, provider_key_id).await
+}
+
+async fn insert_agent(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    spec: &AgentSpec,
+    provider_key_id: Option<Uuid>,
+) -> Result<Uuid, AppError> {
     let id = Uuid::new_v4();
-    write_agent(state, INSERT_AGENT, owner, id, spec, provider_key_id).await?;
+    write_agent(state, INSERT_AGENT, owner, key, id, spec, provider_key_id).await?;
     tracing::info!(agent_id = %id, owner_id = %owner, "agent created");
     Ok(id)
 }
@@ -279,7 +293,8 @@ pub async fn update_agent(
     spec: &AgentSpec,
     provider_key_id: Option<Uuid>,
 ) -> Result<(), AppError> {
-    if write_agent(state, UPDATE_AGENT, owner, id, spec, provider_key_id).await? == 0 {
+    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    if write_agent(state, UPDATE_AGENT, owner, &key, id, spec, provider_key_id).await? == 0 {
         return Err(AppError::NotFound);
     }
     Ok(())
@@ -300,12 +315,13 @@ pub async fn delete_agent(state: &AppState, owner: Uuid, id: Uuid) -> Result<(),
 
 /// A copy named "Copy of …", with the same key choice.
 pub async fn duplicate_agent(state: &AppState, owner: Uuid, id: Uuid) -> Result<Uuid, AppError> {
-    let (mut spec, provider_key_id) = load_agent(state, owner, id).await?;
+    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    let (mut spec, provider_key_id) = load_agent(state, owner, &key, id).await?;
     spec.name = format!("Copy of {}", spec.name)
         .chars()
         .take(NAME_MAX)
         .collect();
-    create_agent(state, owner, &spec, provider_key_id).await
+    insert_agent(state, owner, &key, &spec, provider_key_id).await
 }
 
 /// The agent as an export file (no key, no ids).
@@ -314,7 +330,8 @@ pub async fn export_agent(
     owner: Uuid,
     id: Uuid,
 ) -> Result<AgentExport, AppError> {
-    let (spec, _) = load_agent(state, owner, id).await?;
+    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    let (spec, _) = load_agent(state, owner, &key, id).await?;
     Ok(AgentExport::from_spec(&spec))
 }
 
@@ -483,17 +500,17 @@ pub async fn test_key(state: &AppState, owner: Uuid, id: Uuid) -> Result<KeyTest
 pub async fn key_source(
     state: &AppState,
     owner: Uuid,
+    data_key: &DataKey,
     provider: Provider,
     chosen: Option<Uuid>,
 ) -> Result<KeySource, AppError> {
     if provider == Provider::Demo {
         return Ok(KeySource::NotNeeded);
     }
-    let data_key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
     let label_of = |row: &(Uuid, Sealed, Sealed)| -> Result<(String, String), AppError> {
         Ok((
-            open(&data_key, key_place("label", row.0, owner), &row.1)?,
-            open(&data_key, key_place("masked", row.0, owner), &row.2)?,
+            open(data_key, key_place("label", row.0, owner), &row.1)?,
+            open(data_key, key_place("masked", row.0, owner), &row.2)?,
         ))
     };
     if let Some(chosen) = chosen {
@@ -536,6 +553,7 @@ pub async fn key_source(
 pub async fn resolve_secret(
     state: &AppState,
     owner: Uuid,
+    data_key: &DataKey,
     provider: Provider,
     chosen: Option<Uuid>,
 ) -> Result<String, AppError> {
@@ -543,7 +561,6 @@ pub async fn resolve_secret(
         // Not a secret: the in-process demo server only wants a key present.
         return Ok("enclave-demo".to_owned());
     }
-    let data_key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
     let mut ids = Vec::new();
     if let Some(chosen) = chosen {
         ids.push(chosen);
@@ -558,7 +575,7 @@ pub async fn resolve_secret(
     .await?;
     ids.extend(newest);
     for id in ids {
-        match key_secret(&state.db, &data_key, owner, id).await {
+        match key_secret(&state.db, data_key, owner, id).await {
             Ok((_, secret, _)) => return Ok(secret),
             Err(AppError::NotFound) => continue,
             Err(other) => return Err(other),
@@ -567,7 +584,7 @@ pub async fn resolve_secret(
     if let Some(platform) = state.settings.platform_keys.expose(provider) {
         return Ok(platform.to_owned());
     }
-    match key_source(state, owner, provider, None).await? {
+    match key_source(state, owner, data_key, provider, None).await? {
         KeySource::Missing { message } => Err(AppError::invalid("message", message)),
         _ => Err(AppError::internal("a key source was found but no secret")),
     }
@@ -577,7 +594,8 @@ pub async fn resolve_secret(
 pub async fn agent_for_chat(
     state: &AppState,
     owner: Uuid,
+    key: &DataKey,
     id: Uuid,
 ) -> Result<(AgentSpec, Option<Uuid>), AppError> {
-    load_agent(state, owner, id).await
+    load_agent(state, owner, key, id).await
 }

@@ -75,15 +75,16 @@ struct Ready {
 }
 
 async fn ready(state: &AppState, owner: Uuid, agent_id: Uuid) -> Result<Ready, AppError> {
-    let (spec, chosen_key) = agents::server::agent_for_chat(state, owner, agent_id).await?;
+    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    let (spec, chosen_key) = agents::server::agent_for_chat(state, owner, &key, agent_id).await?;
     if spec.provider == Provider::Demo && state.settings.demo_url.is_none() {
         return Err(AppError::invalid(
             "message",
             "The offline demo model runs only on development servers; choose another provider for this agent.",
         ));
     }
-    let api_key = agents::server::resolve_secret(state, owner, spec.provider, chosen_key).await?;
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+    let api_key =
+        agents::server::resolve_secret(state, owner, &key, spec.provider, chosen_key).await?;
     Ok(Ready { spec, api_key, key })
 }
 
