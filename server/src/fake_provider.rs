@@ -122,8 +122,6 @@ impl Script {
 struct Fake {
     /// Requests seen per model name (for `fail_first`).
     seen: Arc<Mutex<HashMap<String, u32>>>,
-    /// The last request body per provider, for tests to inspect.
-    last_body: Arc<Mutex<HashMap<&'static str, Value>>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -134,14 +132,6 @@ enum Wire {
 }
 
 impl Wire {
-    fn name(self) -> &'static str {
-        match self {
-            Wire::OpenAi => "openai",
-            Wire::Anthropic => "anthropic",
-            Wire::Gemini => "gemini",
-        }
-    }
-
     fn error_body(self, status: u16) -> Value {
         match self {
             Wire::OpenAi => {
@@ -353,7 +343,6 @@ async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
         };
         script.reply = Some(format!("{intro}{}", last_message(wire, &body)));
     }
-    fake.last_body.lock().unwrap().insert(wire.name(), body);
     if let Some(status) = script.status {
         let seen = {
             let mut seen = fake.seen.lock().unwrap();

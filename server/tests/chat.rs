@@ -653,4 +653,27 @@ async fn a_thousand_message_conversation_opens_one_page_at_a_time(db: PgPool) {
     let older_messages = older["messages"].as_array().unwrap();
     assert_eq!(older_messages.len(), app::chat::PAGE);
     assert_eq!(older_messages.last().unwrap()["body"], "message 897");
+
+    // The page itself shows the older messages when asked (server-rendered).
+    let html = |path: String| {
+        let client = client.clone();
+        let url = app.url(&path);
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let latest = html(format!("/agents/{agent}/chat?c={conversation_id}")).await;
+    assert!(
+        latest.contains("message 997") && !latest.contains("message 897<"),
+        "the latest page"
+    );
+    assert!(latest.contains("Load earlier messages"));
+    let earlier = html(
+        format!("/agents/{agent}/chat?c={conversation_id}&amp;before={first}")
+            .replace("&amp;", "&"),
+    )
+    .await;
+    assert!(
+        earlier.contains("message 897<"),
+        "the earlier page shows older messages"
+    );
+    assert!(!earlier.contains("message 997"), "and not the latest ones");
 }

@@ -64,43 +64,36 @@ fn Chat() -> impl IntoView {
         edit,
     };
     let agent = Resource::new(move || agent_id.get(), get_agent);
+    // Each action that changes what is shown makes the resources fetch again.
     let conversations = Resource::new(
-        move || (agent_id.get(), send.version().get()),
+        move || {
+            let changes = (
+                send.version().get(),
+                rename.version().get(),
+                remove.version().get(),
+            );
+            (agent_id.get(), changes)
+        },
         |(agent, _)| list_conversations(agent),
     );
     let conversation = Resource::new(
         move || {
-            (
-                conversation_id.get(),
+            let changes = (
                 send.version().get(),
-                stop.version().get(),
-            )
+                regenerate.version().get(),
+                edit.version().get(),
+                rename.version().get(),
+            );
+            (conversation_id.get(), before.get(), changes)
         },
-        |(id, _, _)| async move {
+        |(id, before, _)| async move {
             if id.is_empty() {
                 Ok(None)
             } else {
-                get_conversation(id, None).await.map(Some)
+                get_conversation(id, before).await.map(Some)
             }
         },
     );
-    // Forms rendered inside the conversation's own <Transition> (regenerate,
-    // edit, rename, delete) did not make the resources refetch through their source
-    // closures (seen in the browser tests); so refetch explicitly when one
-    // of them completes.
-    Effect::new(move |previous: Option<(usize, usize, usize, usize)>| {
-        let now = (
-            regenerate.version().get(),
-            edit.version().get(),
-            rename.version().get(),
-            remove.version().get(),
-        );
-        if previous.is_some_and(|p| p != now) {
-            conversation.refetch();
-            conversations.refetch();
-        }
-        now
-    });
     let chat_href = move || format!("/agents/{}/chat", agent_id.get());
     // A first message makes a conversation: go to it. (Without JavaScript the
     // server's redirect does this; in the app the route stays and only the
