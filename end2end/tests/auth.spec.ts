@@ -90,6 +90,16 @@ test("the theme applies at once, survives a reload, and is rendered by the serve
   const background = await plain.evaluate(() => getComputedStyle(document.body).backgroundColor);
   expect(background).toBe("rgb(18, 19, 23)");
   await noJs.close();
+
+  // "System" (no cookie) follows the operating system's preference.
+  for (const [colorScheme, expected] of [["dark", "rgb(18, 19, 23)"], ["light", "rgb(247, 247, 248)"]] as const) {
+    const system = await browser.newContext({ colorScheme, javaScriptEnabled: false });
+    const systemPage = await system.newPage();
+    await systemPage.goto("/");
+    await expect(systemPage.locator("html")).toHaveAttribute("data-theme", "system");
+    expect(await systemPage.evaluate(() => getComputedStyle(document.body).backgroundColor)).toBe(expected);
+    await system.close();
+  }
 });
 
 test("the only cookies are the session and the theme, and the session is HttpOnly", async ({ page }) => {
