@@ -106,10 +106,20 @@ impl AllowEntry {
     }
 }
 
+/// Which pinned client a request uses: the host name it is pinned for (none
+/// for an IP address, which needs no pin), the checked address, the connect
+/// timeout and the total timeout (none for streams).
+type ClientKey = (Option<String>, SocketAddr, Duration, Option<Duration>);
+
+/// Clients kept for reuse, so requests share connections (and HTTP/2
+/// multiplexing) instead of paying for a new client, TCP and TLS each time.
+const MAX_CACHED_CLIENTS: usize = 256;
+
 #[derive(Clone)]
 pub struct Egress {
     allow: Arc<Vec<AllowEntry>>,
     resolver: Arc<dyn Resolve>,
+    clients: Arc<std::sync::Mutex<std::collections::HashMap<ClientKey, reqwest::Client>>>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub max_response_bytes: usize,
@@ -144,6 +154,7 @@ impl Egress {
         Egress {
             allow: Arc::new(allow),
             resolver,
+            clients: Arc::default(),
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(30),
             max_response_bytes: 4 * 1024 * 1024,
@@ -189,7 +200,38 @@ impl Egress {
     }
 
     /// A client that connects only to `addr`, the checked address of `url`.
+    /// Clients are cached by (host, address, timeout): building one costs a
+    /// TLS configuration, and a new client cannot reuse connections.
     fn pinned_client(
+        &self,
+        url: &Url,
+        addr: SocketAddr,
+        total_timeout: bool,
+    ) -> Result<reqwest::Client, EgressError> {
+        let pin = match url.host() {
+            Some(Host::Domain(name)) => Some(name.to_ascii_lowercase()),
+            _ => None,
+        };
+        let key = (
+            pin,
+            addr,
+            self.connect_timeout,
+            total_timeout.then_some(self.timeout),
+        );
+        if let Some(client) = self.clients.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(client);
+        }
+        let client = self.build_pinned_client(url, addr, total_timeout)?;
+        if let Ok(mut clients) = self.clients.lock() {
+            if clients.len() >= MAX_CACHED_CLIENTS {
+                clients.clear();
+            }
+            clients.insert(key, client.clone());
+        }
+        Ok(client)
+    }
+
+    fn build_pinned_client(
         &self,
         url: &Url,
         addr: SocketAddr,
@@ -251,18 +293,7 @@ impl Egress {
         for _ in 0..=MAX_REDIRECTS {
             let addr = self.check(&url).await?;
             let host = url.host_str().unwrap_or_default().to_owned();
-            let mut builder = reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .connect_timeout(self.connect_timeout)
-                .timeout(self.timeout)
-                .no_proxy();
-            if let Some(Host::Domain(name)) = url.host() {
-                // Pin: connect to the address that was checked, not a new lookup.
-                builder = builder.resolve(name, addr);
-            }
-            let client = builder
-                .build()
-                .map_err(|_| EgressError::Connect { host: host.clone() })?;
+            let client = self.pinned_client(&url, addr, true)?;
             let mut res = client
                 .request(method.clone(), url.clone())
                 .headers(headers.clone())
@@ -542,23 +573,69 @@ mod tests {
     /// A real local server: answers /ok, and redirects elsewhere.
     async fn local_server() -> SocketAddr {
         use axum::{Router, response::Redirect, routing::get};
-        let app = Router::new()
-            .route("/ok", get(|| async { "fine" }))
-            .route(
-                "/to-metadata",
-                get(|| async { Redirect::temporary("http://169.254.169.254/latest/meta-data/") }),
-            )
-            .route(
-                "/to-other-port",
-                get(|| async { Redirect::temporary("http://127.0.0.1:9/") }),
-            )
-            .route("/to-ok", get(|| async { Redirect::temporary("/ok") }))
-            .route("/loop", get(|| async { Redirect::temporary("/loop") }))
-            .route("/big", get(|| async { "x".repeat(10_000) }));
+        let app =
+            Router::new()
+                .route("/ok", get(|| async { "fine" }))
+                .route(
+                    "/to-metadata",
+                    get(|| async {
+                        Redirect::temporary("http://169.254.169.254/latest/meta-data/")
+                    }),
+                )
+                .route(
+                    "/to-other-port",
+                    get(|| async { Redirect::temporary("http://127.0.0.1:9/") }),
+                )
+                .route("/to-ok", get(|| async { Redirect::temporary("/ok") }))
+                .route("/loop", get(|| async { Redirect::temporary("/loop") }))
+                .route("/big", get(|| async { "x".repeat(10_000) }))
+                .route(
+                    "/peer",
+                    get(
+                        |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<
+                            SocketAddr,
+                        >| async move { peer.port().to_string() },
+                    ),
+                );
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+            .unwrap()
+        });
         addr
+    }
+
+    #[tokio::test]
+    async fn requests_to_one_host_reuse_a_connection() {
+        let addr = local_server().await;
+        let allow = vec![AllowEntry::parse(&addr.to_string()).unwrap()];
+        let egress = Egress::with_resolver(allow, table());
+        let url = format!("http://{addr}/peer");
+        let first = egress
+            .send(Method::GET, &url, HeaderMap::new())
+            .await
+            .unwrap();
+        let second = egress
+            .send(Method::GET, &url, HeaderMap::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            first.body, second.body,
+            "the second request came from the same client port, over the same connection"
+        );
+        // A clone shares the clients; a different timeout gets its own.
+        let mut shorter = egress.clone();
+        shorter.timeout = Duration::from_secs(7);
+        let third = shorter
+            .send(Method::GET, &url, HeaderMap::new())
+            .await
+            .unwrap();
+        assert_ne!(third.body, first.body);
     }
 
     #[tokio::test]
