@@ -1,9 +1,11 @@
 //! `GET /api/chat/stream/{message_id}`: a reply as server-sent events.
 //!
-//! The message must be the signed-in user's (checked in the query, and
-//! again by the run registry): another user's id is 404 whether or not its
-//! run is live. A live run sends a `snapshot` of everything so far, then
-//! `delta`s, then `done`; a finished one sends its stored text and `done`.
+//! The message must be the signed-in user's: a live run is looked up in the
+//! run registry by message id *and* owner, a finished reply by a query that
+//! names the owner, so another user's id is 404 whether or not its run is
+//! live. A live run sends a `snapshot` of everything so far, then `delta`s,
+//! then `done`; a finished one sends its stored text and `done`. A reader
+//! that falls behind is sent a new `snapshot` rather than losing pieces.
 //! Closing the stream does not stop the run.
 
 use std::convert::Infallible;
@@ -47,41 +49,53 @@ pub async fn stream_reply(
     let Ok(id) = app::agents::server::parse_id(&id) else {
         return (StatusCode::NOT_FOUND, "Not found.").into_response();
     };
-    // Ownership first, in the query: a live run of someone else is not found.
-    let stored = match app::chat::server::stored_reply(&state, session.user_id, id).await {
-        Ok(stored) => stored,
-        Err(err) => {
-            let status =
-                StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            return (status, err.to_string()).into_response();
-        }
-    };
+    let owner = session.user_id;
     let updates: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
-        match state.runs.subscribe(id, session.user_id) {
+        // A live run: the registry checks the owner, and no query is needed.
+        match state.runs.subscribe(id, owner) {
             Some((so_far, rx)) => {
                 let first =
                     stream::once(
                         async move { Ok(event(&StreamUpdate::Snapshot { text: so_far })) },
                     );
-                let rest = stream::unfold((rx, false), move |(mut rx, done)| async move {
-                    if done {
-                        return None;
-                    }
-                    loop {
-                        match rx.recv().await {
-                            Ok(update) => {
-                                let finished = matches!(update, StreamUpdate::Done { .. });
-                                return Some((Ok(event(&update)), (rx, finished)));
+                let runs = state.runs.clone();
+                let rest = stream::unfold((rx, false), move |(mut rx, done)| {
+                    let runs = runs.clone();
+                    async move {
+                        if done {
+                            return None;
+                        }
+                        loop {
+                            match rx.recv().await {
+                                Ok(update) => {
+                                    let finished = matches!(update, StreamUpdate::Done { .. });
+                                    return Some((Ok(event(&update)), (rx, finished)));
+                                }
+                                // A slow reader missed pieces: it gets the whole text again.
+                                Err(RecvError::Lagged(_)) => {
+                                    if let Some((text, fresh)) = runs.subscribe(id, owner) {
+                                        let update = StreamUpdate::Snapshot { text };
+                                        return Some((Ok(event(&update)), (fresh, false)));
+                                    }
+                                    // The run ended meanwhile: its `done` is still queued.
+                                }
+                                Err(RecvError::Closed) => return None,
                             }
-                            // A slow reader missed pieces: it gets them again whole.
-                            Err(RecvError::Lagged(_)) => continue,
-                            Err(RecvError::Closed) => return None,
                         }
                     }
                 });
                 Box::pin(first.chain(rest))
             }
             None => {
+                // Finished (or another replica's, or someone else's: then not found).
+                let stored = match app::chat::server::stored_reply(&state, owner, id).await {
+                    Ok(stored) => stored,
+                    Err(err) => {
+                        let status = StatusCode::from_u16(err.status())
+                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                        return (status, err.to_string()).into_response();
+                    }
+                };
                 let done = StreamUpdate::Done {
                     status: if stored.status == MessageStatus::Streaming {
                         // Not live on this server: another replica may be writing it.

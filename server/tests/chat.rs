@@ -301,6 +301,45 @@ async fn replies_left_streaming_by_a_crashed_server_are_marked_interrupted(db: P
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_growing_reply_is_checkpointed_sealed_while_it_streams(db: PgPool) {
+    let app = spawn(db.clone()).await;
+    let client = app.signed_up("checkpoint@example.com").await;
+    // 40 tokens 100 ms apart: about 4 s of streaming.
+    let agent = agent(&app, &client, "fake:tokens=40,delay_ms=100").await;
+    let sent = send(&app, &client, &agent, None, "Take your time").await;
+    let conversation_id = sent["conversation_id"].as_str().unwrap();
+    let full: String = (0..40).map(|i| format!("t{i} ")).collect();
+    // Nobody is attached: the checkpointer alone writes the growing text.
+    let mut partial = String::new();
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let c = conversation(&app, &client, conversation_id).await;
+        let reply = &c["messages"][1];
+        if reply["status"] == "streaming" && reply["body"] != "" {
+            partial = reply["body"].as_str().unwrap().to_owned();
+            break;
+        }
+    }
+    assert!(!partial.is_empty(), "no checkpoint while streaming");
+    assert!(
+        full.starts_with(&partial) && partial.len() < full.len(),
+        "a checkpoint holds a prefix of the reply: {partial:?}"
+    );
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT body FROM messages WHERE role = 'assistant'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&sealed).contains("t0 "),
+        "checkpoints are sealed"
+    );
+    // The final write wins over every checkpoint.
+    let c = settled(&app, &client, conversation_id).await;
+    assert_eq!(c["messages"][1]["body"], full);
+    assert_eq!(c["messages"][1]["status"], "complete");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
 async fn two_runs_in_two_conversations_do_not_mix(db: PgPool) {
     let app = spawn(db).await;
     let client = app.signed_up("two@example.com").await;

@@ -1,14 +1,19 @@
 //! Live runs: one task per streaming reply, owned by the server. It reads
-//! the provider's stream, fans each piece out to any number of subscribers,
-//! checkpoints the sealed reply about once a second, and writes the final
-//! state (complete, stopped, or interrupted with a plain reason).
+//! the provider's stream and fans each piece out to any number of
+//! subscribers. One checkpointer per server writes every growing reply,
+//! sealed, about once a second in batched statements, off the token path:
+//! a slow database never delays a token. The run writes the final state
+//! (complete, stopped, or interrupted with a plain reason) itself.
 //!
 //! Subscribing checks the owner: another user's run is simply not there.
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use tokio::sync::{Notify, broadcast};
@@ -19,36 +24,50 @@ use crate::{
     llm::{self, ChatRequest, StreamEvent, StreamLimits, Usage},
     platform::{
         AppState,
-        crypto::{DataKey, Place},
+        crypto::{DataKey, Place, Sealed},
     },
 };
 
-/// How often a growing reply is written to the database.
+/// How often growing replies are written to the database.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Rows per checkpoint statement.
+const CHECKPOINT_BATCH: usize = 500;
+
+/// Pieces a subscriber may fall behind before it is sent the whole text
+/// again. Allocated up front for every run (about 90 bytes a slot), so kept
+/// small: a reader this far behind is better served by one snapshot.
+const UPDATES_BUFFER: usize = 32;
 
 struct Run {
     owner: Uuid,
+    key: DataKey,
     text: Mutex<String>,
+    /// Length of the text the last checkpoint wrote.
+    saved: AtomicUsize,
     updates: broadcast::Sender<StreamUpdate>,
     stop: Notify,
 }
 
 #[derive(Clone, Default)]
-pub struct Runs(Arc<Mutex<HashMap<Uuid, Arc<Run>>>>);
+pub struct Runs {
+    live: Arc<Mutex<HashMap<Uuid, Arc<Run>>>>,
+    checkpointer: Arc<OnceLock<()>>,
+}
 
 impl std::fmt::Debug for Runs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "Runs({} live)",
-            self.0.lock().map(|m| m.len()).unwrap_or(0)
+            self.live.lock().map(|m| m.len()).unwrap_or(0)
         )
     }
 }
 
 impl Runs {
     fn get(&self, message: Uuid, owner: Uuid) -> Option<Arc<Run>> {
-        let runs = self.0.lock().ok()?;
+        let runs = self.live.lock().ok()?;
         runs.get(&message).filter(|run| run.owner == owner).cloned()
     }
 
@@ -76,7 +95,7 @@ impl Runs {
     }
 
     pub fn is_live(&self, message: Uuid) -> bool {
-        self.0
+        self.live
             .lock()
             .map(|m| m.contains_key(&message))
             .unwrap_or(false)
@@ -91,26 +110,30 @@ impl Runs {
         key: DataKey,
         request: ChatRequest,
     ) {
-        let (updates, _) = broadcast::channel(256);
+        self.checkpointer.get_or_init(|| {
+            tokio::spawn(checkpoint_loop(state.db.clone(), self.clone()));
+        });
+        let (updates, _) = broadcast::channel(UPDATES_BUFFER);
         let run = Arc::new(Run {
             owner,
+            key,
             text: Mutex::new(String::new()),
+            saved: AtomicUsize::new(0),
             updates,
             stop: Notify::new(),
         });
-        if let Ok(mut runs) = self.0.lock() {
+        if let Ok(mut runs) = self.live.lock() {
             runs.insert(message, run.clone());
         }
         let runs = self.clone();
         tokio::spawn(async move {
-            let outcome = drive(&state, &run, message, &key, request).await;
-            let (status, error, usage) = outcome;
+            let (status, error, usage) = drive(&state, &run, request).await;
             let text = run.text.lock().map(|t| t.clone()).unwrap_or_default();
             if let Err(err) = finish(
                 &state,
                 owner,
                 message,
-                &key,
+                &run.key,
                 &text,
                 status,
                 error.as_deref(),
@@ -120,7 +143,7 @@ impl Runs {
             {
                 tracing::error!(message_id = %message, error = %err, "could not save the final reply");
             }
-            if let Ok(mut map) = runs.0.lock() {
+            if let Ok(mut map) = runs.live.lock() {
                 map.remove(&message);
             }
             let _ = run.updates.send(StreamUpdate::Done {
@@ -137,28 +160,21 @@ impl Runs {
 async fn drive(
     state: &AppState,
     run: &Run,
-    message: Uuid,
-    key: &DataKey,
     request: ChatRequest,
 ) -> (MessageStatus, Option<String>, Option<Usage>) {
     let mut events = llm::stream(state.egress.clone(), request, StreamLimits::default());
     let mut usage = None;
-    let mut last_checkpoint = Instant::now();
     loop {
         tokio::select! {
             item = events.recv() => match item {
                 None => return (MessageStatus::Complete, None, usage),
                 Some(Err(err)) => return (MessageStatus::Interrupted, Some(err.to_string()), usage),
                 Some(Ok(StreamEvent::Text(piece))) => {
-                    let snapshot = {
-                        let Ok(mut text) = run.text.lock() else { continue };
+                    // Appended and sent under one lock, so a new subscriber's
+                    // snapshot and the pieces after it neither miss nor repeat.
+                    if let Ok(mut text) = run.text.lock() {
                         text.push_str(&piece);
                         let _ = run.updates.send(StreamUpdate::Delta { text: piece });
-                        (last_checkpoint.elapsed() >= CHECKPOINT_EVERY).then(|| text.clone())
-                    };
-                    if let Some(text) = snapshot {
-                        last_checkpoint = Instant::now();
-                        checkpoint(state, run.owner, message, key, &text).await;
                     }
                 }
                 Some(Ok(StreamEvent::Usage(u))) => usage = Some(u),
@@ -174,20 +190,69 @@ fn place(message: Uuid, owner: Uuid) -> Place {
     Place::new("messages", "body", message, owner)
 }
 
-async fn checkpoint(state: &AppState, owner: Uuid, message: Uuid, key: &DataKey, text: &str) {
-    let result = sqlx::query(
-        "UPDATE messages SET body = $3, updated_at = now() WHERE id = $1 AND owner_id = $2 AND status = 'streaming'",
-    )
-    .bind(message)
-    .bind(owner)
-    .bind(key.seal_str(place(message, owner), text))
-    .execute(&state.db)
-    .await;
-    if let Err(err) = result {
-        tracing::warn!(message_id = %message, error = %err, "checkpoint failed");
+/// Every `CHECKPOINT_EVERY`, writes the replies that grew since their last
+/// checkpoint.
+async fn checkpoint_loop(db: sqlx::PgPool, runs: Runs) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        checkpoint(&db, &runs).await;
     }
 }
 
+/// Writes every live reply that grew since it was last written, sealed, in
+/// statements of up to `CHECKPOINT_BATCH` rows. Returns how many were written.
+pub async fn checkpoint(db: &sqlx::PgPool, runs: &Runs) -> usize {
+    let live: Vec<(Uuid, Arc<Run>)> = match runs.live.lock() {
+        Ok(map) => map.iter().map(|(id, run)| (*id, run.clone())).collect(),
+        Err(_) => return 0,
+    };
+    let mut written = 0;
+    for chunk in live.chunks(CHECKPOINT_BATCH) {
+        let mut ids = Vec::with_capacity(chunk.len());
+        let mut owners = Vec::with_capacity(chunk.len());
+        let mut bodies: Vec<Sealed> = Vec::with_capacity(chunk.len());
+        let mut lengths = Vec::with_capacity(chunk.len());
+        for (id, run) in chunk {
+            let Ok(text) = run.text.lock() else { continue };
+            if text.len() == run.saved.load(Ordering::Relaxed) {
+                continue;
+            }
+            bodies.push(run.key.seal_str(place(*id, run.owner), &text));
+            lengths.push((run, text.len()));
+            ids.push(*id);
+            owners.push(run.owner);
+        }
+        if ids.is_empty() {
+            continue;
+        }
+        // A reply that finished meanwhile is no longer `streaming`, so its
+        // final text is never overwritten by an older checkpoint.
+        let result = sqlx::query(
+            "UPDATE messages m SET body = c.body, updated_at = now()
+             FROM unnest($1::uuid[], $2::uuid[], $3::bytea[]) AS c(id, owner_id, body)
+             WHERE m.id = c.id AND m.owner_id = c.owner_id AND m.status = 'streaming'",
+        )
+        .bind(&ids)
+        .bind(&owners)
+        .bind(&bodies)
+        .execute(db)
+        .await;
+        match result {
+            Ok(_) => {
+                written += ids.len();
+                for (run, len) in lengths {
+                    run.saved.store(len, Ordering::Relaxed);
+                }
+            }
+            Err(err) => tracing::warn!(replies = ids.len(), error = %err, "checkpoint failed"),
+        }
+    }
+    written
+}
+
+/// Writes a reply's final state and touches its conversation, in one statement.
 #[allow(clippy::too_many_arguments)]
 async fn finish(
     state: &AppState,
@@ -200,9 +265,14 @@ async fn finish(
     usage: Option<Usage>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE messages SET body = $3, status = $4, error = $5, input_tokens = $6, output_tokens = $7,
-           updated_at = now()
-         WHERE id = $1 AND owner_id = $2",
+        "WITH reply AS (
+           UPDATE messages SET body = $3, status = $4, error = $5, input_tokens = $6,
+             output_tokens = $7, updated_at = now()
+           WHERE id = $1 AND owner_id = $2
+           RETURNING conversation_id
+         )
+         UPDATE conversations SET updated_at = now()
+         WHERE id = (SELECT conversation_id FROM reply) AND owner_id = $2",
     )
     .bind(message)
     .bind(owner)
@@ -211,14 +281,6 @@ async fn finish(
     .bind(error)
     .bind(usage.map(|u| u.input_tokens as i32))
     .bind(usage.map(|u| u.output_tokens as i32))
-    .execute(&state.db)
-    .await?;
-    sqlx::query(
-        "UPDATE conversations SET updated_at = now()
-         WHERE id = (SELECT conversation_id FROM messages WHERE id = $1) AND owner_id = $2",
-    )
-    .bind(message)
-    .bind(owner)
     .execute(&state.db)
     .await?;
     Ok(())

@@ -174,6 +174,12 @@ impl sqlx::Type<sqlx::Postgres> for Sealed {
     }
 }
 
+impl sqlx::postgres::PgHasArrayType for Sealed {
+    fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+        <Vec<u8> as sqlx::postgres::PgHasArrayType>::array_type_info()
+    }
+}
+
 impl<'q> sqlx::Encode<'q, sqlx::Postgres> for Sealed {
     fn encode_by_ref(
         &self,
