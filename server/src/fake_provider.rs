@@ -528,7 +528,7 @@ pub fn router() -> Router {
 
 /// Serves the fake on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router()).await
+    axum::serve(crate::no_delay(listener), router()).await
 }
 
 /// Starts the fake on a free loopback port (for tests).

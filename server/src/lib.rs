@@ -216,18 +216,36 @@ async fn health(
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests
-/// in flight finish.
+/// in flight finish. Accepts HTTP/1.1 and HTTP/2 without TLS (h2c, as a
+/// TLS-terminating proxy may speak it).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(
-        listener,
+        no_delay(listener),
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+/// Sends small writes at once: without `TCP_NODELAY`, a streamed token
+/// written right after another waits for the client's delayed ACK (up to
+/// 40 ms on Linux). Measured by `make bench`.
+pub fn no_delay(listener: tokio::net::TcpListener) -> NoDelay {
+    use axum::serve::ListenerExt as _;
+    listener.tap_io(set_no_delay)
+}
+
+/// A listener whose connections have `TCP_NODELAY` set.
+pub type NoDelay = axum::serve::TapIo<tokio::net::TcpListener, fn(&mut tokio::net::TcpStream)>;
+
+fn set_no_delay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %err, "could not set TCP_NODELAY");
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
