@@ -1,6 +1,6 @@
 MAKEFLAGS += --no-print-directory
 
-.PHONY: dev test
+.PHONY: dev test bench
 
 # Build and serve Enclave on http://127.0.0.1:3000 (installs what is missing).
 dev:
@@ -9,3 +9,7 @@ dev:
 # Run every test: lints, Rust tests on PostgreSQL, browser tests in Chromium.
 test:
 	./.ci/test.sh
+
+# The chat-path benchmark (figures, not pass/fail; see BENCHMARKS.md).
+bench:
+	./.ci/bench.sh

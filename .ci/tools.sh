@@ -4,6 +4,7 @@
 #
 #   .ci/tools.sh build   toolchain for building and running the app
 #   .ci/tools.sh test    the above, plus Chromium and the Playwright packages
+#   .ci/tools.sh bench   the build tools, plus wasm-opt for release WASM
 #
 # Why the lockfile edits below: the crates.io snapshot reachable here lacks a few
 # versions that the tools' own lockfiles pin, so each tool is installed from its
@@ -13,6 +14,9 @@ set -euo pipefail
 
 WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen crate pinned in Cargo.toml
 CARGO_LEPTOS_VERSION=0.3.11
+# Release builds only. Not Debian's binaryen (wasm-opt 108): its output makes
+# the browser throw `WebAssembly.Table.set(): Argument 1 is invalid`.
+WASM_OPT_VERSION=0.116.1
 mode=${1:-build}
 here=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -89,6 +93,11 @@ fi
 if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then
   log "installing cargo-leptos $CARGO_LEPTOS_VERSION with no_downloads (15-30 min, once)"
   install_with_lock_fix cargo-leptos "$CARGO_LEPTOS_VERSION" cargo-util-schemas 0.14.1 --features no_downloads
+fi
+
+if [ "$mode" = bench ] && ! cargo install --list | grep -q "^wasm-opt v$WASM_OPT_VERSION:"; then
+  log "installing wasm-opt $WASM_OPT_VERSION (binaryen 116, about 12 min, once)"
+  cargo install -q --locked wasm-opt --version "$WASM_OPT_VERSION"
 fi
 
 if [ "$mode" = test ]; then

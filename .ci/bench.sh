@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `make bench`: the chat-path benchmark (BENCHMARKS.md). On demand, not part
+# of CI's pass/fail. Builds the release site (WASM optimised by wasm-opt,
+# precompressed with gzip and brotli), starts a private PostgreSQL with its
+# default durability (fsync and synchronous commit on), then runs
+# server/benches/chat.rs, which starts the fake provider and Enclave itself
+# and prints the table (also written to target/bench/report.md).
+#
+#   BENCH_QUICK=1 make bench   a shorter run, for trying a change
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+step() { printf '\n==> %s\n' "$*"; }
+
+step "tools"
+.ci/tools.sh bench
+
+step "release build (cargo leptos build --release --precompress)"
+cargo leptos build --release --precompress
+
+step "PostgreSQL (a private cluster, default durability)"
+rm -rf .data/bench-pg
+base=$(.ci/pg.sh start .data/bench-pg)
+trap '.ci/pg.sh stop .data/bench-pg' EXIT
+
+# 10,000 open streams need about 10,000 sockets in the server and in the
+# fake provider: ask for as many descriptors as the machine allows.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+echo "open files allowed: $(ulimit -n)"
+
+step "benchmark"
+# The same flags cargo-leptos gives the release server (always-erase-components),
+# so the benchmarked server is built like the one `cargo leptos build` makes.
+RUSTFLAGS="--cfg erase_components" \
+BENCH_DATABASE_URL="$base/postgres" \
+LEPTOS_SITE_ROOT="$root/target/site" \
+BENCH_REPORT="$root/target/bench/report.md" \
+  cargo bench -p server --bench chat

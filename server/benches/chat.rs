@@ -1,0 +1,1376 @@
+//! The chat-path benchmark: `make bench` (see BENCHMARKS.md).
+//!
+//! Starts the fake provider and Enclave (this build's `server` binary, a real
+//! PostgreSQL, sealed storage, signed-in users), drives both over loopback,
+//! and prints one table in which every "added" figure is measured side by
+//! side in the same run: the same scripted reply fetched directly from the
+//! fake provider and through Enclave. Figures only: nothing here passes or
+//! fails on time.
+//!
+//! Environment:
+//! - `BENCH_DATABASE_URL`: a PostgreSQL maintenance URL (`…/postgres`); the
+//!   benchmark makes and drops its own database `enclave_bench`.
+//! - `LEPTOS_SITE_ROOT`: the site built by `cargo leptos build --release
+//!   --precompress`, for the WASM sizes (default `target/site`).
+//! - `BENCH_QUICK=1`: a shorter run with fewer streams (for trying changes).
+//! - `BENCH_REPORT`: where to write the table as Markdown
+//!   (default `target/bench/report.md`).
+
+use std::{
+    collections::HashMap,
+    fmt::Write as _,
+    future::Future,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use base64::Engine as _;
+use eventsource_stream::Eventsource as _;
+use futures::StreamExt as _;
+use reqwest::{Client, header};
+use serde_json::{Value, json};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_server");
+/// hyper's HTTP/2 server allows 200 concurrent streams per connection.
+const H2_STREAMS_PER_CONNECTION: usize = 100;
+const PASSWORD: &str = "bench-password-1234";
+/// The key every request to the fake carries (the fake only checks it is set).
+const PROVIDER_KEY: &str = "bench-provider-key";
+
+// ---------------------------------------------------------------- processes
+
+/// A child process, killed when dropped.
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Resident memory of `pid` in KiB (`VmRSS`), and its peak (`VmHWM`).
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn wait_until_up(url: &str, proc: &mut Proc, log: &Path) -> anyhow::Result<()> {
+    let client = Client::new();
+    for _ in 0..300 {
+        if client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return Ok(());
+        }
+        if let Ok(Some(status)) = proc.child.try_wait() {
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            bail!("{url} exited with {status}:\n{tail}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{url} did not come up in 30 s")
+}
+
+fn spawn(args: &[&str], envs: &[(&str, String)], log: &Path) -> anyhow::Result<Proc> {
+    let out = std::fs::File::create(log)?;
+    let child = Command::new(SERVER)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .spawn()
+        .with_context(|| format!("starting {SERVER}"))?;
+    Ok(Proc { child })
+}
+
+// ---------------------------------------------------------------- statistics
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[rank]
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Spread {
+    p50: Duration,
+    p99: Duration,
+    samples: usize,
+}
+
+fn spread(mut values: Vec<Duration>) -> Spread {
+    values.sort();
+    Spread {
+        p50: percentile(&values, 0.50),
+        p99: percentile(&values, 0.99),
+        samples: values.len(),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// `a - b` in milliseconds, signed.
+fn added(a: Duration, b: Duration) -> String {
+    format!("{:+.2} ms", (a.as_secs_f64() - b.as_secs_f64()) * 1e3)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn kb(bytes: u64) -> String {
+    format!("{:.1} KB", bytes as f64 / 1000.0)
+}
+
+// ---------------------------------------------------------------- the table
+
+struct Row {
+    measure: String,
+    direct: String,
+    enclave: String,
+    added: String,
+    target: String,
+    met: Option<bool>,
+}
+
+#[derive(Default)]
+struct Table {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl Table {
+    fn row(
+        &mut self,
+        measure: impl Into<String>,
+        direct: impl Into<String>,
+        enclave: impl Into<String>,
+        added: impl Into<String>,
+        target: impl Into<String>,
+        met: Option<bool>,
+    ) {
+        let row = Row {
+            measure: measure.into(),
+            direct: direct.into(),
+            enclave: enclave.into(),
+            added: added.into(),
+            target: target.into(),
+            met,
+        };
+        println!(
+            "  {} | {} | {} | {} | {} | {}",
+            row.measure,
+            row.direct,
+            row.enclave,
+            row.added,
+            row.target,
+            verdict(row.met)
+        );
+        self.rows.push(row);
+    }
+
+    fn note(&mut self, note: impl Into<String>) {
+        let note = note.into();
+        println!("  note: {note}");
+        self.notes.push(note);
+    }
+
+    fn markdown(&self) -> String {
+        let mut out = String::new();
+        out.push_str("| Measure | Direct to the fake | Through Enclave | Added | Target | Met |\n");
+        out.push_str("|---|---|---|---|---|---|\n");
+        for r in &self.rows {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                r.measure,
+                r.direct,
+                r.enclave,
+                r.added,
+                r.target,
+                verdict(r.met)
+            );
+        }
+        if !self.notes.is_empty() {
+            out.push('\n');
+            for n in &self.notes {
+                let _ = writeln!(out, "- {n}");
+            }
+        }
+        out
+    }
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "yes",
+        Some(false) => "**no**",
+        None => "",
+    }
+}
+
+// ---------------------------------------------------------------- clients
+
+/// The fake provider's scripted reply: `tokens` numbered tokens, `delay_ms` apart.
+fn model(tokens: usize, delay_ms: u64) -> String {
+    format!("fake:tokens={tokens},delay_ms={delay_ms}")
+}
+
+fn expected_text(tokens: usize) -> String {
+    (0..tokens).map(|i| format!("t{i} ")).collect()
+}
+
+/// Tokens in a piece of reply text (each token ends with one space).
+fn token_count(piece: &str) -> usize {
+    piece.matches(' ').count()
+}
+
+/// What one stream looked like from the client.
+#[derive(Debug, Default)]
+struct Observed {
+    first_token: Duration,
+    gaps: Vec<Duration>,
+    /// Every token arrived, in order, nothing twice, and the stream ended complete.
+    intact: bool,
+    /// Pieces that carried more than one token (the snapshot sent on attach excluded).
+    merged: usize,
+    /// Through Enclave: the `send_message` round trip, and attaching to the stream.
+    send: Duration,
+    attach: Duration,
+}
+
+struct User {
+    cookie: String,
+    agents: HashMap<String, String>,
+}
+
+struct Bench {
+    base: String,
+    fake: String,
+    /// HTTP/1.1, one connection per open stream (what a reverse proxy does).
+    h1: Client,
+    /// HTTP/2 without TLS (h2c), many streams per connection: one client
+    /// (one connection) per `H2_STREAMS_PER_CONNECTION` streams, below the
+    /// server's limit of concurrent streams per connection.
+    h2: Vec<Client>,
+    users: Vec<User>,
+}
+
+fn client(h2: bool) -> Client {
+    let mut builder = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true);
+    if h2 {
+        builder = builder
+            .http2_prior_knowledge()
+            .http2_initial_stream_window_size(Some(64 * 1024));
+    }
+    builder.build().expect("an HTTP client")
+}
+
+impl Bench {
+    async fn call(
+        &self,
+        http: &Client,
+        cookie: &str,
+        name: &str,
+        form: &[(&str, &str)],
+    ) -> anyhow::Result<reqwest::Response> {
+        let res = http
+            .post(format!("{}/api/{name}", self.base))
+            .header(header::ACCEPT, "application/json")
+            .header("sec-fetch-site", "same-origin")
+            .header(header::COOKIE, cookie)
+            .form(form)
+            .send()
+            .await?;
+        Ok(res)
+    }
+
+    async fn sign_up(&self, n: usize) -> anyhow::Result<String> {
+        let email = format!("bench{n}@example.com");
+        let res = self
+            .h1
+            .post(format!("{}/api/sign_up", self.base))
+            .header(header::ACCEPT, "application/json")
+            .header("sec-fetch-site", "same-origin")
+            .form(&[
+                ("first_name", "Bench"),
+                ("last_name", "User"),
+                ("email", email.as_str()),
+                ("password", PASSWORD),
+                ("age_confirmed", "yes"),
+            ])
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            bail!("sign-up: {} {}", res.status(), res.text().await?);
+        }
+        res.headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| {
+                let pair = v.split(';').next()?;
+                pair.contains("session=").then(|| pair.to_owned())
+            })
+            .ok_or_else(|| anyhow!("sign-up set no session cookie"))
+    }
+
+    async fn create_agent(&self, cookie: &str, model: &str) -> anyhow::Result<()> {
+        let form = [
+            ("name", "Bench agent"),
+            ("description", "An agent for the benchmark"),
+            (
+                "system_prompt",
+                "You are a helpful assistant. Answer briefly.",
+            ),
+            ("provider", "openai"),
+            ("model", model),
+            ("base_url", ""),
+            ("temperature", ""),
+            ("top_p", ""),
+            ("max_output_tokens", ""),
+            ("avatar", ""),
+        ];
+        let res = self.call(&self.h1, cookie, "create_agent", &form).await?;
+        if !res.status().is_success() {
+            bail!("create_agent: {} {}", res.status(), res.text().await?);
+        }
+        Ok(())
+    }
+
+    async fn agents_of(&self, cookie: &str) -> anyhow::Result<HashMap<String, String>> {
+        let list: Value = self
+            .call(&self.h1, cookie, "list_agents", &[])
+            .await?
+            .json()
+            .await?;
+        Ok(list
+            .as_array()
+            .ok_or_else(|| anyhow!("list_agents: not a list"))?
+            .iter()
+            .filter_map(|a| Some((a["model"].as_str()?.into(), a["id"].as_str()?.into())))
+            .collect())
+    }
+
+    fn agent(&self, user: usize, model: &str) -> (&str, &str) {
+        let user = &self.users[user % self.users.len()];
+        (&user.cookie, &user.agents[model])
+    }
+
+    /// Sends a message; returns (conversation id, reply id).
+    async fn send(
+        &self,
+        http: &Client,
+        cookie: &str,
+        agent: &str,
+        conversation: Option<&str>,
+        text: &str,
+    ) -> anyhow::Result<(String, String)> {
+        let mut form = vec![("agent_id", agent), ("message", text)];
+        if let Some(c) = conversation {
+            form.push(("conversation_id", c));
+        }
+        let res = self.call(http, cookie, "send_message", &form).await?;
+        if !res.status().is_success() {
+            bail!("send_message: {} {}", res.status(), res.text().await?);
+        }
+        let sent: Value = res.json().await?;
+        let field = |name: &str| {
+            sent[name]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| anyhow!("send_message: no {name}"))
+        };
+        Ok((field("conversation_id")?, field("reply_id")?))
+    }
+
+    /// Opens a reply's event stream.
+    async fn attach(
+        &self,
+        http: &Client,
+        cookie: &str,
+        reply: &str,
+    ) -> anyhow::Result<reqwest::Response> {
+        let res = http
+            .get(format!("{}/api/chat/stream/{reply}", self.base))
+            .header(header::COOKIE, cookie)
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            bail!("stream: {}", res.status());
+        }
+        Ok(res)
+    }
+
+    /// One reply through Enclave: send, attach, read to the end.
+    async fn through(
+        &self,
+        http: &Client,
+        user: usize,
+        model: &str,
+        tokens: usize,
+    ) -> anyhow::Result<Observed> {
+        let (cookie, agent) = self.agent(user, model);
+        let start = Instant::now();
+        let (_, reply) = self
+            .send(http, cookie, agent, None, "Tell me something.")
+            .await?;
+        let sent = start.elapsed();
+        let res = self.attach(http, cookie, &reply).await?;
+        let mut seen = Observed {
+            send: sent,
+            attach: start.elapsed() - sent,
+            ..Observed::default()
+        };
+        let mut events = res.bytes_stream().eventsource();
+        let mut text = String::new();
+        let mut first = None;
+        let mut last = start;
+        let mut status = String::new();
+        while let Some(event) = events.next().await {
+            let event = event?;
+            let now = Instant::now();
+            let data: Value = serde_json::from_str(&event.data)?;
+            let piece = data["text"].as_str().unwrap_or_default();
+            match event.event.as_str() {
+                "snapshot" => {
+                    text = piece.to_owned();
+                    if !piece.is_empty() {
+                        first = Some(now);
+                        last = now;
+                    }
+                }
+                "delta" => {
+                    if token_count(piece) > 1 {
+                        seen.merged += 1;
+                    }
+                    if first.is_none() {
+                        first = Some(now);
+                    } else {
+                        seen.gaps.push(now - last);
+                    }
+                    last = now;
+                    text.push_str(piece);
+                }
+                "done" => {
+                    status = data["status"].as_str().unwrap_or_default().to_owned();
+                    break;
+                }
+                _ => {}
+            }
+        }
+        seen.first_token = first.ok_or_else(|| anyhow!("no token arrived"))? - start;
+        seen.intact = status == "complete" && text == expected_text(tokens);
+        Ok(seen)
+    }
+
+    /// The same reply straight from the fake provider.
+    async fn direct(&self, model: &str, tokens: usize) -> anyhow::Result<Observed> {
+        let start = Instant::now();
+        let res = self
+            .h1
+            .post(format!("{}/openai/v1/chat/completions", self.fake))
+            .bearer_auth(PROVIDER_KEY)
+            .json(&json!({
+                "model": model,
+                "stream": true,
+                "stream_options": {"include_usage": true},
+                "messages": [
+                    {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
+                    {"role": "user", "content": "Tell me something."}
+                ]
+            }))
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            bail!("fake: {}", res.status());
+        }
+        let mut events = res.bytes_stream().eventsource();
+        let mut seen = Observed::default();
+        let mut text = String::new();
+        let mut first = None;
+        let mut last = start;
+        let mut finished = false;
+        while let Some(event) = events.next().await {
+            let event = event?;
+            if event.data == "[DONE]" {
+                finished = true;
+                break;
+            }
+            let now = Instant::now();
+            let data: Value = serde_json::from_str(&event.data)?;
+            let Some(piece) = data["choices"][0]["delta"]["content"].as_str() else {
+                continue;
+            };
+            if piece.is_empty() {
+                continue;
+            }
+            if token_count(piece) > 1 {
+                seen.merged += 1;
+            }
+            if first.is_none() {
+                first = Some(now);
+            } else {
+                seen.gaps.push(now - last);
+            }
+            last = now;
+            text.push_str(piece);
+        }
+        seen.first_token = first.ok_or_else(|| anyhow!("no token arrived"))? - start;
+        seen.intact = finished && text == expected_text(tokens);
+        Ok(seen)
+    }
+}
+
+/// What a closed-loop phase saw: every stream started after the ramp.
+#[derive(Default)]
+struct Phase {
+    streams: Vec<Observed>,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+impl Phase {
+    fn ttft(&self) -> Spread {
+        spread(self.streams.iter().map(|s| s.first_token).collect())
+    }
+    fn gaps(&self) -> Spread {
+        spread(
+            self.streams
+                .iter()
+                .flat_map(|s| s.gaps.iter().copied())
+                .collect(),
+        )
+    }
+    fn send(&self) -> Spread {
+        spread(self.streams.iter().map(|s| s.send).collect())
+    }
+    fn attach(&self) -> Spread {
+        spread(self.streams.iter().map(|s| s.attach).collect())
+    }
+    fn broken(&self) -> usize {
+        self.streams.iter().filter(|s| !s.intact).count() + self.errors
+    }
+    fn merged(&self) -> usize {
+        self.streams.iter().filter(|s| s.merged > 0).count()
+    }
+}
+
+/// Keeps `concurrency` streams open: each worker starts its next stream when
+/// one ends. Workers start spread over `ramp`; streams that start before the
+/// ramp is over are not counted, so the figures are the steady state.
+async fn closed_loop<F, Fut>(concurrency: usize, ramp: Duration, measure: Duration, run: F) -> Phase
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<Observed>> + Send,
+{
+    let run = Arc::new(run);
+    let phase = Arc::new(Mutex::new(Phase::default()));
+    let begin = Instant::now();
+    let counted_from = begin + ramp;
+    let end = counted_from + measure;
+    let mut tasks = Vec::with_capacity(concurrency);
+    for worker in 0..concurrency {
+        let run = run.clone();
+        let phase = phase.clone();
+        let delay = ramp.mul_f64(worker as f64 / concurrency as f64);
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            while Instant::now() < end {
+                let started = Instant::now();
+                let result = run(worker).await;
+                if started < counted_from {
+                    continue;
+                }
+                let mut phase = phase.lock().unwrap();
+                match result {
+                    Ok(seen) => phase.streams.push(seen),
+                    Err(err) => {
+                        phase.errors += 1;
+                        phase.first_error.get_or_insert_with(|| format!("{err:#}"));
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    Arc::try_unwrap(phase)
+        .ok()
+        .map(|m| m.into_inner().unwrap())
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------- phases
+
+struct Scale {
+    quick: bool,
+    /// (concurrency, tokens, delay between tokens in ms, seconds measured)
+    ttft: Vec<(usize, usize, u64, u64)>,
+    /// Open streams for the memory rows, and whether they use h2c.
+    memory: Vec<(usize, bool)>,
+    conversation_messages: usize,
+}
+
+impl Scale {
+    fn from_env() -> Scale {
+        let quick = std::env::var("BENCH_QUICK").is_ok_and(|v| v == "1");
+        if quick {
+            Scale {
+                quick,
+                ttft: vec![(1, 5, 10, 5), (100, 20, 50, 5), (1000, 60, 50, 8)],
+                memory: vec![(1000, false), (2000, true)],
+                conversation_messages: 200,
+            }
+        } else {
+            Scale {
+                quick,
+                ttft: vec![(1, 5, 10, 20), (100, 20, 50, 20), (1000, 60, 50, 30)],
+                memory: vec![(1000, false), (1000, true), (10_000, true)],
+                conversation_messages: 1000,
+            }
+        }
+    }
+
+    fn models(&self) -> Vec<String> {
+        let mut models: Vec<String> = self.ttft.iter().map(|t| model(t.1, t.2)).collect();
+        models.push(HOLD_MODEL.to_owned());
+        models.push(SEED_MODEL.to_owned());
+        models
+    }
+}
+
+/// Long, slow replies that keep streams open for the memory rows.
+const HOLD_MODEL: &str = "fake:tokens=150,delay_ms=1000";
+/// Quick replies of about 50 words, for seeding conversations.
+const SEED_MODEL: &str = "fake:tokens=50";
+
+async fn ttft_rows(bench: &Arc<Bench>, scale: &Scale, table: &mut Table) {
+    for &(concurrency, tokens, delay_ms, seconds) in &scale.ttft {
+        let name = model(tokens, delay_ms);
+        // One stream lasts about tokens × delay; spread the workers over it.
+        let ramp = Duration::from_millis(tokens as u64 * delay_ms).max(Duration::from_secs(1));
+        let measure = Duration::from_secs(seconds);
+        println!("- {concurrency} concurrent streams ({name}): direct, then through Enclave");
+        let direct = {
+            let bench = bench.clone();
+            let name = name.clone();
+            closed_loop(concurrency, ramp, measure, move |_| {
+                let bench = bench.clone();
+                let name = name.clone();
+                async move { bench.direct(&name, tokens).await }
+            })
+            .await
+        };
+        let through = {
+            let bench = bench.clone();
+            let name = name.clone();
+            closed_loop(concurrency, ramp, measure, move |worker| {
+                let bench = bench.clone();
+                let name = name.clone();
+                async move { bench.through(&bench.h1, worker, &name, tokens).await }
+            })
+            .await
+        };
+        let (d, t) = (direct.ttft(), through.ttft());
+        let target = if concurrency == 1 {
+            Some(Duration::from_millis(1))
+        } else if concurrency == 1000 {
+            Some(Duration::from_millis(2))
+        } else {
+            None
+        };
+        let added_p99 = t.p99.saturating_sub(d.p99);
+        table.row(
+            format!("Time to first token, {concurrency} stream(s), p50"),
+            ms(d.p50),
+            ms(t.p50),
+            added(t.p50, d.p50),
+            "",
+            None,
+        );
+        table.row(
+            format!("Time to first token, {concurrency} stream(s), p99"),
+            format!("{} ({} streams)", ms(d.p99), d.samples),
+            format!("{} ({} streams)", ms(t.p99), t.samples),
+            added(t.p99, d.p99),
+            target
+                .map(|t| format!("added ≤ {}", ms(t)))
+                .unwrap_or_default(),
+            target.map(|target| added_p99 <= target),
+        );
+        let (dg, tg) = (direct.gaps(), through.gaps());
+        table.row(
+            format!("Gap between tokens ({delay_ms} ms apart), {concurrency} stream(s), p50 / p99"),
+            format!("{} / {}", ms(dg.p50), ms(dg.p99)),
+            format!("{} / {}", ms(tg.p50), ms(tg.p99)),
+            format!("{} / {}", added(tg.p50, dg.p50), added(tg.p99, dg.p99)),
+            "",
+            None,
+        );
+        let (send, attach) = (through.send(), through.attach());
+        table.row(
+            format!("Where it goes, {concurrency} stream(s): send_message / attach, p50 (p99)"),
+            "",
+            format!(
+                "{} ({}) / {} ({})",
+                ms(send.p50),
+                ms(send.p99),
+                ms(attach.p50),
+                ms(attach.p99)
+            ),
+            "",
+            "",
+            None,
+        );
+        let (broken, merged) = (through.broken(), through.merged());
+        table.row(
+            format!("Streams that lost or merged tokens, {concurrency} stream(s)"),
+            format!("{} lost, {} merged", direct.broken(), direct.merged()),
+            format!(
+                "{broken} lost, {merged} merged of {}",
+                through.streams.len() + through.errors
+            ),
+            "",
+            "0",
+            Some(broken == 0 && merged == 0),
+        );
+        for (label, phase) in [("direct", &direct), ("through Enclave", &through)] {
+            if let Some(err) = &phase.first_error {
+                table.note(format!(
+                    "{concurrency} streams {label}: {} request(s) failed; the first: {err}",
+                    phase.errors
+                ));
+            }
+        }
+    }
+}
+
+/// Opens `count` long replies and keeps them streaming; returns the server's
+/// resident memory once all are open, then stops them all.
+async fn hold_open(
+    bench: &Arc<Bench>,
+    server_pid: u32,
+    count: usize,
+    h2: bool,
+) -> anyhow::Result<(u64, u64, usize)> {
+    let pick = |i: usize| {
+        if h2 {
+            bench.h2[i / H2_STREAMS_PER_CONNECTION % bench.h2.len()].clone()
+        } else {
+            bench.h1.clone()
+        }
+    };
+    let flowing = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let release = Arc::new(tokio::sync::Notify::new());
+    let replies = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    // Opening is limited to 64 at once, as a crowd of users would arrive.
+    let gate = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::with_capacity(count);
+    for i in 0..count {
+        let (bench, http, flowing, failed, release, replies, gate) = (
+            bench.clone(),
+            pick(i),
+            flowing.clone(),
+            failed.clone(),
+            release.clone(),
+            replies.clone(),
+            gate.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let opened = async {
+                let _permit = gate.acquire().await?;
+                let (cookie, agent) = bench.agent(i, HOLD_MODEL);
+                let (_, reply) = bench
+                    .send(&http, cookie, agent, None, "Stay a while.")
+                    .await?;
+                replies.lock().unwrap().push((i, reply.clone()));
+                let res = bench.attach(&http, cookie, &reply).await?;
+                let mut events = res.bytes_stream().eventsource();
+                // Counted once its first token has come through.
+                loop {
+                    match events.next().await {
+                        Some(Ok(e)) if e.event == "delta" => break,
+                        Some(Ok(e)) if e.event == "snapshot" && e.data.contains("t0 ") => break,
+                        Some(Ok(e)) if e.event == "done" => bail!("ended early: {}", e.data),
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => bail!("stream: {e}"),
+                        None => bail!("stream closed"),
+                    }
+                }
+                anyhow::Ok(events)
+            }
+            .await;
+            match opened {
+                Ok(mut events) => {
+                    flowing.fetch_add(1, Ordering::SeqCst);
+                    // Keep reading (as a browser would) until told to let go.
+                    let read = async { while let Some(Ok(_)) = events.next().await {} };
+                    tokio::select! {
+                        () = read => {},
+                        () = release.notified() => {},
+                    }
+                }
+                Err(err) => {
+                    if failed.fetch_add(1, Ordering::SeqCst) == 0 {
+                        eprintln!("  a stream failed to open: {err:#}");
+                    }
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while flowing.load(Ordering::SeqCst) + failed.load(Ordering::SeqCst) < count
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Let the streams run a little with everything open, then read memory.
+    let mut rss = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        rss = rss.max(memory_kib(server_pid).0);
+    }
+    let open = flowing.load(Ordering::SeqCst);
+    let peak = memory_kib(server_pid).1;
+    // Stop every reply (closing a stream does not stop its run), then let go.
+    let replies: Vec<(usize, String)> = std::mem::take(&mut *replies.lock().unwrap());
+    futures::stream::iter(replies)
+        .for_each_concurrent(64, |(i, reply)| {
+            let bench = bench.clone();
+            let http = pick(i);
+            async move {
+                let (cookie, _) = bench.agent(i, HOLD_MODEL);
+                let _ = bench
+                    .call(
+                        &http,
+                        cookie,
+                        "stop_reply",
+                        &[("message_id", reply.as_str())],
+                    )
+                    .await;
+            }
+        })
+        .await;
+    release.notify_waiters();
+    for task in tasks {
+        let _ = task.await;
+    }
+    Ok((rss, peak, open))
+}
+
+/// A conversation with `messages` messages (half the user's, half replies).
+async fn seed_conversation(
+    bench: &Bench,
+    user: usize,
+    messages: usize,
+) -> anyhow::Result<(String, String)> {
+    let (cookie, agent) = bench.agent(user, SEED_MODEL);
+    let question = "Could you explain, step by step and with an example or two, how a \
+                    sealed value is bound to its table, column, row and owner, and why \
+                    moving it elsewhere makes it fail to open?";
+    let mut conversation: Option<String> = None;
+    for _ in 0..messages / 2 {
+        let (c, reply) = bench
+            .send(&bench.h1, cookie, agent, conversation.as_deref(), question)
+            .await?;
+        conversation = Some(c);
+        // Wait for the reply to finish before the next message.
+        let res = bench.attach(&bench.h1, cookie, &reply).await?;
+        let mut events = res.bytes_stream().eventsource();
+        while let Some(Ok(e)) = events.next().await {
+            if e.event == "done" {
+                break;
+            }
+        }
+    }
+    Ok((
+        agent.to_owned(),
+        conversation.ok_or_else(|| anyhow!("no messages"))?,
+    ))
+}
+
+/// GETs `path` `total` times, `concurrency` at once: (latency spread,
+/// requests per second, bytes of one answer).
+async fn page_latency(
+    bench: &Arc<Bench>,
+    cookie: &str,
+    path: &str,
+    concurrency: usize,
+    total: usize,
+) -> anyhow::Result<(Spread, f64, usize)> {
+    let url = format!("{}{path}", bench.base);
+    let fetch = |url: String| {
+        let http = bench.h1.clone();
+        let cookie = cookie.to_owned();
+        async move {
+            let start = Instant::now();
+            let res = http
+                .get(url)
+                .header(header::COOKIE, cookie)
+                .header(header::ACCEPT, "text/html")
+                .send()
+                .await?;
+            if !res.status().is_success() {
+                bail!("{} {}", res.status(), res.text().await.unwrap_or_default());
+            }
+            let body = res.bytes().await?;
+            anyhow::Ok((start.elapsed(), body.len()))
+        }
+    };
+    // Warm up (connections, caches).
+    for _ in 0..20 {
+        fetch(url.clone()).await?;
+    }
+    let begin = Instant::now();
+    let results: Vec<anyhow::Result<(Duration, usize)>> = futures::stream::iter(0..total)
+        .map(|_| fetch(url.clone()))
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let elapsed = begin.elapsed();
+    let mut times = Vec::with_capacity(total);
+    let mut bytes = 0;
+    for r in results {
+        let (t, b) = r?;
+        times.push(t);
+        bytes = b;
+    }
+    Ok((spread(times), total as f64 / elapsed.as_secs_f64(), bytes))
+}
+
+fn file_size(path: &Path) -> Option<u64> {
+    std::fs::metadata(path).ok().map(|m| m.len())
+}
+
+/// The site's first-load assets: (name, raw, gzip, brotli) for each.
+fn bundle_sizes(site: &Path) -> Vec<(String, u64, Option<u64>, Option<u64>)> {
+    let pkg = site.join("pkg");
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&pkg) else {
+        return out;
+    };
+    let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    names.sort();
+    for path in names {
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        if !(name.ends_with(".wasm") || name.ends_with(".js") || name.ends_with(".css")) {
+            continue;
+        }
+        let with = |ext: &str| file_size(&pkg.join(format!("{name}.{ext}")));
+        let (gz, br) = (with("gz"), with("br"));
+        if let Some(raw) = file_size(&path) {
+            out.push((name, raw, gz, br));
+        }
+    }
+    out
+}
+
+fn seal_open_rows(table: &mut Table) {
+    use app::platform::crypto::{DataKey, Place};
+    let key = DataKey::generate();
+    for size in [1024usize, 8 * 1024] {
+        let place = Place::new(
+            "messages",
+            "body",
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+        );
+        let text = "x".repeat(size);
+        let iterations = 50_000;
+        let mut seal = Vec::with_capacity(iterations);
+        let mut open = Vec::with_capacity(iterations);
+        for _ in 0..iterations / 10 {
+            std::hint::black_box(key.seal_str(place, &text));
+        }
+        for _ in 0..iterations {
+            let start = Instant::now();
+            let sealed = key.seal_str(place, std::hint::black_box(&text));
+            seal.push(start.elapsed());
+            let start = Instant::now();
+            let opened = key.open_string(place, std::hint::black_box(&sealed));
+            open.push(start.elapsed());
+            assert_eq!(opened.as_deref().map(str::len), Ok(size));
+        }
+        let (s, o) = (spread(seal), spread(open));
+        let us = |d: Duration| format!("{:.2} µs", d.as_secs_f64() * 1e6);
+        table.row(
+            format!("Seal / open one {} KiB message, p50 (p99)", size / 1024),
+            "",
+            format!(
+                "seal {} ({}), open {} ({})",
+                us(s.p50),
+                us(s.p99),
+                us(o.p50),
+                us(o.p99)
+            ),
+            "",
+            if size == 1024 { "seal p99 < 5 µs" } else { "" },
+            (size == 1024).then_some(s.p99 < Duration::from_micros(5)),
+        );
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or("?".into(), |kib| {
+            format!("{:.0} GiB", kib as f64 / 1048576.0)
+        });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{cpu}, {cores} cores, {memory} RAM, Linux {}",
+        kernel.trim()
+    )
+}
+
+// ---------------------------------------------------------------- main
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // `cargo bench` passes `--bench`; nothing else is read from the arguments.
+    let scale = Scale::from_env();
+    let admin_url = std::env::var("BENCH_DATABASE_URL")
+        .context("BENCH_DATABASE_URL must name a PostgreSQL maintenance database (…/postgres)")?;
+    let site =
+        PathBuf::from(std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into()));
+    let report = PathBuf::from(
+        std::env::var("BENCH_REPORT").unwrap_or_else(|_| "target/bench/report.md".into()),
+    );
+    let logs = report.parent().unwrap_or(Path::new(".")).to_path_buf();
+    std::fs::create_dir_all(&logs)?;
+
+    // A fresh database.
+    let admin = sqlx::PgPool::connect(&admin_url).await?;
+    sqlx::query("DROP DATABASE IF EXISTS enclave_bench WITH (FORCE)")
+        .execute(&admin)
+        .await?;
+    sqlx::query("CREATE DATABASE enclave_bench")
+        .execute(&admin)
+        .await?;
+    let db_url = format!(
+        "{}/enclave_bench",
+        admin_url
+            .rsplit_once('/')
+            .map_or(admin_url.as_str(), |(b, _)| b)
+    );
+    let pg_settings: Vec<(String, String)> = sqlx::query_as(
+        "SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'server_version') ORDER BY name",
+    )
+    .fetch_all(&admin)
+    .await?;
+    admin.close().await;
+
+    let fake_port = free_port();
+    let fake_log = logs.join("fake-provider.log");
+    let mut fake = spawn(
+        &["fake-provider", &format!("127.0.0.1:{fake_port}")],
+        &[],
+        &fake_log,
+    )?;
+    let fake_base = format!("http://127.0.0.1:{fake_port}");
+    wait_until_up(
+        &format!("{fake_base}/openai/v1/models"),
+        &mut fake,
+        &fake_log,
+    )
+    .await
+    .ok();
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let master_key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>());
+    let server_log = logs.join("server.log");
+    let mut server = spawn(
+        &[],
+        &[
+            ("ENCLAVE_DATABASE_URL", db_url.clone()),
+            ("ENCLAVE_ADDR", format!("127.0.0.1:{port}")),
+            ("ENCLAVE_PUBLIC_URL", base.clone()),
+            ("ENCLAVE_MASTER_KEY", master_key),
+            ("ENCLAVE_OPENAI_BASE_URL", format!("{fake_base}/openai/v1")),
+            ("ENCLAVE_OPENAI_API_KEY", PROVIDER_KEY.to_owned()),
+            ("ENCLAVE_EGRESS_ALLOW", format!("127.0.0.1:{fake_port}")),
+            ("ENCLAVE_SIGN_UP_LIMIT_PER_IP", "100000".to_owned()),
+            ("ENCLAVE_SIGN_IN_LIMIT_PER_IP", "100000".to_owned()),
+            ("LEPTOS_SITE_ROOT", site.display().to_string()),
+        ],
+        &server_log,
+    )?;
+    wait_until_up(&format!("{base}/health"), &mut server, &server_log).await?;
+    let pid = server.pid();
+    println!("Enclave (pid {pid}) on {base}, fake provider on {fake_base}");
+
+    let mut table = Table::default();
+    let started = Instant::now();
+
+    // Memory right after start, before anyone signs in.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle = memory_kib(pid).0;
+
+    // Users and agents.
+    let mut bench = Bench {
+        base: base.clone(),
+        fake: fake_base.clone(),
+        h1: client(false),
+        h2: (0..10_000 / H2_STREAMS_PER_CONNECTION)
+            .map(|_| client(true))
+            .collect(),
+        users: Vec::new(),
+    };
+    let models = scale.models();
+    for n in 0..50 {
+        let cookie = bench.sign_up(n).await?;
+        for model in &models {
+            bench.create_agent(&cookie, model).await?;
+        }
+        let agents = bench.agents_of(&cookie).await?;
+        bench.users.push(User { cookie, agents });
+    }
+    let bench = Arc::new(bench);
+    println!("50 users with {} agents each", models.len());
+
+    ttft_rows(&bench, &scale, &mut table).await;
+
+    // Memory with many streams open.
+    let after_chat = memory_kib(pid).0;
+    table.row(
+        "Server memory (RSS), idle after start",
+        "",
+        mib(idle),
+        "",
+        "≤ 50 MiB",
+        Some(idle <= 50 * 1024),
+    );
+    for &(count, h2) in &scale.memory {
+        println!(
+            "- holding {count} streams open ({})",
+            if h2 { "h2c" } else { "HTTP/1.1" }
+        );
+        let (rss, peak, open) = hold_open(&bench, pid, count, h2).await?;
+        let target = match count {
+            1000 => Some(256 * 1024),
+            10_000 => Some(1024 * 1024),
+            _ => None,
+        };
+        table.row(
+            format!(
+                "Server memory (RSS), {count} streams open over {}",
+                if h2 { "HTTP/2 (h2c)" } else { "HTTP/1.1" }
+            ),
+            "",
+            format!("{} ({open} flowing; peak {})", mib(rss), mib(peak)),
+            "",
+            target.map(|t| format!("≤ {}", mib(t))).unwrap_or_default(),
+            target.map(|t| rss <= t && open == count),
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    table.row(
+        "Server memory (RSS), idle after the load",
+        "",
+        format!(
+            "{} (after the chat rows: {})",
+            mib(memory_kib(pid).0),
+            mib(after_chat)
+        ),
+        "",
+        "",
+        None,
+    );
+
+    // Server-rendered pages.
+    println!("- server-rendered pages");
+    let (agent, short) = seed_conversation(&bench, 0, 10).await?;
+    let cookie = bench.users[0].cookie.clone();
+    for (label, path) in [
+        ("agent list", "/agents".to_owned()),
+        (
+            "conversation (10 messages)",
+            format!("/agents/{agent}/chat?c={short}"),
+        ),
+    ] {
+        let (s, rps, bytes) = page_latency(&bench, &cookie, &path, 8, 800).await?;
+        table.row(
+            format!("Page: {label}, 8 at a time, p50 / p99"),
+            "",
+            format!(
+                "{} / {} ({rps:.0} pages/s, {})",
+                ms(s.p50),
+                ms(s.p99),
+                kb(bytes as u64)
+            ),
+            "",
+            "",
+            None,
+        );
+    }
+    println!("- a {}-message conversation", scale.conversation_messages);
+    let seed_start = Instant::now();
+    let (agent, long) = seed_conversation(&bench, 1, scale.conversation_messages).await?;
+    let seeded = seed_start.elapsed();
+    let cookie = bench.users[1].cookie.clone();
+    let (s, _, bytes) = page_latency(
+        &bench,
+        &cookie,
+        &format!("/agents/{agent}/chat?c={long}"),
+        1,
+        50,
+    )
+    .await?;
+    table.row(
+        format!(
+            "Open a {}-message conversation (page of the newest 100), p50 / p99",
+            scale.conversation_messages
+        ),
+        "",
+        format!(
+            "{} / {}, {} of HTML",
+            ms(s.p50),
+            ms(s.p99),
+            kb(bytes as u64)
+        ),
+        "",
+        "",
+        None,
+    );
+    table.note(format!(
+        "Seeding the {}-message conversation ({} sends, each waiting for its reply) took {:.1} s.",
+        scale.conversation_messages,
+        scale.conversation_messages / 2,
+        seeded.as_secs_f64()
+    ));
+
+    // The WASM bundle and the rest of the first load.
+    let assets = bundle_sizes(&site);
+    if assets.is_empty() {
+        table.note(format!(
+            "No site in {}: build it with `cargo leptos build --release --precompress`.",
+            site.display()
+        ));
+    }
+    let (mut raw, mut gz, mut br) = (0, 0, 0);
+    for (name, r, g, b) in &assets {
+        table.row(
+            format!("First load: {name} (raw / gzip / brotli)"),
+            "",
+            format!(
+                "{} / {} / {}",
+                kb(*r),
+                g.map_or("–".into(), kb),
+                b.map_or("–".into(), kb)
+            ),
+            "",
+            "",
+            None,
+        );
+        raw += r;
+        gz += g.unwrap_or(*r);
+        br += b.unwrap_or(*r);
+    }
+    if !assets.is_empty() {
+        table.row(
+            "First load in all (WASM + JS + CSS), raw / gzip / brotli",
+            "",
+            format!("{} / {} / {}", kb(raw), kb(gz), kb(br)),
+            "",
+            "≤ 250 KB brotli",
+            Some(br <= 250_000),
+        );
+    }
+
+    seal_open_rows(&mut table);
+
+    table.note(format!("Machine: {}.", machine()));
+    table.note(format!(
+        "PostgreSQL: {}.",
+        pg_settings
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    table.note(
+        "Client, Enclave, the fake provider and PostgreSQL share the machine; every figure is \
+         measured at the client over loopback. \"Added\" = through Enclave minus direct, \
+         percentile by percentile, measured in the same run.",
+    );
+    if scale.quick {
+        table.note("BENCH_QUICK=1: a shortened run.");
+    }
+    table.note(format!(
+        "Total run time {:.0} s.",
+        started.elapsed().as_secs_f64()
+    ));
+
+    let markdown = table.markdown();
+    std::fs::write(&report, &markdown)?;
+    println!("\n{markdown}");
+    println!("written to {}", report.display());
+    drop(server);
+    drop(fake);
+    Ok(())
+}
