@@ -10,11 +10,7 @@
 
 use std::convert::Infallible;
 
-use app::{
-    auth::server::AuthSession,
-    chat::{MessageStatus, StreamUpdate},
-    platform::AppState,
-};
+use app::{auth::server::AuthSession, chat::StreamUpdate, platform::AppState};
 use axum::{
     Extension,
     extract::{Path, State},
@@ -25,7 +21,6 @@ use axum::{
     },
 };
 use futures::{Stream, StreamExt as _, stream};
-use tokio::sync::broadcast::error::RecvError;
 
 fn event(update: &StreamUpdate) -> Event {
     let name = match update {
@@ -52,40 +47,8 @@ pub async fn stream_reply(
     let owner = session.user_id;
     let updates: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
         // A live run: the registry checks the owner, and no query is needed.
-        match state.runs.subscribe(id, owner) {
-            Some((so_far, rx)) => {
-                let first =
-                    stream::once(
-                        async move { Ok(event(&StreamUpdate::Snapshot { text: so_far })) },
-                    );
-                let runs = state.runs.clone();
-                let rest = stream::unfold((rx, false), move |(mut rx, done)| {
-                    let runs = runs.clone();
-                    async move {
-                        if done {
-                            return None;
-                        }
-                        loop {
-                            match rx.recv().await {
-                                Ok(update) => {
-                                    let finished = matches!(update, StreamUpdate::Done { .. });
-                                    return Some((Ok(event(&update)), (rx, finished)));
-                                }
-                                // A slow reader missed pieces: it gets the whole text again.
-                                Err(RecvError::Lagged(_)) => {
-                                    if let Some((text, fresh)) = runs.subscribe(id, owner) {
-                                        let update = StreamUpdate::Snapshot { text };
-                                        return Some((Ok(event(&update)), (fresh, false)));
-                                    }
-                                    // The run ended meanwhile: its `done` is still queued.
-                                }
-                                Err(RecvError::Closed) => return None,
-                            }
-                        }
-                    }
-                });
-                Box::pin(first.chain(rest))
-            }
+        match state.runs.follow(id, owner) {
+            Some(updates) => Box::pin(updates.map(|update| Ok(event(&update)))),
             None => {
                 // Finished (or another replica's, or someone else's: then not found).
                 let stored = match app::chat::server::stored_reply(&state, owner, id).await {
@@ -96,13 +59,9 @@ pub async fn stream_reply(
                         return (status, err.to_string()).into_response();
                     }
                 };
+                // Still `streaming` here means another replica may be writing it.
                 let done = StreamUpdate::Done {
-                    status: if stored.status == MessageStatus::Streaming {
-                        // Not live on this server: another replica may be writing it.
-                        MessageStatus::Streaming
-                    } else {
-                        stored.status
-                    },
+                    status: stored.status,
                     error: stored.error.clone(),
                     input_tokens: stored.input_tokens,
                     output_tokens: stored.output_tokens,

@@ -16,7 +16,8 @@ use std::{
     time::Duration,
 };
 
-use tokio::sync::{Notify, broadcast};
+use futures::Stream;
+use tokio::sync::{Notify, broadcast, broadcast::error::RecvError};
 use uuid::Uuid;
 
 use super::{MessageStatus, StreamUpdate};
@@ -49,6 +50,17 @@ struct Run {
     stop: Notify,
 }
 
+impl Run {
+    /// Appends a piece and sends it under one lock, so a new subscriber's
+    /// snapshot and the pieces after it neither miss nor repeat.
+    fn append(&self, piece: String) {
+        if let Ok(mut text) = self.text.lock() {
+            text.push_str(&piece);
+            let _ = self.updates.send(StreamUpdate::Delta { text: piece });
+        }
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct Runs {
     live: Arc<Mutex<HashMap<Uuid, Arc<Run>>>>,
@@ -73,7 +85,7 @@ impl Runs {
 
     /// The reply so far and a receiver for what follows, if `owner`'s run
     /// for `message` is live. Taken under one lock, so nothing falls between.
-    pub fn subscribe(
+    fn subscribe(
         &self,
         message: Uuid,
         owner: Uuid,
@@ -81,6 +93,48 @@ impl Runs {
         let run = self.get(message, owner)?;
         let text = run.text.lock().ok()?;
         Some((text.clone(), run.updates.subscribe()))
+    }
+
+    /// Follows `owner`'s live run for `message`: a snapshot of the text so
+    /// far, each piece after it, and `Done`. A reader that falls more than
+    /// `UPDATES_BUFFER` pieces behind gets a fresh snapshot, never a gap.
+    /// `None` when no such run is live here (finished, elsewhere, or not
+    /// this owner's).
+    pub fn follow(
+        &self,
+        message: Uuid,
+        owner: Uuid,
+    ) -> Option<impl Stream<Item = StreamUpdate> + Send + 'static> {
+        let (text, rx) = self.subscribe(message, owner)?;
+        let first = StreamUpdate::Snapshot { text };
+        let state = (Some(first), rx, false, self.clone());
+        Some(futures::stream::unfold(
+            state,
+            move |(pending, mut rx, done, runs)| async move {
+                if let Some(update) = pending {
+                    return Some((update, (None, rx, false, runs)));
+                }
+                if done {
+                    return None;
+                }
+                loop {
+                    match rx.recv().await {
+                        Ok(update) => {
+                            let finished = matches!(update, StreamUpdate::Done { .. });
+                            return Some((update, (None, rx, finished, runs)));
+                        }
+                        Err(RecvError::Lagged(_)) => {
+                            if let Some((text, fresh)) = runs.subscribe(message, owner) {
+                                let update = StreamUpdate::Snapshot { text };
+                                return Some((update, (None, fresh, false, runs)));
+                            }
+                            // The run ended meanwhile: its `Done` is still queued.
+                        }
+                        Err(RecvError::Closed) => return None,
+                    }
+                }
+            },
+        ))
     }
 
     /// Asks `owner`'s run for `message` to stop; false if there is none.
@@ -169,14 +223,7 @@ async fn drive(
             item = events.recv() => match item {
                 None => return (MessageStatus::Complete, None, usage),
                 Some(Err(err)) => return (MessageStatus::Interrupted, Some(err.to_string()), usage),
-                Some(Ok(StreamEvent::Text(piece))) => {
-                    // Appended and sent under one lock, so a new subscriber's
-                    // snapshot and the pieces after it neither miss nor repeat.
-                    if let Ok(mut text) = run.text.lock() {
-                        text.push_str(&piece);
-                        let _ = run.updates.send(StreamUpdate::Delta { text: piece });
-                    }
-                }
+                Some(Ok(StreamEvent::Text(piece))) => run.append(piece),
                 Some(Ok(StreamEvent::Usage(u))) => usage = Some(u),
                 // Tool calls are executed by the tools slice; finish reasons need nothing.
                 Some(Ok(_)) => {}
@@ -203,7 +250,7 @@ async fn checkpoint_loop(db: sqlx::PgPool, runs: Runs) {
 
 /// Writes every live reply that grew since it was last written, sealed, in
 /// statements of up to `CHECKPOINT_BATCH` rows. Returns how many were written.
-pub async fn checkpoint(db: &sqlx::PgPool, runs: &Runs) -> usize {
+async fn checkpoint(db: &sqlx::PgPool, runs: &Runs) -> usize {
     let live: Vec<(Uuid, Arc<Run>)> = match runs.live.lock() {
         Ok(map) => map.iter().map(|(id, run)| (*id, run.clone())).collect(),
         Err(_) => return 0,
@@ -313,4 +360,76 @@ pub async fn recover_interrupted(
         .rows_affected();
     }
     Ok(marked)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt as _;
+
+    use super::*;
+
+    fn live_run(runs: &Runs, message: Uuid, owner: Uuid) -> Arc<Run> {
+        let (updates, _) = broadcast::channel(UPDATES_BUFFER);
+        let run = Arc::new(Run {
+            owner,
+            key: DataKey::generate(),
+            text: Mutex::new(String::new()),
+            saved: AtomicUsize::new(0),
+            updates,
+            stop: Notify::new(),
+        });
+        runs.live.lock().unwrap().insert(message, run.clone());
+        run
+    }
+
+    fn text(update: Option<StreamUpdate>) -> String {
+        match update {
+            Some(StreamUpdate::Snapshot { text }) => format!("snapshot:{text}"),
+            Some(StreamUpdate::Delta { text }) => format!("delta:{text}"),
+            Some(StreamUpdate::Done { status, .. }) => format!("done:{}", status.as_str()),
+            None => "end".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_falls_behind_gets_the_whole_text_not_a_gap() {
+        let runs = Runs::default();
+        let (message, owner) = (Uuid::new_v4(), Uuid::new_v4());
+        let run = live_run(&runs, message, owner);
+        run.append("a ".into());
+        let follower = runs.follow(message, owner).unwrap();
+        futures::pin_mut!(follower);
+        assert_eq!(text(follower.next().await), "snapshot:a ");
+        // Far more pieces than the buffer holds, none of them read yet.
+        let pieces: Vec<String> = (0..UPDATES_BUFFER * 3).map(|i| format!("p{i} ")).collect();
+        for piece in &pieces {
+            run.append(piece.clone());
+        }
+        assert_eq!(
+            text(follower.next().await),
+            format!("snapshot:a {}", pieces.concat()),
+            "the lagging reader is sent everything so far"
+        );
+        run.append("z ".into());
+        assert_eq!(text(follower.next().await), "delta:z ");
+        // As a run ends: leave the registry, then say done.
+        runs.live.lock().unwrap().remove(&message);
+        let _ = run.updates.send(StreamUpdate::Done {
+            status: MessageStatus::Complete,
+            error: None,
+            input_tokens: None,
+            output_tokens: None,
+        });
+        assert_eq!(text(follower.next().await), "done:complete");
+        assert_eq!(text(follower.next().await), "end");
+    }
+
+    #[tokio::test]
+    async fn another_owner_cannot_follow_a_live_run() {
+        let runs = Runs::default();
+        let (message, owner) = (Uuid::new_v4(), Uuid::new_v4());
+        live_run(&runs, message, owner);
+        assert!(runs.follow(message, Uuid::new_v4()).is_none());
+        assert!(runs.follow(message, owner).is_some());
+    }
 }
