@@ -84,11 +84,14 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Waits until `url` answers 200 (with the provider key, which the fake's
+/// model listing wants and Enclave's health check ignores).
 async fn wait_until_up(url: &str, proc: &mut Proc, log: &Path) -> anyhow::Result<()> {
     let client = Client::new();
     for _ in 0..300 {
         if client
             .get(url)
+            .bearer_auth(PROVIDER_KEY)
             .send()
             .await
             .is_ok_and(|r| r.status().is_success())
@@ -458,51 +461,27 @@ impl Bench {
             .await?;
         let sent = start.elapsed();
         let res = self.attach(http, cookie, &reply).await?;
-        let mut seen = Observed {
-            send: sent,
-            attach: start.elapsed() - sent,
-            ..Observed::default()
-        };
+        let mut tally = Tally::new(start);
+        tally.seen.send = sent;
+        tally.seen.attach = start.elapsed() - sent;
         let mut events = res.bytes_stream().eventsource();
-        let mut text = String::new();
-        let mut first = None;
-        let mut last = start;
-        let mut status = String::new();
+        let mut complete = false;
         while let Some(event) = events.next().await {
             let event = event?;
             let now = Instant::now();
             let data: Value = serde_json::from_str(&event.data)?;
             let piece = data["text"].as_str().unwrap_or_default();
             match event.event.as_str() {
-                "snapshot" => {
-                    text = piece.to_owned();
-                    if !piece.is_empty() {
-                        first = Some(now);
-                        last = now;
-                    }
-                }
-                "delta" => {
-                    if token_count(piece) > 1 {
-                        seen.merged += 1;
-                    }
-                    if first.is_none() {
-                        first = Some(now);
-                    } else {
-                        seen.gaps.push(now - last);
-                    }
-                    last = now;
-                    text.push_str(piece);
-                }
+                "snapshot" => tally.snapshot(now, piece),
+                "delta" => tally.piece(now, piece),
                 "done" => {
-                    status = data["status"].as_str().unwrap_or_default().to_owned();
+                    complete = data["status"] == "complete";
                     break;
                 }
                 _ => {}
             }
         }
-        seen.first_token = first.ok_or_else(|| anyhow!("no token arrived"))? - start;
-        seen.intact = status == "complete" && text == expected_text(tokens);
-        Ok(seen)
+        tally.finish(complete, tokens)
     }
 
     /// The same reply straight from the fake provider.
@@ -526,11 +505,8 @@ impl Bench {
         if !res.status().is_success() {
             bail!("fake: {}", res.status());
         }
+        let mut tally = Tally::new(start);
         let mut events = res.bytes_stream().eventsource();
-        let mut seen = Observed::default();
-        let mut text = String::new();
-        let mut first = None;
-        let mut last = start;
         let mut finished = false;
         while let Some(event) = events.next().await {
             let event = event?;
@@ -540,26 +516,63 @@ impl Bench {
             }
             let now = Instant::now();
             let data: Value = serde_json::from_str(&event.data)?;
-            let Some(piece) = data["choices"][0]["delta"]["content"].as_str() else {
-                continue;
-            };
-            if piece.is_empty() {
-                continue;
+            match data["choices"][0]["delta"]["content"].as_str() {
+                Some(piece) if !piece.is_empty() => tally.piece(now, piece),
+                _ => {}
             }
-            if token_count(piece) > 1 {
-                seen.merged += 1;
-            }
-            if first.is_none() {
-                first = Some(now);
-            } else {
-                seen.gaps.push(now - last);
-            }
-            last = now;
-            text.push_str(piece);
         }
-        seen.first_token = first.ok_or_else(|| anyhow!("no token arrived"))? - start;
-        seen.intact = finished && text == expected_text(tokens);
-        Ok(seen)
+        tally.finish(finished, tokens)
+    }
+}
+
+/// Counts one stream's pieces as they arrive, the same way for both paths.
+struct Tally {
+    start: Instant,
+    first: Option<Instant>,
+    last: Instant,
+    text: String,
+    seen: Observed,
+}
+
+impl Tally {
+    fn new(start: Instant) -> Tally {
+        Tally {
+            start,
+            first: None,
+            last: start,
+            text: String::new(),
+            seen: Observed::default(),
+        }
+    }
+
+    /// The whole text so far (sent when attaching).
+    fn snapshot(&mut self, now: Instant, text: &str) {
+        self.text = text.to_owned();
+        if !text.is_empty() {
+            self.first.get_or_insert(now);
+            self.last = now;
+        }
+    }
+
+    fn piece(&mut self, now: Instant, piece: &str) {
+        if token_count(piece) > 1 {
+            self.seen.merged += 1;
+        }
+        if self.first.is_none() {
+            self.first = Some(now);
+        } else {
+            self.seen.gaps.push(now - self.last);
+        }
+        self.last = now;
+        self.text.push_str(piece);
+    }
+
+    /// `ended_well`: the stream said it was complete.
+    fn finish(mut self, ended_well: bool, tokens: usize) -> anyhow::Result<Observed> {
+        let first = self.first.ok_or_else(|| anyhow!("no token arrived"))?;
+        self.seen.first_token = first - self.start;
+        self.seen.intact = ended_well && self.text == expected_text(tokens);
+        Ok(self.seen)
     }
 }
 
@@ -1137,8 +1150,7 @@ async fn main() -> anyhow::Result<()> {
         &mut fake,
         &fake_log,
     )
-    .await
-    .ok();
+    .await?;
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -1176,7 +1188,8 @@ async fn main() -> anyhow::Result<()> {
         base: base.clone(),
         fake: fake_base.clone(),
         h1: client(false),
-        h2: (0..10_000 / H2_STREAMS_PER_CONNECTION)
+        h2: (0..scale.memory.iter().map(|m| m.0).max().unwrap_or(0) / H2_STREAMS_PER_CONNECTION
+            + 1)
             .map(|_| client(true))
             .collect(),
         users: Vec::new(),
