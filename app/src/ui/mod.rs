@@ -171,7 +171,7 @@ pub fn Field(
     #[prop(optional)] list: &'static str,
     #[prop(into)] error: Signal<Option<AppError>>,
 ) -> impl IntoView {
-    let message = move || error.get().and_then(|e| e.field_message(name));
+    let message = field_message(error, name);
     let id = format!("field-{name}");
     let message_id = format!("{id}-error");
     view! {
@@ -188,10 +188,7 @@ pub fn Field(
                 aria-invalid=move || message().is_some().to_string()
                 aria-describedby=message_id.clone()
             />
-            {(!hint.is_empty()).then(|| view! { <p class="hint">{hint}</p> })}
-            <p class="field-error" id=message_id>
-                {message}
-            </p>
+            {field_footer(hint, message_id, message)}
         </div>
     }
 }
@@ -206,7 +203,7 @@ pub fn TextAreaField(
     #[prop(default = 4)] rows: u32,
     #[prop(into)] error: Signal<Option<AppError>>,
 ) -> impl IntoView {
-    let message = move || error.get().and_then(|e| e.field_message(name));
+    let message = field_message(error, name);
     let id = format!("field-{name}");
     let message_id = format!("{id}-error");
     view! {
@@ -221,11 +218,22 @@ pub fn TextAreaField(
             >
                 {value}
             </textarea>
-            {(!hint.is_empty()).then(|| view! { <p class="hint">{hint}</p> })}
-            <p class="field-error" id=message_id>
-                {message}
-            </p>
+            {field_footer(hint, message_id, message)}
         </div>
+    }
+}
+
+/// Under every field: its hint, if any, and where its error appears.
+fn field_footer(
+    hint: &'static str,
+    message_id: String,
+    message: impl Fn() -> Option<String> + Send + Sync + 'static,
+) -> impl IntoView {
+    view! {
+        {(!hint.is_empty()).then(|| view! { <p class="hint">{hint}</p> })}
+        <p class="field-error" id=message_id>
+            {message}
+        </p>
     }
 }
 
