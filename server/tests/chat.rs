@@ -117,6 +117,16 @@ async fn conversation(app: &TestApp, client: &Client, id: &str) -> Value {
     res.json().await.unwrap()
 }
 
+/// The message of a 422 answer (which it must be).
+async fn refusal(res: reqwest::Response) -> String {
+    assert_eq!(res.status(), 422);
+    let body: Value = res.json().await.unwrap();
+    body["Invalid"][0]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message in {body}"))
+        .to_owned()
+}
+
 /// Waits until the reply is no longer streaming (bounded).
 async fn settled(app: &TestApp, client: &Client, conversation_id: &str) -> Value {
     for _ in 0..200 {
@@ -430,15 +440,8 @@ async fn a_missing_key_is_explained_and_nothing_is_stored(db: PgPool) {
             &[("agent_id", agent.as_str()), ("message", "Hello?")],
         )
         .await;
-    assert_eq!(res.status(), 422);
-    let body: Value = res.json().await.unwrap();
-    assert!(
-        body["Invalid"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("No OpenAI key"),
-        "{body}"
-    );
+    let message = refusal(res).await;
+    assert!(message.contains("No OpenAI key"), "{message}");
     assert_eq!(app.count("SELECT count(*) FROM messages").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM conversations").await, 0);
 }
@@ -489,15 +492,8 @@ async fn the_offline_demo_model_streams_without_any_key(db: PgPool) {
             &[("agent_id", agent.as_str()), ("message", "Again")],
         )
         .await;
-    assert_eq!(res.status(), 422);
-    let body: Value = res.json().await.unwrap();
-    assert!(
-        body["Invalid"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("development servers"),
-        "{body}"
-    );
+    let message = refusal(res).await;
+    assert!(message.contains("development servers"), "{message}");
     assert_eq!(plain.count("SELECT count(*) FROM messages").await, 2);
 }
 
