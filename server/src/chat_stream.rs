@@ -51,7 +51,7 @@ pub async fn stream_reply(
             Some(updates) => Box::pin(updates.map(|update| Ok(event(&update)))),
             None => {
                 // Finished (or another replica's, or someone else's: then not found).
-                let stored = match app::chat::server::stored_reply(&state, owner, id).await {
+                let stored = match app::chat::server::stored_reply(&state, owner, &session.key, id).await {
                     Ok(stored) => stored,
                     Err(err) => {
                         let status = StatusCode::from_u16(err.status())

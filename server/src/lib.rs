@@ -167,7 +167,7 @@ async fn export_agent(
     };
     let result = async {
         let id = app::agents::server::parse_id(&id)?;
-        app::agents::server::export_agent(&state, session.user_id, id).await
+        app::agents::server::export_agent(&state, session.user_id, &session.key, id).await
     }
     .await;
     match result {

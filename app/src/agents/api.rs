@@ -69,6 +69,7 @@ pub async fn list_agents(query: Option<String>) -> Result<Vec<AgentSummary>, App
     super::server::list_agents(
         &request::state()?,
         session.user_id,
+        &session.key,
         query.as_deref().unwrap_or(""),
     )
     .await
@@ -79,7 +80,7 @@ pub async fn get_agent(id: String) -> Result<AgentDetail, AppError> {
     use crate::platform::request;
     let session = request::require_session()?;
     let id = super::server::parse_id(&id)?;
-    super::server::get_agent(&request::state()?, session.user_id, id).await
+    super::server::get_agent(&request::state()?, session.user_id, &session.key, id).await
 }
 
 #[server(prefix = "/api", endpoint = "create_agent")]
@@ -117,7 +118,14 @@ pub async fn create_agent(
     );
     let spec = super::domain::AgentSpec::parse(&form)?;
     let key = chosen_key(provider_key_id)?;
-    let id = super::server::create_agent(&request::state()?, session.user_id, &spec, key).await?;
+    let id = super::server::create_agent(
+        &request::state()?,
+        session.user_id,
+        &session.key,
+        &spec,
+        key,
+    )
+    .await?;
     leptos_axum::redirect(&format!("/agents/{id}"));
     Ok(())
 }
@@ -159,7 +167,15 @@ pub async fn update_agent(
     );
     let spec = super::domain::AgentSpec::parse(&form)?;
     let key = chosen_key(provider_key_id)?;
-    super::server::update_agent(&request::state()?, session.user_id, id, &spec, key).await?;
+    super::server::update_agent(
+        &request::state()?,
+        session.user_id,
+        &session.key,
+        id,
+        &spec,
+        key,
+    )
+    .await?;
     leptos_axum::redirect(&format!("/agents/{id}"));
     Ok(())
 }
@@ -186,7 +202,9 @@ pub async fn duplicate_agent(id: String) -> Result<(), AppError> {
     use crate::platform::request;
     let session = request::require_session()?;
     let id = super::server::parse_id(&id)?;
-    let copy = super::server::duplicate_agent(&request::state()?, session.user_id, id).await?;
+    let copy =
+        super::server::duplicate_agent(&request::state()?, session.user_id, &session.key, id)
+            .await?;
     leptos_axum::redirect(&format!("/agents/{copy}"));
     Ok(())
 }
@@ -195,7 +213,8 @@ pub async fn duplicate_agent(id: String) -> Result<(), AppError> {
 pub async fn import_agent(json: String) -> Result<(), AppError> {
     use crate::platform::request;
     let session = request::require_session()?;
-    let id = super::server::import_agent(&request::state()?, session.user_id, &json).await?;
+    let id = super::server::import_agent(&request::state()?, session.user_id, &session.key, &json)
+        .await?;
     leptos_axum::redirect(&format!("/agents/{id}"));
     Ok(())
 }
@@ -204,7 +223,7 @@ pub async fn import_agent(json: String) -> Result<(), AppError> {
 pub async fn list_provider_keys() -> Result<Vec<ProviderKeyView>, AppError> {
     use crate::platform::request;
     let session = request::require_session()?;
-    super::server::list_keys(&request::state()?, session.user_id).await
+    super::server::list_keys(&request::state()?, session.user_id, &session.key).await
 }
 
 #[server(prefix = "/api", endpoint = "add_provider_key")]
@@ -225,6 +244,7 @@ pub async fn add_provider_key(
     super::server::add_key(
         &request::state()?,
         session.user_id,
+        &session.key,
         provider,
         &label,
         &secret,
@@ -246,7 +266,14 @@ pub async fn replace_provider_key(id: String, secret: String) -> Result<(), AppE
     {
         return Err(AppError::invalid("secret", "Paste the new API key."));
     }
-    super::server::replace_key(&request::state()?, session.user_id, id, secret).await
+    super::server::replace_key(
+        &request::state()?,
+        session.user_id,
+        &session.key,
+        id,
+        secret,
+    )
+    .await
 }
 
 #[server(prefix = "/api", endpoint = "delete_provider_key")]
@@ -262,5 +289,5 @@ pub async fn test_provider_key(id: String) -> Result<KeyTest, AppError> {
     use crate::platform::request;
     let session = request::require_session()?;
     let id = super::server::parse_id(&id)?;
-    super::server::test_key(&request::state()?, session.user_id, id).await
+    super::server::test_key(&request::state()?, session.user_id, &session.key, id).await
 }

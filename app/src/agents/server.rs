@@ -15,7 +15,6 @@ use crate::{
     platform::{
         AppState,
         crypto::{DataKey, Place, Sealed},
-        keystore,
     },
 };
 
@@ -134,9 +133,9 @@ fn seal_agent(
 pub async fn list_agents(
     state: &AppState,
     owner: Uuid,
+    key: &DataKey,
     query: &str,
 ) -> Result<Vec<AgentSummary>, AppError> {
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
     let rows: Vec<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {AGENT_COLUMNS} FROM agents WHERE owner_id = $1 ORDER BY created_at DESC, id"
     )))
@@ -146,7 +145,7 @@ pub async fn list_agents(
     let needle = query.trim().to_lowercase();
     let mut agents = Vec::with_capacity(rows.len());
     for row in &rows {
-        let spec = spec_from_row(&key, owner, row)?;
+        let spec = spec_from_row(key, owner, row)?;
         if needle.is_empty()
             || spec.name.to_lowercase().contains(&needle)
             || spec.description.to_lowercase().contains(&needle)
@@ -164,8 +163,8 @@ pub async fn list_agents(
     Ok(agents)
 }
 
-/// The helpers below take the owner's data key from their caller, which
-/// fetches it once per request.
+/// Every function here takes the owner's data key from its caller: the
+/// request's `AuthSession`, where the session middleware unwrapped it.
 async fn load_agent(
     state: &AppState,
     owner: Uuid,
@@ -183,10 +182,14 @@ async fn load_agent(
     Ok((spec_from_row(key, owner, &row)?, row.12))
 }
 
-pub async fn get_agent(state: &AppState, owner: Uuid, id: Uuid) -> Result<AgentDetail, AppError> {
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
-    let (spec, provider_key_id) = load_agent(state, owner, &key, id).await?;
-    let key_source = key_source(state, owner, &key, spec.provider, provider_key_id).await?;
+pub async fn get_agent(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    id: Uuid,
+) -> Result<AgentDetail, AppError> {
+    let (spec, provider_key_id) = load_agent(state, owner, key, id).await?;
+    let key_source = key_source(state, owner, key, spec.provider, provider_key_id).await?;
     Ok(AgentDetail {
         id: id.to_string(),
         spec,
@@ -266,11 +269,11 @@ const UPDATE_AGENT: &str = "UPDATE agents SET name = $3, description = $4, syste
 pub async fn create_agent(
     state: &AppState,
     owner: Uuid,
+    key: &DataKey,
     spec: &AgentSpec,
     provider_key_id: Option<Uuid>,
 ) -> Result<Uuid, AppError> {
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
-    insert_agent(state, owner, &key, spec, provider_key_id).await
+    insert_agent(state, owner, key, spec, provider_key_id).await
 }
 
 async fn insert_agent(
@@ -289,12 +292,12 @@ async fn insert_agent(
 pub async fn update_agent(
     state: &AppState,
     owner: Uuid,
+    key: &DataKey,
     id: Uuid,
     spec: &AgentSpec,
     provider_key_id: Option<Uuid>,
 ) -> Result<(), AppError> {
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
-    if write_agent(state, UPDATE_AGENT, owner, &key, id, spec, provider_key_id).await? == 0 {
+    if write_agent(state, UPDATE_AGENT, owner, key, id, spec, provider_key_id).await? == 0 {
         return Err(AppError::NotFound);
     }
     Ok(())
@@ -314,30 +317,39 @@ pub async fn delete_agent(state: &AppState, owner: Uuid, id: Uuid) -> Result<(),
 }
 
 /// A copy named "Copy of …", with the same key choice.
-pub async fn duplicate_agent(state: &AppState, owner: Uuid, id: Uuid) -> Result<Uuid, AppError> {
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
-    let (mut spec, provider_key_id) = load_agent(state, owner, &key, id).await?;
+pub async fn duplicate_agent(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    id: Uuid,
+) -> Result<Uuid, AppError> {
+    let (mut spec, provider_key_id) = load_agent(state, owner, key, id).await?;
     spec.name = format!("Copy of {}", spec.name)
         .chars()
         .take(NAME_MAX)
         .collect();
-    insert_agent(state, owner, &key, &spec, provider_key_id).await
+    insert_agent(state, owner, key, &spec, provider_key_id).await
 }
 
 /// The agent as an export file (no key, no ids).
 pub async fn export_agent(
     state: &AppState,
     owner: Uuid,
+    key: &DataKey,
     id: Uuid,
 ) -> Result<AgentExport, AppError> {
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
-    let (spec, _) = load_agent(state, owner, &key, id).await?;
+    let (spec, _) = load_agent(state, owner, key, id).await?;
     Ok(AgentExport::from_spec(&spec))
 }
 
-pub async fn import_agent(state: &AppState, owner: Uuid, json: &str) -> Result<Uuid, AppError> {
+pub async fn import_agent(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    json: &str,
+) -> Result<Uuid, AppError> {
     let spec = AgentExport::parse(json)?;
-    create_agent(state, owner, &spec, None).await
+    create_agent(state, owner, key, &spec, None).await
 }
 
 // ---- provider keys ---------------------------------------------------------------
@@ -358,8 +370,11 @@ fn key_view(data_key: &DataKey, owner: Uuid, row: &KeyRow) -> Result<ProviderKey
     })
 }
 
-pub async fn list_keys(state: &AppState, owner: Uuid) -> Result<Vec<ProviderKeyView>, AppError> {
-    let data_key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
+pub async fn list_keys(
+    state: &AppState,
+    owner: Uuid,
+    data_key: &DataKey,
+) -> Result<Vec<ProviderKeyView>, AppError> {
     let rows: Vec<KeyRow> = sqlx::query_as(
         "SELECT id, provider, label, masked, base_url FROM provider_keys
          WHERE owner_id = $1 ORDER BY provider, created_at",
@@ -368,19 +383,19 @@ pub async fn list_keys(state: &AppState, owner: Uuid) -> Result<Vec<ProviderKeyV
     .fetch_all(&state.db)
     .await?;
     rows.iter()
-        .map(|row| key_view(&data_key, owner, row))
+        .map(|row| key_view(data_key, owner, row))
         .collect()
 }
 
 pub async fn add_key(
     state: &AppState,
     owner: Uuid,
+    data_key: &DataKey,
     provider: Provider,
     label: &str,
     secret: &str,
     base_url: Option<&str>,
 ) -> Result<Uuid, AppError> {
-    let data_key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
     let id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO provider_keys (id, owner_id, provider, label, secret, masked, base_url)
@@ -403,10 +418,10 @@ pub async fn add_key(
 pub async fn replace_key(
     state: &AppState,
     owner: Uuid,
+    data_key: &DataKey,
     id: Uuid,
     secret: &str,
 ) -> Result<(), AppError> {
-    let data_key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
     let done = sqlx::query(
         "UPDATE provider_keys SET secret = $3, masked = $4, updated_at = now()
          WHERE id = $1 AND owner_id = $2",
@@ -463,9 +478,13 @@ async fn key_secret(
 }
 
 /// Asks the provider which models the key can use.
-pub async fn test_key(state: &AppState, owner: Uuid, id: Uuid) -> Result<KeyTest, AppError> {
-    let data_key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
-    let (provider, secret, base_url) = key_secret(&state.db, &data_key, owner, id).await?;
+pub async fn test_key(
+    state: &AppState,
+    owner: Uuid,
+    data_key: &DataKey,
+    id: Uuid,
+) -> Result<KeyTest, AppError> {
+    let (provider, secret, base_url) = key_secret(&state.db, data_key, owner, id).await?;
     let result = providers::list_models(
         &state.egress,
         &state.settings.provider_urls,

@@ -42,6 +42,9 @@ pub struct AuthSession {
     pub session_id: Uuid,
     pub user_id: Uuid,
     pub user: UserView,
+    /// The user's data key, unwrapped once when the session was resolved, so
+    /// a request never reads it from the database again. `Debug` is redacted.
+    pub key: DataKey,
 }
 
 /// A freshly issued session token. Only its hash is stored; `Debug` is redacted.
@@ -178,6 +181,7 @@ pub async fn resolve_session(
             last_name: open("last_name", &last)?,
             email: open("email", &email)?,
         },
+        key,
     }))
 }
 

@@ -29,6 +29,7 @@ pub async fn send_message(
     super::server::send(
         &request::state()?,
         session.user_id,
+        &session.key,
         agent,
         conversation,
         &message,
@@ -41,7 +42,7 @@ pub async fn stop_reply(message_id: String) -> Result<(), AppError> {
     use crate::platform::request;
     let session = request::require_session()?;
     let id = crate::agents::server::parse_id(&message_id)?;
-    super::server::stop(&request::state()?, session.user_id, id).await
+    super::server::stop(&request::state()?, session.user_id, &session.key, id).await
 }
 
 #[server(prefix = "/api", endpoint = "list_conversations")]
@@ -49,7 +50,8 @@ pub async fn list_conversations(agent_id: String) -> Result<Vec<ConversationSumm
     use crate::platform::request;
     let session = request::require_session()?;
     let agent = crate::agents::server::parse_id(&agent_id)?;
-    super::server::list_conversations(&request::state()?, session.user_id, agent).await
+    super::server::list_conversations(&request::state()?, session.user_id, &session.key, agent)
+        .await
 }
 
 #[server(prefix = "/api", endpoint = "get_conversation")]
@@ -61,7 +63,14 @@ pub async fn get_conversation(
     let session = request::require_session()?;
     let id = crate::agents::server::parse_id(&id)?;
     let before = optional_id(before)?;
-    super::server::get_conversation(&request::state()?, session.user_id, id, before).await
+    super::server::get_conversation(
+        &request::state()?,
+        session.user_id,
+        &session.key,
+        id,
+        before,
+    )
+    .await
 }
 
 #[server(prefix = "/api", endpoint = "rename_conversation")]
@@ -69,7 +78,14 @@ pub async fn rename_conversation(id: String, title: String) -> Result<(), AppErr
     use crate::platform::request;
     let session = request::require_session()?;
     let id = crate::agents::server::parse_id(&id)?;
-    super::server::rename(&request::state()?, session.user_id, id, &title).await
+    super::server::rename(
+        &request::state()?,
+        session.user_id,
+        &session.key,
+        id,
+        &title,
+    )
+    .await
 }
 
 #[server(prefix = "/api", endpoint = "delete_conversation")]
@@ -88,7 +104,7 @@ pub async fn regenerate_reply(conversation_id: String) -> Result<Sent, AppError>
     use crate::platform::request;
     let session = request::require_session()?;
     let id = crate::agents::server::parse_id(&conversation_id)?;
-    super::server::regenerate(&request::state()?, session.user_id, id).await
+    super::server::regenerate(&request::state()?, session.user_id, &session.key, id).await
 }
 
 /// Replaces one of the user's messages and asks again from there.
@@ -97,5 +113,12 @@ pub async fn edit_message(message_id: String, message: String) -> Result<Sent, A
     use crate::platform::request;
     let session = request::require_session()?;
     let id = crate::agents::server::parse_id(&message_id)?;
-    super::server::edit_and_resend(&request::state()?, session.user_id, id, &message).await
+    super::server::edit_and_resend(
+        &request::state()?,
+        session.user_id,
+        &session.key,
+        id,
+        &message,
+    )
+    .await
 }

@@ -13,7 +13,6 @@ use crate::{
     platform::{
         AppState,
         crypto::{DataKey, Place, Sealed},
-        keystore,
     },
 };
 
@@ -74,9 +73,13 @@ struct Ready {
     key: DataKey,
 }
 
-async fn ready(state: &AppState, owner: Uuid, agent_id: Uuid) -> Result<Ready, AppError> {
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
-    let (spec, chosen_key) = agents::server::agent_for_chat(state, owner, &key, agent_id).await?;
+async fn ready(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    agent_id: Uuid,
+) -> Result<Ready, AppError> {
+    let (spec, chosen_key) = agents::server::agent_for_chat(state, owner, key, agent_id).await?;
     if spec.provider == Provider::Demo && state.settings.demo_url.is_none() {
         return Err(AppError::invalid(
             "message",
@@ -84,8 +87,12 @@ async fn ready(state: &AppState, owner: Uuid, agent_id: Uuid) -> Result<Ready, A
         ));
     }
     let api_key =
-        agents::server::resolve_secret(state, owner, &key, spec.provider, chosen_key).await?;
-    Ok(Ready { spec, api_key, key })
+        agents::server::resolve_secret(state, owner, key, spec.provider, chosen_key).await?;
+    Ok(Ready {
+        spec,
+        api_key,
+        key: key.clone(),
+    })
 }
 
 /// Locks the owner's conversation with `agent_id` (when given) and refuses
@@ -223,12 +230,13 @@ async fn queue_reply(
 pub async fn send(
     state: &AppState,
     owner: Uuid,
+    key: &DataKey,
     agent_id: Uuid,
     conversation: Option<Uuid>,
     text: &str,
 ) -> Result<Sent, AppError> {
     let text = validate_message(text)?;
-    let ready = ready(state, owner, agent_id).await?;
+    let ready = ready(state, owner, key, agent_id).await?;
     let mut tx = state.db.begin().await?;
     let conversation_id = match conversation {
         Some(id) => {
@@ -284,6 +292,7 @@ async fn reply_and_start(
 pub async fn regenerate(
     state: &AppState,
     owner: Uuid,
+    key: &DataKey,
     conversation: Uuid,
 ) -> Result<Sent, AppError> {
     let agent_id: Uuid =
@@ -293,7 +302,7 @@ pub async fn regenerate(
             .fetch_optional(&state.db)
             .await?
             .ok_or(AppError::NotFound)?;
-    let ready = ready(state, owner, agent_id).await?;
+    let ready = ready(state, owner, key, agent_id).await?;
     let mut tx = state.db.begin().await?;
     lock_idle(&mut tx, owner, conversation, None).await?;
     let last: Option<(Uuid, String)> = sqlx::query_as(
@@ -330,6 +339,7 @@ pub async fn regenerate(
 pub async fn edit_and_resend(
     state: &AppState,
     owner: Uuid,
+    key: &DataKey,
     message: Uuid,
     text: &str,
 ) -> Result<Sent, AppError> {
@@ -343,7 +353,7 @@ pub async fn edit_and_resend(
     .fetch_optional(&state.db)
     .await?;
     let (conversation, agent_id) = found.ok_or(AppError::NotFound)?;
-    let ready = ready(state, owner, agent_id).await?;
+    let ready = ready(state, owner, key, agent_id).await?;
     let mut tx = state.db.begin().await?;
     lock_idle(&mut tx, owner, conversation, None).await?;
     sqlx::query(
@@ -363,6 +373,7 @@ pub async fn edit_and_resend(
 pub async fn list_conversations(
     state: &AppState,
     owner: Uuid,
+    key: &DataKey,
     agent_id: Uuid,
 ) -> Result<Vec<ConversationSummary>, AppError> {
     // Another user's agent is not found, not an empty list.
@@ -373,7 +384,6 @@ pub async fn list_conversations(
             .fetch_optional(&state.db)
             .await?;
     agent.ok_or(AppError::NotFound)?;
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
     let rows: Vec<(Uuid, Sealed)> = sqlx::query_as(
         "SELECT id, title FROM conversations WHERE owner_id = $1 AND agent_id = $2 ORDER BY updated_at DESC, id",
     )
@@ -385,7 +395,7 @@ pub async fn list_conversations(
         .map(|(id, title)| {
             Ok(ConversationSummary {
                 id: id.to_string(),
-                title: open(&key, title_place(*id, owner), title)?,
+                title: open(key, title_place(*id, owner), title)?,
             })
         })
         .collect()
@@ -406,6 +416,7 @@ type MessageRow = (
 pub async fn get_conversation(
     state: &AppState,
     owner: Uuid,
+    key: &DataKey,
     id: Uuid,
     before: Option<Uuid>,
 ) -> Result<ConversationView, AppError> {
@@ -416,7 +427,6 @@ pub async fn get_conversation(
             .fetch_optional(&state.db)
             .await?;
     let (agent_id, title) = conversation.ok_or(AppError::NotFound)?;
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
     let mut rows: Vec<MessageRow> = sqlx::query_as(
         "SELECT id, role, body, status, error, model, input_tokens, output_tokens FROM messages
          WHERE conversation_id = $1 AND owner_id = $2
@@ -438,7 +448,7 @@ pub async fn get_conversation(
             Ok(MessageView {
                 id: mid.to_string(),
                 role: role.clone(),
-                body: open(&key, body_place(*mid, owner), body)?,
+                body: open(key, body_place(*mid, owner), body)?,
                 status: MessageStatus::parse(status),
                 error: error.clone(),
                 model: model.clone(),
@@ -450,7 +460,7 @@ pub async fn get_conversation(
     Ok(ConversationView {
         id: id.to_string(),
         agent_id: agent_id.to_string(),
-        title: open(&key, title_place(id, owner), &title)?,
+        title: open(key, title_place(id, owner), &title)?,
         messages,
         has_more,
     })
@@ -461,6 +471,7 @@ pub async fn get_conversation(
 pub async fn stored_reply(
     state: &AppState,
     owner: Uuid,
+    key: &DataKey,
     id: Uuid,
 ) -> Result<MessageView, AppError> {
     let row: Option<MessageRow> = sqlx::query_as(
@@ -472,11 +483,10 @@ pub async fn stored_reply(
     .fetch_optional(&state.db)
     .await?;
     let (mid, role, body, status, error, model, input, output) = row.ok_or(AppError::NotFound)?;
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
     Ok(MessageView {
         id: mid.to_string(),
         role,
-        body: open(&key, body_place(mid, owner), &body)?,
+        body: open(key, body_place(mid, owner), &body)?,
         status: MessageStatus::parse(&status),
         error,
         model,
@@ -486,15 +496,26 @@ pub async fn stored_reply(
 }
 
 /// Stops the owner's live reply. Not found for another user's message.
-pub async fn stop(state: &AppState, owner: Uuid, message: Uuid) -> Result<(), AppError> {
+pub async fn stop(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    message: Uuid,
+) -> Result<(), AppError> {
     if state.runs.stop(message, owner) {
         return Ok(());
     }
     // Not live here: finished already, or someone else's (then not found).
-    stored_reply(state, owner, message).await.map(|_| ())
+    stored_reply(state, owner, key, message).await.map(|_| ())
 }
 
-pub async fn rename(state: &AppState, owner: Uuid, id: Uuid, title: &str) -> Result<(), AppError> {
+pub async fn rename(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    id: Uuid,
+    title: &str,
+) -> Result<(), AppError> {
     let title = title.trim();
     if title.is_empty() || title.chars().count() > TITLE_MAX_CHARS {
         return Err(AppError::invalid(
@@ -502,7 +523,6 @@ pub async fn rename(state: &AppState, owner: Uuid, id: Uuid, title: &str) -> Res
             format!("A title has 1 to {TITLE_MAX_CHARS} characters."),
         ));
     }
-    let key = keystore::user_key(&state.db, &state.crypto.keyring, owner).await?;
     let done = sqlx::query("UPDATE conversations SET title = $3 WHERE id = $1 AND owner_id = $2")
         .bind(id)
         .bind(owner)

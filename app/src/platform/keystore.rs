@@ -135,7 +135,9 @@ pub fn open_user_key(
         .map_err(|e| AppError::internal(format!("cannot open data key of user {user_id}: {e}")))
 }
 
-/// The user's data key. `NotFound` once it has been shredded.
+/// The user's data key, read from the database. `NotFound` once it has been
+/// shredded. A request has it already in its `AuthSession` (the session
+/// middleware unwraps it); this is for work without a session.
 pub async fn user_key(db: &PgPool, keyring: &Keyring, user_id: Uuid) -> Result<DataKey, AppError> {
     let row: Option<(String, Vec<u8>)> =
         sqlx::query_as("SELECT kek_id, wrapped_key FROM user_keys WHERE user_id = $1")
