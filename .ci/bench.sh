@@ -35,4 +35,4 @@ RUSTFLAGS="--cfg erase_components" \
 BENCH_DATABASE_URL="$base/postgres" \
 LEPTOS_SITE_ROOT="$root/target/site" \
 BENCH_REPORT="$root/target/bench/report.md" \
-  cargo bench -p server --bench chat
+  cargo bench -p server --features h2c --bench chat

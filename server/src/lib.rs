@@ -216,8 +216,8 @@ async fn health(
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then lets requests
-/// in flight finish. Accepts HTTP/1.1 and HTTP/2 without TLS (h2c, as a
-/// TLS-terminating proxy may speak it).
+/// in flight finish. HTTP/1.1 (and h2c when built with the `h2c` feature,
+/// which only `make bench` does).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
