@@ -3,26 +3,36 @@
 //!
 //! - [`error`]: `AppError`, the one error type on the wire.
 //! - [`auth`]: accounts, sign-in, sessions.
-//! - [`agents`]: agents, provider keys, model listing.
+//! - [`agents`]: agents and their configuration.
+//! - [`provider_keys`]: the user's API keys and which one a run uses.
+//! - [`provider`]: the model providers and their rules.
 //! - [`chat`]: conversations, messages, server-owned streaming runs.
 //! - [`theme`]: the light/dark/system preference.
 //! - [`ui`]: the page frame and shared components.
 //! - [`pages`]: home, dashboard, settings, not found.
 //! - [`llm`] (ssr): provider adapters over their real streaming protocols.
-//! - [`platform`] (ssr): state, settings, crypto, egress, password hashing,
-//!   rate limits.
+//! - [`platform`] (ssr): the ground floor: settings, crypto, egress, password
+//!   hashing, rate limits. It imports no slice.
+//! - [`state`] (ssr): `AppState`, the composition root; [`ctx`] (ssr): what
+//!   a server function knows about its request (state, session).
 
 #![recursion_limit = "256"]
 
 pub mod agents;
 pub mod auth;
 pub mod chat;
+#[cfg(feature = "ssr")]
+pub mod ctx;
 pub mod error;
 #[cfg(feature = "ssr")]
 pub mod llm;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod platform;
+pub mod provider;
+pub mod provider_keys;
+#[cfg(feature = "ssr")]
+pub mod state;
 pub mod theme;
 pub mod ui;
 
@@ -34,14 +44,31 @@ use leptos_router::{
 };
 
 use crate::{
-    agents::pages::{
-        AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage, KeysPage,
-    },
+    agents::pages::{AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage},
     auth::pages::{SignInPage, SignUpPage},
     chat::pages::ChatPage,
     pages::{DashboardPage, HomePage, NotFound, SettingsPage},
+    provider_keys::pages::KeysPage,
     ui::{Header, provide_auth},
 };
+
+/// Every sealed column, gathered from the slices that own them: what
+/// `server keys verify` opens, and what a test checks against the columns of
+/// the `sealed` domain in the database.
+#[cfg(feature = "ssr")]
+pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
+    static ALL: std::sync::LazyLock<Vec<platform::keystore::SealedColumn>> =
+        std::sync::LazyLock::new(|| {
+            [
+                auth::server::SEALED,
+                agents::server::SEALED,
+                provider_keys::server::SEALED,
+                chat::server::SEALED,
+            ]
+            .concat()
+        });
+    &ALL
+}
 
 /// Pages that need a signed-in user. The server redirects a signed-out
 /// visitor to sign-in before rendering them.
@@ -90,6 +117,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_auth();
+    theme::provide_theme();
     // Effects run only in the browser, after hydration: mark the page as live
     // (the browser tests use it to tell the hydrated path from the plain one).
     Effect::new(|_| {

@@ -10,7 +10,7 @@
 
 use std::convert::Infallible;
 
-use app::{auth::server::AuthSession, chat::StreamUpdate, platform::AppState};
+use app::{auth::server::AuthSession, chat::StreamUpdate, state::AppState};
 use axum::{
     Extension,
     extract::{Path, State},
@@ -41,7 +41,7 @@ pub async fn stream_reply(
     let Some(Extension(session)) = session else {
         return (StatusCode::UNAUTHORIZED, "Please sign in to continue.").into_response();
     };
-    let Ok(id) = app::agents::server::parse_id(&id) else {
+    let Ok(id) = app::ctx::parse_id(&id) else {
         return (StatusCode::NOT_FOUND, "Not found.").into_response();
     };
     let owner = session.user_id;

@@ -196,6 +196,37 @@ fn platform_keys(src: &dyn Source) -> Result<PlatformKeys, ConfigError> {
     Ok(PlatformKeys::new(keys))
 }
 
+/// `ENCLAVE_PROXY_HOPS`: how many proxies append to `X-Forwarded-For`.
+/// `ENCLAVE_TRUST_FORWARDED_FOR=true` (the older switch) means one.
+fn proxy_hops(src: &dyn Source) -> Result<u8, ConfigError> {
+    match src.get("ENCLAVE_PROXY_HOPS") {
+        Some(_) => parse(src, "ENCLAVE_PROXY_HOPS", 0u8),
+        None => Ok(u8::from(parse(src, "ENCLAVE_TRUST_FORWARDED_FOR", false)?)),
+    }
+}
+
+/// A whole number of at least 1.
+fn positive(src: &dyn Source, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+    let value = parse(src, name, default)?;
+    if value == 0 {
+        return Err(ConfigError::Invalid {
+            name,
+            why: "it must be at least 1".into(),
+        });
+    }
+    Ok(value)
+}
+
+/// This process's name by default: the host name and the port it listens on.
+fn default_instance(addr: Option<SocketAddr>) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "enclave".to_owned());
+    format!("{host}:{}", addr.map_or(3000, |a| a.port()))
+}
+
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_source(&Env)
@@ -212,12 +243,13 @@ impl Config {
                 });
             }
         };
-        let database_url = secret(src, "ENCLAVE_DATABASE_URL")?
-            .or_else(|| src.get("DATABASE_URL"))
-            .ok_or(ConfigError::Missing(
-                "ENCLAVE_DATABASE_URL",
-                "Set it (or DATABASE_URL) to a PostgreSQL URL such as postgres://user@host/enclave.",
-            ))?;
+        // Only our own variable: a generic DATABASE_URL left in a shell may
+        // name another project's database, which startup would migrate.
+        let database_url = secret(src, "ENCLAVE_DATABASE_URL")?.ok_or(ConfigError::Missing(
+            "ENCLAVE_DATABASE_URL",
+            "Set it to a PostgreSQL URL such as postgres://user@host/enclave \
+             (DATABASE_URL is not read).",
+        ))?;
         let keyring = keyring(src)?;
         let addr = match src.get("ENCLAVE_ADDR") {
             None => None,
@@ -278,7 +310,34 @@ impl Config {
                 )?,
                 ..defaults.sign_up_per_ip
             },
-            trust_forwarded_for: parse(src, "ENCLAVE_TRUST_FORWARDED_FOR", false)?,
+            proxy_hops: proxy_hops(src)?,
+            chat_sends_per_user: Limit::new(
+                parse(
+                    src,
+                    "ENCLAVE_CHAT_LIMIT_PER_USER",
+                    defaults.chat_sends_per_user.max,
+                )?,
+                60,
+            ),
+            key_tests_per_user: Limit::new(
+                parse(
+                    src,
+                    "ENCLAVE_KEY_TEST_LIMIT_PER_USER",
+                    defaults.key_tests_per_user.max,
+                )?,
+                60,
+            ),
+            run_deadline: Duration::from_secs(
+                60 * positive(
+                    src,
+                    "ENCLAVE_RUN_DEADLINE_MINUTES",
+                    defaults.run_deadline.as_secs() / 60,
+                )?,
+            ),
+            max_reply_bytes: defaults.max_reply_bytes,
+            instance: src
+                .get("ENCLAVE_INSTANCE")
+                .unwrap_or_else(|| default_instance(addr)),
             egress_allow: egress_allow(src)?,
             provider_urls: provider_urls(src)?,
             platform_keys: platform_keys(src)?,
@@ -314,7 +373,7 @@ mod tests {
 
     fn base() -> HashMap<&'static str, &'static str> {
         HashMap::from([
-            ("DATABASE_URL", "postgres://localhost/enclave"),
+            ("ENCLAVE_DATABASE_URL", "postgres://localhost/enclave"),
             ("ENCLAVE_MASTER_KEY", KEY_A),
         ])
     }
@@ -428,5 +487,32 @@ mod tests {
         let env: HashMap<&str, &str> = HashMap::from([("ENCLAVE_MASTER_KEY", KEY_A)]);
         let err = Config::from_source(&env).unwrap_err();
         assert!(err.to_string().contains("ENCLAVE_DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn a_generic_database_url_is_never_used() {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("ENCLAVE_MASTER_KEY", KEY_A),
+            ("DATABASE_URL", "postgres://localhost/another_project"),
+        ]);
+        let err = Config::from_source(&env).unwrap_err();
+        assert!(err.to_string().contains("ENCLAVE_DATABASE_URL"), "{err}");
+    }
+
+    #[test]
+    fn proxy_hops_and_per_user_limits_are_read() {
+        let mut env = base();
+        assert_eq!(Config::from_source(&env).unwrap().settings.proxy_hops, 0);
+        env.insert("ENCLAVE_TRUST_FORWARDED_FOR", "true");
+        assert_eq!(Config::from_source(&env).unwrap().settings.proxy_hops, 1);
+        env.insert("ENCLAVE_PROXY_HOPS", "2");
+        env.insert("ENCLAVE_CHAT_LIMIT_PER_USER", "7");
+        env.insert("ENCLAVE_RUN_DEADLINE_MINUTES", "3");
+        let settings = Config::from_source(&env).unwrap().settings;
+        assert_eq!(settings.proxy_hops, 2);
+        assert_eq!(settings.chat_sends_per_user, Limit::new(7, 60));
+        assert_eq!(settings.run_deadline, Duration::from_secs(180));
+        env.insert("ENCLAVE_RUN_DEADLINE_MINUTES", "0");
+        assert!(Config::from_source(&env).is_err());
     }
 }

@@ -21,6 +21,14 @@
 //! | `retry_after=N` | add `Retry-After: N` to an error answer |
 //! | `tool=name` | stream a call of tool `name` with `{"city":"Paris"}` |
 //! | `echo` | reply `You said: ` and the last user message |
+//! | `ping_ms=N` | fill every pause with a keep-alive ping each N ms |
+//! | `endless_error` | with `status`, an error body that never ends |
+//!
+//! Numbers are bounded (at most `MAX_TOKENS` tokens, `MAX_DELAY_MS` pauses).
+//! `GET /requests/{model}` says how many completions were asked of a model
+//! name (tests use it to prove a request was not retried). The
+//! OpenAI-compatible routes (`/compat/v1`) also answer without a key, as
+//! Ollama does, and report whether one was sent (`/compat/v1/last-auth`).
 //!
 //! Keys: one containing `bad` is rejected (each provider's 401/400 body,
 //! echoing the key as OpenAI does); for the model listings, `quota-…` is out
@@ -56,7 +64,14 @@ struct Script {
     retry_after: Option<u64>,
     tool: Option<String>,
     echo: bool,
+    ping: Option<Duration>,
+    endless_error: bool,
 }
+
+/// The most tokens a scripted reply has.
+pub const MAX_TOKENS: u64 = 20_000;
+/// The longest scripted pause.
+pub const MAX_DELAY_MS: u64 = 120_000;
 
 /// The offline demo model's answer (model names starting with `demo`).
 pub const DEMO_INTRO: &str = "This is Enclave's offline demo model: it streams a canned reply so you \
@@ -75,19 +90,25 @@ impl Script {
         let options = model.split_once(':').map(|(_, o)| o).unwrap_or("");
         for option in options.split(',').filter(|o| !o.is_empty()) {
             let (key, value) = option.split_once('=').unwrap_or((option, ""));
-            let number = || value.parse::<u64>().unwrap_or(0);
+            // Every number is bounded: the demo model is reachable by any
+            // user of a development server, and `tokens=99999999999` must
+            // not become a reply that fills the memory.
+            let number = |max: u64| value.parse::<u64>().unwrap_or(0).min(max);
+            let millis = || Duration::from_millis(number(MAX_DELAY_MS));
             match key {
                 "reply" => script.reply = Some(value.replace('_', " ")),
-                "tokens" => script.tokens = Some(number() as usize),
-                "delay_ms" => script.delay = Duration::from_millis(number()),
-                "first_delay_ms" => script.first_delay = Duration::from_millis(number()),
-                "error_after" => script.error_after = Some(number() as usize),
-                "drop_after" => script.drop_after = Some(number() as usize),
-                "status" => script.status = Some(number() as u16),
-                "fail_first" => script.fail_first = Some(number() as u32),
-                "retry_after" => script.retry_after = Some(number()),
+                "tokens" => script.tokens = Some(number(MAX_TOKENS) as usize),
+                "delay_ms" => script.delay = millis(),
+                "first_delay_ms" => script.first_delay = millis(),
+                "error_after" => script.error_after = Some(number(MAX_TOKENS) as usize),
+                "drop_after" => script.drop_after = Some(number(MAX_TOKENS) as usize),
+                "status" => script.status = Some(number(599) as u16),
+                "fail_first" => script.fail_first = Some(number(100) as u32),
+                "retry_after" => script.retry_after = Some(number(300)),
                 "tool" => script.tool = Some(value.to_owned()),
                 "echo" => script.echo = true,
+                "ping_ms" => script.ping = Some(millis()).filter(|p| !p.is_zero()),
+                "endless_error" => script.endless_error = true,
                 _ => {}
             }
         }
@@ -120,8 +141,12 @@ impl Script {
 
 #[derive(Clone, Default)]
 struct Fake {
-    /// Requests seen per model name (for `fail_first`).
+    /// Error answers given per model name (for `fail_first`).
     seen: Arc<Mutex<HashMap<String, u32>>>,
+    /// Completions asked per model name.
+    requests: Arc<Mutex<HashMap<String, u32>>>,
+    /// The `Authorization` header of the last compatible-server request.
+    last_compat_auth: Arc<Mutex<Option<String>>>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -334,6 +359,9 @@ fn last_message(wire: Wire, body: &Value) -> String {
 }
 
 async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
+    if let Ok(mut requests) = fake.requests.lock() {
+        *requests.entry(model.clone()).or_insert(0) += 1;
+    }
     let mut script = Script::parse(&model);
     if script.echo {
         let intro = if model.starts_with("demo") {
@@ -351,11 +379,18 @@ async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
             *n
         };
         if script.fail_first.is_none_or(|first| seen <= first) {
-            let mut res = (
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                Json(wire.error_body(status)),
-            )
-                .into_response();
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut res = if script.endless_error {
+                // An error body that never ends: a client must not wait for it.
+                let chunk = Bytes::from(vec![b' '; 1024]);
+                let endless = futures::stream::unfold(chunk, |chunk| async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    Some((Ok::<_, std::io::Error>(chunk.clone()), chunk))
+                });
+                (status, Body::from_stream(endless)).into_response()
+            } else {
+                (status, Json(wire.error_body(status.as_u16()))).into_response()
+            };
             if let Some(after) = script.retry_after {
                 res.headers_mut().insert(header::RETRY_AFTER, after.into());
             }
@@ -363,17 +398,29 @@ async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
         }
     }
     let frames = frames(wire, &model, &script);
-    let stream = futures::stream::unfold(
-        (frames.into_iter(), true, script),
-        |(mut frames, first, script)| async move {
-            let frame = frames.next()?;
-            tokio::time::sleep(if first {
+    let ping = match wire {
+        Wire::Anthropic => sse(Some("ping"), &json!({"type": "ping"})),
+        _ => Bytes::from_static(b": ping\n\n"),
+    };
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    tokio::spawn(async move {
+        use futures::SinkExt as _;
+        for (i, frame) in frames.into_iter().enumerate() {
+            let mut wait = if i == 0 {
                 script.first_delay
             } else {
                 script.delay
-            })
-            .await;
-            let item: Result<Bytes, std::io::Error> = match frame {
+            };
+            // With `ping_ms`, a wait is filled with keep-alive pings.
+            while let Some(every) = script.ping.filter(|every| wait > *every) {
+                tokio::time::sleep(every).await;
+                wait -= every;
+                if tx.send(Ok(ping.clone())).await.is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(wait).await;
+            let item = match frame {
                 Some(bytes) => Ok(bytes),
                 // An error in the body stream makes hyper cut the connection.
                 None => Err(std::io::Error::new(
@@ -381,13 +428,15 @@ async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
                     "scripted drop",
                 )),
             };
-            Some((item, (frames, false, script)))
-        },
-    );
+            if tx.send(item).await.is_err() {
+                return;
+            }
+        }
+    });
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
+        .body(Body::from_stream(rx))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
@@ -408,6 +457,61 @@ async fn openai_chat(
     }
     let model = body["model"].as_str().unwrap_or("fake").to_owned();
     reply(fake, Wire::OpenAi, model, body).await
+}
+
+/// An OpenAI-compatible server: like OpenAI, but a missing key is fine
+/// (Ollama wants none); a key containing `bad` is still refused.
+async fn compat_chat(
+    State(fake): State<Fake>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Ok(mut last) = fake.last_compat_auth.lock() {
+        *last = auth.clone();
+    }
+    if auth.is_some_and(|a| a.contains("bad")) {
+        return (StatusCode::UNAUTHORIZED, Json(Wire::OpenAi.error_body(401))).into_response();
+    }
+    let model = body["model"].as_str().unwrap_or("fake").to_owned();
+    reply(fake, Wire::OpenAi, model, body).await
+}
+
+/// The offline demo model: whatever the model is called, it answers as the
+/// demo (a `fake:` script still works, bounded like every script).
+async fn demo_chat(
+    State(fake): State<Fake>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !key_ok(&headers, "authorization") {
+        return (StatusCode::UNAUTHORIZED, Json(Wire::OpenAi.error_body(401))).into_response();
+    }
+    let named = body["model"].as_str().unwrap_or("demo");
+    let model = if named.starts_with("fake") {
+        named.to_owned()
+    } else {
+        "demo".to_owned()
+    };
+    reply(fake, Wire::OpenAi, model, body).await
+}
+
+async fn compat_last_auth(State(fake): State<Fake>) -> Json<Value> {
+    let last = fake.last_compat_auth.lock().ok().and_then(|l| l.clone());
+    Json(json!({ "authorization": last }))
+}
+
+async fn request_count(State(fake): State<Fake>, Path(model): Path<String>) -> Json<Value> {
+    let count = fake
+        .requests
+        .lock()
+        .ok()
+        .and_then(|r| r.get(&model).copied())
+        .unwrap_or(0);
+    Json(json!({ "model": model, "requests": count }))
 }
 
 async fn anthropic_messages(
@@ -512,12 +616,16 @@ async fn google_models(headers: HeaderMap) -> Response {
 }
 
 /// The fake's routes. Base URLs: `/openai/v1`, `/anthropic/v1`,
-/// `/google/v1beta`, and `/compat/v1` (an OpenAI-compatible server).
+/// `/google/v1beta`, `/compat/v1` (an OpenAI-compatible server) and
+/// `/demo/v1` (the offline demo model).
 pub fn router() -> Router {
     Router::new()
         .route("/openai/v1/chat/completions", post(openai_chat))
         .route("/openai/v1/models", get(openai_models))
-        .route("/compat/v1/chat/completions", post(openai_chat))
+        .route("/compat/v1/chat/completions", post(compat_chat))
+        .route("/compat/v1/last-auth", get(compat_last_auth))
+        .route("/demo/v1/chat/completions", post(demo_chat))
+        .route("/requests/{model}", get(request_count))
         .route("/compat/v1/models", get(openai_models))
         .route("/anthropic/v1/messages", post(anthropic_messages))
         .route("/anthropic/v1/models", get(anthropic_models))
@@ -539,4 +647,18 @@ pub async fn start() -> std::io::Result<SocketAddr> {
         let _ = serve(listener).await;
     });
     Ok(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scripted_numbers_are_bounded() {
+        let script = Script::parse("fake:tokens=99999999999,delay_ms=99999999999,status=70000");
+        assert_eq!(script.tokens().len(), MAX_TOKENS as usize);
+        assert_eq!(script.delay, Duration::from_millis(MAX_DELAY_MS));
+        assert_eq!(script.status, Some(599));
+        assert_eq!(Script::parse("fake:tokens=3").tokens().len(), 3);
+    }
 }

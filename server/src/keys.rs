@@ -38,7 +38,7 @@ pub async fn rotate(config: &Config) -> anyhow::Result<()> {
 /// Opens every key and sealed value; lists each failure and fails if any.
 pub async fn verify(config: &Config) -> anyhow::Result<()> {
     let db = crate::connect_db(&config.database_url).await?;
-    let report = keystore::verify(&db, &config.keyring, |f| {
+    let report = keystore::verify(&db, &config.keyring, app::sealed_columns(), |f| {
         let row = f.row.map(|r| format!(" row {r}")).unwrap_or_default();
         let owner = f.owner.map(|o| format!(" owner {o}")).unwrap_or_default();
         println!("FAILED {}{row}{owner}: {}", f.what, f.error);

@@ -11,11 +11,7 @@ pub mod telemetry;
 
 use std::{sync::Arc, time::Duration};
 
-use app::{
-    App,
-    platform::{AppState, keystore::Crypto},
-    shell,
-};
+use app::{App, platform::keystore::Crypto, shell, state::AppState};
 use axum::{
     Router, http::StatusCode, middleware::from_fn, middleware::from_fn_with_state, routing::get,
 };
@@ -54,6 +50,13 @@ pub async fn app_state(
         enable_demo_model(&mut settings).await?;
     }
     let state = AppState::new(leptos_options, db, settings, crypto);
+    // Replies this process was writing when it last stopped end now, so
+    // their conversations open for new messages at once.
+    match app::chat::runs::recover_own(&state.db, &state.runs).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(replies = n, "ended replies left by this server's last run"),
+        Err(err) => tracing::warn!(error = %err, "could not end this server's unfinished replies"),
+    }
     spawn_interrupted_sweeper(state.clone());
     Ok(state)
 }
@@ -64,7 +67,7 @@ pub async fn enable_demo_model(settings: &mut app::platform::Settings) -> anyhow
     let addr = fake_provider::start()
         .await
         .map_err(|e| anyhow::anyhow!("could not start the offline demo model: {e}"))?;
-    settings.demo_url = Some(format!("http://{addr}/openai/v1"));
+    settings.demo_url = Some(format!("http://{addr}/demo/v1"));
     settings
         .egress_allow
         .push(app::platform::egress::AllowEntry {
@@ -166,7 +169,7 @@ async fn export_agent(
         return (StatusCode::UNAUTHORIZED, "Please sign in to continue.").into_response();
     };
     let result = async {
-        let id = app::agents::server::parse_id(&id)?;
+        let id = app::ctx::parse_id(&id)?;
         app::agents::server::export_agent(&state, session.user_id, &session.key, id).await
     }
     .await;
@@ -215,14 +218,26 @@ async fn health(
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets requests
-/// in flight finish. HTTP/1.1 (and h2c when built with the `h2c` feature,
-/// which only `make bench` does).
+/// How long shutdown waits for live replies to be saved.
+pub const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `shutdown` resolves. Then every live
+/// reply is ended as interrupted and saved (which also ends its readers'
+/// streams), and requests in flight finish. HTTP/1.1 (and h2c when built
+/// with the `h2c` feature, which only `make bench` does).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    runs: app::chat::runs::Runs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let shutdown = async move {
+        shutdown.await;
+        let ended = runs.shutdown(SHUTDOWN_PATIENCE).await;
+        if ended > 0 {
+            tracing::info!(replies = ended, "live replies saved and ended");
+        }
+    };
     axum::serve(
         no_delay(listener),
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -10,7 +10,8 @@ use app::{
     auth::server::{AuthSession, read_cookie, resolve_session, session_cookie_name},
     error::AppError,
     path_matches,
-    platform::{AppState, request::ClientIp},
+    platform::request::ClientIp,
+    state::AppState,
     ui::encode_component,
 };
 use axum::{
@@ -111,23 +112,28 @@ pub async fn origin_check(
     next.run(req).await
 }
 
-/// The client's address: the TCP peer, or the first `X-Forwarded-For` entry
-/// when the operator said a proxy sets it.
-fn client_ip(req: &Request, trust_forwarded_for: bool) -> IpAddr {
-    if trust_forwarded_for
-        && let Some(ip) = req
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok())
-    {
-        return ip;
+/// The client's address: the TCP peer, or, behind `hops` proxies that each
+/// append the address they saw to `X-Forwarded-For`, the entry the outermost
+/// trusted proxy added: `hops` from the right. Entries to its left came from
+/// the client and are never believed. With fewer entries than that, the
+/// request did not come through the proxies: the peer it is.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, hops: u8) -> IpAddr {
+    if hops == 0 {
+        return peer;
     }
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
-        .unwrap_or(IpAddr::from([0, 0, 0, 0]))
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    entries
+        .len()
+        .checked_sub(hops as usize)
+        .and_then(|i| entries[i].parse().ok())
+        .unwrap_or(peer)
 }
 
 pub async fn session(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
@@ -135,7 +141,12 @@ pub async fn session(State(state): State<AppState>, mut req: Request, next: Next
     if path.starts_with("/pkg/") {
         return next.run(req).await;
     }
-    let ip = client_ip(&req, state.settings.trust_forwarded_for);
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+        .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let ip = client_ip(peer, req.headers(), state.settings.proxy_hops);
     req.extensions_mut().insert(ClientIp(ip));
 
     let cookie_name = session_cookie_name(&state.settings);
@@ -262,6 +273,37 @@ mod tests {
             &headers(&[("origin", "null"), ("host", "null")]),
             PUBLIC
         ));
+    }
+
+    #[test]
+    fn the_client_is_the_address_the_trusted_proxy_added() {
+        let peer: IpAddr = "10.0.0.2".parse().unwrap();
+        let spoofed = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.9")]);
+        assert_eq!(client_ip(peer, &spoofed, 0), peer, "not behind a proxy");
+        assert_eq!(
+            client_ip(peer, &spoofed, 1),
+            "203.0.113.9".parse::<IpAddr>().unwrap(),
+            "the rightmost entry, not the one the client wrote"
+        );
+        assert_eq!(
+            client_ip(peer, &spoofed, 2),
+            "6.6.6.6".parse::<IpAddr>().unwrap(),
+            "two proxies: two from the right"
+        );
+        assert_eq!(
+            client_ip(peer, &spoofed, 3),
+            peer,
+            "fewer entries than proxies"
+        );
+        assert_eq!(client_ip(peer, &HeaderMap::new(), 1), peer);
+        // Several header lines are one list, in order.
+        let mut two_lines = HeaderMap::new();
+        two_lines.append("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        two_lines.append("x-forwarded-for", HeaderValue::from_static("198.51.100.4"));
+        assert_eq!(
+            client_ip(peer, &two_lines, 1),
+            "198.51.100.4".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

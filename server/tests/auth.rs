@@ -419,17 +419,17 @@ async fn failed_sign_ins_are_limited_per_account(db: PgPool) {
 async fn sign_ins_are_limited_per_client_address(db: PgPool) {
     let settings = app::platform::Settings {
         sign_in_per_ip: Limit::new(3, 600),
-        trust_forwarded_for: true,
+        proxy_hops: 1,
         ..relaxed_settings()
     };
     let app = TestApp::spawn_with(db, settings).await;
-    let attempt = |ip: &'static str, email: String| {
+    let attempt = |forwarded: String, email: String| {
         let client = app.client();
         let url = app.url("/api/sign_in");
         async move {
             client
                 .post(url)
-                .header("x-forwarded-for", ip)
+                .header("x-forwarded-for", forwarded)
                 .header(header::ACCEPT, "application/json")
                 .form(&[("email", email.as_str()), ("password", "guess")])
                 .send()
@@ -437,24 +437,84 @@ async fn sign_ins_are_limited_per_client_address(db: PgPool) {
                 .unwrap()
         }
     };
+    // The client writes what it likes on the left; the proxy appends the
+    // address it saw. Changing the left part does not make a new client.
     for i in 0..3 {
+        let forwarded = format!("192.0.2.{i}, 203.0.113.7");
         assert_eq!(
-            attempt("203.0.113.7", format!("u{i}@example.com"))
+            attempt(forwarded, format!("u{i}@example.com"))
                 .await
                 .status(),
             401
         );
     }
-    let res = attempt("203.0.113.7", "u9@example.com".into()).await;
+    let res = attempt("192.0.2.99, 203.0.113.7".into(), "u9@example.com".into()).await;
     assert_eq!(res.status(), 429);
     let body: Value = res.json().await.unwrap();
     assert!(body["RateLimited"]["retry_after_secs"].as_u64().unwrap() <= 600);
     // Another address still gets an answer on the merits.
     assert_eq!(
-        attempt("198.51.100.1", "u9@example.com".into())
+        attempt("203.0.113.7, 198.51.100.1".into(), "u9@example.com".into())
             .await
             .status(),
         401
+    );
+    // An IPv6 client has one bucket for its /64, not one per address.
+    for i in 1..=3 {
+        let forwarded = format!("2001:db8:5:6::{i}");
+        assert_eq!(
+            attempt(forwarded, format!("v{i}@example.com"))
+                .await
+                .status(),
+            401
+        );
+    }
+    assert_eq!(
+        attempt("2001:db8:5:6:ffff::9".into(), "v9@example.com".into())
+            .await
+            .status(),
+        429
+    );
+    // The buckets do not hold the addresses themselves.
+    let buckets: Vec<String> = sqlx::query_scalar("SELECT bucket FROM rate_limits")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert!(!buckets.is_empty());
+    for bucket in &buckets {
+        assert!(
+            !bucket.contains("203.0.113") && !bucket.contains("2001:db8"),
+            "{bucket}"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn parallel_guesses_at_one_account_get_only_the_allowed_number_of_checks(db: PgPool) {
+    let settings = app::platform::Settings {
+        sign_in_per_account: Limit::new(5, 900),
+        ..relaxed_settings()
+    };
+    let app = TestApp::spawn_with(db, settings).await;
+    app.signed_up("parallel@example.com").await;
+    let guesses = (0..20).map(|i| {
+        let client = app.client();
+        let password = format!("wrong guess {i}");
+        let app = &app;
+        async move {
+            app.sign_in(&client, "parallel@example.com", &password)
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        (checked, refused),
+        (5, 15),
+        "all at once, still only five guesses were checked: {statuses:?}"
     );
 }
 

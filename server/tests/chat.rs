@@ -498,43 +498,61 @@ async fn the_offline_demo_model_streams_without_any_key(db: PgPool) {
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
-async fn a_starting_server_marks_replies_of_a_stopped_one_as_interrupted(db: PgPool) {
+async fn a_restarted_server_ends_its_own_unfinished_replies_at_once(db: PgPool) {
     let app = spawn(db.clone()).await;
     let client = app.signed_up("restart@example.com").await;
     let agent = agent(&app, &client, "fake:tokens=3").await;
-    let sent = send(&app, &client, &agent, None, "Hi").await;
-    let conversation_id = sent["conversation_id"].as_str().unwrap().to_owned();
-    settled(&app, &client, &conversation_id).await;
+    let mine = send(&app, &client, &agent, None, "Hi").await;
+    let theirs = send(&app, &client, &agent, None, "Hello").await;
+    settled(&app, &client, mine["conversation_id"].as_str().unwrap()).await;
+    settled(&app, &client, theirs["conversation_id"].as_str().unwrap()).await;
     drop(app);
-    // As a crashed server leaves it.
-    sqlx::query("UPDATE messages SET status = 'streaming', updated_at = now() - interval '1 hour' WHERE role = 'assistant'")
+    // As a server killed mid-reply leaves them, seconds ago: one reply was
+    // this process's, the other another replica's (still writing it).
+    for (reply, runner) in [(&mine, "restart-test:1"), (&theirs, "other-replica:1")] {
+        sqlx::query(
+            "UPDATE messages SET status = 'streaming', updated_at = now(), runner = $2 WHERE id = $1",
+        )
+        .bind(uuid::Uuid::parse_str(reply["reply_id"].as_str().unwrap()).unwrap())
+        .bind(runner)
         .execute(&db)
         .await
         .unwrap();
+    }
 
     // The real startup path, from configuration.
     let url = common::database_url(&db).await;
     let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [1u8; 32]);
     let env = std::collections::HashMap::from([
-        ("DATABASE_URL", url.as_str()),
+        ("ENCLAVE_DATABASE_URL", url.as_str()),
         ("ENCLAVE_MASTER_KEY", key.as_str()),
+        ("ENCLAVE_INSTANCE", "restart-test:1"),
     ]);
     let config = server::config::Config::from_source(&env).unwrap();
     let _state = server::app_state(&config, server::leptos_options())
         .await
         .unwrap();
-    let mut status = String::new();
-    for _ in 0..100 {
-        status = sqlx::query_scalar("SELECT status FROM messages WHERE role = 'assistant'")
-            .fetch_one(&db)
-            .await
-            .unwrap();
-        if status == "interrupted" {
-            break;
+    let status = |reply: &Value| {
+        let id = uuid::Uuid::parse_str(reply["reply_id"].as_str().unwrap()).unwrap();
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM messages WHERE id = $1")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status, "interrupted");
+    };
+    assert_eq!(
+        status(&mine).await,
+        "interrupted",
+        "ended at startup, not five minutes later"
+    );
+    assert_eq!(
+        status(&theirs).await,
+        "streaming",
+        "another process's fresh reply is left to it"
+    );
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]

@@ -86,14 +86,16 @@ async fn rotation_end_to_end_with_the_server_running(db: PgPool) {
     assert!(kek_ids(&db).await.iter().all(|id| id == kek(2).id()));
 
     // Everything opens with both keys, then with key 2 alone.
-    let both = keystore::verify(&db, &keyring(2, &[1]), |_| {})
+    let both = keystore::verify(&db, &keyring(2, &[1]), app::sealed_columns(), |_| {})
         .await
         .unwrap();
     assert_eq!(both.failures, vec![]);
     assert_eq!(both.values, 8 * 4);
     drop(during);
     let after = TestApp::spawn_with_keys(db.clone(), keyring(2, &[])).await;
-    let only_new = keystore::verify(&db, &after.keyring, |_| {}).await.unwrap();
+    let only_new = keystore::verify(&db, &after.keyring, app::sealed_columns(), |_| {})
+        .await
+        .unwrap();
     assert_eq!(only_new.failures, vec![]);
     assert_eq!(only_new.keys, 9, "8 data keys and the blind-index key");
     for email in emails
@@ -122,7 +124,7 @@ async fn rotation_end_to_end_with_the_server_running(db: PgPool) {
     );
 
     // The retired key 1 alone can open nothing any more.
-    let old_only = keystore::verify(&db, &keyring(1, &[]), |_| {})
+    let old_only = keystore::verify(&db, &keyring(1, &[]), app::sealed_columns(), |_| {})
         .await
         .unwrap();
     assert_eq!(old_only.failures.len(), 1 + 8 + 8 * 4);
@@ -160,7 +162,7 @@ async fn an_interrupted_rotation_resumes_where_it_stopped(db: PgPool) {
         .unwrap();
     assert_eq!(report.rewrapped, 4);
     assert!(kek_ids(&db).await.iter().all(|id| id == kek(2).id()));
-    let verified = keystore::verify(&db, &keyring(2, &[]), |_| {})
+    let verified = keystore::verify(&db, &keyring(2, &[]), app::sealed_columns(), |_| {})
         .await
         .unwrap();
     assert_eq!(verified.failures, vec![]);
@@ -175,7 +177,9 @@ async fn shredding_a_data_key_makes_that_users_data_unreadable(db: PgPool) {
 
     assert!(keystore::shred_user_key(&db, id).await.unwrap());
     // The sealed values are still in the table, and nothing can open them.
-    let report = keystore::verify(&db, &app.keyring, |_| {}).await.unwrap();
+    let report = keystore::verify(&db, &app.keyring, app::sealed_columns(), |_| {})
+        .await
+        .unwrap();
     assert_eq!(report.failures.len(), 4);
     assert!(report.failures.iter().all(|f| f.owner == Some(id)));
     assert_eq!(
@@ -206,9 +210,11 @@ async fn verify_reports_a_tampered_value_and_carries_on(db: PgPool) {
     .await
     .unwrap();
     let mut printed = Vec::new();
-    let report = keystore::verify(&db, &app.keyring, |f| printed.push(f.clone()))
-        .await
-        .unwrap();
+    let report = keystore::verify(&db, &app.keyring, app::sealed_columns(), |f| {
+        printed.push(f.clone())
+    })
+    .await
+    .unwrap();
     assert_eq!(report.values, 8);
     assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
     assert_eq!(report.failures[0].what, "users.first_name");
@@ -236,7 +242,9 @@ async fn a_value_copied_to_another_users_row_does_not_open(db: PgPool) {
     assert_eq!(res.status(), 503);
     let body = res.text().await.unwrap();
     assert!(!body.contains("Ada") && !body.contains("decrypt"), "{body}");
-    let report = keystore::verify(&db, &app.keyring, |_| {}).await.unwrap();
+    let report = keystore::verify(&db, &app.keyring, app::sealed_columns(), |_| {})
+        .await
+        .unwrap();
     assert_eq!(report.failures.len(), 1);
     assert_eq!(report.failures[0].row, Some(thief_id));
 }

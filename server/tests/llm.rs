@@ -97,7 +97,116 @@ fn quick() -> StreamLimits {
         idle_gap: Duration::from_secs(10),
         max_attempts: 3,
         backoff: Duration::from_millis(50),
+        ..StreamLimits::default()
     }
+}
+
+/// How many completions the fake was asked for with `model`.
+async fn requests_for(addr: std::net::SocketAddr, model: &str) -> u64 {
+    let url = format!(
+        "http://{addr}/requests/{}",
+        app::ui::encode_component(model)
+    );
+    let body: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    body["requests"].as_u64().unwrap()
+}
+
+#[tokio::test]
+async fn a_timeout_after_the_request_went_out_is_not_retried() {
+    let (egress, addr) = fake().await;
+    let limits = StreamLimits {
+        first_token: Duration::from_millis(300),
+        max_attempts: 3,
+        ..quick()
+    };
+    let model = "fake:first_delay_ms=3000,reply=slow";
+    let reply = collect(&egress, request(Provider::Openai, addr, model), limits).await;
+    assert_eq!(reply.error, Some(LlmError::Timeout));
+    assert_eq!(
+        requests_for(addr, model).await,
+        1,
+        "a slow model is called (and billed) once"
+    );
+    // A refusal with a status (the provider did not start) is retried.
+    let model = "fake:status=503,reply=refused";
+    let reply = collect(&egress, request(Provider::Openai, addr, model), quick()).await;
+    assert_eq!(reply.error, Some(LlmError::Overloaded));
+    assert_eq!(requests_for(addr, model).await, 3);
+}
+
+#[tokio::test]
+async fn keep_alive_pings_do_not_keep_a_silent_reply_open() {
+    let (egress, addr) = fake().await;
+    let limits = StreamLimits {
+        first_token: Duration::from_millis(500),
+        idle_gap: Duration::from_millis(500),
+        max_attempts: 1,
+        ..quick()
+    };
+    // Every pause (20 s) is filled with pings every 100 ms.
+    let model = "fake:tokens=2,delay_ms=20000,ping_ms=100";
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        collect(&egress, request(Provider::Anthropic, addr, model), limits),
+    )
+    .await
+    .expect("the idle limit ended the reply");
+    assert_eq!(reply.error, Some(LlmError::Timeout));
+}
+
+#[tokio::test]
+async fn an_error_body_that_never_ends_is_not_waited_for() {
+    let (egress, addr) = fake().await;
+    let limits = StreamLimits {
+        max_attempts: 1,
+        ..quick()
+    };
+    let reply = tokio::time::timeout(
+        Duration::from_secs(10),
+        collect(
+            &egress,
+            request(Provider::Openai, addr, "fake:status=500,endless_error"),
+            limits,
+        ),
+    )
+    .await
+    .expect("the error body was capped");
+    assert_eq!(reply.error, Some(LlmError::Overloaded));
+}
+
+#[tokio::test]
+async fn a_reply_has_a_length_limit_and_a_deadline() {
+    let (egress, addr) = fake().await;
+    let limits = StreamLimits {
+        max_reply_bytes: 50,
+        ..quick()
+    };
+    let reply = collect(
+        &egress,
+        request(Provider::Openai, addr, "fake:tokens=100"),
+        limits,
+    )
+    .await;
+    assert_eq!(reply.error, Some(LlmError::TooLong { limit_kib: 0 }));
+    assert_eq!(reply.text.len(), 50, "kept up to the limit: {}", reply.text);
+    assert!(reply.text.starts_with("t0 t1 "));
+
+    let limits = StreamLimits {
+        deadline: Duration::from_millis(500),
+        ..quick()
+    };
+    let reply = collect(
+        &egress,
+        request(Provider::Google, addr, "fake:tokens=100,delay_ms=50"),
+        limits,
+    )
+    .await;
+    assert!(
+        matches!(reply.error, Some(LlmError::Deadline { .. })),
+        "{:?}",
+        reply.error
+    );
+    assert!(reply.text.starts_with("t0 ") && !reply.text.contains("t99"));
 }
 
 #[tokio::test]

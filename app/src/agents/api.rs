@@ -11,7 +11,7 @@ use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]
 use super::domain::AgentForm;
-use super::{AgentDetail, AgentSummary, KeyTest, ProviderKeyView};
+use super::{AgentDetail, AgentSummary};
 use crate::error::AppError;
 
 pub type CreateAgentAction = ServerAction<CreateAgent>;
@@ -19,10 +19,6 @@ pub type UpdateAgentAction = ServerAction<UpdateAgent>;
 pub type DeleteAgentAction = ServerAction<DeleteAgent>;
 pub type DuplicateAgentAction = ServerAction<DuplicateAgent>;
 pub type ImportAgentAction = ServerAction<ImportAgent>;
-pub type AddKeyAction = ServerAction<AddProviderKey>;
-pub type ReplaceKeyAction = ServerAction<ReplaceProviderKey>;
-pub type DeleteKeyAction = ServerAction<DeleteProviderKey>;
-pub type TestKeyAction = ServerAction<TestProviderKey>;
 
 /// The form fields of an agent, flat as a form posts them.
 #[cfg(feature = "ssr")]
@@ -54,20 +50,12 @@ fn agent_form(
     }
 }
 
-#[cfg(feature = "ssr")]
-fn chosen_key(value: Option<String>) -> Result<Option<uuid::Uuid>, AppError> {
-    match value.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(id) => super::server::parse_id(id).map(Some),
-    }
-}
-
 #[server(prefix = "/api", endpoint = "list_agents")]
 pub async fn list_agents(query: Option<String>) -> Result<Vec<AgentSummary>, AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
+    use crate::ctx;
+    let session = ctx::require_session()?;
     super::server::list_agents(
-        &request::state()?,
+        &ctx::state()?,
         session.user_id,
         &session.key,
         query.as_deref().unwrap_or(""),
@@ -77,10 +65,10 @@ pub async fn list_agents(query: Option<String>) -> Result<Vec<AgentSummary>, App
 
 #[server(prefix = "/api", endpoint = "get_agent")]
 pub async fn get_agent(id: String) -> Result<AgentDetail, AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = super::server::parse_id(&id)?;
-    super::server::get_agent(&request::state()?, session.user_id, &session.key, id).await
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
+    super::server::get_agent(&ctx::state()?, session.user_id, &session.key, id).await
 }
 
 #[server(prefix = "/api", endpoint = "create_agent")]
@@ -101,8 +89,8 @@ pub async fn create_agent(
     avatar: String,
     provider_key_id: Option<String>,
 ) -> Result<(), AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
+    use crate::ctx;
+    let session = ctx::require_session()?;
     let form = agent_form(
         name,
         description,
@@ -117,15 +105,9 @@ pub async fn create_agent(
         avatar,
     );
     let spec = super::domain::AgentSpec::parse(&form)?;
-    let key = chosen_key(provider_key_id)?;
-    let id = super::server::create_agent(
-        &request::state()?,
-        session.user_id,
-        &session.key,
-        &spec,
-        key,
-    )
-    .await?;
+    let key = ctx::optional_id(provider_key_id.as_deref())?;
+    let id = super::server::create_agent(&ctx::state()?, session.user_id, &session.key, &spec, key)
+        .await?;
     leptos_axum::redirect(&format!("/agents/{id}"));
     Ok(())
 }
@@ -149,9 +131,9 @@ pub async fn update_agent(
     avatar: String,
     provider_key_id: Option<String>,
 ) -> Result<(), AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = super::server::parse_id(&id)?;
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
     let form = agent_form(
         name,
         description,
@@ -166,9 +148,9 @@ pub async fn update_agent(
         avatar,
     );
     let spec = super::domain::AgentSpec::parse(&form)?;
-    let key = chosen_key(provider_key_id)?;
+    let key = ctx::optional_id(provider_key_id.as_deref())?;
     super::server::update_agent(
-        &request::state()?,
+        &ctx::state()?,
         session.user_id,
         &session.key,
         id,
@@ -183,111 +165,37 @@ pub async fn update_agent(
 /// Deletes an agent; the form must carry the ticked confirmation box.
 #[server(prefix = "/api", endpoint = "delete_agent")]
 pub async fn delete_agent(id: String, confirm: Option<String>) -> Result<(), AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = super::server::parse_id(&id)?;
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
     if confirm.is_none() {
         return Err(AppError::invalid(
             "confirm",
             "Tick the box to confirm the deletion.",
         ));
     }
-    super::server::delete_agent(&request::state()?, session.user_id, id).await?;
+    super::server::delete_agent(&ctx::state()?, session.user_id, id).await?;
     leptos_axum::redirect("/agents");
     Ok(())
 }
 
 #[server(prefix = "/api", endpoint = "duplicate_agent")]
 pub async fn duplicate_agent(id: String) -> Result<(), AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = super::server::parse_id(&id)?;
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
     let copy =
-        super::server::duplicate_agent(&request::state()?, session.user_id, &session.key, id)
-            .await?;
+        super::server::duplicate_agent(&ctx::state()?, session.user_id, &session.key, id).await?;
     leptos_axum::redirect(&format!("/agents/{copy}"));
     Ok(())
 }
 
 #[server(prefix = "/api", endpoint = "import_agent")]
 pub async fn import_agent(json: String) -> Result<(), AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = super::server::import_agent(&request::state()?, session.user_id, &session.key, &json)
-        .await?;
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id =
+        super::server::import_agent(&ctx::state()?, session.user_id, &session.key, &json).await?;
     leptos_axum::redirect(&format!("/agents/{id}"));
     Ok(())
-}
-
-#[server(prefix = "/api", endpoint = "list_provider_keys")]
-pub async fn list_provider_keys() -> Result<Vec<ProviderKeyView>, AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    super::server::list_keys(&request::state()?, session.user_id, &session.key).await
-}
-
-#[server(prefix = "/api", endpoint = "add_provider_key")]
-pub async fn add_provider_key(
-    provider: String,
-    label: String,
-    secret: String,
-    base_url: Option<String>,
-) -> Result<(), AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let (provider, label, secret, base_url) = super::domain::validate_key_input(
-        &provider,
-        &label,
-        &secret,
-        base_url.as_deref().unwrap_or(""),
-    )?;
-    super::server::add_key(
-        &request::state()?,
-        session.user_id,
-        &session.key,
-        provider,
-        &label,
-        &secret,
-        base_url.as_deref(),
-    )
-    .await?;
-    Ok(())
-}
-
-#[server(prefix = "/api", endpoint = "replace_provider_key")]
-pub async fn replace_provider_key(id: String, secret: String) -> Result<(), AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = super::server::parse_id(&id)?;
-    let secret = secret.trim();
-    if secret.is_empty()
-        || secret.len() > super::domain::API_KEY_MAX
-        || secret.contains(char::is_whitespace)
-    {
-        return Err(AppError::invalid("secret", "Paste the new API key."));
-    }
-    super::server::replace_key(
-        &request::state()?,
-        session.user_id,
-        &session.key,
-        id,
-        secret,
-    )
-    .await
-}
-
-#[server(prefix = "/api", endpoint = "delete_provider_key")]
-pub async fn delete_provider_key(id: String) -> Result<(), AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = super::server::parse_id(&id)?;
-    super::server::delete_key(&request::state()?, session.user_id, id).await
-}
-
-#[server(prefix = "/api", endpoint = "test_provider_key")]
-pub async fn test_provider_key(id: String) -> Result<KeyTest, AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = super::server::parse_id(&id)?;
-    super::server::test_key(&request::state()?, session.user_id, &session.key, id).await
 }

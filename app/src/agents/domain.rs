@@ -5,105 +5,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AppError, FieldError};
+pub use crate::provider::Provider;
 
 pub const NAME_MAX: usize = 80;
 pub const DESCRIPTION_MAX: usize = 500;
 pub const SYSTEM_PROMPT_MAX: usize = 32_000;
-pub const MODEL_MAX: usize = 200;
+pub use crate::provider::MODEL_MAX;
 pub const STARTERS_MAX: usize = 4;
 pub const STARTER_MAX: usize = 200;
 pub const MAX_OUTPUT_TOKENS_MAX: u32 = 1_000_000;
-pub const KEY_LABEL_MAX: usize = 60;
-pub const API_KEY_MAX: usize = 512;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Provider {
-    Openai,
-    Anthropic,
-    Google,
-    OpenaiCompatible,
-    /// Enclave's offline demo model (development servers only): canned,
-    /// streamed replies with no API key, so chat can be tried at once.
-    Demo,
-}
-
-impl Provider {
-    pub const ALL: [Provider; 5] = [
-        Provider::Openai,
-        Provider::Anthropic,
-        Provider::Google,
-        Provider::OpenaiCompatible,
-        Provider::Demo,
-    ];
-
-    /// Providers a user can store an API key for.
-    pub const WITH_KEYS: [Provider; 4] = [
-        Provider::Openai,
-        Provider::Anthropic,
-        Provider::Google,
-        Provider::OpenaiCompatible,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Provider::Openai => "openai",
-            Provider::Anthropic => "anthropic",
-            Provider::Google => "google",
-            Provider::OpenaiCompatible => "openai_compatible",
-            Provider::Demo => "demo",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Provider> {
-        Provider::ALL.into_iter().find(|p| p.as_str() == value)
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Provider::Openai => "OpenAI",
-            Provider::Anthropic => "Anthropic",
-            Provider::Google => "Google Gemini",
-            Provider::OpenaiCompatible => "OpenAI-compatible (Ollama, vLLM, LM Studio, …)",
-            Provider::Demo => "Offline demo model (canned replies, no API key)",
-        }
-    }
-
-    /// The valid temperature range of the provider's API.
-    pub fn temperature_range(self) -> (f32, f32) {
-        match self {
-            Provider::Anthropic => (0.0, 1.0),
-            Provider::Openai | Provider::Google | Provider::OpenaiCompatible | Provider::Demo => {
-                (0.0, 2.0)
-            }
-        }
-    }
-
-    /// Model names offered as suggestions; any name is accepted.
-    pub fn suggested_models(self) -> &'static [&'static str] {
-        match self {
-            Provider::Openai => &[
-                "gpt-4.1",
-                "gpt-4.1-mini",
-                "gpt-4o",
-                "gpt-4o-mini",
-                "o4-mini",
-            ],
-            Provider::Anthropic => &["claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5"],
-            Provider::Google => &[
-                "gemini-2.5-pro",
-                "gemini-2.5-flash",
-                "gemini-2.5-flash-lite",
-            ],
-            Provider::OpenaiCompatible => &["llama3.1", "qwen2.5", "mistral"],
-            Provider::Demo => &["demo"],
-        }
-    }
-
-    pub fn needs_base_url(self) -> bool {
-        self == Provider::OpenaiCompatible
-    }
-}
 
 /// An agent's configuration as a form or a file gives it: unchecked strings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -228,10 +138,11 @@ impl AgentSpec {
             fail("provider", "Choose a provider.".into());
         }
         let model = form.model.trim().to_owned();
-        if model.is_empty() {
-            fail("model", "Name the model, for example gpt-4o-mini.".into());
-        } else if chars(&model) > MODEL_MAX || model.chars().any(|c| c.is_control()) {
-            fail("model", "That model name is not valid.".into());
+        if let Err(message) = provider
+            .unwrap_or(Provider::OpenaiCompatible)
+            .check_model(&model)
+        {
+            fail("model", message);
         }
         let base_url = form.base_url.trim().trim_end_matches('/').to_owned();
         let base_url = if base_url.is_empty() {
@@ -241,6 +152,13 @@ impl AgentSpec {
                     "An OpenAI-compatible server needs its address, like http://localhost:11434/v1.".into(),
                 );
             }
+            None
+        } else if provider.is_some_and(|p| !p.needs_base_url()) {
+            fail(
+                "base_url",
+                "Only OpenAI-compatible servers take a base URL: leave it empty, or choose that provider."
+                    .into(),
+            );
             None
         } else {
             if let Err(message) = valid_base_url(&base_url) {
@@ -457,77 +375,6 @@ impl AgentExport {
     }
 }
 
-/// A provider key as typed in: label, provider, the secret, and for
-/// OpenAI-compatible servers the address to test it against.
-pub fn validate_key_input(
-    provider: &str,
-    label: &str,
-    secret: &str,
-    base_url: &str,
-) -> Result<(Provider, String, String, Option<String>), AppError> {
-    let mut errors = Vec::new();
-    let mut fail = |field: &str, message: &str| {
-        errors.push(FieldError {
-            field: field.to_owned(),
-            message: message.to_owned(),
-        })
-    };
-    let provider = Provider::parse(provider.trim()).filter(|p| Provider::WITH_KEYS.contains(p));
-    if provider.is_none() {
-        fail(
-            "provider",
-            "Choose a provider (the demo model needs no key).",
-        );
-    }
-    let label = label.trim().to_owned();
-    if label.is_empty() || chars(&label) > KEY_LABEL_MAX {
-        fail(
-            "label",
-            "Name the key (up to 60 characters), like \"Work\".",
-        );
-    }
-    let secret = secret.trim().to_owned();
-    if secret.is_empty() {
-        fail("secret", "Paste the API key.");
-    } else if secret.len() > API_KEY_MAX
-        || secret.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        fail("secret", "That does not look like an API key.");
-    }
-    let base_url = base_url.trim().trim_end_matches('/').to_owned();
-    let base_url = if base_url.is_empty() {
-        if provider.is_some_and(Provider::needs_base_url) {
-            fail(
-                "base_url",
-                "An OpenAI-compatible key needs its server's address.",
-            );
-        }
-        None
-    } else {
-        if let Err(message) = valid_base_url(&base_url) {
-            fail("base_url", &message);
-        }
-        Some(base_url)
-    };
-    match provider {
-        Some(p) if errors.is_empty() => Ok((p, label, secret, base_url)),
-        _ => Err(AppError::Invalid(errors)),
-    }
-}
-
-/// What the UI shows instead of a key: its last four characters.
-pub fn mask_key(secret: &str) -> String {
-    let tail: String = secret
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("…{tail}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -689,6 +536,25 @@ mod tests {
     }
 
     #[test]
+    fn only_openai_compatible_agents_take_a_base_url() {
+        for provider in ["anthropic", "openai", "google"] {
+            let with_url = AgentForm {
+                provider: provider.into(),
+                model: "m".into(),
+                base_url: "https://gateway.example.com/v1".into(),
+                ..form()
+            };
+            assert_eq!(field_errors(&with_url), vec!["base_url"], "{provider}");
+        }
+        let compatible = AgentForm {
+            provider: "openai_compatible".into(),
+            base_url: "http://localhost:11434/v1".into(),
+            ..form()
+        };
+        assert!(AgentSpec::parse(&compatible).is_ok());
+    }
+
+    #[test]
     fn limits_are_inclusive() {
         let spec = AgentSpec::parse(&AgentForm {
             name: "n".repeat(80),
@@ -781,11 +647,5 @@ mod tests {
             AgentExport::parse(r#"{"enclave_agent":1,"name":"","provider":"openai","model":"m"}"#)
                 .unwrap_err();
         assert!(err.field_message("name").is_some());
-    }
-
-    #[test]
-    fn keys_are_masked_to_their_last_four_characters() {
-        assert_eq!(mask_key("sk-proj-abcdef1234"), "…1234");
-        assert_eq!(mask_key("ab"), "…ab");
     }
 }

@@ -6,27 +6,19 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_params_map, use_query_map};
 
 use super::{
-    AgentDetail, KeySource, ProviderKeyView,
+    AgentDetail,
     api::{
-        AddKeyAction, CreateAgentAction, DeleteAgentAction, DeleteKeyAction, DuplicateAgentAction,
-        ImportAgentAction, ReplaceKeyAction, TestKeyAction, UpdateAgentAction, get_agent,
-        list_agents, list_provider_keys,
+        CreateAgentAction, DeleteAgentAction, DuplicateAgentAction, ImportAgentAction,
+        UpdateAgentAction, get_agent, list_agents,
     },
     domain::{AgentForm, Provider},
 };
 use crate::{
     action_error,
     error::AppError,
-    ui::{Field, FormError, RequireUser, TextAreaField, field_message},
+    provider_keys::{KeySource, ProviderKeyView, api::list_provider_keys},
+    ui::{Field, FormError, RequireUser, TextAreaField, error_view, field_message, not_found_or},
 };
-
-fn error_view(err: AppError) -> impl IntoView {
-    view! {
-        <p class="form-error" role="alert">
-            {err.to_string()}
-        </p>
-    }
-}
 
 // ---- list ------------------------------------------------------------------------
 
@@ -119,7 +111,27 @@ fn AgentFields(
     let provider_error = field_message(error, "provider");
     let starters_error = field_message(error, "starters");
     let key_error = field_message(error, "provider_key_id");
+    let model_error = field_message(error, "model");
     let starter = |i: usize| initial.starters.get(i).cloned().unwrap_or_default();
+    let provider = RwSignal::new(initial.provider.clone());
+    let model = RwSignal::new(initial.model.clone());
+    // Choosing another provider brings its usual model with it, unless the
+    // user typed a model of their own.
+    let on_provider = move |ev| {
+        let chosen = event_target_value(&ev);
+        if let Some(new) = Provider::parse(&chosen) {
+            let current = model.get_untracked();
+            let suggested_elsewhere = Provider::ALL
+                .iter()
+                .any(|p| *p != new && p.suggested_models().contains(&current.as_str()));
+            if (current.is_empty() || suggested_elsewhere)
+                && let Some(first) = new.suggested_models().first()
+            {
+                model.set((*first).to_owned());
+            }
+        }
+        provider.set(chosen);
+    };
     let chosen = chosen_key.unwrap_or_default();
     view! {
         <FormError error=error/>
@@ -143,7 +155,7 @@ fn AgentFields(
         <div class="field-row">
             <div class="field" class:invalid=move || provider_error().is_some()>
                 <label for="field-provider">"Provider"</label>
-                <select id="field-provider" name="provider">
+                <select id="field-provider" name="provider" on:change=on_provider>
                     {Provider::ALL
                         .into_iter()
                         .map(|p| {
@@ -157,20 +169,31 @@ fn AgentFields(
                 </select>
                 <p class="field-error" id="field-provider-error">{provider_error}</p>
             </div>
-            <Field
-                label="Model"
-                name="model"
-                value=initial.model.clone()
-                list="model-suggestions"
-                error=error
-            />
+            <div class="field" class:invalid=move || model_error().is_some()>
+                <label for="field-model">"Model"</label>
+                <input
+                    id="field-model"
+                    name="model"
+                    list="model-suggestions"
+                    required
+                    value=initial.model.clone()
+                    prop:value=move || model.get()
+                    on:input=move |ev| model.set(event_target_value(&ev))
+                    aria-invalid=move || model_error().is_some().to_string()
+                    aria-describedby="field-model-error"
+                />
+                <p class="field-error" id="field-model-error">{model_error}</p>
+            </div>
         </div>
         <datalist id="model-suggestions">
-            {Provider::ALL
-                .into_iter()
-                .flat_map(|p| p.suggested_models().iter())
-                .map(|m| view! { <option value=*m></option> })
-                .collect_view()}
+            {move || {
+                Provider::parse(&provider.get())
+                    .map(|p| p.suggested_models())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|m| view! { <option value=*m></option> })
+                    .collect_view()
+            }}
         </datalist>
         <Field
             label="Base URL"
@@ -337,23 +360,6 @@ fn AgentEdit() -> impl IntoView {
     }
 }
 
-fn not_found_or(err: AppError) -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    if err == AppError::NotFound
-        && let Some(response) = use_context::<leptos_axum::ResponseOptions>()
-    {
-        response.set_status(http::StatusCode::NOT_FOUND);
-    }
-    if err == AppError::NotFound {
-        Either::Left(view! {
-            <h1>"Agent not found"</h1>
-            <p>"There is no such agent among yours. " <a href="/agents">"Back to your agents"</a></p>
-        })
-    } else {
-        Either::Right(error_view(err))
-    }
-}
-
 // ---- detail ------------------------------------------------------------------------
 
 #[component]
@@ -490,147 +496,5 @@ pub fn AgentImportPage() -> impl IntoView {
                 <button type="submit" class="primary">"Import"</button>
             </ActionForm>
         </RequireUser>
-    }
-}
-
-// ---- provider keys -----------------------------------------------------------------
-
-#[component]
-pub fn KeysPage() -> impl IntoView {
-    view! {
-        <Title text="Provider keys"/>
-        <RequireUser>
-            <Keys/>
-        </RequireUser>
-    }
-}
-
-#[component]
-fn Keys() -> impl IntoView {
-    let add = AddKeyAction::new();
-    let delete = DeleteKeyAction::new();
-    let replace = ReplaceKeyAction::new();
-    let keys = Resource::new(
-        move || {
-            (
-                add.version().get(),
-                delete.version().get(),
-                replace.version().get(),
-            )
-        },
-        |_| list_provider_keys(),
-    );
-    let add_error = action_error!(add);
-    let provider_error = field_message(add_error, "provider");
-    view! {
-        <h1>"Provider keys"</h1>
-        <p class="muted">
-            "Keys are encrypted with your own data key. Enclave never shows a key again: "
-            "only its last four characters."
-        </p>
-        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
-            {move || Suspend::new(async move {
-                match keys.await {
-                    Err(err) => error_view(err).into_any(),
-                    Ok(list) if list.is_empty() => {
-                        view! { <p class="card muted">"No keys yet. Add one below."</p> }.into_any()
-                    }
-                    Ok(list) => {
-                        view! {
-                            <ul class="key-list">
-                                {list
-                                    .into_iter()
-                                    .map(|key| view! { <KeyRow key=key delete=delete replace=replace/> })
-                                    .collect_view()}
-                            </ul>
-                        }
-                            .into_any()
-                    }
-                }
-            })}
-        </Transition>
-        <section class="card">
-            <h2>"Add a key"</h2>
-            <ActionForm action=add>
-                <FormError error=add_error/>
-                <div class="field-row">
-                    <div class="field" class:invalid=move || provider_error().is_some()>
-                        <label for="field-provider">"Provider"</label>
-                        <select id="field-provider" name="provider">
-                            {Provider::WITH_KEYS
-                                .into_iter()
-                                .map(|p| view! { <option value=p.as_str()>{p.label()}</option> })
-                                .collect_view()}
-                        </select>
-                        <p class="field-error">{provider_error}</p>
-                    </div>
-                    <Field label="Label" name="label" error=add_error/>
-                </div>
-                <Field label="API key" name="secret" kind="password" autocomplete="off" error=add_error/>
-                <Field
-                    label="Server address"
-                    name="base_url"
-                    kind="url"
-                    required=false
-                    hint="Only for OpenAI-compatible servers, e.g. http://localhost:11434/v1."
-                    error=add_error
-                />
-                <button type="submit" class="primary">"Add key"</button>
-            </ActionForm>
-        </section>
-    }
-}
-
-#[component]
-fn KeyRow(
-    key: ProviderKeyView,
-    delete: DeleteKeyAction,
-    replace: ReplaceKeyAction,
-) -> impl IntoView {
-    let test = TestKeyAction::new();
-    let result = move || test.value().get();
-    let (id_test, id_delete, id_replace) = (key.id.clone(), key.id.clone(), key.id.clone());
-    view! {
-        <li class="card key-row" data-testid="provider-key">
-            <div>
-                <strong>{key.label.clone()}</strong>
-                <span class="muted">" · " {key.provider.label()}</span>
-                <code class="masked">{key.masked.clone()}</code>
-            </div>
-            <div class="actions">
-                <ActionForm action=test attr:class="inline">
-                    <input type="hidden" name="id" value=id_test/>
-                    <button type="submit" disabled=move || test.pending().get()>"Test"</button>
-                </ActionForm>
-                <ActionForm action=delete attr:class="inline">
-                    <input type="hidden" name="id" value=id_delete/>
-                    <button type="submit" class="danger">"Delete"</button>
-                </ActionForm>
-            </div>
-            {move || {
-                result()
-                    .map(|r| match r {
-                        Ok(t) => {
-                            view! {
-                                <p class=if t.ok { "key-test ok" } else { "key-test failed" } role="status">
-                                    {t.message}
-                                </p>
-                            }
-                                .into_any()
-                        }
-                        Err(err) => error_view(err).into_any(),
-                    })
-            }}
-            <details>
-                <summary>"Replace this key"</summary>
-                <ActionForm action=replace>
-                    <input type="hidden" name="id" value=id_replace/>
-                    <label>
-                        "New API key " <input type="password" name="secret" autocomplete="off" required/>
-                    </label>
-                    <button type="submit">"Replace"</button>
-                </ActionForm>
-            </details>
-        </li>
     }
 }

@@ -1,131 +1,87 @@
-//! Agents and provider keys (server only). Every query names the owner
+//! Agents (server only). Every query names the owner
 //! (`WHERE id = $1 AND owner_id = $2`): another user's id is `NotFound`,
 //! exactly like an id that does not exist.
+//!
+//! Sealed here: everything the user typed or chose (`name`, `description`,
+//! `system_prompt`, `model`, `base_url`, `starters`, `avatar`). Only the
+//! provider, the numeric settings and the chosen key's id are plain.
 
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
-    AgentDetail, AgentSummary, KeySource, KeyTest, ProviderKeyView,
-    domain::{AgentExport, AgentSpec, NAME_MAX, Provider, mask_key},
-    providers,
+    AgentDetail, AgentSummary,
+    domain::{AgentExport, AgentSpec, NAME_MAX, Provider},
 };
 use crate::{
     error::AppError,
     platform::{
-        AppState,
         crypto::{DataKey, Place, Sealed},
+        keystore::SealedColumn,
     },
+    provider_keys,
+    state::AppState,
 };
 
-/// Ids arrive as text; anything that is not a UUID is simply not found.
-pub fn parse_id(id: &str) -> Result<Uuid, AppError> {
-    Uuid::parse_str(id.trim()).map_err(|_| AppError::NotFound)
-}
+/// The sealed columns of this slice (`keys verify` opens them all).
+pub const SEALED: &[SealedColumn] = &[
+    SealedColumn::owned("agents", "name"),
+    SealedColumn::owned("agents", "description"),
+    SealedColumn::owned("agents", "system_prompt"),
+    SealedColumn::owned("agents", "model"),
+    SealedColumn::owned("agents", "base_url"),
+    SealedColumn::owned("agents", "starters"),
+    SealedColumn::owned("agents", "avatar"),
+];
 
-fn agent_place(column: &'static str, id: Uuid, owner: Uuid) -> Place {
+fn place(column: &'static str, id: Uuid, owner: Uuid) -> Place {
     Place::new("agents", column, id, owner)
 }
 
-fn key_place(column: &'static str, id: Uuid, owner: Uuid) -> Place {
-    Place::new("provider_keys", column, id, owner)
+/// An agent as stored.
+#[derive(sqlx::FromRow)]
+struct AgentRow {
+    id: Uuid,
+    name: Sealed,
+    description: Sealed,
+    system_prompt: Sealed,
+    provider: String,
+    model: Sealed,
+    base_url: Option<Sealed>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    max_output_tokens: Option<i32>,
+    starters: Sealed,
+    avatar: Sealed,
+    provider_key_id: Option<Uuid>,
 }
-
-fn open(key: &DataKey, place: Place, sealed: &Sealed) -> Result<String, AppError> {
-    key.open_string(place, sealed).map_err(|e| {
-        AppError::internal(format!(
-            "{}.{} of {}: {e}",
-            place.table, place.column, place.row
-        ))
-    })
-}
-
-fn provider_of(value: &str) -> Result<Provider, AppError> {
-    Provider::parse(value)
-        .ok_or_else(|| AppError::internal(format!("unknown provider {value:?} in the database")))
-}
-
-// ---- agents --------------------------------------------------------------------
-
-type AgentRow = (
-    Uuid,
-    Sealed,
-    Sealed,
-    Sealed,
-    String,
-    String,
-    Option<Sealed>,
-    Option<f32>,
-    Option<f32>,
-    Option<i32>,
-    Sealed,
-    String,
-    Option<Uuid>,
-);
 
 const AGENT_COLUMNS: &str = "id, name, description, system_prompt, provider, model, base_url, \
      temperature, top_p, max_output_tokens, starters, avatar, provider_key_id";
 
-fn spec_from_row(key: &DataKey, owner: Uuid, row: &AgentRow) -> Result<AgentSpec, AppError> {
-    let (
-        id,
-        name,
-        description,
-        prompt,
-        provider,
-        model,
-        base_url,
-        temperature,
-        top_p,
-        max_tokens,
-        starters,
-        avatar,
-        _,
-    ) = row;
-    let starters_json = open(key, agent_place("starters", *id, owner), starters)?;
-    Ok(AgentSpec {
-        name: open(key, agent_place("name", *id, owner), name)?,
-        description: open(key, agent_place("description", *id, owner), description)?,
-        system_prompt: open(key, agent_place("system_prompt", *id, owner), prompt)?,
-        provider: provider_of(provider)?,
-        model: model.clone(),
-        base_url: base_url
-            .as_ref()
-            .map(|b| open(key, agent_place("base_url", *id, owner), b))
-            .transpose()?,
-        temperature: *temperature,
-        top_p: *top_p,
-        max_output_tokens: max_tokens.map(|n| n as u32),
-        starters: serde_json::from_str(&starters_json).map_err(AppError::internal)?,
-        avatar: avatar.clone(),
-    })
-}
-
-struct SealedAgent {
-    name: Sealed,
-    description: Sealed,
-    system_prompt: Sealed,
-    base_url: Option<Sealed>,
-    starters: Sealed,
-}
-
-fn seal_agent(
-    key: &DataKey,
-    id: Uuid,
-    owner: Uuid,
-    spec: &AgentSpec,
-) -> Result<SealedAgent, AppError> {
-    let starters = serde_json::to_string(&spec.starters).map_err(AppError::internal)?;
-    Ok(SealedAgent {
-        name: key.seal_str(agent_place("name", id, owner), &spec.name),
-        description: key.seal_str(agent_place("description", id, owner), &spec.description),
-        system_prompt: key.seal_str(agent_place("system_prompt", id, owner), &spec.system_prompt),
-        base_url: spec
-            .base_url
-            .as_deref()
-            .map(|b| key.seal_str(agent_place("base_url", id, owner), b)),
-        starters: key.seal_str(agent_place("starters", id, owner), &starters),
-    })
+impl AgentRow {
+    fn spec(&self, key: &DataKey, owner: Uuid) -> Result<AgentSpec, AppError> {
+        let open = |column, sealed| key.open_text(place(column, self.id, owner), sealed);
+        let starters = open("starters", &self.starters)?;
+        Ok(AgentSpec {
+            name: open("name", &self.name)?,
+            description: open("description", &self.description)?,
+            system_prompt: open("system_prompt", &self.system_prompt)?,
+            provider: Provider::parse(&self.provider).ok_or_else(|| {
+                AppError::internal(format!(
+                    "unknown provider {:?} in the database",
+                    self.provider
+                ))
+            })?,
+            model: open("model", &self.model)?,
+            base_url: key
+                .open_optional(place("base_url", self.id, owner), self.base_url.as_ref())?,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            max_output_tokens: self.max_output_tokens.map(|n| n as u32),
+            starters: serde_json::from_str(&starters).map_err(AppError::internal)?,
+            avatar: open("avatar", &self.avatar)?,
+        })
+    }
 }
 
 /// The user's agents, newest first, optionally only those whose name or
@@ -145,13 +101,13 @@ pub async fn list_agents(
     let needle = query.trim().to_lowercase();
     let mut agents = Vec::with_capacity(rows.len());
     for row in &rows {
-        let spec = spec_from_row(key, owner, row)?;
+        let spec = row.spec(key, owner)?;
         if needle.is_empty()
             || spec.name.to_lowercase().contains(&needle)
             || spec.description.to_lowercase().contains(&needle)
         {
             agents.push(AgentSummary {
-                id: row.0.to_string(),
+                id: row.id.to_string(),
                 name: spec.name,
                 description: spec.description,
                 provider: spec.provider,
@@ -163,9 +119,10 @@ pub async fn list_agents(
     Ok(agents)
 }
 
-/// Every function here takes the owner's data key from its caller: the
-/// request's `AuthSession`, where the session middleware unwrapped it.
-async fn load_agent(
+/// One of the owner's agents and the key chosen for it. Every function here
+/// takes the owner's data key from its caller: the request's `AuthSession`,
+/// where the session middleware unwrapped it.
+pub async fn load_agent(
     state: &AppState,
     owner: Uuid,
     key: &DataKey,
@@ -179,7 +136,7 @@ async fn load_agent(
     .fetch_optional(&state.db)
     .await?;
     let row = row.ok_or(AppError::NotFound)?;
-    Ok((spec_from_row(key, owner, &row)?, row.12))
+    Ok((row.spec(key, owner)?, row.provider_key_id))
 }
 
 pub async fn get_agent(
@@ -189,7 +146,10 @@ pub async fn get_agent(
     id: Uuid,
 ) -> Result<AgentDetail, AppError> {
     let (spec, provider_key_id) = load_agent(state, owner, key, id).await?;
-    let key_source = key_source(state, owner, key, spec.provider, provider_key_id).await?;
+    let key_source =
+        provider_keys::server::resolve(state, owner, key, spec.provider, provider_key_id)
+            .await?
+            .source;
     Ok(AgentDetail {
         id: id.to_string(),
         spec,
@@ -206,19 +166,13 @@ async fn check_chosen_key(
     key_id: Option<Uuid>,
 ) -> Result<(), AppError> {
     let Some(key_id) = key_id else { return Ok(()) };
-    let found: Option<String> =
-        sqlx::query_scalar("SELECT provider FROM provider_keys WHERE id = $1 AND owner_id = $2")
-            .bind(key_id)
-            .bind(owner)
-            .fetch_optional(&state.db)
-            .await?;
-    match found {
-        None => Err(AppError::NotFound),
-        Some(p) if p == provider.as_str() => Ok(()),
-        Some(_) => Err(AppError::invalid(
+    if provider_keys::server::provider_of_key(state, owner, key_id).await? == provider {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
             "provider_key_id",
             format!("That key is not a {} key.", provider.label()),
-        )),
+        ))
     }
 }
 
@@ -234,21 +188,22 @@ async fn write_agent(
     provider_key_id: Option<Uuid>,
 ) -> Result<u64, AppError> {
     check_chosen_key(state, owner, spec.provider, provider_key_id).await?;
-    let sealed = seal_agent(key, id, owner, spec)?;
+    let seal = |column, value: &str| key.seal_str(place(column, id, owner), value);
+    let starters = serde_json::to_string(&spec.starters).map_err(AppError::internal)?;
     let done = sqlx::query(sql)
         .bind(id)
         .bind(owner)
-        .bind(&sealed.name)
-        .bind(&sealed.description)
-        .bind(&sealed.system_prompt)
+        .bind(seal("name", &spec.name))
+        .bind(seal("description", &spec.description))
+        .bind(seal("system_prompt", &spec.system_prompt))
         .bind(spec.provider.as_str())
-        .bind(&spec.model)
-        .bind(&sealed.base_url)
+        .bind(seal("model", &spec.model))
+        .bind(spec.base_url.as_deref().map(|b| seal("base_url", b)))
         .bind(spec.temperature)
         .bind(spec.top_p)
         .bind(spec.max_output_tokens.map(|n| n as i32))
-        .bind(&sealed.starters)
-        .bind(&spec.avatar)
+        .bind(seal("starters", &starters))
+        .bind(seal("avatar", &spec.avatar))
         .bind(provider_key_id)
         .execute(&state.db)
         .await?;
@@ -267,16 +222,6 @@ const UPDATE_AGENT: &str = "UPDATE agents SET name = $3, description = $4, syste
      WHERE id = $1 AND owner_id = $2";
 
 pub async fn create_agent(
-    state: &AppState,
-    owner: Uuid,
-    key: &DataKey,
-    spec: &AgentSpec,
-    provider_key_id: Option<Uuid>,
-) -> Result<Uuid, AppError> {
-    insert_agent(state, owner, key, spec, provider_key_id).await
-}
-
-async fn insert_agent(
     state: &AppState,
     owner: Uuid,
     key: &DataKey,
@@ -328,7 +273,7 @@ pub async fn duplicate_agent(
         .chars()
         .take(NAME_MAX)
         .collect();
-    insert_agent(state, owner, key, &spec, provider_key_id).await
+    create_agent(state, owner, key, &spec, provider_key_id).await
 }
 
 /// The agent as an export file (no key, no ids).
@@ -350,271 +295,4 @@ pub async fn import_agent(
 ) -> Result<Uuid, AppError> {
     let spec = AgentExport::parse(json)?;
     create_agent(state, owner, key, &spec, None).await
-}
-
-// ---- provider keys ---------------------------------------------------------------
-
-type KeyRow = (Uuid, String, Sealed, Sealed, Option<Sealed>);
-
-fn key_view(data_key: &DataKey, owner: Uuid, row: &KeyRow) -> Result<ProviderKeyView, AppError> {
-    let (id, provider, label, masked, base_url) = row;
-    Ok(ProviderKeyView {
-        id: id.to_string(),
-        provider: provider_of(provider)?,
-        label: open(data_key, key_place("label", *id, owner), label)?,
-        masked: open(data_key, key_place("masked", *id, owner), masked)?,
-        base_url: base_url
-            .as_ref()
-            .map(|b| open(data_key, key_place("base_url", *id, owner), b))
-            .transpose()?,
-    })
-}
-
-pub async fn list_keys(
-    state: &AppState,
-    owner: Uuid,
-    data_key: &DataKey,
-) -> Result<Vec<ProviderKeyView>, AppError> {
-    let rows: Vec<KeyRow> = sqlx::query_as(
-        "SELECT id, provider, label, masked, base_url FROM provider_keys
-         WHERE owner_id = $1 ORDER BY provider, created_at",
-    )
-    .bind(owner)
-    .fetch_all(&state.db)
-    .await?;
-    rows.iter()
-        .map(|row| key_view(data_key, owner, row))
-        .collect()
-}
-
-pub async fn add_key(
-    state: &AppState,
-    owner: Uuid,
-    data_key: &DataKey,
-    provider: Provider,
-    label: &str,
-    secret: &str,
-    base_url: Option<&str>,
-) -> Result<Uuid, AppError> {
-    let id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO provider_keys (id, owner_id, provider, label, secret, masked, base_url)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(id)
-    .bind(owner)
-    .bind(provider.as_str())
-    .bind(data_key.seal_str(key_place("label", id, owner), label))
-    .bind(data_key.seal_str(key_place("secret", id, owner), secret))
-    .bind(data_key.seal_str(key_place("masked", id, owner), &mask_key(secret)))
-    .bind(base_url.map(|b| data_key.seal_str(key_place("base_url", id, owner), b)))
-    .execute(&state.db)
-    .await?;
-    tracing::info!(key_id = %id, owner_id = %owner, provider = provider.as_str(), "provider key added");
-    Ok(id)
-}
-
-/// Replaces the secret of a stored key (label and provider stay).
-pub async fn replace_key(
-    state: &AppState,
-    owner: Uuid,
-    data_key: &DataKey,
-    id: Uuid,
-    secret: &str,
-) -> Result<(), AppError> {
-    let done = sqlx::query(
-        "UPDATE provider_keys SET secret = $3, masked = $4, updated_at = now()
-         WHERE id = $1 AND owner_id = $2",
-    )
-    .bind(id)
-    .bind(owner)
-    .bind(data_key.seal_str(key_place("secret", id, owner), secret))
-    .bind(data_key.seal_str(key_place("masked", id, owner), &mask_key(secret)))
-    .execute(&state.db)
-    .await?;
-    if done.rows_affected() == 0 {
-        return Err(AppError::NotFound);
-    }
-    tracing::info!(key_id = %id, owner_id = %owner, "provider key replaced");
-    Ok(())
-}
-
-pub async fn delete_key(state: &AppState, owner: Uuid, id: Uuid) -> Result<(), AppError> {
-    let done = sqlx::query("DELETE FROM provider_keys WHERE id = $1 AND owner_id = $2")
-        .bind(id)
-        .bind(owner)
-        .execute(&state.db)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Err(AppError::NotFound);
-    }
-    tracing::info!(key_id = %id, owner_id = %owner, "provider key deleted");
-    Ok(())
-}
-
-/// The secret of one of the owner's keys, with its provider and base URL.
-async fn key_secret(
-    db: &PgPool,
-    data_key: &DataKey,
-    owner: Uuid,
-    id: Uuid,
-) -> Result<(Provider, String, Option<String>), AppError> {
-    let row: Option<(String, Sealed, Option<Sealed>)> = sqlx::query_as(
-        "SELECT provider, secret, base_url FROM provider_keys WHERE id = $1 AND owner_id = $2",
-    )
-    .bind(id)
-    .bind(owner)
-    .fetch_optional(db)
-    .await?;
-    let (provider, secret, base_url) = row.ok_or(AppError::NotFound)?;
-    Ok((
-        provider_of(&provider)?,
-        open(data_key, key_place("secret", id, owner), &secret)?,
-        base_url
-            .as_ref()
-            .map(|b| open(data_key, key_place("base_url", id, owner), b))
-            .transpose()?,
-    ))
-}
-
-/// Asks the provider which models the key can use.
-pub async fn test_key(
-    state: &AppState,
-    owner: Uuid,
-    data_key: &DataKey,
-    id: Uuid,
-) -> Result<KeyTest, AppError> {
-    let (provider, secret, base_url) = key_secret(&state.db, data_key, owner, id).await?;
-    let result = providers::list_models(
-        &state.egress,
-        &state.settings.provider_urls,
-        provider,
-        base_url.as_deref(),
-        &secret,
-    )
-    .await;
-    tracing::info!(key_id = %id, owner_id = %owner, ok = result.is_ok(), "provider key tested");
-    Ok(match result {
-        Ok(models) => {
-            let shown: Vec<&str> = models.iter().take(5).map(String::as_str).collect();
-            let more = models.len().saturating_sub(shown.len());
-            let list = if shown.is_empty() {
-                "no models listed".to_owned()
-            } else if more > 0 {
-                format!("{} and {more} more", shown.join(", "))
-            } else {
-                shown.join(", ")
-            };
-            KeyTest {
-                ok: true,
-                message: format!("The key works. {} offers: {list}.", provider.label()),
-            }
-        }
-        Err(message) => KeyTest { ok: false, message },
-    })
-}
-
-/// Which key an agent would use: the chosen key, else the user's newest key
-/// for the provider, else the platform's, else an explanation.
-pub async fn key_source(
-    state: &AppState,
-    owner: Uuid,
-    data_key: &DataKey,
-    provider: Provider,
-    chosen: Option<Uuid>,
-) -> Result<KeySource, AppError> {
-    if provider == Provider::Demo {
-        return Ok(KeySource::NotNeeded);
-    }
-    let label_of = |row: &(Uuid, Sealed, Sealed)| -> Result<(String, String), AppError> {
-        Ok((
-            open(data_key, key_place("label", row.0, owner), &row.1)?,
-            open(data_key, key_place("masked", row.0, owner), &row.2)?,
-        ))
-    };
-    if let Some(chosen) = chosen {
-        let row: Option<(Uuid, Sealed, Sealed)> = sqlx::query_as(
-            "SELECT id, label, masked FROM provider_keys WHERE id = $1 AND owner_id = $2",
-        )
-        .bind(chosen)
-        .bind(owner)
-        .fetch_optional(&state.db)
-        .await?;
-        if let Some(row) = row {
-            let (label, masked) = label_of(&row)?;
-            return Ok(KeySource::Chosen { label, masked });
-        }
-    }
-    let newest: Option<(Uuid, Sealed, Sealed)> = sqlx::query_as(
-        "SELECT id, label, masked FROM provider_keys WHERE owner_id = $1 AND provider = $2
-         ORDER BY created_at DESC LIMIT 1",
-    )
-    .bind(owner)
-    .bind(provider.as_str())
-    .fetch_optional(&state.db)
-    .await?;
-    if let Some(row) = newest {
-        let (label, masked) = label_of(&row)?;
-        return Ok(KeySource::Yours { label, masked });
-    }
-    if state.settings.platform_keys.has(provider) {
-        return Ok(KeySource::Platform);
-    }
-    Ok(KeySource::Missing {
-        message: format!(
-            "No {} key: add one under Settings → Provider keys, or ask your operator to set a platform key.",
-            provider.label()
-        ),
-    })
-}
-
-/// The secret to call `provider` with, in the order `key_source` describes.
-pub async fn resolve_secret(
-    state: &AppState,
-    owner: Uuid,
-    data_key: &DataKey,
-    provider: Provider,
-    chosen: Option<Uuid>,
-) -> Result<String, AppError> {
-    if provider == Provider::Demo {
-        // Not a secret: the in-process demo server only wants a key present.
-        return Ok("enclave-demo".to_owned());
-    }
-    let mut ids = Vec::new();
-    if let Some(chosen) = chosen {
-        ids.push(chosen);
-    }
-    let newest: Option<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM provider_keys WHERE owner_id = $1 AND provider = $2
-         ORDER BY created_at DESC LIMIT 1",
-    )
-    .bind(owner)
-    .bind(provider.as_str())
-    .fetch_optional(&state.db)
-    .await?;
-    ids.extend(newest);
-    for id in ids {
-        match key_secret(&state.db, data_key, owner, id).await {
-            Ok((_, secret, _)) => return Ok(secret),
-            Err(AppError::NotFound) => continue,
-            Err(other) => return Err(other),
-        }
-    }
-    if let Some(platform) = state.settings.platform_keys.expose(provider) {
-        return Ok(platform.to_owned());
-    }
-    match key_source(state, owner, data_key, provider, None).await? {
-        KeySource::Missing { message } => Err(AppError::invalid("message", message)),
-        _ => Err(AppError::internal("a key source was found but no secret")),
-    }
-}
-
-/// What a run needs from the agent: its spec and its chosen key.
-pub async fn agent_for_chat(
-    state: &AppState,
-    owner: Uuid,
-    key: &DataKey,
-    id: Uuid,
-) -> Result<(AgentSpec, Option<Uuid>), AppError> {
-    load_agent(state, owner, key, id).await
 }

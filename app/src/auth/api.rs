@@ -15,7 +15,7 @@ pub type SignOutEverywhereAction = ServerAction<SignOutEverywhere>;
 /// The signed-in user, if any.
 #[server(prefix = "/api", endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<UserView>, AppError> {
-    Ok(crate::platform::request::session().map(|s| s.user))
+    Ok(crate::ctx::session().map(|s| s.user))
 }
 
 #[server(prefix = "/api", endpoint = "sign_up")]
@@ -28,8 +28,8 @@ pub async fn sign_up(
     age_confirmed: Option<String>,
     next: Option<String>,
 ) -> Result<(), AppError> {
-    use crate::platform::request;
-    let state = request::state()?;
+    use crate::ctx;
+    let state = ctx::state()?;
     let account = super::domain::NewAccount::parse(
         &first_name,
         &last_name,
@@ -37,8 +37,8 @@ pub async fn sign_up(
         password,
         age_confirmed.is_some(),
     )?;
-    let token = super::server::sign_up(&state, request::client_ip()?, account).await?;
-    request::set_cookie(&super::server::session_cookie(&state.settings, &token))?;
+    let token = super::server::sign_up(&state, ctx::client_ip()?, account).await?;
+    ctx::set_cookie(&super::server::session_cookie(&state.settings, &token))?;
     leptos_axum::redirect(&super::domain::safe_next(next.as_deref()));
     Ok(())
 }
@@ -49,22 +49,22 @@ pub async fn sign_in(
     password: String,
     next: Option<String>,
 ) -> Result<(), AppError> {
-    use crate::platform::request;
-    let state = request::state()?;
-    let token = super::server::sign_in(&state, request::client_ip()?, &email, &password).await?;
-    request::set_cookie(&super::server::session_cookie(&state.settings, &token))?;
+    use crate::ctx;
+    let state = ctx::state()?;
+    let token = super::server::sign_in(&state, ctx::client_ip()?, &email, &password).await?;
+    ctx::set_cookie(&super::server::session_cookie(&state.settings, &token))?;
     leptos_axum::redirect(&super::domain::safe_next(next.as_deref()));
     Ok(())
 }
 
 #[server(prefix = "/api", endpoint = "sign_out")]
 pub async fn sign_out() -> Result<(), AppError> {
-    use crate::platform::request;
-    let state = request::state()?;
-    if let Some(session) = request::session() {
+    use crate::ctx;
+    let state = ctx::state()?;
+    if let Some(session) = ctx::session() {
         super::server::end_session(&state.db, &session).await?;
     }
-    request::set_cookie(&super::server::clear_session_cookie(&state.settings))?;
+    ctx::set_cookie(&super::server::clear_session_cookie(&state.settings))?;
     leptos_axum::redirect("/");
     Ok(())
 }
@@ -72,12 +72,12 @@ pub async fn sign_out() -> Result<(), AppError> {
 /// Ends every session of the signed-in user, this one included.
 #[server(prefix = "/api", endpoint = "sign_out_everywhere")]
 pub async fn sign_out_everywhere() -> Result<(), AppError> {
-    use crate::platform::request;
-    let state = request::state()?;
-    let session = request::require_session()?;
+    use crate::ctx;
+    let state = ctx::state()?;
+    let session = ctx::require_session()?;
     let ended = super::server::end_all_sessions(&state.db, session.user_id).await?;
     tracing::info!(user_id = %session.user_id, ended, "signed out everywhere");
-    request::set_cookie(&super::server::clear_session_cookie(&state.settings))?;
+    ctx::set_cookie(&super::server::clear_session_cookie(&state.settings))?;
     leptos_axum::redirect("/sign-in");
     Ok(())
 }

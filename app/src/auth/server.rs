@@ -25,12 +25,31 @@ use super::{
 use crate::{
     error::AppError,
     platform::{
-        AppState, Settings,
+        Settings,
         crypto::{DataKey, Place, Sealed},
-        keystore::{self, Crypto},
+        keystore::{self, Crypto, SealedColumn},
         rate_limit,
     },
+    state::AppState,
 };
+
+/// The sealed columns of this slice (`keys verify` opens them all). A user
+/// row is its own owner.
+pub const SEALED: &[SealedColumn] = &[
+    users_column("email"),
+    users_column("first_name"),
+    users_column("last_name"),
+    users_column("password_hash"),
+];
+
+const fn users_column(column: &'static str) -> SealedColumn {
+    SealedColumn {
+        table: "users",
+        column,
+        id: "id",
+        owner: "id",
+    }
+}
 
 fn users_place(column: &'static str, user_id: Uuid) -> Place {
     Place::new("users", column, user_id, user_id)
@@ -205,8 +224,10 @@ pub async fn end_all_sessions(db: &PgPool, user_id: Uuid) -> Result<u64, AppErro
 
 // ---- sign-up and sign-in -----------------------------------------------------
 
-fn ip_bucket(kind: &str, ip: IpAddr) -> String {
-    format!("{kind}:ip:{ip}")
+/// An address-keyed bucket: an IPv6 client's /64, and never the address in
+/// plain text (a keyed hash of it).
+fn ip_bucket(crypto: &Crypto, kind: &str, ip: IpAddr) -> String {
+    crypto.rate_bucket(&format!("{kind}:ip"), &rate_limit::ip_subject(ip))
 }
 
 /// The per-account bucket is keyed by the email's blind index, not the address.
@@ -222,11 +243,14 @@ pub async fn sign_up(
 ) -> Result<SessionToken, AppError> {
     rate_limit::hit(
         &state.db,
-        &ip_bucket("sign-up", client_ip),
+        &ip_bucket(&state.crypto, "sign-up", client_ip),
         state.settings.sign_up_per_ip,
     )
     .await?;
-    let password_hash = state.passwords.hash(&account.password).await?;
+    let password_hash = state
+        .passwords
+        .hash(account.password.expose_for_hashing())
+        .await?;
     let user_id = Uuid::new_v4();
     let key = DataKey::generate();
     let seal = |column, value: &str| key.seal_str(users_place(column, user_id), value);
@@ -270,7 +294,7 @@ pub async fn sign_in(
     let settings = &state.settings;
     rate_limit::hit(
         &state.db,
-        &ip_bucket("sign-in", client_ip),
+        &ip_bucket(&state.crypto, "sign-in", client_ip),
         settings.sign_in_per_ip,
     )
     .await?;
@@ -279,7 +303,10 @@ pub async fn sign_in(
     };
     let email_index = state.crypto.email_index(email.as_ref());
     let account_bucket = account_bucket(&email_index);
-    rate_limit::check(&state.db, &account_bucket, settings.sign_in_per_account).await?;
+    // Counted before the password is checked, in one atomic statement: of
+    // many guesses sent at once, only the allowed number get a check. A
+    // success clears the count again.
+    rate_limit::hit(&state.db, &account_bucket, settings.sign_in_per_account).await?;
 
     let user: Option<(Uuid, Sealed, String, Vec<u8>)> = sqlx::query_as(
         "SELECT u.id, u.password_hash, k.kek_id, k.wrapped_key
@@ -314,7 +341,6 @@ pub async fn sign_in(
             create_session(&state.db, settings, user_id).await
         }
         _ => {
-            rate_limit::hit(&state.db, &account_bucket, settings.sign_in_per_account).await?;
             tracing::info!("sign-in failed");
             Err(AppError::InvalidCredentials)
         }

@@ -6,14 +6,6 @@ use leptos::prelude::*;
 use super::{ConversationSummary, ConversationView, Sent};
 use crate::error::AppError;
 
-#[cfg(feature = "ssr")]
-fn optional_id(value: Option<String>) -> Result<Option<uuid::Uuid>, AppError> {
-    match value.as_deref().map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(id) => crate::agents::server::parse_id(id).map(Some),
-    }
-}
-
 /// Sends a message to an agent (in a new conversation when none is given)
 /// and starts the reply.
 #[server(prefix = "/api", endpoint = "send_message")]
@@ -22,36 +14,39 @@ pub async fn send_message(
     conversation_id: Option<String>,
     message: String,
 ) -> Result<Sent, AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let agent = crate::agents::server::parse_id(&agent_id)?;
-    let conversation = optional_id(conversation_id)?;
-    super::server::send(
-        &request::state()?,
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let agent = ctx::parse_id(&agent_id)?;
+    let conversation = ctx::optional_id(conversation_id.as_deref())?;
+    let sent = super::server::send(
+        &ctx::state()?,
         session.user_id,
         &session.key,
         agent,
         conversation,
         &message,
     )
-    .await
+    .await?;
+    // Without JavaScript, the browser goes to the conversation (a first
+    // message made it), not back to the page it posted from.
+    ctx::redirect_plain_post(&format!("/agents/{agent}/chat?c={}", sent.conversation_id));
+    Ok(sent)
 }
 
 #[server(prefix = "/api", endpoint = "stop_reply")]
 pub async fn stop_reply(message_id: String) -> Result<(), AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = crate::agents::server::parse_id(&message_id)?;
-    super::server::stop(&request::state()?, session.user_id, &session.key, id).await
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&message_id)?;
+    super::server::stop(&ctx::state()?, session.user_id, &session.key, id).await
 }
 
 #[server(prefix = "/api", endpoint = "list_conversations")]
 pub async fn list_conversations(agent_id: String) -> Result<Vec<ConversationSummary>, AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let agent = crate::agents::server::parse_id(&agent_id)?;
-    super::server::list_conversations(&request::state()?, session.user_id, &session.key, agent)
-        .await
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let agent = ctx::parse_id(&agent_id)?;
+    super::server::list_conversations(&ctx::state()?, session.user_id, &session.key, agent).await
 }
 
 #[server(prefix = "/api", endpoint = "get_conversation")]
@@ -59,41 +54,27 @@ pub async fn get_conversation(
     id: String,
     before: Option<String>,
 ) -> Result<ConversationView, AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = crate::agents::server::parse_id(&id)?;
-    let before = optional_id(before)?;
-    super::server::get_conversation(
-        &request::state()?,
-        session.user_id,
-        &session.key,
-        id,
-        before,
-    )
-    .await
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
+    let before = ctx::optional_id(before.as_deref())?;
+    super::server::get_conversation(&ctx::state()?, session.user_id, &session.key, id, before).await
 }
 
 #[server(prefix = "/api", endpoint = "rename_conversation")]
 pub async fn rename_conversation(id: String, title: String) -> Result<(), AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = crate::agents::server::parse_id(&id)?;
-    super::server::rename(
-        &request::state()?,
-        session.user_id,
-        &session.key,
-        id,
-        &title,
-    )
-    .await
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
+    super::server::rename(&ctx::state()?, session.user_id, &session.key, id, &title).await
 }
 
 #[server(prefix = "/api", endpoint = "delete_conversation")]
 pub async fn delete_conversation(id: String) -> Result<(), AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = crate::agents::server::parse_id(&id)?;
-    let agent = super::server::delete(&request::state()?, session.user_id, id).await?;
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
+    let agent = super::server::delete(&ctx::state()?, session.user_id, id).await?;
     leptos_axum::redirect(&format!("/agents/{agent}/chat"));
     Ok(())
 }
@@ -101,24 +82,18 @@ pub async fn delete_conversation(id: String) -> Result<(), AppError> {
 /// Writes the last reply of a conversation again.
 #[server(prefix = "/api", endpoint = "regenerate_reply")]
 pub async fn regenerate_reply(conversation_id: String) -> Result<Sent, AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = crate::agents::server::parse_id(&conversation_id)?;
-    super::server::regenerate(&request::state()?, session.user_id, &session.key, id).await
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&conversation_id)?;
+    super::server::regenerate(&ctx::state()?, session.user_id, &session.key, id).await
 }
 
 /// Replaces one of the user's messages and asks again from there.
 #[server(prefix = "/api", endpoint = "edit_message")]
 pub async fn edit_message(message_id: String, message: String) -> Result<Sent, AppError> {
-    use crate::platform::request;
-    let session = request::require_session()?;
-    let id = crate::agents::server::parse_id(&message_id)?;
-    super::server::edit_and_resend(
-        &request::state()?,
-        session.user_id,
-        &session.key,
-        id,
-        &message,
-    )
-    .await
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&message_id)?;
+    super::server::edit_and_resend(&ctx::state()?, session.user_id, &session.key, id, &message)
+        .await
 }

@@ -47,6 +47,16 @@ impl MessageStatus {
     }
 }
 
+/// The sentence for a reply's error code, where no sealed sentence was
+/// written (a server that restarted writes only the code: it holds no key).
+pub fn error_sentence(code: &str) -> &'static str {
+    match code {
+        "server_stopped" => "The server stopped while this reply was being written.",
+        "run_failed" => "Something went wrong on our side while writing this reply.",
+        _ => "This reply could not be finished.",
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationSummary {
     pub id: String,

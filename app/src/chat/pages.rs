@@ -17,7 +17,7 @@ use super::{
 use crate::{
     action_error,
     agents::api::get_agent,
-    ui::{FormError, RequireUser, field_message, markdown},
+    ui::{FormError, RequireUser, field_message, markdown, not_found_or},
 };
 
 pub type SendMessageAction = ServerAction<SendMessage>;
@@ -142,7 +142,7 @@ fn Chat() -> impl IntoView {
                 <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                     {move || Suspend::new(async move {
                         match agent.await {
-                            Err(err) => Either::Left(view! { <p class="form-error" role="alert">{err.to_string()}</p> }),
+                            Err(err) => Either::Left(not_found_or(err)),
                             Ok(agent) => {
                                 let starters = agent.spec.starters.clone();
                                 let agent_href = format!("/agents/{}", agent.id);
@@ -417,6 +417,9 @@ fn follow(
         return;
     };
     let closer = source.clone();
+    // One connection per live reply, closed with the message that opened it:
+    // a re-rendered page must not pile up open streams (browsers allow six
+    // per host, after which every request waits).
     let on_message =
         Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |event: web_sys::MessageEvent| {
             let Some(data) = event.data().as_string() else {
@@ -447,7 +450,12 @@ fn follow(
     for name in ["snapshot", "delta", "done"] {
         let _ = source.add_event_listener_with_callback(name, on_message.as_ref().unchecked_ref());
     }
-    on_message.forget();
+    let owned = send_wrapper::SendWrapper::new((source, on_message));
+    on_cleanup(move || {
+        let (source, on_message) = owned.take();
+        source.close();
+        drop(on_message);
+    });
 }
 
 #[cfg(not(feature = "hydrate"))]

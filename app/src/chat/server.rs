@@ -11,10 +11,21 @@ use crate::{
     error::AppError,
     llm::{ChatRequest, Role, Turn},
     platform::{
-        AppState,
         crypto::{DataKey, Place, Sealed},
+        keystore::SealedColumn,
+        rate_limit,
     },
+    provider_keys,
+    state::AppState,
 };
+
+/// The sealed columns of this slice (`keys verify` opens them all).
+pub const SEALED: &[SealedColumn] = &[
+    SealedColumn::owned("conversations", "title"),
+    SealedColumn::owned("messages", "body"),
+    SealedColumn::owned("messages", "error"),
+    SealedColumn::owned("messages", "model"),
+];
 
 /// How many earlier messages are sent to the model with a new one.
 pub const CONTEXT_MESSAGES: i64 = 50;
@@ -23,17 +34,13 @@ fn title_place(id: Uuid, owner: Uuid) -> Place {
     Place::new("conversations", "title", id, owner)
 }
 
-fn body_place(id: Uuid, owner: Uuid) -> Place {
-    Place::new("messages", "body", id, owner)
+/// Where a column of a message lives (`body`, `error`, `model`).
+pub fn message_place(column: &'static str, id: Uuid, owner: Uuid) -> Place {
+    Place::new("messages", column, id, owner)
 }
 
-fn open(key: &DataKey, place: Place, sealed: &Sealed) -> Result<String, AppError> {
-    key.open_string(place, sealed).map_err(|e| {
-        AppError::internal(format!(
-            "{}.{} of {}: {e}",
-            place.table, place.column, place.row
-        ))
-    })
+fn body_place(id: Uuid, owner: Uuid) -> Place {
+    message_place("body", id, owner)
 }
 
 /// A title from the first message: its first line, shortened.
@@ -73,21 +80,31 @@ struct Ready {
     key: DataKey,
 }
 
+/// Counts a request for a reply against the user's limit (each one calls
+/// the provider, possibly on the operator's key), then loads what the reply
+/// needs. Nothing is stored yet.
 async fn ready(
     state: &AppState,
     owner: Uuid,
     key: &DataKey,
     agent_id: Uuid,
 ) -> Result<Ready, AppError> {
-    let (spec, chosen_key) = agents::server::agent_for_chat(state, owner, key, agent_id).await?;
+    let (spec, chosen_key) = agents::server::load_agent(state, owner, key, agent_id).await?;
+    rate_limit::hit(
+        &state.db,
+        &format!("chat:user:{owner}"),
+        state.settings.chat_sends_per_user,
+    )
+    .await?;
     if spec.provider == Provider::Demo && state.settings.demo_url.is_none() {
         return Err(AppError::invalid(
             "message",
             "The offline demo model runs only on development servers; choose another provider for this agent.",
         ));
     }
-    let api_key =
-        agents::server::resolve_secret(state, owner, key, spec.provider, chosen_key).await?;
+    let api_key = provider_keys::server::resolve(state, owner, key, spec.provider, chosen_key)
+        .await?
+        .secret(key)?;
     Ok(Ready {
         spec,
         api_key,
@@ -128,10 +145,6 @@ async fn lock_idle(
     Ok(agent)
 }
 
-const INSERT_MESSAGE: &str =
-    "INSERT INTO messages (id, conversation_id, owner_id, role, body, status, model, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp())";
-
 async fn insert_user_message(
     tx: &mut sqlx::PgConnection,
     owner: Uuid,
@@ -140,43 +153,53 @@ async fn insert_user_message(
     text: &str,
 ) -> Result<Uuid, AppError> {
     let id = Uuid::new_v4();
-    sqlx::query(INSERT_MESSAGE)
-        .bind(id)
-        .bind(conversation)
-        .bind(owner)
-        .bind("user")
-        .bind(key.seal_str(body_place(id, owner), text))
-        .bind("complete")
-        .bind(None::<String>)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO messages (id, conversation_id, owner_id, role, body, status, created_at)
+         VALUES ($1, $2, $3, 'user', $4, 'complete', clock_timestamp())",
+    )
+    .bind(id)
+    .bind(conversation)
+    .bind(owner)
+    .bind(key.seal_str(body_place(id, owner), text))
+    .execute(&mut *tx)
+    .await?;
     Ok(id)
 }
 
-/// Reads the context (the latest messages, oldest first) and stores an
-/// empty reply marked streaming. Returns the reply's id and the request.
+/// The reply to queue: which earlier reply it replaces (regenerate), if any.
+#[derive(Clone, Copy, Default)]
+struct Queue {
+    replaces: Option<Uuid>,
+}
+
+/// Reads the context (the latest messages, oldest first, without the reply
+/// being replaced) and stores an empty reply marked streaming, owned by this
+/// server's runs. Returns the reply's id and the request.
 async fn queue_reply(
     state: &AppState,
     tx: &mut sqlx::PgConnection,
     owner: Uuid,
     conversation: Uuid,
     ready: Ready,
+    queue: Queue,
 ) -> Result<(Uuid, DataKey, ChatRequest), AppError> {
     let Ready { spec, api_key, key } = ready;
     let rows: Vec<(Uuid, String, Sealed)> = sqlx::query_as(
         "SELECT id, role, body FROM (
            SELECT id, role, body, created_at FROM messages
-           WHERE conversation_id = $1 AND owner_id = $2 ORDER BY created_at DESC, id DESC LIMIT $3
+           WHERE conversation_id = $1 AND owner_id = $2 AND id IS DISTINCT FROM $4
+           ORDER BY created_at DESC, id DESC LIMIT $3
          ) recent ORDER BY created_at, id",
     )
     .bind(conversation)
     .bind(owner)
     .bind(CONTEXT_MESSAGES)
+    .bind(queue.replaces)
     .fetch_all(&mut *tx)
     .await?;
     let mut turns = Vec::with_capacity(rows.len());
     for (id, role, body) in rows {
-        let content = open(&key, body_place(id, owner), &body)?;
+        let content = key.open_text(body_place(id, owner), &body)?;
         if !content.is_empty() {
             let role = if role == "user" {
                 Role::User
@@ -187,16 +210,20 @@ async fn queue_reply(
         }
     }
     let reply_id = Uuid::new_v4();
-    sqlx::query(INSERT_MESSAGE)
-        .bind(reply_id)
-        .bind(conversation)
-        .bind(owner)
-        .bind("assistant")
-        .bind(key.seal_str(body_place(reply_id, owner), ""))
-        .bind("streaming")
-        .bind(&spec.model)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO messages
+           (id, conversation_id, owner_id, role, body, status, model, replaces, runner, created_at)
+         VALUES ($1, $2, $3, 'assistant', $4, 'streaming', $5, $6, $7, clock_timestamp())",
+    )
+    .bind(reply_id)
+    .bind(conversation)
+    .bind(owner)
+    .bind(key.seal_str(body_place(reply_id, owner), ""))
+    .bind(key.seal_str(message_place("model", reply_id, owner), &spec.model))
+    .bind(queue.replaces)
+    .bind(state.runs.instance())
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("UPDATE conversations SET updated_at = now() WHERE id = $1 AND owner_id = $2")
         .bind(conversation)
         .bind(owner)
@@ -263,7 +290,16 @@ pub async fn send(
     };
     let user_message_id =
         insert_user_message(&mut tx, owner, conversation_id, &ready.key, &text).await?;
-    reply_and_start(state, tx, owner, conversation_id, user_message_id, ready).await
+    reply_and_start(
+        state,
+        tx,
+        owner,
+        conversation_id,
+        user_message_id,
+        ready,
+        Queue::default(),
+    )
+    .await
 }
 
 /// Queues the reply, commits `tx`, and starts the run that writes it.
@@ -274,12 +310,21 @@ async fn reply_and_start(
     conversation: Uuid,
     user_message_id: Uuid,
     ready: Ready,
+    queue: Queue,
 ) -> Result<Sent, AppError> {
-    let (reply_id, key, request) = queue_reply(state, &mut tx, owner, conversation, ready).await?;
+    let (reply_id, key, request) =
+        queue_reply(state, &mut tx, owner, conversation, ready, queue).await?;
     tx.commit().await?;
-    state
-        .runs
-        .start(state.clone(), owner, reply_id, key, request);
+    state.runs.start(
+        state.clone(),
+        super::runs::Reply {
+            owner,
+            message: reply_id,
+            replaces: queue.replaces,
+        },
+        key,
+        request,
+    );
     tracing::info!(conversation_id = %conversation, message_id = %reply_id, owner_id = %owner, "reply started");
     Ok(Sent {
         conversation_id: conversation.to_string(),
@@ -288,7 +333,10 @@ async fn reply_and_start(
     })
 }
 
-/// Replaces the last reply of a conversation with a new one.
+/// Writes the last reply of a conversation again. The old reply stays until
+/// the new one has text: the run deletes it when it ends with something to
+/// show, and a new reply that fails before its first word leaves the old one
+/// in place (with the failure under it).
 pub async fn regenerate(
     state: &AppState,
     owner: Uuid,
@@ -319,11 +367,6 @@ pub async fn regenerate(
             "There is no reply to regenerate.",
         ));
     };
-    sqlx::query("DELETE FROM messages WHERE id = $1 AND owner_id = $2")
-        .bind(last_id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await?;
     let user_message_id: Uuid = sqlx::query_scalar(
         "SELECT id FROM messages WHERE conversation_id = $1 AND owner_id = $2 AND role = 'user'
          ORDER BY created_at DESC, id DESC LIMIT 1",
@@ -332,7 +375,19 @@ pub async fn regenerate(
     .bind(owner)
     .fetch_one(&mut *tx)
     .await?;
-    reply_and_start(state, tx, owner, conversation, user_message_id, ready).await
+    let queue = Queue {
+        replaces: Some(last_id),
+    };
+    reply_and_start(
+        state,
+        tx,
+        owner,
+        conversation,
+        user_message_id,
+        ready,
+        queue,
+    )
+    .await
 }
 
 /// Replaces one of the user's messages, drops everything after it, and asks again.
@@ -367,7 +422,16 @@ pub async fn edit_and_resend(
     .await?;
     let user_message_id =
         insert_user_message(&mut tx, owner, conversation, &ready.key, &text).await?;
-    reply_and_start(state, tx, owner, conversation, user_message_id, ready).await
+    reply_and_start(
+        state,
+        tx,
+        owner,
+        conversation,
+        user_message_id,
+        ready,
+        Queue::default(),
+    )
+    .await
 }
 
 pub async fn list_conversations(
@@ -395,22 +459,55 @@ pub async fn list_conversations(
         .map(|(id, title)| {
             Ok(ConversationSummary {
                 id: id.to_string(),
-                title: open(key, title_place(*id, owner), title)?,
+                title: key.open_text(title_place(*id, owner), title)?,
             })
         })
         .collect()
 }
 
-type MessageRow = (
-    Uuid,
-    String,
-    Sealed,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i32>,
-    Option<i32>,
-);
+/// A message as stored.
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: Uuid,
+    role: String,
+    body: Sealed,
+    status: String,
+    error_code: Option<String>,
+    error: Option<Sealed>,
+    model: Option<Sealed>,
+    input_tokens: Option<i32>,
+    output_tokens: Option<i32>,
+}
+
+const MESSAGE_COLUMNS: &str = "m.id, m.role, m.body, m.status, m.error_code, m.error, m.model, m.input_tokens, m.output_tokens";
+
+/// Hides a reply while a regeneration of it is being written (it goes when
+/// the new one ends with text, and shows again if the new one fails first).
+const VISIBLE: &str =
+    "NOT EXISTS (SELECT 1 FROM messages r WHERE r.replaces = m.id AND r.status = 'streaming')";
+
+impl MessageRow {
+    fn view(&self, key: &DataKey, owner: Uuid) -> Result<MessageView, AppError> {
+        let error = match (&self.error, &self.error_code) {
+            (Some(sealed), _) => {
+                Some(key.open_text(message_place("error", self.id, owner), sealed)?)
+            }
+            (None, Some(code)) => Some(super::error_sentence(code).to_owned()),
+            (None, None) => None,
+        };
+        Ok(MessageView {
+            id: self.id.to_string(),
+            role: self.role.clone(),
+            body: key.open_text(body_place(self.id, owner), &self.body)?,
+            status: MessageStatus::parse(&self.status),
+            error,
+            model: key
+                .open_optional(message_place("model", self.id, owner), self.model.as_ref())?,
+            input_tokens: self.input_tokens.map(|n| n as u32),
+            output_tokens: self.output_tokens.map(|n| n as u32),
+        })
+    }
+}
 
 /// A conversation with its newest `PAGE` messages (or those before `before`).
 pub async fn get_conversation(
@@ -427,12 +524,12 @@ pub async fn get_conversation(
             .fetch_optional(&state.db)
             .await?;
     let (agent_id, title) = conversation.ok_or(AppError::NotFound)?;
-    let mut rows: Vec<MessageRow> = sqlx::query_as(
-        "SELECT id, role, body, status, error, model, input_tokens, output_tokens FROM messages
-         WHERE conversation_id = $1 AND owner_id = $2
-           AND ($3::uuid IS NULL OR (created_at, id) < (SELECT created_at, id FROM messages WHERE id = $3 AND owner_id = $2))
-         ORDER BY created_at DESC, id DESC LIMIT $4",
-    )
+    let mut rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m
+         WHERE m.conversation_id = $1 AND m.owner_id = $2 AND {VISIBLE}
+           AND ($3::uuid IS NULL OR (m.created_at, m.id) < (SELECT created_at, id FROM messages WHERE id = $3 AND owner_id = $2))
+         ORDER BY m.created_at DESC, m.id DESC LIMIT $4"
+    )))
     .bind(id)
     .bind(owner)
     .bind(before)
@@ -444,23 +541,12 @@ pub async fn get_conversation(
     rows.reverse();
     let messages = rows
         .iter()
-        .map(|(mid, role, body, status, error, model, input, output)| {
-            Ok(MessageView {
-                id: mid.to_string(),
-                role: role.clone(),
-                body: open(key, body_place(*mid, owner), body)?,
-                status: MessageStatus::parse(status),
-                error: error.clone(),
-                model: model.clone(),
-                input_tokens: input.map(|n| n as u32),
-                output_tokens: output.map(|n| n as u32),
-            })
-        })
+        .map(|row| row.view(key, owner))
         .collect::<Result<Vec<_>, AppError>>()?;
     Ok(ConversationView {
         id: id.to_string(),
         agent_id: agent_id.to_string(),
-        title: open(key, title_place(id, owner), &title)?,
+        title: key.open_text(title_place(id, owner), &title)?,
         messages,
         has_more,
     })
@@ -474,25 +560,14 @@ pub async fn stored_reply(
     key: &DataKey,
     id: Uuid,
 ) -> Result<MessageView, AppError> {
-    let row: Option<MessageRow> = sqlx::query_as(
-        "SELECT id, role, body, status, error, model, input_tokens, output_tokens FROM messages
-         WHERE id = $1 AND owner_id = $2",
-    )
+    let row: Option<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id = $1 AND m.owner_id = $2"
+    )))
     .bind(id)
     .bind(owner)
     .fetch_optional(&state.db)
     .await?;
-    let (mid, role, body, status, error, model, input, output) = row.ok_or(AppError::NotFound)?;
-    Ok(MessageView {
-        id: mid.to_string(),
-        role,
-        body: open(key, body_place(mid, owner), &body)?,
-        status: MessageStatus::parse(&status),
-        error,
-        model,
-        input_tokens: input.map(|n| n as u32),
-        output_tokens: output.map(|n| n as u32),
-    })
+    row.ok_or(AppError::NotFound)?.view(key, owner)
 }
 
 /// Stops the owner's live reply. Not found for another user's message.

@@ -12,7 +12,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
 use super::{Adapter, ChatRequest, LlmError, Role, StreamEvent, ToolCallDelta, Usage, join};
-use crate::agents::providers::ANTHROPIC_VERSION;
+use crate::llm::models::ANTHROPIC_VERSION;
 
 /// What Anthropic's required `max_tokens` is when the agent sets none.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
@@ -158,7 +158,7 @@ impl Adapter for Anthropic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{agents::domain::Provider, llm::Turn};
+    use crate::{llm::Turn, provider::Provider};
 
     fn feed_all(a: &mut Anthropic, events: &[(&str, &str)]) -> Result<Vec<StreamEvent>, LlmError> {
         let mut out = Vec::new();

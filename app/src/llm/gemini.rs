@@ -55,7 +55,12 @@ impl Adapter for Gemini {
         if let Ok(key) = HeaderValue::from_str(&req.api_key) {
             headers.insert(HeaderName::from_static("x-goog-api-key"), key);
         }
-        let path = format!("models/{}:streamGenerateContent?alt=sse", req.model);
+        // The model is one path segment: percent-encoded, so no `/`, `?` or
+        // `#` in a name can reach another path (names are validated too).
+        let path = format!(
+            "models/{}:streamGenerateContent?alt=sse",
+            crate::ui::encode_component(&req.model)
+        );
         (join(&req.base_url, &path), headers, body(req))
     }
 
@@ -114,7 +119,7 @@ impl Adapter for Gemini {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{agents::domain::Provider, llm::Turn};
+    use crate::{llm::Turn, provider::Provider};
 
     #[test]
     fn the_key_goes_in_a_header_not_the_url() {
@@ -152,6 +157,30 @@ mod tests {
         assert_eq!(body["contents"][1]["role"], "model");
         assert_eq!(body["systemInstruction"]["parts"][0]["text"], "Be brief.");
         assert_eq!(body["generationConfig"]["maxOutputTokens"], 64);
+    }
+
+    #[test]
+    fn a_model_name_stays_inside_its_path_segment() {
+        let req = ChatRequest {
+            provider: Provider::Google,
+            base_url: "https://generativelanguage.googleapis.com/v1beta".into(),
+            api_key: "AIza-test".into(),
+            model: "../../v1/files?x=1#frag".into(),
+            system_prompt: String::new(),
+            turns: vec![],
+            temperature: None,
+            top_p: None,
+            max_output_tokens: None,
+        };
+        let (url, _, _) = Gemini::default().request(&req);
+        assert_eq!(
+            url,
+            "https://generativelanguage.googleapis.com/v1beta/models/..%2F..%2Fv1%2Ffiles%3Fx%3D1%23frag:streamGenerateContent?alt=sse"
+        );
+        let parsed = url::Url::parse(&url).unwrap();
+        assert_eq!(parsed.query(), Some("alt=sse"));
+        assert_eq!(parsed.fragment(), None);
+        assert_eq!(parsed.path_segments().unwrap().count(), 3);
     }
 
     #[test]

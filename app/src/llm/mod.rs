@@ -16,6 +16,7 @@
 
 pub mod anthropic;
 pub mod gemini;
+pub mod models;
 pub mod openai;
 
 use std::time::Duration;
@@ -26,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::{
-    agents::domain::Provider,
     platform::egress::{Egress, EgressError},
+    provider::Provider,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +112,8 @@ pub enum LlmError {
         "The provider refused the request: check the agent's settings (model, temperature, max tokens)."
     )]
     Rejected,
+    /// The address was refused or could not be reached before anything was
+    /// sent (its text can name the host, so it is stored sealed).
     #[error("{0}")]
     Egress(EgressError),
     #[error("The connection to the provider failed.")]
@@ -119,18 +122,44 @@ pub enum LlmError {
     Timeout,
     #[error("The provider sent a reply Enclave could not read.")]
     Protocol,
+    #[error("The reply reached the length limit of {limit_kib} KiB and was cut off there.")]
+    TooLong { limit_kib: usize },
+    #[error("The reply took longer than the {minutes}-minute limit and was stopped there.")]
+    Deadline { minutes: u64 },
 }
 
 impl LlmError {
-    /// Worth another try, if nothing has been streamed yet.
+    /// Worth another try, if the provider provably did not start on the
+    /// request: it could not be reached, or it answered with an error status
+    /// that says it refused (rate limit, overload). A timeout or a broken
+    /// connection after the request went out is not retried: the provider
+    /// may be generating (and billing) already.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
             LlmError::RateLimited { .. }
                 | LlmError::Overloaded
-                | LlmError::Network
-                | LlmError::Timeout
+                | LlmError::Egress(EgressError::Connect { .. })
         )
+    }
+
+    /// A short, stable name for the kind of failure (stored in plain text
+    /// next to the sealed sentence; never user-derived).
+    pub fn code(&self) -> &'static str {
+        match self {
+            LlmError::InvalidKey => "invalid_key",
+            LlmError::Quota => "quota",
+            LlmError::RateLimited { .. } => "rate_limited",
+            LlmError::ModelNotFound => "model_not_found",
+            LlmError::Overloaded => "overloaded",
+            LlmError::Rejected => "rejected",
+            LlmError::Egress(_) => "unreachable",
+            LlmError::Network => "network",
+            LlmError::Timeout => "timeout",
+            LlmError::Protocol => "protocol",
+            LlmError::TooLong { .. } => "too_long",
+            LlmError::Deadline { .. } => "deadline",
+        }
     }
 }
 
@@ -170,8 +199,14 @@ pub fn classify(status: u16, headers: &HeaderMap, body: &[u8]) -> LlmError {
 /// Limits for one streamed completion.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamLimits {
+    /// From sending the request to the first piece of the reply.
     pub first_token: Duration,
+    /// Between two pieces of the reply (keep-alive pings do not count).
     pub idle_gap: Duration,
+    /// The whole completion, retries included.
+    pub deadline: Duration,
+    /// The reply's text, in bytes.
+    pub max_reply_bytes: usize,
     pub max_attempts: u32,
     pub backoff: Duration,
 }
@@ -181,11 +216,18 @@ impl Default for StreamLimits {
         StreamLimits {
             first_token: Duration::from_secs(60),
             idle_gap: Duration::from_secs(60),
+            deadline: Duration::from_secs(15 * 60),
+            max_reply_bytes: 1024 * 1024,
             max_attempts: 3,
             backoff: Duration::from_millis(500),
         }
     }
 }
+
+/// The most of an error answer that is read (only its status and error code
+/// matter), and how long reading it may take.
+const ERROR_BODY_MAX: usize = 64 * 1024;
+const ERROR_BODY_TIME: Duration = Duration::from_secs(10);
 
 /// The pieces of one provider's protocol.
 trait Adapter: Send {
@@ -220,7 +262,14 @@ pub fn stream(
 ) -> mpsc::Receiver<Result<StreamEvent, LlmError>> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
-        if let Err(err) = run(&egress, &req, limits, &tx).await {
+        let run = run(&egress, &req, limits, &tx);
+        let result = match tokio::time::timeout(limits.deadline, run).await {
+            Ok(result) => result,
+            Err(_) => Err(LlmError::Deadline {
+                minutes: limits.deadline.as_secs().div_ceil(60),
+            }),
+        };
+        if let Err(err) = result {
             let _ = tx.send(Err(err)).await;
         }
     });
@@ -239,81 +288,136 @@ async fn run(
         let mut adapter = adapter(req.provider);
         match attempt_stream(egress, req, limits, adapter.as_mut(), tx).await {
             Ok(()) => return Ok(()),
-            // Something already reached the user: no second try, keep what came.
-            Err((true, err)) => return Err(err),
-            Err((false, err)) if err.is_retryable() && attempt < limits.max_attempts => {
+            // The provider may have started: no second try, keep what came.
+            Err((Started::Maybe, err)) => return Err(err),
+            Err((Started::No, err)) if err.is_retryable() && attempt < limits.max_attempts => {
                 let wait = match &err {
                     LlmError::RateLimited {
                         retry_after: Some(after),
                     } => *after,
                     _ => limits.backoff * 2u32.pow(attempt - 1),
                 };
-                tracing::info!(attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying provider request");
+                tracing::info!(
+                    attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    error = err.code(),
+                    "retrying provider request"
+                );
                 tokio::time::sleep(wait).await;
             }
-            Err((false, err)) => return Err(err),
+            Err((Started::No, err)) => return Err(err),
         }
     }
 }
 
-/// One attempt. On failure, says whether anything was streamed already.
+/// Whether the provider may have begun work on a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Started {
+    /// It was not reached, or it answered with an error status.
+    No,
+    /// The request went out and was not refused.
+    Maybe,
+}
+
+/// Reads at most `ERROR_BODY_MAX` of an error answer, for at most
+/// `ERROR_BODY_TIME`: a server that never ends its error body cannot hold
+/// the reply, and one that sends gigabytes cannot fill memory.
+async fn error_body(mut res: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    let read = async {
+        while let Ok(Some(chunk)) = res.chunk().await {
+            let room = ERROR_BODY_MAX - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if body.len() >= ERROR_BODY_MAX {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(ERROR_BODY_TIME, read).await;
+    body
+}
+
+/// One attempt. On failure, says whether the provider may have started.
 async fn attempt_stream(
     egress: &Egress,
     req: &ChatRequest,
     limits: StreamLimits,
     adapter: &mut dyn Adapter,
     tx: &mpsc::Sender<Result<StreamEvent, LlmError>>,
-) -> Result<(), (bool, LlmError)> {
+) -> Result<(), (Started, LlmError)> {
     use eventsource_stream::Eventsource as _;
+    use tokio::time::Instant;
 
     let (url, headers, body) = adapter.request(req);
-    let body = serde_json::to_vec(&body).map_err(|_| (false, LlmError::Protocol))?;
+    let body = serde_json::to_vec(&body).map_err(|_| (Started::No, LlmError::Protocol))?;
+    let sent = Instant::now();
     let res = tokio::time::timeout(limits.first_token, egress.post_stream(&url, headers, body))
         .await
-        .map_err(|_| (false, LlmError::Timeout))?
-        .map_err(|e| {
-            (
-                false,
-                match e {
-                    EgressError::Timeout { .. } => LlmError::Timeout,
-                    EgressError::Connect { .. } => LlmError::Network,
-                    other => LlmError::Egress(other),
-                },
-            )
+        .map_err(|_| (Started::Maybe, LlmError::Timeout))?
+        .map_err(|e| match e {
+            // Nothing was sent: safe to try again.
+            EgressError::Connect { .. } => (Started::No, LlmError::Egress(e)),
+            EgressError::Timeout { .. } => (Started::Maybe, LlmError::Timeout),
+            EgressError::Broken { .. } => (Started::Maybe, LlmError::Network),
+            refused => (Started::No, LlmError::Egress(refused)),
         })?;
     let status = res.status().as_u16();
     if !(200..300).contains(&status) {
         let headers = res.headers().clone();
-        let body = res.bytes().await.unwrap_or_default();
-        return Err((false, classify(status, &headers, &body)));
+        let body = error_body(res).await;
+        return Err((Started::No, classify(status, &headers, &body)));
     }
     let mut events = res.bytes_stream().eventsource();
     let mut streamed = false;
+    let mut bytes = 0usize;
+    // Only pieces of the reply move this: pings and comments do not.
+    let mut progress = sent;
     loop {
         let wait = if streamed {
             limits.idle_gap
         } else {
             limits.first_token
         };
-        let next = tokio::time::timeout(wait, events.next())
+        let next = tokio::time::timeout_at(progress + wait, events.next())
             .await
-            .map_err(|_| (streamed, LlmError::Timeout))?;
+            .map_err(|_| (Started::Maybe, LlmError::Timeout))?;
         match next {
             None => {
                 return if adapter.finished() || adapter.ends_at_eof() {
                     Ok(())
                 } else {
                     // The connection dropped before the provider said it was done.
-                    Err((streamed, LlmError::Network))
+                    Err((Started::Maybe, LlmError::Network))
                 };
             }
-            Some(Err(_)) => return Err((streamed, LlmError::Network)),
+            Some(Err(_)) => return Err((Started::Maybe, LlmError::Network)),
             Some(Ok(event)) => {
                 for item in adapter
                     .feed(&event.event, &event.data)
-                    .map_err(|e| (streamed, e))?
+                    .map_err(|e| (Started::Maybe, e))?
                 {
                     streamed = true;
+                    progress = Instant::now();
+                    let item = match item {
+                        StreamEvent::Text(text) if bytes + text.len() > limits.max_reply_bytes => {
+                            let mut cut = limits.max_reply_bytes - bytes;
+                            while !text.is_char_boundary(cut) {
+                                cut -= 1;
+                            }
+                            let _ = tx.send(Ok(StreamEvent::Text(text[..cut].to_owned()))).await;
+                            return Err((
+                                Started::Maybe,
+                                LlmError::TooLong {
+                                    limit_kib: limits.max_reply_bytes / 1024,
+                                },
+                            ));
+                        }
+                        StreamEvent::Text(text) => {
+                            bytes += text.len();
+                            StreamEvent::Text(text)
+                        }
+                        other => other,
+                    };
                     if tx.send(Ok(item)).await.is_err() {
                         // Nobody listens any more: stop quietly.
                         return Ok(());

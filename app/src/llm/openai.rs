@@ -156,7 +156,7 @@ impl Adapter for OpenAi {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{agents::domain::Provider, llm::Turn};
+    use crate::{llm::Turn, provider::Provider};
 
     fn request() -> ChatRequest {
         ChatRequest {

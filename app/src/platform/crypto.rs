@@ -31,6 +31,8 @@ use sha2::Sha256;
 use uuid::Uuid;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
+use crate::error::AppError;
+
 /// The first byte of every sealed value.
 pub const SEALED_V1: u8 = 1;
 const NONCE_LEN: usize = 12;
@@ -228,6 +230,27 @@ impl DataKey {
 
     pub fn open_string(&self, place: Place, sealed: &Sealed) -> Result<String, CryptoError> {
         String::from_utf8(self.open(place, sealed)?).map_err(|_| CryptoError::Format)
+    }
+
+    /// Opens a sealed text for a request: a value that does not open is an
+    /// internal error whose log line names only its place (table, column,
+    /// row), never its content.
+    pub fn open_text(&self, place: Place, sealed: &Sealed) -> Result<String, AppError> {
+        self.open_string(place, sealed).map_err(|e| {
+            AppError::internal(format!(
+                "{}.{} of {}: {e}",
+                place.table, place.column, place.row
+            ))
+        })
+    }
+
+    /// `open_text` for a nullable column.
+    pub fn open_optional(
+        &self,
+        place: Place,
+        sealed: Option<&Sealed>,
+    ) -> Result<Option<String>, AppError> {
+        sealed.map(|s| self.open_text(place, s)).transpose()
     }
 }
 

@@ -5,8 +5,9 @@
 //! - the host is resolved here, and if *any* address it resolves to is
 //!   loopback, private, link-local, metadata, multicast or otherwise not
 //!   public (in every IPv4 and IPv6 spelling: the URL parser normalises
-//!   decimal, octal and hex IPv4; IPv4-mapped, -compatible, NAT64 and 6to4
-//!   IPv6 are unwrapped), the request is refused;
+//!   decimal, octal and hex IPv4; IPv4-mapped, -compatible, -translated
+//!   (SIIT), NAT64 and 6to4 IPv6 are unwrapped; the local-use NAT64 prefix
+//!   64:ff9b:1::/48 is refused outright), the request is refused;
 //! - the connection is pinned to the checked address, so DNS cannot change
 //!   its answer between the check and the connect;
 //! - redirects are followed by hand, each one checked again, and credential
@@ -44,8 +45,12 @@ pub enum EgressError {
     Blocked { host: String },
     #[error("Could not find the server {host}.")]
     Dns { host: String },
+    /// No connection was made: nothing was sent.
     #[error("Could not connect to {host}.")]
     Connect { host: String },
+    /// The connection failed after the request may have gone out.
+    #[error("The connection to {host} broke.")]
+    Broken { host: String },
     #[error("{host} did not answer in time.")]
     Timeout { host: String },
     #[error("Too many redirects.")]
@@ -271,13 +276,7 @@ impl Egress {
             .body(body)
             .send()
             .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    EgressError::Timeout { host }
-                } else {
-                    EgressError::Connect { host }
-                }
-            })
+            .map_err(|e| send_error(&e, host))
     }
 
     /// Sends a request with no body, following checked redirects, and reads
@@ -299,13 +298,7 @@ impl Egress {
                 .headers(headers.clone())
                 .send()
                 .await
-                .map_err(|e| {
-                    if e.is_timeout() {
-                        EgressError::Timeout { host: host.clone() }
-                    } else {
-                        EgressError::Connect { host: host.clone() }
-                    }
-                })?;
+                .map_err(|e| send_error(&e, host.clone()))?;
             if res.status().is_redirection()
                 && let Some(location) = res.headers().get(LOCATION).and_then(|l| l.to_str().ok())
             {
@@ -334,7 +327,7 @@ impl Egress {
                     }
                     Ok(None) => break,
                     Err(e) if e.is_timeout() => return Err(EgressError::Timeout { host }),
-                    Err(_) => return Err(EgressError::Connect { host }),
+                    Err(_) => return Err(EgressError::Broken { host }),
                 }
             }
             return Ok(Fetched {
@@ -347,7 +340,19 @@ impl Egress {
     }
 }
 
-/// IPv4 inside IPv6 (mapped, compatible, NAT64, 6to4) counts as that IPv4.
+/// What a failed send means: no connection at all (nothing sent), a
+/// timeout, or a connection that broke after the request may have gone out.
+fn send_error(err: &reqwest::Error, host: String) -> EgressError {
+    if err.is_connect() {
+        EgressError::Connect { host }
+    } else if err.is_timeout() {
+        EgressError::Timeout { host }
+    } else {
+        EgressError::Broken { host }
+    }
+}
+
+/// IPv4 inside IPv6 (mapped, compatible, NAT64, 6to4, SIIT) counts as that IPv4.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => embedded_v4(v6).map(IpAddr::V4).unwrap_or(ip),
@@ -364,6 +369,10 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
     }
     // ::a.b.c.d (deprecated IPv4-compatible), but not :: or ::1 themselves.
     if s[..6] == [0; 6] && (s[6] != 0 || s[7] > 1) {
+        return Some(from(s[6], s[7]));
+    }
+    // ::ffff:0:a.b.c.d, IPv4-translated (SIIT, RFC 7915).
+    if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
         return Some(from(s[6], s[7]));
     }
     // 64:ff9b::/96 NAT64 well-known prefix.
@@ -410,6 +419,7 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (s[0] & 0xffc0) == 0xfec0 // fec0::/10 site-local
                 || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
                 || (s[0] == 0x2001 && s[1] == 0) // Teredo
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // 64:ff9b:1::/48 local-use NAT64
                 || (s[0] == 0x100 && s[1..4] == [0; 3])) // discard-only
         }
     }
@@ -452,65 +462,175 @@ mod tests {
         ])))
     }
 
-    const HOSTILE: &[&str] = &[
-        "http://127.0.0.1/",
-        "http://127.0.0.1:11434/v1",
-        "http://localhost/",
-        "http://LOCALHOST./",
-        "http://127.1/",
-        "http://0177.0.0.1/",
-        "http://0x7f.0.0.1/",
-        "http://0x7f.1/",
-        "http://2130706433/",
-        "http://0x7f000001/",
-        "http://017700000001/",
-        "http://[::1]/",
-        "http://[::ffff:127.0.0.1]/",
-        "http://[::ffff:7f00:1]/",
-        "http://[0:0:0:0:0:ffff:127.0.0.1]/",
-        "http://[::127.0.0.1]/",
-        "http://[64:ff9b::7f00:1]/",
-        "http://[2002:7f00:1::]/",
-        "http://0.0.0.0/",
-        "http://0/",
-        "http://[::]/",
-        "http://10.0.0.1/",
-        "http://172.16.0.1/",
-        "http://172.31.255.255/",
-        "http://192.168.1.1/",
-        "http://169.254.169.254/latest/meta-data/",
-        "http://[::ffff:a9fe:a9fe]/",
-        "http://metadata.google.internal/computeMetadata/v1/",
-        "http://[fd00:ec2::254]/",
-        "http://[fe80::1]/",
-        "http://[fc00::1]/",
-        "http://100.64.0.1/",
-        "http://198.18.0.1/",
-        "http://224.0.0.1/",
-        "http://255.255.255.255/",
-        "http://240.0.0.1/",
-        "http://evil.test/",
-        "http://127.0.0.1.nip.io/",
-        "http://mixed.test/",
-        "http://v6only.test/",
-        "http://user:pass@public.test/",
-        "ftp://public.test/",
-        "file:///etc/passwd",
-        "gopher://public.test/",
-        "http://no-such-host.test/",
+    /// Why a hostile URL must be refused.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum Why {
+        Blocked,
+        Dns,
+        Scheme,
+        Credentials,
+        Invalid,
+    }
+    use Why::*;
+
+    const HOSTILE: &[(&str, Why)] = &[
+        ("http://127.0.0.1/", Blocked),
+        ("http://127.0.0.1:11434/v1", Blocked),
+        ("http://localhost/", Blocked),
+        ("http://LOCALHOST./", Blocked),
+        ("http://127.1/", Blocked),
+        ("http://0177.0.0.1/", Blocked),
+        ("http://0x7f.0.0.1/", Blocked),
+        ("http://0x7f.1/", Blocked),
+        ("http://2130706433/", Blocked),
+        ("http://0x7f000001/", Blocked),
+        ("http://017700000001/", Blocked),
+        ("http://[::1]/", Blocked),
+        ("http://[::ffff:127.0.0.1]/", Blocked),
+        ("http://[::ffff:7f00:1]/", Blocked),
+        ("http://[0:0:0:0:0:ffff:127.0.0.1]/", Blocked),
+        ("http://[::127.0.0.1]/", Blocked),
+        ("http://[64:ff9b::7f00:1]/", Blocked),
+        ("http://[64:ff9b:1::a00:1]/", Blocked),
+        ("http://[64:ff9b:1::808:808]/", Blocked),
+        ("http://[::ffff:0:7f00:1]/", Blocked),
+        ("http://[::ffff:0:a00:1]/", Blocked),
+        ("http://[::ffff:0:a9fe:a9fe]/", Blocked),
+        ("http://[2002:7f00:1::]/", Blocked),
+        ("http://0.0.0.0/", Blocked),
+        ("http://0/", Blocked),
+        ("http://[::]/", Blocked),
+        ("http://10.0.0.1/", Blocked),
+        ("http://172.16.0.1/", Blocked),
+        ("http://172.31.255.255/", Blocked),
+        ("http://192.168.1.1/", Blocked),
+        ("http://169.254.169.254/latest/meta-data/", Blocked),
+        ("http://[::ffff:a9fe:a9fe]/", Blocked),
+        (
+            "http://metadata.google.internal/computeMetadata/v1/",
+            Blocked,
+        ),
+        ("http://[fd00:ec2::254]/", Blocked),
+        ("http://[fe80::1]/", Blocked),
+        ("http://[fc00::1]/", Blocked),
+        ("http://100.64.0.1/", Blocked),
+        ("http://198.18.0.1/", Blocked),
+        ("http://224.0.0.1/", Blocked),
+        ("http://255.255.255.255/", Blocked),
+        ("http://240.0.0.1/", Blocked),
+        ("http://evil.test/", Blocked),
+        ("http://127.0.0.1.nip.io/", Blocked),
+        ("http://mixed.test/", Blocked),
+        ("http://v6only.test/", Blocked),
+        ("http://user:pass@public.test/", Credentials),
+        ("http://user@public.test/", Credentials),
+        ("ftp://public.test/", Scheme),
+        ("file:///etc/passwd", Scheme),
+        ("gopher://public.test/", Scheme),
+        ("http://no-such-host.test/", Dns),
+        ("http://[::1", Invalid),
     ];
 
+    fn why(err: &EgressError) -> Why {
+        match err {
+            EgressError::Blocked { .. } => Blocked,
+            EgressError::Dns { .. } => Dns,
+            EgressError::Scheme => Scheme,
+            EgressError::Credentials => Credentials,
+            EgressError::InvalidUrl => Invalid,
+            other => panic!("not a refusal: {other:?}"),
+        }
+    }
+
     #[tokio::test]
-    async fn every_hostile_url_is_refused() {
+    async fn every_hostile_url_is_refused_for_its_reason() {
         let egress = Egress::with_resolver(vec![], table());
         assert!(HOSTILE.len() >= 30);
-        for raw in HOSTILE {
+        for (raw, expected) in HOSTILE {
             let result = match Url::parse(raw) {
                 Ok(url) => egress.check(&url).await,
                 Err(_) => Err(EgressError::InvalidUrl),
             };
-            assert!(result.is_err(), "{raw} was allowed: {result:?}");
+            match result {
+                Ok(addr) => panic!("{raw} was allowed: {addr}"),
+                Err(err) => assert_eq!(why(&err), *expected, "{raw}: {err}"),
+            }
         }
+    }
+
+    /// Answers a name with one address the first time and another after.
+    struct Flip {
+        calls: std::sync::atomic::AtomicUsize,
+        first: IpAddr,
+        then: IpAddr,
+    }
+
+    impl Resolve for Flip {
+        fn resolve<'a>(
+            &'a self,
+            _host: &'a str,
+            port: u16,
+        ) -> BoxFuture<'a, std::io::Result<Vec<SocketAddr>>> {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let ip = if n == 0 { self.first } else { self.then };
+            Box::pin(async move { Ok(vec![SocketAddr::new(ip, port)]) })
+        }
+    }
+
+    /// A server that answers `who` with its name and counts connections.
+    async fn named_server(
+        addr: SocketAddr,
+        name: &'static str,
+    ) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().route(
+            "/who",
+            axum::routing::get(move || {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async move { name }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (addr, hits)
+    }
+
+    #[tokio::test]
+    async fn a_name_is_resolved_once_and_the_connection_pinned_to_the_checked_address() {
+        // The checked address (allowed by the operator, as a public one
+        // would be) and, on the same port, a private one a rebinding DNS
+        // answers next.
+        let (checked, checked_hits) = named_server("127.0.0.1:0".parse().unwrap(), "checked").await;
+        let private = SocketAddr::new("127.0.0.2".parse().unwrap(), checked.port());
+        let (_, private_hits) = named_server(private, "private").await;
+        let resolver = Arc::new(Flip {
+            calls: Default::default(),
+            first: checked.ip(),
+            then: private.ip(),
+        });
+        let allow = vec![AllowEntry::parse(&checked.to_string()).unwrap()];
+        let egress = Egress::with_resolver(allow, resolver.clone());
+        let url = format!("http://rebind.test:{}/who", checked.port());
+
+        let first = egress
+            .send(Method::GET, &url, HeaderMap::new())
+            .await
+            .unwrap();
+        assert_eq!(first.body, b"checked");
+        assert_eq!(
+            resolver.calls.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "the client did not look the name up again"
+        );
+        // The next answer is private: refused, not connected to.
+        assert!(matches!(
+            egress.send(Method::GET, &url, HeaderMap::new()).await,
+            Err(EgressError::Blocked { .. })
+        ));
+        assert_eq!(checked_hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(private_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     #[tokio::test]
@@ -688,6 +808,9 @@ mod tests {
             ("64:ff9b::a00:1", false),
             ("2002:c0a8:101::", false),
             ("2002:808:808::", true),
+            ("::ffff:0:808:808", true),
+            ("::ffff:0:a00:1", false),
+            ("64:ff9b:1::808:808", false),
         ] {
             assert_eq!(is_public(v6.parse().unwrap()), public, "{v6}");
         }

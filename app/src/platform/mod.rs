@@ -1,6 +1,7 @@
-//! Server-side infrastructure shared by every slice (compiled with `ssr` only):
-//! the application state, settings, encryption and keys, password hashing,
-//! rate limiting and the request context helpers server functions use.
+//! The ground floor (compiled with `ssr` only): settings, encryption and
+//! keys, outbound HTTP, password hashing, rate limiting and what the
+//! middleware leaves in a request. It imports no slice; slices import it.
+//! (`AppState`, which also holds slice machinery, is the crate's `state`.)
 
 pub mod crypto;
 pub mod egress;
@@ -9,7 +10,5 @@ pub mod passwords;
 pub mod rate_limit;
 pub mod request;
 pub mod settings;
-pub mod state;
 
 pub use settings::Settings;
-pub use state::AppState;

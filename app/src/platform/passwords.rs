@@ -13,7 +13,7 @@ use argon2::{
 };
 use tokio::sync::Semaphore;
 
-use crate::{auth::domain::Password, error::AppError};
+use crate::error::AppError;
 
 #[derive(Clone)]
 pub struct Passwords {
@@ -78,8 +78,10 @@ impl Passwords {
             .map_err(AppError::internal)
     }
 
-    pub async fn hash(&self, password: &Password) -> Result<String, AppError> {
-        let plaintext = password.expose_for_hashing().to_owned();
+    /// The argon2id hash of `password` (already checked by the caller's
+    /// rules, such as `auth::domain::Password`).
+    pub async fn hash(&self, password: &str) -> Result<String, AppError> {
+        let plaintext = password.to_owned();
         self.run(move || hash_blocking(&plaintext))
             .await?
             .map_err(AppError::internal)
@@ -114,8 +116,7 @@ mod tests {
     #[tokio::test]
     async fn hashes_are_argon2id_with_owasp_parameters_and_verify() {
         let passwords = Passwords::new();
-        let password = Password::parse("correct horse battery".into()).unwrap();
-        let hash = passwords.hash(&password).await.unwrap();
+        let hash = passwords.hash("correct horse battery").await.unwrap();
         assert!(
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{hash}"

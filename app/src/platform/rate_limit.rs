@@ -1,7 +1,9 @@
 //! Fixed-window rate limits kept in PostgreSQL, so every server replica sees the
 //! same counts (an in-process limiter would give each replica its own budget).
-//! Used for sign-in and sign-up, whose volume is small; the high-volume API
+//! Used for sign-in, sign-up, chat sends and key tests; the high-volume API
 //! limits will sit in front of this.
+
+use std::net::{IpAddr, Ipv6Addr};
 
 use sqlx::PgPool;
 
@@ -28,25 +30,6 @@ pub async fn hit(db: &PgPool, bucket: &str, limit: Limit) -> Result<(), AppError
     refuse_over(hits, retry_after, limit)
 }
 
-/// Refuses when `bucket` is already full, without counting this check.
-pub async fn check(db: &PgPool, bucket: &str, limit: Limit) -> Result<(), AppError> {
-    let row: Option<(i32, f64)> = sqlx::query_as(
-        "SELECT hits, EXTRACT(EPOCH FROM (window_start + make_interval(secs => $2) - now()))::float8
-         FROM rate_limits
-         WHERE bucket = $1 AND window_start + make_interval(secs => $2) > now()",
-    )
-    .bind(bucket)
-    .bind(limit.window.as_secs_f64())
-    .fetch_optional(db)
-    .await?;
-    match row {
-        Some((hits, retry_after)) if hits >= limit.max as i32 => {
-            refuse_over(hits + 1, retry_after, limit)
-        }
-        _ => Ok(()),
-    }
-}
-
 /// Forgets `bucket` (after a successful sign-in, say).
 pub async fn reset(db: &PgPool, bucket: &str) -> Result<(), AppError> {
     sqlx::query("DELETE FROM rate_limits WHERE bucket = $1")
@@ -63,5 +46,38 @@ fn refuse_over(hits: i32, retry_after_secs: f64, limit: Limit) -> Result<(), App
         })
     } else {
         Ok(())
+    }
+}
+
+/// Whom an address-keyed limit counts: an IPv4 address (also when written
+/// inside IPv6), or an IPv6 client's /64, since one subscriber usually holds
+/// a whole /64 and could otherwise take a fresh bucket per address.
+pub fn ip_subject(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{}/64", Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(ip_subject(a), ip_subject(b));
+        assert_ne!(ip_subject(a), ip_subject(c));
+        assert_eq!(ip_subject(a), "2001:db8:1:2::/64");
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(ip_subject(mapped), "192.0.2.7");
     }
 }

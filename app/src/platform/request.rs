@@ -1,5 +1,5 @@
-//! What a server function knows about the request it serves, put there by the
-//! server's middleware: the state, the client address and the signed-in user.
+//! What the server's middleware put in a request for the code that serves
+//! it: the request parts, the client address, and a way to set cookies.
 
 use std::net::IpAddr;
 
@@ -7,17 +7,14 @@ use http::request::Parts;
 use leptos::prelude::use_context;
 use leptos_axum::ResponseOptions;
 
-use super::state::AppState;
-use crate::{auth::server::AuthSession, error::AppError};
+use uuid::Uuid;
 
-/// The client's address as the middleware determined it (peer address, or the
-/// first `X-Forwarded-For` hop when the operator said a proxy sets it).
+use crate::error::AppError;
+
+/// The client's address as the middleware determined it (the peer address,
+/// or the address the trusted proxy put in `X-Forwarded-For`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
-
-pub fn state() -> Result<AppState, AppError> {
-    use_context::<AppState>().ok_or_else(|| AppError::internal("AppState missing from context"))
-}
 
 pub fn parts() -> Result<Parts, AppError> {
     use_context::<Parts>().ok_or_else(|| AppError::internal("request parts missing from context"))
@@ -31,16 +28,6 @@ pub fn client_ip() -> Result<IpAddr, AppError> {
         .ok_or_else(|| AppError::internal("client address missing: middleware not installed"))
 }
 
-/// The signed-in user's session, if any.
-pub fn session() -> Option<AuthSession> {
-    use_context::<Parts>().and_then(|p| p.extensions.get::<AuthSession>().cloned())
-}
-
-/// The signed-in user's session, or `Unauthorized`.
-pub fn require_session() -> Result<AuthSession, AppError> {
-    session().ok_or(AppError::Unauthorized)
-}
-
 /// Adds a `Set-Cookie` header to the response.
 pub fn set_cookie(value: &str) -> Result<(), AppError> {
     let options = use_context::<ResponseOptions>()
@@ -48,4 +35,17 @@ pub fn set_cookie(value: &str) -> Result<(), AppError> {
     let value = http::HeaderValue::from_str(value).map_err(AppError::internal)?;
     options.append_header(http::header::SET_COOKIE, value);
     Ok(())
+}
+
+/// Ids arrive as text; anything that is not a UUID is simply not found.
+pub fn parse_id(id: &str) -> Result<Uuid, AppError> {
+    Uuid::parse_str(id.trim()).map_err(|_| AppError::NotFound)
+}
+
+/// An optional id from a form: empty means none.
+pub fn optional_id(value: Option<&str>) -> Result<Option<Uuid>, AppError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(id) => parse_id(id).map(Some),
+    }
 }

@@ -5,7 +5,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use super::egress::AllowEntry;
-use crate::agents::domain::Provider;
+use crate::provider::Provider;
 
 /// Where each hosted provider's API lives (overridable for tests and proxies).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,12 +77,26 @@ pub struct Settings {
     pub session_ttl: Duration,
     /// Sign-in attempts per client address (all attempts count).
     pub sign_in_per_ip: Limit,
-    /// Failed sign-ins per account (a success resets it).
+    /// Sign-in attempts per account, counted before the password is checked
+    /// (a success resets it).
     pub sign_in_per_account: Limit,
     /// Sign-ups per client address.
     pub sign_up_per_ip: Limit,
-    /// Trust the first `X-Forwarded-For` address (only behind a proxy that sets it).
-    pub trust_forwarded_for: bool,
+    /// How many proxies in front of Enclave append to `X-Forwarded-For`
+    /// (0: the header is ignored). The client is the address the outermost
+    /// trusted proxy added: `proxy_hops` entries from the right.
+    pub proxy_hops: u8,
+    /// Requests for a reply (send, regenerate, edit) per user: each calls a
+    /// provider, perhaps on the operator's key.
+    pub chat_sends_per_user: Limit,
+    /// Provider key tests per user (each calls the provider).
+    pub key_tests_per_user: Limit,
+    /// The longest a reply may take, retries included.
+    pub run_deadline: Duration,
+    /// The longest a reply may be, in bytes.
+    pub max_reply_bytes: usize,
+    /// This server process's name, stored with the replies it writes.
+    pub instance: String,
     /// Private `host:port`s that outbound requests may reach anyway.
     pub egress_allow: Vec<AllowEntry>,
     pub provider_urls: ProviderUrls,
@@ -99,7 +113,12 @@ impl Default for Settings {
             sign_in_per_ip: Limit::new(30, 15 * 60),
             sign_in_per_account: Limit::new(5, 15 * 60),
             sign_up_per_ip: Limit::new(10, 60 * 60),
-            trust_forwarded_for: false,
+            proxy_hops: 0,
+            chat_sends_per_user: Limit::new(30, 60),
+            key_tests_per_user: Limit::new(10, 60),
+            run_deadline: Duration::from_secs(15 * 60),
+            max_reply_bytes: 1024 * 1024,
+            instance: "local".to_owned(),
             egress_allow: Vec::new(),
             provider_urls: ProviderUrls::default(),
             platform_keys: PlatformKeys::default(),

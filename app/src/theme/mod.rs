@@ -45,17 +45,17 @@ pub type SetThemeAction = ServerAction<SetTheme>;
 
 #[server(prefix = "/api", endpoint = "set_theme")]
 pub async fn set_theme(theme: String) -> Result<Theme, AppError> {
-    use crate::platform::request;
+    use crate::ctx;
     let theme = Theme::parse(&theme)
         .ok_or_else(|| AppError::invalid("theme", "Choose light, dark or system."))?;
-    let settings = request::state()?.settings;
+    let settings = ctx::state()?.settings;
     let cookie = cookie::Cookie::build((THEME_COOKIE, theme.as_str()))
         .path("/")
         .same_site(cookie::SameSite::Lax)
         .secure(settings.secure_cookies)
         .max_age(cookie::time::Duration::days(365))
         .build();
-    request::set_cookie(&cookie.to_string())?;
+    ctx::set_cookie(&cookie.to_string())?;
     Ok(theme)
 }
 
@@ -77,12 +77,41 @@ pub fn theme_from_request() -> Theme {
 
 /// Three buttons, one per theme. A plain form post without JavaScript; with it,
 /// the page switches at once without a reload.
+/// The theme in force: from the request on the server, from `<html
+/// data-theme>` (which the server rendered from the same cookie) in the
+/// browser, so both render the same pressed button.
+fn current_theme() -> Theme {
+    #[cfg(feature = "ssr")]
+    return theme_from_request();
+    #[cfg(all(feature = "hydrate", not(feature = "ssr")))]
+    return web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.document_element())
+        .and_then(|root| root.get_attribute("data-theme"))
+        .and_then(|value| Theme::parse(&value))
+        .unwrap_or_default();
+    #[cfg(not(any(feature = "ssr", feature = "hydrate")))]
+    Theme::default()
+}
+
+/// The theme in force, shared by every switcher on the page.
+#[derive(Clone, Copy)]
+struct CurrentTheme(RwSignal<Theme>);
+
+pub fn provide_theme() {
+    provide_context(CurrentTheme(RwSignal::new(current_theme())));
+}
+
 #[component]
 pub fn ThemeSwitcher() -> impl IntoView {
     let action = SetThemeAction::new();
+    let current = use_context::<CurrentTheme>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| RwSignal::new(current_theme()));
     Effect::new(move |_| {
         if let Some(Ok(theme)) = action.value().get() {
             apply_theme(theme);
+            current.set(theme);
         }
     });
     view! {
@@ -96,6 +125,7 @@ pub fn ThemeSwitcher() -> impl IntoView {
                             name="theme"
                             value=theme.as_str()
                             title=format!("{} theme", theme.label())
+                            aria-pressed=move || (current.get() == theme).to_string()
                         >
                             {theme.label()}
                         </button>

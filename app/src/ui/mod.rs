@@ -143,6 +143,34 @@ pub fn encode_component(value: &str) -> String {
     out
 }
 
+/// An error that is not about one field, as a page shows it.
+pub fn error_view(err: AppError) -> impl IntoView {
+    view! {
+        <p class="form-error" role="alert">
+            {err.to_string()}
+        </p>
+    }
+}
+
+/// What a page shows when the thing it names cannot be loaded: "not found"
+/// (answered with status 404 on the server) or the error.
+pub fn not_found_or(err: AppError) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if err == AppError::NotFound
+        && let Some(response) = use_context::<leptos_axum::ResponseOptions>()
+    {
+        response.set_status(http::StatusCode::NOT_FOUND);
+    }
+    if err == AppError::NotFound {
+        leptos::either::Either::Left(view! {
+            <h1>"Agent not found"</h1>
+            <p>"There is no such agent among yours. " <a href="/agents">"Back to your agents"</a></p>
+        })
+    } else {
+        leptos::either::Either::Right(error_view(err))
+    }
+}
+
 /// The form-wide error of a failed action (anything not tied to one field).
 #[component]
 pub fn FormError(#[prop(into)] error: Signal<Option<AppError>>) -> impl IntoView {

@@ -4,11 +4,14 @@
 
 use std::{net::SocketAddr, time::Duration};
 
-use app::platform::{
-    AppState, Settings,
-    crypto::{Kek, Keyring},
-    keystore::Crypto,
-    settings::Limit,
+use app::{
+    platform::{
+        Settings,
+        crypto::{Kek, Keyring},
+        keystore::Crypto,
+        settings::Limit,
+    },
+    state::AppState,
 };
 use reqwest::{Client, Response, header};
 use sqlx::PgPool;
@@ -18,7 +21,10 @@ pub struct TestApp {
     pub db: PgPool,
     pub settings: Settings,
     pub keyring: Keyring,
+    /// The server's state, for tests that start runs directly.
+    pub state: AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for TestApp {
@@ -34,6 +40,8 @@ pub fn relaxed_settings() -> Settings {
     Settings {
         sign_in_per_ip: Limit::new(1_000, 900),
         sign_up_per_ip: Limit::new(1_000, 3_600),
+        chat_sends_per_user: Limit::new(10_000, 60),
+        key_tests_per_user: Limit::new(1_000, 60),
         ..Settings::default()
     }
 }
@@ -85,10 +93,11 @@ impl TestApp {
         let state = AppState::new(options, db.clone(), settings.clone(), crypto);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = server::router(state, &format!("http://{addr}"));
+        let router = server::router(state.clone(), &format!("http://{addr}"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            server::serve(listener, router, async {
+        let runs = state.runs.clone();
+        let served = tokio::spawn(async move {
+            server::serve(listener, router, runs, async {
                 let _ = rx.await;
             })
             .await
@@ -99,7 +108,19 @@ impl TestApp {
             db,
             settings,
             keyring,
+            state,
             shutdown: Some(tx),
+            served: Some(served),
+        }
+    }
+
+    /// Shuts the server down as SIGTERM does, and waits until it has.
+    pub async fn shut_down(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(served) = self.served.take() {
+            served.await.unwrap();
         }
     }
 

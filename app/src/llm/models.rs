@@ -7,8 +7,8 @@ use reqwest::{
     header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue},
 };
 
-use super::domain::Provider;
 use crate::platform::{egress::Egress, settings::ProviderUrls};
+use crate::provider::Provider;
 
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 

@@ -1,14 +1,22 @@
+//! `AppState`: the composition root. It holds the ground floor's pieces
+//! (`platform`: database, settings, keys, egress, password hashing) and the
+//! slices' shared machinery (the live runs), so it sits above both: the
+//! platform never names a slice.
+
 use std::sync::Arc;
 
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use sqlx::PgPool;
 
-use super::{egress::Egress, keystore::Crypto, passwords::Passwords, settings::Settings};
-use crate::chat::runs::Runs;
+use crate::{
+    chat::runs::Runs,
+    platform::{egress::Egress, keystore::Crypto, passwords::Passwords, settings::Settings},
+};
 
 /// Everything a request handler or server function needs, cloned cheaply per
-/// request. Reached in server functions through context, never a global.
+/// request. Reached in server functions through context (`ctx::state`),
+/// never a global.
 #[derive(Clone, FromRef)]
 pub struct AppState {
     pub leptos_options: LeptosOptions,
@@ -32,10 +40,10 @@ impl AppState {
             leptos_options,
             db,
             egress: Egress::new(settings.egress_allow.clone()),
+            runs: Runs::new(settings.instance.clone()),
             settings: Arc::new(settings),
             passwords: Passwords::new(),
             crypto: Arc::new(crypto),
-            runs: Runs::default(),
         }
     }
 }
