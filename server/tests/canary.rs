@@ -33,8 +33,11 @@ const KEY_LABEL: &str = "Kanarie key label";
 const API_KEY: &str = "good-kanarie-api-key-4242";
 const MESSAGE: &str = "Kanarie message: my private question";
 /// The fake model answers "You said: " and the message, so the reply holds
-/// the canary too (the model name is plaintext configuration, so no canary).
-const REPLY_MODEL: &str = "fake:echo";
+/// the canary too; the model name (sealed too) carries one of its own.
+const REPLY_MODEL: &str = "fake:echo,kanarie-model";
+/// An OpenAI-compatible server that cannot be found: its host and path end
+/// up in the reply's error ("Could not find the server …").
+const FAILING_BASE_URL: &str = "http://kanarie-host.invalid/kanarie-path/v1";
 /// The fake provider rejects this one and echoes it in its error body.
 const REJECTED_KEY: &str = "bad-kanarie-api-key-1313";
 
@@ -248,6 +251,65 @@ async fn store_everything(app: &TestApp) {
     }
     assert!(settled, "the reply did not finish: {}", last["messages"][1]);
 
+    // A reply that fails on a base URL whose host is a canary: the error
+    // sentence names the host, and is stored (sealed) with the reply.
+    let failing = [
+        ("name", "Unreachable"),
+        ("description", ""),
+        ("system_prompt", ""),
+        ("provider", "openai_compatible"),
+        ("model", "llama3.1"),
+        ("base_url", FAILING_BASE_URL),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+    ];
+    assert_eq!(
+        app.call(&client, "create_agent", &failing).await.status(),
+        200
+    );
+    let agents: serde_json::Value = app
+        .call(&client, "list_agents", &[("query", "unreachable")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let failing_agent = agents[0]["id"].as_str().unwrap().to_owned();
+    let sent: serde_json::Value = app
+        .call(
+            &client,
+            "send_message",
+            &[("agent_id", failing_agent.as_str()), ("message", "hello?")],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let failed_conversation = sent["conversation_id"].as_str().unwrap().to_owned();
+    let mut error = serde_json::Value::Null;
+    for _ in 0..400 {
+        let c: serde_json::Value = app
+            .call(
+                &client,
+                "get_conversation",
+                &[("id", failed_conversation.as_str())],
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        if c["messages"][1]["status"] == "interrupted" {
+            error = c["messages"][1]["error"].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        error.as_str().is_some_and(|e| e.contains("kanarie-host")),
+        "the user reads which host failed: {error}"
+    );
+
     let too_long = format!("{MARK}{}", "x".repeat(200));
     let invalid = [
         ("first_name", too_long.as_str()),
@@ -287,6 +349,10 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
     assert!(
         dump.contains("COPY public.user_keys"),
         "the dump holds the wrapped keys"
+    );
+    assert!(
+        dump.contains("COPY public.messages"),
+        "the dump holds the messages"
     );
     let dump_lower = dump.to_lowercase();
     assert!(

@@ -730,3 +730,410 @@ async fn a_thousand_message_conversation_opens_one_page_at_a_time(db: PgPool) {
     );
     assert!(!earlier.contains("message 997"), "and not the latest ones");
 }
+
+/// The signed-up user's id and data key, for tests that work below the API.
+async fn owner_and_key(app: &TestApp, email: &str) -> (uuid::Uuid, app::platform::crypto::DataKey) {
+    let users: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM users")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    let client = app.client();
+    assert_eq!(
+        app.sign_in(&client, email, common::PASSWORD).await.status(),
+        200
+    );
+    for id in users {
+        let key = app::platform::keystore::user_key(&app.db, &app.keyring, id)
+            .await
+            .unwrap();
+        let sealed: app::platform::crypto::Sealed =
+            sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        let place = app::platform::crypto::Place::new("users", "email", id, id);
+        if key.open_string(place, &sealed).ok().as_deref() == Some(email) {
+            return (id, key);
+        }
+    }
+    panic!("no user {email}");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn shutting_down_saves_every_live_reply_and_ends_its_stream(db: PgPool) {
+    let mut app = spawn(db.clone()).await;
+    let client = app.signed_up("shutdown@example.com").await;
+    let agent = agent(&app, &client, "fake:tokens=500,delay_ms=20").await;
+    let sent = send(&app, &client, &agent, None, "Talk for a while").await;
+    let reply = sent["reply_id"].as_str().unwrap().to_owned();
+    let res = client
+        .get(app.url(&format!("/api/chat/stream/{reply}")))
+        .send()
+        .await
+        .unwrap();
+    let mut events = res.bytes_stream().eventsource();
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let event = events.next().await.unwrap().unwrap();
+        seen.push((
+            event.event,
+            serde_json::from_str::<Value>(&event.data).unwrap(),
+        ));
+    }
+    // SIGTERM, as the server gets it: the run is saved and ended, the
+    // stream says so and closes, and the server stops.
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(event)) = events.next().await {
+            let done = event.event == "done";
+            seen.push((
+                event.event,
+                serde_json::from_str::<Value>(&event.data).unwrap(),
+            ));
+            if done {
+                break;
+            }
+        }
+        seen
+    });
+    tokio::time::timeout(Duration::from_secs(20), app.shut_down())
+        .await
+        .expect("the server stopped without waiting for the reply to end");
+    let seen = reader.await.unwrap();
+    let (name, done) = seen.last().unwrap();
+    assert_eq!(name, "done");
+    assert_eq!(done["status"], "interrupted");
+    assert!(
+        done["error"].as_str().unwrap().contains("restarted"),
+        "{done}"
+    );
+    let written = text_of(&seen);
+    assert!(written.starts_with("t0 t1 t2") && !written.contains("t499"));
+
+    let (status, code): (String, Option<String>) =
+        sqlx::query_as("SELECT status, error_code FROM messages WHERE id = $1")
+            .bind(uuid::Uuid::parse_str(&reply).unwrap())
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), code.as_deref()),
+        ("interrupted", Some("server_stopped"))
+    );
+    // The text that streamed is what was saved.
+    let again = spawn(db).await;
+    let client = again.client();
+    assert_eq!(
+        again
+            .sign_in(&client, "shutdown@example.com", common::PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    let c = conversation(&again, &client, sent["conversation_id"].as_str().unwrap()).await;
+    let body = c["messages"][1]["body"].as_str().unwrap();
+    assert!(body.starts_with(&written), "{body:?} / {written:?}");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_final_write_that_fails_is_retried_until_it_lands(db: PgPool) {
+    let app = spawn(db.clone()).await;
+    let client = app.signed_up("retry@example.com").await;
+    let agent = agent(&app, &client, "fake:tokens=3").await;
+    // The database refuses to finish any reply until told otherwise.
+    sqlx::raw_sql(
+        "CREATE TABLE refuse_final (refuse boolean NOT NULL);
+         INSERT INTO refuse_final VALUES (true);
+         CREATE FUNCTION refuse_final() RETURNS trigger AS $$
+         BEGIN
+           IF NEW.status <> 'streaming' AND (SELECT refuse FROM refuse_final) THEN
+             RAISE EXCEPTION 'the database is having a bad moment';
+           END IF;
+           RETURN NEW;
+         END $$ LANGUAGE plpgsql;
+         CREATE TRIGGER refuse_final BEFORE UPDATE ON messages
+           FOR EACH ROW EXECUTE FUNCTION refuse_final();",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    let sent = send(&app, &client, &agent, None, "Hi").await;
+    let reply = uuid::Uuid::parse_str(sent["reply_id"].as_str().unwrap()).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status: String = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1")
+        .bind(reply)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(status, "streaming", "not written yet");
+    assert!(
+        app.state.runs.is_live(reply),
+        "kept while it is not written"
+    );
+    sqlx::query("UPDATE refuse_final SET refuse = false")
+        .execute(&db)
+        .await
+        .unwrap();
+    let c = settled(&app, &client, sent["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(c["messages"][1]["status"], "complete");
+    assert_eq!(c["messages"][1]["body"], "t0 t1 t2 ");
+    assert!(!app.state.runs.is_live(reply));
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_run_that_panics_ends_interrupted_and_frees_its_conversation(db: PgPool) {
+    let app = spawn(db.clone()).await;
+    let client = app.signed_up("panic@example.com").await;
+    let agent = agent(&app, &client, "fake:tokens=2").await;
+    let sent = send(&app, &client, &agent, None, "Hi").await;
+    let conversation_id = sent["conversation_id"].as_str().unwrap().to_owned();
+    settled(&app, &client, &conversation_id).await;
+    let (owner, key) = owner_and_key(&app, "panic@example.com").await;
+
+    // A reply whose provider stream panics after its first words.
+    let reply = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO messages (id, conversation_id, owner_id, role, body, status, created_at)
+         VALUES ($1, $2, $3, 'assistant', $4, 'streaming', clock_timestamp())",
+    )
+    .bind(reply)
+    .bind(uuid::Uuid::parse_str(&conversation_id).unwrap())
+    .bind(owner)
+    .bind(key.seal_str(app::chat::server::message_place("body", reply, owner), ""))
+    .execute(&db)
+    .await
+    .unwrap();
+    let events = futures::stream::iter([Ok(app::llm::StreamEvent::Text("partial ".into()))])
+        .chain(futures::stream::once(async {
+            panic!("a bug in a provider adapter")
+        }))
+        .boxed();
+    app.state.runs.start_events(
+        app.state.clone(),
+        runs::Reply {
+            owner,
+            message: reply,
+            replaces: None,
+        },
+        key,
+        events,
+    );
+    let c = settled(&app, &client, &conversation_id).await;
+    let last = c["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["status"], "interrupted");
+    assert_eq!(last["body"], "partial ");
+    assert!(
+        last["error"].as_str().unwrap().contains("went wrong"),
+        "{last}"
+    );
+    assert!(!app.state.runs.is_live(reply), "left the registry");
+    // The conversation takes new messages.
+    send(
+        &app,
+        &client,
+        &agent,
+        Some(&conversation_id),
+        "Still there?",
+    )
+    .await;
+    settled(&app, &client, &conversation_id).await;
+}
+
+/// Sets an agent's model (the rest as `agent_on` made it).
+async fn set_model(app: &TestApp, client: &Client, agent: &str, model: &str) {
+    let form = [
+        ("id", agent),
+        ("name", "Chatty"),
+        ("description", ""),
+        ("system_prompt", "Be brief."),
+        ("provider", "openai"),
+        ("model", model),
+        ("base_url", ""),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+    ];
+    assert_eq!(app.call(client, "update_agent", &form).await.status(), 200);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_regeneration_that_fails_before_its_first_word_keeps_the_old_reply(db: PgPool) {
+    let app = spawn(db).await;
+    let client = app.signed_up("regen@example.com").await;
+    let agent = agent(&app, &client, "fake:echo").await;
+    let sent = send(&app, &client, &agent, None, "first").await;
+    let conversation_id = sent["conversation_id"].as_str().unwrap().to_owned();
+    settled(&app, &client, &conversation_id).await;
+
+    set_model(&app, &client, &agent, "fake:status=404").await;
+    let res = app
+        .call(
+            &client,
+            "regenerate_reply",
+            &[("conversation_id", conversation_id.as_str())],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let c = settled(&app, &client, &conversation_id).await;
+    let messages = c["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 3, "{messages:?}");
+    assert_eq!(
+        messages[1]["body"], "You said: first",
+        "the good reply is kept"
+    );
+    assert_eq!(messages[1]["status"], "complete");
+    assert_eq!(messages[2]["status"], "interrupted");
+    assert!(
+        messages[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not know this model")
+    );
+
+    // A regeneration that does write replaces what it regenerates.
+    set_model(&app, &client, &agent, "fake:reply=second_try").await;
+    app.call(
+        &client,
+        "regenerate_reply",
+        &[("conversation_id", conversation_id.as_str())],
+    )
+    .await;
+    let c = settled(&app, &client, &conversation_id).await;
+    let bodies: Vec<&str> = c["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, vec!["first", "You said: first", "second try"]);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sends_and_key_tests_are_limited_per_user(db: PgPool) {
+    let fake = server::fake_provider::start().await.unwrap();
+    let settings = app::platform::Settings {
+        platform_keys: PlatformKeys::new([(Provider::Openai, "platform-key".to_owned())].into()),
+        chat_sends_per_user: app::platform::settings::Limit::new(2, 60),
+        key_tests_per_user: app::platform::settings::Limit::new(1, 60),
+        ..relaxed_settings()
+    };
+    let app = TestApp::spawn_full(db, with_fake_provider(settings, fake), keyring(1, &[])).await;
+    let client = app.signed_up("busy@example.com").await;
+    let agent = agent(&app, &client, "fake:tokens=1").await;
+    let sent = send(&app, &client, &agent, None, "one").await;
+    settled(&app, &client, sent["conversation_id"].as_str().unwrap()).await;
+    send(&app, &client, &agent, None, "two").await;
+    let third = app
+        .call(
+            &client,
+            "send_message",
+            &[("agent_id", agent.as_str()), ("message", "three")],
+        )
+        .await;
+    assert_eq!(third.status(), 429);
+    // Another user has a budget of their own.
+    let other = app.signed_up("calm@example.com").await;
+    let theirs = agent_on(&app, &other, "openai", "fake:tokens=1").await;
+    send(&app, &other, &theirs, None, "one").await;
+
+    let form = [
+        ("provider", "openai"),
+        ("label", "k"),
+        ("secret", "good-key-1"),
+        ("base_url", ""),
+    ];
+    assert_eq!(
+        app.call(&client, "add_provider_key", &form).await.status(),
+        200
+    );
+    let keys: Value = app
+        .call(&client, "list_provider_keys", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = keys[0]["id"].as_str().unwrap();
+    assert_eq!(
+        app.call(&client, "test_provider_key", &[("id", id)])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.call(&client, "test_provider_key", &[("id", id)])
+            .await
+            .status(),
+        429
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_openai_compatible_server_can_be_used_without_a_key(db: PgPool) {
+    let fake = server::fake_provider::start().await.unwrap();
+    let app = TestApp::spawn_full(
+        db,
+        with_fake_provider(relaxed_settings(), fake),
+        keyring(1, &[]),
+    )
+    .await;
+    let client = app.signed_up("ollama@example.com").await;
+    let base_url = format!("http://{fake}/compat/v1");
+    let form = [
+        ("name", "Local"),
+        ("description", ""),
+        ("system_prompt", ""),
+        ("provider", "openai_compatible"),
+        ("model", "fake:echo"),
+        ("base_url", base_url.as_str()),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+    ];
+    assert_eq!(app.call(&client, "create_agent", &form).await.status(), 200);
+    let agents: Value = app
+        .call(&client, "list_agents", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let agent = agents[0]["id"].as_str().unwrap().to_owned();
+    let detail: Value = app
+        .call(&client, "get_agent", &[("id", agent.as_str())])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["key_source"], "Keyless");
+    let sent = send(&app, &client, &agent, None, "no key needed").await;
+    let c = settled(&app, &client, sent["conversation_id"].as_str().unwrap()).await;
+    assert_eq!(c["messages"][1]["body"], "You said: no key needed");
+    let seen: Value = reqwest::get(format!("http://{fake}/compat/v1/last-auth"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        seen["authorization"],
+        Value::Null,
+        "no Authorization header was sent"
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_demo_model_answers_as_the_demo_whatever_the_model_name(db: PgPool) {
+    let mut settings = relaxed_settings();
+    server::enable_demo_model(&mut settings).await.unwrap();
+    let app = TestApp::spawn_full(db, settings, keyring(1, &[])).await;
+    let client = app.signed_up("demo-name@example.com").await;
+    let agent = agent_on(&app, &client, "demo", "gpt-4o-mini").await;
+    let sent = send(&app, &client, &agent, None, "hello").await;
+    let c = settled(&app, &client, sent["conversation_id"].as_str().unwrap()).await;
+    let body = c["messages"][1]["body"].as_str().unwrap();
+    assert!(
+        body.starts_with("This is Enclave's offline demo model"),
+        "{body}"
+    );
+}

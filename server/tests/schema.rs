@@ -1,0 +1,242 @@
+//! The schema keeps the encryption promise: every column of the `sealed`
+//! domain is one `keys verify` opens (and no listed column is missing), and
+//! every other column that could hold text is on a list that says why it
+//! may be plain. A migration that adds either kind of column fails here
+//! until the list (and the slice's `SEALED`) says what it is.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use app::platform::keystore;
+use common::TestApp;
+use sqlx::PgPool;
+
+/// Columns that can hold text or bytes but are not sealed, and why that is
+/// safe. Nothing a user types or chooses may be here.
+const PLAIN: &[(&str, &str, &str)] = &[
+    (
+        "users",
+        "email_index",
+        "keyed HMAC of the email (blind index), not the email",
+    ),
+    (
+        "user_keys",
+        "kek_id",
+        "which master key wrapped the data key: an HMAC id",
+    ),
+    (
+        "user_keys",
+        "wrapped_key",
+        "the data key, wrapped under the master key",
+    ),
+    ("system_keys", "name", "a fixed key name (\"blind-index\")"),
+    ("system_keys", "kek_id", "which master key wrapped it"),
+    (
+        "system_keys",
+        "wrapped_key",
+        "the system key, wrapped under the master key",
+    ),
+    ("sessions", "token_hash", "SHA-256 of the session token"),
+    (
+        "rate_limits",
+        "bucket",
+        "a kind and a keyed hash of the address or account, or a user id",
+    ),
+    (
+        "provider_keys",
+        "provider",
+        "one of a fixed list of providers",
+    ),
+    ("agents", "provider", "one of a fixed list of providers"),
+    ("messages", "role", "user or assistant"),
+    ("messages", "status", "one of a fixed list of states"),
+    (
+        "messages",
+        "error_code",
+        "one of a fixed list of failure kinds (checked by the schema)",
+    ),
+    (
+        "messages",
+        "runner",
+        "the server process writing the reply (operator's host name)",
+    ),
+];
+
+/// Types that can carry text or arbitrary bytes.
+const TEXTUAL: &[&str] = &[
+    "text",
+    "character varying",
+    "character",
+    "bytea",
+    "json",
+    "jsonb",
+];
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn every_sealed_column_is_verified_and_every_plain_one_is_explained(db: PgPool) {
+    let columns: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text, data_type::text, domain_name::text
+         FROM information_schema.columns
+         WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+
+    let sealed_in_db: BTreeSet<(String, String)> = columns
+        .iter()
+        .filter(|(_, _, _, domain)| domain.as_deref() == Some("sealed"))
+        .map(|(t, c, _, _)| (t.clone(), c.clone()))
+        .collect();
+    let listed: BTreeSet<(String, String)> = app::sealed_columns()
+        .iter()
+        .map(|c| (c.table.to_owned(), c.column.to_owned()))
+        .collect();
+    assert_eq!(
+        sealed_in_db, listed,
+        "the sealed columns in the database and the slices' SEALED lists differ"
+    );
+
+    let plain: BTreeSet<(String, String)> = PLAIN
+        .iter()
+        .map(|(t, c, _)| ((*t).to_owned(), (*c).to_owned()))
+        .collect();
+    let unexplained: Vec<String> = columns
+        .iter()
+        .filter(|(_, _, _, domain)| domain.as_deref() != Some("sealed"))
+        .filter(|(_, _, data_type, _)| TEXTUAL.contains(&data_type.as_str()))
+        .filter(|(t, c, _, _)| !plain.contains(&(t.clone(), c.clone())))
+        .map(|(t, c, ty, _)| format!("{t}.{c} ({ty})"))
+        .collect();
+    assert!(
+        unexplained.is_empty(),
+        "plain columns that could hold user text: {unexplained:?}. Seal them, or add them to \
+         PLAIN with the reason they are safe."
+    );
+    for (table, column, _) in PLAIN {
+        assert!(
+            columns.iter().any(|(t, c, _, _)| t == table && c == column),
+            "{table}.{column} is listed as plain but does not exist"
+        );
+    }
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: PgPool) {
+    let fake = server::fake_provider::start().await.unwrap();
+    let app = TestApp::spawn_full(
+        db.clone(),
+        common::with_fake_provider(common::relaxed_settings(), fake),
+        common::keyring(1, &[]),
+    )
+    .await;
+    let client = app.signed_up("verify@example.com").await;
+    // A value in every sealed column: a key with a server address, an agent
+    // with a base URL, and a conversation whose reply failed (so it has an
+    // error and a model).
+    let key = [
+        ("provider", "openai_compatible"),
+        ("label", "Local"),
+        ("secret", "local-key-1"),
+        ("base_url", "http://127.0.0.1:9/v1"),
+    ];
+    assert_eq!(
+        app.call(&client, "add_provider_key", &key).await.status(),
+        200
+    );
+    let agent = [
+        ("name", "Verified"),
+        ("description", "d"),
+        ("system_prompt", "p"),
+        ("provider", "openai_compatible"),
+        ("model", "m"),
+        ("base_url", "http://127.0.0.1:9/v1"),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("starter_1", "s"),
+        ("avatar", ""),
+    ];
+    assert_eq!(
+        app.call(&client, "create_agent", &agent).await.status(),
+        200
+    );
+    let agents: serde_json::Value = app
+        .call(&client, "list_agents", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let agent_id = agents[0]["id"].as_str().unwrap().to_owned();
+    let sent: serde_json::Value = app
+        .call(
+            &client,
+            "send_message",
+            &[("agent_id", agent_id.as_str()), ("message", "hi")],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    for _ in 0..400 {
+        let failed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE error IS NOT NULL AND model IS NOT NULL)",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if failed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(sent["reply_id"].is_string());
+
+    for column in app::sealed_columns() {
+        let sql = format!(
+            "SELECT count(*) FROM {} WHERE {} IS NOT NULL",
+            column.table, column.column
+        );
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert!(n > 0, "no value in {}.{}", column.table, column.column);
+    }
+    let report = keystore::verify(&db, &app.keyring, app::sealed_columns(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.failures, vec![]);
+    assert!(report.values as usize >= app::sealed_columns().len());
+
+    // Break one value in each table that holds user content: each is found.
+    for (table, column) in [
+        ("agents", "system_prompt"),
+        ("provider_keys", "secret"),
+        ("conversations", "title"),
+        ("messages", "body"),
+    ] {
+        let sql = format!(
+            "UPDATE {table} SET {column} = set_byte({column}, 20, get_byte({column}, 20) # 1)
+             WHERE id = (SELECT id FROM {table} ORDER BY id LIMIT 1)"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+    let report = keystore::verify(&db, &app.keyring, app::sealed_columns(), |_| {})
+        .await
+        .unwrap();
+    let broken: BTreeSet<&str> = report.failures.iter().map(|f| f.what.as_str()).collect();
+    assert_eq!(
+        broken,
+        BTreeSet::from([
+            "agents.system_prompt",
+            "provider_keys.secret",
+            "conversations.title",
+            "messages.body"
+        ])
+    );
+}
