@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's first command: install what is missing, start a private
-# PostgreSQL cluster (unless DATABASE_URL is set), create a dev master key once,
-# then build and serve Enclave on http://127.0.0.1:3000. Ctrl-C stops it all.
+# PostgreSQL cluster (unless ENCLAVE_DATABASE_URL is set), create a dev master
+# key once, then build and serve Enclave on http://127.0.0.1:3000. Ctrl-C
+# stops it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -9,12 +10,12 @@ root=$(pwd)
 .ci/tools.sh build
 
 mkdir -p .data
-if [ -z "${DATABASE_URL:-}" ] && [ -z "${ENCLAVE_DATABASE_URL:-}" ]; then
+if [ -z "${ENCLAVE_DATABASE_URL:-}" ]; then
   base=$(.ci/pg.sh start .data/pg)
   trap '.ci/pg.sh stop .data/pg' EXIT
   psql -q "$base/postgres" -tc "SELECT 1 FROM pg_database WHERE datname = 'enclave'" | grep -q 1 \
     || psql -q "$base/postgres" -c "CREATE DATABASE enclave" >/dev/null
-  export DATABASE_URL="$base/enclave"
+  export ENCLAVE_DATABASE_URL="$base/enclave"
 fi
 
 # A development master key, made once and kept (git-ignored) in .data/.

@@ -30,13 +30,18 @@ if [ -n "$leaks" ]; then
 fi
 echo "ok: none of them is a dependency of frontend on wasm32"
 
-# Everything below needs a database: a throwaway cluster unless DATABASE_URL is set.
-if [ -z "${DATABASE_URL:-}" ]; then
-  rm -rf .data/test-pg
+# Everything below needs a database server: a throwaway cluster, unless
+# ENCLAVE_TEST_DATABASE_URL names a server to use (a DATABASE_URL left in the
+# shell is ignored: it may be another project's). The Rust tests make a fresh
+# database per test on it; sqlx's test harness reads DATABASE_URL.
+if [ -z "${ENCLAVE_TEST_DATABASE_URL:-}" ]; then
+  .ci/pg.sh remove .data/test-pg
   export PG_EXTRA_OPTS="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
   base=$(.ci/pg.sh start .data/test-pg)
-  export DATABASE_URL="$base/postgres"
+else
+  base=${ENCLAVE_TEST_DATABASE_URL%/*}
 fi
+export DATABASE_URL="$base/postgres"
 server_pid=""
 fake_pid=""
 cleanup() {
@@ -45,6 +50,9 @@ cleanup() {
   [ -d .data/test-pg ] && .ci/pg.sh stop .data/test-pg || true
 }
 trap cleanup EXIT
+
+step "setup scripts: an old Node, a checkout in a private folder"
+.ci/tests/setup.sh
 
 step "Rust tests (a fresh database per test)"
 RUST_BACKTRACE=0 cargo test -p app -p server --features app/ssr
@@ -84,8 +92,9 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 e2e_out="$root/target/e2e-playwright.txt"
+node_dir=$(.ci/node.sh)
 set +e
-(cd end2end && BASE_URL="http://127.0.0.1:$port" npx playwright test) 2>&1 | tee "$e2e_out"
+(cd end2end && PATH="$node_dir:$PATH" BASE_URL="http://127.0.0.1:$port" npx playwright test) 2>&1 | tee "$e2e_out"
 e2e_rc=${PIPESTATUS[0]}
 set -e
 

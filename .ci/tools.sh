@@ -6,10 +6,16 @@
 #   .ci/tools.sh test    the above, plus Chromium and the Playwright packages
 #   .ci/tools.sh bench   the build tools, plus wasm-opt for release WASM
 #
-# Why the lockfile edits below: the crates.io snapshot reachable here lacks a few
-# versions that the tools' own lockfiles pin, so each tool is installed from its
-# unpacked source with one dependency moved to the nearest version that exists.
-# (See shared/BUILD-NOTES.md.)
+# It needs only Rust (rustup) and Debian's apt: a fresh Debian 12 lacks a C
+# compiler, pkg-config, make and Node, and gets them here. Node must be 20 or
+# newer for Playwright; .ci/node.sh brings a pinned one when the system's is
+# older (Debian 12 ships 18).
+#
+# Why the lockfile edits below: each build tool is installed from its
+# published source with its own lockfile (`--locked`), and a few of the
+# versions those lockfiles pin are not in the crate registry Enclave builds
+# against (or need a newer rustc). So the tool's source is unpacked and that
+# one dependency moved to the nearest version that exists and builds.
 set -euo pipefail
 
 WASM_BINDGEN_VERSION=0.2.130   # must equal the wasm-bindgen crate pinned in Cargo.toml
@@ -66,16 +72,21 @@ install_with_lock_fix() {
   rm -rf "$(dirname "$src")"
 }
 
-# Small tools the scripts use.
+# A C toolchain (crates with C parts: ring, mimalloc), and the small tools
+# the scripts use.
 missing=()
-for tool in curl python3 make; do
+command -v cc >/dev/null 2>&1 || missing+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
+for tool in curl python3 make git; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 # PostgreSQL server binaries (initdb, pg_ctl) for the private dev/test cluster.
-if [ -z "$(pg_bin)" ] && [ -z "${DATABASE_URL:-}" ]; then
+if [ -z "$(pg_bin)" ] && [ -z "${ENCLAVE_DATABASE_URL:-}${ENCLAVE_TEST_DATABASE_URL:-}" ]; then
   apt_install postgresql
 fi
 # runuser (initdb refuses to run as root) comes from util-linux, always present.
@@ -104,9 +115,11 @@ if [ "$mode" = test ]; then
   if [ ! -x /usr/bin/chromium ]; then
     apt_install chromium
   fi
+  # Playwright needs Node 20 or newer: a pinned one when the system's is older.
+  node_dir=$("$here/.ci/node.sh")
   if [ ! -d "$here/end2end/node_modules/@playwright/test" ]; then
     log "npm ci in end2end (Playwright without a browser download)"
-    (cd "$here/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+    (cd "$here/end2end" && PATH="$node_dir:$PATH" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
   fi
 fi
 log "tools ready"
