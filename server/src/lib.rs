@@ -5,6 +5,7 @@
 pub mod chat_stream;
 pub mod config;
 pub mod fake_provider;
+pub mod forms;
 pub mod keys;
 pub mod middleware;
 pub mod telemetry;
@@ -128,19 +129,11 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .route("/health", get(health))
         .route("/api/agents/{id}/export", get(export_agent))
         .route("/api/chat/stream/{id}", get(chat_stream::stream_reply))
+        .route("/sign-up", axum::routing::post(forms::sign_up))
         .leptos_routes_with_context(
             &state,
             routes,
-            move || {
-                provide_context(context_state.clone());
-                // The nonce the security-headers middleware put in this
-                // response's CSP, so Leptos' inline scripts carry it.
-                if let Some(nonce) = use_context::<http::request::Parts>()
-                    .and_then(|p| p.extensions.get::<middleware::CspNonce>().cloned())
-                {
-                    provide_context(leptos::nonce::Nonce::from_value(nonce.0));
-                }
-            },
+            move || provide_page_context(&context_state),
             {
                 let options = state.leptos_options.clone();
                 move || shell(options.clone())
@@ -156,6 +149,18 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .layer(from_fn(middleware::security_headers))
         .with_state(state);
     telemetry::with_request_log(router)
+}
+
+/// What every rendered page has in context: the state, and the nonce the
+/// security-headers middleware put in this response's CSP, so Leptos' inline
+/// scripts carry it.
+pub fn provide_page_context(state: &AppState) {
+    provide_context(state.clone());
+    if let Some(nonce) = use_context::<http::request::Parts>()
+        .and_then(|p| p.extensions.get::<middleware::CspNonce>().cloned())
+    {
+        provide_context(leptos::nonce::Nonce::from_value(nonce.0));
+    }
 }
 
 /// An agent as a JSON download (a plain route: the browser saves the file).

@@ -801,3 +801,68 @@ async fn oversized_request_bodies_are_refused(db: PgPool) {
         "never reached sign-in"
     );
 }
+
+/// A plain form post, as a browser without JavaScript sends it.
+async fn plain_post(
+    app: &TestApp,
+    client: &reqwest::Client,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    client
+        .post(app.url(path))
+        .header(header::ACCEPT, "text/html,application/xhtml+xml")
+        .header("sec-fetch-site", "same-origin")
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_failed_sign_up_without_javascript_keeps_what_was_typed(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let client = app.client();
+    let form = [
+        ("first_name", "Grace"),
+        ("last_name", "Hopper-Lastname"),
+        ("email", "grace@example.com"),
+        ("password", "short"),
+        ("age_confirmed", "yes"),
+        ("next", "/agents"),
+    ];
+    let res = plain_post(&app, &client, "/sign-up", &form).await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains(r#"value="Grace""#), "the first name is kept");
+    assert!(page.contains(r#"value="Hopper-Lastname""#));
+    assert!(page.contains(r#"value="grace@example.com""#));
+    assert!(
+        page.contains(r#"value="/agents""#),
+        "so is where to go next"
+    );
+    assert!(
+        page.contains("at least 8 characters"),
+        "and the reason is shown"
+    );
+    assert!(
+        !page.contains(r#"value="short""#),
+        "the password is not sent back"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM users").await, 0);
+
+    // Corrected, it signs up and goes on.
+    let form = [
+        ("first_name", "Grace"),
+        ("last_name", "Hopper"),
+        ("email", "grace@example.com"),
+        ("password", PASSWORD),
+        ("age_confirmed", "yes"),
+        ("next", "/agents"),
+    ];
+    let res = plain_post(&app, &client, "/sign-up", &form).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()[header::LOCATION], "/agents");
+    assert!(set_cookie(&res, "enclave_session").is_some());
+    assert_eq!(app.current_user(&client).await["first_name"], "Grace");
+}

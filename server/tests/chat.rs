@@ -1137,3 +1137,48 @@ async fn the_demo_model_answers_as_the_demo_whatever_the_model_name(db: PgPool) 
         "{body}"
     );
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn without_javascript_a_first_message_lands_on_its_conversation(db: PgPool) {
+    let app = spawn(db).await;
+    let client = app.signed_up("nojs@example.com").await;
+    let agent = agent(&app, &client, "fake:tokens=1").await;
+    let res = client
+        .post(app.url("/api/send_message"))
+        .header(reqwest::header::ACCEPT, "text/html")
+        .header("sec-fetch-site", "same-origin")
+        .header(
+            reqwest::header::REFERER,
+            app.url(&format!("/agents/{agent}/chat")),
+        )
+        .form(&[("agent_id", agent.as_str()), ("message", "hello")])
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    let location = res.headers()[reqwest::header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let prefix = format!("/agents/{agent}/chat?c=");
+    assert!(location.starts_with(&prefix), "{location}");
+    let conversation = &location[prefix.len()..];
+    assert!(uuid::Uuid::parse_str(conversation).is_ok(), "{location}");
+    settled(&app, &client, conversation).await;
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_chat_page_of_a_missing_or_foreign_agent_is_404(db: PgPool) {
+    let app = spawn(db).await;
+    let alice = app.signed_up("alice-page@example.com").await;
+    let bob = app.signed_up("bob-page@example.com").await;
+    let agent = agent(&app, &alice, "fake").await;
+    let page = |client: &Client, id: String| {
+        let url = app.url(&format!("/agents/{id}/chat"));
+        let client = client.clone();
+        async move { client.get(url).send().await.unwrap().status() }
+    };
+    assert_eq!(page(&alice, agent.clone()).await, 200);
+    assert_eq!(page(&bob, agent).await, 404);
+    assert_eq!(page(&alice, uuid::Uuid::new_v4().to_string()).await, 404);
+}

@@ -18,3 +18,16 @@ pub struct UserView {
     pub last_name: String,
     pub email: String,
 }
+
+/// What a sign-up form posted without JavaScript held when it failed, so
+/// the page comes back filled in with the reason (never the password). The
+/// server renders the page with it (`POST /sign-up`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignUpEcho {
+    pub first_name: String,
+    pub last_name: String,
+    pub email: String,
+    pub age_confirmed: bool,
+    pub next: String,
+    pub error: Option<crate::error::AppError>,
+}

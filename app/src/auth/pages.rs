@@ -5,7 +5,10 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use super::api::{SignInAction, SignUpAction};
+use super::{
+    SignUpEcho,
+    api::{SignInAction, SignUpAction},
+};
 use crate::{
     error::AppError,
     ui::{Field, FormError, encode_component, refresh_auth_on},
@@ -55,56 +58,110 @@ pub fn SignInPage() -> impl IntoView {
     }
 }
 
+/// The sign-up form. Without JavaScript it posts to `/sign-up`, where the
+/// server answers a failure with this page again, filled in (`SignUpEcho`);
+/// hydrated, it calls the server function in place.
 #[component]
 pub fn SignUpPage() -> impl IntoView {
     let action = SignUpAction::new();
     refresh_auth_on(action.version());
-    let error: Signal<Option<AppError>> = crate::action_error!(action);
+    let action_error: Signal<Option<AppError>> = crate::action_error!(action);
     let next = next_param();
-    let age_error = move || error.get().and_then(|e| e.field_message("age_confirmed"));
+    // The echo reaches the browser as the resource's serialized value, so
+    // the hydrated page matches what the server rendered.
+    let echo = Resource::new(
+        || (),
+        |_| {
+            #[cfg(feature = "ssr")]
+            let echo = use_context::<SignUpEcho>();
+            #[cfg(not(feature = "ssr"))]
+            let echo: Option<SignUpEcho> = None;
+            async move { echo }
+        },
+    );
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        #[cfg(feature = "hydrate")]
+        {
+            use leptos::form::FromFormData as _;
+            ev.prevent_default();
+            if let Ok(input) = super::api::SignUp::from_event(&ev) {
+                action.dispatch(input);
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = ev;
+    };
     view! {
         <Title text="Create your account"/>
         <section class="card auth-card">
             <h1>"Create your account"</h1>
-            <ActionForm action=action>
-                <input type="hidden" name="next" value=next/>
-                <FormError error=error/>
-                <div class="field-row">
-                    <Field
-                        label="First name"
-                        name="first_name"
-                        autocomplete="given-name"
-                        error=error
-                    />
-                    <Field label="Last name" name="last_name" autocomplete="family-name" error=error/>
-                </div>
-                <Field label="Email" name="email" kind="email" autocomplete="email" error=error/>
-                <Field
-                    label="Password"
-                    name="password"
-                    kind="password"
-                    autocomplete="new-password"
-                    hint=const_format_hint()
-                    error=error
-                />
-                <div class="field checkbox" class:invalid=move || age_error().is_some()>
-                    <label>
-                        <input
-                            type="checkbox"
-                            name="age_confirmed"
-                            value="yes"
-                            aria-describedby="field-age_confirmed-error"
-                        />
-                        " I am 16 or older"
-                    </label>
-                    <p class="field-error" id="field-age_confirmed-error">
-                        {age_error}
-                    </p>
-                </div>
-                <button type="submit" class="primary" disabled=move || action.pending().get()>
-                    "Create account"
-                </button>
-            </ActionForm>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let echo = echo.await.unwrap_or_default();
+                    let echoed_error = echo.error.clone();
+                    let error = Signal::derive(move || {
+                        action_error.get().or_else(|| echoed_error.clone())
+                    });
+                    let age_error = move || error.get().and_then(|e| e.field_message("age_confirmed"));
+                    let next_value = if echo.next.is_empty() { next.get_untracked() } else { echo.next.clone() };
+                    view! {
+                        <form method="post" action="/sign-up" on:submit=on_submit>
+                            <input type="hidden" name="next" value=next_value/>
+                            <FormError error=error/>
+                            <div class="field-row">
+                                <Field
+                                    label="First name"
+                                    name="first_name"
+                                    autocomplete="given-name"
+                                    value=echo.first_name.clone()
+                                    error=error
+                                />
+                                <Field
+                                    label="Last name"
+                                    name="last_name"
+                                    autocomplete="family-name"
+                                    value=echo.last_name.clone()
+                                    error=error
+                                />
+                            </div>
+                            <Field
+                                label="Email"
+                                name="email"
+                                kind="email"
+                                autocomplete="email"
+                                value=echo.email.clone()
+                                error=error
+                            />
+                            <Field
+                                label="Password"
+                                name="password"
+                                kind="password"
+                                autocomplete="new-password"
+                                hint=const_format_hint()
+                                error=error
+                            />
+                            <div class="field checkbox" class:invalid=move || age_error().is_some()>
+                                <label>
+                                    <input
+                                        type="checkbox"
+                                        name="age_confirmed"
+                                        value="yes"
+                                        checked=echo.age_confirmed
+                                        aria-describedby="field-age_confirmed-error"
+                                    />
+                                    " I am 16 or older"
+                                </label>
+                                <p class="field-error" id="field-age_confirmed-error">
+                                    {age_error}
+                                </p>
+                            </div>
+                            <button type="submit" class="primary" disabled=move || action.pending().get()>
+                                "Create account"
+                            </button>
+                        </form>
+                    }
+                })}
+            </Transition>
             <p class="muted">"Already have an account? " <a href="/sign-in">"Sign in"</a></p>
         </section>
     }

@@ -1,0 +1,100 @@
+//! Forms posted without JavaScript that need more than a server function
+//! gives them. A server function answers a plain form's failure by sending
+//! the browser back to the page, which loses what was typed; `POST
+//! /sign-up` instead renders the sign-up page again with the values (never
+//! the password) and the reason, with the error's status.
+
+use app::{
+    auth::{SignUpEcho, domain::NewAccount, domain::safe_next, server as auth},
+    error::AppError,
+    platform::request::ClientIp,
+    shell,
+    state::AppState,
+};
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+};
+use leptos::prelude::provide_context;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub struct SignUpForm {
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    age_confirmed: Option<String>,
+    next: Option<String>,
+}
+
+/// `POST /sign-up`: the sign-up form without JavaScript.
+pub async fn sign_up(State(state): State<AppState>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, crate::MAX_REQUEST_BODY).await else {
+        return (StatusCode::BAD_REQUEST, AppError::BadRequest.to_string()).into_response();
+    };
+    let Ok(form) = serde_urlencoded::from_bytes::<SignUpForm>(&bytes) else {
+        return (StatusCode::BAD_REQUEST, AppError::BadRequest.to_string()).into_response();
+    };
+    let ip = parts
+        .extensions
+        .get::<ClientIp>()
+        .map(|ip| ip.0)
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    let next = form.next.clone().unwrap_or_default();
+    let result = async {
+        let account = NewAccount::parse(
+            &form.first_name,
+            &form.last_name,
+            &form.email,
+            form.password,
+            form.age_confirmed.is_some(),
+        )?;
+        auth::sign_up(&state, ip, account).await
+    }
+    .await;
+    match result {
+        Ok(token) => {
+            let mut res = Redirect::to(&safe_next(Some(&next))).into_response();
+            if let Ok(cookie) =
+                HeaderValue::from_str(&auth::session_cookie(&state.settings, &token))
+            {
+                res.headers_mut().append(header::SET_COOKIE, cookie);
+            }
+            res
+        }
+        Err(error) => {
+            let status =
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let echo = SignUpEcho {
+                first_name: form.first_name,
+                last_name: form.last_name,
+                email: form.email,
+                age_confirmed: form.age_confirmed.is_some(),
+                next,
+                error: Some(error),
+            };
+            // The page itself, rendered as a GET of /sign-up would be.
+            let mut page = Request::from_parts(parts, Body::empty());
+            *page.method_mut() = Method::GET;
+            let options = state.leptos_options.clone();
+            let render = leptos_axum::render_app_async_with_context(
+                move || {
+                    crate::provide_page_context(&state);
+                    provide_context(echo.clone());
+                },
+                move || shell(options.clone()),
+            );
+            let mut res = render(page).await;
+            *res.status_mut() = status;
+            res
+        }
+    }
+}
