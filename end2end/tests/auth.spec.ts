@@ -135,6 +135,48 @@ test.describe("with JavaScript disabled", () => {
     await expect(page.getByText(user.email)).toBeVisible();
     expect(await page.locator("body[data-hydrated]").count()).toBe(0);
   });
+
+  test("a failed sign-up keeps what was typed, except the password", async ({ page }) => {
+    const user = newUser();
+    await page.goto("/sign-up?next=%2Fagents");
+    await fillSignUp(page, { ...user, password: "short" });
+    await page.getByRole("button", { name: "Create account" }).click();
+    await expect(page.locator("#field-password-error")).toHaveText(/at least 8 characters/);
+    await expect(page.getByLabel("First name")).toHaveValue(user.firstName);
+    await expect(page.getByLabel("Last name")).toHaveValue(user.lastName);
+    await expect(page.getByLabel("Email")).toHaveValue(user.email);
+    await expect(page.getByLabel("I am 16 or older")).toBeChecked();
+    await expect(page.getByLabel("Password")).toHaveValue("");
+    // Corrected, it goes where it was headed.
+    await page.getByLabel("Password").fill(user.password);
+    await page.getByRole("button", { name: "Create account" }).click();
+    await expect(page).toHaveURL(/\/agents$/);
+  });
+});
+
+test("the theme buttons say which theme is on", async ({ page }) => {
+  await page.goto("/");
+  await hydrated(page);
+  const switcher = page.locator(".site-header .theme-switcher");
+  await expect(switcher.getByRole("button", { name: "System" })).toHaveAttribute("aria-pressed", "true");
+  await expect(switcher.getByRole("button", { name: "Dark" })).toHaveAttribute("aria-pressed", "false");
+  await switcher.getByRole("button", { name: "Dark" }).click();
+  await expect(switcher.getByRole("button", { name: "Dark" })).toHaveAttribute("aria-pressed", "true");
+  await expect(switcher.getByRole("button", { name: "System" })).toHaveAttribute("aria-pressed", "false");
+  // The server renders the same after a reload.
+  await page.reload();
+  await expect(switcher.getByRole("button", { name: "Dark" })).toHaveAttribute("aria-pressed", "true");
+});
+
+test("the sign-up card holds both name fields at desktop width", async ({ page }) => {
+  await page.setViewportSize({ width: 1280, height: 800 });
+  await page.goto("/sign-up");
+  const card = await page.locator(".auth-card").boundingBox();
+  for (const label of ["First name", "Last name", "Email"]) {
+    const field = await page.getByLabel(label).boundingBox();
+    expect(field!.x, label).toBeGreaterThanOrEqual(card!.x);
+    expect(field!.x + field!.width, label).toBeLessThanOrEqual(card!.x + card!.width);
+  }
 });
 
 test("sign out everywhere ends the other browser's session too", async ({ page, browser }) => {

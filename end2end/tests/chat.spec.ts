@@ -148,3 +148,96 @@ test("regenerate, edit and resend, copy code, rename and delete", async ({ page,
   await expect(page).toHaveURL(/\/chat$/);
   await expect(page.getByRole("link", { name: "Renamed chat" })).toHaveCount(0);
 });
+
+test("choosing the offline demo model brings its model along", async ({ page }) => {
+  await signUp(page);
+  await page.goto("/agents/new");
+  await hydrated(page);
+  await expect(page.getByLabel("Model")).toHaveValue("gpt-4o-mini");
+  await page.getByLabel("Provider").selectOption("demo");
+  await expect(page.getByLabel("Model")).toHaveValue("demo");
+  await page.getByLabel("Provider").selectOption("anthropic");
+  await expect(page.getByLabel("Model")).toHaveValue("claude-sonnet-4-5");
+  // A model the user typed stays.
+  await page.getByLabel("Model").fill("my-own-model");
+  await page.getByLabel("Provider").selectOption("openai");
+  await expect(page.getByLabel("Model")).toHaveValue("my-own-model");
+});
+
+test("a page keeps at most one stream open per live reply", async ({ page }) => {
+  // Count the EventSource connections the page holds open.
+  await page.addInitScript(() => {
+    const w = window as unknown as { openStreams: number; EventSource: typeof EventSource };
+    w.openStreams = 0;
+    const Native = w.EventSource;
+    class Counted extends Native {
+      private open = true;
+      constructor(url: string | URL, init?: EventSourceInit) {
+        super(url, init);
+        w.openStreams += 1;
+      }
+      close() {
+        if (this.open) {
+          this.open = false;
+          w.openStreams -= 1;
+        }
+        super.close();
+      }
+    }
+    w.EventSource = Counted as unknown as typeof EventSource;
+  });
+  await signUp(page);
+  await agentWithModel(page, "fake:tokens=400,delay_ms=40");
+  await send(page, "A long one");
+  const reply = page.getByTestId("assistant-message").last();
+  await expect(reply).toContainText("t2 ");
+  // Actions that re-render the conversation while the reply streams.
+  for (const title of ["One", "Two", "Three", "Four", "Five", "Six", "Seven"]) {
+    await page.getByText("Rename").click();
+    await page.getByLabel("Title").fill(title);
+    await page.getByRole("button", { name: "Save", exact: true }).click();
+    await expect(page.getByRole("link", { name: title })).toBeVisible();
+    expect(await page.evaluate(() => (window as unknown as { openStreams: number }).openStreams)).toBeLessThanOrEqual(1);
+  }
+  // The app still answers: the reply keeps streaming and Stop works.
+  const live = page.getByTestId("assistant-message").last();
+  await live.getByRole("button", { name: "Stop" }).click();
+  await expect(live).toHaveAttribute("data-status", "stopped");
+  expect(await page.evaluate(() => (window as unknown as { openStreams: number }).openStreams)).toBe(0);
+});
+
+test("at phone width a long title does not widen the page and the header stays tidy", async ({ page }) => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  await signUp(page);
+  await agentWithModel(page, "fake:tokens=2");
+  await send(page, "A".repeat(40) + " " + "very-long-conversation-title-without-any-spaces-at-all-".repeat(3));
+  await expect(page.getByTestId("assistant-message").last()).toHaveAttribute("data-status", "complete");
+  await page.reload();
+  await hydrated(page);
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  expect(width).toBeLessThanOrEqual(390);
+  const lines = await page.getByRole("button", { name: "Sign out" }).evaluate((button) => {
+    const range = document.createRange();
+    range.selectNodeContents(button);
+    return new Set(Array.from(range.getClientRects()).map((r) => Math.round(r.top))).size;
+  });
+  expect(lines).toBe(1);
+});
+
+test.describe("with JavaScript disabled", () => {
+  test.use({ javaScriptEnabled: false });
+
+  test("the first message lands on its new conversation", async ({ page }) => {
+    await signUp(page);
+    await page.goto("/agents/new");
+    await page.getByLabel("Name").fill("Plain");
+    await page.getByLabel("Model").fill("fake:echo");
+    await page.getByRole("button", { name: "Create agent" }).click();
+    await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
+    await page.getByRole("link", { name: "Chat", exact: true }).click();
+    await page.getByLabel("Message", { exact: true }).fill("Hello without scripts");
+    await page.getByRole("button", { name: "Send" }).click();
+    await expect(page).toHaveURL(/\/chat\?c=[0-9a-f-]{36}$/);
+    await expect(page.getByTestId("user-message")).toContainText("Hello without scripts");
+  });
+});
