@@ -5,6 +5,9 @@
 #   .ci/tools.sh build   toolchain for building and running the app
 #   .ci/tools.sh test    the above, plus Chromium and the Playwright packages
 #   .ci/tools.sh bench   the build tools, plus wasm-opt for release WASM
+#   .ci/tools.sh system  only the packages from Debian (.ci/tests/setup.sh
+#                        checks what a bare machine gets; APT_GET names the
+#                        apt-get to call)
 #
 # It needs only Rust (rustup) and Debian's apt: a fresh Debian 12 lacks a C
 # compiler, pkg-config, make and Node, and gets them here. Node must be 20 or
@@ -30,15 +33,16 @@ log() { printf '[tools] %s\n' "$*" >&2; }
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+APT_GET=${APT_GET:-apt-get}
 apt_updated=""
 apt_install() {
   if [ -z "$apt_updated" ]; then
     log "apt-get update"
-    $SUDO apt-get update -qq
+    $SUDO "$APT_GET" update -qq
     apt_updated=1
   fi
   log "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO "$APT_GET" install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
@@ -90,6 +94,7 @@ if [ -z "$(pg_bin)" ] && [ -z "${ENCLAVE_DATABASE_URL:-}${ENCLAVE_TEST_DATABASE_
   apt_install postgresql
 fi
 # runuser (initdb refuses to run as root) comes from util-linux, always present.
+[ "$mode" = system ] && exit 0
 
 if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
   log "adding the wasm32-unknown-unknown target"

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Tests of the first command's setup, for the cases a new machine meets:
+#  0. a bare Debian lacks a C compiler, pkg-config, make and Node: they are
+#     installed from Debian's packages;
 #  1. the Node on PATH is too old for Playwright (Debian 12 has 18): a pinned
 #     Node from the npm registry is used instead;
 #  2. the checkout sits in a folder the `postgres` user cannot enter (/root,
@@ -11,6 +13,26 @@ root=$(pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
+
+echo "-- a bare machine: the C toolchain, pkg-config, make and Node come from apt"
+bare="$work/bare-bin"
+mkdir -p "$bare"
+# Only what a minimal Debian has: a shell and the core utilities.
+for tool in bash sh env dirname cat printf id ls sort tail grep sed cut mktemp rm mkdir sha256sum; do
+  ln -s "$(command -v "$tool")" "$bare/$tool"
+done
+cat >"$work/apt-get" <<'APT'
+#!/bin/sh
+# Records what would be installed.
+[ "$1" = install ] && echo "$@" >>"$APT_LOG"
+exit 0
+APT
+chmod +x "$work/apt-get"
+APT_LOG="$work/apt.log" APT_GET="$work/apt-get" PATH="$bare" .ci/tools.sh system 2>/dev/null
+for package in build-essential pkg-config make nodejs npm git postgresql-client; do
+  grep -qw -- "$package" "$work/apt.log" || fail "$package would not be installed: $(cat "$work/apt.log")"
+done
+echo "ok: $(cat "$work/apt.log")"
 
 echo "-- a Node older than 20 on PATH: the pinned one is used"
 mkdir -p "$work/old-node"

@@ -182,6 +182,63 @@ pub fn App() -> impl IntoView {
 mod tests {
     use super::*;
 
+    /// The modules under `crate::` that a use of `crate::…` at `rest` names
+    /// (`rest` is what follows `crate::`): one, or each top-level name in a
+    /// `{…}` group.
+    fn named_modules(rest: &str) -> Vec<String> {
+        let ident = |s: &str| -> String {
+            s.trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect()
+        };
+        let Some(group) = rest.strip_prefix('{') else {
+            return vec![ident(rest)];
+        };
+        let (mut depth, mut names, mut start) = (0, Vec::new(), true);
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => start = true,
+                c if start && !c.is_whitespace() => {
+                    names.push(ident(&group[i..]));
+                    start = false;
+                }
+                _ => {}
+            }
+        }
+        names
+    }
+
+    #[test]
+    #[cfg(feature = "ssr")]
+    fn the_platform_imports_no_slice() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/platform");
+        let allowed = ["error", "platform", "provider"];
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (at, _) in text.match_indices("crate::") {
+                for module in named_modules(&text[at + "crate::".len()..]) {
+                    checked += 1;
+                    assert!(
+                        allowed.contains(&module.as_str()),
+                        "{} uses crate::{module}: the platform must not import a slice",
+                        path.display()
+                    );
+                }
+            }
+        }
+        assert!(checked > 5, "the scan found the platform's own imports");
+        assert_eq!(
+            named_modules("{auth::server::AuthSession, error::AppError}"),
+            ["auth", "error"]
+        );
+    }
+
     #[test]
     fn path_matching_respects_segment_boundaries() {
         assert!(path_matches(PROTECTED_PATHS, "/dashboard"));

@@ -158,6 +158,12 @@ test("choosing the offline demo model brings its model along", async ({ page }) 
   await expect(page.getByLabel("Model")).toHaveValue("demo");
   await page.getByLabel("Provider").selectOption("anthropic");
   await expect(page.getByLabel("Model")).toHaveValue("claude-sonnet-4-5");
+  // Only an OpenAI-compatible server takes a base URL.
+  await expect(page.getByLabel("Base URL")).toBeHidden();
+  await page.getByLabel("Provider").selectOption("openai_compatible");
+  await expect(page.getByLabel("Base URL")).toBeVisible();
+  await page.getByLabel("Provider").selectOption("anthropic");
+  await expect(page.getByLabel("Model")).toHaveValue("claude-sonnet-4-5");
   // A model the user typed stays.
   await page.getByLabel("Model").fill("my-own-model");
   await page.getByLabel("Provider").selectOption("openai");

@@ -115,6 +115,10 @@ fn AgentFields(
     let starter = |i: usize| initial.starters.get(i).cloned().unwrap_or_default();
     let provider = RwSignal::new(initial.provider.clone());
     let model = RwSignal::new(initial.model.clone());
+    let live = RwSignal::new(false);
+    Effect::new(move |_| live.set(true));
+    let base_url_hidden =
+        move || live.get() && provider.get() != Provider::OpenaiCompatible.as_str();
     // Choosing another provider brings its usual model with it, unless the
     // user typed a model of their own.
     let on_provider = move |ev| {
@@ -195,15 +199,24 @@ fn AgentFields(
                     .collect_view()
             }}
         </datalist>
-        <Field
-            label="Base URL"
-            name="base_url"
-            kind="url"
-            value=initial.base_url.clone()
-            required=false
-            hint="Only for OpenAI-compatible servers, e.g. http://localhost:11434/v1 for Ollama."
-            error=error
-        />
+        // Only OpenAI-compatible servers take a base URL: once the page is
+        // live, the field is there (and submitted) only for them. Without
+        // JavaScript it stays, and the server refuses it for the others.
+        <fieldset
+            class="bare"
+            disabled=base_url_hidden
+            style:display=move || base_url_hidden().then_some("none")
+        >
+            <Field
+                label="Base URL"
+                name="base_url"
+                kind="url"
+                value=initial.base_url.clone()
+                required=false
+                hint="For OpenAI-compatible servers only, e.g. http://localhost:11434/v1 for Ollama."
+                error=error
+            />
+        </fieldset>
         <div class="field-row">
             <Field
                 label="Temperature"

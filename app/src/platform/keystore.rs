@@ -15,7 +15,7 @@ use crate::error::AppError;
 const BLIND_INDEX_KEY: &str = "blind-index";
 
 /// One sealed column, for `verify`. Each slice lists its own (`SEALED` in
-/// its `server.rs`); `crate::sealed_columns` gathers them, and a test checks
+/// its `server.rs`); the crate root's `sealed_columns()` gathers them, and a test checks
 /// the list against every column of the `sealed` domain in the database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SealedColumn {
