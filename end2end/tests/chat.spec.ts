@@ -171,16 +171,18 @@ test("choosing the offline demo model brings its model along", async ({ page }) 
 });
 
 test("a page keeps at most one stream open per live reply", async ({ page }) => {
-  // Count the EventSource connections the page holds open.
+  // Count the EventSource connections the page makes and holds open.
   await page.addInitScript(() => {
-    const w = window as unknown as { openStreams: number; EventSource: typeof EventSource };
+    const w = window as unknown as { openStreams: number; madeStreams: number; EventSource: typeof EventSource };
     w.openStreams = 0;
+    w.madeStreams = 0;
     const Native = w.EventSource;
     class Counted extends Native {
       private open = true;
       constructor(url: string | URL, init?: EventSourceInit) {
         super(url, init);
         w.openStreams += 1;
+        w.madeStreams += 1;
       }
       close() {
         if (this.open) {
@@ -192,24 +194,35 @@ test("a page keeps at most one stream open per live reply", async ({ page }) => 
     }
     w.EventSource = Counted as unknown as typeof EventSource;
   });
+  const streams = () =>
+    page.evaluate(() => {
+      const w = window as unknown as { openStreams: number; madeStreams: number };
+      return { open: w.openStreams, made: w.madeStreams };
+    });
   await signUp(page);
   await agentWithModel(page, "fake:tokens=400,delay_ms=40");
   await send(page, "A long one");
-  const reply = page.getByTestId("assistant-message").last();
-  await expect(reply).toContainText("t2 ");
+  await expect(page.getByTestId("assistant-message").last()).toContainText("t2 ");
   // Actions that re-render the conversation while the reply streams.
+  const details = page.locator(".conversation-tools details");
   for (const title of ["One", "Two", "Three", "Four", "Five", "Six", "Seven"]) {
-    await page.getByText("Rename").click();
+    if (!(await details.evaluate((d) => (d as HTMLDetailsElement).open))) {
+      await page.getByText("Rename").click();
+    }
     await page.getByLabel("Title").fill(title);
     await page.getByRole("button", { name: "Save", exact: true }).click();
     await expect(page.getByRole("link", { name: title })).toBeVisible();
-    expect(await page.evaluate(() => (window as unknown as { openStreams: number }).openStreams)).toBeLessThanOrEqual(1);
+    expect((await streams()).open).toBeLessThanOrEqual(1);
   }
+  // The reply was re-rendered (a new stream each time), and still only one is open.
+  const { made, open } = await streams();
+  expect(made).toBeGreaterThan(3);
+  expect(open).toBe(1);
   // The app still answers: the reply keeps streaming and Stop works.
   const live = page.getByTestId("assistant-message").last();
   await live.getByRole("button", { name: "Stop" }).click();
   await expect(live).toHaveAttribute("data-status", "stopped");
-  expect(await page.evaluate(() => (window as unknown as { openStreams: number }).openStreams)).toBe(0);
+  expect((await streams()).open).toBe(0);
 });
 
 test("at phone width a long title does not widen the page and the header stays tidy", async ({ page }) => {
