@@ -97,6 +97,9 @@ impl FromServerFnError for AppError {
 }
 
 #[cfg(feature = "ssr")]
+pub use ssr::found;
+
+#[cfg(feature = "ssr")]
 mod ssr {
     use super::AppError;
 
@@ -107,6 +110,16 @@ mod ssr {
             let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
             tracing::error!(%reference, error = %cause, "internal error");
             AppError::Internal { reference }
+        }
+    }
+
+    /// `NotFound` when a statement that names its owner touched no row: the
+    /// row is missing or someone else's, and the two look the same.
+    pub fn found(done: sqlx::postgres::PgQueryResult) -> Result<(), AppError> {
+        if done.rows_affected() == 0 {
+            Err(AppError::NotFound)
+        } else {
+            Ok(())
         }
     }
 

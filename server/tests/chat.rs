@@ -127,6 +127,18 @@ async fn refusal(res: reqwest::Response) -> String {
         .to_owned()
 }
 
+/// Asks for the last reply of a conversation again.
+async fn regenerate(app: &TestApp, client: &Client, conversation_id: &str) {
+    let res = app
+        .call(
+            client,
+            "regenerate_reply",
+            &[("conversation_id", conversation_id)],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+}
+
 /// Waits until the reply is no longer streaming (bounded).
 async fn settled(app: &TestApp, client: &Client, conversation_id: &str) -> Value {
     for _ in 0..200 {
@@ -568,14 +580,7 @@ async fn regenerate_and_edit_replace_what_came_after(db: PgPool) {
     let old_reply = c["messages"][3]["id"].clone();
 
     // Regenerate: the last reply is replaced, nothing else changes.
-    let res = app
-        .call(
-            &client,
-            "regenerate_reply",
-            &[("conversation_id", conversation_id.as_str())],
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    regenerate(&app, &client, &conversation_id).await;
     let c = settled(&app, &client, &conversation_id).await;
     let messages = c["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 4);
@@ -967,14 +972,7 @@ async fn a_regeneration_that_fails_before_its_first_word_keeps_the_old_reply(db:
     settled(&app, &client, &conversation_id).await;
 
     set_model(&app, &client, &agent, "fake:status=404").await;
-    let res = app
-        .call(
-            &client,
-            "regenerate_reply",
-            &[("conversation_id", conversation_id.as_str())],
-        )
-        .await;
-    assert_eq!(res.status(), 200);
+    regenerate(&app, &client, &conversation_id).await;
     let c = settled(&app, &client, &conversation_id).await;
     let messages = c["messages"].as_array().unwrap();
     assert_eq!(messages.len(), 3, "{messages:?}");
@@ -993,12 +991,7 @@ async fn a_regeneration_that_fails_before_its_first_word_keeps_the_old_reply(db:
 
     // A regeneration that does write replaces what it regenerates.
     set_model(&app, &client, &agent, "fake:reply=second_try").await;
-    app.call(
-        &client,
-        "regenerate_reply",
-        &[("conversation_id", conversation_id.as_str())],
-    )
-    .await;
+    regenerate(&app, &client, &conversation_id).await;
     let c = settled(&app, &client, &conversation_id).await;
     let bodies: Vec<&str> = c["messages"]
         .as_array()

@@ -254,9 +254,7 @@ pub async fn delete_agent(state: &AppState, owner: Uuid, id: Uuid) -> Result<(),
         .bind(owner)
         .execute(&state.db)
         .await?;
-    if done.rows_affected() == 0 {
-        return Err(AppError::NotFound);
-    }
+    crate::error::found(done)?;
     tracing::info!(agent_id = %id, owner_id = %owner, "agent deleted");
     Ok(())
 }

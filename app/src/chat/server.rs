@@ -604,9 +604,7 @@ pub async fn rename(
         .bind(key.seal_str(title_place(id, owner), title))
         .execute(&state.db)
         .await?;
-    if done.rows_affected() == 0 {
-        return Err(AppError::NotFound);
-    }
+    crate::error::found(done)?;
     Ok(())
 }
 

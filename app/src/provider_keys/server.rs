@@ -117,9 +117,7 @@ pub async fn replace_key(
     .bind(key.seal_str(place("masked", id, owner), &mask_key(secret)))
     .execute(&state.db)
     .await?;
-    if done.rows_affected() == 0 {
-        return Err(AppError::NotFound);
-    }
+    crate::error::found(done)?;
     tracing::info!(key_id = %id, owner_id = %owner, "provider key replaced");
     Ok(())
 }
@@ -130,9 +128,7 @@ pub async fn delete_key(state: &AppState, owner: Uuid, id: Uuid) -> Result<(), A
         .bind(owner)
         .execute(&state.db)
         .await?;
-    if done.rows_affected() == 0 {
-        return Err(AppError::NotFound);
-    }
+    crate::error::found(done)?;
     tracing::info!(key_id = %id, owner_id = %owner, "provider key deleted");
     Ok(())
 }
