@@ -178,6 +178,7 @@ fn AgentFields(
                 <input
                     id="field-model"
                     name="model"
+                    type="text"
                     list="model-suggestions"
                     required
                     value=initial.model.clone()
