@@ -35,6 +35,9 @@ const MESSAGE: &str = "Kanarie message: my private question";
 /// The fake model answers "You said: " and the message, so the reply holds
 /// the canary too; the model name (sealed too) carries one of its own.
 const REPLY_MODEL: &str = "fake:echo,kanarie-model";
+/// An avatar is one emoji or a colour, so it cannot hold the ASCII marker:
+/// it is a canary of its own (an unusual pair, looked for as it is).
+const AVATAR: &str = "🐤🪶";
 /// An OpenAI-compatible server that cannot be found: its host and path end
 /// up in the reply's error ("Could not find the server …").
 const FAILING_BASE_URL: &str = "http://kanarie-host.invalid/kanarie-path/v1";
@@ -154,7 +157,7 @@ async fn store_everything(app: &TestApp) {
         ("top_p", ""),
         ("max_output_tokens", ""),
         ("starter_1", STARTER),
-        ("avatar", ""),
+        ("avatar", AVATAR),
         ("provider_key_id", ""),
     ];
     assert_eq!(
@@ -168,6 +171,10 @@ async fn store_everything(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(agents[0]["name"], AGENT_NAME);
+    assert_eq!(
+        agents[0]["avatar"], AVATAR,
+        "the avatar is stored and readable"
+    );
     let export = client
         .get(app.url(&format!(
             "/api/agents/{}/export",
@@ -363,7 +370,13 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
             .unwrap_or_default()
     );
 
+    assert!(
+        !dump.contains(AVATAR),
+        "the avatar is in plaintext in the database"
+    );
+
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(!logs.contains(AVATAR), "the avatar reached the log");
     assert!(logs.contains("account created"), "the log was captured");
     assert!(
         !logs.to_lowercase().contains(MARK),
