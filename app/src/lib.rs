@@ -34,6 +34,7 @@ pub mod provider_keys;
 #[cfg(feature = "ssr")]
 pub mod state;
 pub mod theme;
+pub mod tools;
 pub mod ui;
 
 use leptos::prelude::*;
@@ -64,6 +65,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 agents::server::SEALED,
                 provider_keys::server::SEALED,
                 chat::server::SEALED,
+                tools::server::SEALED,
             ]
             .concat()
         });

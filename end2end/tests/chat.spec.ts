@@ -260,3 +260,52 @@ test.describe("with JavaScript disabled", () => {
     await expect(page.getByTestId("user-message")).toContainText("Hello without scripts");
   });
 });
+
+test("a tool call shows in the reply, with its result, and survives a reload", async ({ page }) => {
+  await signUp(page);
+  await page.goto("/agents/new");
+  await hydrated(page);
+  await page.getByLabel("Name").fill("Calculating");
+  await page.getByLabel("Model").fill("fake:tool=calculator,delay_ms=30");
+  // New agents start with the tools that need no connection.
+  await expect(page.getByRole("checkbox", { name: "Calculator" })).toBeChecked();
+  await page.getByRole("button", { name: "Create agent" }).click();
+  await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
+  await expect(page.getByTestId("agent-tools")).toContainText("Calculator");
+  await hydrated(page);
+  await page.getByRole("link", { name: "Chat", exact: true }).click();
+  await hydrated(page);
+  await send(page, '{"expression":"6*7"}');
+  const reply = page.getByTestId("assistant-message").last();
+  const call = reply.getByTestId("tool-call");
+  await expect(call).toContainText("calculator");
+  await expect(call).toHaveAttribute("data-status", "done");
+  await expect(reply).toContainText("The tools said: 6*7 = 42");
+  await expect(reply).toHaveAttribute("data-status", "complete");
+  await call.locator("summary").click();
+  await expect(call.locator(".tool-result")).toHaveText("6*7 = 42");
+  await expect(call.locator(".tool-arguments")).toContainText('"expression"');
+
+  await page.reload();
+  const kept = page.getByTestId("assistant-message").last();
+  await expect(kept.getByTestId("tool-call")).toHaveAttribute("data-status", "done");
+  await expect(kept).toContainText("The tools said: 6*7 = 42");
+});
+
+test("the offline demo model calls a tool", async ({ page }) => {
+  await signUp(page);
+  await page.goto("/agents/new");
+  await hydrated(page);
+  await page.getByLabel("Name").fill("Demo tools");
+  await page.getByLabel("Provider").selectOption("demo");
+  await page.getByRole("button", { name: "Create agent" }).click();
+  await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
+  await hydrated(page);
+  await page.getByRole("link", { name: "Chat", exact: true }).click();
+  await hydrated(page);
+  await send(page, "What time is it?");
+  const reply = page.getByTestId("assistant-message").last();
+  await expect(reply.getByTestId("tool-call")).toContainText("current_time");
+  await expect(reply).toContainText("The tool answered:", { timeout: 20_000 });
+  await expect(reply).toHaveAttribute("data-status", "complete");
+});

@@ -26,6 +26,7 @@ fn event(update: &StreamUpdate) -> Event {
     let name = match update {
         StreamUpdate::Snapshot { .. } => "snapshot",
         StreamUpdate::Delta { .. } => "delta",
+        StreamUpdate::Part { .. } => "part",
         StreamUpdate::Done { .. } => "done",
     };
     Event::default()
@@ -67,7 +68,10 @@ pub async fn stream_reply(
                     output_tokens: stored.output_tokens,
                 };
                 let events = vec![
-                    Ok(event(&StreamUpdate::Snapshot { text: stored.body })),
+                    Ok(event(&StreamUpdate::Snapshot {
+                        text: stored.body,
+                        parts: stored.parts,
+                    })),
                     Ok(event(&done)),
                 ];
                 Box::pin(stream::iter(events))

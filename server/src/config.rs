@@ -338,6 +338,11 @@ impl Config {
             instance: src
                 .get("ENCLAVE_INSTANCE")
                 .unwrap_or_else(|| default_instance(addr)),
+            tool_timeout: Duration::from_secs(positive(
+                src,
+                "ENCLAVE_TOOL_TIMEOUT_SECS",
+                defaults.tool_timeout.as_secs(),
+            )?),
             egress_allow: egress_allow(src)?,
             provider_urls: provider_urls(src)?,
             platform_keys: platform_keys(src)?,

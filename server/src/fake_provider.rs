@@ -19,10 +19,14 @@
 //! | `status=N` | answer with HTTP status N and the provider's error body |
 //! | `fail_first=N` | with `status`, fail only the first N requests for this model name |
 //! | `retry_after=N` | add `Retry-After: N` to an error answer |
-//! | `tool=name` | stream a call of tool `name` with `{"city":"Paris"}` |
+//! | `tool=name` | call tool `name` (`a+b`: two calls at once), with the user's message as arguments when it is a JSON object (else `{"city":"Paris"}`); once the results come back, reply `The tools said: …` |
+//! | `loop` | with `tool`, call again even after the results |
 //! | `echo` | reply `You said: ` and the last user message |
 //! | `ping_ms=N` | fill every pause with a keep-alive ping each N ms |
 //! | `endless_error` | with `status`, an error body that never ends |
+//!
+//! Where the model name cannot carry a script (Gemini allows only letters,
+//! digits, `.`, `-` and `_`), a system prompt that starts with `fake:` does.
 //!
 //! Numbers are bounded (at most `MAX_TOKENS` tokens, `MAX_DELAY_MS` pauses).
 //! `GET /requests/{model}` says how many completions were asked of a model
@@ -62,7 +66,11 @@ struct Script {
     status: Option<u16>,
     fail_first: Option<u32>,
     retry_after: Option<u64>,
-    tool: Option<String>,
+    /// Tools to call (several: in parallel), with `args`.
+    tools: Vec<String>,
+    args: Value,
+    /// Call the tools again even after their results came back.
+    looping: bool,
     echo: bool,
     ping: Option<Duration>,
     endless_error: bool,
@@ -75,13 +83,13 @@ pub const MAX_DELAY_MS: u64 = 120_000;
 
 /// The offline demo model's answer (model names starting with `demo`).
 pub const DEMO_INTRO: &str = "This is Enclave's offline demo model: it streams a canned reply so you \
-can try chat without an API key. Create an agent on a real provider for real answers. You said: ";
+can try chat without an API key. Create an agent on a real provider for real answers. Ask it the \
+time, or to work out 6*7, and it calls a tool. You said: ";
 
 impl Script {
     fn parse(model: &str) -> Script {
         if model.starts_with("demo") {
             return Script {
-                echo: true,
                 delay: Duration::from_millis(40),
                 ..Script::default()
             };
@@ -105,7 +113,14 @@ impl Script {
                 "status" => script.status = Some(number(599) as u16),
                 "fail_first" => script.fail_first = Some(number(100) as u32),
                 "retry_after" => script.retry_after = Some(number(300)),
-                "tool" => script.tool = Some(value.to_owned()),
+                "tool" => {
+                    script.tools = value
+                        .split('+')
+                        .filter(|t| !t.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }
+                "loop" => script.looping = true,
                 "echo" => script.echo = true,
                 "ping_ms" => script.ping = Some(millis()).filter(|p| !p.is_zero()),
                 "endless_error" => script.endless_error = true,
@@ -226,21 +241,24 @@ fn frames(wire: Wire, model: &str, script: &Script) -> Vec<Option<Bytes>> {
                 )));
             }
             let mut finish = "stop";
-            if let Some(tool) = &script.tool {
+            for (i, tool) in script.tools.iter().enumerate() {
                 finish = "tool_calls";
                 out.push(Some(sse(
                     None,
                     &chunk(
-                        json!({"tool_calls": [{"index": 0, "id": "call_fake1", "type": "function",
+                        json!({"tool_calls": [{"index": i, "id": format!("call_fake{i}"), "type": "function",
                                            "function": {"name": tool, "arguments": ""}}]}),
                         Value::Null,
                     ),
                 )));
-                for piece in ["{\"city\":", "\"Paris\"}"] {
+                // The arguments arrive in two pieces, as they do from OpenAI.
+                let arguments = script.args.to_string();
+                let (head, tail) = arguments.split_at(arguments.len() / 2);
+                for piece in [head, tail] {
                     out.push(Some(sse(
                         None,
                         &chunk(
-                            json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                            json!({"tool_calls": [{"index": i, "function": {"arguments": piece}}]}),
                             Value::Null,
                         ),
                     )));
@@ -284,20 +302,23 @@ fn frames(wire: Wire, model: &str, script: &Script) -> Vec<Option<Bytes>> {
                 &json!({"type": "content_block_stop", "index": 0}),
             )));
             let mut stop = "end_turn";
-            if let Some(tool) = &script.tool {
+            for (i, tool) in script.tools.iter().enumerate() {
                 stop = "tool_use";
-                out.push(Some(sse(Some("content_block_start"), &json!({"type": "content_block_start", "index": 1,
-                    "content_block": {"type": "tool_use", "id": "toolu_fake1", "name": tool, "input": {}}}))));
-                for piece in ["{\"city\": ", "\"Paris\"}"] {
+                let index = i + 1;
+                out.push(Some(sse(Some("content_block_start"), &json!({"type": "content_block_start", "index": index,
+                    "content_block": {"type": "tool_use", "id": format!("toolu_fake{i}"), "name": tool, "input": {}}}))));
+                let arguments = script.args.to_string();
+                let (head, tail) = arguments.split_at(arguments.len() / 2);
+                for piece in [head, tail] {
                     out.push(Some(sse(
                         Some("content_block_delta"),
-                        &json!({"type": "content_block_delta", "index": 1,
+                        &json!({"type": "content_block_delta", "index": index,
                         "delta": {"type": "input_json_delta", "partial_json": piece}}),
                     )));
                 }
                 out.push(Some(sse(
                     Some("content_block_stop"),
-                    &json!({"type": "content_block_stop", "index": 1}),
+                    &json!({"type": "content_block_stop", "index": index}),
                 )));
             }
             out.push(Some(sse(Some("message_delta"), &json!({"type": "message_delta",
@@ -316,10 +337,11 @@ fn frames(wire: Wire, model: &str, script: &Script) -> Vec<Option<Bytes>> {
                     "usageMetadata": {"promptTokenCount": 11, "candidatesTokenCount": i + 1, "totalTokenCount": 12 + i},
                     "modelVersion": model}))));
             }
-            let mut parts = vec![];
-            if let Some(tool) = &script.tool {
-                parts.push(json!({"functionCall": {"name": tool, "args": {"city": "Paris"}}}));
-            }
+            let parts: Vec<Value> = script
+                .tools
+                .iter()
+                .map(|tool| json!({"functionCall": {"name": tool, "args": script.args}}))
+                .collect();
             out.push(Some(sse(None, &json!({"candidates": [{"content": {"parts": parts, "role": "model"},
                 "finishReason": "STOP", "index": 0}],
                 "usageMetadata": {"promptTokenCount": 11, "candidatesTokenCount": count, "totalTokenCount": 11 + count},
@@ -343,33 +365,186 @@ fn with_cut(wire: Wire, mut out: Vec<Option<Bytes>>, script: &Script) -> Vec<Opt
     out
 }
 
-/// The text of the last message in a request, in any of the three formats.
+/// The text of a message's content: a string, or the text of its blocks
+/// (Anthropic) or parts (Gemini).
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|item| item["text"].as_str())
+            .collect(),
+        _ => String::new(),
+    }
+}
+
+/// The text of the last user message in a request, in any of the three
+/// formats.
 fn last_message(wire: Wire, body: &Value) -> String {
-    let text = match wire {
+    match wire {
         Wire::OpenAi | Wire::Anthropic => body["messages"]
             .as_array()
+            .and_then(|m| {
+                m.iter()
+                    .rev()
+                    .find(|m| m["role"] == "user" && !text_of(&m["content"]).is_empty())
+            })
+            .map(|m| text_of(&m["content"])),
+        Wire::Gemini => body["contents"]
+            .as_array()
+            .and_then(|c| {
+                c.iter()
+                    .rev()
+                    .find(|c| c["role"] == "user" && !text_of(&c["parts"]).is_empty())
+            })
+            .map(|c| text_of(&c["parts"])),
+    }
+    .unwrap_or_default()
+}
+
+/// The tool results that end a request (what the tools answered the
+/// model's last calls), in any of the three formats.
+fn tool_results(wire: Wire, body: &Value) -> Vec<String> {
+    let none = Vec::new();
+    match wire {
+        Wire::OpenAi => {
+            let messages = body["messages"].as_array().unwrap_or(&none);
+            let mut results: Vec<String> = messages
+                .iter()
+                .rev()
+                .take_while(|m| m["role"] == "tool")
+                .map(|m| text_of(&m["content"]))
+                .collect();
+            results.reverse();
+            results
+        }
+        Wire::Anthropic => body["messages"]
+            .as_array()
             .and_then(|m| m.last())
-            .map(|m| &m["content"]),
+            .and_then(|m| m["content"].as_array())
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .filter(|b| b["type"] == "tool_result")
+                    .map(|b| text_of(&b["content"]))
+                    .collect()
+            })
+            .unwrap_or_default(),
         Wire::Gemini => body["contents"]
             .as_array()
             .and_then(|c| c.last())
-            .map(|c| &c["parts"][0]["text"]),
+            .and_then(|c| c["parts"].as_array())
+            .map(|parts| {
+                parts
+                    .iter()
+                    .filter_map(|p| p.get("functionResponse"))
+                    .map(|r| {
+                        let response = &r["response"];
+                        response["result"]
+                            .as_str()
+                            .or_else(|| response["error"].as_str())
+                            .unwrap_or_default()
+                            .to_owned()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// The names of the tools a request offers, in any of the three formats.
+fn offered_tools(wire: Wire, body: &Value) -> Vec<String> {
+    let names = |list: &Value, pointer: &str| -> Vec<String> {
+        list.as_array()
+            .map(|tools| {
+                tools
+                    .iter()
+                    .filter_map(|t| t.pointer(pointer).and_then(Value::as_str))
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
     };
-    text.and_then(Value::as_str).unwrap_or_default().to_owned()
+    match wire {
+        Wire::OpenAi => names(&body["tools"], "/function/name"),
+        Wire::Anthropic => names(&body["tools"], "/name"),
+        Wire::Gemini => names(&body["tools"][0]["functionDeclarations"], "/name"),
+    }
+}
+
+/// What the offline demo model does with tools: asked about the time, it
+/// calls `current_time`; given arithmetic, `calculator`.
+fn demo_tool(message: &str, offered: &[String]) -> Option<(String, Value)> {
+    let lower = message.to_lowercase();
+    let offers = |name: &str| offered.iter().any(|t| t == name);
+    if offers("current_time") && (lower.contains("time") || lower.contains("date")) {
+        return Some(("current_time".into(), json!({})));
+    }
+    let expression: String = message
+        .chars()
+        .filter(|c| c.is_ascii_digit() || " .+-*/^()".contains(*c))
+        .collect();
+    let expression = expression.trim();
+    if offers("calculator")
+        && expression.chars().any(|c| c.is_ascii_digit())
+        && expression.chars().any(|c| "+-*/^".contains(c))
+    {
+        return Some(("calculator".into(), json!({ "expression": expression })));
+    }
+    None
 }
 
 async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
     if let Ok(mut requests) = fake.requests.lock() {
         *requests.entry(model.clone()).or_insert(0) += 1;
     }
-    let mut script = Script::parse(&model);
-    if script.echo {
-        let intro = if model.starts_with("demo") {
-            DEMO_INTRO
+    // The script is in the model name; where a provider limits names (Gemini
+    // takes letters, digits, '.', '-' and '_'), a system prompt starting
+    // with `fake:` carries it instead.
+    let system = match wire {
+        Wire::OpenAi => body["messages"][0]
+            .as_object()
+            .filter(|m| m["role"] == "system")
+            .map(|m| text_of(&m["content"])),
+        Wire::Anthropic => Some(text_of(&body["system"])),
+        Wire::Gemini => Some(text_of(&body["systemInstruction"]["parts"])),
+    }
+    .unwrap_or_default();
+    let mut script = if !model.starts_with("fake") && system.starts_with("fake:") {
+        Script::parse(&system)
+    } else {
+        Script::parse(&model)
+    };
+    let message = last_message(wire, &body);
+    let results = tool_results(wire, &body);
+    if model.starts_with("demo") {
+        let offered = offered_tools(wire, &body);
+        if !results.is_empty() {
+            script.reply = Some(format!("The tool answered: {}", results.join(" / ")));
+        } else if let Some((tool, args)) = demo_tool(&message, &offered) {
+            script.reply = Some(format!("Let me use the {tool} tool. "));
+            script.tools = vec![tool];
+            script.args = args;
         } else {
-            "You said: "
-        };
-        script.reply = Some(format!("{intro}{}", last_message(wire, &body)));
+            script.reply = Some(format!("{DEMO_INTRO}{message}"));
+        }
+    } else {
+        if script.echo {
+            script.reply = Some(format!("You said: {message}"));
+        }
+        if !script.tools.is_empty() {
+            // Arguments: the user's message when it is a JSON object.
+            script.args = serde_json::from_str::<Value>(&message)
+                .ok()
+                .filter(Value::is_object)
+                .unwrap_or_else(|| json!({"city": "Paris"}));
+            if !results.is_empty() && !script.looping {
+                // The tools answered: say what they said, call nothing more.
+                script.tools.clear();
+                script.reply = Some(format!("The tools said: {}", results.join(" / ")));
+                script.tokens = None;
+            }
+        }
     }
     if let Some(status) = script.status {
         let seen = {
@@ -626,6 +801,24 @@ pub fn router() -> Router {
         .route("/compat/v1/last-auth", get(compat_last_auth))
         .route("/demo/v1/chat/completions", post(demo_chat))
         .route("/requests/{model}", get(request_count))
+        // For the web request tool: a page, and one that takes its time.
+        .route(
+            "/page",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    "<html><head><title>Fake page</title><script>var hidden = 1;</script></head>\
+                     <body><h1>Opening hours</h1><p>Open <b>9 to 5</b>, Monday to Friday.</p></body></html>",
+                )
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(20)).await;
+                "finally"
+            }),
+        )
         .route("/compat/v1/models", get(openai_models))
         .route("/anthropic/v1/messages", post(anthropic_messages))
         .route("/anthropic/v1/models", get(anthropic_models))

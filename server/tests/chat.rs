@@ -908,12 +908,26 @@ async fn a_run_that_panics_ends_interrupted_and_frees_its_conversation(db: PgPoo
     .execute(&db)
     .await
     .unwrap();
-    let events = futures::stream::iter([Ok(app::llm::StreamEvent::Text("partial ".into()))])
-        .chain(futures::stream::once(async {
-            panic!("a bug in a provider adapter")
-        }))
-        .boxed();
-    app.state.runs.start_events(
+    let model: runs::Model = std::sync::Arc::new(|_| {
+        futures::stream::iter([Ok(app::llm::StreamEvent::Text("partial ".into()))])
+            .chain(futures::stream::once(async {
+                panic!("a bug in a provider adapter")
+            }))
+            .boxed()
+    });
+    let request = app::llm::ChatRequest {
+        provider: Provider::Openai,
+        base_url: String::new(),
+        api_key: String::new(),
+        model: "fake".into(),
+        system_prompt: String::new(),
+        turns: vec![],
+        tools: vec![],
+        temperature: None,
+        top_p: None,
+        max_output_tokens: None,
+    };
+    app.state.runs.start_with(
         app.state.clone(),
         runs::Reply {
             owner,
@@ -921,7 +935,11 @@ async fn a_run_that_panics_ends_interrupted_and_frees_its_conversation(db: PgPoo
             replaces: None,
         },
         key,
-        events,
+        runs::Job {
+            request,
+            tools: None,
+        },
+        model,
     );
     let c = settled(&app, &client, &conversation_id).await;
     let last = c["messages"].as_array().unwrap().last().unwrap().clone();

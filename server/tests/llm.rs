@@ -43,10 +43,8 @@ fn request(provider: Provider, addr: std::net::SocketAddr, model: &str) -> ChatR
         api_key: "test-key".into(),
         model: model.into(),
         system_prompt: "Be brief.".into(),
-        turns: vec![Turn {
-            role: Role::User,
-            content: "Hi".into(),
-        }],
+        turns: vec![Turn::text(Role::User, "Hi")],
+        tools: vec![],
         temperature: Some(0.5),
         top_p: None,
         max_output_tokens: Some(200),

@@ -61,6 +61,7 @@ const PLAIN: &[(&str, &str, &str)] = &[
         "runner",
         "the server process writing the reply (operator's host name)",
     ),
+    ("tool_calls", "status", "one of a fixed list of outcomes"),
 ];
 
 /// Types that can carry text or arbitrary bytes.
@@ -127,7 +128,15 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
     let fake = server::fake_provider::start().await.unwrap();
     let app = TestApp::spawn_full(
         db.clone(),
-        common::with_fake_provider(common::relaxed_settings(), fake),
+        common::with_fake_provider(
+            app::platform::Settings {
+                platform_keys: app::platform::settings::PlatformKeys::new(
+                    [(app::provider::Provider::Openai, "platform-key".to_owned())].into(),
+                ),
+                ..common::relaxed_settings()
+            },
+            fake,
+        ),
         common::keyring(1, &[]),
     )
     .await;
@@ -192,6 +201,66 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(sent["reply_id"].is_string());
+
+    // A reply that called a tool: its parts and the audit record.
+    let tooling = [
+        ("name", "Tooling"),
+        ("description", ""),
+        ("system_prompt", ""),
+        ("provider", "openai"),
+        ("model", "fake:tool=calculator+http_request"),
+        ("base_url", ""),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+        ("tools[]", "calculator"),
+        ("tools[]", "http_request"),
+    ];
+    assert_eq!(
+        app.call(&client, "create_agent", &tooling).await.status(),
+        200
+    );
+    let agents: serde_json::Value = app
+        .call(&client, "list_agents", &[("query", "tooling")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tooling_agent = agents[0]["id"].as_str().unwrap().to_owned();
+    // Both tools get these arguments (the fake's script): one computes, one
+    // reaches a host (so the audit has a target).
+    let arguments = serde_json::json!({
+        "expression": "6*7",
+        "url": format!("http://{fake}/requests/anything"),
+    })
+    .to_string();
+    assert_eq!(
+        app.call(
+            &client,
+            "send_message",
+            &[
+                ("agent_id", tooling_agent.as_str()),
+                ("message", arguments.as_str())
+            ],
+        )
+        .await
+        .status(),
+        200
+    );
+    for _ in 0..400 {
+        let done: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM messages WHERE parts IS NOT NULL AND status = 'complete')
+               AND (SELECT count(*) FROM tool_calls) = 2",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if done {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 
     for column in app::sealed_columns() {
         let sql = format!(

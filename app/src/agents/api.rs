@@ -34,6 +34,7 @@ fn agent_form(
     max_output_tokens: String,
     starters: [Option<String>; 4],
     avatar: String,
+    tools: ToolFields,
 ) -> AgentForm {
     AgentForm {
         name,
@@ -47,6 +48,40 @@ fn agent_form(
         max_output_tokens,
         starters: starters.into_iter().flatten().collect(),
         avatar,
+        tools: tools.config(),
+    }
+}
+
+/// The form's Tools section: a checkbox per tool (`tools[]`), one per tool
+/// that asks first (`ask_first[]`), and the step limit.
+#[cfg(feature = "ssr")]
+struct ToolFields {
+    tools: Option<Vec<String>>,
+    ask_first: Option<Vec<String>>,
+    step_limit: Option<String>,
+    allowed_hosts: Option<String>,
+}
+
+#[cfg(feature = "ssr")]
+impl ToolFields {
+    fn config(self) -> crate::tools::ToolConfig {
+        let step_limit = match self.step_limit.as_deref().map(str::trim) {
+            None | Some("") => crate::tools::DEFAULT_STEP_LIMIT,
+            // Not a number: 0, which the rules refuse with their message.
+            Some(n) => n.parse().unwrap_or(0),
+        };
+        crate::tools::ToolConfig {
+            enabled: self.tools.unwrap_or_default(),
+            ask_first: self.ask_first.unwrap_or_default(),
+            step_limit,
+            allowed_hosts: self
+                .allowed_hosts
+                .unwrap_or_default()
+                .split([',', ' ', '\n'])
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        }
     }
 }
 
@@ -89,6 +124,10 @@ pub async fn create_agent(
     starter_4: Option<String>,
     avatar: String,
     provider_key_id: Option<String>,
+    tools: Option<Vec<String>>,
+    ask_first: Option<Vec<String>>,
+    step_limit: Option<String>,
+    allowed_hosts: Option<String>,
 ) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
@@ -104,6 +143,12 @@ pub async fn create_agent(
         max_output_tokens,
         [starter_1, starter_2, starter_3, starter_4],
         avatar,
+        ToolFields {
+            tools,
+            ask_first,
+            step_limit,
+            allowed_hosts,
+        },
     );
     let spec = super::domain::AgentSpec::parse(&form)?;
     let key = ctx::optional_id(provider_key_id.as_deref())?;
@@ -132,6 +177,10 @@ pub async fn update_agent(
     starter_4: Option<String>,
     avatar: String,
     provider_key_id: Option<String>,
+    tools: Option<Vec<String>>,
+    ask_first: Option<Vec<String>>,
+    step_limit: Option<String>,
+    allowed_hosts: Option<String>,
 ) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
@@ -148,6 +197,12 @@ pub async fn update_agent(
         max_output_tokens,
         [starter_1, starter_2, starter_3, starter_4],
         avatar,
+        ToolFields {
+            tools,
+            ask_first,
+            step_limit,
+            allowed_hosts,
+        },
     );
     let spec = super::domain::AgentSpec::parse(&form)?;
     let key = ctx::optional_id(provider_key_id.as_deref())?;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{AppError, FieldError};
 pub use crate::provider::Provider;
+use crate::tools::ToolConfig;
 
 pub const NAME_MAX: usize = 80;
 pub const DESCRIPTION_MAX: usize = 500;
@@ -37,6 +38,8 @@ pub struct AgentForm {
     pub starters: Vec<String>,
     #[serde(default)]
     pub avatar: String,
+    #[serde(default)]
+    pub tools: ToolConfig,
 }
 
 /// A valid agent configuration.
@@ -53,6 +56,9 @@ pub struct AgentSpec {
     pub max_output_tokens: Option<u32>,
     pub starters: Vec<String>,
     pub avatar: String,
+    /// Which tools it may call, which ask first, and its step limit.
+    #[serde(default)]
+    pub tools: ToolConfig,
 }
 
 pub const DEFAULT_AVATAR: &str = "🤖";
@@ -231,6 +237,9 @@ impl AgentSpec {
                 String::new()
             }
         };
+        if let Err(message) = form.tools.check() {
+            fail("tools", message);
+        }
         match provider {
             Some(provider) if errors.is_empty() => Ok(AgentSpec {
                 name,
@@ -244,6 +253,7 @@ impl AgentSpec {
                 max_output_tokens,
                 starters,
                 avatar,
+                tools: form.tools.clone(),
             }),
             _ => Err(AppError::Invalid(errors)),
         }
@@ -266,6 +276,7 @@ impl AgentSpec {
                 .unwrap_or_default(),
             starters: self.starters.clone(),
             avatar: self.avatar.clone(),
+            tools: self.tools.clone(),
         }
     }
 }
@@ -296,6 +307,9 @@ pub struct AgentExport {
     pub conversation_starters: Vec<String>,
     #[serde(default)]
     pub avatar: Option<String>,
+    /// Tool settings (names and limits; never a credential).
+    #[serde(default)]
+    pub tools: Option<ToolConfig>,
 }
 
 pub const IMPORT_MAX_BYTES: usize = 256 * 1024;
@@ -315,6 +329,7 @@ impl AgentExport {
             max_output_tokens: spec.max_output_tokens,
             conversation_starters: spec.starters.clone(),
             avatar: Some(spec.avatar.clone()),
+            tools: Some(spec.tools.clone()),
         }
     }
 
@@ -370,6 +385,7 @@ impl AgentExport {
                 .unwrap_or_default(),
             starters: export.conversation_starters,
             avatar: export.avatar.unwrap_or_default(),
+            tools: export.tools.unwrap_or_default(),
         };
         AgentSpec::parse(&form)
     }

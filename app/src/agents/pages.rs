@@ -17,6 +17,7 @@ use crate::{
     action_error,
     error::AppError,
     provider_keys::{KeySource, ProviderKeyView, api::list_provider_keys},
+    tools::{BUILTIN, ToolConfig, builtin},
     ui::{Field, FormError, RequireUser, TextAreaField, error_view, field_message, not_found_or},
 };
 
@@ -252,6 +253,7 @@ fn AgentFields(
                 .collect_view()}
             <p class="field-error" id="field-starters-error">{starters_error}</p>
         </fieldset>
+        <ToolFields initial=initial.tools.clone() error=error/>
         <div class="field-row">
             <Field
                 label="Avatar"
@@ -285,6 +287,76 @@ fn AgentFields(
     }
 }
 
+/// The agent's tools: which it may call, which ask first, its step limit
+/// and the hosts its web requests may reach.
+#[component]
+fn ToolFields(initial: ToolConfig, #[prop(into)] error: Signal<Option<AppError>>) -> impl IntoView {
+    let tools_error = field_message(error, "tools");
+    let hosts = initial.allowed_hosts.join(", ");
+    view! {
+        <fieldset class="field tools" class:invalid=move || tools_error().is_some()>
+            <legend>"Tools"</legend>
+            <p class="hint">
+                "What the agent may do besides answering. Each call is shown in the chat and "
+                "recorded under Settings → Tool activity."
+            </p>
+            {BUILTIN
+                .iter()
+                .map(|tool| {
+                    view! {
+                        <div class="tool-option">
+                            <label class="checkbox">
+                                <input
+                                    type="checkbox"
+                                    name="tools[]"
+                                    value=tool.name
+                                    checked=initial.is_enabled(tool.name)
+                                />
+                                " " {tool.label}
+                            </label>
+                            <p class="hint">{tool.description}</p>
+                            {tool
+                                .side_effects
+                                .then(|| {
+                                    view! {
+                                        <label class="checkbox ask-first">
+                                            <input
+                                                type="checkbox"
+                                                name="ask_first[]"
+                                                value=tool.name
+                                                checked=initial.asks_first(tool.name)
+                                            />
+                                            " Ask me before each use"
+                                        </label>
+                                    }
+                                })}
+                        </div>
+                    }
+                })
+                .collect_view()}
+            <div class="field-row">
+                <Field
+                    label="Step limit"
+                    name="step_limit"
+                    value=initial.step_limit.to_string()
+                    required=false
+                    hint="How many times one reply may call the model (1 to 50)."
+                    error=error
+                />
+                <Field
+                    label="Web requests may reach"
+                    name="allowed_hosts"
+                    value=hosts
+                    required=false
+                    hint="Host names, comma-separated. Empty: any public host."
+                    error=error
+                />
+            </div>
+            <p class="field-error" id="field-tools-error">{tools_error}</p>
+        </fieldset>
+    }
+}
+
 #[component]
 pub fn AgentNewPage() -> impl IntoView {
     view! {
@@ -308,6 +380,7 @@ fn AgentNew() -> impl IntoView {
                 let initial = AgentForm {
                     provider: Provider::Openai.as_str().to_owned(),
                     model: "gpt-4o-mini".to_owned(),
+                    tools: ToolConfig::starter(),
                     ..AgentForm::default()
                 };
                 view! {
@@ -444,6 +517,19 @@ fn AgentCard(agent: AgentDetail) -> impl IntoView {
                 <dt>"API key"</dt>
                 <dd class:warning=key_missing data-testid="key-source">
                     {agent.key_source.describe()}
+                </dd>
+                <dt>"Tools"</dt>
+                <dd data-testid="agent-tools">
+                    {if spec.tools.enabled.is_empty() {
+                        "None".to_owned()
+                    } else {
+                        spec.tools
+                            .enabled
+                            .iter()
+                            .map(|t| builtin(t).map_or(t.as_str(), |info| info.label))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }}
                 </dd>
                 <dt>"Temperature"</dt>
                 <dd>{setting(spec.temperature.map(|t| t.to_string()))}</dd>

@@ -31,6 +31,7 @@ pub const SEALED: &[SealedColumn] = &[
     SealedColumn::owned("agents", "base_url"),
     SealedColumn::owned("agents", "starters"),
     SealedColumn::owned("agents", "avatar"),
+    SealedColumn::owned("agents", "tools"),
 ];
 
 fn place(column: &'static str, id: Uuid, owner: Uuid) -> Place {
@@ -53,10 +54,11 @@ struct AgentRow {
     starters: Sealed,
     avatar: Sealed,
     provider_key_id: Option<Uuid>,
+    tools: Option<Sealed>,
 }
 
 const AGENT_COLUMNS: &str = "id, name, description, system_prompt, provider, model, base_url, \
-     temperature, top_p, max_output_tokens, starters, avatar, provider_key_id";
+     temperature, top_p, max_output_tokens, starters, avatar, provider_key_id, tools";
 
 impl AgentRow {
     fn spec(&self, key: &DataKey, owner: Uuid) -> Result<AgentSpec, AppError> {
@@ -80,6 +82,12 @@ impl AgentRow {
             max_output_tokens: self.max_output_tokens.map(|n| n as u32),
             starters: serde_json::from_str(&starters).map_err(AppError::internal)?,
             avatar: open("avatar", &self.avatar)?,
+            tools: match &self.tools {
+                Some(sealed) => {
+                    serde_json::from_str(&open("tools", sealed)?).map_err(AppError::internal)?
+                }
+                None => Default::default(),
+            },
         })
     }
 }
@@ -190,6 +198,7 @@ async fn write_agent(
     check_chosen_key(state, owner, spec.provider, provider_key_id).await?;
     let seal = |column, value: &str| key.seal_str(place(column, id, owner), value);
     let starters = serde_json::to_string(&spec.starters).map_err(AppError::internal)?;
+    let tools = serde_json::to_string(&spec.tools).map_err(AppError::internal)?;
     let done = sqlx::query(sql)
         .bind(id)
         .bind(owner)
@@ -205,6 +214,7 @@ async fn write_agent(
         .bind(seal("starters", &starters))
         .bind(seal("avatar", &spec.avatar))
         .bind(provider_key_id)
+        .bind(seal("tools", &tools))
         .execute(&state.db)
         .await?;
     Ok(done.rows_affected())
@@ -212,13 +222,13 @@ async fn write_agent(
 
 const INSERT_AGENT: &str = "INSERT INTO agents (id, owner_id, name, description, system_prompt,
        provider, model, base_url, temperature, top_p, max_output_tokens, starters, avatar,
-       provider_key_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+       provider_key_id, tools)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
 const UPDATE_AGENT: &str = "UPDATE agents SET name = $3, description = $4, system_prompt = $5,
        provider = $6, model = $7, base_url = $8, temperature = $9, top_p = $10,
        max_output_tokens = $11, starters = $12, avatar = $13, provider_key_id = $14,
-       updated_at = now()
+       tools = $15, updated_at = now()
      WHERE id = $1 AND owner_id = $2";
 
 pub async fn create_agent(

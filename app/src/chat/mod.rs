@@ -63,12 +63,84 @@ pub struct ConversationSummary {
     pub title: String,
 }
 
+/// Where a tool call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolStatus {
+    Running,
+    Done,
+    /// The tool answered with an error (the model was told).
+    Failed,
+    /// The reply was stopped (or the server restarted) during the call.
+    Cancelled,
+    /// Waiting for the user to approve it ("ask first").
+    AwaitingApproval,
+    /// The user said no (the model was told).
+    Denied,
+}
+
+impl ToolStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolStatus::Running => "running",
+            ToolStatus::Done => "done",
+            ToolStatus::Failed => "failed",
+            ToolStatus::Cancelled => "cancelled",
+            ToolStatus::AwaitingApproval => "awaiting_approval",
+            ToolStatus::Denied => "denied",
+        }
+    }
+}
+
+/// One call of a tool within a reply, as the user sees it. Never holds a
+/// secret: connections are resolved inside the tool.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCallView {
+    /// The model's id for the call.
+    pub id: String,
+    pub tool: String,
+    /// The arguments, as JSON text.
+    pub arguments: String,
+    pub status: ToolStatus,
+    /// What the tool answered (given to the model too).
+    pub result: Option<String>,
+    /// Why it failed, in plain words.
+    pub error: Option<String>,
+    pub duration_ms: Option<u64>,
+}
+
+/// A reply is a list of parts: what the model said (each planning step is a
+/// text part) and the tools it called, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ReplyPart {
+    Text { text: String },
+    ToolCall(ToolCallView),
+}
+
+impl ReplyPart {
+    /// The text of a list of parts, joined (what the reply "says").
+    pub fn text_of(parts: &[ReplyPart]) -> String {
+        parts
+            .iter()
+            .filter_map(|p| match p {
+                ReplyPart::Text { text } => Some(text.as_str()),
+                ReplyPart::ToolCall(_) => None,
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageView {
     pub id: String,
     /// "user" or "assistant".
     pub role: String,
     pub body: String,
+    /// The reply's steps and tool calls, when it called any (else empty:
+    /// the body is all there is).
+    #[serde(default)]
+    pub parts: Vec<ReplyPart>,
     pub status: MessageStatus,
     pub error: Option<String>,
     pub model: Option<String>,
@@ -99,10 +171,17 @@ pub struct Sent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum StreamUpdate {
-    /// The whole reply so far: replaces what the client shows.
-    Snapshot { text: String },
-    /// More text: appended.
+    /// The whole reply so far: replaces what the client shows. `text` is
+    /// its text alone; `parts` the steps and tool calls in order.
+    Snapshot {
+        text: String,
+        #[serde(default)]
+        parts: Vec<ReplyPart>,
+    },
+    /// More text: appended (to the last text part).
     Delta { text: String },
+    /// A part was added or changed (a tool call started, finished, ...).
+    Part { index: usize, part: ReplyPart },
     /// The reply is over.
     Done {
         status: MessageStatus,

@@ -8,7 +8,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
 use super::{
-    MessageStatus, MessageView,
+    MessageStatus, MessageView, ReplyPart, ToolCallView, ToolStatus,
     api::{
         DeleteConversation, EditMessage, RegenerateReply, RenameConversation, SendMessage,
         StopReply, get_conversation, list_conversations,
@@ -311,12 +311,19 @@ fn Message(
         edit,
     } = actions;
     let body = RwSignal::new(message.body.clone());
+    let parts = RwSignal::new(if message.parts.is_empty() {
+        vec![ReplyPart::Text {
+            text: message.body.clone(),
+        }]
+    } else {
+        message.parts.clone()
+    });
     let status = RwSignal::new(message.status);
     let error = RwSignal::new(message.error.clone());
     let usage = RwSignal::new((message.input_tokens, message.output_tokens));
     let is_user = message.role == "user";
     if !is_user && message.status == MessageStatus::Streaming {
-        follow(message.id.clone(), body, status, error, usage);
+        follow(message.id.clone(), parts, status, error, usage);
     }
     let model = message.model.clone().unwrap_or_default();
     let id = message.id.clone();
@@ -330,7 +337,7 @@ fn Message(
             {if is_user {
                 Either::Left(view! { <p class="plain">{move || body.get()}</p> })
             } else {
-                Either::Right(view! { <div class="markdown" inner_html=move || markdown::render(&body.get())></div> })
+                Either::Right(view! { <ReplyParts parts=parts/> })
             }}
             {move || {
                 (status.get() == MessageStatus::Streaming && !is_user)
@@ -400,11 +407,38 @@ fn Message(
     }
 }
 
+/// Applies one stream update to the parts a page shows.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+fn apply(parts: &mut Vec<ReplyPart>, update: super::StreamUpdate) {
+    use super::StreamUpdate;
+    match update {
+        StreamUpdate::Snapshot { text, parts: all } => {
+            *parts = if all.is_empty() {
+                vec![ReplyPart::Text { text }]
+            } else {
+                all
+            };
+        }
+        StreamUpdate::Delta { text } => match parts.last_mut() {
+            Some(ReplyPart::Text { text: last }) => last.push_str(&text),
+            _ => parts.push(ReplyPart::Text { text }),
+        },
+        StreamUpdate::Part { index, part } => {
+            if index < parts.len() {
+                parts[index] = part;
+            } else {
+                parts.push(part);
+            }
+        }
+        StreamUpdate::Done { .. } => {}
+    }
+}
+
 /// Follows a reply that is still being written (in the browser only).
 #[cfg(feature = "hydrate")]
 fn follow(
     id: String,
-    body: RwSignal<String>,
+    parts: RwSignal<Vec<ReplyPart>>,
     status: RwSignal<MessageStatus>,
     error: RwSignal<Option<String>>,
     usage: RwSignal<(Option<u32>, Option<u32>)>,
@@ -426,12 +460,6 @@ fn follow(
                 return;
             };
             match serde_json::from_str::<StreamUpdate>(&data) {
-                Ok(StreamUpdate::Snapshot { text }) => {
-                    body.try_set(text);
-                }
-                Ok(StreamUpdate::Delta { text }) => {
-                    body.try_update(|b| b.push_str(&text));
-                }
                 Ok(StreamUpdate::Done {
                     status: done,
                     error: reason,
@@ -444,10 +472,13 @@ fn follow(
                     // Otherwise EventSource would reconnect once the server closes.
                     closer.close();
                 }
+                Ok(update) => {
+                    parts.try_update(|parts| apply(parts, update));
+                }
                 Err(_) => {}
             }
         });
-    for name in ["snapshot", "delta", "done"] {
+    for name in ["snapshot", "delta", "part", "done"] {
         let _ = source.add_event_listener_with_callback(name, on_message.as_ref().unchecked_ref());
     }
     let owned = send_wrapper::SendWrapper::new((source, on_message));
@@ -461,11 +492,86 @@ fn follow(
 #[cfg(not(feature = "hydrate"))]
 fn follow(
     _id: String,
-    _body: RwSignal<String>,
+    _parts: RwSignal<Vec<ReplyPart>>,
     _status: RwSignal<MessageStatus>,
     _error: RwSignal<Option<String>>,
     _usage: RwSignal<(Option<u32>, Option<u32>)>,
 ) {
+}
+
+/// How much of a tool's result shows before "Show all".
+const RESULT_PREVIEW_CHARS: usize = 1_200;
+
+/// A reply's parts in order: each planning step as Markdown, each tool call
+/// as a collapsible box (tool, status, duration; arguments and result
+/// inside). Parts are keyed by position (a reply only grows), so an open box
+/// stays open while the reply streams.
+#[component]
+fn ReplyParts(parts: RwSignal<Vec<ReplyPart>>) -> impl IntoView {
+    view! {
+        <For each=move || 0..parts.with(Vec::len) key=|index| *index let:index>
+            {move || match parts.with(|p| p.get(index).cloned()) {
+                Some(ReplyPart::Text { text }) => {
+                    Either::Left(view! { <div class="markdown" inner_html=markdown::render(&text)></div> })
+                }
+                Some(ReplyPart::ToolCall(call)) => Either::Right(Either::Left(view! { <ToolCallBox call=call/> })),
+                None => Either::Right(Either::Right(())),
+            }}
+        </For>
+    }
+}
+
+#[component]
+fn ToolCallBox(call: ToolCallView) -> impl IntoView {
+    let show_all = RwSignal::new(false);
+    let status = call.status.as_str();
+    let label = match call.status {
+        ToolStatus::Running => "running…",
+        ToolStatus::Done => "done",
+        ToolStatus::Failed => "failed",
+        ToolStatus::Cancelled => "cancelled",
+        ToolStatus::AwaitingApproval => "waiting for your approval",
+        ToolStatus::Denied => "denied",
+    };
+    let duration = call
+        .duration_ms
+        .map(|ms| format!(" · {ms} ms"))
+        .unwrap_or_default();
+    let result = call.result.clone().unwrap_or_default();
+    let long = result.chars().count() > RESULT_PREVIEW_CHARS;
+    let preview: String = result.chars().take(RESULT_PREVIEW_CHARS).collect();
+    view! {
+        <details class="tool-call" data-status=status data-testid="tool-call">
+            <summary>
+                <span class="tool-name">{call.tool.clone()}</span>
+                <span class="tool-status">{format!(" · {label}{duration}")}</span>
+            </summary>
+            <p class="tool-label">"Arguments"</p>
+            <pre class="tool-arguments">{call.arguments.clone()}</pre>
+            {call.error.clone().map(|e| view! { <p class="message-error">{e}</p> })}
+            {(!result.is_empty())
+                .then(|| {
+                    view! {
+                        <p class="tool-label">"Result"</p>
+                        <pre class="tool-result">
+                            {move || if show_all.get() || !long { result.clone() } else { format!("{preview}…") }}
+                        </pre>
+                        {long
+                            .then(|| {
+                                view! {
+                                    <button
+                                        type="button"
+                                        class="link"
+                                        on:click=move |_| show_all.update(|s| *s = !*s)
+                                    >
+                                        {move || if show_all.get() { "Show less" } else { "Show all" }}
+                                    </button>
+                                }
+                            })}
+                    }
+                })}
+        </details>
+    }
 }
 
 #[component]
@@ -516,5 +622,75 @@ fn Composer(
             <p class="field-error" id="composer-error">{message_error}</p>
             <button type="submit" class="primary" disabled=move || send.pending().get()>"Send"</button>
         </ActionForm>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::StreamUpdate;
+
+    fn call(status: ToolStatus) -> ReplyPart {
+        ReplyPart::ToolCall(ToolCallView {
+            id: "c1".into(),
+            tool: "calculator".into(),
+            arguments: "{}".into(),
+            status,
+            result: None,
+            error: None,
+            duration_ms: None,
+        })
+    }
+
+    #[test]
+    fn stream_updates_build_the_parts_the_page_shows() {
+        let mut parts = Vec::new();
+        apply(
+            &mut parts,
+            StreamUpdate::Snapshot {
+                text: "Let me ".into(),
+                parts: vec![],
+            },
+        );
+        apply(
+            &mut parts,
+            StreamUpdate::Delta {
+                text: "check.".into(),
+            },
+        );
+        apply(
+            &mut parts,
+            StreamUpdate::Part {
+                index: 1,
+                part: call(ToolStatus::Running),
+            },
+        );
+        apply(
+            &mut parts,
+            StreamUpdate::Part {
+                index: 1,
+                part: call(ToolStatus::Done),
+            },
+        );
+        apply(&mut parts, StreamUpdate::Delta { text: "42".into() });
+        assert_eq!(
+            parts,
+            vec![
+                ReplyPart::Text {
+                    text: "Let me check.".into()
+                },
+                call(ToolStatus::Done),
+                ReplyPart::Text { text: "42".into() },
+            ]
+        );
+        // A snapshot replaces everything (a reader that fell behind).
+        apply(
+            &mut parts,
+            StreamUpdate::Snapshot {
+                text: "x".into(),
+                parts: vec![call(ToolStatus::Failed)],
+            },
+        );
+        assert_eq!(parts, vec![call(ToolStatus::Failed)]);
     }
 }

@@ -25,12 +25,27 @@ use futures::{Stream, StreamExt as _, stream::BoxStream};
 use tokio::sync::{Notify, broadcast, broadcast::error::RecvError};
 use uuid::Uuid;
 
-use super::{MessageStatus, StreamUpdate, server::message_place};
+use super::{
+    MessageStatus, ReplyPart, StreamUpdate, ToolCallView, ToolStatus, server::message_place,
+};
 use crate::{
-    llm::{self, ChatRequest, LlmError, StreamEvent, StreamLimits, Usage},
+    llm::{self, ChatRequest, LlmError, Part, Role, StreamEvent, StreamLimits, Turn, Usage},
     platform::crypto::{DataKey, Sealed},
     state::AppState,
+    tools::server::Toolbox,
 };
+
+/// Where a step's events come from: the provider (through egress), or a
+/// test's script.
+pub type Model =
+    Arc<dyn Fn(ChatRequest) -> BoxStream<'static, Result<StreamEvent, LlmError>> + Send + Sync>;
+
+/// What a run does: the request (context and tools offered) and the tools
+/// it may call.
+pub struct Job {
+    pub request: ChatRequest,
+    pub tools: Option<Toolbox>,
+}
 
 /// How often growing replies are written to the database.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -92,20 +107,35 @@ impl Outcome {
     }
 }
 
-/// What the run has written so far and, once it ended, its `Done`, kept
-/// under one lock so that a new reader gets either the `Done` in its
-/// snapshot or on its channel, never neither.
+/// What the run has written so far (its parts: text steps and tool calls)
+/// and, once it ended, its `Done`, kept under one lock so that a new reader
+/// gets either the `Done` in its snapshot or on its channel, never neither.
 #[derive(Default)]
 struct Progress {
-    text: String,
+    parts: Vec<ReplyPart>,
+    /// Goes up with every change (the checkpointer writes what moved).
+    version: usize,
     done: Option<StreamUpdate>,
+}
+
+impl Progress {
+    fn text(&self) -> String {
+        ReplyPart::text_of(&self.parts)
+    }
+
+    fn snapshot(&self) -> StreamUpdate {
+        StreamUpdate::Snapshot {
+            text: self.text(),
+            parts: self.parts.clone(),
+        }
+    }
 }
 
 struct Run {
     owner: Uuid,
     key: DataKey,
     progress: Mutex<Progress>,
-    /// Length of the text the last checkpoint wrote.
+    /// The version the last checkpoint wrote.
     saved: AtomicUsize,
     updates: broadcast::Sender<StreamUpdate>,
     stop: Notify,
@@ -126,38 +156,65 @@ impl Run {
         }
     }
 
-    /// Appends a piece and sends it under one lock, so a new subscriber's
+    /// Appends a piece of text (to the last text part, or a new one after a
+    /// tool call) and sends it under one lock, so a new subscriber's
     /// snapshot and the pieces after it neither miss nor repeat.
     fn append(&self, piece: String) {
         if let Ok(mut progress) = self.progress.lock() {
-            progress.text.push_str(&piece);
+            match progress.parts.last_mut() {
+                Some(ReplyPart::Text { text }) => text.push_str(&piece),
+                _ => progress.parts.push(ReplyPart::Text {
+                    text: piece.clone(),
+                }),
+            }
+            progress.version += 1;
             let _ = self.updates.send(StreamUpdate::Delta { text: piece });
         }
     }
 
-    fn text(&self) -> String {
+    /// Adds a part (at the end) or replaces part `index`; returns its index.
+    fn set_part(&self, index: Option<usize>, part: ReplyPart) -> usize {
+        let Ok(mut progress) = self.progress.lock() else {
+            return 0;
+        };
+        let index = match index {
+            Some(i) if i < progress.parts.len() => {
+                progress.parts[i] = part.clone();
+                i
+            }
+            _ => {
+                progress.parts.push(part.clone());
+                progress.parts.len() - 1
+            }
+        };
+        progress.version += 1;
+        let _ = self.updates.send(StreamUpdate::Part { index, part });
+        index
+    }
+
+    fn parts(&self) -> Vec<ReplyPart> {
         self.progress
             .lock()
-            .map(|p| p.text.clone())
+            .map(|p| p.parts.clone())
             .unwrap_or_default()
     }
 
     fn text_len(&self) -> usize {
-        self.progress.lock().map(|p| p.text.len()).unwrap_or(0)
+        self.progress.lock().map(|p| p.text().len()).unwrap_or(0)
     }
 
-    /// The text so far, a receiver for what follows, and `Done` if the run
+    /// The reply so far, a receiver for what follows, and `Done` if the run
     /// has ended: taken under one lock.
     fn subscribe(
         &self,
     ) -> Option<(
-        String,
+        StreamUpdate,
         broadcast::Receiver<StreamUpdate>,
         Option<StreamUpdate>,
     )> {
         let progress = self.progress.lock().ok()?;
         Some((
-            progress.text.clone(),
+            progress.snapshot(),
             self.updates.subscribe(),
             progress.done.clone(),
         ))
@@ -265,8 +322,8 @@ impl Runs {
         owner: Uuid,
     ) -> Option<impl Stream<Item = StreamUpdate> + Send + 'static> {
         let run = self.get(message, owner)?;
-        let (text, rx, done) = run.subscribe()?;
-        let mut queue = VecDeque::from([StreamUpdate::Snapshot { text }]);
+        let (snapshot, rx, done) = run.subscribe()?;
+        let mut queue = VecDeque::from([snapshot]);
         queue.extend(done);
         Some(futures::stream::unfold(
             (queue, rx, false, run),
@@ -284,8 +341,8 @@ impl Runs {
                         Err(RecvError::Lagged(_)) => {
                             // Start again from the whole text (and its end, if
                             // it has ended): the run is still held here.
-                            let (text, fresh, done) = run.subscribe()?;
-                            queue.push_back(StreamUpdate::Snapshot { text });
+                            let (snapshot, fresh, done) = run.subscribe()?;
+                            queue.push_back(snapshot);
                             queue.extend(done);
                             rx = fresh;
                         }
@@ -342,30 +399,28 @@ impl Runs {
         live.len()
     }
 
-    /// Starts the run that writes `reply` from the provider's answer to
-    /// `request`.
-    pub fn start(&self, state: AppState, reply: Reply, key: DataKey, request: ChatRequest) {
+    /// Starts the run that writes `reply`: the provider's answer to the
+    /// job's request, and the tool calls it asks for.
+    pub fn start(&self, state: AppState, reply: Reply, key: DataKey, job: Job) {
         let limits = StreamLimits {
             deadline: state.settings.run_deadline,
             max_reply_bytes: state.settings.max_reply_bytes,
             ..StreamLimits::default()
         };
-        let events = llm::stream(state.egress.clone(), request, limits);
-        let events = futures::stream::unfold(events, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
+        let egress = state.egress.clone();
+        let model: Model = Arc::new(move |request| {
+            let events = llm::stream(egress.clone(), request, limits);
+            futures::stream::unfold(events, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            })
+            .boxed()
         });
-        self.start_events(state, reply, key, events.boxed());
+        self.start_with(state, reply, key, job, model);
     }
 
-    /// Starts a run over any stream of provider events (the provider's, or
-    /// a test's).
-    pub fn start_events(
-        &self,
-        state: AppState,
-        reply: Reply,
-        key: DataKey,
-        events: BoxStream<'static, Result<StreamEvent, LlmError>>,
-    ) {
+    /// Starts a run whose steps come from `model` (the provider's, or a
+    /// test's).
+    pub fn start_with(&self, state: AppState, reply: Reply, key: DataKey, job: Job, model: Model) {
         self.checkpointer.get_or_init(|| {
             tokio::spawn(checkpoint_loop(state.db.clone(), self.clone()));
         });
@@ -378,9 +433,9 @@ impl Runs {
             message: reply.message,
         };
         tokio::spawn(async move {
-            // The provider is read in a task of its own, so that a panic
-            // there ends the reply as interrupted instead of leaving it live.
-            let outcome = match tokio::spawn(drive(run.clone(), events)).await {
+            // The steps run in a task of their own, so that a panic there
+            // ends the reply as interrupted instead of leaving it live.
+            let outcome = match tokio::spawn(drive(run.clone(), model, job)).await {
                 Ok(outcome) => outcome,
                 Err(err) => {
                     tracing::error!(message_id = %reply.message, panicked = err.is_panic(), "a run failed");
@@ -391,8 +446,8 @@ impl Runs {
                     )
                 }
             };
-            let text = run.text();
-            save_final(&state, reply, &run.key, &text, &outcome).await;
+            let parts = settle_calls(&run);
+            save_final(&state, reply, &run.key, &parts, &outcome).await;
             drop(registered);
             run.done(StreamUpdate::Done {
                 status: outcome.status,
@@ -405,43 +460,217 @@ impl Runs {
     }
 }
 
-/// Reads the provider's events into the run until the reply ends, the run
-/// is stopped, or the provider fails.
-async fn drive(
-    run: Arc<Run>,
-    mut events: BoxStream<'static, Result<StreamEvent, LlmError>>,
-) -> Outcome {
-    let mut usage = None;
-    let mut tools: Vec<String> = Vec::new();
+/// Tool calls still running when a run ends (stopped, failed, shut down)
+/// were cancelled: they say so. Returns the final parts.
+fn settle_calls(run: &Run) -> Vec<ReplyPart> {
+    for (index, part) in run.parts().into_iter().enumerate() {
+        if let ReplyPart::ToolCall(mut call) = part
+            && call.status == ToolStatus::Running
+        {
+            call.status = ToolStatus::Cancelled;
+            call.error = Some("Stopped before the tool finished.".into());
+            run.set_part(Some(index), ReplyPart::ToolCall(call));
+        }
+    }
+    run.parts()
+}
+
+fn add_usage(total: Option<Usage>, more: Option<Usage>) -> Option<Usage> {
+    match (total, more) {
+        (Some(a), Some(b)) => Some(Usage {
+            input_tokens: a.input_tokens + b.input_tokens,
+            output_tokens: a.output_tokens + b.output_tokens,
+        }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn stopped(reason: StopReason, usage: Option<Usage>) -> Outcome {
+    match reason {
+        StopReason::User => Outcome::new(MessageStatus::Stopped, usage),
+        StopReason::Shutdown => Outcome::failed(
+            "server_stopped",
+            "The server restarted while this reply was being written: regenerate it to get the rest.".into(),
+            usage,
+        ),
+    }
+}
+
+/// A tool call as the model streamed it, assembled from its pieces.
+#[derive(Default)]
+struct Asked {
+    id: Option<String>,
+    name: String,
+    arguments: String,
+}
+
+/// One step: the model's answer to `request`, streamed into the run.
+/// Returns the text it said and the calls it asked for.
+async fn step(
+    run: &Run,
+    model: &Model,
+    request: ChatRequest,
+    usage: &mut Option<Usage>,
+) -> Result<(String, Vec<Asked>), Outcome> {
+    let mut events = model(request);
+    let mut text = String::new();
+    let mut asked: std::collections::BTreeMap<u32, Asked> = Default::default();
+    let mut step_usage = None;
     loop {
         tokio::select! {
             item = events.next() => match item {
                 None => break,
-                Some(Err(err)) => return Outcome::failed(err.code(), err.to_string(), usage),
-                Some(Ok(StreamEvent::Text(piece))) => run.append(piece),
-                Some(Ok(StreamEvent::Usage(u))) => usage = Some(u),
-                Some(Ok(StreamEvent::ToolCall(call))) => tools.extend(call.name),
+                Some(Err(err)) => {
+                    return Err(Outcome::failed(err.code(), err.to_string(), add_usage(*usage, step_usage)));
+                }
+                Some(Ok(StreamEvent::Text(piece))) => {
+                    text.push_str(&piece);
+                    run.append(piece);
+                }
+                Some(Ok(StreamEvent::Usage(u))) => step_usage = Some(u),
+                Some(Ok(StreamEvent::ToolCall(delta))) => {
+                    let call = asked.entry(delta.index).or_default();
+                    if delta.id.is_some() {
+                        call.id = delta.id;
+                    }
+                    if let Some(name) = delta.name {
+                        call.name = name;
+                    }
+                    call.arguments.push_str(&delta.arguments);
+                }
                 Some(Ok(StreamEvent::Finish(_))) => {}
             },
-            reason = run.stopped() => return match reason {
-                StopReason::User => Outcome::new(MessageStatus::Stopped, usage),
-                StopReason::Shutdown => Outcome::failed(
-                    "server_stopped",
-                    "The server restarted while this reply was being written: regenerate it to get the rest.".into(),
-                    usage,
-                ),
-            },
+            reason = run.stopped() => return Err(stopped(reason, add_usage(*usage, step_usage))),
         }
     }
-    if !tools.is_empty() {
-        // Tools arrive with the tools slice; until then the reply says what
-        // the model wanted rather than ending empty.
-        let names: Vec<String> = tools.iter().map(|t| format!("“{t}”")).collect();
-        let gap = if run.text_len() == 0 { "" } else { "\n\n" };
-        run.append(format!(
-            "{gap}_The model asked to use the tool {}, but this agent has no tools._",
-            names.join(", ")
-        ));
+    *usage = add_usage(*usage, step_usage);
+    Ok((text, asked.into_values().collect()))
+}
+
+/// The loop: ask the model; if it calls tools, run them (independent calls
+/// in parallel), give it the results, and ask again, up to the step limit.
+/// Stop ends it at once, cancelling calls still running.
+async fn drive(run: Arc<Run>, model: Model, job: Job) -> Outcome {
+    let Job { mut request, tools } = job;
+    let limit = tools.as_ref().map_or(1, |t| t.config.step_limit.max(1));
+    let mut usage = None;
+    for step_number in 1.. {
+        let (text, asked) = match step(&run, &model, request.clone(), &mut usage).await {
+            Ok(answer) => answer,
+            Err(outcome) => return outcome,
+        };
+        if asked.is_empty() {
+            break;
+        }
+        let Some(toolbox) = tools.as_ref().filter(|t| !t.is_empty()) else {
+            // The model asked for a tool the agent does not have.
+            let names: Vec<String> = asked.iter().map(|a| format!("“{}”", a.name)).collect();
+            let gap = if run.text_len() == 0 { "" } else { "\n\n" };
+            run.append(format!(
+                "{gap}_The model asked to use the tool {}, but this agent has no tools._",
+                names.join(", ")
+            ));
+            break;
+        };
+        if step_number >= limit {
+            let gap = if run.text_len() == 0 { "" } else { "\n\n" };
+            run.append(format!(
+                "{gap}_Stopped after {limit} steps (this agent's limit) with the model still calling tools._"
+            ));
+            break;
+        }
+        // Each call gets its part at once (running), then its result.
+        let calls: Vec<(usize, String, String, Result<serde_json::Value, String>)> = asked
+            .into_iter()
+            .enumerate()
+            .map(|(i, call)| {
+                let id = call
+                    .id
+                    .filter(|id| !id.is_empty())
+                    .unwrap_or_else(|| format!("call_{step_number}_{i}"));
+                let raw = if call.arguments.trim().is_empty() {
+                    "{}".to_owned()
+                } else {
+                    call.arguments
+                };
+                let arguments = serde_json::from_str::<serde_json::Value>(&raw)
+                    .map_err(|_| "The arguments were not valid JSON.".to_owned());
+                let index = run.set_part(
+                    None,
+                    ReplyPart::ToolCall(ToolCallView {
+                        id: id.clone(),
+                        tool: call.name.clone(),
+                        arguments: raw,
+                        status: ToolStatus::Running,
+                        result: None,
+                        error: None,
+                        duration_ms: None,
+                    }),
+                );
+                (index, id, call.name, arguments)
+            })
+            .collect();
+        let running = futures::future::join_all(calls.iter().map(|(index, _, name, arguments)| {
+            let run = run.clone();
+            async move {
+                let started = tokio::time::Instant::now();
+                let result = match arguments {
+                    Ok(arguments) => toolbox.call(name, arguments.clone()).await,
+                    Err(message) => Err(crate::tools::server::ToolError::Invalid(message.clone())),
+                };
+                let elapsed = started.elapsed();
+                if let Some(ReplyPart::ToolCall(mut view)) = run.parts().get(*index).cloned() {
+                    view.duration_ms = Some(elapsed.as_millis() as u64);
+                    match &result {
+                        Ok(output) => {
+                            view.status = ToolStatus::Done;
+                            view.result = Some(output.content.clone());
+                        }
+                        Err(err) => {
+                            view.status = ToolStatus::Failed;
+                            view.error = Some(err.to_string());
+                        }
+                    }
+                    run.set_part(Some(*index), ReplyPart::ToolCall(view));
+                }
+                (result, elapsed)
+            }
+        }));
+        let results = tokio::select! {
+            results = running => results,
+            reason = run.stopped() => return stopped(reason, usage),
+        };
+        // The model's turn (its words and calls), then the tools' answers.
+        let mut said: Vec<Part> = Vec::new();
+        if !text.is_empty() {
+            said.push(Part::Text(text));
+        }
+        let mut answers = Vec::new();
+        for ((_, id, name, arguments), (result, _)) in calls.into_iter().zip(results) {
+            said.push(Part::ToolCall {
+                id: id.clone(),
+                name: name.clone(),
+                arguments: arguments.unwrap_or(serde_json::Value::Object(Default::default())),
+            });
+            let (content, is_error) = match result {
+                Ok(output) => (output.content, false),
+                Err(err) => (err.to_string(), true),
+            };
+            answers.push(Part::ToolResult {
+                id,
+                name,
+                content,
+                is_error,
+            });
+        }
+        request.turns.push(Turn {
+            role: Role::Assistant,
+            parts: said,
+        });
+        request.turns.push(Turn {
+            role: Role::User,
+            parts: answers,
+        });
     }
     Outcome::new(MessageStatus::Complete, usage)
 }
@@ -449,11 +678,17 @@ async fn drive(
 /// Writes a reply's final state, retrying with backoff until it is written
 /// (a reply is never dropped because the database blinked): meanwhile the
 /// run stays live, so readers still see its text.
-async fn save_final(state: &AppState, reply: Reply, key: &DataKey, text: &str, outcome: &Outcome) {
+async fn save_final(
+    state: &AppState,
+    reply: Reply,
+    key: &DataKey,
+    parts: &[ReplyPart],
+    outcome: &Outcome,
+) {
     let started = tokio::time::Instant::now();
     let mut wait = Duration::from_millis(100);
     loop {
-        match finish(state, reply, key, text, outcome).await {
+        match finish(state, reply, key, parts, outcome).await {
             Ok(()) => return,
             Err(err) if started.elapsed() < FINAL_WRITE_PATIENCE => {
                 tracing::warn!(message_id = %reply.message, error = %err, retry_in_ms = wait.as_millis() as u64, "could not save the final reply; retrying");
@@ -491,19 +726,19 @@ async fn checkpoint(db: &sqlx::PgPool, runs: &Runs) -> usize {
         let mut ids = Vec::with_capacity(chunk.len());
         let mut owners = Vec::with_capacity(chunk.len());
         let mut bodies: Vec<Sealed> = Vec::with_capacity(chunk.len());
-        let mut lengths = Vec::with_capacity(chunk.len());
+        let mut parts: Vec<Option<Sealed>> = Vec::with_capacity(chunk.len());
+        let mut versions = Vec::with_capacity(chunk.len());
         for (id, run) in chunk {
             let Ok(progress) = run.progress.lock() else {
                 continue;
             };
-            if progress.text.len() == run.saved.load(Ordering::Relaxed) {
+            if progress.version == run.saved.load(Ordering::Relaxed) {
                 continue;
             }
-            bodies.push(
-                run.key
-                    .seal_str(message_place("body", *id, run.owner), &progress.text),
-            );
-            lengths.push((run, progress.text.len()));
+            let (body, structure) = seal_parts(&run.key, *id, run.owner, &progress.parts);
+            bodies.push(body);
+            parts.push(structure);
+            versions.push((run, progress.version));
             ids.push(*id);
             owners.push(run.owner);
         }
@@ -513,20 +748,22 @@ async fn checkpoint(db: &sqlx::PgPool, runs: &Runs) -> usize {
         // A reply that finished meanwhile is no longer `streaming`, so its
         // final text is never overwritten by an older checkpoint.
         let result = sqlx::query(
-            "UPDATE messages m SET body = c.body, updated_at = now()
-             FROM unnest($1::uuid[], $2::uuid[], $3::bytea[]) AS c(id, owner_id, body)
+            "UPDATE messages m SET body = c.body, parts = c.parts, updated_at = now()
+             FROM unnest($1::uuid[], $2::uuid[], $3::bytea[], $4::bytea[])
+               AS c(id, owner_id, body, parts)
              WHERE m.id = c.id AND m.owner_id = c.owner_id AND m.status = 'streaming'",
         )
         .bind(&ids)
         .bind(&owners)
         .bind(&bodies)
+        .bind(&parts)
         .execute(db)
         .await;
         match result {
             Ok(_) => {
                 written += ids.len();
-                for (run, len) in lengths {
-                    run.saved.store(len, Ordering::Relaxed);
+                for (run, version) in versions {
+                    run.saved.store(version, Ordering::Relaxed);
                 }
             }
             Err(err) => tracing::warn!(replies = ids.len(), error = %err, "checkpoint failed"),
@@ -535,13 +772,35 @@ async fn checkpoint(db: &sqlx::PgPool, runs: &Runs) -> usize {
     written
 }
 
+/// A reply as stored: its text (sealed, in `body`), and when it called
+/// tools its parts as JSON (sealed, in `parts`); a reply of text alone has
+/// no `parts`, its body is all there is.
+fn seal_parts(
+    key: &DataKey,
+    message: Uuid,
+    owner: Uuid,
+    parts: &[ReplyPart],
+) -> (Sealed, Option<Sealed>) {
+    let body = key.seal_str(
+        message_place("body", message, owner),
+        &ReplyPart::text_of(parts),
+    );
+    let structured = parts
+        .iter()
+        .any(|p| matches!(p, ReplyPart::ToolCall(_)))
+        .then(|| serde_json::to_string(parts).ok())
+        .flatten()
+        .map(|json| key.seal_str(message_place("parts", message, owner), &json));
+    (body, structured)
+}
+
 /// Writes a reply's final state and touches its conversation, in one
 /// statement; a regenerated reply's predecessor goes once this one has text.
 async fn finish(
     state: &AppState,
     reply: Reply,
     key: &DataKey,
-    text: &str,
+    parts: &[ReplyPart],
     outcome: &Outcome,
 ) -> Result<(), sqlx::Error> {
     let Reply {
@@ -553,10 +812,11 @@ async fn finish(
         Some((code, sentence)) => (Some(*code), Some(sentence.as_str())),
         None => (None, None),
     };
+    let (body, structured) = seal_parts(key, message, owner, parts);
     sqlx::query(
         "WITH reply AS (
            UPDATE messages SET body = $3, status = $4, error_code = $5, error = $6,
-             input_tokens = $7, output_tokens = $8, updated_at = now()
+             input_tokens = $7, output_tokens = $8, parts = $11, updated_at = now()
            WHERE id = $1 AND owner_id = $2
            RETURNING conversation_id
          ), replaced AS (
@@ -567,14 +827,16 @@ async fn finish(
     )
     .bind(message)
     .bind(owner)
-    .bind(key.seal_str(message_place("body", message, owner), text))
+    .bind(&body)
     .bind(outcome.status.as_str())
     .bind(code)
     .bind(sentence.map(|s| key.seal_str(message_place("error", message, owner), s)))
     .bind(outcome.usage.map(|u| u.input_tokens as i32))
     .bind(outcome.usage.map(|u| u.output_tokens as i32))
     .bind(replaces)
-    .bind(!text.is_empty())
+    // The regenerated reply goes only when this one has something to show.
+    .bind(!parts.is_empty())
+    .bind(&structured)
     .execute(&state.db)
     .await?;
     Ok(())
@@ -641,7 +903,8 @@ mod tests {
 
     fn text(update: Option<StreamUpdate>) -> String {
         match update {
-            Some(StreamUpdate::Snapshot { text }) => format!("snapshot:{text}"),
+            Some(StreamUpdate::Snapshot { text, .. }) => format!("snapshot:{text}"),
+            Some(StreamUpdate::Part { index, .. }) => format!("part:{index}"),
             Some(StreamUpdate::Delta { text }) => format!("delta:{text}"),
             Some(StreamUpdate::Done { status, .. }) => format!("done:{}", status.as_str()),
             None => "end".into(),
@@ -721,19 +984,36 @@ mod tests {
     #[tokio::test]
     async fn a_reply_of_only_a_tool_call_says_so() {
         let run = Arc::new(Run::new(Uuid::new_v4(), DataKey::generate()));
-        let events = futures::stream::iter([
-            Ok(StreamEvent::ToolCall(llm::ToolCallDelta {
-                index: 0,
-                id: Some("call_1".into()),
-                name: Some("get_weather".into()),
-                arguments: String::new(),
-            })),
-            Ok(StreamEvent::Finish("tool_calls".into())),
-        ])
-        .boxed();
-        let outcome = drive(run.clone(), events).await;
+        let model: Model = Arc::new(|_| {
+            futures::stream::iter([
+                Ok(StreamEvent::ToolCall(llm::ToolCallDelta {
+                    index: 0,
+                    id: Some("call_1".into()),
+                    name: Some("get_weather".into()),
+                    arguments: String::new(),
+                })),
+                Ok(StreamEvent::Finish("tool_calls".into())),
+            ])
+            .boxed()
+        });
+        let job = Job {
+            request: ChatRequest {
+                provider: crate::provider::Provider::Openai,
+                base_url: String::new(),
+                api_key: String::new(),
+                model: "m".into(),
+                system_prompt: String::new(),
+                turns: vec![],
+                tools: vec![],
+                temperature: None,
+                top_p: None,
+                max_output_tokens: None,
+            },
+            tools: None,
+        };
+        let outcome = drive(run.clone(), model, job).await;
         assert_eq!(outcome.status, MessageStatus::Complete);
-        let text = run.text();
+        let text = ReplyPart::text_of(&run.parts());
         assert!(
             text.contains("get_weather") && text.contains("no tools"),
             "{text}"

@@ -8,6 +8,7 @@ use super::{
 };
 use crate::{
     agents::{self, domain::Provider},
+    chat::runs::Job,
     error::AppError,
     llm::{ChatRequest, Role, Turn},
     platform::{
@@ -17,6 +18,7 @@ use crate::{
     },
     provider_keys,
     state::AppState,
+    tools::server::{ToolCtx, Toolbox},
 };
 
 /// The sealed columns of this slice (`keys verify` opens them all).
@@ -25,6 +27,7 @@ pub const SEALED: &[SealedColumn] = &[
     SealedColumn::owned("messages", "body"),
     SealedColumn::owned("messages", "error"),
     SealedColumn::owned("messages", "model"),
+    SealedColumn::owned("messages", "parts"),
 ];
 
 /// How many earlier messages are sent to the model with a new one.
@@ -182,7 +185,7 @@ async fn queue_reply(
     conversation: Uuid,
     ready: Ready,
     queue: Queue,
-) -> Result<(Uuid, DataKey, ChatRequest), AppError> {
+) -> Result<(Uuid, DataKey, Job), AppError> {
     let Ready { spec, api_key, key } = ready;
     let rows: Vec<(Uuid, String, Sealed)> = sqlx::query_as(
         "SELECT id, role, body FROM (
@@ -206,7 +209,7 @@ async fn queue_reply(
             } else {
                 Role::Assistant
             };
-            turns.push(Turn { role, content });
+            turns.push(Turn::text(role, content));
         }
     }
     let reply_id = Uuid::new_v4();
@@ -237,6 +240,13 @@ async fn queue_reply(
         Provider::OpenaiCompatible => spec.base_url.clone().unwrap_or_default(),
         Provider::Demo => state.settings.demo_url.clone().unwrap_or_default(),
     };
+    let toolbox = Toolbox::for_agent(ToolCtx {
+        state: state.clone(),
+        owner,
+        key: key.clone(),
+        message: reply_id,
+        config: spec.tools.clone(),
+    });
     let request = ChatRequest {
         provider: spec.provider,
         base_url,
@@ -244,11 +254,16 @@ async fn queue_reply(
         model: spec.model.clone(),
         system_prompt: spec.system_prompt.clone(),
         turns,
+        tools: toolbox.declarations(),
         temperature: spec.temperature,
         top_p: spec.top_p,
         max_output_tokens: spec.max_output_tokens,
     };
-    Ok((reply_id, key, request))
+    let job = Job {
+        request,
+        tools: (!toolbox.is_empty()).then_some(toolbox),
+    };
+    Ok((reply_id, key, job))
 }
 
 /// Stores the user's message and an empty reply, then starts the run that
@@ -312,7 +327,7 @@ async fn reply_and_start(
     ready: Ready,
     queue: Queue,
 ) -> Result<Sent, AppError> {
-    let (reply_id, key, request) =
+    let (reply_id, key, job) =
         queue_reply(state, &mut tx, owner, conversation, ready, queue).await?;
     tx.commit().await?;
     state.runs.start(
@@ -323,7 +338,7 @@ async fn reply_and_start(
             replaces: queue.replaces,
         },
         key,
-        request,
+        job,
     );
     tracing::info!(conversation_id = %conversation, message_id = %reply_id, owner_id = %owner, "reply started");
     Ok(Sent {
@@ -477,9 +492,11 @@ struct MessageRow {
     model: Option<Sealed>,
     input_tokens: Option<i32>,
     output_tokens: Option<i32>,
+    parts: Option<Sealed>,
 }
 
-const MESSAGE_COLUMNS: &str = "m.id, m.role, m.body, m.status, m.error_code, m.error, m.model, m.input_tokens, m.output_tokens";
+const MESSAGE_COLUMNS: &str = "m.id, m.role, m.body, m.status, m.error_code, m.error, m.model, \
+     m.input_tokens, m.output_tokens, m.parts";
 
 /// Hides a reply while a regeneration of it is being written (it goes when
 /// the new one ends with text, and shows again if the new one fails first).
@@ -499,6 +516,13 @@ impl MessageRow {
             id: self.id.to_string(),
             role: self.role.clone(),
             body: key.open_text(body_place(self.id, owner), &self.body)?,
+            parts: match &self.parts {
+                Some(sealed) => serde_json::from_str(
+                    &key.open_text(message_place("parts", self.id, owner), sealed)?,
+                )
+                .map_err(AppError::internal)?,
+                None => Vec::new(),
+            },
             status: MessageStatus::parse(&self.status),
             error,
             model: key

@@ -11,7 +11,7 @@
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use super::{Adapter, ChatRequest, LlmError, Role, StreamEvent, ToolCallDelta, Usage, join};
+use super::{Adapter, ChatRequest, LlmError, Part, Role, StreamEvent, ToolCallDelta, Usage, join};
 use crate::llm::models::ANTHROPIC_VERSION;
 
 /// What Anthropic's required `max_tokens` is when the agent sets none.
@@ -32,7 +32,29 @@ pub fn body(req: &ChatRequest) -> Value {
                 Role::User => "user",
                 Role::Assistant => "assistant",
             };
-            json!({"role": role, "content": t.content})
+            let blocks: Vec<Value> = t
+                .parts
+                .iter()
+                .filter_map(|part| match part {
+                    Part::Text(text) if text.is_empty() => None,
+                    Part::Text(text) => Some(json!({"type": "text", "text": text})),
+                    Part::ToolCall {
+                        id,
+                        name,
+                        arguments,
+                    } => Some(
+                        json!({"type": "tool_use", "id": id, "name": name, "input": arguments}),
+                    ),
+                    Part::ToolResult {
+                        id,
+                        content,
+                        is_error,
+                        ..
+                    } => Some(json!({"type": "tool_result", "tool_use_id": id,
+                                     "content": content, "is_error": is_error})),
+                })
+                .collect();
+            json!({"role": role, "content": blocks})
         })
         .collect();
     let mut body = json!({
@@ -41,6 +63,13 @@ pub fn body(req: &ChatRequest) -> Value {
         "messages": messages,
         "stream": true,
     });
+    if !req.tools.is_empty() {
+        body["tools"] = req
+            .tools
+            .iter()
+            .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
+            .collect();
+    }
     if !req.system_prompt.is_empty() {
         body["system"] = json!(req.system_prompt);
     }
@@ -176,10 +205,8 @@ mod tests {
             api_key: "sk-ant-test".into(),
             model: "claude-sonnet-4-5".into(),
             system_prompt: "Be brief.".into(),
-            turns: vec![Turn {
-                role: Role::User,
-                content: "Hi".into(),
-            }],
+            turns: vec![Turn::text(Role::User, "Hi")],
+            tools: vec![],
             temperature: None,
             top_p: None,
             max_output_tokens: None,

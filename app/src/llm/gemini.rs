@@ -9,7 +9,7 @@
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use super::{Adapter, ChatRequest, LlmError, Role, StreamEvent, ToolCallDelta, Usage, join};
+use super::{Adapter, ChatRequest, LlmError, Part, Role, StreamEvent, ToolCallDelta, Usage, join};
 
 #[derive(Default)]
 pub struct Gemini {
@@ -25,10 +25,42 @@ pub fn body(req: &ChatRequest) -> Value {
                 Role::User => "user",
                 Role::Assistant => "model",
             };
-            json!({"role": role, "parts": [{"text": t.content}]})
+            let parts: Vec<Value> = t
+                .parts
+                .iter()
+                .filter_map(|part| match part {
+                    Part::Text(text) if text.is_empty() => None,
+                    Part::Text(text) => Some(json!({"text": text})),
+                    Part::ToolCall {
+                        id,
+                        name,
+                        arguments,
+                    } => Some(json!({"functionCall": {"id": id, "name": name, "args": arguments}})),
+                    // Gemini wants an object; a tool's text answer is wrapped.
+                    Part::ToolResult {
+                        id,
+                        name,
+                        content,
+                        is_error,
+                    } => {
+                        let key = if *is_error { "error" } else { "result" };
+                        Some(json!({"functionResponse": {"id": id, "name": name,
+                                    "response": {key: content}}}))
+                    }
+                })
+                .collect();
+            json!({"role": role, "parts": parts})
         })
         .collect();
     let mut body = json!({ "contents": contents });
+    if !req.tools.is_empty() {
+        let declarations: Vec<Value> = req
+            .tools
+            .iter()
+            .map(|t| json!({"name": t.name, "description": t.description, "parameters": t.parameters}))
+            .collect();
+        body["tools"] = json!([{ "functionDeclarations": declarations }]);
+    }
     if !req.system_prompt.is_empty() {
         body["systemInstruction"] = json!({"parts": [{"text": req.system_prompt}]});
     }
@@ -130,19 +162,11 @@ mod tests {
             model: "gemini-2.5-flash".into(),
             system_prompt: "Be brief.".into(),
             turns: vec![
-                Turn {
-                    role: Role::User,
-                    content: "Hi".into(),
-                },
-                Turn {
-                    role: Role::Assistant,
-                    content: "Hello".into(),
-                },
-                Turn {
-                    role: Role::User,
-                    content: "Bye".into(),
-                },
+                Turn::text(Role::User, "Hi"),
+                Turn::text(Role::Assistant, "Hello"),
+                Turn::text(Role::User, "Bye"),
             ],
+            tools: vec![],
             temperature: Some(0.5),
             top_p: None,
             max_output_tokens: Some(64),
@@ -168,6 +192,7 @@ mod tests {
             model: "../../v1/files?x=1#frag".into(),
             system_prompt: String::new(),
             turns: vec![],
+            tools: vec![],
             temperature: None,
             top_p: None,
             max_output_tokens: None,

@@ -38,11 +38,62 @@ pub enum Role {
     Assistant,
 }
 
+/// One piece of a turn, in Enclave's own terms; each adapter translates it
+/// to its provider's shape (OpenAI `tool_calls` and `tool` messages,
+/// Anthropic `tool_use` and `tool_result` blocks, Gemini `functionCall` and
+/// `functionResponse` parts).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Text(String),
+    /// The model asked for a tool (in an assistant turn).
+    ToolCall {
+        id: String,
+        name: String,
+        arguments: serde_json::Value,
+    },
+    /// What a tool answered (in a user turn, after the call).
+    ToolResult {
+        id: String,
+        name: String,
+        content: String,
+        is_error: bool,
+    },
+}
+
 /// One message of the conversation so far.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
     pub role: Role,
-    pub content: String,
+    pub parts: Vec<Part>,
+}
+
+impl Turn {
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Turn {
+            role,
+            parts: vec![Part::Text(text.into())],
+        }
+    }
+
+    /// The turn's text parts, joined.
+    pub fn text_content(&self) -> String {
+        self.parts
+            .iter()
+            .filter_map(|p| match p {
+                Part::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A tool the model may call: its name, what it does, and the JSON schema
+/// of its arguments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDecl {
+    pub name: String,
+    pub description: String,
+    pub parameters: serde_json::Value,
 }
 
 /// Everything an adapter needs for one completion.
@@ -55,6 +106,8 @@ pub struct ChatRequest {
     pub model: String,
     pub system_prompt: String,
     pub turns: Vec<Turn>,
+    /// The tools offered (none: a plain completion).
+    pub tools: Vec<ToolDecl>,
     pub temperature: Option<f32>,
     pub top_p: Option<f32>,
     pub max_output_tokens: Option<u32>,
@@ -66,6 +119,7 @@ impl std::fmt::Debug for ChatRequest {
             .field("provider", &self.provider)
             .field("model", &self.model)
             .field("turns", &self.turns.len())
+            .field("tools", &self.tools.len())
             .finish_non_exhaustive()
     }
 }

@@ -12,7 +12,7 @@
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
-use super::{Adapter, ChatRequest, LlmError, Role, StreamEvent, ToolCallDelta, Usage, join};
+use super::{Adapter, ChatRequest, LlmError, Part, Role, StreamEvent, ToolCallDelta, Usage, join};
 
 pub struct OpenAi {
     compatible: bool,
@@ -36,11 +36,48 @@ pub fn body(req: &ChatRequest, compatible: bool) -> Value {
         messages.push(json!({"role": "system", "content": req.system_prompt}));
     }
     for turn in &req.turns {
-        let role = match turn.role {
-            Role::User => "user",
-            Role::Assistant => "assistant",
-        };
-        messages.push(json!({"role": role, "content": turn.content}));
+        match turn.role {
+            Role::User => {
+                // Tool results are `tool` messages of their own; text is a
+                // user message.
+                for part in &turn.parts {
+                    if let Part::ToolResult { id, content, .. } = part {
+                        messages
+                            .push(json!({"role": "tool", "tool_call_id": id, "content": content}));
+                    }
+                }
+                let text = turn.text_content();
+                if !text.is_empty() {
+                    messages.push(json!({"role": "user", "content": text}));
+                }
+            }
+            Role::Assistant => {
+                let calls: Vec<Value> = turn
+                    .parts
+                    .iter()
+                    .filter_map(|part| match part {
+                        Part::ToolCall {
+                            id,
+                            name,
+                            arguments,
+                        } => Some(json!({
+                            "id": id, "type": "function",
+                            "function": {"name": name, "arguments": arguments.to_string()},
+                        })),
+                        _ => None,
+                    })
+                    .collect();
+                let text = turn.text_content();
+                let mut message = json!({"role": "assistant", "content": text});
+                if !calls.is_empty() {
+                    message["tool_calls"] = Value::Array(calls);
+                    if text.is_empty() {
+                        message["content"] = Value::Null;
+                    }
+                }
+                messages.push(message);
+            }
+        }
     }
     let mut body = json!({
         "model": req.model,
@@ -48,6 +85,16 @@ pub fn body(req: &ChatRequest, compatible: bool) -> Value {
         "stream": true,
         "stream_options": {"include_usage": true},
     });
+    if !req.tools.is_empty() {
+        body["tools"] = req
+            .tools
+            .iter()
+            .map(|t| {
+                json!({"type": "function", "function": {
+                    "name": t.name, "description": t.description, "parameters": t.parameters}})
+            })
+            .collect();
+    }
     if !compatible {
         // Chat Completions' own "do not store" switch.
         body["store"] = json!(false);
@@ -165,10 +212,8 @@ mod tests {
             api_key: "sk-test".into(),
             model: "gpt-4o-mini".into(),
             system_prompt: "Be brief.".into(),
-            turns: vec![Turn {
-                role: Role::User,
-                content: "Hi".into(),
-            }],
+            turns: vec![Turn::text(Role::User, "Hi")],
+            tools: vec![],
             temperature: Some(0.2),
             top_p: None,
             max_output_tokens: Some(100),

@@ -287,19 +287,37 @@ impl Egress {
         url: &str,
         headers: HeaderMap,
     ) -> Result<Fetched, EgressError> {
+        self.send_body(method, url, headers, None).await
+    }
+
+    /// Sends a request, with `body` if given, and reads the answer up to the
+    /// size cap. Redirects are followed (each checked again) for requests
+    /// without a body; a request with one is not re-sent elsewhere.
+    pub async fn send_body(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+    ) -> Result<Fetched, EgressError> {
         let mut url = Url::parse(url).map_err(|_| EgressError::InvalidUrl)?;
         let mut headers = headers;
         for _ in 0..=MAX_REDIRECTS {
             let addr = self.check(&url).await?;
             let host = url.host_str().unwrap_or_default().to_owned();
             let client = self.pinned_client(&url, addr, true)?;
-            let mut res = client
+            let mut request = client
                 .request(method.clone(), url.clone())
-                .headers(headers.clone())
+                .headers(headers.clone());
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            let mut res = request
                 .send()
                 .await
                 .map_err(|e| send_error(&e, host.clone()))?;
-            if res.status().is_redirection()
+            if body.is_none()
+                && res.status().is_redirection()
                 && let Some(location) = res.headers().get(LOCATION).and_then(|l| l.to_str().ok())
             {
                 let next = url.join(location).map_err(|_| EgressError::InvalidUrl)?;

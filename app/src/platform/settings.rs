@@ -97,6 +97,8 @@ pub struct Settings {
     pub max_reply_bytes: usize,
     /// This server process's name, stored with the replies it writes.
     pub instance: String,
+    /// The longest one tool call may take.
+    pub tool_timeout: Duration,
     /// Private `host:port`s that outbound requests may reach anyway.
     pub egress_allow: Vec<AllowEntry>,
     pub provider_urls: ProviderUrls,
@@ -119,6 +121,7 @@ impl Default for Settings {
             run_deadline: Duration::from_secs(15 * 60),
             max_reply_bytes: 1024 * 1024,
             instance: "local".to_owned(),
+            tool_timeout: Duration::from_secs(30),
             egress_allow: Vec::new(),
             provider_urls: ProviderUrls::default(),
             platform_keys: PlatformKeys::default(),

@@ -1,0 +1,548 @@
+//! The tool loop end to end: the fake provider scripted to call tools (in
+//! each provider's wire format), Enclave running them and giving the results
+//! back, the parts stored sealed and streamed, Stop during a call, the step
+//! limit, failures passed to the model, and the audit.
+
+mod common;
+
+use std::time::Duration;
+
+use app::{agents::domain::Provider, platform::settings::PlatformKeys};
+use common::{TestApp, keyring, relaxed_settings, with_fake_provider};
+use reqwest::Client;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+struct Tooled {
+    app: TestApp,
+    fake: std::net::SocketAddr,
+}
+
+async fn spawn(db: PgPool) -> Tooled {
+    let fake = server::fake_provider::start().await.unwrap();
+    let keys = [Provider::Openai, Provider::Anthropic, Provider::Google]
+        .into_iter()
+        .map(|p| (p, "platform-key".to_owned()))
+        .collect();
+    let settings = app::platform::Settings {
+        platform_keys: PlatformKeys::new(keys),
+        ..relaxed_settings()
+    };
+    let app = TestApp::spawn_full(db, with_fake_provider(settings, fake), keyring(1, &[])).await;
+    Tooled { app, fake }
+}
+
+/// An agent with `tools` enabled; the fake's script goes in the model name,
+/// or (Gemini, whose names cannot hold one) in the system prompt.
+async fn agent(
+    t: &Tooled,
+    client: &Client,
+    provider: &str,
+    script: &str,
+    tools: &[&str],
+    step_limit: &str,
+) -> String {
+    let base_url = format!("http://{}/compat/v1", t.fake);
+    let (model, prompt) = if provider == "google" {
+        ("gemini-fake".to_owned(), script.to_owned())
+    } else {
+        (script.to_owned(), String::new())
+    };
+    let name = format!("{provider} {script}");
+    let mut form: Vec<(&str, &str)> = vec![
+        ("name", name.as_str()),
+        ("description", ""),
+        ("system_prompt", prompt.as_str()),
+        ("provider", provider),
+        ("model", model.as_str()),
+        (
+            "base_url",
+            if provider == "openai_compatible" {
+                base_url.as_str()
+            } else {
+                ""
+            },
+        ),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+        ("step_limit", step_limit),
+    ];
+    for tool in tools {
+        form.push(("tools[]", tool));
+    }
+    let res = t.app.call(client, "create_agent", &form).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let list: Value = t
+        .app
+        .call(client, "list_agents", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn send(t: &Tooled, client: &Client, agent: &str, text: &str) -> Value {
+    let res = t
+        .app
+        .call(
+            client,
+            "send_message",
+            &[("agent_id", agent), ("message", text)],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// The conversation once its reply is no longer streaming.
+async fn settled(t: &Tooled, client: &Client, conversation: &str) -> Value {
+    for _ in 0..400 {
+        let res = t
+            .app
+            .call(client, "get_conversation", &[("id", conversation)])
+            .await;
+        let c: Value = res.json().await.unwrap();
+        if c["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["status"] != "streaming")
+        {
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the reply never settled");
+}
+
+/// The kinds of a reply's parts, as `text:…` and `call:tool:status`.
+fn shape(reply: &Value) -> Vec<String> {
+    reply["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| match p["type"].as_str().unwrap() {
+            "text" => format!("text:{}", p["text"].as_str().unwrap()),
+            _ => format!(
+                "call:{}:{}",
+                p["tool"].as_str().unwrap(),
+                p["status"].as_str().unwrap()
+            ),
+        })
+        .collect()
+}
+
+const SIX_TIMES_SEVEN: &str = r#"{"expression":"6*7"}"#;
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_tool_call_runs_and_the_model_answers_with_its_result_on_every_provider(db: PgPool) {
+    let t = spawn(db).await;
+    let client = t.app.signed_up("loop@example.com").await;
+    for provider in ["openai", "anthropic", "google", "openai_compatible"] {
+        let agent = agent(
+            &t,
+            &client,
+            provider,
+            "fake:tool=calculator",
+            &["calculator"],
+            "",
+        )
+        .await;
+        let sent = send(&t, &client, &agent, SIX_TIMES_SEVEN).await;
+        let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
+        let reply = &c["messages"][1];
+        assert_eq!(reply["status"], "complete", "{provider}: {reply}");
+        assert_eq!(
+            shape(reply),
+            vec![
+                "text:Hello from the fake model.",
+                "call:calculator:done",
+                "text:The tools said: 6*7 = 42",
+            ],
+            "{provider}"
+        );
+        assert_eq!(reply["parts"][1]["result"], "6*7 = 42");
+        assert_eq!(
+            serde_json::from_str::<Value>(reply["parts"][1]["arguments"].as_str().unwrap())
+                .unwrap(),
+            json!({"expression": "6*7"})
+        );
+        assert_eq!(
+            reply["body"], "Hello from the fake model.The tools said: 6*7 = 42",
+            "the body is the reply's text"
+        );
+        // Usage adds up both steps.
+        assert!(reply["output_tokens"].as_u64().unwrap() > 5, "{provider}");
+    }
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn independent_calls_run_together_and_a_failing_one_goes_back_to_the_model(db: PgPool) {
+    let t = spawn(db).await;
+    let client = t.app.signed_up("parallel@example.com").await;
+    let agent = agent(
+        &t,
+        &client,
+        "anthropic",
+        "fake:tool=calculator+current_time",
+        &["calculator", "current_time"],
+        "",
+    )
+    .await;
+    let sent = send(&t, &client, &agent, SIX_TIMES_SEVEN).await;
+    let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
+    let reply = &c["messages"][1];
+    assert_eq!(
+        shape(reply)[1..3],
+        ["call:calculator:done", "call:current_time:done"]
+    );
+    let last = reply["parts"][3]["text"].as_str().unwrap();
+    assert!(last.starts_with("The tools said: 6*7 = 42 / "), "{last}");
+
+    // A call that fails: its error is the result the model reads.
+    let agent = agent_bad_input(&t, &client).await;
+    let sent = send(&t, &client, &agent, r#"{"expression":"sin(1)"}"#).await;
+    let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
+    let reply = &c["messages"][1];
+    assert_eq!(reply["status"], "complete");
+    assert_eq!(reply["parts"][1]["status"], "failed");
+    let error = reply["parts"][1]["error"].as_str().unwrap();
+    assert!(error.contains("Only numbers"), "{error}");
+    assert!(
+        reply["parts"][2]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Only numbers"),
+        "the model was told"
+    );
+}
+
+async fn agent_bad_input(t: &Tooled, client: &Client) -> String {
+    agent(
+        t,
+        client,
+        "openai",
+        "fake:tool=calculator,reply=Checking",
+        &["calculator"],
+        "",
+    )
+    .await
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_step_limit_ends_a_model_that_keeps_calling_tools(db: PgPool) {
+    let t = spawn(db).await;
+    let client = t.app.signed_up("limit@example.com").await;
+    let agent = agent(
+        &t,
+        &client,
+        "google",
+        "fake:tool=calculator,loop",
+        &["calculator"],
+        "3",
+    )
+    .await;
+    let sent = send(&t, &client, &agent, SIX_TIMES_SEVEN).await;
+    let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
+    let reply = &c["messages"][1];
+    let calls = shape(reply)
+        .iter()
+        .filter(|p| p.starts_with("call:"))
+        .count();
+    assert_eq!(
+        calls, 2,
+        "two rounds of calls, then the third step is the last"
+    );
+    assert!(
+        reply["body"]
+            .as_str()
+            .unwrap()
+            .contains("Stopped after 3 steps")
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn stop_during_a_call_cancels_it_at_once(db: PgPool) {
+    let t = spawn(db).await;
+    let client = t.app.signed_up("stopcall@example.com").await;
+    let agent = agent(
+        &t,
+        &client,
+        "openai",
+        "fake:tool=http_request",
+        &["http_request"],
+        "",
+    )
+    .await;
+    let slow = json!({"url": format!("http://{}/slow", t.fake)}).to_string();
+    let sent = send(&t, &client, &agent, &slow).await;
+    let conversation = sent["conversation_id"].as_str().unwrap();
+    let reply_id = sent["reply_id"].as_str().unwrap();
+    // Wait until the call is running.
+    let mut running = false;
+    for _ in 0..200 {
+        let c: Value = t
+            .app
+            .call(&client, "get_conversation", &[("id", conversation)])
+            .await
+            .json()
+            .await
+            .unwrap();
+        if c["messages"][1]["parts"][1]["status"] == "running" {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(running, "the call was seen running (checkpointed)");
+    let started = std::time::Instant::now();
+    assert_eq!(
+        t.app
+            .call(&client, "stop_reply", &[("message_id", reply_id)])
+            .await
+            .status(),
+        200
+    );
+    let c = settled(&t, &client, conversation).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not after the 20 s call"
+    );
+    let reply = &c["messages"][1];
+    assert_eq!(reply["status"], "stopped");
+    assert_eq!(reply["parts"][1]["status"], "cancelled");
+    // The audit says so too.
+    let mut status = String::new();
+    for _ in 0..100 {
+        if let Some(s) = sqlx::query_scalar::<_, String>("SELECT status FROM tool_calls")
+            .fetch_optional(&t.app.db)
+            .await
+            .unwrap()
+        {
+            status = s;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, "cancelled");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_web_request_tool_reads_pages_and_keeps_to_its_limits(db: PgPool) {
+    let t = spawn(db).await;
+    let client = t.app.signed_up("web@example.com").await;
+    let agent = agent(
+        &t,
+        &client,
+        "openai",
+        "fake:tool=http_request",
+        &["http_request"],
+        "",
+    )
+    .await;
+    let page = json!({"url": format!("http://{}/page", t.fake)}).to_string();
+    let sent = send(&t, &client, &agent, &page).await;
+    let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
+    let result = c["messages"][1]["parts"][1]["result"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(result.starts_with("HTTP 200"), "{result}");
+    assert!(
+        result.contains("Opening hours") && result.contains("9 to 5"),
+        "{result}"
+    );
+    assert!(
+        !result.contains("<p>") && !result.contains("hidden"),
+        "text, not HTML: {result}"
+    );
+
+    // A private address is refused, for its reason, and the model is told.
+    let private = json!({"url": "http://169.254.169.254/latest/meta-data/"}).to_string();
+    let sent = send(&t, &client, &agent, &private).await;
+    let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
+    let call = &c["messages"][1]["parts"][1];
+    assert_eq!(call["status"], "failed");
+    assert!(
+        call["error"]
+            .as_str()
+            .unwrap()
+            .contains("private, local or reserved"),
+        "{call}"
+    );
+
+    // The audit: the host and sizes, never the page or the arguments.
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT status, bytes_sent, bytes_received FROM tool_calls ORDER BY created_at",
+    )
+    .fetch_all(&t.app.db)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].0, "done");
+    assert!(rows[0].1 > 0 && rows[0].2 > 100, "{rows:?}");
+    assert_eq!(rows[1].0, "failed");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_agent_limited_to_some_hosts_reaches_only_those(db: PgPool) {
+    let t = spawn(db).await;
+    let client = t.app.signed_up("hosts@example.com").await;
+    let form = [
+        ("name", "Limited"),
+        ("description", ""),
+        ("system_prompt", ""),
+        ("provider", "openai"),
+        ("model", "fake:tool=http_request"),
+        ("base_url", ""),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+        ("tools[]", "http_request"),
+        ("allowed_hosts", "api.example.com, docs.example.com"),
+    ];
+    assert_eq!(
+        t.app.call(&client, "create_agent", &form).await.status(),
+        200
+    );
+    let list: Value = t
+        .app
+        .call(&client, "list_agents", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let agent = list[0]["id"].as_str().unwrap().to_owned();
+    let detail: Value = t
+        .app
+        .call(&client, "get_agent", &[("id", agent.as_str())])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        detail["spec"]["tools"]["allowed_hosts"],
+        json!(["api.example.com", "docs.example.com"])
+    );
+    let page = json!({"url": format!("http://{}/page", t.fake)}).to_string();
+    let sent = send(&t, &client, &agent, &page).await;
+    let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
+    let call = &c["messages"][1]["parts"][1];
+    assert_eq!(call["status"], "failed");
+    assert!(
+        call["error"].as_str().unwrap().contains("may only reach"),
+        "{call}"
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_loop_is_checkpointed_as_it_goes(db: PgPool) {
+    let t = spawn(db).await;
+    let client = t.app.signed_up("checkpoint-loop@example.com").await;
+    // Each step streams slowly: a word every 400 ms.
+    let agent = agent(
+        &t,
+        &client,
+        "openai",
+        "fake:tool=calculator,delay_ms=400",
+        &["calculator"],
+        "",
+    )
+    .await;
+    let sent = send(&t, &client, &agent, SIX_TIMES_SEVEN).await;
+    let reply = uuid::Uuid::parse_str(sent["reply_id"].as_str().unwrap()).unwrap();
+    // While the second step still streams, the stored row already holds the
+    // finished call: a crash now would show how far the reply got.
+    let mut seen = false;
+    for _ in 0..200 {
+        let (status, has_parts): (String, bool) =
+            sqlx::query_as("SELECT status, parts IS NOT NULL FROM messages WHERE id = $1")
+                .bind(reply)
+                .fetch_one(&t.app.db)
+                .await
+                .unwrap();
+        if status == "streaming" && has_parts {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen, "the parts were checkpointed while the reply streamed");
+    settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_demo_model_calls_a_tool(db: PgPool) {
+    let mut settings = relaxed_settings();
+    server::enable_demo_model(&mut settings).await.unwrap();
+    let app = TestApp::spawn_full(db, settings, keyring(1, &[])).await;
+    let client = app.signed_up("demo-tool@example.com").await;
+    let form = [
+        ("name", "Demo"),
+        ("description", ""),
+        ("system_prompt", ""),
+        ("provider", "demo"),
+        ("model", "demo"),
+        ("base_url", ""),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+        ("tools[]", "calculator"),
+        ("tools[]", "current_time"),
+    ];
+    assert_eq!(app.call(&client, "create_agent", &form).await.status(), 200);
+    let list: Value = app
+        .call(&client, "list_agents", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let agent = list[0]["id"].as_str().unwrap().to_owned();
+    let res = app
+        .call(
+            &client,
+            "send_message",
+            &[("agent_id", agent.as_str()), ("message", "What is 6*7?")],
+        )
+        .await;
+    let sent: Value = res.json().await.unwrap();
+    let conversation = sent["conversation_id"].as_str().unwrap().to_owned();
+    let mut reply = Value::Null;
+    for _ in 0..400 {
+        let c: Value = app
+            .call(
+                &client,
+                "get_conversation",
+                &[("id", conversation.as_str())],
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        if c["messages"][1]["status"] == "complete" {
+            reply = c["messages"][1].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reply["parts"][1]["tool"], "calculator", "{reply}");
+    assert_eq!(reply["parts"][1]["result"], "6*7 = 42");
+    assert!(
+        reply["body"]
+            .as_str()
+            .unwrap()
+            .contains("The tool answered: 6*7 = 42")
+    );
+}
