@@ -22,3 +22,19 @@ CREATE TABLE tool_calls (
 );
 CREATE INDEX tool_calls_owner_idx ON tool_calls (owner_id, created_at DESC);
 CREATE INDEX tool_calls_created_idx ON tool_calls (created_at);
+
+-- Connections: the user's credentials for the services tools use. All
+-- sealed; the kind is from a fixed list.
+CREATE TABLE connections (
+    id          uuid PRIMARY KEY,
+    owner_id    uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    kind        text NOT NULL CHECK (kind IN ('github', 'slack', 'smtp', 'telegram', 'http_header')),
+    label       sealed NOT NULL,
+    secret      sealed NOT NULL,
+    masked      sealed NOT NULL,
+    -- Non-secret settings (SMTP server and sender, header name and host), JSON.
+    settings    sealed NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX connections_owner_idx ON connections (owner_id, kind, created_at);

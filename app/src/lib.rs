@@ -21,6 +21,7 @@
 pub mod agents;
 pub mod auth;
 pub mod chat;
+pub mod connections;
 #[cfg(feature = "ssr")]
 pub mod ctx;
 pub mod error;
@@ -48,6 +49,7 @@ use crate::{
     agents::pages::{AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage},
     auth::pages::{SignInPage, SignUpPage},
     chat::pages::ChatPage,
+    connections::pages::ConnectionsPage,
     pages::{DashboardPage, HomePage, NotFound, SettingsPage},
     provider_keys::pages::KeysPage,
     ui::{Header, provide_auth},
@@ -66,6 +68,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 provider_keys::server::SEALED,
                 chat::server::SEALED,
                 tools::server::SEALED,
+                connections::server::SEALED,
             ]
             .concat()
         });
@@ -146,6 +149,11 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("keys"))
                         view=KeysPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("connections"))
+                        view=ConnectionsPage
                         ssr=SsrMode::Async
                     />
                     <Route path=StaticSegment("agents") view=AgentsPage ssr=SsrMode::Async/>

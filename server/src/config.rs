@@ -10,7 +10,7 @@ use app::{
         Settings,
         crypto::{Kek, Keyring},
         egress::AllowEntry,
-        settings::{Limit, PlatformKeys, ProviderUrls},
+        settings::{Limit, PlatformKeys, ProviderUrls, ServiceUrls},
     },
 };
 use base64::{Engine as _, engine::general_purpose::STANDARD};
@@ -181,6 +181,20 @@ fn provider_urls(src: &dyn Source) -> Result<ProviderUrls, ConfigError> {
     })
 }
 
+fn service_urls(src: &dyn Source) -> Result<ServiceUrls, ConfigError> {
+    let defaults = ServiceUrls::default();
+    let url = |name: &'static str, default: String| -> Result<String, ConfigError> {
+        let value = src.get(name).unwrap_or(default);
+        valid_base_url(&value).map_err(|why| ConfigError::Invalid { name, why })?;
+        Ok(value.trim_end_matches('/').to_owned())
+    };
+    Ok(ServiceUrls {
+        github: url("ENCLAVE_GITHUB_API_URL", defaults.github)?,
+        slack: url("ENCLAVE_SLACK_API_URL", defaults.slack)?,
+        telegram: url("ENCLAVE_TELEGRAM_API_URL", defaults.telegram)?,
+    })
+}
+
 /// Keys the operator provides for everyone: `ENCLAVE_<PROVIDER>_API_KEY(_FILE)`.
 fn platform_keys(src: &dyn Source) -> Result<PlatformKeys, ConfigError> {
     let mut keys = std::collections::HashMap::new();
@@ -194,6 +208,26 @@ fn platform_keys(src: &dyn Source) -> Result<PlatformKeys, ConfigError> {
         }
     }
     Ok(PlatformKeys::new(keys))
+}
+
+/// `ENCLAVE_SMTP_CA_FILE`: extra certificate authorities (PEM) trusted for
+/// users' mail servers.
+fn smtp_roots(src: &dyn Source) -> Result<Vec<Vec<u8>>, ConfigError> {
+    let Some(path) = src.get("ENCLAVE_SMTP_CA_FILE") else {
+        return Ok(Vec::new());
+    };
+    let pem = std::fs::read(&path).map_err(|e| ConfigError::File {
+        name: "ENCLAVE_SMTP_CA_FILE".into(),
+        path: path.clone().into(),
+        why: e.kind().to_string(),
+    })?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(ConfigError::Invalid {
+            name: "ENCLAVE_SMTP_CA_FILE",
+            why: "it holds no PEM certificate".into(),
+        });
+    }
+    Ok(vec![pem])
 }
 
 /// `ENCLAVE_PROXY_HOPS`: how many proxies append to `X-Forwarded-For`.
@@ -343,8 +377,10 @@ impl Config {
                 "ENCLAVE_TOOL_TIMEOUT_SECS",
                 defaults.tool_timeout.as_secs(),
             )?),
+            smtp_roots: smtp_roots(src)?,
             egress_allow: egress_allow(src)?,
             provider_urls: provider_urls(src)?,
+            service_urls: service_urls(src)?,
             platform_keys: platform_keys(src)?,
             demo_url: None,
         };

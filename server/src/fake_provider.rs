@@ -825,6 +825,8 @@ pub fn router() -> Router {
         .route("/google/v1beta/models", get(google_models))
         .route("/google/v1beta/models/{target}", post(gemini_stream))
         .with_state(Fake::default())
+        // The services the built-in tools use (GitHub, Slack, Telegram).
+        .merge(crate::fake_services::router())
 }
 
 /// Serves the fake on `listener` until the task is dropped.

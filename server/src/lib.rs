@@ -5,6 +5,7 @@
 pub mod chat_stream;
 pub mod config;
 pub mod fake_provider;
+pub mod fake_services;
 pub mod forms;
 pub mod keys;
 pub mod middleware;

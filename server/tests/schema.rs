@@ -62,6 +62,7 @@ const PLAIN: &[(&str, &str, &str)] = &[
         "the server process writing the reply (operator's host name)",
     ),
     ("tool_calls", "status", "one of a fixed list of outcomes"),
+    ("connections", "kind", "one of a fixed list of services"),
 ];
 
 /// Types that can carry text or arbitrary bytes.
@@ -202,6 +203,18 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
     }
     assert!(sent["reply_id"].is_string());
 
+    // A connection.
+    let connection = [
+        ("kind", "github"),
+        ("label", "Verified"),
+        ("secret", "ghp_good_verify"),
+    ];
+    assert_eq!(
+        app.call(&client, "add_connection", &connection)
+            .await
+            .status(),
+        200
+    );
     // A reply that called a tool: its parts and the audit record.
     let tooling = [
         ("name", "Tooling"),

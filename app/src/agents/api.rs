@@ -60,6 +60,7 @@ struct ToolFields {
     ask_first: Option<Vec<String>>,
     step_limit: Option<String>,
     allowed_hosts: Option<String>,
+    connections: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[cfg(feature = "ssr")]
@@ -80,6 +81,13 @@ impl ToolFields {
                 .split([',', ' ', '\n'])
                 .map(|h| h.trim().to_ascii_lowercase())
                 .filter(|h| !h.is_empty())
+                .collect(),
+            // "" is "automatic": the newest connection of that kind.
+            connections: self
+                .connections
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, id)| !id.trim().is_empty())
                 .collect(),
         }
     }
@@ -128,6 +136,7 @@ pub async fn create_agent(
     ask_first: Option<Vec<String>>,
     step_limit: Option<String>,
     allowed_hosts: Option<String>,
+    connections: Option<std::collections::BTreeMap<String, String>>,
 ) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
@@ -148,6 +157,7 @@ pub async fn create_agent(
             ask_first,
             step_limit,
             allowed_hosts,
+            connections,
         },
     );
     let spec = super::domain::AgentSpec::parse(&form)?;
@@ -181,6 +191,7 @@ pub async fn update_agent(
     ask_first: Option<Vec<String>>,
     step_limit: Option<String>,
     allowed_hosts: Option<String>,
+    connections: Option<std::collections::BTreeMap<String, String>>,
 ) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
@@ -202,6 +213,7 @@ pub async fn update_agent(
             ask_first,
             step_limit,
             allowed_hosts,
+            connections,
         },
     );
     let spec = super::domain::AgentSpec::parse(&form)?;

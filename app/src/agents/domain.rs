@@ -329,7 +329,11 @@ impl AgentExport {
             max_output_tokens: spec.max_output_tokens,
             conversation_starters: spec.starters.clone(),
             avatar: Some(spec.avatar.clone()),
-            tools: Some(spec.tools.clone()),
+            // Connection ids belong to one account: never exported.
+            tools: Some(ToolConfig {
+                connections: Default::default(),
+                ..spec.tools.clone()
+            }),
         }
     }
 

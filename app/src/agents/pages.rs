@@ -15,6 +15,7 @@ use super::{
 };
 use crate::{
     action_error,
+    connections::{ConnectionKind, ConnectionView, api::list_connections},
     error::AppError,
     provider_keys::{KeySource, ProviderKeyView, api::list_provider_keys},
     tools::{BUILTIN, ToolConfig, builtin},
@@ -107,6 +108,7 @@ fn AgentFields(
     initial: AgentForm,
     keys: Vec<ProviderKeyView>,
     chosen_key: Option<String>,
+    #[prop(optional)] connections: Vec<ConnectionView>,
     #[prop(into)] error: Signal<Option<AppError>>,
 ) -> impl IntoView {
     let provider_error = field_message(error, "provider");
@@ -253,7 +255,7 @@ fn AgentFields(
                 .collect_view()}
             <p class="field-error" id="field-starters-error">{starters_error}</p>
         </fieldset>
-        <ToolFields initial=initial.tools.clone() error=error/>
+        <ToolFields initial=initial.tools.clone() connections=connections error=error/>
         <div class="field-row">
             <Field
                 label="Avatar"
@@ -290,8 +292,28 @@ fn AgentFields(
 /// The agent's tools: which it may call, which ask first, its step limit
 /// and the hosts its web requests may reach.
 #[component]
-fn ToolFields(initial: ToolConfig, #[prop(into)] error: Signal<Option<AppError>>) -> impl IntoView {
+fn ToolFields(
+    initial: ToolConfig,
+    connections: Vec<ConnectionView>,
+    #[prop(into)] error: Signal<Option<AppError>>,
+) -> impl IntoView {
     let tools_error = field_message(error, "tools");
+    // For each service the user has connections for: which one tools use.
+    let choices: Vec<(ConnectionKind, Vec<ConnectionView>)> = ConnectionKind::ALL
+        .into_iter()
+        .map(|kind| {
+            (
+                kind,
+                connections
+                    .iter()
+                    .filter(|c| c.kind == kind)
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, list)| !list.is_empty())
+        .collect();
+    let chosen = initial.connections.clone();
     let hosts = initial.allowed_hosts.join(", ");
     view! {
         <fieldset class="field tools" class:invalid=move || tools_error().is_some()>
@@ -334,6 +356,33 @@ fn ToolFields(initial: ToolConfig, #[prop(into)] error: Signal<Option<AppError>>
                     }
                 })
                 .collect_view()}
+            {choices
+                .into_iter()
+                .map(|(kind, list)| {
+                    let field = format!("connections[{}]", kind.as_str());
+                    let id = format!("field-connection-{}", kind.as_str());
+                    let current = chosen.get(kind.as_str()).cloned().unwrap_or_default();
+                    view! {
+                        <div class="field">
+                            <label for=id.clone()>{format!("{} connection", kind.label())}</label>
+                            <select id=id name=field>
+                                <option value="" selected=current.is_empty()>"Automatic: the newest"</option>
+                                {list
+                                    .into_iter()
+                                    .map(|c| {
+                                        let selected = c.id == current;
+                                        view! {
+                                            <option value=c.id selected=selected>
+                                                {format!("{} ({})", c.label, c.masked)}
+                                            </option>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </select>
+                        </div>
+                    }
+                })
+                .collect_view()}
             <div class="field-row">
                 <Field
                     label="Step limit"
@@ -372,11 +421,13 @@ fn AgentNew() -> impl IntoView {
     let action = CreateAgentAction::new();
     let error = action_error!(action);
     let keys = Resource::new(|| (), |_| list_provider_keys());
+    let connections = Resource::new(|| (), |_| list_connections());
     view! {
         <h1>"New agent"</h1>
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 let keys = keys.await.unwrap_or_default();
+                let connections = connections.await.unwrap_or_default();
                 let initial = AgentForm {
                     provider: Provider::Openai.as_str().to_owned(),
                     model: "gpt-4o-mini".to_owned(),
@@ -385,7 +436,13 @@ fn AgentNew() -> impl IntoView {
                 };
                 view! {
                     <ActionForm action=action attr:class="card agent-form">
-                        <AgentFields initial=initial keys=keys chosen_key=None error=error/>
+                        <AgentFields
+                            initial=initial
+                            keys=keys
+                            chosen_key=None
+                            connections=connections
+                            error=error
+                        />
                         <button type="submit" class="primary" disabled=move || action.pending().get()>
                             "Create agent"
                         </button>
@@ -416,11 +473,13 @@ fn AgentEdit() -> impl IntoView {
     let id = use_agent_id();
     let agent = Resource::new(move || id.get(), get_agent);
     let keys = Resource::new(|| (), |_| list_provider_keys());
+    let connections = Resource::new(|| (), |_| list_connections());
     let action = UpdateAgentAction::new();
     let error = action_error!(action);
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
+                let connections = connections.await.unwrap_or_default();
                 match (agent.await, keys.await) {
                     (Ok(agent), Ok(keys)) => {
                         Either::Left(view! {
@@ -431,6 +490,7 @@ fn AgentEdit() -> impl IntoView {
                                     initial=agent.spec.to_form()
                                     keys=keys
                                     chosen_key=agent.provider_key_id.clone()
+                                    connections=connections
                                     error=error
                                 />
                                 <button type="submit" class="primary" disabled=move || action.pending().get()>

@@ -184,6 +184,35 @@ async fn check_chosen_key(
     }
 }
 
+/// Each connection chosen for the agent's tools must be the owner's own and
+/// of its kind.
+async fn check_connections(
+    state: &AppState,
+    owner: Uuid,
+    tools: &crate::tools::ToolConfig,
+) -> Result<(), AppError> {
+    for (kind, id) in &tools.connections {
+        let id = uuid::Uuid::parse_str(id).map_err(|_| AppError::NotFound)?;
+        let found: Option<String> =
+            sqlx::query_scalar("SELECT kind FROM connections WHERE id = $1 AND owner_id = $2")
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(&state.db)
+                .await?;
+        match found {
+            None => return Err(AppError::NotFound),
+            Some(k) if &k == kind => {}
+            Some(_) => {
+                return Err(AppError::invalid(
+                    "tools",
+                    "A connection was chosen for the wrong service.",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Seals `spec` for row `id` and runs `sql`, an INSERT or UPDATE whose
 /// parameters are numbered as in `INSERT_AGENT` ($1 id, $2 owner, ...).
 async fn write_agent(
@@ -196,6 +225,7 @@ async fn write_agent(
     provider_key_id: Option<Uuid>,
 ) -> Result<u64, AppError> {
     check_chosen_key(state, owner, spec.provider, provider_key_id).await?;
+    check_connections(state, owner, &spec.tools).await?;
     let seal = |column, value: &str| key.seal_str(place(column, id, owner), value);
     let starters = serde_json::to_string(&spec.starters).map_err(AppError::internal)?;
     let tools = serde_json::to_string(&spec.tools).map_err(AppError::internal)?;

@@ -92,6 +92,11 @@ fn Settings() -> impl IntoView {
             <a class="button" href="/settings/keys">"Manage provider keys"</a>
         </section>
         <section class="card">
+            <h2>"Connections"</h2>
+            <p class="muted">"GitHub, Slack, email, Telegram and web API accounts your agents' tools use."</p>
+            <a class="button" href="/settings/connections">"Manage connections"</a>
+        </section>
+        <section class="card">
             <h2>"Appearance"</h2>
             <ThemeSwitcher/>
         </section>

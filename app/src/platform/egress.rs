@@ -175,7 +175,25 @@ impl Egress {
             return Err(EgressError::Credentials);
         }
         let port = url.port_or_known_default().ok_or(EgressError::InvalidUrl)?;
-        let (host_text, addrs) = match url.host().ok_or(EgressError::InvalidUrl)? {
+        let host = url.host().ok_or(EgressError::InvalidUrl)?;
+        self.check_host(host, port).await
+    }
+
+    /// The policy for a host and port reached by something other than HTTP
+    /// (a mail server): resolve, refuse any non-public answer unless
+    /// allowed, and return the address to connect to (and pin).
+    pub async fn check_server(&self, host: &str, port: u16) -> Result<SocketAddr, EgressError> {
+        let host = match Host::parse(host).map_err(|_| EgressError::InvalidUrl)? {
+            Host::Domain(_) => Host::Domain(host),
+            Host::Ipv4(ip) => Host::Ipv4(ip),
+            Host::Ipv6(ip) => Host::Ipv6(ip),
+        };
+        self.check_host(host, port).await
+    }
+
+    async fn check_host(&self, host: Host<&str>, port: u16) -> Result<SocketAddr, EgressError> {
+        let shown = host.to_string();
+        let (host_text, addrs) = match host {
             Host::Ipv4(ip) => (ip.to_string(), vec![SocketAddr::new(IpAddr::V4(ip), port)]),
             Host::Ipv6(ip) => (ip.to_string(), vec![SocketAddr::new(IpAddr::V6(ip), port)]),
             Host::Domain(name) => {
@@ -196,9 +214,7 @@ impl Egress {
         for addr in &addrs {
             let allowed = self.allow.iter().any(|a| a.matches(&host_text, addr));
             if !allowed && !is_public(addr.ip()) {
-                return Err(EgressError::Blocked {
-                    host: url.host_str().unwrap_or_default().to_owned(),
-                });
+                return Err(EgressError::Blocked { host: shown });
             }
         }
         Ok(addrs[0])

@@ -25,6 +25,25 @@ impl Default for ProviderUrls {
     }
 }
 
+/// Where the services the built-in tools talk to live (overridable for
+/// tests, GitHub Enterprise, or a proxy).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceUrls {
+    pub github: String,
+    pub slack: String,
+    pub telegram: String,
+}
+
+impl Default for ServiceUrls {
+    fn default() -> Self {
+        ServiceUrls {
+            github: "https://api.github.com".into(),
+            slack: "https://slack.com/api".into(),
+            telegram: "https://api.telegram.org".into(),
+        }
+    }
+}
+
 /// API keys the operator provides for everyone. `Debug` shows only which
 /// providers have one.
 #[derive(Clone, Default)]
@@ -99,9 +118,13 @@ pub struct Settings {
     pub instance: String,
     /// The longest one tool call may take.
     pub tool_timeout: Duration,
+    /// Extra certificate authorities (PEM) trusted for users' mail servers,
+    /// besides the public ones (a company's own CA).
+    pub smtp_roots: Vec<Vec<u8>>,
     /// Private `host:port`s that outbound requests may reach anyway.
     pub egress_allow: Vec<AllowEntry>,
     pub provider_urls: ProviderUrls,
+    pub service_urls: ServiceUrls,
     pub platform_keys: PlatformKeys,
     /// Where the offline demo model answers, when this server runs it.
     pub demo_url: Option<String>,
@@ -122,8 +145,10 @@ impl Default for Settings {
             max_reply_bytes: 1024 * 1024,
             instance: "local".to_owned(),
             tool_timeout: Duration::from_secs(30),
+            smtp_roots: Vec::new(),
             egress_allow: Vec::new(),
             provider_urls: ProviderUrls::default(),
+            service_urls: ServiceUrls::default(),
             platform_keys: PlatformKeys::default(),
             demo_url: None,
         }

@@ -16,7 +16,8 @@ pub fn builtin_tool(name: &str) -> Option<Arc<dyn Tool>> {
         "current_time" => Some(Arc::new(CurrentTime)),
         "calculator" => Some(Arc::new(Calculator)),
         "http_request" => Some(Arc::new(HttpRequest)),
-        _ => None,
+        "send_email" => Some(super::email::email_tool()),
+        other => super::services::service_tool(other),
     }
 }
 

@@ -11,7 +11,11 @@
 #[cfg(feature = "ssr")]
 pub mod builtin;
 #[cfg(feature = "ssr")]
+pub mod email;
+#[cfg(feature = "ssr")]
 pub mod server;
+#[cfg(feature = "ssr")]
+pub mod services;
 
 use serde::{Deserialize, Serialize};
 
@@ -52,6 +56,42 @@ pub const BUILTIN: &[ToolInfo] = &[
                       Private and local addresses are refused.",
         side_effects: false,
     },
+    ToolInfo {
+        name: "github_read",
+        label: "GitHub: read",
+        description: "Searches issues and pull requests, reads one, or reads a file (your GitHub connection).",
+        side_effects: false,
+    },
+    ToolInfo {
+        name: "github_write",
+        label: "GitHub: write",
+        description: "Creates an issue or comments on one (your GitHub connection).",
+        side_effects: true,
+    },
+    ToolInfo {
+        name: "slack_read",
+        label: "Slack: read",
+        description: "Lists channels and reads a channel's recent messages (your Slack connection).",
+        side_effects: false,
+    },
+    ToolInfo {
+        name: "slack_post",
+        label: "Slack: post",
+        description: "Posts a message to a channel (your Slack connection).",
+        side_effects: true,
+    },
+    ToolInfo {
+        name: "send_email",
+        label: "Email: send",
+        description: "Sends an email from your own account (your email connection).",
+        side_effects: true,
+    },
+    ToolInfo {
+        name: "telegram_send",
+        label: "Telegram: send",
+        description: "Sends a message to a chat with your bot (your Telegram connection).",
+        side_effects: true,
+    },
 ];
 
 /// The built-in tool called `name`.
@@ -75,6 +115,11 @@ pub struct ToolConfig {
     /// When not empty, the only hosts the web request tool may reach.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// The connection each kind of service uses (kind → connection id);
+    /// without one, the user's newest connection of that kind. Not
+    /// exported: ids belong to one account.
+    #[serde(default)]
+    pub connections: std::collections::BTreeMap<String, String>,
 }
 
 fn default_step_limit() -> u32 {
@@ -88,6 +133,7 @@ impl Default for ToolConfig {
             ask_first: Vec::new(),
             step_limit: DEFAULT_STEP_LIMIT,
             allowed_hosts: Vec::new(),
+            connections: Default::default(),
         }
     }
 }
@@ -122,6 +168,13 @@ impl ToolConfig {
         }
         if self.allowed_hosts.len() > 50 {
             return Err("At most 50 allowed hosts.".into());
+        }
+        if self
+            .connections
+            .keys()
+            .any(|kind| crate::connections::ConnectionKind::parse(kind).is_none())
+        {
+            return Err("A connection is chosen for a service that does not exist.".into());
         }
         if !(1..=MAX_STEP_LIMIT).contains(&self.step_limit) {
             return Err(format!(

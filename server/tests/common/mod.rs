@@ -32,6 +32,12 @@ impl Drop for TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        // Close the server's connections now, so that sqlx can drop the
+        // test's database at once (PostgreSQL waits 5 s for open sessions).
+        let db = self.db.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { db.close().await });
+        }
     }
 }
 
@@ -56,6 +62,11 @@ pub fn with_fake_provider(settings: Settings, fake: SocketAddr) -> Settings {
             openai: format!("http://{fake}/openai/v1"),
             anthropic: format!("http://{fake}/anthropic/v1"),
             google: format!("http://{fake}/google/v1beta"),
+        },
+        service_urls: app::platform::settings::ServiceUrls {
+            github: format!("http://{fake}/github"),
+            slack: format!("http://{fake}/slack"),
+            telegram: format!("http://{fake}/telegram"),
         },
         ..settings
     }
@@ -84,6 +95,16 @@ impl TestApp {
     }
 
     pub async fn spawn_full(db: PgPool, settings: Settings, keyring: Keyring) -> Self {
+        // The server gets a pool of its own on the test's database, sized
+        // like production's: sqlx's test pool allows five connections and
+        // borrows them from one pool of twenty shared by every test running
+        // at once, and a request waiting for one sat there for 30 s.
+        let db = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&database_url(&db).await)
+            .await
+            .unwrap();
         let crypto = Crypto::load(&db, keyring.clone()).await.unwrap();
         let options = leptos::config::LeptosOptions::builder()
             .output_name("enclave")

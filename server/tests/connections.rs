@@ -1,0 +1,472 @@
+//! Connections and the service tools against fakes that speak each
+//! service's real API: GitHub, Slack, Telegram (over HTTP) and email (a
+//! real SMTP server with STARTTLS, in `common::smtp`). Secrets are stored
+//! sealed, shown masked, tested, never given to the model; another user's
+//! connection is not found anywhere.
+
+mod common;
+
+use std::time::Duration;
+
+use app::{agents::domain::Provider, platform::settings::PlatformKeys};
+use common::{TestApp, keyring, relaxed_settings, with_fake_provider};
+use reqwest::Client;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+struct Setup {
+    app: TestApp,
+    fake: std::net::SocketAddr,
+}
+
+async fn spawn_with(db: PgPool, tweak: impl FnOnce(&mut app::platform::Settings)) -> Setup {
+    let fake = server::fake_provider::start().await.unwrap();
+    let mut settings = with_fake_provider(
+        app::platform::Settings {
+            platform_keys: PlatformKeys::new(
+                [(Provider::Openai, "platform-key".to_owned())].into(),
+            ),
+            ..relaxed_settings()
+        },
+        fake,
+    );
+    tweak(&mut settings);
+    let app = TestApp::spawn_full(db, settings, keyring(1, &[])).await;
+    Setup { app, fake }
+}
+
+async fn spawn(db: PgPool) -> Setup {
+    spawn_with(db, |_| {}).await
+}
+
+async fn add(app: &TestApp, client: &Client, form: &[(&str, &str)]) -> reqwest::Response {
+    app.call(client, "add_connection", form).await
+}
+
+async fn connections(app: &TestApp, client: &Client) -> Vec<Value> {
+    let list: Value = app
+        .call(client, "list_connections", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    list.as_array().unwrap().clone()
+}
+
+async fn token(app: &TestApp, client: &Client, kind: &str, label: &str, secret: &str) -> String {
+    let res = add(
+        app,
+        client,
+        &[("kind", kind), ("label", label), ("secret", secret)],
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    connections(app, client)
+        .await
+        .into_iter()
+        .find(|c| c["label"] == label)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn test_message(app: &TestApp, client: &Client, id: &str) -> (bool, String) {
+    let res: Value = app
+        .call(client, "test_connection", &[("id", id)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    (
+        res["ok"].as_bool().unwrap(),
+        res["message"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn connections_are_stored_sealed_shown_masked_and_tested(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("conn@example.com").await;
+    let github = token(
+        &s.app,
+        &client,
+        "github",
+        "Work GitHub",
+        "ghp_good_token_7x9Q",
+    )
+    .await;
+    let list = connections(&s.app, &client).await;
+    assert_eq!(list[0]["masked"], "…7x9Q");
+    assert!(!list.iter().any(|c| c.to_string().contains("ghp_good")));
+    assert_eq!(
+        test_message(&s.app, &client, &github).await,
+        (true, "Connected to GitHub as octocat.".to_owned())
+    );
+    let bad = token(&s.app, &client, "github", "Old", "ghp_bad_token").await;
+    let (ok, message) = test_message(&s.app, &client, &bad).await;
+    assert!(!ok && message.contains("rejected this token"), "{message}");
+
+    let slack = token(&s.app, &client, "slack", "Team", "xoxb-good-1").await;
+    let (ok, message) = test_message(&s.app, &client, &slack).await;
+    assert!(ok && message.contains("Fake Team"), "{message}");
+    let slack_bad = token(&s.app, &client, "slack", "Gone", "xoxb-bad-1").await;
+    let (ok, message) = test_message(&s.app, &client, &slack_bad).await;
+    assert!(!ok && message.contains("invalid or revoked"), "{message}");
+
+    let telegram = token(&s.app, &client, "telegram", "Bot", "123:good").await;
+    let (ok, message) = test_message(&s.app, &client, &telegram).await;
+    assert!(ok && message.contains("@fake_enclave_bot"), "{message}");
+    let telegram_bad = token(&s.app, &client, "telegram", "Bad bot", "123:bad").await;
+    let (ok, message) = test_message(&s.app, &client, &telegram_bad).await;
+    assert!(!ok && message.contains("rejected"), "{message}");
+
+    // Replace, then delete.
+    assert_eq!(
+        s.app
+            .call(
+                &client,
+                "replace_connection",
+                &[("id", bad.as_str()), ("secret", "ghp_good_new_abcd")]
+            )
+            .await
+            .status(),
+        200
+    );
+    assert!(test_message(&s.app, &client, &bad).await.0);
+    assert_eq!(
+        s.app
+            .call(&client, "delete_connection", &[("id", bad.as_str())])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(connections(&s.app, &client).await.len(), 5);
+
+    // Bad input is refused field by field.
+    let res = add(
+        &s.app,
+        &client,
+        &[("kind", "smtp"), ("label", "Mail"), ("secret", "pw")],
+    )
+    .await;
+    assert_eq!(res.status(), 422);
+    let body: Value = res.json().await.unwrap();
+    assert!(body.to_string().contains("smtp_host"), "{body}");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn another_users_connection_is_not_found_anywhere(db: PgPool) {
+    let s = spawn(db).await;
+    let alice = s.app.signed_up("alice-conn@example.com").await;
+    let bob = s.app.signed_up("bob-conn@example.com").await;
+    let id = token(&s.app, &alice, "github", "Alice", "ghp_good_alice").await;
+    assert!(connections(&s.app, &bob).await.is_empty());
+    for (name, form) in [
+        ("test_connection", vec![("id", id.as_str())]),
+        (
+            "replace_connection",
+            vec![("id", id.as_str()), ("secret", "ghp_good_bob")],
+        ),
+        ("delete_connection", vec![("id", id.as_str())]),
+    ] {
+        assert_eq!(s.app.call(&bob, name, &form).await.status(), 404, "{name}");
+    }
+    // Nor can Bob's agent be set to use it.
+    let field = "connections[github]";
+    let form = [
+        ("name", "Sneaky"),
+        ("description", ""),
+        ("system_prompt", ""),
+        ("provider", "openai"),
+        ("model", "fake"),
+        ("base_url", ""),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+        ("tools[]", "github_read"),
+        (field, id.as_str()),
+    ];
+    assert_eq!(s.app.call(&bob, "create_agent", &form).await.status(), 404);
+    // Alice's own still works.
+    assert!(test_message(&s.app, &alice, &id).await.0);
+}
+
+/// An agent whose fake model calls `tool` with the JSON message as
+/// arguments; returns the tool call part of the reply.
+async fn call_tool(s: &Setup, client: &Client, tool: &str, arguments: Value) -> Value {
+    let model = format!("fake:tool={tool}");
+    let name = format!("Agent {tool} {}", uuid::Uuid::new_v4());
+    let form = [
+        ("name", name.as_str()),
+        ("description", ""),
+        ("system_prompt", ""),
+        ("provider", "openai"),
+        ("model", model.as_str()),
+        ("base_url", ""),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+        ("tools[]", tool),
+    ];
+    assert_eq!(
+        s.app.call(client, "create_agent", &form).await.status(),
+        200
+    );
+    let list: Value = s
+        .app
+        .call(client, "list_agents", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let agent = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let message = arguments.to_string();
+    let sent: Value = s
+        .app
+        .call(
+            client,
+            "send_message",
+            &[("agent_id", agent.as_str()), ("message", message.as_str())],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let conversation = sent["conversation_id"].as_str().unwrap().to_owned();
+    for _ in 0..400 {
+        let c: Value = s
+            .app
+            .call(client, "get_conversation", &[("id", conversation.as_str())])
+            .await
+            .json()
+            .await
+            .unwrap();
+        if c["messages"][1]["status"] != "streaming" {
+            return c["messages"][1]["parts"][1].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the reply never settled");
+}
+
+async fn sent(s: &Setup) -> Vec<Value> {
+    let list: Value = reqwest::get(format!("http://{}/fakes/sent", s.fake))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list.as_array().unwrap().clone()
+}
+
+fn result(call: &Value) -> String {
+    assert_eq!(call["status"], "done", "{call}");
+    call["result"].as_str().unwrap().to_owned()
+}
+
+fn failure(call: &Value) -> String {
+    assert_eq!(call["status"], "failed", "{call}");
+    call["error"].as_str().unwrap().to_owned()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_github_tools_read_and_write_through_the_users_token(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("gh@example.com").await;
+    // Without a connection, the tool says what to do.
+    let call = call_tool(
+        &s,
+        &client,
+        "github_read",
+        json!({"action": "search", "query": "bug"}),
+    )
+    .await;
+    assert!(failure(&call).contains("Settings → Connections"));
+
+    token(&s.app, &client, "github", "GH", "ghp_good_1").await;
+    let found = result(
+        &call_tool(
+            &s,
+            &client,
+            "github_read",
+            json!({"action": "search", "query": "is:open bug"}),
+        )
+        .await,
+    );
+    assert!(found.contains("#7 Found by: is:open bug"), "{found}");
+    let issue = result(
+        &call_tool(
+            &s,
+            &client,
+            "github_read",
+            json!({"action": "issue", "repo": "octo/demo", "number": 3}),
+        )
+        .await,
+    );
+    assert!(issue.starts_with("Issue #3 “Crash on start”"), "{issue}");
+    let file = result(
+        &call_tool(
+            &s,
+            &client,
+            "github_read",
+            json!({"action": "file", "repo": "octo/demo", "path": "docs/read me.md"}),
+        )
+        .await,
+    );
+    assert_eq!(
+        file,
+        "# docs/read me.md\n\nHello from the fake repository.\n"
+    );
+
+    let created = result(&call_tool(&s, &client, "github_write", json!({"action": "create_issue", "repo": "octo/demo", "title": "From Enclave", "body": "Hello"})).await);
+    assert_eq!(
+        created,
+        "Created issue #42: https://github.com/octo/demo/issues/42"
+    );
+    let commented = result(
+        &call_tool(
+            &s,
+            &client,
+            "github_write",
+            json!({"action": "comment", "repo": "octo/demo", "number": 5, "body": "Thanks"}),
+        )
+        .await,
+    );
+    assert!(commented.starts_with("Commented: "), "{commented}");
+    let actions: Vec<String> = sent(&s)
+        .await
+        .iter()
+        .map(|a| a["action"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(actions, ["create_issue", "comment"]);
+
+    // The service's errors, in plain words.
+    let missing = failure(
+        &call_tool(
+            &s,
+            &client,
+            "github_read",
+            json!({"action": "issue", "repo": "octo/missing", "number": 1}),
+        )
+        .await,
+    );
+    assert!(missing.contains("no such repository"), "{missing}");
+    let bad_repo = failure(
+        &call_tool(
+            &s,
+            &client,
+            "github_read",
+            json!({"action": "issue", "repo": "../etc", "number": 1}),
+        )
+        .await,
+    );
+    assert!(bad_repo.contains("not a repository name"), "{bad_repo}");
+    token(&s.app, &client, "github", "Limited", "limited-token").await;
+    let limited = failure(
+        &call_tool(
+            &s,
+            &client,
+            "github_read",
+            json!({"action": "search", "query": "x"}),
+        )
+        .await,
+    );
+    assert!(limited.contains("rate limit"), "{limited}");
+    token(&s.app, &client, "github", "Revoked", "ghp_bad_2").await;
+    let revoked = failure(
+        &call_tool(
+            &s,
+            &client,
+            "github_read",
+            json!({"action": "search", "query": "x"}),
+        )
+        .await,
+    );
+    assert!(revoked.contains("rejected the token"), "{revoked}");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_slack_and_telegram_tools_read_and_send(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("chatops@example.com").await;
+    token(&s.app, &client, "slack", "Slack", "xoxb-good-2").await;
+    let channels =
+        result(&call_tool(&s, &client, "slack_read", json!({"action": "channels"})).await);
+    assert_eq!(channels, "#general (C0GENERAL)\n#random (C0RANDOM)");
+    let history = result(
+        &call_tool(
+            &s,
+            &client,
+            "slack_read",
+            json!({"action": "history", "channel": "C0GENERAL"}),
+        )
+        .await,
+    );
+    assert_eq!(
+        history, "U1: First message\nU2: Second message",
+        "oldest first"
+    );
+    let posted = result(
+        &call_tool(
+            &s,
+            &client,
+            "slack_post",
+            json!({"channel": "C0GENERAL", "text": "Deployed"}),
+        )
+        .await,
+    );
+    assert!(posted.starts_with("Posted to C0GENERAL"), "{posted}");
+    let missing = failure(
+        &call_tool(
+            &s,
+            &client,
+            "slack_post",
+            json!({"channel": "C404", "text": "x"}),
+        )
+        .await,
+    );
+    assert!(missing.contains("no such channel"), "{missing}");
+
+    token(&s.app, &client, "telegram", "Bot", "555:good").await;
+    let sent_to = result(
+        &call_tool(
+            &s,
+            &client,
+            "telegram_send",
+            json!({"chat_id": "12345", "text": "Hi"}),
+        )
+        .await,
+    );
+    assert_eq!(sent_to, "Sent to 12345 (message 7).");
+    let missing = failure(
+        &call_tool(
+            &s,
+            &client,
+            "telegram_send",
+            json!({"chat_id": "404", "text": "Hi"}),
+        )
+        .await,
+    );
+    assert!(missing.contains("check the chat id"), "{missing}");
+
+    let records = sent(&s).await;
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["text"], "Deployed");
+    assert_eq!(records[1]["chat_id"], "12345");
+    // Rate limits read as such.
+    token(&s.app, &client, "slack", "Limited", "limited-xoxb").await;
+    let limited =
+        failure(&call_tool(&s, &client, "slack_read", json!({"action": "channels"})).await);
+    assert!(limited.contains("rate limiting"), "{limited}");
+}
