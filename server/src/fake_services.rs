@@ -42,23 +42,26 @@ fn bearer(headers: &HeaderMap) -> String {
 
 // ---- GitHub ------------------------------------------------------------------
 
-fn github_auth(headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal, if the request's token is not accepted.
+fn github_auth(headers: &HeaderMap) -> Option<Response> {
     let token = bearer(headers);
     if headers.get(header::USER_AGENT).is_none() {
         // GitHub refuses requests without a User-Agent.
-        return Err((
+        return Some((
             StatusCode::FORBIDDEN,
             "Request forbidden by administrative rules. Please make sure your request has a User-Agent header",
         )
             .into_response());
     }
     if token.is_empty() || token.contains("bad") {
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"message": "Bad credentials",
+        return Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({"message": "Bad credentials",
                         "documentation_url": "https://docs.github.com/rest", "status": "401"})),
-        )
-            .into_response());
+            )
+                .into_response(),
+        );
     }
     if token.starts_with("limited") {
         let mut res = (
@@ -69,9 +72,9 @@ fn github_auth(headers: &HeaderMap) -> Result<(), Response> {
             .into_response();
         res.headers_mut()
             .insert("x-ratelimit-remaining", "0".parse().unwrap());
-        return Err(res);
+        return Some(res);
     }
-    Ok(())
+    None
 }
 
 fn github_not_found() -> Response {
@@ -95,13 +98,13 @@ fn issue_json(owner: &str, repo: &str, number: u64, title: &str, body: &str) -> 
 
 async fn github_user(headers: HeaderMap) -> Response {
     match github_auth(&headers) {
-        Err(res) => res,
-        Ok(()) => Json(json!({"login": "octocat", "id": 1, "type": "User"})).into_response(),
+        Some(res) => res,
+        None => Json(json!({"login": "octocat", "id": 1, "type": "User"})).into_response(),
     }
 }
 
 async fn github_search(headers: HeaderMap, Query(q): Query<Vec<(String, String)>>) -> Response {
-    if let Err(res) = github_auth(&headers) {
+    if let Some(res) = github_auth(&headers) {
         return res;
     }
     let query = q
@@ -121,7 +124,7 @@ async fn github_issue(
     headers: HeaderMap,
     Path((owner, repo, number)): Path<(String, String, u64)>,
 ) -> Response {
-    if let Err(res) = github_auth(&headers) {
+    if let Some(res) = github_auth(&headers) {
         return res;
     }
     if repo == "missing" {
@@ -142,7 +145,7 @@ async fn github_file(
     Path((_owner, repo, path)): Path<(String, String, String)>,
 ) -> Response {
     use base64::Engine as _;
-    if let Err(res) = github_auth(&headers) {
+    if let Some(res) = github_auth(&headers) {
         return res;
     }
     if repo == "missing" || path.contains("missing") {
@@ -167,7 +170,7 @@ async fn github_create_issue(
     Path((owner, repo)): Path<(String, String)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Err(res) = github_auth(&headers) {
+    if let Some(res) = github_auth(&headers) {
         return res;
     }
     if repo == "missing" {
@@ -202,7 +205,7 @@ async fn github_comment(
     Path((owner, repo, number)): Path<(String, String, u64)>,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Err(res) = github_auth(&headers) {
+    if let Some(res) = github_auth(&headers) {
         return res;
     }
     if repo == "missing" {
@@ -220,14 +223,15 @@ async fn github_comment(
 
 // ---- Slack -------------------------------------------------------------------
 
-fn slack_auth(headers: &HeaderMap) -> Result<(), Response> {
+/// The refusal, if the request's token is not accepted.
+fn slack_auth(headers: &HeaderMap) -> Option<Response> {
     let token = bearer(headers);
     if token.is_empty() {
-        return Err(Json(json!({"ok": false, "error": "not_authed"})).into_response());
+        return Some(Json(json!({"ok": false, "error": "not_authed"})).into_response());
     }
     if token.contains("bad") {
         // Slack answers 200 with ok: false.
-        return Err(Json(json!({"ok": false, "error": "invalid_auth"})).into_response());
+        return Some(Json(json!({"ok": false, "error": "invalid_auth"})).into_response());
     }
     if token.starts_with("limited") {
         let mut res = (
@@ -237,15 +241,15 @@ fn slack_auth(headers: &HeaderMap) -> Result<(), Response> {
             .into_response();
         res.headers_mut()
             .insert(header::RETRY_AFTER, "30".parse().unwrap());
-        return Err(res);
+        return Some(res);
     }
-    Ok(())
+    None
 }
 
 async fn slack_auth_test(headers: HeaderMap) -> Response {
     match slack_auth(&headers) {
-        Err(res) => res,
-        Ok(()) => Json(
+        Some(res) => res,
+        None => Json(
             json!({"ok": true, "url": "https://fake.slack.com/", "team": "Fake Team",
                               "user": "enclave-bot", "team_id": "T1", "user_id": "U1"}),
         )
@@ -255,8 +259,8 @@ async fn slack_auth_test(headers: HeaderMap) -> Response {
 
 async fn slack_channels(headers: HeaderMap) -> Response {
     match slack_auth(&headers) {
-        Err(res) => res,
-        Ok(()) => Json(json!({"ok": true, "channels": [
+        Some(res) => res,
+        None => Json(json!({"ok": true, "channels": [
             {"id": "C0GENERAL", "name": "general", "is_channel": true},
             {"id": "C0RANDOM", "name": "random", "is_channel": true}
         ], "response_metadata": {"next_cursor": ""}}))
@@ -265,7 +269,7 @@ async fn slack_channels(headers: HeaderMap) -> Response {
 }
 
 async fn slack_history(headers: HeaderMap, Query(q): Query<Vec<(String, String)>>) -> Response {
-    if let Err(res) = slack_auth(&headers) {
+    if let Some(res) = slack_auth(&headers) {
         return res;
     }
     let channel = q
@@ -289,7 +293,7 @@ async fn slack_post(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if let Err(res) = slack_auth(&headers) {
+    if let Some(res) = slack_auth(&headers) {
         return res;
     }
     let channel = body["channel"].as_str().unwrap_or_default().to_owned();
