@@ -35,6 +35,9 @@ const MESSAGE: &str = "Kanarie message: my private question";
 /// The fake model answers "You said: " and the message, so the reply holds
 /// the canary too; the model name (sealed too) carries one of its own.
 const REPLY_MODEL: &str = "fake:echo,kanarie-model";
+/// A tool connection's label and secret (a GitHub token the fake accepts).
+const CONNECTION_LABEL: &str = "Kanarie GitHub";
+const CONNECTION_SECRET: &str = "ghp_good_kanarie_token_9999";
 /// An avatar is one emoji or a colour, so it cannot hold the ASCII marker:
 /// it is a canary of its own (an unusual pair, looked for as it is).
 const AVATAR: &str = "🐤🪶";
@@ -315,6 +318,102 @@ async fn store_everything(app: &TestApp) {
     assert!(
         error.as_str().is_some_and(|e| e.contains("kanarie-host")),
         "the user reads which host failed: {error}"
+    );
+
+    // A connection, tested, and used by a tool: its secret goes to the
+    // service only.
+    let connection = [
+        ("kind", "github"),
+        ("label", CONNECTION_LABEL),
+        ("secret", CONNECTION_SECRET),
+    ];
+    assert_eq!(
+        app.call(&client, "add_connection", &connection)
+            .await
+            .status(),
+        200
+    );
+    let listed: serde_json::Value = app
+        .call(&client, "list_connections", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let connection_id = listed[0]["id"].as_str().unwrap().to_owned();
+    let tested: serde_json::Value = app
+        .call(
+            &client,
+            "test_connection",
+            &[("id", connection_id.as_str())],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tested["ok"], true, "{tested}");
+    let tooling = [
+        ("name", "Tooling"),
+        ("description", ""),
+        ("system_prompt", ""),
+        ("provider", "openai"),
+        ("model", "fake:tool=github_read"),
+        ("base_url", ""),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+        ("tools[]", "github_read"),
+    ];
+    assert_eq!(
+        app.call(&client, "create_agent", &tooling).await.status(),
+        200
+    );
+    let agents: serde_json::Value = app
+        .call(&client, "list_agents", &[("query", "tooling")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tooling_agent = agents[0]["id"].as_str().unwrap().to_owned();
+    let sent: serde_json::Value = app
+        .call(
+            &client,
+            "send_message",
+            &[
+                ("agent_id", tooling_agent.as_str()),
+                ("message", r#"{"action":"search","query":"is:open"}"#),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tool_conversation = sent["conversation_id"].as_str().unwrap().to_owned();
+    let mut call = serde_json::Value::Null;
+    for _ in 0..400 {
+        let c: serde_json::Value = app
+            .call(
+                &client,
+                "get_conversation",
+                &[("id", tool_conversation.as_str())],
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        if c["messages"][1]["status"] == "complete" {
+            call = c["messages"][1]["parts"][1].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        call["status"], "done",
+        "the tool used the connection: {call}"
+    );
+    assert!(
+        !call.to_string().contains(MARK),
+        "the secret is not in the call"
     );
 
     let too_long = format!("{MARK}{}", "x".repeat(200));

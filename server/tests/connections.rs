@@ -470,3 +470,136 @@ async fn the_slack_and_telegram_tools_read_and_send(db: PgPool) {
         failure(&call_tool(&s, &client, "slack_read", json!({"action": "channels"})).await);
     assert!(limited.contains("rate limiting"), "{limited}");
 }
+
+#[path = "common/smtp.rs"]
+mod smtp;
+
+async fn mail_connection(s: &Setup, client: &Client, server: &smtp::SmtpFake, password: &str) {
+    let port = server.addr.port().to_string();
+    let form = [
+        ("kind", "smtp"),
+        ("label", "Mail"),
+        ("secret", password),
+        ("smtp_host", "127.0.0.1"),
+        ("smtp_port", port.as_str()),
+        ("smtp_username", "ada"),
+        ("smtp_from", "ada@example.com"),
+        ("smtp_security", "starttls"),
+    ];
+    let res = add(&s.app, client, &form).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+}
+
+async fn smtp_setup(db: PgPool, starttls: bool) -> (Setup, smtp::SmtpFake) {
+    let server = smtp::start(starttls).await;
+    let (addr, ca) = (server.addr, server.ca_pem.clone());
+    let s = spawn_with(db, move |settings| {
+        settings
+            .egress_allow
+            .push(app::platform::egress::AllowEntry::parse(&addr.to_string()).unwrap());
+        settings.smtp_roots = vec![ca];
+    })
+    .await;
+    (s, server)
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_email_tool_sends_through_the_users_own_smtp_account_over_tls(db: PgPool) {
+    let (s, server) = smtp_setup(db, true).await;
+    let client = s.app.signed_up("mailer@example.com").await;
+    mail_connection(&s, &client, &server, "app-password-1").await;
+    let id = connections(&s.app, &client).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        test_message(&s.app, &client, &id).await,
+        (true, "Signed in to 127.0.0.1 as ada.".to_owned())
+    );
+
+    let call = call_tool(
+        &s,
+        &client,
+        "send_email",
+        json!({"to": "grace@example.com", "subject": "Status", "body": "All green."}),
+    )
+    .await;
+    assert_eq!(result(&call), "Sent “Status” to grace@example.com.");
+    let mails = server.record.mails.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].user, "ada");
+    assert_eq!(mails[0].from, "<ada@example.com>");
+    assert_eq!(mails[0].to, vec!["<grace@example.com>"]);
+    assert!(
+        mails[0].data.contains("Subject: Status"),
+        "{}",
+        mails[0].data
+    );
+    assert!(mails[0].data.contains("All green."));
+    assert_eq!(
+        *server.record.plain_auths.lock().unwrap(),
+        0,
+        "the password only went over TLS"
+    );
+
+    // The server's refusals, in plain words.
+    let refused = failure(
+        &call_tool(
+            &s,
+            &client,
+            "send_email",
+            json!({"to": "nobody@example.com", "subject": "x", "body": "y"}),
+        )
+        .await,
+    );
+    assert!(refused.contains("refused a recipient"), "{refused}");
+    let invalid = failure(
+        &call_tool(
+            &s,
+            &client,
+            "send_email",
+            json!({"to": "not an address", "subject": "x", "body": "y"}),
+        )
+        .await,
+    );
+    assert!(invalid.contains("is not an address"), "{invalid}");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_wrong_password_or_a_server_without_tls_is_refused_with_the_reason(db: PgPool) {
+    let (s, server) = smtp_setup(db, true).await;
+    let client = s.app.signed_up("mailer2@example.com").await;
+    mail_connection(&s, &client, &server, "bad-password").await;
+    let id = connections(&s.app, &client).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ok, message) = test_message(&s.app, &client, &id).await;
+    assert!(
+        !ok && message.contains("user name or password"),
+        "{message}"
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_server_that_offers_no_tls_never_gets_the_password(db: PgPool) {
+    let (s, plain) = smtp_setup(db, false).await;
+    let client = s.app.signed_up("mailer3@example.com").await;
+    mail_connection(&s, &client, &plain, "app-password-2").await;
+    let id = connections(&s.app, &client).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ok, message) = test_message(&s.app, &client, &id).await;
+    assert!(!ok, "{message}");
+    assert!(
+        !message.contains("private, local"),
+        "the server was reached (the refusal is about TLS): {message}"
+    );
+    assert_eq!(
+        *plain.record.plain_auths.lock().unwrap(),
+        0,
+        "no password in the clear"
+    );
+    assert!(plain.record.mails.lock().unwrap().is_empty());
+}
