@@ -38,3 +38,8 @@ CREATE TABLE connections (
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX connections_owner_idx ON connections (owner_id, kind, created_at);
+
+-- A reply can pause: a tool set to "ask first" waits for the user.
+ALTER TABLE messages DROP CONSTRAINT messages_status_check;
+ALTER TABLE messages ADD CONSTRAINT messages_status_check
+    CHECK (status IN ('streaming', 'complete', 'stopped', 'interrupted', 'awaiting_approval'));

@@ -52,6 +52,7 @@ use crate::{
     connections::pages::ConnectionsPage,
     pages::{DashboardPage, HomePage, NotFound, SettingsPage},
     provider_keys::pages::KeysPage,
+    tools::activity::ToolActivityPage,
     ui::{Header, provide_auth},
 };
 
@@ -154,6 +155,11 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("connections"))
                         view=ConnectionsPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("activity"))
+                        view=ToolActivityPage
                         ssr=SsrMode::Async
                     />
                     <Route path=StaticSegment("agents") view=AgentsPage ssr=SsrMode::Async/>

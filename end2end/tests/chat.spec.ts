@@ -309,3 +309,43 @@ test("the offline demo model calls a tool", async ({ page }) => {
   await expect(reply).toContainText("The tool answered:", { timeout: 20_000 });
   await expect(reply).toHaveAttribute("data-status", "complete");
 });
+
+test("a tool set to ask first waits for approval, across a reload, then runs", async ({ page }) => {
+  await signUp(page);
+  await page.goto("/settings/connections");
+  await hydrated(page);
+  await page.getByLabel("Service").selectOption("slack");
+  await page.getByLabel("Label").fill("Team Slack");
+  await page.getByLabel("Token, password or header value").fill("xoxb-good-e2e");
+  await page.getByRole("button", { name: "Add connection" }).click();
+  await expect(page.getByTestId("connection")).toContainText("Team Slack");
+  await page.getByTestId("connection").getByRole("button", { name: "Test" }).click();
+  await expect(page.getByTestId("connection").getByRole("status")).toContainText("Fake Team");
+
+  await page.goto("/agents/new");
+  await hydrated(page);
+  await page.getByLabel("Name").fill("Careful");
+  await page.getByLabel("Model").fill("fake:tool=slack_post");
+  await page.getByRole("checkbox", { name: "Slack: post" }).check();
+  await page.locator('input[name="ask_first[]"][value="slack_post"]').check();
+  await page.getByRole("button", { name: "Create agent" }).click();
+  await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
+  await hydrated(page);
+  await page.getByRole("link", { name: "Chat", exact: true }).click();
+  await hydrated(page);
+  await send(page, '{"channel":"C0GENERAL","text":"Shipped"}');
+  const reply = page.getByTestId("assistant-message").last();
+  await expect(reply).toHaveAttribute("data-status", "awaiting_approval");
+  await expect(reply.getByTestId("tool-call")).toHaveAttribute("data-status", "awaiting_approval");
+
+  await page.reload();
+  await hydrated(page);
+  const waiting = page.getByTestId("assistant-message").last();
+  await waiting.getByRole("button", { name: "Approve" }).click();
+  const done = page.getByTestId("assistant-message").last();
+  await expect(done).toHaveAttribute("data-status", "complete");
+  await expect(done).toContainText("The tools said: Posted to C0GENERAL");
+
+  await page.goto("/settings/activity");
+  await expect(page.getByTestId("tool-activity")).toContainText("slack_post");
+});

@@ -101,6 +101,12 @@ fn spawn_interrupted_sweeper(state: AppState) {
                 ),
                 Err(err) => tracing::warn!(error = %err, "could not sweep interrupted replies"),
             }
+            // Tool call records are kept 90 days.
+            match app::tools::activity::server::purge(&state.db).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(records = n, "purged old tool call records"),
+                Err(err) => tracing::warn!(error = %err, "could not purge tool call records"),
+            }
         }
     });
 }

@@ -938,6 +938,7 @@ async fn a_run_that_panics_ends_interrupted_and_frees_its_conversation(db: PgPoo
         runs::Job {
             request,
             tools: None,
+            resume: vec![],
         },
         model,
     );

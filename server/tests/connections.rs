@@ -603,3 +603,215 @@ async fn a_server_that_offers_no_tls_never_gets_the_password(db: PgPool) {
     );
     assert!(plain.record.mails.lock().unwrap().is_empty());
 }
+
+/// An agent whose `tool` asks first; returns (agent id, conversation id,
+/// reply id) after sending `arguments`, with the reply paused.
+async fn paused(
+    s: &Setup,
+    client: &Client,
+    tool: &str,
+    arguments: Value,
+) -> (String, String, String) {
+    let model = format!("fake:tool={tool}");
+    let name = format!("Careful {}", uuid::Uuid::new_v4());
+    let form = [
+        ("name", name.as_str()),
+        ("description", ""),
+        ("system_prompt", ""),
+        ("provider", "openai"),
+        ("model", model.as_str()),
+        ("base_url", ""),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+        ("tools[]", tool),
+        ("ask_first[]", tool),
+    ];
+    assert_eq!(
+        s.app.call(client, "create_agent", &form).await.status(),
+        200
+    );
+    let list: Value = s
+        .app
+        .call(client, "list_agents", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let agent = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let message = arguments.to_string();
+    let sent: Value = s
+        .app
+        .call(
+            client,
+            "send_message",
+            &[("agent_id", agent.as_str()), ("message", message.as_str())],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let conversation = sent["conversation_id"].as_str().unwrap().to_owned();
+    let reply = sent["reply_id"].as_str().unwrap().to_owned();
+    (agent, conversation, reply)
+}
+
+async fn reply_of(s: &Setup, client: &Client, conversation: &str, until: &str) -> Value {
+    for _ in 0..400 {
+        let c: Value = s
+            .app
+            .call(client, "get_conversation", &[("id", conversation)])
+            .await
+            .json()
+            .await
+            .unwrap();
+        if c["messages"][1]["status"] == until {
+            return c["messages"][1].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the reply never became {until}");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_tool_that_asks_first_pauses_the_reply_until_the_user_decides(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("careful@example.com").await;
+    token(&s.app, &client, "slack", "Slack", "xoxb-good-3").await;
+    let post = json!({"channel": "C0GENERAL", "text": "Release is out"});
+    let (agent, conversation, reply) = paused(&s, &client, "slack_post", post.clone()).await;
+    let waiting = reply_of(&s, &client, &conversation, "awaiting_approval").await;
+    let call = &waiting["parts"][1];
+    assert_eq!(call["status"], "awaiting_approval");
+    assert!(sent(&s).await.is_empty(), "nothing was posted yet");
+    assert!(
+        !s.app
+            .state
+            .runs
+            .is_live(uuid::Uuid::parse_str(&reply).unwrap()),
+        "a stored state, no task"
+    );
+    // The conversation waits for the decision.
+    let more = s
+        .app
+        .call(
+            &client,
+            "send_message",
+            &[
+                ("agent_id", agent.as_str()),
+                ("conversation_id", conversation.as_str()),
+                ("message", "and?"),
+            ],
+        )
+        .await;
+    assert_eq!(more.status(), 422);
+    // Only its owner decides.
+    let other = s.app.signed_up("stranger@example.com").await;
+    let call_id = call["id"].as_str().unwrap().to_owned();
+    let decide = |client: &Client, decision: &'static str| {
+        let (reply, call_id) = (reply.clone(), call_id.clone());
+        let client = client.clone();
+        let app = &s.app;
+        async move {
+            app.call(
+                &client,
+                "decide_tool_call",
+                &[
+                    ("message_id", reply.as_str()),
+                    ("call_id", call_id.as_str()),
+                    ("decision", decision),
+                ],
+            )
+            .await
+            .status()
+        }
+    };
+    assert_eq!(decide(&other, "approve").await, 404);
+
+    assert_eq!(decide(&client, "approve").await, 200);
+    let done = reply_of(&s, &client, &conversation, "complete").await;
+    assert_eq!(done["parts"][1]["status"], "done");
+    assert!(
+        done["parts"][1]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("Posted to C0GENERAL")
+    );
+    assert!(
+        done["body"]
+            .as_str()
+            .unwrap()
+            .contains("The tools said: Posted to C0GENERAL")
+    );
+    let posts = sent(&s).await;
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0]["text"], "Release is out");
+    // Deciding twice is refused.
+    assert_eq!(decide(&client, "approve").await, 422);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_denied_call_is_not_made_and_the_model_is_told(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("denier@example.com").await;
+    token(&s.app, &client, "telegram", "Bot", "777:good").await;
+    let (_, conversation, reply) = paused(
+        &s,
+        &client,
+        "telegram_send",
+        json!({"chat_id": "42", "text": "Hi"}),
+    )
+    .await;
+    let waiting = reply_of(&s, &client, &conversation, "awaiting_approval").await;
+    let call_id = waiting["parts"][1]["id"].as_str().unwrap().to_owned();
+    let res = s
+        .app
+        .call(
+            &client,
+            "decide_tool_call",
+            &[
+                ("message_id", reply.as_str()),
+                ("call_id", call_id.as_str()),
+                ("decision", "deny"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let done = reply_of(&s, &client, &conversation, "complete").await;
+    assert_eq!(done["parts"][1]["status"], "denied");
+    assert!(
+        done["body"]
+            .as_str()
+            .unwrap()
+            .contains("The user declined this call.")
+    );
+    assert!(sent(&s).await.is_empty());
+
+    // Stop ends a paused reply for good.
+    let (_, conversation, reply) = paused(
+        &s,
+        &client,
+        "telegram_send",
+        json!({"chat_id": "43", "text": "Hi"}),
+    )
+    .await;
+    reply_of(&s, &client, &conversation, "awaiting_approval").await;
+    assert_eq!(
+        s.app
+            .call(&client, "stop_reply", &[("message_id", reply.as_str())])
+            .await
+            .status(),
+        200
+    );
+    reply_of(&s, &client, &conversation, "stopped").await;
+    assert!(sent(&s).await.is_empty());
+}

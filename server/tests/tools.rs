@@ -546,3 +546,71 @@ async fn the_demo_model_calls_a_tool(db: PgPool) {
             .contains("The tool answered: 6*7 = 42")
     );
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn tool_activity_lists_each_call_for_its_user_and_is_kept_90_days(db: PgPool) {
+    let t = spawn(db).await;
+    let client = t.app.signed_up("activity@example.com").await;
+    let agent = agent(
+        &t,
+        &client,
+        "openai",
+        "fake:tool=http_request",
+        &["http_request"],
+        "",
+    )
+    .await;
+    let page = json!({"url": format!("http://{}/page", t.fake)}).to_string();
+    let sent = send(&t, &client, &agent, &page).await;
+    settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
+    let mut rows = Value::Null;
+    for _ in 0..100 {
+        rows = t
+            .app
+            .call(&client, "list_tool_activity", &[])
+            .await
+            .json()
+            .await
+            .unwrap();
+        if rows.as_array().is_some_and(|r| !r.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let row = &rows[0];
+    assert_eq!(row["tool"], "http_request");
+    assert_eq!(row["target"], "127.0.0.1");
+    assert_eq!(row["status"], "done");
+    assert!(row["bytes_received"].as_i64().unwrap() > 100);
+    assert!(
+        !row.to_string().contains("Opening hours"),
+        "never the content"
+    );
+    // Another user sees none of it.
+    let other = t.app.signed_up("other-activity@example.com").await;
+    let theirs: Value = t
+        .app
+        .call(&other, "list_tool_activity", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs, json!([]));
+    // After 90 days it goes.
+    assert_eq!(
+        app::tools::activity::server::purge(&t.app.db)
+            .await
+            .unwrap(),
+        0
+    );
+    sqlx::query("UPDATE tool_calls SET created_at = now() - interval '91 days'")
+        .execute(&t.app.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        app::tools::activity::server::purge(&t.app.db)
+            .await
+            .unwrap(),
+        1
+    );
+}

@@ -97,3 +97,30 @@ pub async fn edit_message(message_id: String, message: String) -> Result<Sent, A
     super::server::edit_and_resend(&ctx::state()?, session.user_id, &session.key, id, &message)
         .await
 }
+
+/// Approves or denies a call of an "ask first" tool in a paused reply.
+/// `decision` is `approve` or `deny` (the button pressed).
+#[server(prefix = "/api", endpoint = "decide_tool_call")]
+pub async fn decide_tool_call(
+    message_id: String,
+    call_id: String,
+    decision: String,
+) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&message_id)?;
+    let approve = match decision.as_str() {
+        "approve" => true,
+        "deny" => false,
+        _ => return Err(AppError::BadRequest),
+    };
+    super::server::decide(
+        &ctx::state()?,
+        session.user_id,
+        &session.key,
+        id,
+        &call_id,
+        approve,
+    )
+    .await
+}

@@ -25,6 +25,9 @@ pub enum MessageStatus {
     Complete,
     Stopped,
     Interrupted,
+    /// Paused: a tool set to "ask first" waits for the user's decision. A
+    /// stored state, not a task in memory: it survives reloads and restarts.
+    AwaitingApproval,
 }
 
 impl MessageStatus {
@@ -34,6 +37,7 @@ impl MessageStatus {
             MessageStatus::Complete => "complete",
             MessageStatus::Stopped => "stopped",
             MessageStatus::Interrupted => "interrupted",
+            MessageStatus::AwaitingApproval => "awaiting_approval",
         }
     }
 
@@ -42,6 +46,7 @@ impl MessageStatus {
             "streaming" => MessageStatus::Streaming,
             "complete" => MessageStatus::Complete,
             "stopped" => MessageStatus::Stopped,
+            "awaiting_approval" => MessageStatus::AwaitingApproval,
             _ => MessageStatus::Interrupted,
         }
     }
@@ -75,6 +80,8 @@ pub enum ToolStatus {
     Cancelled,
     /// Waiting for the user to approve it ("ask first").
     AwaitingApproval,
+    /// Approved, and about to run.
+    Approved,
     /// The user said no (the model was told).
     Denied,
 }
@@ -87,6 +94,7 @@ impl ToolStatus {
             ToolStatus::Failed => "failed",
             ToolStatus::Cancelled => "cancelled",
             ToolStatus::AwaitingApproval => "awaiting_approval",
+            ToolStatus::Approved => "approved",
             ToolStatus::Denied => "denied",
         }
     }

@@ -10,8 +10,8 @@ use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 use super::{
     MessageStatus, MessageView, ReplyPart, ToolCallView, ToolStatus,
     api::{
-        DeleteConversation, EditMessage, RegenerateReply, RenameConversation, SendMessage,
-        StopReply, get_conversation, list_conversations,
+        DecideToolCall, DeleteConversation, EditMessage, RegenerateReply, RenameConversation,
+        SendMessage, StopReply, get_conversation, list_conversations,
     },
 };
 use crate::{
@@ -26,6 +26,7 @@ pub type RegenerateAction = ServerAction<RegenerateReply>;
 pub type EditAction = ServerAction<EditMessage>;
 pub type RenameAction = ServerAction<RenameConversation>;
 pub type DeleteConversationAction = ServerAction<DeleteConversation>;
+pub type DecideAction = ServerAction<DecideToolCall>;
 
 /// The actions a message offers, passed down together.
 #[derive(Clone, Copy)]
@@ -33,6 +34,7 @@ struct MessageActions {
     stop: StopReplyAction,
     regenerate: RegenerateAction,
     edit: EditAction,
+    decide: DecideAction,
 }
 
 #[component]
@@ -58,10 +60,12 @@ fn Chat() -> impl IntoView {
     let edit = EditAction::new();
     let rename = RenameAction::new();
     let remove = DeleteConversationAction::new();
+    let decide = DecideAction::new();
     let actions = MessageActions {
         stop,
         regenerate,
         edit,
+        decide,
     };
     let agent = Resource::new(move || agent_id.get(), get_agent);
     // Each action that changes what is shown makes the resources fetch again.
@@ -83,6 +87,7 @@ fn Chat() -> impl IntoView {
                 regenerate.version().get(),
                 edit.version().get(),
                 rename.version().get(),
+                decide.version().get(),
             );
             (conversation_id.get(), before.get(), changes)
         },
@@ -309,6 +314,7 @@ fn Message(
         stop,
         regenerate,
         edit,
+        decide,
     } = actions;
     let body = RwSignal::new(message.body.clone());
     let parts = RwSignal::new(if message.parts.is_empty() {
@@ -337,10 +343,11 @@ fn Message(
             {if is_user {
                 Either::Left(view! { <p class="plain">{move || body.get()}</p> })
             } else {
-                Either::Right(view! { <ReplyParts parts=parts/> })
+                Either::Right(view! { <ReplyParts parts=parts message_id=message.id.clone() decide=decide/> })
             }}
             {move || {
-                (status.get() == MessageStatus::Streaming && !is_user)
+                (matches!(status.get(), MessageStatus::Streaming | MessageStatus::AwaitingApproval)
+                    && !is_user)
                     .then(|| {
                         let id = id.clone();
                         view! {
@@ -360,7 +367,9 @@ fn Message(
             {
                 let conversation_id = conversation_id.clone();
                 move || {
-                    (!is_user && last && status.get() != MessageStatus::Streaming)
+                    (!is_user
+                        && last
+                        && !matches!(status.get(), MessageStatus::Streaming | MessageStatus::AwaitingApproval))
                         .then(|| {
                             let conversation_id = conversation_id.clone();
                             view! {
@@ -507,14 +516,23 @@ const RESULT_PREVIEW_CHARS: usize = 1_200;
 /// inside). Parts are keyed by position (a reply only grows), so an open box
 /// stays open while the reply streams.
 #[component]
-fn ReplyParts(parts: RwSignal<Vec<ReplyPart>>) -> impl IntoView {
+fn ReplyParts(
+    parts: RwSignal<Vec<ReplyPart>>,
+    message_id: String,
+    decide: DecideAction,
+) -> impl IntoView {
+    let message_id = StoredValue::new(message_id);
     view! {
         <For each=move || 0..parts.with(Vec::len) key=|index| *index let:index>
             {move || match parts.with(|p| p.get(index).cloned()) {
                 Some(ReplyPart::Text { text }) => {
                     Either::Left(view! { <div class="markdown" inner_html=markdown::render(&text)></div> })
                 }
-                Some(ReplyPart::ToolCall(call)) => Either::Right(Either::Left(view! { <ToolCallBox call=call/> })),
+                Some(ReplyPart::ToolCall(call)) => {
+                    Either::Right(Either::Left(view! {
+                        <ToolCallBox call=call message_id=message_id.get_value() decide=decide/>
+                    }))
+                }
                 None => Either::Right(Either::Right(())),
             }}
         </For>
@@ -522,8 +540,10 @@ fn ReplyParts(parts: RwSignal<Vec<ReplyPart>>) -> impl IntoView {
 }
 
 #[component]
-fn ToolCallBox(call: ToolCallView) -> impl IntoView {
+fn ToolCallBox(call: ToolCallView, message_id: String, decide: DecideAction) -> impl IntoView {
     let show_all = RwSignal::new(false);
+    let waiting = call.status == ToolStatus::AwaitingApproval;
+    let decide_error = action_error!(decide);
     let status = call.status.as_str();
     let label = match call.status {
         ToolStatus::Running => "running…",
@@ -531,6 +551,7 @@ fn ToolCallBox(call: ToolCallView) -> impl IntoView {
         ToolStatus::Failed => "failed",
         ToolStatus::Cancelled => "cancelled",
         ToolStatus::AwaitingApproval => "waiting for your approval",
+        ToolStatus::Approved => "approved",
         ToolStatus::Denied => "denied",
     };
     let duration = call
@@ -541,13 +562,28 @@ fn ToolCallBox(call: ToolCallView) -> impl IntoView {
     let long = result.chars().count() > RESULT_PREVIEW_CHARS;
     let preview: String = result.chars().take(RESULT_PREVIEW_CHARS).collect();
     view! {
-        <details class="tool-call" data-status=status data-testid="tool-call">
+        <details class="tool-call" data-status=status data-testid="tool-call" open=waiting>
             <summary>
                 <span class="tool-name">{call.tool.clone()}</span>
                 <span class="tool-status">{format!(" · {label}{duration}")}</span>
             </summary>
             <p class="tool-label">"Arguments"</p>
             <pre class="tool-arguments">{call.arguments.clone()}</pre>
+            {waiting
+                .then(|| {
+                    let (message_id, call_id) = (message_id.clone(), call.id.clone());
+                    view! {
+                        <ActionForm action=decide attr:class="approval">
+                            <p>"This tool acts on your behalf. Run it with these arguments?"</p>
+                            <FormError error=decide_error/>
+                            <input type="hidden" name="message_id" value=message_id/>
+                            <input type="hidden" name="call_id" value=call_id/>
+                            <button type="submit" name="decision" value="approve" class="primary">"Approve"</button>
+                            " "
+                            <button type="submit" name="decision" value="deny">"Deny"</button>
+                        </ActionForm>
+                    }
+                })}
             {call.error.clone().map(|e| view! { <p class="message-error">{e}</p> })}
             {(!result.is_empty())
                 .then(|| {

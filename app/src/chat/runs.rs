@@ -41,10 +41,13 @@ pub type Model =
     Arc<dyn Fn(ChatRequest) -> BoxStream<'static, Result<StreamEvent, LlmError>> + Send + Sync>;
 
 /// What a run does: the request (context and tools offered) and the tools
-/// it may call.
+/// it may call. A run that resumes a paused reply starts from its stored
+/// parts (`resume`), where the calls the user decided on are `Approved` or
+/// `Denied`.
 pub struct Job {
     pub request: ChatRequest,
     pub tools: Option<Toolbox>,
+    pub resume: Vec<ReplyPart>,
 }
 
 /// How often growing replies are written to the database.
@@ -143,12 +146,22 @@ struct Run {
 }
 
 impl Run {
+    #[cfg(test)]
     fn new(owner: Uuid, key: DataKey) -> Self {
+        Run::with_parts(owner, key, Vec::new())
+    }
+
+    /// A run that goes on from `parts` (a paused reply's).
+    fn with_parts(owner: Uuid, key: DataKey, parts: Vec<ReplyPart>) -> Self {
         let (updates, _) = broadcast::channel(UPDATES_BUFFER);
         Run {
             owner,
             key,
-            progress: Mutex::default(),
+            progress: Mutex::new(Progress {
+                version: usize::from(!parts.is_empty()),
+                parts,
+                done: None,
+            }),
             saved: AtomicUsize::new(0),
             updates,
             stop: Notify::new(),
@@ -424,7 +437,7 @@ impl Runs {
         self.checkpointer.get_or_init(|| {
             tokio::spawn(checkpoint_loop(state.db.clone(), self.clone()));
         });
-        let run = Arc::new(Run::new(reply.owner, key));
+        let run = Arc::new(Run::with_parts(reply.owner, key, job.resume.clone()));
         if let Ok(mut runs) = self.live.lock() {
             runs.insert(reply.message, run.clone());
         }
@@ -547,14 +560,162 @@ async fn step(
     Ok((text, asked.into_values().collect()))
 }
 
+/// A call the model asked for, with its part's index.
+struct Call {
+    index: usize,
+    id: String,
+    name: String,
+    arguments: Result<serde_json::Value, String>,
+}
+
+/// What the model reads for a call that did not run normally.
+const DECLINED: &str = "The user declined this call.";
+const CANCELLED: &str = "Stopped before the tool finished.";
+
+/// Runs `calls` together (each updating its part as it ends), unless the
+/// run is stopped first. Returns each call's answer for the model.
+async fn run_calls(
+    run: &Arc<Run>,
+    toolbox: &Toolbox,
+    calls: &[Call],
+) -> Result<Vec<(String, bool)>, StopReason> {
+    let running = futures::future::join_all(calls.iter().map(|call| {
+        let run = run.clone();
+        async move {
+            let started = tokio::time::Instant::now();
+            let result = match &call.arguments {
+                Ok(arguments) => toolbox.call(&call.name, arguments.clone()).await,
+                Err(message) => Err(crate::tools::server::ToolError::Invalid(message.clone())),
+            };
+            if let Some(ReplyPart::ToolCall(mut view)) = run.parts().get(call.index).cloned() {
+                view.duration_ms = Some(started.elapsed().as_millis() as u64);
+                match &result {
+                    Ok(output) => {
+                        view.status = ToolStatus::Done;
+                        view.result = Some(output.content.clone());
+                    }
+                    Err(err) => {
+                        view.status = ToolStatus::Failed;
+                        view.error = Some(err.to_string());
+                    }
+                }
+                run.set_part(Some(call.index), ReplyPart::ToolCall(view));
+            }
+            match result {
+                Ok(output) => (output.content, false),
+                Err(err) => (err.to_string(), true),
+            }
+        }
+    }));
+    tokio::select! {
+        answers = running => Ok(answers),
+        reason = run.stopped() => Err(reason),
+    }
+}
+
+/// The turns a reply's parts stand for: each step's text and calls (the
+/// model's turn), then the calls' answers (the tools' turn). Returns them
+/// and how many steps they took.
+fn turns_from_parts(parts: &[ReplyPart]) -> (Vec<Turn>, u32) {
+    let mut turns = Vec::new();
+    let (mut said, mut answers): (Vec<Part>, Vec<Part>) = (Vec::new(), Vec::new());
+    let mut steps = 0;
+    let mut flush = |said: &mut Vec<Part>, answers: &mut Vec<Part>| {
+        if !answers.is_empty() {
+            turns.push(Turn {
+                role: Role::Assistant,
+                parts: std::mem::take(said),
+            });
+            turns.push(Turn {
+                role: Role::User,
+                parts: std::mem::take(answers),
+            });
+            steps += 1;
+        }
+    };
+    for part in parts {
+        match part {
+            ReplyPart::Text { text } => {
+                flush(&mut said, &mut answers);
+                if !text.is_empty() {
+                    said.push(Part::Text(text.clone()));
+                }
+            }
+            ReplyPart::ToolCall(call) => {
+                said.push(Part::ToolCall {
+                    id: call.id.clone(),
+                    name: call.tool.clone(),
+                    arguments: serde_json::from_str(&call.arguments)
+                        .unwrap_or(serde_json::Value::Object(Default::default())),
+                });
+                let (content, is_error) = match call.status {
+                    ToolStatus::Done => (call.result.clone().unwrap_or_default(), false),
+                    ToolStatus::Denied => (DECLINED.to_owned(), true),
+                    ToolStatus::Cancelled => (CANCELLED.to_owned(), true),
+                    _ => (call.error.clone().unwrap_or_default(), true),
+                };
+                answers.push(Part::ToolResult {
+                    id: call.id.clone(),
+                    name: call.tool.clone(),
+                    content,
+                    is_error,
+                });
+            }
+        }
+    }
+    flush(&mut said, &mut answers);
+    (turns, steps)
+}
+
 /// The loop: ask the model; if it calls tools, run them (independent calls
 /// in parallel), give it the results, and ask again, up to the step limit.
-/// Stop ends it at once, cancelling calls still running.
+/// Stop ends it at once, cancelling calls still running. A call of a tool
+/// set to "ask first" pauses the reply (a stored state); deciding on it
+/// starts a run that resumes here.
 async fn drive(run: Arc<Run>, model: Model, job: Job) -> Outcome {
-    let Job { mut request, tools } = job;
+    let Job {
+        mut request,
+        tools,
+        resume,
+    } = job;
     let limit = tools.as_ref().map_or(1, |t| t.config.step_limit.max(1));
     let mut usage = None;
-    for step_number in 1.. {
+    let mut steps = 0;
+    if !resume.is_empty() {
+        let Some(toolbox) = tools.as_ref() else {
+            return Outcome::failed(
+                "run_failed",
+                "This agent no longer has the tool it was waiting to use.".into(),
+                None,
+            );
+        };
+        // The decided calls: approved ones run now, denied ones say so.
+        let mut approved = Vec::new();
+        for (index, part) in resume.iter().enumerate() {
+            if let ReplyPart::ToolCall(call) = part
+                && call.status == ToolStatus::Approved
+            {
+                let mut running = call.clone();
+                running.status = ToolStatus::Running;
+                run.set_part(Some(index), ReplyPart::ToolCall(running));
+                approved.push(Call {
+                    index,
+                    id: call.id.clone(),
+                    name: call.tool.clone(),
+                    arguments: serde_json::from_str(&call.arguments)
+                        .map_err(|_| "The arguments were not valid JSON.".to_owned()),
+                });
+            }
+        }
+        if let Err(reason) = run_calls(&run, toolbox, &approved).await {
+            return stopped(reason, usage);
+        }
+        let (turns, taken) = turns_from_parts(&run.parts());
+        request.turns.extend(turns);
+        steps = taken;
+    }
+    loop {
+        steps += 1;
         let (text, asked) = match step(&run, &model, request.clone(), &mut usage).await {
             Ok(answer) => answer,
             Err(outcome) => return outcome,
@@ -572,93 +733,79 @@ async fn drive(run: Arc<Run>, model: Model, job: Job) -> Outcome {
             ));
             break;
         };
-        if step_number >= limit {
+        if steps >= limit {
             let gap = if run.text_len() == 0 { "" } else { "\n\n" };
             run.append(format!(
                 "{gap}_Stopped after {limit} steps (this agent's limit) with the model still calling tools._"
             ));
             break;
         }
-        // Each call gets its part at once (running), then its result.
-        let calls: Vec<(usize, String, String, Result<serde_json::Value, String>)> = asked
-            .into_iter()
-            .enumerate()
-            .map(|(i, call)| {
-                let id = call
-                    .id
-                    .filter(|id| !id.is_empty())
-                    .unwrap_or_else(|| format!("call_{step_number}_{i}"));
-                let raw = if call.arguments.trim().is_empty() {
-                    "{}".to_owned()
-                } else {
-                    call.arguments
-                };
-                let arguments = serde_json::from_str::<serde_json::Value>(&raw)
-                    .map_err(|_| "The arguments were not valid JSON.".to_owned());
-                let index = run.set_part(
-                    None,
-                    ReplyPart::ToolCall(ToolCallView {
-                        id: id.clone(),
-                        tool: call.name.clone(),
-                        arguments: raw,
-                        status: ToolStatus::Running,
-                        result: None,
-                        error: None,
-                        duration_ms: None,
-                    }),
-                );
-                (index, id, call.name, arguments)
-            })
-            .collect();
-        let running = futures::future::join_all(calls.iter().map(|(index, _, name, arguments)| {
-            let run = run.clone();
-            async move {
-                let started = tokio::time::Instant::now();
-                let result = match arguments {
-                    Ok(arguments) => toolbox.call(name, arguments.clone()).await,
-                    Err(message) => Err(crate::tools::server::ToolError::Invalid(message.clone())),
-                };
-                let elapsed = started.elapsed();
-                if let Some(ReplyPart::ToolCall(mut view)) = run.parts().get(*index).cloned() {
-                    view.duration_ms = Some(elapsed.as_millis() as u64);
-                    match &result {
-                        Ok(output) => {
-                            view.status = ToolStatus::Done;
-                            view.result = Some(output.content.clone());
-                        }
-                        Err(err) => {
-                            view.status = ToolStatus::Failed;
-                            view.error = Some(err.to_string());
-                        }
-                    }
-                    run.set_part(Some(*index), ReplyPart::ToolCall(view));
-                }
-                (result, elapsed)
+        // Each call gets its part at once: running, or waiting for approval.
+        let mut calls = Vec::new();
+        let mut waiting = false;
+        for (i, asked) in asked.into_iter().enumerate() {
+            let id = asked
+                .id
+                .filter(|id| !id.is_empty())
+                .unwrap_or_else(|| format!("call_{steps}_{i}"));
+            let raw = if asked.arguments.trim().is_empty() {
+                "{}".to_owned()
+            } else {
+                asked.arguments
+            };
+            let ask = toolbox.asks_first(&asked.name);
+            waiting |= ask;
+            let index = run.set_part(
+                None,
+                ReplyPart::ToolCall(ToolCallView {
+                    id: id.clone(),
+                    tool: asked.name.clone(),
+                    arguments: raw.clone(),
+                    status: if ask {
+                        ToolStatus::AwaitingApproval
+                    } else {
+                        ToolStatus::Running
+                    },
+                    result: None,
+                    error: None,
+                    duration_ms: None,
+                }),
+            );
+            if !ask {
+                calls.push(Call {
+                    index,
+                    id,
+                    name: asked.name,
+                    arguments: serde_json::from_str(&raw)
+                        .map_err(|_| "The arguments were not valid JSON.".to_owned()),
+                });
             }
-        }));
-        let results = tokio::select! {
-            results = running => results,
-            reason = run.stopped() => return stopped(reason, usage),
+        }
+        let answers = match run_calls(&run, toolbox, &calls).await {
+            Ok(answers) => answers,
+            Err(reason) => return stopped(reason, usage),
         };
+        if waiting {
+            // The rest waits for the user; the parts hold everything.
+            return Outcome::new(MessageStatus::AwaitingApproval, usage);
+        }
         // The model's turn (its words and calls), then the tools' answers.
         let mut said: Vec<Part> = Vec::new();
         if !text.is_empty() {
             said.push(Part::Text(text));
         }
-        let mut answers = Vec::new();
-        for ((_, id, name, arguments), (result, _)) in calls.into_iter().zip(results) {
+        let mut results = Vec::new();
+        for (call, (content, is_error)) in calls.into_iter().zip(answers) {
             said.push(Part::ToolCall {
-                id: id.clone(),
-                name: name.clone(),
-                arguments: arguments.unwrap_or(serde_json::Value::Object(Default::default())),
+                id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: call
+                    .arguments
+                    .unwrap_or(serde_json::Value::Object(Default::default())),
             });
-            let (content, is_error) = match result {
-                Ok(output) => (output.content, false),
-                Err(err) => (err.to_string(), true),
-            };
-            answers.push(Part::ToolResult {
-                id,
-                name,
+            results.push(Part::ToolResult {
+                id: call.id,
+                name: call.name,
                 content,
                 is_error,
             });
@@ -669,7 +816,7 @@ async fn drive(run: Arc<Run>, model: Model, job: Job) -> Outcome {
         });
         request.turns.push(Turn {
             role: Role::User,
-            parts: answers,
+            parts: results,
         });
     }
     Outcome::new(MessageStatus::Complete, usage)
@@ -1010,6 +1157,7 @@ mod tests {
                 max_output_tokens: None,
             },
             tools: None,
+            resume: vec![],
         };
         let outcome = drive(run.clone(), model, job).await;
         assert_eq!(outcome.status, MessageStatus::Complete);

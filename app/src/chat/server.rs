@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::{
     ConversationSummary, ConversationView, MESSAGE_MAX_CHARS, MessageStatus, MessageView, PAGE,
-    Sent, TITLE_MAX_CHARS,
+    ReplyPart, Sent, TITLE_MAX_CHARS, ToolStatus,
 };
 use crate::{
     agents::{self, domain::Provider},
@@ -134,7 +134,8 @@ async fn lock_idle(
     .await?;
     let agent = found.ok_or(AppError::NotFound)?;
     let busy: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1 AND status = 'streaming')",
+        "SELECT EXISTS (SELECT 1 FROM messages WHERE conversation_id = $1
+           AND status IN ('streaming', 'awaiting_approval'))",
     )
     .bind(conversation)
     .fetch_one(&mut *tx)
@@ -142,7 +143,8 @@ async fn lock_idle(
     if busy {
         return Err(AppError::invalid(
             "message",
-            "Wait for the reply (or stop it) before sending another message.",
+            "Wait for the reply (or stop it), and approve or deny any tool call it asks about, \
+             before sending another message.",
         ));
     }
     Ok(agent)
@@ -186,33 +188,18 @@ async fn queue_reply(
     ready: Ready,
     queue: Queue,
 ) -> Result<(Uuid, DataKey, Job), AppError> {
-    let Ready { spec, api_key, key } = ready;
-    let rows: Vec<(Uuid, String, Sealed)> = sqlx::query_as(
-        "SELECT id, role, body FROM (
-           SELECT id, role, body, created_at FROM messages
-           WHERE conversation_id = $1 AND owner_id = $2 AND id IS DISTINCT FROM $4
-           ORDER BY created_at DESC, id DESC LIMIT $3
-         ) recent ORDER BY created_at, id",
-    )
-    .bind(conversation)
-    .bind(owner)
-    .bind(CONTEXT_MESSAGES)
-    .bind(queue.replaces)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut turns = Vec::with_capacity(rows.len());
-    for (id, role, body) in rows {
-        let content = key.open_text(body_place(id, owner), &body)?;
-        if !content.is_empty() {
-            let role = if role == "user" {
-                Role::User
-            } else {
-                Role::Assistant
-            };
-            turns.push(Turn::text(role, content));
-        }
-    }
     let reply_id = Uuid::new_v4();
+    let job = build_job(
+        state,
+        tx,
+        owner,
+        conversation,
+        &ready,
+        reply_id,
+        queue.replaces,
+    )
+    .await?;
+    let Ready { spec, key, .. } = ready;
     sqlx::query(
         "INSERT INTO messages
            (id, conversation_id, owner_id, role, body, status, model, replaces, runner, created_at)
@@ -232,6 +219,49 @@ async fn queue_reply(
         .bind(owner)
         .execute(&mut *tx)
         .await?;
+    Ok((reply_id, key, job))
+}
+
+/// What a run of reply `reply_id` does: the context (the latest messages,
+/// oldest first, without `exclude`: the reply being replaced, or the paused
+/// reply itself), the agent's settings and its tools.
+async fn build_job(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    owner: Uuid,
+    conversation: Uuid,
+    ready: &Ready,
+    reply_id: Uuid,
+    exclude: Option<Uuid>,
+) -> Result<Job, AppError> {
+    let Ready { spec, api_key, key } = ready;
+    let rows: Vec<(Uuid, String, Sealed)> = sqlx::query_as(
+        "SELECT id, role, body FROM (
+           SELECT id, role, body, created_at FROM messages
+           WHERE conversation_id = $1 AND owner_id = $2 AND id IS DISTINCT FROM $4
+             AND id IS DISTINCT FROM $5
+           ORDER BY created_at DESC, id DESC LIMIT $3
+         ) recent ORDER BY created_at, id",
+    )
+    .bind(conversation)
+    .bind(owner)
+    .bind(CONTEXT_MESSAGES)
+    .bind(exclude)
+    .bind(reply_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut turns = Vec::with_capacity(rows.len());
+    for (id, role, body) in rows {
+        let content = key.open_text(body_place(id, owner), &body)?;
+        if !content.is_empty() {
+            let role = if role == "user" {
+                Role::User
+            } else {
+                Role::Assistant
+            };
+            turns.push(Turn::text(role, content));
+        }
+    }
     let urls = &state.settings.provider_urls;
     let base_url = match spec.provider {
         Provider::Openai => urls.openai.clone(),
@@ -250,7 +280,7 @@ async fn queue_reply(
     let request = ChatRequest {
         provider: spec.provider,
         base_url,
-        api_key,
+        api_key: api_key.clone(),
         model: spec.model.clone(),
         system_prompt: spec.system_prompt.clone(),
         turns,
@@ -259,11 +289,111 @@ async fn queue_reply(
         top_p: spec.top_p,
         max_output_tokens: spec.max_output_tokens,
     };
-    let job = Job {
+    Ok(Job {
         request,
         tools: (!toolbox.is_empty()).then_some(toolbox),
-    };
-    Ok((reply_id, key, job))
+        resume: Vec::new(),
+    })
+}
+
+/// Approves or denies a call of an "ask first" tool in a paused reply. Once
+/// no call waits any more, the reply's run goes on (here, on this server):
+/// approved calls run, denied ones tell the model the user said no.
+pub async fn decide(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    message: Uuid,
+    call_id: &str,
+    approve: bool,
+) -> Result<(), AppError> {
+    let paused: Option<(Uuid, Uuid, String, Option<Sealed>)> = sqlx::query_as(
+        "SELECT m.conversation_id, c.agent_id, m.status, m.parts FROM messages m
+         JOIN conversations c ON c.id = m.conversation_id
+         WHERE m.id = $1 AND m.owner_id = $2 AND m.role = 'assistant'",
+    )
+    .bind(message)
+    .bind(owner)
+    .fetch_optional(&state.db)
+    .await?;
+    let (conversation, agent_id, _, _) = paused.ok_or(AppError::NotFound)?;
+    // Loaded before the row is locked (a reply counts against the limit).
+    let ready = ready(state, owner, key, agent_id).await?;
+    let mut tx = state.db.begin().await?;
+    let (status, sealed): (String, Option<Sealed>) = sqlx::query_as(
+        "SELECT status, parts FROM messages WHERE id = $1 AND owner_id = $2 FOR UPDATE",
+    )
+    .bind(message)
+    .bind(owner)
+    .fetch_one(&mut *tx)
+    .await?;
+    let not_waiting = || AppError::invalid("message", "This reply is not waiting for a decision.");
+    if status != MessageStatus::AwaitingApproval.as_str() {
+        return Err(not_waiting());
+    }
+    let sealed = sealed.ok_or_else(not_waiting)?;
+    let mut parts: Vec<ReplyPart> =
+        serde_json::from_str(&key.open_text(message_place("parts", message, owner), &sealed)?)
+            .map_err(AppError::internal)?;
+    let call = parts
+        .iter_mut()
+        .find_map(|p| match p {
+            ReplyPart::ToolCall(call)
+                if call.id == call_id && call.status == ToolStatus::AwaitingApproval =>
+            {
+                Some(call)
+            }
+            _ => None,
+        })
+        .ok_or(AppError::NotFound)?;
+    if approve {
+        call.status = ToolStatus::Approved;
+    } else {
+        call.status = ToolStatus::Denied;
+        call.error = Some("You declined this call.".into());
+    }
+    tracing::info!(message_id = %message, owner_id = %owner, approve, "tool call decided");
+    let waiting = parts
+        .iter()
+        .any(|p| matches!(p, ReplyPart::ToolCall(c) if c.status == ToolStatus::AwaitingApproval));
+    let json = serde_json::to_string(&parts).map_err(AppError::internal)?;
+    let sealed = key.seal_str(message_place("parts", message, owner), &json);
+    if waiting {
+        sqlx::query(
+            "UPDATE messages SET parts = $3, updated_at = now() WHERE id = $1 AND owner_id = $2",
+        )
+        .bind(message)
+        .bind(owner)
+        .bind(sealed)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        return Ok(());
+    }
+    let mut job = build_job(state, &mut tx, owner, conversation, &ready, message, None).await?;
+    job.resume = parts;
+    sqlx::query(
+        "UPDATE messages SET parts = $3, status = 'streaming', runner = $4, updated_at = now()
+         WHERE id = $1 AND owner_id = $2",
+    )
+    .bind(message)
+    .bind(owner)
+    .bind(sealed)
+    .bind(state.runs.instance())
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    state.runs.start(
+        state.clone(),
+        super::runs::Reply {
+            owner,
+            message,
+            replaces: None,
+        },
+        ready.key,
+        job,
+    );
+    Ok(())
 }
 
 /// Stores the user's message and an empty reply, then starts the run that
@@ -604,6 +734,15 @@ pub async fn stop(
     if state.runs.stop(message, owner) {
         return Ok(());
     }
+    // A paused reply stops here: its calls waiting for approval never run.
+    sqlx::query(
+        "UPDATE messages SET status = 'stopped', updated_at = now()
+         WHERE id = $1 AND owner_id = $2 AND status = 'awaiting_approval'",
+    )
+    .bind(message)
+    .bind(owner)
+    .execute(&state.db)
+    .await?;
     // Not live here: finished already, or someone else's (then not found).
     stored_reply(state, owner, key, message).await.map(|_| ())
 }

@@ -95,6 +95,8 @@ fn Settings() -> impl IntoView {
             <h2>"Connections"</h2>
             <p class="muted">"GitHub, Slack, email, Telegram and web API accounts your agents' tools use."</p>
             <a class="button" href="/settings/connections">"Manage connections"</a>
+            " "
+            <a class="button" href="/settings/activity">"Tool activity"</a>
         </section>
         <section class="card">
             <h2>"Appearance"</h2>

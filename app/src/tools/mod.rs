@@ -8,6 +8,7 @@
 //! tool interface every source implements (built-in tools now, the user's
 //! MCP servers later) and the built-in tools themselves.
 
+pub mod activity;
 #[cfg(feature = "ssr")]
 pub mod builtin;
 #[cfg(feature = "ssr")]
