@@ -612,15 +612,39 @@ async fn paused(
     tool: &str,
     arguments: Value,
 ) -> (String, String, String) {
-    let model = format!("fake:tool={tool}");
+    paused_on(s, client, "openai", tool, arguments).await
+}
+
+/// `paused` on a given provider (Gemini's script goes in the system prompt).
+async fn paused_on(
+    s: &Setup,
+    client: &Client,
+    provider: &str,
+    tool: &str,
+    arguments: Value,
+) -> (String, String, String) {
+    let script = format!("fake:tool={tool}");
+    let (model, prompt) = if provider == "google" {
+        ("gemini-fake".to_owned(), script)
+    } else {
+        (script, String::new())
+    };
+    let base_url = format!("http://{}/compat/v1", s.fake);
     let name = format!("Careful {}", uuid::Uuid::new_v4());
     let form = [
         ("name", name.as_str()),
         ("description", ""),
-        ("system_prompt", ""),
-        ("provider", "openai"),
+        ("system_prompt", prompt.as_str()),
+        ("provider", provider),
         ("model", model.as_str()),
-        ("base_url", ""),
+        (
+            "base_url",
+            if provider == "openai_compatible" {
+                base_url.as_str()
+            } else {
+                ""
+            },
+        ),
         ("temperature", ""),
         ("top_p", ""),
         ("max_output_tokens", ""),
@@ -814,4 +838,67 @@ async fn a_denied_call_is_not_made_and_the_model_is_told(db: PgPool) {
     );
     reply_of(&s, &client, &conversation, "stopped").await;
     assert!(sent(&s).await.is_empty());
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn approval_resumes_the_reply_on_every_provider(db: PgPool) {
+    let s = spawn_with(db, |settings| {
+        settings.platform_keys = PlatformKeys::new(
+            [Provider::Openai, Provider::Anthropic, Provider::Google]
+                .into_iter()
+                .map(|p| (p, "platform-key".to_owned()))
+                .collect(),
+        );
+    })
+    .await;
+    let client = s.app.signed_up("every-provider@example.com").await;
+    token(&s.app, &client, "slack", "Slack", "xoxb-good-4").await;
+    for provider in ["openai", "anthropic", "google", "openai_compatible"] {
+        let text = format!("From {provider}");
+        let (_, conversation, reply) = paused_on(
+            &s,
+            &client,
+            provider,
+            "slack_post",
+            json!({"channel": "C0GENERAL", "text": text}),
+        )
+        .await;
+        let waiting = reply_of(&s, &client, &conversation, "awaiting_approval").await;
+        let call_id = waiting["parts"][1]["id"].as_str().unwrap().to_owned();
+        let res = s
+            .app
+            .call(
+                &client,
+                "decide_tool_call",
+                &[
+                    ("message_id", reply.as_str()),
+                    ("call_id", call_id.as_str()),
+                    ("decision", "approve"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 200, "{provider}");
+        let done = reply_of(&s, &client, &conversation, "complete").await;
+        assert!(
+            done["body"]
+                .as_str()
+                .unwrap()
+                .contains("The tools said: Posted to C0GENERAL"),
+            "{provider}: the model read the resumed result: {done}"
+        );
+    }
+    let texts: Vec<String> = sent(&s)
+        .await
+        .iter()
+        .map(|p| p["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "From openai",
+            "From anthropic",
+            "From google",
+            "From openai_compatible"
+        ]
+    );
 }

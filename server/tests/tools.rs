@@ -186,155 +186,208 @@ async fn a_tool_call_runs_and_the_model_answers_with_its_result_on_every_provide
     }
 }
 
+const PROVIDERS: [&str; 4] = ["openai", "anthropic", "google", "openai_compatible"];
+
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn independent_calls_run_together_and_a_failing_one_goes_back_to_the_model(db: PgPool) {
     let t = spawn(db).await;
     let client = t.app.signed_up("parallel@example.com").await;
-    let agent = agent(
-        &t,
-        &client,
-        "anthropic",
-        "fake:tool=calculator+current_time",
-        &["calculator", "current_time"],
-        "",
-    )
-    .await;
-    let sent = send(&t, &client, &agent, SIX_TIMES_SEVEN).await;
-    let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
-    let reply = &c["messages"][1];
-    assert_eq!(
-        shape(reply)[1..3],
-        ["call:calculator:done", "call:current_time:done"]
-    );
-    let last = reply["parts"][3]["text"].as_str().unwrap();
-    assert!(last.starts_with("The tools said: 6*7 = 42 / "), "{last}");
+    for provider in PROVIDERS {
+        let agent = agent(
+            &t,
+            &client,
+            provider,
+            "fake:tool=calculator+current_time",
+            &["calculator", "current_time"],
+            "",
+        )
+        .await;
+        let sent = send(&t, &client, &agent, SIX_TIMES_SEVEN).await;
+        let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
+        let reply = &c["messages"][1];
+        assert_eq!(
+            shape(reply)[1..3],
+            ["call:calculator:done", "call:current_time:done"],
+            "{provider}"
+        );
+        let last = reply["parts"][3]["text"].as_str().unwrap();
+        assert!(
+            last.starts_with("The tools said: 6*7 = 42 / "),
+            "{provider}: {last}"
+        );
 
-    // A call that fails: its error is the result the model reads.
-    let agent = agent_bad_input(&t, &client).await;
-    let sent = send(&t, &client, &agent, r#"{"expression":"sin(1)"}"#).await;
-    let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
-    let reply = &c["messages"][1];
-    assert_eq!(reply["status"], "complete");
-    assert_eq!(reply["parts"][1]["status"], "failed");
-    let error = reply["parts"][1]["error"].as_str().unwrap();
-    assert!(error.contains("Only numbers"), "{error}");
-    assert!(
-        reply["parts"][2]["text"]
-            .as_str()
-            .unwrap()
-            .contains("Only numbers"),
-        "the model was told"
-    );
+        // A call that fails: its error is the result the model reads.
+        let agent = agent_with(&t, &client, provider, "fake:tool=calculator,reply=Checking").await;
+        let sent = send(&t, &client, &agent, r#"{"expression":"sin(1)"}"#).await;
+        let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
+        let reply = &c["messages"][1];
+        assert_eq!(reply["status"], "complete", "{provider}");
+        assert_eq!(reply["parts"][1]["status"], "failed", "{provider}");
+        let error = reply["parts"][1]["error"].as_str().unwrap();
+        assert!(error.contains("Only numbers"), "{provider}: {error}");
+        assert!(
+            reply["parts"][2]["text"]
+                .as_str()
+                .unwrap()
+                .contains("Only numbers"),
+            "{provider}: the model was told"
+        );
+    }
 }
 
-async fn agent_bad_input(t: &Tooled, client: &Client) -> String {
-    agent(
-        t,
-        client,
-        "openai",
-        "fake:tool=calculator,reply=Checking",
-        &["calculator"],
-        "",
-    )
-    .await
+async fn agent_with(t: &Tooled, client: &Client, provider: &str, script: &str) -> String {
+    agent(t, client, provider, script, &["calculator"], "").await
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn the_step_limit_ends_a_model_that_keeps_calling_tools(db: PgPool) {
     let t = spawn(db).await;
     let client = t.app.signed_up("limit@example.com").await;
-    let agent = agent(
-        &t,
-        &client,
-        "google",
-        "fake:tool=calculator,loop",
-        &["calculator"],
-        "3",
-    )
-    .await;
-    let sent = send(&t, &client, &agent, SIX_TIMES_SEVEN).await;
-    let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
-    let reply = &c["messages"][1];
-    let calls = shape(reply)
-        .iter()
-        .filter(|p| p.starts_with("call:"))
-        .count();
-    assert_eq!(
-        calls, 2,
-        "two rounds of calls, then the third step is the last"
-    );
-    assert!(
-        reply["body"]
-            .as_str()
-            .unwrap()
-            .contains("Stopped after 3 steps")
-    );
+    for provider in PROVIDERS {
+        let agent = agent(
+            &t,
+            &client,
+            provider,
+            "fake:tool=calculator,loop",
+            &["calculator"],
+            "3",
+        )
+        .await;
+        let sent = send(&t, &client, &agent, SIX_TIMES_SEVEN).await;
+        let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
+        let reply = &c["messages"][1];
+        let calls = shape(reply)
+            .iter()
+            .filter(|p| p.starts_with("call:"))
+            .count();
+        assert_eq!(
+            calls, 2,
+            "{provider}: two rounds of calls, then the third step is the last"
+        );
+        assert!(
+            reply["body"]
+                .as_str()
+                .unwrap()
+                .contains("Stopped after 3 steps")
+        );
+    }
 }
 
-#[sqlx::test(migrator = "server::MIGRATOR")]
-async fn stop_during_a_call_cancels_it_at_once(db: PgPool) {
-    let t = spawn(db).await;
-    let client = t.app.signed_up("stopcall@example.com").await;
+/// Sends a call of the web request tool to the fake's slow page and waits
+/// until it is seen running (checkpointed). Returns (conversation, reply).
+async fn slow_call(t: &Tooled, client: &Client, provider: &str) -> (String, String) {
     let agent = agent(
-        &t,
-        &client,
-        "openai",
+        t,
+        client,
+        provider,
         "fake:tool=http_request",
         &["http_request"],
         "",
     )
     .await;
     let slow = json!({"url": format!("http://{}/slow", t.fake)}).to_string();
-    let sent = send(&t, &client, &agent, &slow).await;
-    let conversation = sent["conversation_id"].as_str().unwrap();
-    let reply_id = sent["reply_id"].as_str().unwrap();
-    // Wait until the call is running.
-    let mut running = false;
+    let sent = send(t, client, &agent, &slow).await;
+    let conversation = sent["conversation_id"].as_str().unwrap().to_owned();
     for _ in 0..200 {
         let c: Value = t
             .app
-            .call(&client, "get_conversation", &[("id", conversation)])
+            .call(client, "get_conversation", &[("id", conversation.as_str())])
             .await
             .json()
             .await
             .unwrap();
         if c["messages"][1]["parts"][1]["status"] == "running" {
-            running = true;
-            break;
+            return (conversation, sent["reply_id"].as_str().unwrap().to_owned());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(running, "the call was seen running (checkpointed)");
-    let started = std::time::Instant::now();
-    assert_eq!(
-        t.app
-            .call(&client, "stop_reply", &[("message_id", reply_id)])
-            .await
-            .status(),
-        200
-    );
-    let c = settled(&t, &client, conversation).await;
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "not after the 20 s call"
-    );
-    let reply = &c["messages"][1];
-    assert_eq!(reply["status"], "stopped");
-    assert_eq!(reply["parts"][1]["status"], "cancelled");
+    panic!("{provider}: the call was never seen running");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn stop_during_a_call_cancels_it_at_once(db: PgPool) {
+    let t = spawn(db).await;
+    let client = t.app.signed_up("stopcall@example.com").await;
+    for provider in PROVIDERS {
+        let (conversation, reply_id) = slow_call(&t, &client, provider).await;
+        let started = std::time::Instant::now();
+        assert_eq!(
+            t.app
+                .call(&client, "stop_reply", &[("message_id", reply_id.as_str())])
+                .await
+                .status(),
+            200
+        );
+        let c = settled(&t, &client, &conversation).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{provider}: not after the 20 s call"
+        );
+        let reply = &c["messages"][1];
+        assert_eq!(reply["status"], "stopped", "{provider}");
+        assert_eq!(reply["parts"][1]["status"], "cancelled", "{provider}");
+    }
     // The audit says so too.
-    let mut status = String::new();
+    let mut cancelled = 0;
     for _ in 0..100 {
-        if let Some(s) = sqlx::query_scalar::<_, String>("SELECT status FROM tool_calls")
-            .fetch_optional(&t.app.db)
-            .await
-            .unwrap()
-        {
-            status = s;
+        cancelled = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM tool_calls WHERE status = 'cancelled'",
+        )
+        .fetch_one(&t.app.db)
+        .await
+        .unwrap();
+        if cancelled == 4 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(status, "cancelled");
+    assert_eq!(cancelled, 4);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_restart_mid_loop_keeps_how_far_the_reply_got(db: PgPool) {
+    let mut t = spawn(db.clone()).await;
+    let client = t.app.signed_up("restart-loop@example.com").await;
+    let mut replies = Vec::new();
+    for provider in PROVIDERS {
+        replies.push(slow_call(&t, &client, provider).await);
+    }
+    // SIGTERM while the calls run.
+    tokio::time::timeout(Duration::from_secs(20), t.app.shut_down())
+        .await
+        .expect("the server stopped without waiting for the calls");
+    let again = TestApp::spawn(db).await;
+    let client = again.client();
+    assert_eq!(
+        again
+            .sign_in(&client, "restart-loop@example.com", common::PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    for (conversation, _) in replies {
+        let c: Value = again
+            .call(
+                &client,
+                "get_conversation",
+                &[("id", conversation.as_str())],
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let reply = &c["messages"][1];
+        assert_eq!(reply["status"], "interrupted");
+        assert!(reply["error"].as_str().unwrap().contains("restarted"));
+        assert_eq!(
+            shape(reply),
+            vec![
+                "text:Hello from the fake model.",
+                "call:http_request:cancelled"
+            ],
+            "the stored reply shows how far it got"
+        );
+    }
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
@@ -435,6 +488,18 @@ async fn an_agent_limited_to_some_hosts_reaches_only_those(db: PgPool) {
         detail["spec"]["tools"]["allowed_hosts"],
         json!(["api.example.com", "docs.example.com"])
     );
+    // The export carries the tool settings (and no connection ids).
+    let export: Value = client
+        .get(t.app.url(&format!("/api/agents/{agent}/export")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(export["tools"]["enabled"], json!(["http_request"]));
+    assert_eq!(export["tools"]["step_limit"], 8);
+    assert_eq!(export["tools"]["connections"], json!({}));
     let page = json!({"url": format!("http://{}/page", t.fake)}).to_string();
     let sent = send(&t, &client, &agent, &page).await;
     let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
