@@ -679,3 +679,32 @@ async fn tool_activity_lists_each_call_for_its_user_and_is_kept_90_days(db: PgPo
         1
     );
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_call_that_takes_too_long_fails_with_the_reason(db: PgPool) {
+    let fake = server::fake_provider::start().await.unwrap();
+    let settings = app::platform::Settings {
+        platform_keys: PlatformKeys::new([(Provider::Openai, "platform-key".to_owned())].into()),
+        tool_timeout: Duration::from_secs(1),
+        ..relaxed_settings()
+    };
+    let app = TestApp::spawn_full(db, with_fake_provider(settings, fake), keyring(1, &[])).await;
+    let t = Tooled { app, fake };
+    let client = t.app.signed_up("timeout@example.com").await;
+    let agent = agent(
+        &t,
+        &client,
+        "openai",
+        "fake:tool=http_request",
+        &["http_request"],
+        "",
+    )
+    .await;
+    let slow = json!({"url": format!("http://{}/slow", t.fake)}).to_string();
+    let sent = send(&t, &client, &agent, &slow).await;
+    let c = settled(&t, &client, sent["conversation_id"].as_str().unwrap()).await;
+    let call = &c["messages"][1]["parts"][1];
+    assert_eq!(call["status"], "failed");
+    assert_eq!(call["error"], "The tool did not finish within 1 second.");
+    assert_eq!(c["messages"][1]["status"], "complete", "the model went on");
+}

@@ -142,9 +142,10 @@ impl Toolbox {
         let result = tokio::time::timeout(self.timeout, tool.call(&self.ctx, arguments))
             .await
             .map_err(|_| {
+                let secs = self.timeout.as_secs();
                 ToolError::Failed(format!(
-                    "The tool did not finish within {} seconds.",
-                    self.timeout.as_secs()
+                    "The tool did not finish within {secs} second{}.",
+                    if secs == 1 { "" } else { "s" }
                 ))
             })
             .and_then(|r| r);
