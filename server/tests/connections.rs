@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use app::{agents::domain::Provider, platform::settings::PlatformKeys};
 use common::{TestApp, keyring, relaxed_settings, with_fake_provider};
 use reqwest::Client;
@@ -196,68 +194,18 @@ async fn another_users_connection_is_not_found_anywhere(db: PgPool) {
 /// An agent whose fake model calls `tool` with the JSON message as
 /// arguments; returns the tool call part of the reply.
 async fn call_tool(s: &Setup, client: &Client, tool: &str, arguments: Value) -> Value {
-    let model = format!("fake:tool={tool}");
-    let name = format!("Agent {tool} {}", uuid::Uuid::new_v4());
-    let form = [
-        ("name", name.as_str()),
-        ("description", ""),
-        ("system_prompt", ""),
-        ("provider", "openai"),
-        ("model", model.as_str()),
-        ("base_url", ""),
-        ("temperature", ""),
-        ("top_p", ""),
-        ("max_output_tokens", ""),
-        ("avatar", ""),
-        ("tools[]", tool),
-    ];
-    assert_eq!(
-        s.app.call(client, "create_agent", &form).await.status(),
-        200
-    );
-    let list: Value = s
-        .app
-        .call(client, "list_agents", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
-    let agent = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == name)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let message = arguments.to_string();
-    let sent: Value = s
-        .app
-        .call(
-            client,
-            "send_message",
-            &[("agent_id", agent.as_str()), ("message", message.as_str())],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let conversation = sent["conversation_id"].as_str().unwrap().to_owned();
-    for _ in 0..400 {
-        let c: Value = s
-            .app
-            .call(client, "get_conversation", &[("id", conversation.as_str())])
-            .await
-            .json()
-            .await
-            .unwrap();
-        if c["messages"][1]["status"] != "streaming" {
-            return c["messages"][1]["parts"][1].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the reply never settled");
+    let script = format!("fake:tool={tool}");
+    let agent =
+        common::scripted_agent(&s.app, client, s.fake, "openai", &script, &[tool], &[], "").await;
+    let sent = common::send_new(&s.app, client, &agent, &arguments.to_string()).await;
+    let reply = common::reply_when(
+        &s.app,
+        client,
+        sent["conversation_id"].as_str().unwrap(),
+        "",
+    )
+    .await;
+    reply["parts"][1].clone()
 }
 
 async fn sent(s: &Setup) -> Vec<Value> {
@@ -615,7 +563,7 @@ async fn paused(
     paused_on(s, client, "openai", tool, arguments).await
 }
 
-/// `paused` on a given provider (Gemini's script goes in the system prompt).
+/// `paused` on a given provider.
 async fn paused_on(
     s: &Setup,
     client: &Client,
@@ -624,86 +572,25 @@ async fn paused_on(
     arguments: Value,
 ) -> (String, String, String) {
     let script = format!("fake:tool={tool}");
-    let (model, prompt) = if provider == "google" {
-        ("gemini-fake".to_owned(), script)
-    } else {
-        (script, String::new())
-    };
-    let base_url = format!("http://{}/compat/v1", s.fake);
-    let name = format!("Careful {}", uuid::Uuid::new_v4());
-    let form = [
-        ("name", name.as_str()),
-        ("description", ""),
-        ("system_prompt", prompt.as_str()),
-        ("provider", provider),
-        ("model", model.as_str()),
-        (
-            "base_url",
-            if provider == "openai_compatible" {
-                base_url.as_str()
-            } else {
-                ""
-            },
-        ),
-        ("temperature", ""),
-        ("top_p", ""),
-        ("max_output_tokens", ""),
-        ("avatar", ""),
-        ("tools[]", tool),
-        ("ask_first[]", tool),
-    ];
-    assert_eq!(
-        s.app.call(client, "create_agent", &form).await.status(),
-        200
-    );
-    let list: Value = s
-        .app
-        .call(client, "list_agents", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
-    let agent = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == name)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let message = arguments.to_string();
-    let sent: Value = s
-        .app
-        .call(
-            client,
-            "send_message",
-            &[("agent_id", agent.as_str()), ("message", message.as_str())],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let agent = common::scripted_agent(
+        &s.app,
+        client,
+        s.fake,
+        provider,
+        &script,
+        &[tool],
+        &[tool],
+        "",
+    )
+    .await;
+    let sent = common::send_new(&s.app, client, &agent, &arguments.to_string()).await;
     let conversation = sent["conversation_id"].as_str().unwrap().to_owned();
     let reply = sent["reply_id"].as_str().unwrap().to_owned();
     (agent, conversation, reply)
 }
 
 async fn reply_of(s: &Setup, client: &Client, conversation: &str, until: &str) -> Value {
-    for _ in 0..400 {
-        let c: Value = s
-            .app
-            .call(client, "get_conversation", &[("id", conversation)])
-            .await
-            .json()
-            .await
-            .unwrap();
-        if c["messages"][1]["status"] == until {
-            return c["messages"][1].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the reply never became {until}");
+    common::reply_when(&s.app, client, conversation, until).await
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]

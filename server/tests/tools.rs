@@ -32,8 +32,7 @@ async fn spawn(db: PgPool) -> Tooled {
     Tooled { app, fake }
 }
 
-/// An agent with `tools` enabled; the fake's script goes in the model name,
-/// or (Gemini, whose names cannot hold one) in the system prompt.
+/// An agent with `tools` enabled and the fake model scripted.
 async fn agent(
     t: &Tooled,
     client: &Client,
@@ -42,53 +41,17 @@ async fn agent(
     tools: &[&str],
     step_limit: &str,
 ) -> String {
-    let base_url = format!("http://{}/compat/v1", t.fake);
-    let (model, prompt) = if provider == "google" {
-        ("gemini-fake".to_owned(), script.to_owned())
-    } else {
-        (script.to_owned(), String::new())
-    };
-    let name = format!("{provider} {script}");
-    let mut form: Vec<(&str, &str)> = vec![
-        ("name", name.as_str()),
-        ("description", ""),
-        ("system_prompt", prompt.as_str()),
-        ("provider", provider),
-        ("model", model.as_str()),
-        (
-            "base_url",
-            if provider == "openai_compatible" {
-                base_url.as_str()
-            } else {
-                ""
-            },
-        ),
-        ("temperature", ""),
-        ("top_p", ""),
-        ("max_output_tokens", ""),
-        ("avatar", ""),
-        ("step_limit", step_limit),
-    ];
-    for tool in tools {
-        form.push(("tools[]", tool));
-    }
-    let res = t.app.call(client, "create_agent", &form).await;
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-    let list: Value = t
-        .app
-        .call(client, "list_agents", &[])
-        .await
-        .json()
-        .await
-        .unwrap();
-    list.as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == name)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    common::scripted_agent(
+        &t.app,
+        client,
+        t.fake,
+        provider,
+        script,
+        tools,
+        &[],
+        step_limit,
+    )
+    .await
 }
 
 async fn send(t: &Tooled, client: &Client, agent: &str, text: &str) -> Value {

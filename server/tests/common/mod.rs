@@ -252,3 +252,103 @@ pub async fn database_url(db: &PgPool) -> String {
         .expect("DATABASE_URL has a database name");
     format!("{server}/{name}")
 }
+
+/// An agent whose fake model is scripted (in the model name, or for Gemini,
+/// whose names cannot hold a script, in the system prompt), with `tools`
+/// enabled and `ask_first` of them asking first. Returns its id.
+#[allow(clippy::too_many_arguments)]
+pub async fn scripted_agent(
+    app: &TestApp,
+    client: &Client,
+    fake: SocketAddr,
+    provider: &str,
+    script: &str,
+    tools: &[&str],
+    ask_first: &[&str],
+    step_limit: &str,
+) -> String {
+    let base_url = format!("http://{fake}/compat/v1");
+    let (model, prompt) = if provider == "google" {
+        ("gemini-fake".to_owned(), script.to_owned())
+    } else {
+        (script.to_owned(), String::new())
+    };
+    let name: String = format!("{} {provider} {script}", uuid::Uuid::new_v4())
+        .chars()
+        .take(80)
+        .collect();
+    let compat = provider == "openai_compatible";
+    let mut form: Vec<(&str, &str)> = vec![
+        ("name", name.as_str()),
+        ("description", ""),
+        ("system_prompt", prompt.as_str()),
+        ("provider", provider),
+        ("model", model.as_str()),
+        ("base_url", if compat { base_url.as_str() } else { "" }),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+        ("step_limit", step_limit),
+    ];
+    form.extend(tools.iter().map(|t| ("tools[]", *t)));
+    form.extend(ask_first.iter().map(|t| ("ask_first[]", *t)));
+    let res = app.call(client, "create_agent", &form).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let list: serde_json::Value = app
+        .call(client, "list_agents", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name.as_str())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Sends `text` to `agent` in a new conversation; returns what was started.
+pub async fn send_new(
+    app: &TestApp,
+    client: &Client,
+    agent: &str,
+    text: &str,
+) -> serde_json::Value {
+    let res = app
+        .call(
+            client,
+            "send_message",
+            &[("agent_id", agent), ("message", text)],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    res.json().await.unwrap()
+}
+
+/// The conversation's second message (the reply) once its status is
+/// `until` (any but `streaming` when `until` is empty).
+pub async fn reply_when(
+    app: &TestApp,
+    client: &Client,
+    conversation: &str,
+    until: &str,
+) -> serde_json::Value {
+    for _ in 0..400 {
+        let c: serde_json::Value = app
+            .call(client, "get_conversation", &[("id", conversation)])
+            .await
+            .json()
+            .await
+            .unwrap();
+        let status = &c["messages"][1]["status"];
+        if (until.is_empty() && status.is_string() && status != "streaming") || status == until {
+            return c["messages"][1].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the reply never became {until:?}");
+}
