@@ -1104,6 +1104,7 @@ fn machine() -> String {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    app::platform::tls::init();
     // `cargo bench` passes `--bench`; nothing else is read from the arguments.
     let scale = Scale::from_env();
     let admin_url = std::env::var("BENCH_DATABASE_URL")

@@ -18,6 +18,7 @@ const USAGE: &str =
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    app::platform::tls::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     if let ["fake-provider", addr] = args.as_slice() {

@@ -156,6 +156,7 @@ impl Egress {
     }
 
     pub fn with_resolver(allow: Vec<AllowEntry>, resolver: Arc<dyn Resolve>) -> Self {
+        super::tls::init();
         Egress {
             allow: Arc::new(allow),
             resolver,

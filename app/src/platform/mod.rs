@@ -10,5 +10,6 @@ pub mod passwords;
 pub mod rate_limit;
 pub mod request;
 pub mod settings;
+pub mod tls;
 
 pub use settings::Settings;

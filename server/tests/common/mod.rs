@@ -151,6 +151,7 @@ impl TestApp {
 
     /// A browser-like client with its own cookie jar that does not follow redirects.
     pub fn client(&self) -> Client {
+        app::platform::tls::init();
         Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
