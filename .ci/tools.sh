@@ -126,5 +126,16 @@ if [ "$mode" = test ]; then
     log "npm ci in end2end (Playwright without a browser download)"
     (cd "$here/end2end" && PATH="$node_dir:$PATH" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
   fi
+  # The official MCP peers the Rust tests talk to (the reference server and
+  # the inspector CLI). `npm install --no-save` rather than `npm ci`: one of
+  # vite's optional Windows-only packages is not on this registry, which
+  # `npm ci` counts as a lock file out of sync; the lock still pins the rest.
+  peers_mark="$here/.ci/peers/node_modules/.installed-$(sha256sum "$here/.ci/peers/package-lock.json" | cut -c1-16)"
+  if [ ! -e "$peers_mark" ]; then
+    log "npm install in .ci/peers (the MCP reference server and inspector)"
+    (cd "$here/.ci/peers" && PATH="$node_dir:$PATH" INSPECTOR_SKIP_CLIENT_INSTALL=1 \
+      npm install --no-save --no-audit --no-fund --silent)
+    touch "$peers_mark"
+  fi
 fi
 log "tools ready"

@@ -27,6 +27,7 @@ pub mod ctx;
 pub mod error;
 #[cfg(feature = "ssr")]
 pub mod llm;
+pub mod mcp;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod platform;
@@ -50,6 +51,7 @@ use crate::{
     auth::pages::{SignInPage, SignUpPage},
     chat::pages::ChatPage,
     connections::pages::ConnectionsPage,
+    mcp::pages::McpServersPage,
     pages::{DashboardPage, HomePage, NotFound, SettingsPage},
     provider_keys::pages::KeysPage,
     tools::activity::ToolActivityPage,
@@ -70,6 +72,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 chat::server::SEALED,
                 tools::server::SEALED,
                 connections::server::SEALED,
+                mcp::server::SEALED,
             ]
             .concat()
         });
@@ -155,6 +158,11 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("connections"))
                         view=ConnectionsPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("mcp"))
+                        view=McpServersPage
                         ssr=SsrMode::Async
                     />
                     <Route

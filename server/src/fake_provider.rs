@@ -22,6 +22,7 @@
 //! | `tool=name` | call tool `name` (`a+b`: two calls at once), with the user's message as arguments when it is a JSON object (else `{"city":"Paris"}`); once the results come back, reply `The tools said: …` |
 //! | `loop` | with `tool`, call again even after the results |
 //! | `echo` | reply `You said: ` and the last user message |
+//! | `offered` | reply `Offered: ` and the names of the tools offered, comma-separated |
 //! | `ping_ms=N` | fill every pause with a keep-alive ping each N ms |
 //! | `endless_error` | with `status`, an error body that never ends |
 //!
@@ -72,6 +73,7 @@ struct Script {
     /// Call the tools again even after their results came back.
     looping: bool,
     echo: bool,
+    offered: bool,
     ping: Option<Duration>,
     endless_error: bool,
 }
@@ -122,6 +124,7 @@ impl Script {
                 }
                 "loop" => script.looping = true,
                 "echo" => script.echo = true,
+                "offered" => script.offered = true,
                 "ping_ms" => script.ping = Some(millis()).filter(|p| !p.is_zero()),
                 "endless_error" => script.endless_error = true,
                 _ => {}
@@ -532,6 +535,9 @@ async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
         if script.echo {
             script.reply = Some(format!("You said: {message}"));
         }
+        if script.offered {
+            script.reply = Some(format!("Offered: {}", offered_tools(wire, &body).join(",")));
+        }
         if !script.tools.is_empty() {
             // Arguments: the user's message when it is a JSON object.
             script.args = serde_json::from_str::<Value>(&message)
@@ -827,6 +833,8 @@ pub fn router() -> Router {
         .with_state(Fake::default())
         // The services the built-in tools use (GitHub, Slack, Telegram).
         .merge(crate::fake_services::router())
+        // MCP servers, for the MCP client (`fake_mcp`).
+        .nest("/mcp", crate::fake_mcp::router())
 }
 
 /// Serves the fake on `listener` until the task is dropped.

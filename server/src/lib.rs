@@ -4,6 +4,7 @@
 
 pub mod chat_stream;
 pub mod config;
+pub mod fake_mcp;
 pub mod fake_provider;
 pub mod fake_services;
 pub mod forms;

@@ -5,8 +5,9 @@
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
 pub fn init(json: bool) {
-    let filter =
-        EnvFilter::try_from_env("ENCLAVE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let filter = filter(
+        EnvFilter::try_from_env("ENCLAVE_LOG").unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+    );
     let registry = tracing_subscriber::registry().with(filter);
     if json {
         registry.with(fmt::layer().json()).init();
@@ -14,6 +15,14 @@ pub fn init(json: bool) {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
         registry.with(fmt::layer().with_ansi(ansi)).init();
     }
+}
+
+/// `base` with what is never logged, whatever the operator asks for: the
+/// MCP SDK's own lines, which print transport errors whole, naming the
+/// server's URL (where some services put a key). `mcp::server` logs what
+/// failed without it.
+pub fn filter(base: EnvFilter) -> EnvFilter {
+    base.add_directive("rmcp=off".parse().expect("a valid directive"))
 }
 
 /// Adds one log line per request: method, path (never the query string, which

@@ -38,6 +38,16 @@ const REPLY_MODEL: &str = "fake:echo,kanarie-model";
 /// A tool connection's label and secret (a GitHub token the fake accepts).
 const CONNECTION_LABEL: &str = "Kanarie GitHub";
 const CONNECTION_SECRET: &str = "ghp_good_kanarie_token_9999";
+/// An MCP server: its name, a key in its URL's query, its secret header
+/// (the fake takes any secret that starts with its own), a header name of
+/// the user's own, and a host that cannot be found (its error is kept).
+const MCP_NAME: &str = "Kanarie MCP";
+const MCP_URL_KEY: &str = "kanarie-url-key";
+const MCP_SECRET_SUFFIX: &str = "-kanarie-9";
+const MCP_HEADER: &str = "X-Kanarie-Key";
+const MCP_MISSING: &str = "http://kanarie-mcp.invalid/mcp";
+/// Said to an MCP tool that shouts it back.
+const MCP_ARGUMENT: &str = "kanarie argument";
 /// An avatar is one emoji or a colour, so it cannot hold the ASCII marker:
 /// it is a canary of its own (an unusual pair, looked for as it is).
 const AVATAR: &str = "🐤🪶";
@@ -416,6 +426,118 @@ async fn store_everything(app: &TestApp) {
         "the secret is not in the call"
     );
 
+    // MCP servers: one whose tools are listed and called, one that refuses
+    // a header the user named, one that cannot be found.
+    let fake = app
+        .settings
+        .service_urls
+        .github
+        .trim_end_matches("/github")
+        .to_owned();
+    let mcp_url = format!("{fake}/mcp/secret?key={MCP_URL_KEY}");
+    let mcp_secret = format!("{}{MCP_SECRET_SUFFIX}", server::fake_mcp::SECRET);
+    let mcp = [
+        ("name", MCP_NAME),
+        ("url", mcp_url.as_str()),
+        ("auth", "header"),
+        ("secret", mcp_secret.as_str()),
+    ];
+    let listed: serde_json::Value = app
+        .call(&client, "add_mcp_server", &mcp)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["last_error"], serde_json::Value::Null, "{listed}");
+    let mcp_id = listed["id"].as_str().unwrap().to_owned();
+    let refused = [
+        ("name", "Refused"),
+        ("url", mcp_url.as_str()),
+        ("auth", "header"),
+        ("header_name", MCP_HEADER),
+        ("secret", mcp_secret.as_str()),
+    ];
+    let refused: serde_json::Value = app
+        .call(&client, "add_mcp_server", &refused)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(refused["last_error"].is_string(), "{refused}");
+    let missing = [("name", "Missing"), ("url", MCP_MISSING), ("auth", "none")];
+    let missing: serde_json::Value = app
+        .call(&client, "add_mcp_server", &missing)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        missing["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("kanarie-mcp.invalid")),
+        "{missing}"
+    );
+    let shout_key = format!("mcp:{mcp_id}:shout");
+    let shout_model = format!("fake:tool=mcp_{}_shout", &mcp_id[..8]);
+    let mcp_agent = [
+        ("name", "MCP user"),
+        ("description", ""),
+        ("system_prompt", ""),
+        ("provider", "openai"),
+        ("model", shout_model.as_str()),
+        ("base_url", ""),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+        ("tools[]", shout_key.as_str()),
+    ];
+    assert_eq!(
+        app.call(&client, "create_agent", &mcp_agent).await.status(),
+        200
+    );
+    let agents: serde_json::Value = app
+        .call(&client, "list_agents", &[("query", "mcp user")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mcp_agent = agents[0]["id"].as_str().unwrap().to_owned();
+    let arguments = serde_json::json!({ "text": MCP_ARGUMENT }).to_string();
+    let sent: serde_json::Value = app
+        .call(
+            &client,
+            "send_message",
+            &[
+                ("agent_id", mcp_agent.as_str()),
+                ("message", arguments.as_str()),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mcp_conversation = sent["conversation_id"].as_str().unwrap().to_owned();
+    let mut shouted = serde_json::Value::Null;
+    for _ in 0..400 {
+        let c: serde_json::Value = app
+            .call(
+                &client,
+                "get_conversation",
+                &[("id", mcp_conversation.as_str())],
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        if c["messages"][1]["status"] == "complete" {
+            shouted = c["messages"][1]["parts"][1].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(shouted["result"], MCP_ARGUMENT.to_uppercase(), "{shouted}");
+
     let too_long = format!("{MARK}{}", "x".repeat(200));
     let invalid = [
         ("first_name", too_long.as_str()),
@@ -435,7 +557,10 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
     let writer = capture.clone();
     tracing::subscriber::set_global_default(
         tracing_subscriber::fmt()
-            .with_env_filter("trace")
+            // What the server logs at its most verbose.
+            .with_env_filter(server::telemetry::filter(
+                tracing_subscriber::EnvFilter::new("trace"),
+            ))
             .with_ansi(false)
             .with_writer(move || writer.clone())
             .finish(),

@@ -63,6 +63,11 @@ const PLAIN: &[(&str, &str, &str)] = &[
     ),
     ("tool_calls", "status", "one of a fixed list of outcomes"),
     ("connections", "kind", "one of a fixed list of services"),
+    (
+        "mcp_servers",
+        "auth",
+        "none or header (checked by the schema)",
+    ),
 ];
 
 /// Types that can carry text or arbitrary bytes.
@@ -215,6 +220,36 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
             .status(),
         200
     );
+    // Two MCP servers: one with a secret header whose tools are listed,
+    // one that cannot be reached (its error is kept).
+    let secret_mcp = format!("http://{fake}/mcp/secret");
+    let mcp = [
+        ("name", "Verified MCP"),
+        ("url", secret_mcp.as_str()),
+        ("auth", "header"),
+        ("secret", server::fake_mcp::SECRET),
+    ];
+    let added: serde_json::Value = app
+        .call(&client, "add_mcp_server", &mcp)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        added["tools"].as_array().is_some_and(|t| !t.is_empty()),
+        "{added}"
+    );
+    let unreachable = [
+        ("name", "Unreachable MCP"),
+        ("url", "http://10.0.0.1/mcp"),
+        ("auth", "none"),
+    ];
+    assert_eq!(
+        app.call(&client, "add_mcp_server", &unreachable)
+            .await
+            .status(),
+        200
+    );
     // A reply that called a tool: its parts and the audit record.
     let tooling = [
         ("name", "Tooling"),
@@ -298,6 +333,7 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         ("provider_keys", "secret"),
         ("conversations", "title"),
         ("messages", "body"),
+        ("mcp_servers", "secret"),
     ] {
         let sql = format!(
             "UPDATE {table} SET {column} = set_byte({column}, 20, get_byte({column}, 20) # 1)
@@ -318,7 +354,8 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
             "agents.system_prompt",
             "provider_keys.secret",
             "conversations.title",
-            "messages.body"
+            "messages.body",
+            "mcp_servers.secret"
         ])
     );
 }

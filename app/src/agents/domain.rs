@@ -329,11 +329,7 @@ impl AgentExport {
             max_output_tokens: spec.max_output_tokens,
             conversation_starters: spec.starters.clone(),
             avatar: Some(spec.avatar.clone()),
-            // Connection ids belong to one account: never exported.
-            tools: Some(ToolConfig {
-                connections: Default::default(),
-                ..spec.tools.clone()
-            }),
+            tools: Some(spec.tools.portable()),
         }
     }
 

@@ -17,6 +17,7 @@ use crate::{
     action_error,
     connections::{ConnectionKind, ConnectionView, api::list_connections},
     error::AppError,
+    mcp::{McpServerView, api::list_mcp_servers, parse_tool_key, tool_key},
     provider_keys::{KeySource, ProviderKeyView, api::list_provider_keys},
     tools::{BUILTIN, ToolConfig, builtin},
     ui::{Field, FormError, RequireUser, TextAreaField, error_view, field_message, not_found_or},
@@ -109,6 +110,7 @@ fn AgentFields(
     keys: Vec<ProviderKeyView>,
     chosen_key: Option<String>,
     #[prop(optional)] connections: Vec<ConnectionView>,
+    #[prop(optional)] mcp_servers: Vec<McpServerView>,
     #[prop(into)] error: Signal<Option<AppError>>,
 ) -> impl IntoView {
     let provider_error = field_message(error, "provider");
@@ -255,7 +257,12 @@ fn AgentFields(
                 .collect_view()}
             <p class="field-error" id="field-starters-error">{starters_error}</p>
         </fieldset>
-        <ToolFields initial=initial.tools.clone() connections=connections error=error/>
+        <ToolFields
+            initial=initial.tools.clone()
+            connections=connections
+            mcp_servers=mcp_servers
+            error=error
+        />
         <div class="field-row">
             <Field
                 label="Avatar"
@@ -295,9 +302,11 @@ fn AgentFields(
 fn ToolFields(
     initial: ToolConfig,
     connections: Vec<ConnectionView>,
+    mcp_servers: Vec<McpServerView>,
     #[prop(into)] error: Signal<Option<AppError>>,
 ) -> impl IntoView {
     let tools_error = field_message(error, "tools");
+    let mcp_initial = initial.clone();
     // For each service the user has connections for: which one tools use.
     let choices: Vec<(ConnectionKind, Vec<ConnectionView>)> = ConnectionKind::ALL
         .into_iter()
@@ -352,6 +361,49 @@ fn ToolFields(
                                         </label>
                                     }
                                 })}
+                        </div>
+                    }
+                })
+                .collect_view()}
+            {mcp_servers
+                .into_iter()
+                .filter(|server| server.tools.iter().any(|t| t.unusable.is_none()))
+                .map(|server| {
+                    let initial = mcp_initial.clone();
+                    view! {
+                        <div class="mcp-agent-tools">
+                            <p class="tool-source">{format!("MCP server: {}", server.name)}</p>
+                            {server
+                                .tools
+                                .iter()
+                                .filter(|t| t.unusable.is_none())
+                                .map(|t| {
+                                    let key = tool_key(&server.id, &t.name);
+                                    view! {
+                                        <div class="tool-option">
+                                            <label class="checkbox">
+                                                <input
+                                                    type="checkbox"
+                                                    name="tools[]"
+                                                    value=key.clone()
+                                                    checked=initial.is_enabled(&key)
+                                                />
+                                                " " {t.label().to_owned()}
+                                            </label>
+                                            <p class="hint">{t.description.clone()}</p>
+                                            <label class="checkbox ask-first">
+                                                <input
+                                                    type="checkbox"
+                                                    name="ask_first[]"
+                                                    value=key.clone()
+                                                    checked=initial.asks_first(&key)
+                                                />
+                                                " Ask me before each use"
+                                            </label>
+                                        </div>
+                                    }
+                                })
+                                .collect_view()}
                         </div>
                     }
                 })
@@ -422,12 +474,14 @@ fn AgentNew() -> impl IntoView {
     let error = action_error!(action);
     let keys = Resource::new(|| (), |_| list_provider_keys());
     let connections = Resource::new(|| (), |_| list_connections());
+    let mcp_servers = Resource::new(|| (), |_| list_mcp_servers());
     view! {
         <h1>"New agent"</h1>
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 let keys = keys.await.unwrap_or_default();
                 let connections = connections.await.unwrap_or_default();
+                let mcp_servers = mcp_servers.await.unwrap_or_default();
                 let initial = AgentForm {
                     provider: Provider::Openai.as_str().to_owned(),
                     model: "gpt-4o-mini".to_owned(),
@@ -441,6 +495,7 @@ fn AgentNew() -> impl IntoView {
                             keys=keys
                             chosen_key=None
                             connections=connections
+                            mcp_servers=mcp_servers
                             error=error
                         />
                         <button type="submit" class="primary" disabled=move || action.pending().get()>
@@ -474,12 +529,14 @@ fn AgentEdit() -> impl IntoView {
     let agent = Resource::new(move || id.get(), get_agent);
     let keys = Resource::new(|| (), |_| list_provider_keys());
     let connections = Resource::new(|| (), |_| list_connections());
+    let mcp_servers = Resource::new(|| (), |_| list_mcp_servers());
     let action = UpdateAgentAction::new();
     let error = action_error!(action);
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 let connections = connections.await.unwrap_or_default();
+                let mcp_servers = mcp_servers.await.unwrap_or_default();
                 match (agent.await, keys.await) {
                     (Ok(agent), Ok(keys)) => {
                         Either::Left(view! {
@@ -491,6 +548,7 @@ fn AgentEdit() -> impl IntoView {
                                     keys=keys
                                     chosen_key=agent.provider_key_id.clone()
                                     connections=connections
+                                    mcp_servers=mcp_servers
                                     error=error
                                 />
                                 <button type="submit" class="primary" disabled=move || action.pending().get()>
@@ -586,7 +644,11 @@ fn AgentCard(agent: AgentDetail) -> impl IntoView {
                         spec.tools
                             .enabled
                             .iter()
-                            .map(|t| builtin(t).map_or(t.as_str(), |info| info.label))
+                            .map(|t| match (builtin(t), parse_tool_key(t)) {
+                                (Some(info), _) => info.label.to_owned(),
+                                (None, Some((_, tool))) => format!("{tool} (MCP)"),
+                                (None, None) => t.clone(),
+                            })
                             .collect::<Vec<_>>()
                             .join(", ")
                     }}

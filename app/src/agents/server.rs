@@ -213,6 +213,33 @@ async fn check_connections(
     Ok(())
 }
 
+/// Each MCP server the agent's tools come from must be the owner's own;
+/// another user's looks exactly like one that was deleted.
+async fn check_mcp_servers(
+    state: &AppState,
+    owner: Uuid,
+    tools: &crate::tools::ToolConfig,
+) -> Result<(), AppError> {
+    let ids = tools.mcp_servers();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mine: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM mcp_servers WHERE id = ANY($1) AND owner_id = $2")
+            .bind(&ids)
+            .bind(owner)
+            .fetch_one(&state.db)
+            .await?;
+    if mine as usize == ids.len() {
+        Ok(())
+    } else {
+        Err(AppError::invalid(
+            "tools",
+            "A tool was chosen from an MCP server that no longer exists.",
+        ))
+    }
+}
+
 /// Seals `spec` for row `id` and runs `sql`, an INSERT or UPDATE whose
 /// parameters are numbered as in `INSERT_AGENT` ($1 id, $2 owner, ...).
 async fn write_agent(
@@ -226,6 +253,7 @@ async fn write_agent(
 ) -> Result<u64, AppError> {
     check_chosen_key(state, owner, spec.provider, provider_key_id).await?;
     check_connections(state, owner, &spec.tools).await?;
+    check_mcp_servers(state, owner, &spec.tools).await?;
     let seal = |column, value: &str| key.seal_str(place(column, id, owner), value);
     let starters = serde_json::to_string(&spec.starters).map_err(AppError::internal)?;
     let tools = serde_json::to_string(&spec.tools).map_err(AppError::internal)?;

@@ -276,7 +276,8 @@ async fn build_job(
         key: key.clone(),
         message: reply_id,
         config: spec.tools.clone(),
-    });
+    })
+    .await;
     let request = ChatRequest {
         provider: spec.provider,
         base_url,

@@ -54,10 +54,13 @@ pub fn body(req: &ChatRequest) -> Value {
         .collect();
     let mut body = json!({ "contents": contents });
     if !req.tools.is_empty() {
+        // `parametersJsonSchema` takes a whole JSON Schema; `parameters`
+        // only Gemini's OpenAPI subset, which an MCP server's schema may
+        // not keep to.
         let declarations: Vec<Value> = req
             .tools
             .iter()
-            .map(|t| json!({"name": t.name, "description": t.description, "parameters": t.parameters}))
+            .map(|t| json!({"name": t.name, "description": t.description, "parametersJsonSchema": t.parameters}))
             .collect();
         body["tools"] = json!([{ "functionDeclarations": declarations }]);
     }

@@ -99,6 +99,11 @@ fn Settings() -> impl IntoView {
             <a class="button" href="/settings/activity">"Tool activity"</a>
         </section>
         <section class="card">
+            <h2>"MCP servers"</h2>
+            <p class="muted">"Your own remote MCP servers, whose tools your agents can call."</p>
+            <a class="button" href="/settings/mcp">"Manage MCP servers"</a>
+        </section>
+        <section class="card">
             <h2>"Appearance"</h2>
             <ThemeSwitcher/>
         </section>

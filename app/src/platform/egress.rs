@@ -275,6 +275,15 @@ impl Egress {
         })
     }
 
+    /// A client for `url`'s server, pinned to its checked address, that
+    /// follows no redirects: for a protocol client that makes its own
+    /// requests to that one server (an MCP server).
+    pub async fn client_for(&self, url: &str) -> Result<reqwest::Client, EgressError> {
+        let url = Url::parse(url).map_err(|_| EgressError::InvalidUrl)?;
+        let addr = self.check(&url).await?;
+        self.pinned_client(&url, addr, false)
+    }
+
     /// POSTs `body` and returns the response unread, for streaming. Redirects
     /// are not followed (a POST has no business being redirected); the caller
     /// applies its own first-byte and idle timeouts.

@@ -154,7 +154,7 @@ impl ToolConfig {
             .enabled
             .iter()
             .chain(&self.ask_first)
-            .find(|name| builtin(name).is_none())
+            .find(|name| builtin(name).is_none() && crate::mcp::parse_tool_key(name).is_none())
         {
             return Err(format!("There is no tool called “{unknown}”."));
         }
@@ -166,6 +166,9 @@ impl ToolConfig {
             return Err(format!(
                 "“{bad}” is not a host name (like api.example.com, without https://)."
             ));
+        }
+        if self.enabled.len() > 200 {
+            return Err("At most 200 tools per agent.".into());
         }
         if self.allowed_hosts.len() > 50 {
             return Err("At most 50 allowed hosts.".into());
@@ -183,6 +186,33 @@ impl ToolConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The settings without what belongs to one account (connection ids,
+    /// the tools of the user's MCP servers): what an export carries.
+    pub fn portable(&self) -> ToolConfig {
+        let mine = |name: &String| crate::mcp::parse_tool_key(name).is_none();
+        ToolConfig {
+            enabled: self.enabled.iter().filter(|n| mine(n)).cloned().collect(),
+            ask_first: self.ask_first.iter().filter(|n| mine(n)).cloned().collect(),
+            connections: Default::default(),
+            ..self.clone()
+        }
+    }
+
+    /// The MCP servers the enabled tools come from.
+    #[cfg(feature = "ssr")]
+    pub fn mcp_servers(&self) -> Vec<uuid::Uuid> {
+        let mut ids: Vec<uuid::Uuid> = self
+            .enabled
+            .iter()
+            .chain(&self.ask_first)
+            .filter_map(|name| crate::mcp::parse_tool_key(name))
+            .filter_map(|(id, _)| uuid::Uuid::parse_str(id).ok())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 
     pub fn is_enabled(&self, name: &str) -> bool {

@@ -83,25 +83,28 @@ pub trait Tool: Send + Sync {
 /// The most of a tool's answer the model is given (and kept).
 pub const MAX_RESULT_CHARS: usize = 16_000;
 
-/// The tools of one run, with what they need.
+/// The tools of one run, with what they need: each with the key the
+/// agent's settings know it by (a built-in's name, `mcp:<server>:<tool>`).
 #[derive(Clone)]
 pub struct Toolbox {
-    tools: Vec<Arc<dyn Tool>>,
+    tools: Vec<(String, Arc<dyn Tool>)>,
     pub config: ToolConfig,
     pub ctx: ToolCtx,
     pub timeout: Duration,
 }
 
 impl Toolbox {
-    /// The agent's enabled tools. Unknown names (a tool since removed) are
-    /// skipped.
-    pub fn for_agent(ctx: ToolCtx) -> Self {
+    /// The agent's enabled tools: built-in ones and those of the owner's
+    /// MCP servers. Unknown names (a tool since removed, a server deleted)
+    /// are skipped.
+    pub async fn for_agent(ctx: ToolCtx) -> Self {
         let config = ctx.config.clone();
-        let tools = config
+        let mut tools: Vec<(String, Arc<dyn Tool>)> = config
             .enabled
             .iter()
-            .filter_map(|name| builtin_tool(name))
+            .filter_map(|name| builtin_tool(name).map(|tool| (name.clone(), tool)))
             .collect();
+        tools.extend(crate::mcp::server::tools_for(&ctx, &config.enabled).await);
         let timeout = ctx.state.settings.tool_timeout;
         Toolbox {
             tools,
@@ -116,16 +119,18 @@ impl Toolbox {
     }
 
     pub fn declarations(&self) -> Vec<ToolDecl> {
-        self.tools.iter().map(|t| t.decl()).collect()
+        self.tools.iter().map(|(_, t)| t.decl()).collect()
     }
 
-    fn find(&self, name: &str) -> Option<&Arc<dyn Tool>> {
-        self.tools.iter().find(|t| t.decl().name == name)
+    /// The tool the model calls `name`, with its settings key.
+    fn find(&self, name: &str) -> Option<&(String, Arc<dyn Tool>)> {
+        self.tools.iter().find(|(_, t)| t.decl().name == name)
     }
 
     /// Whether a call of `name` waits for the user's approval.
     pub fn asks_first(&self, name: &str) -> bool {
-        self.find(name).is_some_and(|t| t.side_effects()) && self.config.asks_first(name)
+        self.find(name)
+            .is_some_and(|(key, t)| t.side_effects() && self.config.asks_first(key))
     }
 
     /// Runs one call, within the tool timeout, and records it in the audit
@@ -133,7 +138,7 @@ impl Toolbox {
     /// `MAX_RESULT_CHARS`.
     pub async fn call(&self, name: &str, arguments: Value) -> Result<ToolOutput, ToolError> {
         let mut audit = Audit::start(&self.ctx, name);
-        let Some(tool) = self.find(name) else {
+        let Some((_, tool)) = self.find(name) else {
             audit.finish("failed", None);
             return Err(ToolError::Invalid(format!(
                 "There is no tool called “{name}” for this agent."

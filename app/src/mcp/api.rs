@@ -1,0 +1,69 @@
+//! MCP server functions: authenticate, validate, call `server`.
+
+use leptos::prelude::*;
+
+use super::McpServerView;
+use crate::error::AppError;
+
+pub type AddMcpServerAction = ServerAction<AddMcpServer>;
+pub type RefreshMcpServerAction = ServerAction<RefreshMcpServer>;
+pub type ReplaceMcpSecretAction = ServerAction<ReplaceMcpSecret>;
+pub type DeleteMcpServerAction = ServerAction<DeleteMcpServer>;
+
+#[server(prefix = "/api", endpoint = "list_mcp_servers")]
+pub async fn list_mcp_servers() -> Result<Vec<McpServerView>, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::server::list(&ctx::state()?, session.user_id, &session.key).await
+}
+
+#[server(prefix = "/api", endpoint = "add_mcp_server")]
+pub async fn add_mcp_server(
+    name: String,
+    url: String,
+    auth: Option<String>,
+    header_name: Option<String>,
+    secret: Option<String>,
+) -> Result<McpServerView, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let new = super::NewMcpServer::parse(&super::McpServerInput {
+        name,
+        url,
+        auth: auth.unwrap_or_default(),
+        header_name: header_name.unwrap_or_default(),
+        secret: secret.unwrap_or_default(),
+    })?;
+    super::server::add(&ctx::state()?, session.user_id, &session.key, &new).await
+}
+
+#[server(prefix = "/api", endpoint = "refresh_mcp_server")]
+pub async fn refresh_mcp_server(id: String) -> Result<McpServerView, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
+    super::server::refresh(&ctx::state()?, session.user_id, &session.key, id).await
+}
+
+#[server(prefix = "/api", endpoint = "replace_mcp_secret")]
+pub async fn replace_mcp_secret(id: String, secret: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
+    let secret = secret.trim();
+    if secret.is_empty()
+        || secret.len() > super::SECRET_MAX
+        || secret.chars().any(|c| c.is_control())
+    {
+        return Err(AppError::invalid("secret", "Paste the new secret."));
+    }
+    super::server::replace_secret(&ctx::state()?, session.user_id, &session.key, id, secret).await
+}
+
+#[server(prefix = "/api", endpoint = "delete_mcp_server")]
+pub async fn delete_mcp_server(id: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
+    super::server::delete(&ctx::state()?, session.user_id, id).await
+}

@@ -1,0 +1,746 @@
+//! The user's own MCP servers: added in Settings, their tools listed and
+//! enabled per agent, called in the tool loop. The client is tested against
+//! the official reference server (`server-everything` from npm, in its
+//! streamable HTTP mode; the 2025-11-25 era, with `Mcp-Session-Id` and SSE
+//! answers), and against fakes for what a reference server never does
+//! (refuse a secret, answer garbage, hang, flood).
+
+mod common;
+
+#[path = "common/peers.rs"]
+mod peers;
+
+use app::{agents::domain::Provider, platform::settings::PlatformKeys};
+use common::{
+    TestApp, keyring, relaxed_settings, reply_when, scripted_agent, send_new, with_fake_provider,
+};
+use reqwest::Client;
+use serde_json::Value;
+use sqlx::PgPool;
+
+struct Setup {
+    app: TestApp,
+    fake: std::net::SocketAddr,
+    everything: peers::Peer,
+}
+
+async fn spawn(db: PgPool) -> Setup {
+    let fake = server::fake_provider::start().await.unwrap();
+    let everything = peers::everything().await;
+    let keys = [Provider::Openai, Provider::Anthropic, Provider::Google]
+        .into_iter()
+        .map(|p| (p, "platform-key".to_owned()))
+        .collect();
+    let mut settings = with_fake_provider(
+        app::platform::Settings {
+            platform_keys: PlatformKeys::new(keys),
+            ..relaxed_settings()
+        },
+        fake,
+    );
+    settings
+        .egress_allow
+        .push(app::platform::egress::AllowEntry::parse(&everything.addr()).unwrap());
+    let app = TestApp::spawn_full(db, settings, keyring(1, &[])).await;
+    Setup {
+        app,
+        fake,
+        everything,
+    }
+}
+
+impl Setup {
+    fn everything_url(&self) -> String {
+        format!("http://{}/mcp", self.everything.addr())
+    }
+}
+
+async fn add_server(app: &TestApp, client: &Client, form: &[(&str, &str)]) -> reqwest::Response {
+    app.call(client, "add_mcp_server", form).await
+}
+
+/// Adds an open server; returns its view (with its tools, or its error).
+async fn added(app: &TestApp, client: &Client, name: &str, url: &str) -> Value {
+    let res = add_server(
+        app,
+        client,
+        &[("name", name), ("url", url), ("auth", "none")],
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    res.json().await.unwrap()
+}
+
+fn tool_names(server: &Value) -> Vec<String> {
+    server["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The name the model calls tool `tool` of server `id` by.
+fn model_name(id: &str, tool: &str) -> String {
+    format!("mcp_{}_{tool}", &id[..8])
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_user_adds_the_reference_server_and_sees_its_tools(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("mcp@example.com").await;
+    let server = added(&s.app, &client, "Everything", &s.everything_url()).await;
+    assert_eq!(server["last_error"], Value::Null, "{server}");
+    assert!(server["refreshed_at"].is_string());
+    let names = tool_names(&server);
+    for expected in ["echo", "get-sum", "trigger-long-running-operation"] {
+        assert!(names.contains(&expected.to_owned()), "{names:?}");
+    }
+    let sum = server["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "get-sum")
+        .unwrap();
+    assert_eq!(sum["input_schema"]["type"], "object");
+    assert!(sum["input_schema"]["properties"]["a"].is_object(), "{sum}");
+    assert!(!sum["description"].as_str().unwrap().is_empty());
+
+    // The list is kept: it reads back without asking the server again.
+    let list: Value = s
+        .app
+        .call(&client, "list_mcp_servers", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(tool_names(&list[0]), names);
+
+    // Refresh reads it again.
+    let id = server["id"].as_str().unwrap();
+    let res = s
+        .app
+        .call(&client, "refresh_mcp_server", &[("id", id)])
+        .await;
+    assert_eq!(res.status(), 200);
+    let refreshed: Value = res.json().await.unwrap();
+    assert_eq!(tool_names(&refreshed), names);
+
+    // The settings page shows them, as text.
+    let page = client
+        .get(s.app.url("/settings/mcp"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Everything"), "{page}");
+    assert!(page.contains("get-sum"));
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_agent_calls_a_tool_of_the_reference_server_on_every_provider(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("mcp-chat@example.com").await;
+    let server = added(&s.app, &client, "Everything", &s.everything_url()).await;
+    let id = server["id"].as_str().unwrap();
+    let key = format!("mcp:{id}:get-sum");
+    let name = model_name(id, "get-sum");
+    for provider in ["openai", "anthropic", "google", "openai_compatible"] {
+        let agent = scripted_agent(
+            &s.app,
+            &client,
+            s.fake,
+            provider,
+            &format!("fake:tool={name}"),
+            &[&key],
+            &[],
+            "",
+        )
+        .await;
+        let started = send_new(&s.app, &client, &agent, r#"{"a": 2, "b": 3}"#).await;
+        let conversation = started["conversation_id"].as_str().unwrap();
+        let reply = reply_when(&s.app, &client, conversation, "").await;
+        assert_eq!(reply["status"], "complete", "{provider}: {reply}");
+        let body = reply["body"].as_str().unwrap();
+        assert!(
+            body.contains("The sum of 2 and 3 is 5"),
+            "{provider}: {body}"
+        );
+        let call = reply["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["type"] == "tool_call")
+            .unwrap_or_else(|| panic!("{provider}: no tool call in {reply}"));
+        assert_eq!(call["tool"], name.as_str(), "{call}");
+        assert_eq!(call["status"], "done", "{call}");
+    }
+    // Each call is in the audit, with the host it reached.
+    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM tool_calls WHERE status = 'done'")
+        .fetch_one(&s.app.db)
+        .await
+        .unwrap();
+    assert_eq!(audited, 4);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_mcp_tool_set_to_ask_first_waits_for_approval(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("mcp-ask@example.com").await;
+    let server = added(&s.app, &client, "Everything", &s.everything_url()).await;
+    let id = server["id"].as_str().unwrap();
+    let key = format!("mcp:{id}:echo");
+    let agent = scripted_agent(
+        &s.app,
+        &client,
+        s.fake,
+        "openai",
+        &format!("fake:tool={}", model_name(id, "echo")),
+        &[&key],
+        &[&key],
+        "",
+    )
+    .await;
+    let started = send_new(&s.app, &client, &agent, r#"{"message": "hi there"}"#).await;
+    let conversation = started["conversation_id"].as_str().unwrap();
+    let waiting = reply_when(&s.app, &client, conversation, "awaiting_approval").await;
+    let call_id = waiting["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == "tool_call")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = s
+        .app
+        .call(
+            &client,
+            "decide_tool_call",
+            &[
+                ("message_id", waiting["id"].as_str().unwrap()),
+                ("call_id", call_id.as_str()),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let reply = reply_when(&s.app, &client, conversation, "complete").await;
+    assert!(
+        reply["body"].as_str().unwrap().contains("Echo: hi there"),
+        "{reply}"
+    );
+}
+
+// ---- against the fakes (`server::fake_mcp`) ---------------------------------
+
+impl Setup {
+    fn fake_url(&self, path: &str) -> String {
+        format!("http://{}/mcp/{path}", self.fake)
+    }
+
+    async fn seen(&self) -> Vec<String> {
+        reqwest::get(format!("http://{}/mcp/seen", self.fake))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// A scripted agent that calls `tool` of `server` (enabled), with
+/// `arguments` as the user's message; returns the settled reply.
+async fn call_through_agent(
+    s: &Setup,
+    client: &Client,
+    server: &Value,
+    tool: &str,
+    arguments: &str,
+) -> Value {
+    let id = server["id"].as_str().unwrap();
+    let key = format!("mcp:{id}:{tool}");
+    let agent = scripted_agent(
+        &s.app,
+        client,
+        s.fake,
+        "openai",
+        &format!("fake:tool={}", model_name(id, tool)),
+        &[&key],
+        &[],
+        "",
+    )
+    .await;
+    let started = send_new(&s.app, client, &agent, arguments).await;
+    let conversation = started["conversation_id"].as_str().unwrap();
+    reply_when(&s.app, client, conversation, "").await
+}
+
+fn tool_call(reply: &Value) -> Value {
+    reply["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == "tool_call")
+        .unwrap_or_else(|| panic!("no tool call in {reply}"))
+        .clone()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_client_speaks_both_protocol_eras(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("mcp-eras@example.com").await;
+
+    // A current server: the stateless 2026-07-28 revision, every request
+    // carrying its version.
+    let modern = added(&s.app, &client, "Modern", &s.fake_url("open")).await;
+    assert_eq!(modern["last_error"], Value::Null, "{modern}");
+    assert!(tool_names(&modern).contains(&"add".to_owned()));
+    let seen = s.seen().await;
+    assert!(
+        !seen.is_empty() && seen.iter().all(|v| v == "2026-07-28"),
+        "{seen:?}"
+    );
+    let reply = call_through_agent(&s, &client, &modern, "add", r#"{"a": 2, "b": 40}"#).await;
+    assert_eq!(tool_call(&reply)["result"], "2 + 40 = 42", "{reply}");
+
+    // A server of the 2025-11-25 era refuses `server/discover`: the client
+    // falls back to `initialize`.
+    let before = s.seen().await.len();
+    let legacy = added(&s.app, &client, "Legacy", &s.fake_url("legacy")).await;
+    assert_eq!(legacy["last_error"], Value::Null, "{legacy}");
+    assert!(tool_names(&legacy).contains(&"shout".to_owned()));
+    let seen = s.seen().await;
+    assert!(
+        seen[before..].iter().any(|v| v == "2025-11-25"),
+        "{:?}",
+        &seen[before..]
+    );
+    let reply = call_through_agent(&s, &client, &legacy, "shout", r#"{"text": "quiet"}"#).await;
+    assert_eq!(tool_call(&reply)["result"], "QUIET", "{reply}");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_secret_header_is_sealed_sent_and_replaceable(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("mcp-secret@example.com").await;
+    let url = s.fake_url("secret");
+
+    // Authorization: Bearer (the default header).
+    let res = add_server(
+        &s.app,
+        &client,
+        &[
+            ("name", "Bearer"),
+            ("url", &url),
+            ("auth", "header"),
+            ("secret", server::fake_mcp::SECRET),
+        ],
+    )
+    .await;
+    let bearer: Value = res.json().await.unwrap();
+    assert_eq!(bearer["last_error"], Value::Null, "{bearer}");
+    assert_eq!(bearer["header_name"], "Authorization");
+    assert_eq!(bearer["masked"], "…oken");
+    assert!(!bearer.to_string().contains(server::fake_mcp::SECRET));
+
+    // A header of the server's own.
+    let res = add_server(
+        &s.app,
+        &client,
+        &[
+            ("name", "Key"),
+            ("url", &url),
+            ("auth", "header"),
+            ("header_name", "X-Api-Key"),
+            ("secret", server::fake_mcp::SECRET),
+        ],
+    )
+    .await;
+    let keyed: Value = res.json().await.unwrap();
+    assert_eq!(keyed["last_error"], Value::Null, "{keyed}");
+    let reply = call_through_agent(&s, &client, &keyed, "shout", r#"{"text": "ok"}"#).await;
+    assert_eq!(tool_call(&reply)["result"], "OK", "{reply}");
+
+    // A wrong secret: kept, with the reason in words; replacing it mends it.
+    let res = add_server(
+        &s.app,
+        &client,
+        &[
+            ("name", "Wrong"),
+            ("url", &url),
+            ("auth", "header"),
+            ("secret", "not-the-token"),
+        ],
+    )
+    .await;
+    let wrong: Value = res.json().await.unwrap();
+    let error = wrong["last_error"].as_str().unwrap();
+    assert!(error.contains("refused the credentials"), "{error}");
+    assert!(!error.contains("not-the-token"));
+    let id = wrong["id"].as_str().unwrap();
+    let res = s
+        .app
+        .call(
+            &client,
+            "replace_mcp_secret",
+            &[("id", id), ("secret", server::fake_mcp::SECRET)],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let mended: Value = s
+        .app
+        .call(&client, "refresh_mcp_server", &[("id", id)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mended["last_error"], Value::Null, "{mended}");
+    assert!(!tool_names(&mended).is_empty());
+
+    // The secret is sealed: no column holds it in the clear.
+    let plain: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM mcp_servers WHERE position($1::bytea in secret::bytea) > 0",
+    )
+    .bind(server::fake_mcp::SECRET.as_bytes())
+    .fetch_one(&s.app.db)
+    .await
+    .unwrap();
+    assert_eq!(plain, 0);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn bad_servers_get_plain_errors_and_lose_nothing(db: PgPool) {
+    let s = spawn_with_timeout(db, 2).await;
+    let client = s.app.signed_up("mcp-bad@example.com").await;
+
+    // Not an address at all: the form says so, nothing is stored.
+    for url in [
+        "mcp.example.com",
+        "ftp://example.com/mcp",
+        "https://u:p@example.com/mcp",
+    ] {
+        let res = add_server(
+            &s.app,
+            &client,
+            &[("name", "Bad"), ("url", url), ("auth", "none")],
+        )
+        .await;
+        assert_eq!(res.status(), 422, "{url}");
+        let body: Value = res.json().await.unwrap();
+        assert!(body.to_string().contains("url"), "{body}");
+    }
+    // A header secret left empty.
+    let res = add_server(
+        &s.app,
+        &client,
+        &[
+            ("name", "Bad"),
+            ("url", &s.fake_url("secret")),
+            ("auth", "header"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 422);
+
+    // Each of these is kept, with what went wrong in words.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let cases = [
+        (s.fake_url("garbage"), "not MCP"),
+        (s.fake_url("slow"), "did not answer within 2 seconds"),
+        (
+            "http://10.0.0.1/mcp".to_owned(),
+            "private, local or reserved",
+        ),
+        (
+            "http://169.254.169.254/mcp".to_owned(),
+            "private, local or reserved",
+        ),
+        (format!("http://{closed}/mcp"), "private, local or reserved"),
+    ];
+    for (url, expected) in cases {
+        let server = added(&s.app, &client, "Broken", &url).await;
+        let error = server["last_error"].as_str().unwrap_or_default();
+        assert!(error.contains(expected), "{url}: {error}");
+        assert_eq!(server["tools"], serde_json::json!([]), "{url}");
+    }
+    let list: Value = s
+        .app
+        .call(&client, "list_mcp_servers", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 5);
+}
+
+async fn spawn_with_timeout(db: PgPool, secs: u64) -> Setup {
+    let fake = server::fake_provider::start().await.unwrap();
+    let everything = peers::everything().await;
+    let mut settings = with_fake_provider(
+        app::platform::Settings {
+            platform_keys: PlatformKeys::new(
+                [(Provider::Openai, "platform-key".to_owned())].into(),
+            ),
+            tool_timeout: std::time::Duration::from_secs(secs),
+            ..relaxed_settings()
+        },
+        fake,
+    );
+    settings
+        .egress_allow
+        .push(app::platform::egress::AllowEntry::parse(&everything.addr()).unwrap());
+    let app = TestApp::spawn_full(db, settings, keyring(1, &[])).await;
+    Setup {
+        app,
+        fake,
+        everything,
+    }
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_failing_slow_or_flooding_tool_fails_alone_and_the_run_goes_on(db: PgPool) {
+    let s = spawn_with_timeout(db, 3).await;
+    let client = s.app.signed_up("mcp-fail@example.com").await;
+    let server = added(&s.app, &client, "Open", &s.fake_url("open")).await;
+
+    // An error result: the call fails with the server's words; the model
+    // still answers.
+    let reply = call_through_agent(&s, &client, &server, "fail", "{}").await;
+    assert_eq!(reply["status"], "complete", "{reply}");
+    let call = tool_call(&reply);
+    assert_eq!(call["status"], "failed", "{call}");
+    assert!(
+        call["error"]
+            .as_str()
+            .unwrap()
+            .contains("failed on purpose"),
+        "{call}"
+    );
+
+    // A long answer is cut to what the model is given.
+    let reply = call_through_agent(&s, &client, &server, "big", "{}").await;
+    let call = tool_call(&reply);
+    assert_eq!(call["status"], "done", "{call}");
+    let result = call["result"].as_str().unwrap();
+    assert!(
+        result.len() < 17_000 && result.contains("cut at"),
+        "{}",
+        result.len()
+    );
+
+    // One too large to take is refused, in words.
+    let reply = call_through_agent(&s, &client, &server, "flood", "{}").await;
+    assert_eq!(reply["status"], "complete", "{reply}");
+    let call = tool_call(&reply);
+    assert_eq!(call["status"], "failed", "{call}");
+    assert!(
+        call["error"]
+            .as_str()
+            .unwrap()
+            .contains("answers over 4 MiB are refused"),
+        "{call}"
+    );
+
+    // A tool that never answers: the call times out, the reply completes.
+    let reply = call_through_agent(&s, &client, &server, "hang", "{}").await;
+    assert_eq!(reply["status"], "complete", "{reply}");
+    let call = tool_call(&reply);
+    assert_eq!(call["status"], "failed", "{call}");
+    assert!(
+        call["error"].as_str().unwrap().contains("within 3 seconds"),
+        "{call}"
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_server_that_went_down_fails_the_call_not_the_reply(db: PgPool) {
+    let mut s = spawn(db).await;
+    let client = s.app.signed_up("mcp-down@example.com").await;
+    let server = added(&s.app, &client, "Everything", &s.everything_url()).await;
+    // The reference server stops (its port stays allowlisted, and closed).
+    let port = s.everything.port;
+    s.everything = peers::Peer::none(port);
+    let reply = call_through_agent(&s, &client, &server, "echo", r#"{"message": "hi"}"#).await;
+    assert_eq!(reply["status"], "complete", "{reply}");
+    let call = tool_call(&reply);
+    assert_eq!(call["status"], "failed", "{call}");
+    assert!(
+        call["error"]
+            .as_str()
+            .unwrap()
+            .contains("Could not connect to 127.0.0.1"),
+        "{call}"
+    );
+    assert!(
+        reply["body"].as_str().unwrap().contains("The tools said"),
+        "{reply}"
+    );
+    // Settings says so too, and keeps the tools it had.
+    let id = server["id"].as_str().unwrap();
+    let refreshed: Value = s
+        .app
+        .call(&client, "refresh_mcp_server", &[("id", id)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        refreshed["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("Could not connect"),
+        "{refreshed}"
+    );
+    assert_eq!(tool_names(&refreshed), tool_names(&server));
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn unusable_tools_are_shown_but_never_offered(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("mcp-weird@example.com").await;
+    let server = added(&s.app, &client, "Open", &s.fake_url("open")).await;
+    let weird = server["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "weird")
+        .unwrap()
+        .clone();
+    assert!(
+        weird["unusable"]
+            .as_str()
+            .unwrap()
+            .contains("not a JSON object schema"),
+        "{weird}"
+    );
+    let id = server["id"].as_str().unwrap();
+    let agent = scripted_agent(
+        &s.app,
+        &client,
+        s.fake,
+        "openai",
+        "fake:offered",
+        &[&format!("mcp:{id}:weird"), &format!("mcp:{id}:add")],
+        &[],
+        "",
+    )
+    .await;
+    let started = send_new(&s.app, &client, &agent, "hello").await;
+    let reply = reply_when(
+        &s.app,
+        &client,
+        started["conversation_id"].as_str().unwrap(),
+        "",
+    )
+    .await;
+    // What the model was offered: `add`, not `weird`.
+    let offered = reply["body"].as_str().unwrap();
+    assert!(offered.contains(&model_name(id, "add")), "{offered}");
+    assert!(!offered.contains(&model_name(id, "weird")), "{offered}");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_server_that_says_its_tools_changed_is_listed_again(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("mcp-grow@example.com").await;
+    // The 2025-11-25 era: the notification comes in the call's SSE answer.
+    let server = added(&s.app, &client, "Legacy", &s.fake_url("legacy")).await;
+    assert!(!tool_names(&server).contains(&"grown".to_owned()));
+    let reply = call_through_agent(&s, &client, &server, "grow", "{}").await;
+    assert_eq!(tool_call(&reply)["status"], "done", "{reply}");
+    for _ in 0..200 {
+        let list: Value = s
+            .app
+            .call(&client, "list_mcp_servers", &[])
+            .await
+            .json()
+            .await
+            .unwrap();
+        if tool_names(&list[0]).contains(&"grown".to_owned()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("the changed tool list was never read");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn another_users_mcp_server_is_not_found_anywhere(db: PgPool) {
+    let s = spawn(db).await;
+    let owner = s.app.signed_up("mcp-owner@example.com").await;
+    let other = s.app.signed_up("mcp-other@example.com").await;
+    let server = added(&s.app, &owner, "Mine", &s.fake_url("open")).await;
+    let id = server["id"].as_str().unwrap();
+    for (name, form) in [
+        ("refresh_mcp_server", vec![("id", id)]),
+        ("delete_mcp_server", vec![("id", id)]),
+        ("replace_mcp_secret", vec![("id", id), ("secret", "x-1234")]),
+    ] {
+        let res = s.app.call(&other, name, &form).await;
+        assert_eq!(res.status(), 404, "{name}");
+    }
+    let theirs: Value = s
+        .app
+        .call(&other, "list_mcp_servers", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs, serde_json::json!([]));
+
+    // An agent cannot be given another user's MCP tool…
+    let key = format!("mcp:{id}:add");
+    let form = [
+        ("name", "Thief"),
+        ("description", ""),
+        ("system_prompt", ""),
+        ("provider", "openai"),
+        ("model", "fake"),
+        ("base_url", ""),
+        ("temperature", ""),
+        ("top_p", ""),
+        ("max_output_tokens", ""),
+        ("avatar", ""),
+        ("tools[]", key.as_str()),
+    ];
+    let res = s.app.call(&other, "create_agent", &form).await;
+    assert_eq!(res.status(), 422);
+    let body = res.text().await.unwrap();
+    assert!(body.contains("no longer exists"), "{body}");
+
+    // …and a run never reaches it even if the key is stored somehow.
+    let ctx = app::tools::server::ToolCtx {
+        state: s.app.state.clone(),
+        owner: sqlx::query_scalar(
+            "SELECT id FROM users WHERE id <> (SELECT owner_id FROM mcp_servers)",
+        )
+        .fetch_one(&s.app.db)
+        .await
+        .unwrap(),
+        key: app::platform::crypto::DataKey::generate(),
+        message: uuid::Uuid::new_v4(),
+        config: app::tools::ToolConfig {
+            enabled: vec![key.clone()],
+            ..Default::default()
+        },
+    };
+    let toolbox = app::tools::server::Toolbox::for_agent(ctx).await;
+    assert!(toolbox.is_empty());
+
+    // The owner deletes it: gone for them too.
+    let res = s.app.call(&owner, "delete_mcp_server", &[("id", id)]).await;
+    assert_eq!(res.status(), 200);
+    let res = s
+        .app
+        .call(&owner, "refresh_mcp_server", &[("id", id)])
+        .await;
+    assert_eq!(res.status(), 404);
+}
