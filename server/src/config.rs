@@ -318,6 +318,7 @@ impl Config {
             });
         }
         let settings = Settings {
+            public_url: public_url.trim_end_matches('/').to_owned(),
             secure_cookies,
             session_ttl: Duration::from_secs(hours * 3600),
             sign_in_per_ip: Limit {

@@ -138,6 +138,7 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .route("/api/agents/{id}/export", get(export_agent))
         .route("/api/chat/stream/{id}", get(chat_stream::stream_reply))
         .route("/sign-up", axum::routing::post(forms::sign_up))
+        .merge(app::mcp::serve::router(state.clone()))
         .leptos_routes_with_context(
             &state,
             routes,

@@ -32,9 +32,14 @@ async fn sign_up_creates_the_account_and_signs_in(db: PgPool) {
             .fetch_one(&app.db)
             .await
             .unwrap();
-    let key = app::platform::keystore::user_key(&app.db, &app.keyring, id)
-        .await
-        .unwrap();
+    let key = app::platform::keystore::user_key(
+        &app.db,
+        &app.keyring,
+        id,
+        app::platform::keystore::KeyUse::Operator,
+    )
+    .await
+    .unwrap();
     let hash = key
         .open_string(
             app::platform::crypto::Place::new("users", "password_hash", id, id),

@@ -48,6 +48,10 @@ const MCP_HEADER: &str = "X-Kanarie-Key";
 const MCP_MISSING: &str = "http://kanarie-mcp.invalid/mcp";
 /// Said to an MCP tool that shouts it back.
 const MCP_ARGUMENT: &str = "kanarie argument";
+/// What a program asks an agent served over MCP.
+const SERVED_QUESTION: &str = "kanarie question over MCP";
+/// The token made for that agent (random: remembered here to look for it).
+static SERVED_TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// An avatar is one emoji or a colour, so it cannot hold the ASCII marker:
 /// it is a canary of its own (an unusual pair, looked for as it is).
 const AVATAR: &str = "🐤🪶";
@@ -538,6 +542,35 @@ async fn store_everything(app: &TestApp) {
     }
     assert_eq!(shouted["result"], MCP_ARGUMENT.to_uppercase(), "{shouted}");
 
+    // The same agent served over MCP, asked a question by a program.
+    let access: serde_json::Value = app
+        .call(
+            &client,
+            "enable_agent_mcp",
+            &[("agent_id", mcp_agent.as_str())],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = access["token"].as_str().unwrap().to_owned();
+    SERVED_TOKEN.set(token.clone()).unwrap();
+    let asked = reqwest::Client::new()
+        .post(access["url"].as_str().unwrap())
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-11-25")
+        .json(&serde_json::json!({
+            "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "ask", "arguments": {"message": SERVED_QUESTION}}
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asked.status(), 200);
+    let answer = asked.text().await.unwrap();
+    assert!(answer.contains("\"result\""), "{answer}");
+
     let too_long = format!("{MARK}{}", "x".repeat(200));
     let invalid = [
         ("first_name", too_long.as_str()),
@@ -599,8 +632,18 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         "the avatar is in plaintext in the database"
     );
 
+    let token = SERVED_TOKEN.get().unwrap();
+    assert!(
+        !dump.contains(token.as_str()),
+        "the MCP token is in plaintext in the database"
+    );
+
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
     assert!(!logs.contains(AVATAR), "the avatar reached the log");
+    assert!(
+        !logs.contains(token.as_str()),
+        "the MCP token reached the log"
+    );
     assert!(logs.contains("account created"), "the log was captured");
     assert!(
         !logs.to_lowercase().contains(MARK),

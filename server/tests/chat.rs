@@ -671,9 +671,14 @@ async fn a_thousand_message_conversation_opens_one_page_at_a_time(db: PgPool) {
         .fetch_one(&db)
         .await
         .unwrap();
-    let key = app::platform::keystore::user_key(&db, &app.keyring, owner)
-        .await
-        .unwrap();
+    let key = app::platform::keystore::user_key(
+        &db,
+        &app.keyring,
+        owner,
+        app::platform::keystore::KeyUse::Operator,
+    )
+    .await
+    .unwrap();
     for i in 0..998 {
         let mid = uuid::Uuid::new_v4();
         let body = key.seal_str(
@@ -748,9 +753,14 @@ async fn owner_and_key(app: &TestApp, email: &str) -> (uuid::Uuid, app::platform
         200
     );
     for id in users {
-        let key = app::platform::keystore::user_key(&app.db, &app.keyring, id)
-            .await
-            .unwrap();
+        let key = app::platform::keystore::user_key(
+            &app.db,
+            &app.keyring,
+            id,
+            app::platform::keystore::KeyUse::Operator,
+        )
+        .await
+        .unwrap();
         let sealed: app::platform::crypto::Sealed =
             sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
                 .bind(id)

@@ -183,7 +183,9 @@ async fn shredding_a_data_key_makes_that_users_data_unreadable(db: PgPool) {
     assert_eq!(report.failures.len(), 4);
     assert!(report.failures.iter().all(|f| f.owner == Some(id)));
     assert_eq!(
-        keystore::user_key(&db, &app.keyring, id).await.unwrap_err(),
+        keystore::user_key(&db, &app.keyring, id, keystore::KeyUse::Operator)
+            .await
+            .unwrap_err(),
         app::error::AppError::NotFound
     );
     // The user's sessions no longer resolve; the bystander is untouched.

@@ -744,3 +744,411 @@ async fn another_users_mcp_server_is_not_found_anywhere(db: PgPool) {
         .await;
     assert_eq!(res.status(), 404);
 }
+
+// ---- agents served as MCP servers (`/mcp/agents/{id}`) ----------------------
+
+/// Turns serving on for `agent`; returns (endpoint, token).
+async fn serve_agent(app: &TestApp, client: &Client, agent: &str) -> (String, String) {
+    let res = app
+        .call(client, "enable_agent_mcp", &[("agent_id", agent)])
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let access: Value = res.json().await.unwrap();
+    (
+        access["url"].as_str().unwrap().to_owned(),
+        access["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The inspector CLI against `url` in protocol era `era`, as JSON.
+async fn inspect(url: &str, token: &str, era: &str, method: &[&str]) -> Value {
+    let header = format!("Authorization: Bearer {token}");
+    let mut args = vec![
+        "--transport",
+        "http",
+        "--protocol-era",
+        era,
+        "--format",
+        "json",
+        "--header",
+        header.as_str(),
+        // Before the method: `--tool-arg` takes every word after it.
+        "--server-url",
+        url,
+    ];
+    args.extend_from_slice(method);
+    let (ok, out, err) = peers::inspector(&args).await;
+    // `--format json` prints `{"result": …}`; a tool result with `isError`
+    // also makes the CLI exit with an error, which is not a failure here.
+    let result = out
+        .lines()
+        .next()
+        .and_then(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|v| v["result"].clone())
+        .filter(|r| !r.is_null());
+    match result {
+        Some(result) if ok || result["isError"] == true => result,
+        _ => panic!("inspector {method:?} ({era}) failed:\n{out}\n{err}"),
+    }
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_agent_served_over_mcp_answers_the_inspector_in_both_eras(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("mcp-serve@example.com").await;
+    let agent = scripted_agent(&s.app, &client, s.fake, "openai", "fake:echo", &[], &[], "").await;
+
+    // Off by default.
+    let access: Value = s
+        .app
+        .call(&client, "agent_mcp_access", &[("agent_id", &agent)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(access["token"], Value::Null, "{access}");
+    assert_eq!(access["url"], s.app.url(&format!("/mcp/agents/{agent}")));
+
+    let (url, token) = serve_agent(&s.app, &client, &agent).await;
+    assert!(token.starts_with("enclave_mcp_"), "{token}");
+    for era in ["legacy", "modern"] {
+        let listed = inspect(&url, &token, era, &["--method", "tools/list"]).await;
+        let tools = listed["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{listed}"));
+        assert_eq!(tools.len(), 1, "{listed}");
+        assert_eq!(tools[0]["name"], "ask");
+        assert!(
+            tools[0]["description"]
+                .as_str()
+                .unwrap()
+                .contains("fake:echo"),
+            "the description names the agent: {listed}"
+        );
+        assert_eq!(tools[0]["inputSchema"]["required"][0], "message");
+
+        let message = format!("message=hello from the {era} era");
+        let called = inspect(
+            &url,
+            &token,
+            era,
+            &[
+                "--method",
+                "tools/call",
+                "--tool-name",
+                "ask",
+                "--tool-arg",
+                &message,
+            ],
+        )
+        .await;
+        assert_ne!(called["isError"], true, "{called}");
+        assert_eq!(
+            called["content"][0]["text"],
+            format!("You said: hello from the {era} era"),
+            "{called}"
+        );
+        assert_eq!(called["structuredContent"]["status"], "complete");
+
+        // The conversation it started continues with its id.
+        let conversation = called["structuredContent"]["conversation_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let again = inspect(
+            &url,
+            &token,
+            era,
+            &[
+                "--method",
+                "tools/call",
+                "--tool-name",
+                "ask",
+                "--tool-args-json",
+                &serde_json::json!({"message": "and again", "conversation_id": conversation})
+                    .to_string(),
+            ],
+        )
+        .await;
+        assert_eq!(
+            again["content"][0]["text"], "You said: and again",
+            "{again}"
+        );
+        assert_eq!(
+            again["structuredContent"]["conversation_id"],
+            conversation.as_str()
+        );
+        let c: Value = s
+            .app
+            .call(&client, "get_conversation", &[("id", &conversation)])
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(c["messages"].as_array().unwrap().len(), 4, "{c}");
+        assert_eq!(c["agent_id"], agent.as_str());
+    }
+
+    // The owner sees when it was last used.
+    let access: Value = s
+        .app
+        .call(&client, "agent_mcp_access", &[("agent_id", &agent)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(access["last_used_at"].is_string(), "{access}");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn enclave_s_own_client_calls_an_agent_served_over_mcp(db: PgPool) {
+    // Enclave at both ends, as two server processes on one database: one
+    // serves an agent; the other, whose operator allowlisted the first's
+    // (loopback) address, has it added as an MCP server with its token as
+    // the secret and lets another agent call it.
+    let s = spawn(db).await;
+    let mut settings = s.app.settings.clone();
+    settings
+        .egress_allow
+        .push(app::platform::egress::AllowEntry::parse(&s.app.addr.to_string()).unwrap());
+    let caller = TestApp::spawn_full(s.app.db.clone(), settings, keyring(1, &[])).await;
+    let client = s.app.signed_up("mcp-loop@example.com").await;
+    let served = scripted_agent(&s.app, &client, s.fake, "openai", "fake:echo", &[], &[], "").await;
+    let (url, token) = serve_agent(&s.app, &client, &served).await;
+    let res = add_server(
+        &caller,
+        &client,
+        &[
+            ("name", "Echo agent"),
+            ("url", &url),
+            ("auth", "header"),
+            ("header_name", ""),
+            ("secret", &token),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let server: Value = res.json().await.unwrap();
+    assert_eq!(server["last_error"], Value::Null, "{server}");
+    assert_eq!(tool_names(&server), ["ask"]);
+    let id = server["id"].as_str().unwrap();
+    let key = format!("mcp:{id}:ask");
+    let agent = scripted_agent(
+        &caller,
+        &client,
+        s.fake,
+        "openai",
+        &format!("fake:tool={}", model_name(id, "ask")),
+        &[&key],
+        &[],
+        "",
+    )
+    .await;
+    let started = send_new(&caller, &client, &agent, r#"{"message": "ping"}"#).await;
+    let conversation = started["conversation_id"].as_str().unwrap();
+    let reply = reply_when(&caller, &client, conversation, "").await;
+    assert_eq!(tool_call(&reply)["result"], "You said: ping", "{reply}");
+    assert_eq!(tool_call(&reply)["status"], "done", "{reply}");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_agent_answers_only_to_its_own_token(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("mcp-token@example.com").await;
+    let first = scripted_agent(&s.app, &client, s.fake, "openai", "fake:echo", &[], &[], "").await;
+    let second = scripted_agent(&s.app, &client, s.fake, "openai", "fake:echo", &[], &[], "").await;
+    let (url, token) = serve_agent(&s.app, &client, &first).await;
+    let http = Client::new();
+    let list = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}});
+    let post = |url: String, token: Option<String>| {
+        let http = http.clone();
+        let list = list.clone();
+        async move {
+            let mut req = http
+                .post(url)
+                .header("accept", "application/json, text/event-stream")
+                .header("mcp-protocol-version", "2025-11-25")
+                .json(&list);
+            if let Some(token) = token {
+                req = req.bearer_auth(token);
+            }
+            req.send().await.unwrap()
+        }
+    };
+    // No token, a wrong one, a session token: 401, saying which header.
+    for wrong in [
+        None,
+        Some("enclave_mcp_nope".to_owned()),
+        Some("abc".to_owned()),
+    ] {
+        let res = post(url.clone(), wrong).await;
+        assert_eq!(res.status(), 401);
+        assert!(
+            res.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
+    }
+    // The right token works.
+    let res = post(url.clone(), Some(token.clone())).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    // The token of one agent opens no other: the second agent (served or
+    // not) and another user's agent are not found.
+    let second_url = s.app.url(&format!("/mcp/agents/{second}"));
+    assert_eq!(
+        post(second_url.clone(), Some(token.clone())).await.status(),
+        404
+    );
+    let (_, second_token) = serve_agent(&s.app, &client, &second).await;
+    assert_eq!(post(url.clone(), Some(second_token)).await.status(), 404);
+    let other = s.app.signed_up("mcp-token-other@example.com").await;
+    let theirs = scripted_agent(&s.app, &other, s.fake, "openai", "fake:echo", &[], &[], "").await;
+    let their_url = s.app.url(&format!("/mcp/agents/{theirs}"));
+    assert_eq!(post(their_url, Some(token.clone())).await.status(), 404);
+    // Their server functions find nothing of mine.
+    for name in ["agent_mcp_access", "enable_agent_mcp", "disable_agent_mcp"] {
+        let res = s.app.call(&other, name, &[("agent_id", &first)]).await;
+        assert_eq!(res.status(), 404, "{name}");
+    }
+    assert_eq!(post(url.clone(), Some(token.clone())).await.status(), 200);
+
+    // A new token retires the old one; stopping retires every one.
+    let (_, renewed) = serve_agent(&s.app, &client, &first).await;
+    assert_ne!(renewed, token);
+    assert_eq!(post(url.clone(), Some(token)).await.status(), 401);
+    assert_eq!(post(url.clone(), Some(renewed.clone())).await.status(), 200);
+    let res = s
+        .app
+        .call(&client, "disable_agent_mcp", &[("agent_id", &first)])
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(post(url.clone(), Some(renewed.clone())).await.status(), 401);
+
+    // Sealed at rest, found by its hash alone.
+    let (_, token) = serve_agent(&s.app, &client, &first).await;
+    let stored: Vec<u8> =
+        sqlx::query_scalar("SELECT token FROM agent_mcp_tokens WHERE agent_id = $1::uuid")
+            .bind(&first)
+            .fetch_one(&s.app.db)
+            .await
+            .unwrap();
+    assert!(!String::from_utf8_lossy(&stored).contains(&token));
+    // Deleting the agent ends it.
+    let res = s
+        .app
+        .call(
+            &client,
+            "delete_agent",
+            &[("id", &first), ("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    assert_eq!(post(url, Some(token)).await.status(), 401);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn bad_calls_to_a_served_agent_get_plain_errors(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("mcp-serve-bad@example.com").await;
+    let agent = scripted_agent(&s.app, &client, s.fake, "openai", "fake:echo", &[], &[], "").await;
+    let (url, token) = serve_agent(&s.app, &client, &agent).await;
+    let call = |args: Value| {
+        let (url, token) = (url.clone(), token.clone());
+        async move {
+            let json = args.to_string();
+            inspect(
+                &url,
+                &token,
+                "modern",
+                &[
+                    "--method",
+                    "tools/call",
+                    "--tool-name",
+                    "ask",
+                    "--tool-args-json",
+                    &json,
+                ],
+            )
+            .await
+        }
+    };
+    for (args, expected) in [
+        (serde_json::json!({}), "Pass the message"),
+        (serde_json::json!({"message": "  "}), "message"),
+        (
+            serde_json::json!({"message": "hi", "conversation_id": "nope"}),
+            "There is no conversation with that id.",
+        ),
+        (
+            serde_json::json!({"message": "hi", "conversation_id": uuid::Uuid::new_v4().to_string()}),
+            "There is no conversation with that id.",
+        ),
+    ] {
+        let result = call(args.clone()).await;
+        assert_eq!(result["isError"], true, "{args}: {result}");
+        let text = result["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains(expected), "{args}: {text}");
+    }
+    // Another user's conversation is not found either.
+    let other = s.app.signed_up("mcp-serve-bad-other@example.com").await;
+    let theirs = scripted_agent(&s.app, &other, s.fake, "openai", "fake:echo", &[], &[], "").await;
+    let started = send_new(&s.app, &other, &theirs, "private").await;
+    let result = call(serde_json::json!({
+        "message": "hi",
+        "conversation_id": started["conversation_id"],
+    }))
+    .await;
+    assert_eq!(result["isError"], true, "{result}");
+    assert_eq!(
+        result["content"][0]["text"],
+        "There is no conversation with that id."
+    );
+
+    // A provider failure comes back as the reply's error, not a crash.
+    let failing = scripted_agent(
+        &s.app,
+        &client,
+        s.fake,
+        "openai",
+        "fake:status=500",
+        &[],
+        &[],
+        "",
+    )
+    .await;
+    let (url, token) = serve_agent(&s.app, &client, &failing).await;
+    let result = inspect(
+        &url,
+        &token,
+        "legacy",
+        &[
+            "--method",
+            "tools/call",
+            "--tool-name",
+            "ask",
+            "--tool-arg",
+            "message=hi",
+        ],
+    )
+    .await;
+    assert_eq!(result["isError"], true, "{result}");
+    assert!(!result["content"][0]["text"].as_str().unwrap().is_empty());
+    // An unknown tool is a protocol error.
+    let header = format!("Authorization: Bearer {token}");
+    let (ok, _, _) = peers::inspector(&[
+        "--transport",
+        "http",
+        "--format",
+        "json",
+        "--header",
+        &header,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "nope",
+        &url,
+    ])
+    .await;
+    assert!(!ok);
+}

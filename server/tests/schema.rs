@@ -39,6 +39,11 @@ const PLAIN: &[(&str, &str, &str)] = &[
     ),
     ("sessions", "token_hash", "SHA-256 of the session token"),
     (
+        "agent_mcp_tokens",
+        "token_hash",
+        "SHA-256 of a 256-bit random token (the token itself is sealed)",
+    ),
+    (
         "rate_limits",
         "bucket",
         "a kind and a keyed hash of the address or account, or a user id",
@@ -220,6 +225,17 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
             .status(),
         200
     );
+    // The agent served over MCP (its token).
+    assert_eq!(
+        app.call(
+            &client,
+            "enable_agent_mcp",
+            &[("agent_id", agent_id.as_str())]
+        )
+        .await
+        .status(),
+        200
+    );
     // Two MCP servers: one with a secret header whose tools are listed,
     // one that cannot be reached (its error is kept).
     let secret_mcp = format!("http://{fake}/mcp/secret");
@@ -334,10 +350,11 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         ("conversations", "title"),
         ("messages", "body"),
         ("mcp_servers", "secret"),
+        ("agent_mcp_tokens", "token"),
     ] {
         let sql = format!(
             "UPDATE {table} SET {column} = set_byte({column}, 20, get_byte({column}, 20) # 1)
-             WHERE id = (SELECT id FROM {table} ORDER BY id LIMIT 1)"
+             WHERE id = (SELECT id FROM {table} WHERE {column} IS NOT NULL ORDER BY id LIMIT 1)"
         );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .execute(&db)
@@ -355,7 +372,8 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
             "provider_keys.secret",
             "conversations.title",
             "messages.body",
-            "mcp_servers.secret"
+            "mcp_servers.secret",
+            "agent_mcp_tokens.token"
         ])
     );
 }

@@ -17,7 +17,7 @@ use crate::{
     action_error,
     connections::{ConnectionKind, ConnectionView, api::list_connections},
     error::AppError,
-    mcp::{McpServerView, api::list_mcp_servers, parse_tool_key, tool_key},
+    mcp::{McpServerView, api::list_mcp_servers, pages::AgentMcpCard, parse_tool_key, tool_key},
     provider_keys::{KeySource, ProviderKeyView, api::list_provider_keys},
     tools::{BUILTIN, ToolConfig, builtin},
     ui::{Field, FormError, RequireUser, TextAreaField, error_view, field_message, not_found_or},
@@ -674,6 +674,7 @@ fn AgentCard(agent: AgentDetail) -> impl IntoView {
                     </section>
                 }
             })}
+        <AgentMcpCard agent_id=agent.id.clone()/>
         <section class="card danger-zone">
             <h2>"Delete this agent"</h2>
             <p>

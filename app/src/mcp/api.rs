@@ -67,3 +67,33 @@ pub async fn delete_mcp_server(id: String) -> Result<(), AppError> {
     let id = ctx::parse_id(&id)?;
     super::server::delete(&ctx::state()?, session.user_id, id).await
 }
+
+pub type EnableAgentMcpAction = ServerAction<EnableAgentMcp>;
+pub type DisableAgentMcpAction = ServerAction<DisableAgentMcp>;
+
+/// Whether the agent is served as an MCP server, and its token.
+#[server(prefix = "/api", endpoint = "agent_mcp_access")]
+pub async fn agent_mcp_access(agent_id: String) -> Result<super::AgentMcpAccess, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let agent = ctx::parse_id(&agent_id)?;
+    super::serve::access(&ctx::state()?, session.user_id, &session.key, agent).await
+}
+
+/// Serves the agent as an MCP server with a new token (the old one stops).
+#[server(prefix = "/api", endpoint = "enable_agent_mcp")]
+pub async fn enable_agent_mcp(agent_id: String) -> Result<super::AgentMcpAccess, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let agent = ctx::parse_id(&agent_id)?;
+    super::serve::enable(&ctx::state()?, session.user_id, &session.key, agent).await
+}
+
+/// Stops serving the agent: its token stops working.
+#[server(prefix = "/api", endpoint = "disable_agent_mcp")]
+pub async fn disable_agent_mcp(agent_id: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let agent = ctx::parse_id(&agent_id)?;
+    super::serve::disable(&ctx::state()?, session.user_id, agent).await
+}

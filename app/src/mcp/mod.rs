@@ -12,6 +12,8 @@
 pub mod api;
 pub mod pages;
 #[cfg(feature = "ssr")]
+pub mod serve;
+#[cfg(feature = "ssr")]
 pub mod server;
 
 use serde::{Deserialize, Serialize};
@@ -54,6 +56,18 @@ impl McpAuth {
             _ => None,
         }
     }
+}
+
+/// An agent served as an MCP server, as its owner sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentMcpAccess {
+    /// The endpoint: `{public URL}/mcp/agents/{id}`.
+    pub url: String,
+    /// The token programs send (`Authorization: Bearer …`); `None` while the
+    /// agent is not served.
+    pub token: Option<String>,
+    pub created_at: Option<String>,
+    pub last_used_at: Option<String>,
 }
 
 /// One tool a server offers, as Enclave keeps it (sealed).

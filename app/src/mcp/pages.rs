@@ -9,8 +9,8 @@ use leptos_meta::Title;
 use super::{
     McpAuth, McpServerView,
     api::{
-        AddMcpServerAction, DeleteMcpServerAction, RefreshMcpServerAction, ReplaceMcpSecretAction,
-        list_mcp_servers,
+        AddMcpServerAction, DeleteMcpServerAction, DisableAgentMcpAction, EnableAgentMcpAction,
+        RefreshMcpServerAction, ReplaceMcpSecretAction, agent_mcp_access, list_mcp_servers,
     },
 };
 use crate::{
@@ -207,5 +207,105 @@ fn ServerRow(
                     }
                 })}
         </li>
+    }
+}
+
+/// The agent page's "Use from other programs" card: serve the agent as an
+/// MCP server (off by default), see its address and token, make a new
+/// token, stop serving. Works without JavaScript: the token is on the page,
+/// folded away, rather than shown once.
+#[component]
+pub fn AgentMcpCard(agent_id: String) -> impl IntoView {
+    let enable = EnableAgentMcpAction::new();
+    let disable = DisableAgentMcpAction::new();
+    let id = agent_id.clone();
+    let access = Resource::new(
+        move || (enable.version().get(), disable.version().get()),
+        move |_| agent_mcp_access(id.clone()),
+    );
+    let enable_error = action_error!(enable);
+    let disable_error = action_error!(disable);
+    view! {
+        <section class="card" data-testid="agent-mcp">
+            <h2>"Use from other programs (MCP)"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || {
+                    let agent_id = agent_id.clone();
+                    Suspend::new(async move {
+                        match access.await {
+                            Err(err) => error_view(err).into_any(),
+                            Ok(access) => {
+                                view! {
+                                    <AgentMcpState
+                                        access=access
+                                        agent_id=agent_id
+                                        enable=enable
+                                        disable=disable
+                                    />
+                                }
+                                    .into_any()
+                            }
+                        }
+                    })
+                }}
+            </Transition>
+            <FormError error=enable_error/>
+            <FormError error=disable_error/>
+        </section>
+    }
+}
+
+#[component]
+fn AgentMcpState(
+    access: super::AgentMcpAccess,
+    agent_id: String,
+    enable: EnableAgentMcpAction,
+    disable: DisableAgentMcpAction,
+) -> impl IntoView {
+    let (id_enable, id_disable) = (agent_id.clone(), agent_id);
+    match access.token {
+        None => view! {
+            <p class="muted">
+                "Off. Turn it on to let an MCP client (an IDE, another assistant) ask this agent "
+                "questions with a token only you can see. Each question becomes a conversation "
+                "here, written with this agent's settings and tools."
+            </p>
+            <ActionForm action=enable attr:class="inline">
+                <input type="hidden" name="agent_id" value=id_enable/>
+                <button type="submit" class="primary">"Serve over MCP"</button>
+            </ActionForm>
+        }
+        .into_any(),
+        Some(token) => {
+            let used = access
+                .last_used_at
+                .map(|t| format!("Last used {}", t.get(..16).unwrap_or(&t).replace('T', " ")))
+                .unwrap_or_else(|| "Not used yet".to_owned());
+            view! {
+                <p>"On. Programs reach this agent at"</p>
+                <p><code data-testid="agent-mcp-url">{access.url}</code></p>
+                <p class="muted">
+                    "Streamable HTTP, both protocol eras, with the header "
+                    <code>"Authorization: Bearer <token>"</code>
+                    ". It offers one tool, " <code>"ask"</code> ". " {used} "."
+                </p>
+                <details>
+                    <summary>"Show the token"</summary>
+                    <p><code class="secret" data-testid="agent-mcp-token">{token}</code></p>
+                    <p class="hint">"Anyone with it can talk to this agent as you. Keep it secret."</p>
+                </details>
+                <div class="actions">
+                    <ActionForm action=enable attr:class="inline">
+                        <input type="hidden" name="agent_id" value=id_enable/>
+                        <button type="submit">"New token"</button>
+                    </ActionForm>
+                    <ActionForm action=disable attr:class="inline">
+                        <input type="hidden" name="agent_id" value=id_disable/>
+                        <button type="submit" class="danger">"Stop serving"</button>
+                    </ActionForm>
+                </div>
+            }
+            .into_any()
+        }
     }
 }

@@ -130,10 +130,38 @@ pub fn open_user_key(
         .map_err(|e| AppError::internal(format!("cannot open data key of user {user_id}: {e}")))
 }
 
-/// The user's data key, read from the database. `NotFound` once it has been
-/// shredded. A request has it already in its `AuthSession` (the session
-/// middleware unwraps it); this is for work without a session.
-pub async fn user_key(db: &PgPool, keyring: &Keyring, user_id: Uuid) -> Result<DataKey, AppError> {
+/// Who opens a user's data key without that user's session, and why. Every
+/// such use is named here, so that the opt-in vault (a key the user wraps
+/// with a secret of their own) has one list of what stops working while
+/// they are away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    /// A program called one of the user's agents served as an MCP server,
+    /// with the token the user made for it.
+    AgentMcpServer,
+    /// The operator's command line (`server keys ...`) and the tests.
+    Operator,
+}
+
+impl KeyUse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyUse::AgentMcpServer => "agent_mcp_server",
+            KeyUse::Operator => "operator",
+        }
+    }
+}
+
+/// The user's data key, read from the database, for work without a session
+/// (a request has it already in its `AuthSession`: the session middleware
+/// unwraps it). `why` names the work. `NotFound` once it has been shredded.
+pub async fn user_key(
+    db: &PgPool,
+    keyring: &Keyring,
+    user_id: Uuid,
+    why: KeyUse,
+) -> Result<DataKey, AppError> {
+    tracing::debug!(user_id = %user_id, why = why.as_str(), "data key opened without a session");
     let row: Option<(String, Vec<u8>)> =
         sqlx::query_as("SELECT kek_id, wrapped_key FROM user_keys WHERE user_id = $1")
             .bind(user_id)

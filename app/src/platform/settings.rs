@@ -90,6 +90,9 @@ impl Limit {
 
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Where users reach this server (`ENCLAVE_PUBLIC_URL`), without a
+    /// trailing slash: for addresses shown to them.
+    pub public_url: String,
     /// Cookies get `Secure` and the `__Host-` prefix (set when the public URL is https).
     pub secure_cookies: bool,
     /// How long a session lasts after sign-in.
@@ -133,6 +136,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            public_url: "http://127.0.0.1:3000".to_owned(),
             secure_cookies: false,
             session_ttl: Duration::from_secs(30 * 24 * 3600),
             sign_in_per_ip: Limit::new(30, 15 * 60),

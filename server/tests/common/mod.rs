@@ -111,9 +111,13 @@ impl TestApp {
             .site_root("target/site")
             .site_pkg_dir("pkg")
             .build();
-        let state = AppState::new(options, db.clone(), settings.clone(), crypto);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let settings = Settings {
+            public_url: format!("http://{addr}"),
+            ..settings
+        };
+        let state = AppState::new(options, db.clone(), settings.clone(), crypto);
         let router = server::router(state.clone(), &format!("http://{addr}"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let runs = state.runs.clone();
