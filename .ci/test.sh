@@ -97,7 +97,7 @@ done
 e2e_out="$root/target/e2e-playwright.txt"
 node_dir=$(.ci/node.sh)
 set +e
-(cd end2end && PATH="$node_dir:$PATH" BASE_URL="http://127.0.0.1:$port" npx playwright test) 2>&1 | tee "$e2e_out"
+(cd end2end && PATH="$node_dir:$PATH" BASE_URL="http://127.0.0.1:$port" FAKE_URL="http://127.0.0.1:$fake_port" npx playwright test) 2>&1 | tee "$e2e_out"
 e2e_rc=${PIPESTATUS[0]}
 set -e
 

@@ -476,10 +476,29 @@ fn offered_tools(wire: Wire, body: &Value) -> Vec<String> {
 }
 
 /// What the offline demo model does with tools: asked about the time, it
-/// calls `current_time`; given arithmetic, `calculator`.
+/// calls `current_time`; given arithmetic, `calculator`; told the name of
+/// an MCP tool it was offered (`shout`, for `mcp_1a2b3c4d_shout`), that
+/// tool, with the JSON object in the message (if any) as its arguments.
 fn demo_tool(message: &str, offered: &[String]) -> Option<(String, Value)> {
     let lower = message.to_lowercase();
     let offers = |name: &str| offered.iter().any(|t| t == name);
+    let words: Vec<&str> = lower
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+        .collect();
+    let mcp = offered.iter().find(|t| {
+        t.strip_prefix("mcp_")
+            .and_then(|rest| rest.split_once('_'))
+            .is_some_and(|(_, tool)| words.contains(&tool.to_lowercase().as_str()))
+    });
+    if let Some(tool) = mcp {
+        let args = message
+            .find('{')
+            .zip(message.rfind('}'))
+            .and_then(|(start, end)| serde_json::from_str::<Value>(message.get(start..=end)?).ok())
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        return Some((tool.clone(), args));
+    }
     if offers("current_time") && (lower.contains("time") || lower.contains("date")) {
         return Some(("current_time".into(), json!({})));
     }
@@ -863,5 +882,20 @@ mod tests {
         assert_eq!(script.delay, Duration::from_millis(MAX_DELAY_MS));
         assert_eq!(script.status, Some(599));
         assert_eq!(Script::parse("fake:tokens=3").tokens().len(), 3);
+    }
+
+    #[test]
+    fn the_demo_model_calls_the_mcp_tool_it_is_told_to() {
+        let offered = vec!["calculator".to_owned(), "mcp_1a2b3c4d_shout".to_owned()];
+        assert_eq!(
+            demo_tool(r#"Please shout {"text": "hi"}"#, &offered),
+            Some(("mcp_1a2b3c4d_shout".to_owned(), json!({"text": "hi"})))
+        );
+        assert_eq!(
+            demo_tool("SHOUT now", &offered),
+            Some(("mcp_1a2b3c4d_shout".to_owned(), json!({})))
+        );
+        assert_eq!(demo_tool("shouting is rude", &offered), None);
+        assert_eq!(demo_tool("shout", &["shout".to_owned()]), None);
     }
 }
