@@ -73,6 +73,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 tools::server::SEALED,
                 connections::server::SEALED,
                 mcp::server::SEALED,
+                mcp::oauth::SEALED,
                 mcp::serve::SEALED,
             ]
             .concat()

@@ -9,6 +9,7 @@
 //! | `/mcp/secret` | the same, behind `Authorization: Bearer mcp-secret-token…` or `X-Api-Key: mcp-secret-token…` (any secret starting so) |
 //! | `/mcp/garbage` | answers every POST with malformed JSON |
 //! | `/mcp/slow` | never answers |
+//! | `/mcp/oauth` | the same and `whoami`, behind OAuth (`fake_oauth`) |
 //! | `GET /mcp/seen` | the `MCP-Protocol-Version` headers `/mcp/open` and `/mcp/legacy` were sent, in order |
 //!
 //! Tools: `add` (`a` + `b`), `shout` (`text` in capitals), `weird` (an
@@ -61,6 +62,8 @@ struct Shared {
 struct Fake {
     shared: Shared,
     legacy_only: bool,
+    /// Behind OAuth: offers `whoami` too.
+    oauth: bool,
 }
 
 fn schema(value: Value) -> Arc<serde_json::Map<String, Value>> {
@@ -128,9 +131,15 @@ impl ServerHandler for Fake {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools(
-            self.shared.grown.load(Ordering::SeqCst),
-        )))
+        let mut list = tools(self.shared.grown.load(Ordering::SeqCst));
+        if self.oauth {
+            list.push(Tool::new(
+                "whoami",
+                "Says who the token was issued to.",
+                schema(json!({"type": "object", "properties": {}})),
+            ));
+        }
+        Ok(ListToolsResult::with_all_items(list))
     }
 
     async fn call_tool(
@@ -165,6 +174,15 @@ impl ServerHandler for Fake {
                 CallToolResult::success(vec![ContentBlock::text("A tool was added.")])
             }
             "grown" => CallToolResult::success(vec![ContentBlock::text("I was added later.")]),
+            "whoami" if self.oauth => {
+                let subject = context
+                    .extensions
+                    .get::<axum::http::request::Parts>()
+                    .and_then(|p| p.extensions.get::<crate::fake_oauth::Subject>())
+                    .map(|s| s.0.clone())
+                    .unwrap_or_default();
+                CallToolResult::success(vec![ContentBlock::text(subject)])
+            }
             "hang" => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
                 CallToolResult::success(vec![])
@@ -194,11 +212,20 @@ impl ServerHandler for Fake {
 }
 
 fn service(shared: Shared, legacy_only: bool) -> StreamableHttpService<Fake, LocalSessionManager> {
+    service_with(shared, legacy_only, false)
+}
+
+fn service_with(
+    shared: Shared,
+    legacy_only: bool,
+    oauth: bool,
+) -> StreamableHttpService<Fake, LocalSessionManager> {
     StreamableHttpService::new(
         move || {
             Ok(Fake {
                 shared: shared.clone(),
                 legacy_only,
+                oauth,
             })
         },
         Default::default(),
@@ -243,8 +270,9 @@ async fn require_secret(headers: HeaderMap, request: Request, next: Next) -> Res
     }
 }
 
-/// The routes, for the fake provider to nest under `/mcp`.
-pub fn router() -> Router {
+/// The routes, for the fake provider to nest under `/mcp`; `/mcp/oauth`
+/// answers only to tokens `oauth` issued.
+pub fn router(oauth: &crate::fake_oauth::Fake) -> Router {
     let shared = Shared::default();
     let recorded = |service: StreamableHttpService<Fake, LocalSessionManager>| {
         Router::new()
@@ -254,6 +282,11 @@ pub fn router() -> Router {
     Router::new()
         .nest("/open", recorded(service(shared.clone(), false)))
         .nest("/legacy", recorded(service(shared.clone(), true)))
+        .nest(
+            "/oauth",
+            oauth
+                .guard(Router::new().route_service("/", service_with(shared.clone(), false, true))),
+        )
         .nest(
             "/secret",
             Router::new()

@@ -819,6 +819,8 @@ async fn google_models(headers: HeaderMap) -> Response {
 /// `/google/v1beta`, `/compat/v1` (an OpenAI-compatible server) and
 /// `/demo/v1` (the offline demo model).
 pub fn router() -> Router {
+    // An OAuth-protected MCP server and its authorization server (`fake_oauth`).
+    let oauth = crate::fake_oauth::Fake::default();
     Router::new()
         .route("/openai/v1/chat/completions", post(openai_chat))
         .route("/openai/v1/models", get(openai_models))
@@ -853,7 +855,9 @@ pub fn router() -> Router {
         // The services the built-in tools use (GitHub, Slack, Telegram).
         .merge(crate::fake_services::router())
         // MCP servers, for the MCP client (`fake_mcp`).
-        .nest("/mcp", crate::fake_mcp::router())
+        .nest("/mcp", crate::fake_mcp::router(&oauth))
+        // The OAuth metadata and authorization server of `/mcp/oauth`.
+        .merge(oauth.router())
 }
 
 /// Serves the fake on `listener` until the task is dropped.

@@ -5,6 +5,7 @@
 pub mod chat_stream;
 pub mod config;
 pub mod fake_mcp;
+pub mod fake_oauth;
 pub mod fake_provider;
 pub mod fake_services;
 pub mod forms;
@@ -137,6 +138,7 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .route("/health", get(health))
         .route("/api/agents/{id}/export", get(export_agent))
         .route("/api/chat/stream/{id}", get(chat_stream::stream_reply))
+        .route("/settings/mcp/oauth/callback", get(mcp_oauth_callback))
         .route("/sign-up", axum::routing::post(forms::sign_up))
         .merge(app::mcp::serve::router(state.clone()))
         .leptos_routes_with_context(
@@ -214,6 +216,41 @@ async fn export_agent(
             )
                 .into_response()
         }
+        Err(err) => (
+            StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            err.to_string(),
+        )
+            .into_response(),
+    }
+}
+
+/// Where an MCP server's authorization server sends the user back: the
+/// sign-in they started finishes (or its failure is kept beside the
+/// server), and they land on Settings → MCP servers. A `state` that is not
+/// theirs is not found.
+async fn mcp_oauth_callback(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::HashMap<String, String>>,
+    session: Option<axum::Extension<app::auth::server::AuthSession>>,
+) -> axum::response::Response {
+    use axum::response::{IntoResponse, Redirect};
+    let Some(axum::Extension(session)) = session else {
+        return Redirect::to("/sign-in").into_response();
+    };
+    let Some(csrf) = query
+        .get("state")
+        .filter(|s| !s.is_empty() && s.len() <= 512)
+    else {
+        return (StatusCode::NOT_FOUND, "Not found.").into_response();
+    };
+    let callback = app::mcp::oauth::Callback {
+        code: query.get("code").cloned(),
+        state: csrf.clone(),
+        issuer: query.get("iss").cloned(),
+        error: query.get("error").cloned(),
+    };
+    match app::mcp::oauth::finish(&state, session.user_id, &session.key, &callback).await {
+        Ok(_) => Redirect::to("/settings/mcp").into_response(),
         Err(err) => (
             StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             err.to_string(),

@@ -468,6 +468,40 @@ async fn store_everything(app: &TestApp) {
         .await
         .unwrap();
     assert!(refused["last_error"].is_string(), "{refused}");
+    // An OAuth server, signed in to (the fake's codes and tokens start
+    // `fake-`: none may be logged or stored in plaintext).
+    let oauth_url = format!("{fake}/mcp/oauth?key={MCP_URL_KEY}");
+    let oauth = [
+        ("name", MCP_NAME),
+        ("url", oauth_url.as_str()),
+        ("auth", "oauth"),
+    ];
+    let res = app.call(&client, "add_mcp_server", &oauth).await;
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let back = app.client().get(location).send().await.unwrap().headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(client.get(back).send().await.unwrap().status(), 303);
+    let listed: serde_json::Value = app
+        .call(&client, "list_mcp_servers", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let signed_in = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["auth"] == "oauth")
+        .unwrap();
+    assert_eq!(signed_in["signed_in"], true, "{signed_in}");
+    assert_eq!(
+        signed_in["last_error"],
+        serde_json::Value::Null,
+        "{signed_in}"
+    );
+
     let missing = [("name", "Missing"), ("url", MCP_MISSING), ("auth", "none")];
     let missing: serde_json::Value = app
         .call(&client, "add_mcp_server", &missing)
@@ -644,6 +678,16 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         !logs.contains(token.as_str()),
         "the MCP token reached the log"
     );
+    for oauth in ["fake-access-", "fake-refresh-", "fake-code-"] {
+        assert!(
+            !logs.contains(oauth),
+            "an OAuth {oauth}… value reached the log"
+        );
+        assert!(
+            !dump.contains(oauth),
+            "an OAuth {oauth}… value is in plaintext in the database"
+        );
+    }
     assert!(logs.contains("account created"), "the log was captured");
     assert!(
         !logs.to_lowercase().contains(MARK),

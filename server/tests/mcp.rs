@@ -1152,3 +1152,279 @@ async fn bad_calls_to_a_served_agent_get_plain_errors(db: PgPool) {
     .await;
     assert!(!ok);
 }
+
+// ---- OAuth (`server::fake_oauth`) -------------------------------------------
+
+/// Plays the browser through a sign-in the app started: to the
+/// authorization server at `location`, which signs in at once and sends it
+/// back to Enclave's callback. Returns the callback's answer.
+async fn sign_in_at(s: &Setup, client: &Client, location: &str) -> reqwest::Response {
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let at_server = browser.get(location).send().await.unwrap();
+    assert_eq!(
+        at_server.status(),
+        303,
+        "the authorization server refused: {}",
+        at_server.text().await.unwrap()
+    );
+    let back = at_server.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        back.starts_with(&s.app.url("/settings/mcp/oauth/callback?")),
+        "{back}"
+    );
+    client.get(back).send().await.unwrap()
+}
+
+/// Adds the OAuth server for `client` and signs in; returns its view.
+async fn add_oauth_server(s: &Setup, client: &Client) -> Value {
+    let url = s.fake_url("oauth");
+    let res = add_server(
+        &s.app,
+        client,
+        &[("name", "Protected"), ("url", &url), ("auth", "oauth")],
+    )
+    .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let location = res
+        .headers()
+        .get("location")
+        .unwrap_or_else(|| panic!("no redirect to sign in: {:?}", res.headers()))
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let server: Value = res.json().await.unwrap();
+    assert_eq!(server["signed_in"], false, "{server}");
+    let authorize = url::Url::parse(&location).unwrap();
+    let query: std::collections::HashMap<_, _> = authorize.query_pairs().into_owned().collect();
+    assert_eq!(authorize.path(), "/oauth/authorize", "{location}");
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["resource"], url);
+    assert!(query["client_id"].starts_with("fake-client-"));
+    let back = sign_in_at(s, client, &location).await;
+    assert_eq!(back.status(), 303, "{}", back.text().await.unwrap());
+    assert_eq!(back.headers()["location"], "/settings/mcp");
+    let list: Value = s
+        .app
+        .call(client, "list_mcp_servers", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let server = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == server["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(server["signed_in"], true, "{server}");
+    assert_eq!(server["last_error"], Value::Null, "{server}");
+    assert!(
+        tool_names(&server).contains(&"whoami".to_owned()),
+        "{server}"
+    );
+    server
+}
+
+async fn whoami(s: &Setup, client: &Client, server: &Value) -> Value {
+    let reply = call_through_agent(s, client, server, "whoami", "{}").await;
+    tool_call(&reply)
+}
+
+async fn oauth_seen(s: &Setup) -> Vec<String> {
+    reqwest::get(format!("http://{}/oauth/seen", s.fake))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_oauth_server_is_signed_in_to_and_its_tokens_refreshed_and_kept_per_user(db: PgPool) {
+    let s = spawn(db).await;
+    let ada = s.app.signed_up("mcp-oauth-ada@example.com").await;
+    let server = add_oauth_server(&s, &ada).await;
+    // Registration, then the code exchange (with the verifier and the
+    // resource, or the fake would have refused).
+    assert_eq!(oauth_seen(&s).await, ["register", "authorization_code"]);
+    let call = whoami(&s, &ada, &server).await;
+    assert_eq!(call["status"], "done", "{call}");
+    assert_eq!(call["result"], "user-1");
+
+    // The access token lives two seconds: the next call refreshes it.
+    tokio::time::sleep(server::fake_oauth::ACCESS_TTL + std::time::Duration::from_millis(200))
+        .await;
+    let call = whoami(&s, &ada, &server).await;
+    assert_eq!(call["result"], "user-1", "{call}");
+    assert!(
+        oauth_seen(&s).await.contains(&"refresh_token".to_owned()),
+        "{:?}",
+        oauth_seen(&s).await
+    );
+
+    // Another user signs in as someone else; each call uses its own user's
+    // token, never the other's.
+    let bob = s.app.signed_up("mcp-oauth-bob@example.com").await;
+    let bobs = add_oauth_server(&s, &bob).await;
+    assert_eq!(whoami(&s, &bob, &bobs).await["result"], "user-2");
+    assert_eq!(whoami(&s, &ada, &server).await["result"], "user-1");
+    // And neither can use the other's server.
+    let res = s
+        .app
+        .call(
+            &bob,
+            "sign_in_mcp_server",
+            &[("id", server["id"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!(res.status(), 404);
+
+    // The tokens and the registration are sealed.
+    let stored: Vec<(Vec<u8>, Vec<u8>)> =
+        sqlx::query_as("SELECT oauth_client, oauth_tokens FROM mcp_servers")
+            .fetch_all(&s.app.db)
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 2);
+    for (client, tokens) in stored {
+        for bytes in [client, tokens] {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains("fake-"), "plaintext OAuth data: {text}");
+        }
+    }
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_oauth_callback_is_only_its_own_user_s_and_a_refusal_is_shown(db: PgPool) {
+    let s = spawn(db).await;
+    let ada = s.app.signed_up("mcp-oauth-cb@example.com").await;
+    let url = s.fake_url("oauth");
+    let res = add_server(
+        &s.app,
+        &ada,
+        &[("name", "Protected"), ("url", &url), ("auth", "oauth")],
+    )
+    .await;
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let server: Value = res.json().await.unwrap();
+    let state = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .unwrap()
+        .1
+        .into_owned();
+
+    // Not signed in, its tools cannot be listed; the reason says what to do.
+    let refreshed: Value = s
+        .app
+        .call(
+            &ada,
+            "refresh_mcp_server",
+            &[("id", server["id"].as_str().unwrap())],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let error = refreshed["last_error"].as_str().unwrap();
+    assert!(error.contains("Sign in to 127.0.0.1 again"), "{error}");
+
+    // Someone else's browser coming back with Ada's state finds nothing,
+    // and neither does a made-up state.
+    let eve = s.app.signed_up("mcp-oauth-eve@example.com").await;
+    let callback = |state: &str, extra: &str| {
+        s.app.url(&format!(
+            "/settings/mcp/oauth/callback?state={state}{extra}"
+        ))
+    };
+    let res = eve.get(callback(&state, "&code=x")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    let res = ada
+        .get(callback("made-up", "&code=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    // Signed out: to the sign-in page.
+    let res = s
+        .app
+        .client()
+        .get(callback(&state, "&code=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+
+    // The user said no at the server: the reason shows beside it.
+    let res = ada
+        .get(callback(&state, "&error=access_denied"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let list: Value = s
+        .app
+        .call(&ada, "list_mcp_servers", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list[0]["signed_in"], false);
+    assert_eq!(
+        list[0]["last_error"],
+        "The sign-in to 127.0.0.1 was refused or cancelled."
+    );
+    // The state is spent.
+    let res = ada.get(callback(&state, "&code=x")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+
+    // "Sign in" starts again, and this time it works.
+    let res = s
+        .app
+        .call(
+            &ada,
+            "sign_in_mcp_server",
+            &[("id", server["id"].as_str().unwrap())],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let back = sign_in_at(&s, &ada, &location).await;
+    assert_eq!(back.status(), 303);
+    assert_eq!(whoami(&s, &ada, &server).await["result"], "user-1");
+    // Registered once: the second sign-in reused the client.
+    assert_eq!(
+        oauth_seen(&s)
+            .await
+            .iter()
+            .filter(|g| *g == "register")
+            .count(),
+        1
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_server_without_oauth_metadata_gets_a_plain_error(db: PgPool) {
+    let s = spawn(db).await;
+    let client = s.app.signed_up("mcp-oauth-none@example.com").await;
+    let res = add_server(
+        &s.app,
+        &client,
+        &[
+            ("name", "Open"),
+            ("url", &s.fake_url("open")),
+            ("auth", "oauth"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().get("location").is_none());
+    let server: Value = res.json().await.unwrap();
+    let error = server["last_error"].as_str().unwrap();
+    assert!(error.contains("OAuth metadata"), "{error}");
+}

@@ -39,6 +39,11 @@ const PLAIN: &[(&str, &str, &str)] = &[
     ),
     ("sessions", "token_hash", "SHA-256 of the session token"),
     (
+        "mcp_oauth_states",
+        "state_hash",
+        "SHA-256 of a random OAuth state (the sign-in itself is sealed)",
+    ),
+    (
         "agent_mcp_tokens",
         "token_hash",
         "SHA-256 of a 256-bit random token (the token itself is sealed)",
@@ -255,6 +260,29 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         added["tools"].as_array().is_some_and(|t| !t.is_empty()),
         "{added}"
     );
+    // An OAuth server signed in to (its client and tokens), then a second
+    // sign-in left half-way (its state).
+    let oauth_url = format!("http://{fake}/mcp/oauth");
+    let oauth = [
+        ("name", "OAuth MCP"),
+        ("url", oauth_url.as_str()),
+        ("auth", "oauth"),
+    ];
+    let res = app.call(&client, "add_mcp_server", &oauth).await;
+    let location = res.headers()["location"].to_str().unwrap().to_owned();
+    let oauth_id = res.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let back = app.client().get(location).send().await.unwrap().headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(client.get(back).send().await.unwrap().status(), 303);
+    let res = app
+        .call(&client, "sign_in_mcp_server", &[("id", oauth_id.as_str())])
+        .await;
+    assert!(res.headers().get("location").is_some());
     let unreachable = [
         ("name", "Unreachable MCP"),
         ("url", "http://10.0.0.1/mcp"),
@@ -351,6 +379,8 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         ("messages", "body"),
         ("mcp_servers", "secret"),
         ("agent_mcp_tokens", "token"),
+        ("mcp_servers", "oauth_tokens"),
+        ("mcp_oauth_states", "state"),
     ] {
         let sql = format!(
             "UPDATE {table} SET {column} = set_byte({column}, 20, get_byte({column}, 20) # 1)
@@ -373,7 +403,9 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
             "conversations.title",
             "messages.body",
             "mcp_servers.secret",
-            "agent_mcp_tokens.token"
+            "agent_mcp_tokens.token",
+            "mcp_servers.oauth_tokens",
+            "mcp_oauth_states.state"
         ])
     );
 }

@@ -9,6 +9,7 @@ pub type AddMcpServerAction = ServerAction<AddMcpServer>;
 pub type RefreshMcpServerAction = ServerAction<RefreshMcpServer>;
 pub type ReplaceMcpSecretAction = ServerAction<ReplaceMcpSecret>;
 pub type DeleteMcpServerAction = ServerAction<DeleteMcpServer>;
+pub type SignInMcpServerAction = ServerAction<SignInMcpServer>;
 
 #[server(prefix = "/api", endpoint = "list_mcp_servers")]
 pub async fn list_mcp_servers() -> Result<Vec<McpServerView>, AppError> {
@@ -34,7 +35,32 @@ pub async fn add_mcp_server(
         header_name: header_name.unwrap_or_default(),
         secret: secret.unwrap_or_default(),
     })?;
-    super::server::add(&ctx::state()?, session.user_id, &session.key, &new).await
+    let state = ctx::state()?;
+    let view = super::server::add(&state, session.user_id, &session.key, &new).await?;
+    if view.auth == super::McpAuth::OAuth {
+        // Off to the server's sign-in page; it sends the user back to
+        // /settings/mcp/oauth/callback.
+        let id = ctx::parse_id(&view.id)?;
+        if let Ok(url) = super::oauth::start(&state, session.user_id, &session.key, id).await? {
+            leptos_axum::redirect(&url);
+        }
+        return super::server::get(&state, session.user_id, &session.key, id).await;
+    }
+    Ok(view)
+}
+
+/// Starts signing in to an OAuth server: redirects to its sign-in page, or
+/// keeps why it cannot as the server's error.
+#[server(prefix = "/api", endpoint = "sign_in_mcp_server")]
+pub async fn sign_in_mcp_server(id: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
+    let state = ctx::state()?;
+    if let Ok(url) = super::oauth::start(&state, session.user_id, &session.key, id).await? {
+        leptos_axum::redirect(&url);
+    }
+    Ok(())
 }
 
 #[server(prefix = "/api", endpoint = "refresh_mcp_server")]

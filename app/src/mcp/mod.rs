@@ -10,6 +10,8 @@
 //! servers.
 
 pub mod api;
+#[cfg(feature = "ssr")]
+pub mod oauth;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod serve;
@@ -39,6 +41,9 @@ pub enum McpAuth {
     /// A static secret in a header (`Authorization: Bearer …` or the
     /// server's own header name).
     Header,
+    /// OAuth 2.1: the user signs in at the server's authorization server.
+    #[serde(rename = "oauth")]
+    OAuth,
 }
 
 impl McpAuth {
@@ -46,6 +51,7 @@ impl McpAuth {
         match self {
             McpAuth::None => "none",
             McpAuth::Header => "header",
+            McpAuth::OAuth => "oauth",
         }
     }
 
@@ -53,6 +59,7 @@ impl McpAuth {
         match value {
             "none" => Some(McpAuth::None),
             "header" => Some(McpAuth::Header),
+            "oauth" => Some(McpAuth::OAuth),
             _ => None,
         }
     }
@@ -108,6 +115,9 @@ pub struct McpServerView {
     pub refreshed_at: Option<String>,
     /// Why the last refresh failed, in words.
     pub last_error: Option<String>,
+    /// For OAuth: whether Enclave holds tokens (the user signed in).
+    #[serde(default)]
+    pub signed_in: bool,
 }
 
 /// The key an agent's tool settings use for one tool of one server.

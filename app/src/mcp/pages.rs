@@ -10,7 +10,8 @@ use super::{
     McpAuth, McpServerView,
     api::{
         AddMcpServerAction, DeleteMcpServerAction, DisableAgentMcpAction, EnableAgentMcpAction,
-        RefreshMcpServerAction, ReplaceMcpSecretAction, agent_mcp_access, list_mcp_servers,
+        RefreshMcpServerAction, ReplaceMcpSecretAction, SignInMcpServerAction, agent_mcp_access,
+        list_mcp_servers,
     },
 };
 use crate::{
@@ -34,6 +35,7 @@ fn McpServers() -> impl IntoView {
     let delete = DeleteMcpServerAction::new();
     let refresh = RefreshMcpServerAction::new();
     let replace = ReplaceMcpSecretAction::new();
+    let sign_in = SignInMcpServerAction::new();
     let list = Resource::new(
         move || {
             (
@@ -41,6 +43,7 @@ fn McpServers() -> impl IntoView {
                 delete.version().get(),
                 refresh.version().get(),
                 replace.version().get(),
+                sign_in.version().get(),
             )
         },
         |_| list_mcp_servers(),
@@ -68,7 +71,13 @@ fn McpServers() -> impl IntoView {
                                     .into_iter()
                                     .map(|s| {
                                         view! {
-                                            <ServerRow server=s delete=delete refresh=refresh replace=replace/>
+                                            <ServerRow
+                                                server=s
+                                                delete=delete
+                                                refresh=refresh
+                                                replace=replace
+                                                sign_in=sign_in
+                                            />
                                         }
                                     })
                                     .collect_view()}
@@ -98,6 +107,7 @@ fn McpServers() -> impl IntoView {
                     <select id="field-auth" name="auth">
                         <option value="none">"None"</option>
                         <option value="header">"A secret header (token or API key)"</option>
+                        <option value="oauth">"OAuth (sign in at the server)"</option>
                     </select>
                 </div>
                 <fieldset class="field">
@@ -134,6 +144,7 @@ fn ServerRow(
     delete: DeleteMcpServerAction,
     refresh: RefreshMcpServerAction,
     replace: ReplaceMcpSecretAction,
+    sign_in: SignInMcpServerAction,
 ) -> impl IntoView {
     let (id_refresh, id_delete, id_replace) =
         (server.id.clone(), server.id.clone(), server.id.clone());
@@ -141,7 +152,16 @@ fn ServerRow(
         (McpAuth::Header, Some(name), Some(masked)) => format!("{name}: {masked}"),
         (McpAuth::Header, _, _) => "Secret header".to_owned(),
         (McpAuth::None, _, _) => "No authentication".to_owned(),
+        (McpAuth::OAuth, _, _) if server.signed_in => "OAuth, signed in".to_owned(),
+        (McpAuth::OAuth, _, _) => "OAuth, not signed in".to_owned(),
     };
+    let needs_sign_in = server.auth == McpAuth::OAuth;
+    let sign_in_label = if server.signed_in {
+        "Sign in again"
+    } else {
+        "Sign in"
+    };
+    let id_sign_in = server.id.clone();
     let usable = server.tools.iter().filter(|t| t.unusable.is_none()).count();
     let summary = match (server.refreshed_at.is_some(), server.tools.len()) {
         (false, _) => "Tools not listed yet".to_owned(),
@@ -162,6 +182,15 @@ fn ServerRow(
                     .map(|e| view! { <p class="key-test failed" role="status" data-testid="mcp-error">{e}</p> })}
             </div>
             <div class="actions">
+                {needs_sign_in
+                    .then(|| {
+                        view! {
+                            <ActionForm action=sign_in attr:class="inline">
+                                <input type="hidden" name="id" value=id_sign_in/>
+                                <button type="submit" class="primary">{sign_in_label}</button>
+                            </ActionForm>
+                        }
+                    })}
                 <ActionForm action=refresh attr:class="inline">
                     <input type="hidden" name="id" value=id_refresh/>
                     <button type="submit" disabled=move || refresh.pending().get()>"Refresh tools"</button>

@@ -84,7 +84,12 @@ struct Row {
     tools: Option<Sealed>,
     refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
     last_error: Option<Sealed>,
+    signed_in: bool,
 }
+
+/// The columns `Row` reads.
+const ROW_COLUMNS: &str = "id, name, url, auth, header_name, masked, tools, refreshed_at, \
+                           last_error, (oauth_tokens IS NOT NULL) AS signed_in";
 
 impl Row {
     fn view(&self, key: &DataKey, owner: Uuid) -> Result<McpServerView, AppError> {
@@ -106,6 +111,7 @@ impl Row {
             tools,
             refreshed_at: self.refreshed_at.map(|t| t.to_rfc3339()),
             last_error: open_opt("last_error", &self.last_error)?,
+            signed_in: self.signed_in,
         })
     }
 }
@@ -115,10 +121,9 @@ pub async fn list(
     owner: Uuid,
     key: &DataKey,
 ) -> Result<Vec<McpServerView>, AppError> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, name, url, auth, header_name, masked, tools, refreshed_at, last_error
-         FROM mcp_servers WHERE owner_id = $1 ORDER BY created_at",
-    )
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ROW_COLUMNS} FROM mcp_servers WHERE owner_id = $1 ORDER BY created_at"
+    )))
     .bind(owner)
     .fetch_all(&state.db)
     .await?;
@@ -131,10 +136,9 @@ pub async fn get(
     key: &DataKey,
     id: Uuid,
 ) -> Result<McpServerView, AppError> {
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT id, name, url, auth, header_name, masked, tools, refreshed_at, last_error
-         FROM mcp_servers WHERE id = $1 AND owner_id = $2",
-    )
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ROW_COLUMNS} FROM mcp_servers WHERE id = $1 AND owner_id = $2"
+    )))
     .bind(id)
     .bind(owner)
     .fetch_optional(&state.db)
@@ -182,6 +186,10 @@ pub async fn add(
     .execute(&state.db)
     .await?;
     tracing::info!(mcp_server_id = %id, owner_id = %owner, auth = new.auth.as_str(), "MCP server added");
+    if new.auth == McpAuth::OAuth {
+        // Its tools are listed once the user has signed in.
+        return get(state, owner, key, id).await;
+    }
     refresh(state, owner, key, id).await
 }
 
@@ -255,18 +263,30 @@ pub async fn refresh(
         Ok(tools) => store_tools(state, owner, key, id, &keep_tools(tools)).await?,
         Err(message) => {
             tracing::info!(mcp_server_id = %id, owner_id = %owner, "MCP server refresh failed");
-            sqlx::query(
-                "UPDATE mcp_servers SET last_error = $3, updated_at = now()
-                 WHERE id = $1 AND owner_id = $2",
-            )
-            .bind(id)
-            .bind(owner)
-            .bind(key.seal_str(place("last_error", id, owner), &message))
-            .execute(&state.db)
-            .await?;
+            record_error(state, owner, key, id, &message).await?;
         }
     }
     get(state, owner, key, id).await
+}
+
+/// Keeps `message` as the server's last error, for Settings.
+pub(super) async fn record_error(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    id: Uuid,
+    message: &str,
+) -> Result<(), AppError> {
+    sqlx::query(
+        "UPDATE mcp_servers SET last_error = $3, updated_at = now()
+         WHERE id = $1 AND owner_id = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(key.seal_str(place("last_error", id, owner), message))
+    .execute(&state.db)
+    .await?;
+    Ok(())
 }
 
 async fn store_tools(
@@ -342,6 +362,10 @@ struct Target {
     /// Only the host, for messages.
     host: String,
     header: Option<(String, String)>,
+    /// Why no request can be made (an OAuth server the user must sign in
+    /// to again), in words.
+    blocked: Option<String>,
+    oauth: bool,
 }
 
 impl std::fmt::Debug for Target {
@@ -363,11 +387,13 @@ impl Target {
         #[derive(sqlx::FromRow)]
         struct SecretRow {
             url: Sealed,
+            auth: String,
             header_name: Option<Sealed>,
             secret: Option<Sealed>,
         }
         let row: SecretRow = sqlx::query_as(
-            "SELECT url, header_name, secret FROM mcp_servers WHERE id = $1 AND owner_id = $2",
+            "SELECT url, auth, header_name, secret FROM mcp_servers
+             WHERE id = $1 AND owner_id = $2",
         )
         .bind(id)
         .bind(owner)
@@ -376,12 +402,20 @@ impl Target {
         .ok_or(AppError::NotFound)?;
         let open = |column, sealed: &Sealed| key.open_text(place(column, id, owner), sealed);
         let url = open("url", &row.url)?;
-        let header = match (&row.header_name, &row.secret) {
+        let mut header = match (&row.header_name, &row.secret) {
             (Some(name), Some(secret)) => {
                 Some((open("header_name", name)?, open("secret", secret)?))
             }
             _ => None,
         };
+        let oauth = row.auth == McpAuth::OAuth.as_str();
+        let mut blocked = None;
+        if oauth {
+            match super::oauth::access_token(state, owner, key, id).await {
+                Ok(token) => header = Some(("Authorization".to_owned(), token)),
+                Err(message) => blocked = Some(message),
+            }
+        }
         let host = url::Url::parse(&url)
             .ok()
             .and_then(|u| u.host_str().map(str::to_owned))
@@ -391,6 +425,8 @@ impl Target {
             url,
             host,
             header,
+            blocked,
+            oauth,
         })
     }
 }
@@ -460,6 +496,9 @@ type Client = RunningService<RoleClient, Listener>;
 /// Opens a session with the server: over the egress client, both protocol
 /// eras, with the server's secret header if it has one.
 async fn connect(state: &AppState, target: &Target, listener: Listener) -> Result<Client, String> {
+    if let Some(message) = &target.blocked {
+        return Err(message.clone());
+    }
     let http = state
         .egress
         .client_for(&target.url)
@@ -506,10 +545,17 @@ async fn connect(state: &AppState, target: &Target, listener: Listener) -> Resul
     }
     outcome.map_err(|e| {
         if e.is_authorization_required() {
-            return format!(
-                "{} refused the credentials (it asks for authorization).",
-                target.host
-            );
+            return if target.oauth {
+                format!(
+                    "{} refused the sign-in. Sign in to it again (Settings → MCP servers).",
+                    target.host
+                )
+            } else {
+                format!(
+                    "{} refused the credentials (it asks for authorization).",
+                    target.host
+                )
+            };
         }
         describe_init_error(&e, &target.host)
             .unwrap_or_else(|| format!("{} did not answer as an MCP server.", target.host))

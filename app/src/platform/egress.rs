@@ -326,6 +326,29 @@ impl Egress {
         headers: HeaderMap,
         body: Option<Vec<u8>>,
     ) -> Result<Fetched, EgressError> {
+        self.fetch(method, url, headers, body, true).await
+    }
+
+    /// Like `send_body`, but a redirect is returned as it is, never followed
+    /// (for a protocol that judges redirects itself, like OAuth).
+    pub async fn send_once(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+    ) -> Result<Fetched, EgressError> {
+        self.fetch(method, url, headers, body, false).await
+    }
+
+    async fn fetch(
+        &self,
+        method: Method,
+        url: &str,
+        headers: HeaderMap,
+        body: Option<Vec<u8>>,
+        follow: bool,
+    ) -> Result<Fetched, EgressError> {
         let mut url = Url::parse(url).map_err(|_| EgressError::InvalidUrl)?;
         let mut headers = headers;
         for _ in 0..=MAX_REDIRECTS {
@@ -342,7 +365,8 @@ impl Egress {
                 .send()
                 .await
                 .map_err(|e| send_error(&e, host.clone()))?;
-            if body.is_none()
+            if follow
+                && body.is_none()
                 && res.status().is_redirection()
                 && let Some(location) = res.headers().get(LOCATION).and_then(|l| l.to_str().ok())
             {
