@@ -48,6 +48,26 @@ test("a new user adds an MCP server, sees its tools, and an agent calls one in t
   expect(errors).toEqual([]);
 });
 
+test("signing in to an OAuth-protected MCP server goes to its sign-in page and back", async ({ page }) => {
+  expect(fakeUrl, "FAKE_URL is set by .ci/test.sh").not.toBe("");
+  const errors = watchErrors(page);
+  await signUp(page);
+  await page.goto("/settings/mcp");
+  await hydrated(page);
+  await page.getByLabel("Name", { exact: true }).fill("Protected");
+  await page.getByLabel("Address").fill(`${fakeUrl}/mcp/oauth`);
+  await page.getByLabel("Authentication").selectOption("oauth");
+  await page.getByRole("button", { name: "Add server" }).click();
+  // Off to the fake authorization server, which signs in at once and sends
+  // the browser back to Enclave.
+  await expect(page).toHaveURL(/\/settings\/mcp$/);
+  const server = page.getByTestId("mcp-server");
+  await expect(server).toContainText("OAuth, signed in");
+  await expect(server.getByTestId("mcp-tool").filter({ hasText: "whoami" })).toBeVisible();
+  await expect(server.getByRole("button", { name: "Sign in again" })).toBeVisible();
+  expect(errors).toEqual([]);
+});
+
 test.describe("with JavaScript disabled", () => {
   test.use({ javaScriptEnabled: false });
 

@@ -255,7 +255,7 @@ pub fn AgentMcpCard(agent_id: String) -> impl IntoView {
     let enable_error = action_error!(enable);
     let disable_error = action_error!(disable);
     view! {
-        <section class="card" data-testid="agent-mcp">
+        <section class="card agent-mcp" data-testid="agent-mcp">
             <h2>"Use from other programs (MCP)"</h2>
             <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                 {move || {
