@@ -68,6 +68,27 @@ test("signing in to an OAuth-protected MCP server goes to its sign-in page and b
   expect(errors).toEqual([]);
 });
 
+test("serving an agent over MCP turns on and off in place, after a reload too", async ({ page }) => {
+  const errors = watchErrors(page);
+  await signUp(page);
+  await page.goto("/agents/new");
+  await hydrated(page);
+  await page.getByLabel("Name").fill("Served live");
+  await page.getByLabel("Provider").selectOption("demo");
+  await page.getByRole("button", { name: "Create agent" }).click();
+  await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
+  await hydrated(page);
+  const card = page.getByTestId("agent-mcp");
+  await card.getByRole("button", { name: "Serve over MCP" }).click();
+  await expect(card.getByTestId("agent-mcp-url")).toBeVisible();
+  await page.reload();
+  await hydrated(page);
+  await expect(card.getByTestId("agent-mcp-url")).toBeVisible();
+  await card.getByRole("button", { name: "Stop serving" }).click();
+  await expect(card).toContainText("Off.");
+  expect(errors).toEqual([]);
+});
+
 test.describe("with JavaScript disabled", () => {
   test.use({ javaScriptEnabled: false });
 

@@ -17,7 +17,12 @@ use crate::{
     action_error,
     connections::{ConnectionKind, ConnectionView, api::list_connections},
     error::AppError,
-    mcp::{McpServerView, api::list_mcp_servers, pages::AgentMcpCard, parse_tool_key, tool_key},
+    mcp::{
+        AgentMcpAccess, McpServerView,
+        api::{DisableAgentMcpAction, EnableAgentMcpAction, agent_mcp_access, list_mcp_servers},
+        pages::AgentMcpCard,
+        parse_tool_key, tool_key,
+    },
     provider_keys::{KeySource, ProviderKeyView, api::list_provider_keys},
     tools::{BUILTIN, ToolConfig, builtin},
     ui::{Field, FormError, RequireUser, TextAreaField, error_view, field_message, not_found_or},
@@ -581,11 +586,22 @@ pub fn AgentDetailPage() -> impl IntoView {
 fn AgentShow() -> impl IntoView {
     let id = use_agent_id();
     let agent = Resource::new(move || id.get(), get_agent);
+    let enable = EnableAgentMcpAction::new();
+    let disable = DisableAgentMcpAction::new();
+    let mcp = Resource::new(
+        move || (id.get(), enable.version().get(), disable.version().get()),
+        |(id, _, _)| agent_mcp_access(id),
+    );
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
+                let mcp = mcp.await;
                 match agent.await {
-                    Ok(agent) => Either::Left(view! { <AgentCard agent=agent/> }),
+                    Ok(agent) => {
+                        Either::Left(
+                            view! { <AgentCard agent=agent mcp=mcp enable=enable disable=disable/> },
+                        )
+                    }
                     Err(err) => Either::Right(not_found_or(err)),
                 }
             })}
@@ -594,7 +610,12 @@ fn AgentShow() -> impl IntoView {
 }
 
 #[component]
-fn AgentCard(agent: AgentDetail) -> impl IntoView {
+fn AgentCard(
+    agent: AgentDetail,
+    mcp: Result<AgentMcpAccess, AppError>,
+    enable: EnableAgentMcpAction,
+    disable: DisableAgentMcpAction,
+) -> impl IntoView {
     let duplicate = DuplicateAgentAction::new();
     let delete = DeleteAgentAction::new();
     let delete_error = action_error!(delete);
@@ -674,7 +695,7 @@ fn AgentCard(agent: AgentDetail) -> impl IntoView {
                     </section>
                 }
             })}
-        <AgentMcpCard agent_id=agent.id.clone()/>
+        <AgentMcpCard access=mcp agent_id=agent.id.clone() enable=enable disable=disable/>
         <section class="card danger-zone">
             <h2>"Delete this agent"</h2>
             <p>

@@ -10,8 +10,7 @@ use super::{
     McpAuth, McpServerView,
     api::{
         AddMcpServerAction, DeleteMcpServerAction, DisableAgentMcpAction, EnableAgentMcpAction,
-        RefreshMcpServerAction, ReplaceMcpSecretAction, SignInMcpServerAction, agent_mcp_access,
-        list_mcp_servers,
+        RefreshMcpServerAction, ReplaceMcpSecretAction, SignInMcpServerAction, list_mcp_servers,
     },
 };
 use crate::{
@@ -242,42 +241,34 @@ fn ServerRow(
 /// The agent page's "Use from other programs" card: serve the agent as an
 /// MCP server (off by default), see its address and token, make a new
 /// token, stop serving. Works without JavaScript: the token is on the page,
-/// folded away, rather than shown once.
+/// folded away, rather than shown once. The page loads `access` (and owns
+/// the actions) next to the agent, so both hydrate from one suspense.
 #[component]
-pub fn AgentMcpCard(agent_id: String) -> impl IntoView {
-    let enable = EnableAgentMcpAction::new();
-    let disable = DisableAgentMcpAction::new();
-    let id = agent_id.clone();
-    let access = Resource::new(
-        move || (enable.version().get(), disable.version().get()),
-        move |_| agent_mcp_access(id.clone()),
-    );
+pub fn AgentMcpCard(
+    access: Result<super::AgentMcpAccess, crate::error::AppError>,
+    agent_id: String,
+    enable: EnableAgentMcpAction,
+    disable: DisableAgentMcpAction,
+) -> impl IntoView {
     let enable_error = action_error!(enable);
     let disable_error = action_error!(disable);
     view! {
         <section class="card agent-mcp" data-testid="agent-mcp">
             <h2>"Use from other programs (MCP)"</h2>
-            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
-                {move || {
-                    let agent_id = agent_id.clone();
-                    Suspend::new(async move {
-                        match access.await {
-                            Err(err) => error_view(err).into_any(),
-                            Ok(access) => {
-                                view! {
-                                    <AgentMcpState
-                                        access=access
-                                        agent_id=agent_id
-                                        enable=enable
-                                        disable=disable
-                                    />
-                                }
-                                    .into_any()
-                            }
-                        }
-                    })
-                }}
-            </Transition>
+            {match access {
+                Err(err) => error_view(err).into_any(),
+                Ok(access) => {
+                    view! {
+                        <AgentMcpState
+                            access=access
+                            agent_id=agent_id
+                            enable=enable
+                            disable=disable
+                        />
+                    }
+                        .into_any()
+                }
+            }}
             <FormError error=enable_error/>
             <FormError error=disable_error/>
         </section>
