@@ -29,6 +29,8 @@ fi
 
 # The offline demo model: chat works at once, with no API key.
 export ENCLAVE_DEMO_MODEL="${ENCLAVE_DEMO_MODEL:-true}"
+# Mail the app sends shows at /dev/mail (no mail server needed).
+export ENCLAVE_MAIL_CATCHER="${ENCLAVE_MAIL_CATCHER:-true}"
 
 echo "[dev] building and serving Enclave on http://127.0.0.1:3000"
 cargo leptos serve

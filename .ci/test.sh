@@ -86,6 +86,7 @@ ENCLAVE_SLACK_API_URL="http://127.0.0.1:$fake_port/slack" \
 ENCLAVE_TELEGRAM_API_URL="http://127.0.0.1:$fake_port/telegram" \
 ENCLAVE_EGRESS_ALLOW="127.0.0.1:$fake_port" \
 ENCLAVE_DEMO_MODEL=true \
+ENCLAVE_MAIL_CATCHER=true \
 ENCLAVE_SIGN_IN_LIMIT_PER_IP=10000 \
   target/debug/server >"$log" 2>&1 &
 server_pid=$!

@@ -13,6 +13,7 @@
 //! - [`llm`] (ssr): provider adapters over their real streaming protocols.
 //! - [`platform`] (ssr): the ground floor: settings, crypto, egress, password
 //!   hashing, rate limits. It imports no slice.
+//! - [`background`] (ssr): what each background job does.
 //! - [`state`] (ssr): `AppState`, the composition root; [`ctx`] (ssr): what
 //!   a server function knows about its request (state, session).
 
@@ -20,6 +21,8 @@
 
 pub mod agents;
 pub mod auth;
+#[cfg(feature = "ssr")]
+pub mod background;
 pub mod chat;
 pub mod connections;
 #[cfg(feature = "ssr")]
@@ -48,14 +51,14 @@ use leptos_router::{
 
 use crate::{
     agents::pages::{AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage},
-    auth::pages::{SignInPage, SignUpPage},
+    auth::pages::{SignInPage, SignUpPage, VerifyEmailPage},
     chat::pages::ChatPage,
     connections::pages::ConnectionsPage,
     mcp::pages::McpServersPage,
     pages::{DashboardPage, HomePage, NotFound, SettingsPage},
     provider_keys::pages::KeysPage,
     tools::activity::ToolActivityPage,
-    ui::{Header, provide_auth},
+    ui::{Header, VerifyBanner, provide_auth},
 };
 
 /// Every sealed column, gathered from the slices that own them: what
@@ -75,6 +78,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 mcp::server::SEALED,
                 mcp::oauth::SEALED,
                 mcp::serve::SEALED,
+                platform::jobs::SEALED,
             ]
             .concat()
         });
@@ -145,11 +149,17 @@ pub fn App() -> impl IntoView {
         <Title formatter=|title: String| format!("{title} · Enclave")/>
         <Router>
             <Header/>
+            <VerifyBanner/>
             <main id="main">
                 <FlatRoutes fallback=NotFound>
                     <Route path=StaticSegment("") view=HomePage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("sign-in") view=SignInPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("sign-up") view=SignUpPage ssr=SsrMode::Async/>
+                    <Route
+                        path=StaticSegment("verify-email")
+                        view=VerifyEmailPage
+                        ssr=SsrMode::Async
+                    />
                     <Route path=StaticSegment("dashboard") view=DashboardPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>
                     <Route

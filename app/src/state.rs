@@ -11,7 +11,9 @@ use sqlx::PgPool;
 
 use crate::{
     chat::runs::Runs,
-    platform::{egress::Egress, keystore::Crypto, passwords::Passwords, settings::Settings},
+    platform::{
+        egress::Egress, jobs::Jobs, keystore::Crypto, passwords::Passwords, settings::Settings,
+    },
 };
 
 /// Everything a request handler or server function needs, cloned cheaply per
@@ -27,6 +29,8 @@ pub struct AppState {
     pub egress: Egress,
     /// Replies being written right now, by this server process.
     pub runs: Runs,
+    /// This process's background workers (`platform::jobs`).
+    pub jobs: Jobs,
 }
 
 impl AppState {
@@ -41,6 +45,7 @@ impl AppState {
             db,
             egress: Egress::new(settings.egress_allow.clone()),
             runs: Runs::new(settings.instance.clone()),
+            jobs: Jobs::new(&settings.instance),
             settings: Arc::new(settings),
             passwords: Passwords::new(),
             crypto: Arc::new(crypto),

@@ -255,7 +255,7 @@ test.describe("with JavaScript disabled", () => {
     await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
     await page.getByRole("link", { name: "Chat", exact: true }).click();
     await page.getByLabel("Message", { exact: true }).fill("Hello without scripts");
-    await page.getByRole("button", { name: "Send" }).click();
+    await page.getByRole("button", { name: "Send", exact: true }).click();
     await expect(page).toHaveURL(/\/chat\?c=[0-9a-f-]{36}$/);
     await expect(page.getByTestId("user-message")).toContainText("Hello without scripts");
   });

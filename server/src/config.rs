@@ -230,6 +230,40 @@ fn smtp_roots(src: &dyn Source) -> Result<Vec<Vec<u8>>, ConfigError> {
     Ok(vec![pem])
 }
 
+/// Where Enclave's own mail goes: `ENCLAVE_SMTP_URL` (`_FILE`; it may hold
+/// the password), from `ENCLAVE_MAIL_FROM`; else, with
+/// `ENCLAVE_MAIL_CATCHER=true` (development only), the in-memory catcher
+/// behind `/dev/mail`; else nowhere (mail jobs end saying so).
+fn mailer(
+    src: &dyn Source,
+    mode: Mode,
+    roots: &[Vec<u8>],
+) -> Result<app::platform::mail::Mailer, ConfigError> {
+    use app::platform::mail::Mailer;
+    let from = src
+        .get("ENCLAVE_MAIL_FROM")
+        .unwrap_or_else(|| "Enclave <enclave@localhost>".to_owned());
+    let catcher = parse(src, "ENCLAVE_MAIL_CATCHER", false)?;
+    if catcher && mode == Mode::Production {
+        return Err(ConfigError::Invalid {
+            name: "ENCLAVE_MAIL_CATCHER",
+            why: "the mail catcher is for development only; set ENCLAVE_SMTP_URL in production"
+                .into(),
+        });
+    }
+    match secret(src, "ENCLAVE_SMTP_URL")? {
+        Some(url) => Mailer::smtp(&url, &from, roots).map_err(|why| ConfigError::Invalid {
+            name: "ENCLAVE_SMTP_URL",
+            why,
+        }),
+        None if catcher => Mailer::catcher(&from).map_err(|why| ConfigError::Invalid {
+            name: "ENCLAVE_MAIL_FROM",
+            why,
+        }),
+        None => Ok(Mailer::Off),
+    }
+}
+
 /// `ENCLAVE_PROXY_HOPS`: how many proxies append to `X-Forwarded-For`.
 /// `ENCLAVE_TRUST_FORWARDED_FOR=true` (the older switch) means one.
 fn proxy_hops(src: &dyn Source) -> Result<u8, ConfigError> {
@@ -317,6 +351,8 @@ impl Config {
                 why: "it must be at least 1".into(),
             });
         }
+        let smtp_roots = smtp_roots(src)?;
+        let mailer = mailer(src, mode, &smtp_roots)?;
         let settings = Settings {
             public_url: public_url.trim_end_matches('/').to_owned(),
             secure_cookies,
@@ -378,12 +414,13 @@ impl Config {
                 "ENCLAVE_TOOL_TIMEOUT_SECS",
                 defaults.tool_timeout.as_secs(),
             )?),
-            smtp_roots: smtp_roots(src)?,
+            smtp_roots,
             egress_allow: egress_allow(src)?,
             provider_urls: provider_urls(src)?,
             service_urls: service_urls(src)?,
             platform_keys: platform_keys(src)?,
             demo_url: None,
+            mailer,
         };
         let demo_model = parse(src, "ENCLAVE_DEMO_MODEL", false)?;
         if demo_model && mode == Mode::Production {
@@ -513,6 +550,54 @@ mod tests {
         env.insert("ENCLAVE_ENV", "production");
         let err = Config::from_source(&env).unwrap_err();
         assert!(err.to_string().contains("ENCLAVE_DEMO_MODEL"), "{err}");
+    }
+
+    #[test]
+    fn mail_goes_to_smtp_or_the_development_catcher_and_never_says_the_password() {
+        let mut env = base();
+        assert!(matches!(
+            Config::from_source(&env).unwrap().settings.mailer,
+            app::platform::mail::Mailer::Off
+        ));
+        env.insert("ENCLAVE_MAIL_CATCHER", "true");
+        assert!(
+            Config::from_source(&env)
+                .unwrap()
+                .settings
+                .mailer
+                .is_catcher()
+        );
+        env.insert("ENCLAVE_ENV", "production");
+        let err = Config::from_source(&env).unwrap_err();
+        assert!(err.to_string().contains("ENCLAVE_MAIL_CATCHER"), "{err}");
+        env.remove("ENCLAVE_MAIL_CATCHER");
+        for url in [
+            "smtp://relay:25",
+            "smtp://user:p%40ss@mail.example.com:587?tls=required",
+            "smtps://user:secret@mail.example.com",
+        ] {
+            env.insert("ENCLAVE_SMTP_URL", url);
+            let config = Config::from_source(&env).unwrap();
+            assert!(matches!(
+                config.settings.mailer,
+                app::platform::mail::Mailer::Smtp { .. }
+            ));
+            assert!(!format!("{:?}", config.settings).contains("secret"));
+        }
+        for bad in [
+            "ftp://relay",
+            "smtp://relay?tls=sometimes",
+            "not a url with secret",
+        ] {
+            env.insert("ENCLAVE_SMTP_URL", bad);
+            let err = Config::from_source(&env).unwrap_err().to_string();
+            assert!(err.contains("ENCLAVE_SMTP_URL"), "{err}");
+            assert!(!err.contains("secret"), "{err}");
+        }
+        env.insert("ENCLAVE_SMTP_URL", "smtp://relay");
+        env.insert("ENCLAVE_MAIL_FROM", "not an address");
+        let err = Config::from_source(&env).unwrap_err().to_string();
+        assert!(err.contains("ENCLAVE_MAIL_FROM"), "{err}");
     }
 
     #[test]

@@ -62,7 +62,16 @@ pub async fn app_state(
         Err(err) => tracing::warn!(error = %err, "could not end this server's unfinished replies"),
     }
     spawn_interrupted_sweeper(state.clone());
+    start_jobs(&state).await;
     Ok(state)
+}
+
+/// Starts this process's background workers.
+pub async fn start_jobs(state: &AppState) {
+    state
+        .jobs
+        .start(state.db.clone(), app::background::handler(state.clone()))
+        .await;
 }
 
 /// Runs the fake provider in-process on a loopback port as the offline demo
@@ -139,6 +148,7 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .route("/api/agents/{id}/export", get(export_agent))
         .route("/api/chat/stream/{id}", get(chat_stream::stream_reply))
         .route("/settings/mcp/oauth/callback", get(mcp_oauth_callback))
+        .route("/dev/mail", get(dev_mail))
         .route("/sign-up", axum::routing::post(forms::sign_up))
         .merge(app::mcp::serve::router(state.clone()))
         .leptos_routes_with_context(
@@ -259,6 +269,52 @@ async fn mcp_oauth_callback(
     }
 }
 
+/// The development mail catcher's page (`ENCLAVE_MAIL_CATCHER`): every
+/// mail the app sent, newest first, as text with its links clickable. Not
+/// found on any other server.
+async fn dev_mail(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::{Html, IntoResponse};
+    if !state.settings.mailer.is_catcher() {
+        return (StatusCode::NOT_FOUND, "Not found.").into_response();
+    }
+    let escape = |s: &str| html_escape::encode_text(s).into_owned();
+    let mut page = String::from(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\">\
+         <title>Mail sent (development)</title><link rel=\"stylesheet\" href=\"/pkg/enclave.css\">\
+         </head><body><main id=\"main\"><h1>Mail sent (development)</h1>\
+         <p class=\"muted\">The mail catcher keeps the last 100 mails in memory. \
+         Production servers refuse it.</p>",
+    );
+    let caught = state.settings.mailer.caught();
+    if caught.is_empty() {
+        page.push_str("<p class=\"card muted\">No mail yet.</p>");
+    }
+    for mail in caught {
+        page.push_str("<article class=\"card\" data-testid=\"caught-mail\">");
+        page.push_str(&format!(
+            "<h2>{}</h2><p class=\"muted\">To {} · {}</p><pre class=\"prompt\">",
+            escape(&mail.mail.subject),
+            escape(&mail.mail.to),
+            mail.at.format("%Y-%m-%d %H:%M:%S UTC"),
+        ));
+        for line in mail.mail.text.lines() {
+            if line.starts_with("http://") || line.starts_with("https://") {
+                let href = html_escape::encode_double_quoted_attribute(line);
+                page.push_str(&format!("<a href=\"{href}\">{}</a>\n", escape(line)));
+            } else {
+                page.push_str(&escape(line));
+                page.push('\n');
+            }
+        }
+        page.push_str("</pre></article>");
+    }
+    page.push_str("</main></body></html>");
+    Html(page).into_response()
+}
+
 /// Liveness and database reachability.
 async fn health(
     axum::extract::State(state): axum::extract::State<AppState>,
@@ -279,12 +335,15 @@ pub const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(10);
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
-    runs: app::chat::runs::Runs,
+    state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let shutdown = async move {
         shutdown.await;
-        let ended = runs.shutdown(SHUTDOWN_PATIENCE).await;
+        let (ended, ()) = tokio::join!(
+            state.runs.shutdown(SHUTDOWN_PATIENCE),
+            state.jobs.shutdown()
+        );
         if ended > 0 {
             tracing::info!(replies = ended, "live replies saved and ended");
         }

@@ -76,12 +76,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let leptos_options = server::leptos_options();
     let addr = config.addr.unwrap_or(leptos_options.site_addr);
     let state = server::app_state(&config, leptos_options).await?;
-    let runs = state.runs.clone();
-    let router = server::router(state, &config.public_url);
+    let router = server::router(state.clone(), &config.public_url);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("could not listen on {addr}: {e}"))?;
     tracing::info!("Enclave listening on http://{}", listener.local_addr()?);
-    server::serve(listener, router, runs, server::shutdown_signal()).await?;
+    server::serve(listener, router, state, server::shutdown_signal()).await?;
     Ok(())
 }

@@ -23,7 +23,12 @@ async fn sign_up_creates_the_account_and_signs_in(db: PgPool) {
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
     assert_eq!(
         app.current_user(&client).await,
-        json!({"first_name": "Ada", "last_name": "Lovelace", "email": "ada@example.com"})
+        json!({
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "email": "ada@example.com",
+            "email_verified": false
+        })
     );
     // Stored sealed with the user's key: the hash opens to argon2id at the
     // OWASP parameters, and the age confirmation is recorded.

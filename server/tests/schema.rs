@@ -61,6 +61,29 @@ const PLAIN: &[(&str, &str, &str)] = &[
     ("agents", "provider", "one of a fixed list of providers"),
     ("messages", "role", "user or assistant"),
     ("messages", "status", "one of a fixed list of states"),
+    ("jobs", "kind", "one of a fixed list of job kinds"),
+    (
+        "email_tokens",
+        "token_hash",
+        "SHA-256 of a 256-bit random token (the token lives only in the mail)",
+    ),
+    ("email_tokens", "purpose", "one of a fixed list of purposes"),
+    ("jobs", "state", "one of a fixed list of states"),
+    (
+        "jobs",
+        "idempotency_key",
+        "a kind and ids (never user data; the code that makes keys says so)",
+    ),
+    (
+        "jobs",
+        "locked_by",
+        "the server process's name (the operator's host)",
+    ),
+    (
+        "jobs",
+        "last_error",
+        "Enclave's own sentence for a failure (no address, no server text)",
+    ),
     (
         "messages",
         "error_code",

@@ -81,3 +81,29 @@ pub async fn sign_out_everywhere() -> Result<(), AppError> {
     leptos_axum::redirect("/sign-in");
     Ok(())
 }
+
+pub type ResendVerificationAction = ServerAction<ResendVerification>;
+
+/// Confirms an email address from the mailed link's token.
+#[server(prefix = "/api", endpoint = "verify_email")]
+pub async fn verify_email(token: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let state = ctx::state()?;
+    super::verify::confirm(&state, &token).await
+}
+
+/// Mails the signed-in user a new confirmation link.
+#[server(prefix = "/api", endpoint = "resend_verification")]
+pub async fn resend_verification() -> Result<(), AppError> {
+    use crate::ctx;
+    let state = ctx::state()?;
+    let session = ctx::require_session()?;
+    super::verify::resend(
+        &state,
+        session.user_id,
+        &session.key,
+        &session.user.email,
+        &session.user.first_name,
+    )
+    .await
+}

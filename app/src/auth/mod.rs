@@ -8,6 +8,8 @@ pub mod domain;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;
+#[cfg(feature = "ssr")]
+pub mod verify;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +19,9 @@ pub struct UserView {
     pub first_name: String,
     pub last_name: String,
     pub email: String,
+    /// Whether the address was confirmed through a mailed link.
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 /// What a sign-up form posted without JavaScript held when it failed, so

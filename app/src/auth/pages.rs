@@ -184,3 +184,46 @@ mod tests {
         assert!(hint.contains(&PASSWORD_MAX_CHARS.to_string()));
     }
 }
+
+/// Where a confirmation link lands: the address is confirmed as the page
+/// renders (on the server, so it works without JavaScript), or the page
+/// says why not and what to do.
+#[component]
+pub fn VerifyEmailPage() -> impl IntoView {
+    let query = use_query_map();
+    let token = move || query.read().get("token").unwrap_or_default();
+    let outcome = Resource::new(token, super::api::verify_email);
+    view! {
+        <Title text="Confirm your email address"/>
+        <section class="card narrow">
+            <h1>"Confirm your email address"</h1>
+            <Suspense fallback=|| view! { <p class="muted">"Checking the link…"</p> }>
+                {move || Suspend::new(async move {
+                    match outcome.await {
+                        Ok(()) => {
+                            view! {
+                                <p role="status" data-testid="verify-outcome">
+                                    "Your email address is confirmed. Thank you."
+                                </p>
+                                <a class="button primary" href="/dashboard">"Go to your dashboard"</a>
+                            }
+                                .into_any()
+                        }
+                        Err(err) => {
+                            let message = err
+                                .field_message("token")
+                                .unwrap_or_else(|| err.to_string());
+                            view! {
+                                <p class="field-error" role="alert" data-testid="verify-outcome">
+                                    {message}
+                                </p>
+                                <a class="button" href="/sign-in">"Sign in"</a>
+                            }
+                                .into_any()
+                        }
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}

@@ -166,7 +166,7 @@ pub async fn create_session(
     Ok(token)
 }
 
-type SessionRow = (Uuid, Uuid, Sealed, Sealed, Sealed, String, Vec<u8>);
+type SessionRow = (Uuid, Uuid, Sealed, Sealed, Sealed, bool, String, Vec<u8>);
 
 /// The live session for `token`, if there is one.
 pub async fn resolve_session(
@@ -175,7 +175,8 @@ pub async fn resolve_session(
     token: &str,
 ) -> Result<Option<AuthSession>, AppError> {
     let row: Option<SessionRow> = sqlx::query_as(
-        "SELECT s.id, u.id, u.first_name, u.last_name, u.email, k.kek_id, k.wrapped_key
+        "SELECT s.id, u.id, u.first_name, u.last_name, u.email,
+                u.email_verified_at IS NOT NULL, k.kek_id, k.wrapped_key
          FROM sessions s
          JOIN users u ON u.id = s.user_id
          JOIN user_keys k ON k.user_id = u.id
@@ -184,7 +185,7 @@ pub async fn resolve_session(
     .bind(token_hash(token))
     .fetch_optional(db)
     .await?;
-    let Some((session_id, user_id, first, last, email, kek_id, wrapped)) = row else {
+    let Some((session_id, user_id, first, last, email, verified, kek_id, wrapped)) = row else {
         return Ok(None);
     };
     let key = keystore::open_user_key(&crypto.keyring, user_id, kek_id, wrapped)?;
@@ -199,6 +200,7 @@ pub async fn resolve_session(
             first_name: open("first_name", &first)?,
             last_name: open("last_name", &last)?,
             email: open("email", &email)?,
+            email_verified: verified,
         },
         key,
     }))
@@ -278,7 +280,17 @@ pub async fn sign_up(
         ));
     }
     keystore::store_user_key(&mut tx, &state.crypto.keyring, user_id, &key).await?;
+    super::verify::issue(
+        &mut tx,
+        state,
+        user_id,
+        &key,
+        account.email.as_ref(),
+        account.first_name.as_ref(),
+    )
+    .await?;
     tx.commit().await?;
+    state.jobs.wake();
     tracing::info!(%user_id, "account created");
     create_session(&state.db, &state.settings, user_id).await
 }

@@ -139,6 +139,9 @@ pub enum KeyUse {
     /// A program called one of the user's agents served as an MCP server,
     /// with the token the user made for it.
     AgentMcpServer,
+    /// A background job whose payload is sealed with the user's key (a
+    /// mail to them, say).
+    BackgroundJob,
     /// The operator's command line (`server keys ...`) and the tests.
     Operator,
 }
@@ -147,6 +150,7 @@ impl KeyUse {
     pub fn as_str(self) -> &'static str {
         match self {
             KeyUse::AgentMcpServer => "agent_mcp_server",
+            KeyUse::BackgroundJob => "background_job",
             KeyUse::Operator => "operator",
         }
     }

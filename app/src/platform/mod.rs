@@ -1,11 +1,13 @@
 //! The ground floor (compiled with `ssr` only): settings, encryption and
-//! keys, outbound HTTP, password hashing, rate limiting and what the
-//! middleware leaves in a request. It imports no slice; slices import it.
+//! keys, outbound HTTP, password hashing, rate limiting, the background job
+//! queue, Enclave's own mail and what the middleware leaves in a request. It imports no slice; slices import it.
 //! (`AppState`, which also holds slice machinery, is the crate's `state`.)
 
 pub mod crypto;
 pub mod egress;
+pub mod jobs;
 pub mod keystore;
+pub mod mail;
 pub mod passwords;
 pub mod rate_limit;
 pub mod request;

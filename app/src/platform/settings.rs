@@ -131,6 +131,9 @@ pub struct Settings {
     pub platform_keys: PlatformKeys,
     /// Where the offline demo model answers, when this server runs it.
     pub demo_url: Option<String>,
+    /// Where Enclave's own mail goes (`ENCLAVE_SMTP_URL`, or the
+    /// development catcher).
+    pub mailer: super::mail::Mailer,
 }
 
 impl Default for Settings {
@@ -155,6 +158,7 @@ impl Default for Settings {
             service_urls: ServiceUrls::default(),
             platform_keys: PlatformKeys::default(),
             demo_url: None,
+            mailer: super::mail::Mailer::Off,
         }
     }
 }

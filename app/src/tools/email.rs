@@ -11,10 +11,7 @@ use futures::future::BoxFuture;
 use lettre::{
     AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor,
     message::{Mailbox, header::ContentType},
-    transport::smtp::{
-        authentication::Credentials,
-        client::{Certificate, Tls, TlsParameters},
-    },
+    transport::smtp::{authentication::Credentials, client::Tls},
 };
 use serde_json::{Value, json};
 
@@ -42,15 +39,7 @@ async fn transport(
         .check_server(&smtp.host, smtp.port)
         .await
         .map_err(|e| e.to_string())?;
-    let mut tls = TlsParameters::builder(smtp.host.clone());
-    for pem in &state.settings.smtp_roots {
-        let certificate = Certificate::from_pem(pem)
-            .map_err(|_| "The operator's extra mail certificate cannot be read.".to_owned())?;
-        tls = tls.add_root_certificate(certificate);
-    }
-    let tls = tls
-        .build_rustls()
-        .map_err(|_| "Enclave could not set up TLS for the mail server.".to_owned())?;
+    let tls = crate::platform::mail::tls_parameters(&smtp.host, &state.settings.smtp_roots)?;
     let tls = match smtp.security {
         SmtpSecurity::Starttls => Tls::Required(tls),
         SmtpSecurity::Tls => Tls::Wrapper(tls),

@@ -94,6 +94,45 @@ pub fn Header() -> impl IntoView {
     }
 }
 
+/// For a signed-in user whose address is not confirmed yet: where the link
+/// went, and a button for a new one.
+#[component]
+pub fn VerifyBanner() -> impl IntoView {
+    let auth = use_auth();
+    let resend = crate::auth::api::ResendVerificationAction::new();
+    let sent = move || resend.value().get().is_some_and(|r| r.is_ok());
+    let error = crate::action_error!(resend);
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match auth.user.await {
+                    Ok(Some(user)) if !user.email_verified => {
+                        view! {
+                            <div class="banner" role="status" data-testid="verify-banner">
+                                <p>
+                                    "Please confirm your email address: we sent a link to "
+                                    <strong>{user.email}</strong> "."
+                                </p>
+                                <ActionForm action=resend attr:class="inline">
+                                    <button type="submit" disabled=move || resend.pending().get()>
+                                        "Send a new link"
+                                    </button>
+                                </ActionForm>
+                                <Show when=sent>
+                                    <p class="muted">"Sent. The older link no longer works."</p>
+                                </Show>
+                                <FormError error=error/>
+                            </div>
+                        }
+                            .into_any()
+                    }
+                    _ => ().into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
 /// Renders `children` for a signed-in user; sends anyone else to sign-in with
 /// a way back here. (The server does the same for a page load before any of
 /// this renders; this covers navigation inside the app.)

@@ -120,9 +120,10 @@ impl TestApp {
         let state = AppState::new(options, db.clone(), settings.clone(), crypto);
         let router = server::router(state.clone(), &format!("http://{addr}"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let runs = state.runs.clone();
+        server::start_jobs(&state).await;
+        let serving = state.clone();
         let served = tokio::spawn(async move {
-            server::serve(listener, router, runs, async {
+            server::serve(listener, router, serving, async {
                 let _ = rx.await;
             })
             .await

@@ -3,6 +3,7 @@
 //! QUIT, with the error codes real servers give. A password containing
 //! `bad` is refused (535); a recipient `nobody@…` does not exist (550).
 //! It records what it received, and any AUTH attempted before TLS.
+#![allow(dead_code)]
 
 use std::{
     net::SocketAddr,

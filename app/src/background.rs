@@ -1,0 +1,41 @@
+//! What each background job does (`platform::jobs` runs them): the
+//! composition root's dispatcher, so the platform never names a slice.
+
+use std::sync::Arc;
+
+use crate::{
+    platform::{
+        jobs::{Handler, Job, JobError, Kind},
+        keystore::{self, KeyUse},
+        mail::Outgoing,
+    },
+    state::AppState,
+};
+
+/// The handler the server's workers run.
+pub fn handler(state: AppState) -> Handler {
+    Arc::new(move |job| {
+        let state = state.clone();
+        Box::pin(async move { run(&state, job).await })
+    })
+}
+
+async fn run(state: &AppState, job: Job) -> Result<(), JobError> {
+    match job.kind {
+        Kind::Mail => {
+            let owner = job
+                .owner
+                .ok_or_else(|| JobError::fatal("A mail job has no owner."))?;
+            let key = keystore::user_key(
+                &state.db,
+                &state.crypto.keyring,
+                owner,
+                KeyUse::BackgroundJob,
+            )
+            .await
+            .map_err(|_| JobError::fatal("The account this mail was for is gone."))?;
+            let mail: Outgoing = job.payload(&key)?;
+            state.settings.mailer.send(&mail).await
+        }
+    }
+}

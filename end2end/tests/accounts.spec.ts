@@ -1,0 +1,42 @@
+import { expect, test } from "@playwright/test";
+import { hydrated, signUp, watchErrors } from "./helpers";
+
+// The server runs with the development mail catcher (.ci/test.sh): what it
+// sends shows at /dev/mail.
+
+test("a new account confirms its address from the mailed link", async ({ page }) => {
+  const errors = watchErrors(page);
+  const user = await signUp(page);
+  await hydrated(page);
+  const banner = page.getByTestId("verify-banner");
+  await expect(banner).toContainText("Please confirm your email address");
+  await expect(banner).toContainText(user.email);
+
+  await page.goto("/dev/mail");
+  const mail = page.getByTestId("caught-mail").filter({ hasText: user.email }).first();
+  await expect(mail).toContainText("Confirm your email address for Enclave");
+  await mail.getByRole("link").click();
+  await expect(page.getByTestId("verify-outcome")).toHaveText("Your email address is confirmed. Thank you.");
+  await page.getByRole("link", { name: "Go to your dashboard" }).click();
+  await expect(page).toHaveURL(/\/dashboard$/);
+  await hydrated(page);
+  await expect(page.getByTestId("verify-banner")).toHaveCount(0);
+  expect(errors).toEqual([]);
+});
+
+test("a new link can be sent, and the old one then says it is no longer valid", async ({ page }) => {
+  const user = await signUp(page);
+  await hydrated(page);
+  await page.getByRole("button", { name: "Send a new link" }).click();
+  await expect(page.getByTestId("verify-banner")).toContainText("Sent. The older link no longer works.");
+  await page.goto("/dev/mail");
+  const mails = page.getByTestId("caught-mail").filter({ hasText: user.email });
+  await expect(mails).toHaveCount(2);
+  // Newest first: the second mail holds the first link.
+  const oldLink = (await mails.nth(1).getByRole("link").getAttribute("href")) ?? "";
+  await page.goto(oldLink);
+  await expect(page.getByTestId("verify-outcome")).toContainText("not valid or was used already");
+  await page.goto("/dev/mail");
+  await page.getByTestId("caught-mail").filter({ hasText: user.email }).first().getByRole("link").click();
+  await expect(page.getByTestId("verify-outcome")).toContainText("confirmed");
+});
