@@ -51,7 +51,7 @@ use leptos_router::{
 
 use crate::{
     agents::pages::{AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage},
-    auth::pages::{SignInPage, SignUpPage, VerifyEmailPage},
+    auth::pages::{ForgotPasswordPage, ResetPasswordPage, SignInPage, SignUpPage, VerifyEmailPage},
     chat::pages::ChatPage,
     connections::pages::ConnectionsPage,
     mcp::pages::McpServersPage,
@@ -155,6 +155,16 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("") view=HomePage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("sign-in") view=SignInPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("sign-up") view=SignUpPage ssr=SsrMode::Async/>
+                    <Route
+                        path=StaticSegment("forgot-password")
+                        view=ForgotPasswordPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=StaticSegment("reset-password")
+                        view=ResetPasswordPage
+                        ssr=SsrMode::Async
+                    />
                     <Route
                         path=StaticSegment("verify-email")
                         view=VerifyEmailPage

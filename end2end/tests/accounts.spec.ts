@@ -40,3 +40,37 @@ test("a new link can be sent, and the old one then says it is no longer valid", 
   await page.getByTestId("caught-mail").filter({ hasText: user.email }).first().getByRole("link").click();
   await expect(page.getByTestId("verify-outcome")).toContainText("confirmed");
 });
+
+for (const javaScriptEnabled of [true, false]) {
+  test.describe(javaScriptEnabled ? "with JavaScript" : "with JavaScript disabled", () => {
+    test.use({ javaScriptEnabled });
+
+    test("a forgotten password is reset from the mailed link", async ({ page, browser }) => {
+      const user = await signUp(page);
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.goto("/sign-in");
+      await page.getByRole("link", { name: "Forgot your password?" }).click();
+      await expect(page).toHaveURL(/\/forgot-password$/);
+      if (javaScriptEnabled) await hydrated(page);
+      await page.getByLabel("Email").fill(user.email);
+      await page.getByRole("button", { name: "Send the link" }).click();
+      await expect(page.getByTestId("reset-sent")).toContainText("If an account uses that address");
+
+      const mailPage = await (await browser.newContext()).newPage();
+      await mailPage.goto("/dev/mail");
+      const mail = mailPage.getByTestId("caught-mail").filter({ hasText: "Reset your Enclave password" }).filter({ hasText: user.email });
+      const link = (await mail.first().getByRole("link").getAttribute("href")) ?? "";
+      await page.goto(link);
+      if (javaScriptEnabled) await hydrated(page);
+      const newPassword = `${user.password} renewed`;
+      await page.getByLabel("New password").fill(newPassword);
+      await page.getByRole("button", { name: "Set the new password" }).click();
+      await expect(page).toHaveURL(/\/sign-in\?reset=1$/);
+      await expect(page.getByTestId("reset-done")).toContainText("Your password was changed");
+      await page.getByLabel("Email").fill(user.email);
+      await page.getByLabel("Password").fill(newPassword);
+      await page.getByRole("button", { name: "Sign in" }).click();
+      await expect(page).toHaveURL(/\/dashboard$/);
+    });
+  });
+}

@@ -107,3 +107,28 @@ pub async fn resend_verification() -> Result<(), AppError> {
     )
     .await
 }
+
+pub type RequestPasswordResetAction = ServerAction<RequestPasswordReset>;
+pub type ResetPasswordAction = ServerAction<ResetPassword>;
+
+/// Mails a reset link if the address has an account; the answer is the
+/// same either way (`/forgot-password?sent=1`).
+#[server(prefix = "/api", endpoint = "request_password_reset")]
+pub async fn request_password_reset(email: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let state = ctx::state()?;
+    super::reset::request(&state, ctx::client_ip()?, &email).await?;
+    leptos_axum::redirect("/forgot-password?sent=1");
+    Ok(())
+}
+
+/// Sets a new password with a reset link; every session ends.
+#[server(prefix = "/api", endpoint = "reset_password")]
+pub async fn reset_password(token: String, password: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let state = ctx::state()?;
+    super::reset::reset(&state, ctx::client_ip()?, &token, password).await?;
+    ctx::set_cookie(&super::server::clear_session_cookie(&state.settings))?;
+    leptos_axum::redirect("/sign-in?reset=1");
+    Ok(())
+}

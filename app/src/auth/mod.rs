@@ -7,6 +7,8 @@ pub mod api;
 pub mod domain;
 pub mod pages;
 #[cfg(feature = "ssr")]
+pub mod reset;
+#[cfg(feature = "ssr")]
 pub mod server;
 #[cfg(feature = "ssr")]
 pub mod verify;

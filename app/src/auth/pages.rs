@@ -34,10 +34,17 @@ pub fn SignInPage() -> impl IntoView {
             format!("/sign-up?next={}", encode_component(&next))
         }
     };
+    let query = use_query_map();
+    let was_reset = move || query.read().get("reset").is_some();
     view! {
         <Title text="Sign in"/>
         <section class="card auth-card">
             <h1>"Sign in"</h1>
+            <Show when=was_reset>
+                <p role="status" data-testid="reset-done">
+                    "Your password was changed, and every session signed out. Sign in with the new one."
+                </p>
+            </Show>
             <ActionForm action=action>
                 <input type="hidden" name="next" value=next/>
                 <FormError error=error/>
@@ -53,7 +60,87 @@ pub fn SignInPage() -> impl IntoView {
                     "Sign in"
                 </button>
             </ActionForm>
+            <p class="muted">
+                <a href="/forgot-password">"Forgot your password?"</a>
+            </p>
             <p class="muted">"New to Enclave? " <a href=sign_up_href>"Create an account"</a></p>
+        </section>
+    }
+}
+
+/// Asks for a reset link. The answer never says whether the address has
+/// an account.
+#[component]
+pub fn ForgotPasswordPage() -> impl IntoView {
+    let action = super::api::RequestPasswordResetAction::new();
+    let error: Signal<Option<AppError>> = crate::action_error!(action);
+    let query = use_query_map();
+    let sent = move || query.read().get("sent").is_some();
+    view! {
+        <Title text="Forgot your password?"/>
+        <section class="card auth-card">
+            <h1>"Forgot your password?"</h1>
+            <Show
+                when=sent
+                fallback=move || {
+                    view! {
+                        <p class="muted">
+                            "Give the address of your account, and we will mail you a link to choose a new password."
+                        </p>
+                        <ActionForm action=action>
+                            <FormError error=error/>
+                            <Field label="Email" name="email" kind="email" autocomplete="username" error=error/>
+                            <button type="submit" class="primary" disabled=move || action.pending().get()>
+                                "Send the link"
+                            </button>
+                        </ActionForm>
+                    }
+                }
+            >
+                <p role="status" data-testid="reset-sent">
+                    "If an account uses that address, we sent it a link to choose a new password. "
+                    "It works for an hour. Nothing arrived? Check your spam folder, or "
+                    <a href="/forgot-password">"ask again"</a> "."
+                </p>
+            </Show>
+            <p class="muted"><a href="/sign-in">"Back to sign in"</a></p>
+        </section>
+    }
+}
+
+/// Where a reset link lands: choose the new password.
+#[component]
+pub fn ResetPasswordPage() -> impl IntoView {
+    let action = super::api::ResetPasswordAction::new();
+    let error: Signal<Option<AppError>> = crate::action_error!(action);
+    let query = use_query_map();
+    let token = move || query.read().get("token").unwrap_or_default();
+    let link_problem = move || error.get().and_then(|e| e.field_message("token"));
+    view! {
+        <Title text="Choose a new password"/>
+        <section class="card auth-card">
+            <h1>"Choose a new password"</h1>
+            <Show when=move || link_problem().is_some()>
+                <p class="field-error" role="alert" data-testid="reset-link-problem">
+                    {link_problem}
+                    " "
+                    <a href="/forgot-password">"Ask for a new link"</a>
+                </p>
+            </Show>
+            <ActionForm action=action>
+                <input type="hidden" name="token" value=token/>
+                <Field
+                    label="New password"
+                    name="password"
+                    kind="password"
+                    autocomplete="new-password"
+                    hint="8 to 128 characters. Every session of your account ends."
+                    error=error
+                />
+                <button type="submit" class="primary" disabled=move || action.pending().get()>
+                    "Set the new password"
+                </button>
+            </ActionForm>
         </section>
     }
 }
@@ -193,6 +280,14 @@ pub fn VerifyEmailPage() -> impl IntoView {
     let query = use_query_map();
     let token = move || query.read().get("token").unwrap_or_default();
     let outcome = Resource::new(token, super::api::verify_email);
+    // The header (and its banner) may have read the user before the link
+    // was checked: read it again once it has been.
+    let auth = crate::ui::use_auth();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = outcome.get() {
+            auth.changed();
+        }
+    });
     view! {
         <Title text="Confirm your email address"/>
         <section class="card narrow">

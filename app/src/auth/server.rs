@@ -51,7 +51,7 @@ const fn users_column(column: &'static str) -> SealedColumn {
     }
 }
 
-fn users_place(column: &'static str, user_id: Uuid) -> Place {
+pub(crate) fn users_place(column: &'static str, user_id: Uuid) -> Place {
     Place::new("users", column, user_id, user_id)
 }
 

@@ -142,6 +142,9 @@ pub enum KeyUse {
     /// A background job whose payload is sealed with the user's key (a
     /// mail to them, say).
     BackgroundJob,
+    /// Someone proving they own the account's mailbox: a password reset
+    /// being asked for or completed.
+    AccountRecovery,
     /// The operator's command line (`server keys ...`) and the tests.
     Operator,
 }
@@ -151,6 +154,7 @@ impl KeyUse {
         match self {
             KeyUse::AgentMcpServer => "agent_mcp_server",
             KeyUse::BackgroundJob => "background_job",
+            KeyUse::AccountRecovery => "account_recovery",
             KeyUse::Operator => "operator",
         }
     }

@@ -1,0 +1,189 @@
+//! Account recovery: "forgot your password?" never says whether an address
+//! has an account; the mailed link sets a new password once, ends every
+//! session and confirms the address.
+
+mod common;
+
+use std::time::Duration;
+
+use app::platform::mail::Mailer;
+use common::{PASSWORD, TestApp, keyring, relaxed_settings};
+use sqlx::PgPool;
+
+async fn with_catcher(db: PgPool) -> TestApp {
+    let settings = app::platform::Settings {
+        mailer: Mailer::catcher("Enclave <enclave@localhost>").unwrap(),
+        ..relaxed_settings()
+    };
+    TestApp::spawn_full(db, settings, keyring(1, &[])).await
+}
+
+fn link_in(text: &str) -> String {
+    let start = text.find("http://").expect("a link");
+    text[start..].split_whitespace().next().unwrap().to_owned()
+}
+
+/// The newest caught mail whose subject is `subject`, waiting for it.
+async fn mail(app: &TestApp, subject: &str, count: usize) -> String {
+    for _ in 0..400 {
+        let caught: Vec<_> = app
+            .state
+            .settings
+            .mailer
+            .caught()
+            .into_iter()
+            .filter(|c| c.mail.subject == subject)
+            .collect();
+        if caught.len() >= count {
+            return caught[0].mail.text.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no mail {subject:?}");
+}
+
+const RESET: &str = "Reset your Enclave password";
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn asking_for_a_reset_answers_the_same_for_every_address(db: PgPool) {
+    let app = with_catcher(db).await;
+    app.signed_up("known@example.com").await;
+    let visitor = app.client();
+    let ask = |email: &'static str| {
+        let (app, visitor) = (&app, &visitor);
+        async move {
+            let res = app
+                .call(visitor, "request_password_reset", &[("email", email)])
+                .await;
+            (
+                res.status(),
+                res.headers().get("location").cloned(),
+                res.text().await.unwrap(),
+            )
+        }
+    };
+    let known = ask("known@example.com").await;
+    let unknown = ask("nobody-here@example.com").await;
+    assert_eq!(known.0, 200);
+    assert_eq!(known, unknown, "the same answer for both");
+    let text = mail(&app, RESET, 1).await;
+    assert!(text.contains("/reset-password?token="), "{text}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resets: Vec<_> = app
+        .state
+        .settings
+        .mailer
+        .caught()
+        .into_iter()
+        .filter(|c| c.mail.subject == RESET)
+        .collect();
+    assert_eq!(resets.len(), 1, "no mail for an address without an account");
+    assert_eq!(resets[0].mail.to, "known@example.com");
+    // A malformed address is a plain field error.
+    let res = app
+        .call(
+            &visitor,
+            "request_password_reset",
+            &[("email", "not-an-address")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_reset_link_sets_a_new_password_once_and_ends_every_session(db: PgPool) {
+    let app = with_catcher(db.clone()).await;
+    let signed_in = app.signed_up("reset@example.com").await;
+    let visitor = app.client();
+    let res = app
+        .call(
+            &visitor,
+            "request_password_reset",
+            &[("email", "reset@example.com")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let link = link_in(&mail(&app, RESET, 1).await);
+    let token = link.rsplit('=').next().unwrap().to_owned();
+    let page = visitor
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Choose a new password"));
+
+    // Too short: refused, and the link still works.
+    let res = app
+        .call(
+            &visitor,
+            "reset_password",
+            &[("token", &token), ("password", "short")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let new_password = "a brand new passphrase";
+    let res = app
+        .call(
+            &visitor,
+            "reset_password",
+            &[("token", &token), ("password", new_password)],
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    // Every session ended; the old password no longer works; the new one does.
+    assert_eq!(app.current_user(&signed_in).await, serde_json::Value::Null);
+    let res = app
+        .sign_in(&app.client(), "reset@example.com", PASSWORD)
+        .await;
+    assert_eq!(res.status(), 401);
+    let fresh = app.client();
+    let res = app.sign_in(&fresh, "reset@example.com", new_password).await;
+    assert_eq!(res.status(), 200);
+    // Opening the link proved the mailbox.
+    assert_eq!(app.current_user(&fresh).await["email_verified"], true);
+    // Single use.
+    let res = app
+        .call(
+            &visitor,
+            "reset_password",
+            &[("token", &token), ("password", "another passphrase")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("not valid or was used already")
+    );
+
+    // An expired link says so and changes nothing.
+    app.call(
+        &visitor,
+        "request_password_reset",
+        &[("email", "reset@example.com")],
+    )
+    .await;
+    let link = link_in(&mail(&app, RESET, 2).await);
+    let token = link.rsplit('=').next().unwrap().to_owned();
+    sqlx::query("UPDATE email_tokens SET expires_at = now() - interval '1 second'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let res = app
+        .call(
+            &visitor,
+            "reset_password",
+            &[("token", &token), ("password", "yet another passphrase")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(res.text().await.unwrap().contains("This link has expired"));
+    let res = app
+        .sign_in(&app.client(), "reset@example.com", new_password)
+        .await;
+    assert_eq!(res.status(), 200);
+}
