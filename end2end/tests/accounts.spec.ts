@@ -48,6 +48,8 @@ for (const javaScriptEnabled of [true, false]) {
     test("a forgotten password is reset from the mailed link", async ({ page, browser }) => {
       const user = await signUp(page);
       await page.getByRole("button", { name: "Sign out" }).click();
+      await expect(page).toHaveURL(/\/$/);
+      await expect(page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Sign in" })).toBeVisible();
       await page.goto("/sign-in");
       await page.getByRole("link", { name: "Forgot your password?" }).click();
       await expect(page).toHaveURL(/\/forgot-password$/);
@@ -74,3 +76,25 @@ for (const javaScriptEnabled of [true, false]) {
     });
   });
 }
+
+test("the name and the password are changed in settings", async ({ page }) => {
+  const errors = watchErrors(page);
+  const user = await signUp(page);
+  await page.goto("/settings");
+  await hydrated(page);
+  await page.getByText("Change your name").click();
+  await page.getByLabel("First name").fill("Grace");
+  await page.getByLabel("Last name").fill("Hopper");
+  await page.getByRole("button", { name: "Save name" }).click();
+  await expect(page.getByTestId("signed-in-as")).toHaveText("Grace");
+
+  await page.getByText("Change your password").click();
+  await page.getByLabel("Current password").fill("not it");
+  await page.getByLabel("New password").fill(`${user.password} changed`);
+  await page.getByRole("button", { name: "Change password" }).click();
+  await expect(page.getByText("That is not your current password.")).toBeVisible();
+  await page.getByLabel("Current password").fill(user.password);
+  await page.getByRole("button", { name: "Change password" }).click();
+  await expect(page.getByTestId("password-changed")).toContainText("Your password was changed; 0 other sessions were signed out.");
+  expect(errors).toEqual([]);
+});

@@ -187,3 +187,95 @@ async fn a_reset_link_sets_a_new_password_once_and_ends_every_session(db: PgPool
         .await;
     assert_eq!(res.status(), 200);
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_password_change_needs_the_current_one_and_signs_out_the_other_sessions(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let here = app.signed_up("change@example.com").await;
+    let elsewhere = app.client();
+    let res = app
+        .sign_in(&elsewhere, "change@example.com", PASSWORD)
+        .await;
+    assert_eq!(res.status(), 200);
+    let change = |current: &'static str, new: &'static str| {
+        let (app, here) = (&app, &here);
+        async move {
+            app.call(
+                here,
+                "change_password",
+                &[("current_password", current), ("new_password", new)],
+            )
+            .await
+        }
+    };
+    let res = change("not my password", "a new passphrase").await;
+    assert_eq!(res.status(), 422);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("That is not your current password.")
+    );
+    let res = change(PASSWORD, "short").await;
+    assert_eq!(res.status(), 422);
+    // Nothing changed so far: both sessions live, the old password works.
+    assert!(app.current_user(&elsewhere).await.is_object());
+    let res = change(PASSWORD, "a new passphrase").await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.text().await.unwrap(), "1", "one other session ended");
+    assert!(
+        app.current_user(&here).await.is_object(),
+        "this session stays"
+    );
+    assert_eq!(app.current_user(&elsewhere).await, serde_json::Value::Null);
+    assert_eq!(
+        app.sign_in(&app.client(), "change@example.com", PASSWORD)
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(
+        app.sign_in(&app.client(), "change@example.com", "a new passphrase")
+            .await
+            .status(),
+        200
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_user_changes_their_name_and_bad_names_are_explained(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let client = app.signed_up("rename@example.com").await;
+    let res = app
+        .call(
+            &client,
+            "rename",
+            &[("first_name", " Grace "), ("last_name", "Hopper")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let user = app.current_user(&client).await;
+    assert_eq!(
+        (user["first_name"].as_str(), user["last_name"].as_str()),
+        (Some("Grace"), Some("Hopper"))
+    );
+    let res = app
+        .call(&client, "rename", &[("first_name", ""), ("last_name", "")])
+        .await;
+    assert_eq!(res.status(), 422);
+    let body = res.text().await.unwrap();
+    assert!(
+        body.contains("Enter your first name.") && body.contains("Enter your last name."),
+        "{body}"
+    );
+    assert_eq!(app.current_user(&client).await["first_name"], "Grace");
+    // Signed out: nothing.
+    let res = app
+        .call(
+            &app.client(),
+            "rename",
+            &[("first_name", "X"), ("last_name", "Y")],
+        )
+        .await;
+    assert_eq!(res.status(), 401);
+}

@@ -132,3 +132,26 @@ pub async fn reset_password(token: String, password: String) -> Result<(), AppEr
     leptos_axum::redirect("/sign-in?reset=1");
     Ok(())
 }
+
+pub type RenameAction = ServerAction<Rename>;
+pub type ChangePasswordAction = ServerAction<ChangePassword>;
+
+/// Changes the signed-in user's name.
+#[server(prefix = "/api", endpoint = "rename")]
+pub async fn rename(first_name: String, last_name: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::account::rename(&ctx::state()?, &session, &first_name, &last_name).await
+}
+
+/// Changes the password (the current one is asked for); every other
+/// session ends. Returns how many did.
+#[server(prefix = "/api", endpoint = "change_password")]
+pub async fn change_password(
+    current_password: String,
+    new_password: String,
+) -> Result<u64, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::account::change_password(&ctx::state()?, &session, &current_password, new_password).await
+}

@@ -3,6 +3,8 @@
 //! `domain` validates input, `api` holds the server functions, `server` (ssr
 //! only) the rules they call, `pages` the sign-in and sign-up pages.
 
+#[cfg(feature = "ssr")]
+pub mod account;
 pub mod api;
 pub mod domain;
 pub mod pages;

@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use crate::{
     auth::api::SignOutEverywhereAction,
     theme::ThemeSwitcher,
-    ui::{RequireUser, refresh_auth_on, signed_in_user},
+    ui::{Field, FormError, RequireUser, refresh_auth_on, signed_in_user},
 };
 
 #[component]
@@ -60,6 +60,78 @@ fn Dashboard() -> impl IntoView {
     }
 }
 
+/// Change the name; change the password (signing out every other session).
+#[component]
+fn AccountForms() -> impl IntoView {
+    let user = signed_in_user();
+    let rename = crate::auth::api::RenameAction::new();
+    refresh_auth_on(rename.version());
+    let rename_error = crate::action_error!(rename);
+    let change = crate::auth::api::ChangePasswordAction::new();
+    let change_error = crate::action_error!(change);
+    let changed = move || change.value().get().and_then(|r| r.ok());
+    view! {
+        <details>
+            <summary>"Change your name"</summary>
+            <ActionForm action=rename>
+                <FormError error=rename_error/>
+                <div class="field-row">
+                    <Field
+                        label="First name"
+                        name="first_name"
+                        autocomplete="given-name"
+                        value=user().map(|u| u.first_name).unwrap_or_default()
+                        error=rename_error
+                    />
+                    <Field
+                        label="Last name"
+                        name="last_name"
+                        autocomplete="family-name"
+                        value=user().map(|u| u.last_name).unwrap_or_default()
+                        error=rename_error
+                    />
+                </div>
+                <button type="submit" disabled=move || rename.pending().get()>"Save name"</button>
+            </ActionForm>
+        </details>
+        <details>
+            <summary>"Change your password"</summary>
+            <ActionForm action=change>
+                <FormError error=change_error/>
+                <Field
+                    label="Current password"
+                    name="current_password"
+                    kind="password"
+                    autocomplete="current-password"
+                    error=change_error
+                />
+                <Field
+                    label="New password"
+                    name="new_password"
+                    kind="password"
+                    autocomplete="new-password"
+                    hint="8 to 128 characters. Your other sessions end; this one stays."
+                    error=change_error
+                />
+                <button type="submit" disabled=move || change.pending().get()>"Change password"</button>
+            </ActionForm>
+            {move || {
+                changed()
+                    .map(|ended| {
+                        view! {
+                            <p role="status" data-testid="password-changed">
+                                {format!(
+                                    "Your password was changed; {ended} other session{} signed out.",
+                                    if ended == 1 { " was" } else { "s were" },
+                                )}
+                            </p>
+                        }
+                    })
+            }}
+        </details>
+    }
+}
+
 #[component]
 pub fn SettingsPage() -> impl IntoView {
     view! {
@@ -85,6 +157,7 @@ fn Settings() -> impl IntoView {
                 <dt>"Email"</dt>
                 <dd>{move || user().map(|u| u.email)}</dd>
             </dl>
+            <AccountForms/>
         </section>
         <section class="card">
             <h2>"Provider keys"</h2>
