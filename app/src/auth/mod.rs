@@ -7,6 +7,8 @@
 pub mod account;
 pub mod api;
 pub mod domain;
+#[cfg(feature = "ssr")]
+pub mod links;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod reset;

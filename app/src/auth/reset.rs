@@ -6,20 +6,19 @@
 //! password with it ends every session of the account, and confirms the
 //! address (the link proved the mailbox is theirs).
 
-use std::{net::IpAddr, time::Duration};
+use std::net::IpAddr;
 
 use uuid::Uuid;
 
 use super::{
     domain::{Email, Password},
+    links::{self, Purpose},
     server::users_place,
-    verify::{new_token, token_hash},
 };
 use crate::{
     error::AppError,
     platform::{
         crypto::Sealed,
-        jobs::{self, Kind, NewJob},
         keystore::{self, KeyUse},
         mail::{Outgoing, escape_html},
         rate_limit,
@@ -28,8 +27,6 @@ use crate::{
     state::AppState,
 };
 
-/// How long a reset link works.
-pub const RESET_TTL: Duration = Duration::from_secs(3600);
 /// Reset requests per client address per hour.
 const REQUESTS_PER_IP: Limit = Limit::new(10, 3600);
 /// Attempts to use a reset link per client address per hour.
@@ -77,33 +74,10 @@ async fn mail_link(state: &AppState, email: &str) -> Result<(), AppError> {
     )
     .await?;
     let first_name = key.open_text(users_place("first_name", user), &first_name)?;
-    let token = new_token();
-    let id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
-    sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = 'reset_password'")
-        .bind(user)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO email_tokens (id, user_id, purpose, token_hash, expires_at)
-         VALUES ($1, $2, 'reset_password', $3, now() + make_interval(secs => $4))",
-    )
-    .bind(id)
-    .bind(user)
-    .bind(token_hash(&token))
-    .bind(RESET_TTL.as_secs_f64())
-    .execute(&mut *tx)
-    .await?;
-    let link = format!(
-        "{}/reset-password?token={token}",
-        state.settings.public_url.trim_end_matches('/')
-    );
-    jobs::enqueue(
-        &mut tx,
-        NewJob::new(Kind::Mail)
-            .for_owner(user, &key, &reset_mail(email, &first_name, &link))
-            .idempotency_key(format!("mail:reset_password:{id}")),
-    )
+    links::issue(&mut tx, state, user, &key, Purpose::ResetPassword, |link| {
+        reset_mail(email, &first_name, link)
+    })
     .await?;
     tx.commit().await?;
     state.jobs.wake();
@@ -158,20 +132,14 @@ pub async fn reset(
         Password::parse(password).map_err(|message| AppError::invalid("password", message))?;
     let hash = state.passwords.hash(password.expose_for_hashing()).await?;
     let mut tx = state.db.begin().await?;
-    let row: Option<(Uuid, Uuid, bool)> = sqlx::query_as(
-        "SELECT id, user_id, expires_at > now() FROM email_tokens
-         WHERE token_hash = $1 AND purpose = 'reset_password' AND used_at IS NULL
-         FOR UPDATE",
+    let user = links::take(
+        &mut tx,
+        Purpose::ResetPassword,
+        token,
+        LINK_UNKNOWN,
+        LINK_EXPIRED,
     )
-    .bind(token_hash(token.trim()))
-    .fetch_optional(&mut *tx)
     .await?;
-    let Some((id, user, live)) = row else {
-        return Err(AppError::invalid("token", LINK_UNKNOWN));
-    };
-    if !live {
-        return Err(AppError::invalid("token", LINK_EXPIRED));
-    }
     let key = keystore::user_key(
         &state.db,
         &state.crypto.keyring,
@@ -179,10 +147,6 @@ pub async fn reset(
         KeyUse::AccountRecovery,
     )
     .await?;
-    sqlx::query("UPDATE email_tokens SET used_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
     sqlx::query(
         "UPDATE users SET password_hash = $2,
                 email_verified_at = coalesce(email_verified_at, now())

@@ -12,8 +12,6 @@ use std::net::IpAddr;
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use cookie::{Cookie, SameSite};
-use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -26,7 +24,7 @@ use crate::{
     error::AppError,
     platform::{
         Settings,
-        crypto::{DataKey, Place, Sealed},
+        crypto::{DataKey, Place, Sealed, random_token, token_hash},
         keystore::{self, Crypto, SealedColumn},
         rate_limit,
     },
@@ -77,19 +75,13 @@ impl std::fmt::Debug for SessionToken {
 
 impl SessionToken {
     fn generate() -> Self {
-        let mut bytes = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut bytes);
-        SessionToken(URL_SAFE_NO_PAD.encode(bytes))
+        SessionToken(random_token())
     }
 
     /// The value for the cookie, and nothing else.
     pub fn expose_for_cookie(&self) -> &str {
         &self.0
     }
-}
-
-fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
 }
 
 // ---- cookies ---------------------------------------------------------------

@@ -5,19 +5,14 @@
 //! change that causes it (`platform::jobs`), so a slow mail server never
 //! holds up sign-up, and a sign-up that fails sends nothing.
 
-use std::time::Duration;
-
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use rand::RngCore as _;
-use sha2::{Digest as _, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::links::{self, Purpose};
 use crate::{
     error::AppError,
     platform::{
         crypto::DataKey,
-        jobs::{self, Kind, NewJob},
         mail::{Outgoing, escape_html},
         rate_limit,
         settings::Limit,
@@ -25,20 +20,8 @@ use crate::{
     state::AppState,
 };
 
-/// How long a verification link works.
-pub const VERIFY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// Verification mails a user may ask for per hour.
 const RESENDS: Limit = Limit::new(5, 3600);
-
-pub(crate) fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
-
-pub(crate) fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
 
 /// Makes a verification link for `user` (replacing any older one) and
 /// queues the mail, in the caller's transaction.
@@ -50,35 +33,10 @@ pub async fn issue(
     email: &str,
     first_name: &str,
 ) -> Result<(), AppError> {
-    let token = new_token();
-    let id = Uuid::new_v4();
-    sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = 'verify_email'")
-        .bind(user)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "INSERT INTO email_tokens (id, user_id, purpose, token_hash, expires_at)
-         VALUES ($1, $2, 'verify_email', $3, now() + make_interval(secs => $4))",
-    )
-    .bind(id)
-    .bind(user)
-    .bind(token_hash(&token))
-    .bind(VERIFY_TTL.as_secs_f64())
-    .execute(&mut *conn)
-    .await?;
-    let link = format!(
-        "{}/verify-email?token={token}",
-        state.settings.public_url.trim_end_matches('/')
-    );
-    let mail = verification_mail(email, first_name, &link);
-    jobs::enqueue(
-        conn,
-        NewJob::new(Kind::Mail)
-            .for_owner(user, key, &mail)
-            .idempotency_key(format!("mail:verify_email:{id}")),
-    )
-    .await?;
-    Ok(())
+    links::issue(conn, state, user, key, Purpose::VerifyEmail, |link| {
+        verification_mail(email, first_name, link)
+    })
+    .await
 }
 
 fn verification_mail(email: &str, first_name: &str, link: &str) -> Outgoing {
@@ -117,24 +75,14 @@ pub const LINK_UNKNOWN: &str = "This link is not valid or was used already. Sign
 /// expired token changes nothing and says what to do.
 pub async fn confirm(state: &AppState, token: &str) -> Result<(), AppError> {
     let mut tx = state.db.begin().await?;
-    let row: Option<(Uuid, Uuid, bool)> = sqlx::query_as(
-        "SELECT id, user_id, expires_at > now() FROM email_tokens
-         WHERE token_hash = $1 AND purpose = 'verify_email' AND used_at IS NULL
-         FOR UPDATE",
+    let user = links::take(
+        &mut tx,
+        Purpose::VerifyEmail,
+        token,
+        LINK_UNKNOWN,
+        LINK_EXPIRED,
     )
-    .bind(token_hash(token.trim()))
-    .fetch_optional(&mut *tx)
     .await?;
-    let Some((id, user, live)) = row else {
-        return Err(AppError::invalid("token", LINK_UNKNOWN));
-    };
-    if !live {
-        return Err(AppError::invalid("token", LINK_EXPIRED));
-    }
-    sqlx::query("UPDATE email_tokens SET used_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
     sqlx::query(
         "UPDATE users SET email_verified_at = coalesce(email_verified_at, now()) WHERE id = $1",
     )

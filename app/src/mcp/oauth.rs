@@ -30,14 +30,13 @@ use rmcp::transport::auth::{
     StoredAuthorizationState, StoredCredentials,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::{
     error::AppError,
     platform::{
-        crypto::{DataKey, Place, Sealed},
+        crypto::{DataKey, Place, Sealed, token_hash},
         egress::Egress,
         keystore::SealedColumn,
     },
@@ -58,10 +57,6 @@ const CLIENT_NAME: &str = "Enclave";
 
 fn server_place(column: &'static str, id: Uuid, owner: Uuid) -> Place {
     Place::new("mcp_servers", column, id, owner)
-}
-
-fn state_hash(csrf: &str) -> Vec<u8> {
-    Sha256::digest(csrf.as_bytes()).to_vec()
 }
 
 /// Where authorization servers send the user back.
@@ -253,7 +248,7 @@ impl StateStore for States {
         .bind(id)
         .bind(self.owner)
         .bind(self.server)
-        .bind(state_hash(csrf))
+        .bind(token_hash(csrf))
         .bind(self.key.seal_str(state_place(id, self.owner), &json))
         .execute(&self.db)
         .await
@@ -267,7 +262,7 @@ impl StateStore for States {
              WHERE state_hash = $1 AND owner_id = $2 AND server_id = $3
                AND created_at > now() - make_interval(mins => $4)",
         )
-        .bind(state_hash(csrf))
+        .bind(token_hash(csrf))
         .bind(self.owner)
         .bind(self.server)
         .bind(SIGN_IN_MINUTES)
@@ -286,7 +281,7 @@ impl StateStore for States {
 
     async fn delete(&self, csrf: &str) -> Result<(), AuthError> {
         sqlx::query("DELETE FROM mcp_oauth_states WHERE state_hash = $1 AND owner_id = $2")
-            .bind(state_hash(csrf))
+            .bind(token_hash(csrf))
             .bind(self.owner)
             .execute(&self.db)
             .await
@@ -505,7 +500,7 @@ pub async fn finish(
          WHERE state_hash = $1 AND owner_id = $2
            AND created_at > now() - make_interval(mins => $3)",
     )
-    .bind(state_hash(&callback.state))
+    .bind(token_hash(&callback.state))
     .bind(owner)
     .bind(SIGN_IN_MINUTES)
     .fetch_optional(&state.db)
@@ -544,7 +539,7 @@ pub async fn finish(
     }
     .await;
     sqlx::query("DELETE FROM mcp_oauth_states WHERE state_hash = $1 AND owner_id = $2")
-        .bind(state_hash(&callback.state))
+        .bind(token_hash(&callback.state))
         .bind(owner)
         .execute(&state.db)
         .await?;
@@ -574,6 +569,19 @@ pub async fn access_token(
     let Some(registration) = &server.registration else {
         return Err(again());
     };
+    // A token that is not about to expire is used as it is: no discovery,
+    // no request to the authorization server (every run connects).
+    let tokens = Tokens {
+        db: state.db.clone(),
+        owner,
+        id,
+        key: key.clone(),
+    };
+    if let Ok(Some(stored)) = tokens.load().await
+        && let Some(token) = still_fresh(&stored, now_secs())
+    {
+        return Ok(token);
+    }
     let mut manager = manager(state, owner, key, id, &server.url)
         .await
         .map_err(|_| again())?;
@@ -597,4 +605,67 @@ pub async fn access_token(
             _ => again(),
         }
     })
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The stored access token, if it is not within the SDK's refresh margin
+/// of expiring (`min(30 s, half its life)`): then it needs no refresh.
+fn still_fresh(stored: &StoredCredentials, now: u64) -> Option<String> {
+    let json = serde_json::to_value(stored).ok()?;
+    let response = json.get("token_response")?;
+    let token = response.get("access_token")?.as_str()?.to_owned();
+    let Some(lifetime) = response
+        .get("expires_in")
+        .and_then(serde_json::Value::as_u64)
+    else {
+        return Some(token);
+    };
+    let received = stored.token_received_at?;
+    let margin = 30.min(lifetime / 2);
+    (received + lifetime)
+        .checked_sub(now)?
+        .gt(&margin)
+        .then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(expires_in: Option<u64>, received: u64) -> StoredCredentials {
+        let mut response = serde_json::json!({"access_token": "t", "token_type": "bearer"});
+        if let Some(seconds) = expires_in {
+            response["expires_in"] = seconds.into();
+        }
+        StoredCredentials::new(
+            "client".into(),
+            Some(serde_json::from_value(response).unwrap()),
+            vec![],
+            Some(received),
+        )
+    }
+
+    #[test]
+    fn a_token_is_used_as_it_is_until_it_nears_expiry() {
+        assert_eq!(
+            still_fresh(&stored(Some(3600), 1000), 1000),
+            Some("t".into())
+        );
+        assert_eq!(
+            still_fresh(&stored(Some(3600), 1000), 1000 + 3569),
+            Some("t".into())
+        );
+        assert_eq!(still_fresh(&stored(Some(3600), 1000), 1000 + 3570), None);
+        assert_eq!(still_fresh(&stored(Some(3600), 1000), 1000 + 9999), None);
+        // Short-lived: half its life is the margin.
+        assert_eq!(still_fresh(&stored(Some(2), 1000), 1000), Some("t".into()));
+        assert_eq!(still_fresh(&stored(Some(2), 1000), 1001), None);
+        assert_eq!(still_fresh(&stored(None, 1000), 99_999), Some("t".into()));
+    }
 }

@@ -23,9 +23,7 @@ use axum::{
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
-use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use futures::StreamExt as _;
-use rand::RngCore as _;
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
     model::{
@@ -39,7 +37,6 @@ use rmcp::{
     },
 };
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 use super::AgentMcpAccess;
@@ -47,7 +44,7 @@ use crate::{
     chat::{MessageStatus, ReplyPart, StreamUpdate},
     error::AppError,
     platform::{
-        crypto::{DataKey, Place, Sealed},
+        crypto::{DataKey, Place, Sealed, random_token, token_hash},
         keystore::{self, KeyUse, SealedColumn},
     },
     state::AppState,
@@ -65,14 +62,8 @@ fn place(id: Uuid, owner: Uuid) -> Place {
     Place::new("agent_mcp_tokens", "token", id, owner)
 }
 
-fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
-}
-
 fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+    format!("{TOKEN_PREFIX}{}", random_token())
 }
 
 /// Where the agent answers.

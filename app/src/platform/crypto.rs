@@ -423,6 +423,22 @@ impl BlindIndexKey {
     }
 }
 
+/// A fresh 256-bit random token, base64url (43 characters): for session
+/// cookies, mailed links, OAuth states and API tokens.
+pub fn random_token() -> String {
+    use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What is stored of a random token, and looked up: its SHA-256 (the token
+/// has 256 bits, so no salt or slow hash is needed).
+pub fn token_hash(token: &str) -> Vec<u8> {
+    use sha2::Digest as _;
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;

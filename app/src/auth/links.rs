@@ -1,0 +1,126 @@
+//! The single-use links Enclave mails (server only): a 256-bit token in
+//! the link, only its SHA-256 in `email_tokens`, one live link per user and
+//! purpose (a new one replaces the older), expiring, used once. Verification
+//! and password reset both go through here.
+
+use std::time::Duration;
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{
+    error::AppError,
+    platform::{
+        crypto::{DataKey, random_token, token_hash},
+        jobs::{self, Kind, NewJob},
+        mail::Outgoing,
+    },
+    state::AppState,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::VerifyEmail => "verify_email",
+            Purpose::ResetPassword => "reset_password",
+        }
+    }
+
+    /// How long its link works.
+    pub fn ttl(self) -> Duration {
+        match self {
+            Purpose::VerifyEmail => Duration::from_secs(24 * 3600),
+            Purpose::ResetPassword => Duration::from_secs(3600),
+        }
+    }
+
+    /// The page the link opens.
+    fn path(self) -> &'static str {
+        match self {
+            Purpose::VerifyEmail => "/verify-email",
+            Purpose::ResetPassword => "/reset-password",
+        }
+    }
+}
+
+/// Makes a link for `user` (the older one of the same purpose stops
+/// working) and queues the mail `compose` writes around it, in the caller's
+/// transaction, sealed with the user's key.
+pub async fn issue(
+    conn: &mut PgConnection,
+    state: &AppState,
+    user: Uuid,
+    key: &DataKey,
+    purpose: Purpose,
+    compose: impl FnOnce(&str) -> Outgoing,
+) -> Result<(), AppError> {
+    let token = random_token();
+    let id = Uuid::new_v4();
+    sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2")
+        .bind(user)
+        .bind(purpose.as_str())
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO email_tokens (id, user_id, purpose, token_hash, expires_at)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(purpose.as_str())
+    .bind(token_hash(&token))
+    .bind(purpose.ttl().as_secs_f64())
+    .execute(&mut *conn)
+    .await?;
+    let link = format!(
+        "{}{}?token={token}",
+        state.settings.public_url.trim_end_matches('/'),
+        purpose.path()
+    );
+    jobs::enqueue(
+        conn,
+        NewJob::new(Kind::Mail)
+            .for_owner(user, key, &compose(&link))
+            .idempotency_key(format!("mail:{}:{id}", purpose.as_str())),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Uses a link's token, in the caller's transaction: its user, or (nothing
+/// changed) `unknown` for a wrong or used token and `expired` for a late one,
+/// as the `token` field's message.
+pub async fn take(
+    tx: &mut PgConnection,
+    purpose: Purpose,
+    token: &str,
+    unknown: &str,
+    expired: &str,
+) -> Result<Uuid, AppError> {
+    let row: Option<(Uuid, Uuid, bool)> = sqlx::query_as(
+        "SELECT id, user_id, expires_at > now() FROM email_tokens
+         WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL
+         FOR UPDATE",
+    )
+    .bind(token_hash(token.trim()))
+    .bind(purpose.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((id, user, live)) = row else {
+        return Err(AppError::invalid("token", unknown));
+    };
+    if !live {
+        return Err(AppError::invalid("token", expired));
+    }
+    sqlx::query("UPDATE email_tokens SET used_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(user)
+}
