@@ -6,21 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use app::platform::mail::Mailer;
-use common::{PASSWORD, TestApp, keyring, relaxed_settings};
+use common::{PASSWORD, TestApp, keyring, link_in, page, relaxed_settings, with_mail_catcher};
 use sqlx::PgPool;
 
 async fn with_catcher(db: PgPool) -> TestApp {
-    let settings = app::platform::Settings {
-        mailer: Mailer::catcher("Enclave <enclave@localhost>").unwrap(),
-        ..relaxed_settings()
-    };
-    TestApp::spawn_full(db, settings, keyring(1, &[])).await
-}
-
-fn link_in(text: &str) -> String {
-    let start = text.find("http://").expect("a link");
-    text[start..].split_whitespace().next().unwrap().to_owned()
+    TestApp::spawn_full(db, with_mail_catcher(relaxed_settings()), keyring(1, &[])).await
 }
 
 /// The newest caught mail whose subject is `subject`, waiting for it.
@@ -105,14 +95,7 @@ async fn a_reset_link_sets_a_new_password_once_and_ends_every_session(db: PgPool
     assert_eq!(res.status(), 200);
     let link = link_in(&mail(&app, RESET, 1).await);
     let token = link.rsplit('=').next().unwrap().to_owned();
-    let page = visitor
-        .get(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page(&visitor, &link).await;
     assert!(page.contains("Choose a new password"));
 
     // Too short: refused, and the link still works.

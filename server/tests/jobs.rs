@@ -15,7 +15,7 @@ use app::platform::{
     keystore::{self, KeyUse},
     mail::{Mailer, Outgoing},
 };
-use common::{TestApp, keyring, relaxed_settings};
+use common::{TestApp, keyring, link_in, page, relaxed_settings, with_mail_catcher};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -38,10 +38,7 @@ async fn wait_until(what: &str, mut done: impl AsyncFnMut() -> bool) {
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn two_server_processes_never_run_the_same_job_twice(db: PgPool) {
-    let catcher = || app::platform::Settings {
-        mailer: Mailer::catcher("Enclave <enclave@localhost>").unwrap(),
-        ..relaxed_settings()
-    };
+    let catcher = || with_mail_catcher(relaxed_settings());
     let one = TestApp::spawn_full(db.clone(), catcher(), keyring(1, &[])).await;
     let two = TestApp::spawn_full(db.clone(), catcher(), keyring(1, &[])).await;
     one.signed_up("jobs@example.com").await;
@@ -225,20 +222,6 @@ async fn an_idempotency_key_enqueues_once_and_a_lapsed_lease_is_taken_over(db: P
     assert_eq!(state_of(&db, job.id).await.0, "done");
 }
 
-/// The verification link in a mail's text (quoted-printable undone).
-fn link_in(data: &str) -> String {
-    let unfolded = data
-        .replace("=\r\n", "")
-        .replace("=\n", "")
-        .replace("=3D", "=");
-    let start = unfolded.find("http://").expect("a link in the mail");
-    unfolded[start..]
-        .split(|c: char| c.is_whitespace() || c == '"' || c == '<')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn sign_up_mails_a_link_that_confirms_the_address_once(db: PgPool) {
     let sink = smtp::start(false).await;
@@ -254,16 +237,9 @@ async fn sign_up_mails_a_link_that_confirms_the_address_once(db: PgPool) {
     let app = TestApp::spawn_full(db.clone(), settings, keyring(1, &[])).await;
     let client = app.signed_up("verify-me@example.com").await;
     assert_eq!(app.current_user(&client).await["email_verified"], false);
-    let page = client
-        .get(app.url("/dashboard"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page(&client, app.url("/dashboard")).await;
     assert!(
-        page.contains("Please confirm your email address"),
+        html.contains("Please confirm your email address"),
         "the banner shows"
     );
 
@@ -299,35 +275,14 @@ async fn sign_up_mails_a_link_that_confirms_the_address_once(db: PgPool) {
     let link = link_in(&mail.data);
     assert!(link.starts_with(&app.url("/verify-email?token=")), "{link}");
 
-    let page = client
-        .get(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("Your email address is confirmed"), "{page}");
+    let html = page(&client, &link).await;
+    assert!(html.contains("Your email address is confirmed"), "{html}");
     assert_eq!(app.current_user(&client).await["email_verified"], true);
-    let page = client
-        .get(app.url("/dashboard"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(!page.contains("Please confirm your email address"));
+    let html = page(&client, app.url("/dashboard")).await;
+    assert!(!html.contains("Please confirm your email address"));
     // Single use.
-    let page = client
-        .get(&link)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("not valid or was used already"), "{page}");
+    let html = page(&client, &link).await;
+    assert!(html.contains("not valid or was used already"), "{html}");
     // Stored only hashed: the token is not in the database.
     let token = link.rsplit('=').next().unwrap();
     let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM email_tokens")
@@ -343,10 +298,7 @@ async fn sign_up_mails_a_link_that_confirms_the_address_once(db: PgPool) {
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn a_new_link_replaces_the_old_one_and_an_expired_link_says_so(db: PgPool) {
-    let settings = app::platform::Settings {
-        mailer: Mailer::catcher("Enclave <enclave@localhost>").unwrap(),
-        ..relaxed_settings()
-    };
+    let settings = with_mail_catcher(relaxed_settings());
     let app = TestApp::spawn_full(db.clone(), settings, keyring(1, &[])).await;
     let client = app.signed_up("resend@example.com").await;
     let mailer = &app.state.settings.mailer;
@@ -357,16 +309,9 @@ async fn a_new_link_replaces_the_old_one_and_an_expired_link_says_so(db: PgPool)
     wait_until("the second mail", async || mailer.caught().len() == 2).await;
     let second = link_in(&mailer.caught()[0].mail.text);
     assert_ne!(first, second);
-    let page = client
-        .get(&first)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page(&client, &first).await;
     assert!(
-        page.contains("not valid or was used already"),
+        html.contains("not valid or was used already"),
         "the older link stops"
     );
 
@@ -374,26 +319,12 @@ async fn a_new_link_replaces_the_old_one_and_an_expired_link_says_so(db: PgPool)
         .execute(&db)
         .await
         .unwrap();
-    let page = client
-        .get(&second)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("This link has expired"), "{page}");
+    let html = page(&client, &second).await;
+    assert!(html.contains("This link has expired"), "{html}");
     assert_eq!(app.current_user(&client).await["email_verified"], false);
     // A made-up token changes nothing either.
-    let page = client
-        .get(app.url("/verify-email?token=made-up"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("not valid or was used already"));
+    let html = page(&client, app.url("/verify-email?token=made-up")).await;
+    assert!(html.contains("not valid or was used already"));
 
     // Resending is limited.
     let mut limited = false;
@@ -408,16 +339,9 @@ async fn a_new_link_replaces_the_old_one_and_an_expired_link_says_so(db: PgPool)
 
     // The development page lists what was sent, links clickable; a server
     // without the catcher has no such page.
-    let page = client
-        .get(app.url("/dev/mail"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("Confirm your email address for Enclave"));
-    assert!(page.contains("<a href=\"http://"), "{page}");
+    let html = page(&client, app.url("/dev/mail")).await;
+    assert!(html.contains("Confirm your email address for Enclave"));
+    assert!(html.contains("<a href=\"http://"), "{html}");
     let plain = TestApp::spawn(db).await;
     let res = plain
         .client()

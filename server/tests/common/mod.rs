@@ -358,3 +358,32 @@ pub async fn reply_when(
     }
     panic!("the reply never became {until:?}");
 }
+
+/// `settings` with Enclave's mail going to the in-memory catcher (read it
+/// with `state.settings.mailer.caught()`).
+pub fn with_mail_catcher(settings: Settings) -> Settings {
+    Settings {
+        mailer: app::platform::mail::Mailer::catcher("Enclave <enclave@localhost>").unwrap(),
+        ..settings
+    }
+}
+
+/// The first `http://` link in a mail's text or raw message (with
+/// quoted-printable soft breaks and `=3D` undone).
+pub fn link_in(mail: &str) -> String {
+    let unfolded = mail
+        .replace("=\r\n", "")
+        .replace("=\n", "")
+        .replace("=3D", "=");
+    let start = unfolded.find("http://").expect("a link in the mail");
+    unfolded[start..]
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The body of a GET of `url` by `client`.
+pub async fn page(client: &Client, url: impl reqwest::IntoUrl) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
