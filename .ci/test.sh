@@ -58,7 +58,7 @@ step "Rust tests (a fresh database per test)"
 RUST_BACKTRACE=0 cargo test -p app -p server --features app/ssr
 
 step "benchmark: seal/open cost (figures only, never pass/fail on time)"
-cargo bench -p app --features ssr --bench crypto
+cargo bench -p app --features ssr --bench crypto --profile bench-quick
 
 step "build the app (cargo leptos build)"
 cargo leptos build

@@ -7,6 +7,7 @@
 //!
 //! Its own test binary, so that the global log capture sees only this test.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::{

@@ -4,12 +4,10 @@
 //! may be plain. A migration that adds either kind of column fails here
 //! until the list (and the slice's `SEALED`) says what it is.
 
-mod common;
-
 use std::collections::BTreeSet;
 
+use crate::common::TestApp;
 use app::platform::keystore;
-use common::TestApp;
 use sqlx::PgPool;
 
 /// Columns that can hold text or bytes but are not sealed, and why that is
@@ -167,16 +165,16 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
     let fake = server::fake_provider::start().await.unwrap();
     let app = TestApp::spawn_full(
         db.clone(),
-        common::with_fake_provider(
+        crate::common::with_fake_provider(
             app::platform::Settings {
                 platform_keys: app::platform::settings::PlatformKeys::new(
                     [(app::provider::Provider::Openai, "platform-key".to_owned())].into(),
                 ),
-                ..common::relaxed_settings()
+                ..crate::common::relaxed_settings()
             },
             fake,
         ),
-        common::keyring(1, &[]),
+        crate::common::keyring(1, &[]),
     )
     .await;
     let client = app.signed_up("verify@example.com").await;

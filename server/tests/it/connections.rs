@@ -1,13 +1,12 @@
 //! Connections and the service tools against fakes that speak each
 //! service's real API: GitHub, Slack, Telegram (over HTTP) and email (a
-//! real SMTP server with STARTTLS, in `common::smtp`). Secrets are stored
+//! real SMTP server with STARTTLS, in `crate::common::smtp`). Secrets are stored
 //! sealed, shown masked, tested, never given to the model; another user's
 //! connection is not found anywhere.
 
-mod common;
-
+use crate::common::smtp;
+use crate::common::{TestApp, keyring, relaxed_settings, with_fake_provider};
 use app::{agents::domain::Provider, platform::settings::PlatformKeys};
-use common::{TestApp, keyring, relaxed_settings, with_fake_provider};
 use reqwest::Client;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -196,9 +195,10 @@ async fn another_users_connection_is_not_found_anywhere(db: PgPool) {
 async fn call_tool(s: &Setup, client: &Client, tool: &str, arguments: Value) -> Value {
     let script = format!("fake:tool={tool}");
     let agent =
-        common::scripted_agent(&s.app, client, s.fake, "openai", &script, &[tool], &[], "").await;
-    let sent = common::send_new(&s.app, client, &agent, &arguments.to_string()).await;
-    let reply = common::reply_when(
+        crate::common::scripted_agent(&s.app, client, s.fake, "openai", &script, &[tool], &[], "")
+            .await;
+    let sent = crate::common::send_new(&s.app, client, &agent, &arguments.to_string()).await;
+    let reply = crate::common::reply_when(
         &s.app,
         client,
         sent["conversation_id"].as_str().unwrap(),
@@ -419,9 +419,6 @@ async fn the_slack_and_telegram_tools_read_and_send(db: PgPool) {
     assert!(limited.contains("rate limiting"), "{limited}");
 }
 
-#[path = "common/smtp.rs"]
-mod smtp;
-
 async fn mail_connection(s: &Setup, client: &Client, server: &smtp::SmtpFake, password: &str) {
     let port = server.addr.port().to_string();
     let form = [
@@ -572,7 +569,7 @@ async fn paused_on(
     arguments: Value,
 ) -> (String, String, String) {
     let script = format!("fake:tool={tool}");
-    let agent = common::scripted_agent(
+    let agent = crate::common::scripted_agent(
         &s.app,
         client,
         s.fake,
@@ -583,14 +580,14 @@ async fn paused_on(
         "",
     )
     .await;
-    let sent = common::send_new(&s.app, client, &agent, &arguments.to_string()).await;
+    let sent = crate::common::send_new(&s.app, client, &agent, &arguments.to_string()).await;
     let conversation = sent["conversation_id"].as_str().unwrap().to_owned();
     let reply = sent["reply_id"].as_str().unwrap().to_owned();
     (agent, conversation, reply)
 }
 
 async fn reply_of(s: &Setup, client: &Client, conversation: &str, until: &str) -> Value {
-    common::reply_when(&s.app, client, conversation, until).await
+    crate::common::reply_when(&s.app, client, conversation, until).await
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]

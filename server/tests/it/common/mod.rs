@@ -2,6 +2,9 @@
 //! (`#[sqlx::test]`), driven with a real HTTP client.
 #![allow(dead_code)]
 
+pub mod peers;
+pub mod smtp;
+
 use std::{net::SocketAddr, time::Duration};
 
 use app::{

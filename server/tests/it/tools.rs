@@ -3,12 +3,10 @@
 //! back, the parts stored sealed and streamed, Stop during a call, the step
 //! limit, failures passed to the model, and the audit.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{TestApp, keyring, relaxed_settings, with_fake_provider};
 use app::{agents::domain::Provider, platform::settings::PlatformKeys};
-use common::{TestApp, keyring, relaxed_settings, with_fake_provider};
 use reqwest::Client;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -41,7 +39,7 @@ async fn agent(
     tools: &[&str],
     step_limit: &str,
 ) -> String {
-    common::scripted_agent(
+    crate::common::scripted_agent(
         &t.app,
         client,
         t.fake,
@@ -323,7 +321,7 @@ async fn a_restart_mid_loop_keeps_how_far_the_reply_got(db: PgPool) {
     let client = again.client();
     assert_eq!(
         again
-            .sign_in(&client, "restart-loop@example.com", common::PASSWORD)
+            .sign_in(&client, "restart-loop@example.com", crate::common::PASSWORD)
             .await
             .status(),
         200

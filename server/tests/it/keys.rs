@@ -2,10 +2,8 @@
 //! with the server running, crypto-shredding, and what happens to tampered,
 //! moved or plaintext values.
 
-mod common;
-
+use crate::common::{PASSWORD, TestApp, kek, keyring};
 use app::platform::keystore::{self, RotateReport};
-use common::{PASSWORD, TestApp, kek, keyring};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;

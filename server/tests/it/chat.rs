@@ -3,12 +3,10 @@
 //! at once, and another user trying to attach to a live stream by its id
 //! (the LibreChat CVE-2026-31950 attack).
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::{TestApp, keyring, relaxed_settings, with_fake_provider};
 use app::{agents::domain::Provider, chat::runs, platform::settings::PlatformKeys};
-use common::{TestApp, keyring, relaxed_settings, with_fake_provider};
 use eventsource_stream::Eventsource as _;
 use futures::StreamExt as _;
 use reqwest::Client;
@@ -492,7 +490,7 @@ async fn the_offline_demo_model_streams_without_any_key(db: PgPool) {
     let client = plain.client();
     assert_eq!(
         plain
-            .sign_in(&client, "demo@example.com", common::PASSWORD)
+            .sign_in(&client, "demo@example.com", crate::common::PASSWORD)
             .await
             .status(),
         200
@@ -533,7 +531,7 @@ async fn a_restarted_server_ends_its_own_unfinished_replies_at_once(db: PgPool) 
     }
 
     // The real startup path, from configuration.
-    let url = common::database_url(&db).await;
+    let url = crate::common::database_url(&db).await;
     let key = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [1u8; 32]);
     let env = std::collections::HashMap::from([
         ("ENCLAVE_DATABASE_URL", url.as_str()),
@@ -749,7 +747,9 @@ async fn owner_and_key(app: &TestApp, email: &str) -> (uuid::Uuid, app::platform
         .unwrap();
     let client = app.client();
     assert_eq!(
-        app.sign_in(&client, email, common::PASSWORD).await.status(),
+        app.sign_in(&client, email, crate::common::PASSWORD)
+            .await
+            .status(),
         200
     );
     for id in users {
@@ -840,7 +840,7 @@ async fn shutting_down_saves_every_live_reply_and_ends_its_stream(db: PgPool) {
     let client = again.client();
     assert_eq!(
         again
-            .sign_in(&client, "shutdown@example.com", common::PASSWORD)
+            .sign_in(&client, "shutdown@example.com", crate::common::PASSWORD)
             .await
             .status(),
         200

@@ -1,12 +1,10 @@
 //! Sign-up, sign-in, sessions and their limits, through the real HTTP stack
 //! against a fresh PostgreSQL database per test.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::{PASSWORD, TestApp, relaxed_settings, session_token, set_cookie};
 use app::platform::settings::Limit;
-use common::{PASSWORD, TestApp, relaxed_settings, session_token, set_cookie};
 use reqwest::header;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};

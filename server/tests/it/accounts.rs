@@ -2,11 +2,11 @@
 //! has an account; the mailed link sets a new password once, ends every
 //! session and confirms the address.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{PASSWORD, TestApp, keyring, link_in, page, relaxed_settings, with_mail_catcher};
+use crate::common::{
+    PASSWORD, TestApp, keyring, link_in, page, relaxed_settings, with_mail_catcher,
+};
 use sqlx::PgPool;
 
 async fn with_catcher(db: PgPool) -> TestApp {

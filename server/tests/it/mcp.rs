@@ -5,15 +5,11 @@
 //! answers), and against fakes for what a reference server never does
 //! (refuse a secret, answer garbage, hang, flood).
 
-mod common;
-
-#[path = "common/peers.rs"]
-mod peers;
-
-use app::{agents::domain::Provider, platform::settings::PlatformKeys};
-use common::{
+use crate::common::peers;
+use crate::common::{
     TestApp, keyring, relaxed_settings, reply_when, scripted_agent, send_new, with_fake_provider,
 };
+use app::{agents::domain::Provider, platform::settings::PlatformKeys};
 use reqwest::Client;
 use serde_json::Value;
 use sqlx::PgPool;

@@ -2,15 +2,13 @@
 //! masked keys, key tests against a fake provider speaking the real formats,
 //! the key fallback order, import/export, and another user's ids.
 
-mod common;
-
 use std::collections::HashMap;
 
+use crate::common::{TestApp, keyring, relaxed_settings, with_fake_provider};
 use app::{
     agents::domain::Provider,
     platform::{Settings, settings::PlatformKeys},
 };
-use common::{TestApp, keyring, relaxed_settings, with_fake_provider};
 use reqwest::{Client, header};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -364,7 +362,7 @@ async fn an_agent_uses_its_chosen_key_then_yours_then_the_platforms(db: PgPool) 
     let (app, _) = spawn(db, &[(Provider::Openai, "sk-platform")]).await;
     let client = app.client();
     assert_eq!(
-        app.sign_in(&client, "fallback@example.com", common::PASSWORD)
+        app.sign_in(&client, "fallback@example.com", crate::common::PASSWORD)
             .await
             .status(),
         200

@@ -3,19 +3,15 @@
 //! are retried with backoff and end dead; idempotency keys; leases; mail
 //! delivered to a real SMTP server; the development catcher.
 
-mod common;
-
-#[path = "common/smtp.rs"]
-mod smtp;
-
+use crate::common::smtp;
 use std::{collections::HashSet, time::Duration};
 
+use crate::common::{TestApp, keyring, link_in, page, relaxed_settings, with_mail_catcher};
 use app::platform::{
     jobs::{self, JobError, Kind, NewJob},
     keystore::{self, KeyUse},
     mail::{Mailer, Outgoing},
 };
-use common::{TestApp, keyring, link_in, page, relaxed_settings, with_mail_catcher};
 use sqlx::PgPool;
 use uuid::Uuid;
 
