@@ -6,7 +6,9 @@
 
 use leptos::prelude::use_context;
 
-pub use crate::platform::request::{client_ip, optional_id, parse_id, parts, set_cookie};
+pub use crate::platform::request::{
+    client_info, client_ip, optional_id, parse_id, parts, set_cookie,
+};
 use crate::{auth::server::AuthSession, error::AppError, state::AppState};
 
 pub fn state() -> Result<AppState, AppError> {

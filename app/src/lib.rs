@@ -51,7 +51,10 @@ use leptos_router::{
 
 use crate::{
     agents::pages::{AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage},
-    auth::pages::{ForgotPasswordPage, ResetPasswordPage, SignInPage, SignUpPage, VerifyEmailPage},
+    auth::pages::{
+        CheckEmailPage, ForgotPasswordPage, ResetPasswordPage, SessionsPage, SignInPage,
+        SignUpPage, VerifyEmailPage,
+    },
     chat::pages::ChatPage,
     connections::pages::ConnectionsPage,
     mcp::pages::McpServersPage,
@@ -156,6 +159,11 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("sign-in") view=SignInPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("sign-up") view=SignUpPage ssr=SsrMode::Async/>
                     <Route
+                        path=StaticSegment("check-email")
+                        view=CheckEmailPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
                         path=StaticSegment("forgot-password")
                         view=ForgotPasswordPage
                         ssr=SsrMode::Async
@@ -185,6 +193,11 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("mcp"))
                         view=McpServersPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("sessions"))
+                        view=SessionsPage
                         ssr=SsrMode::Async
                     />
                     <Route

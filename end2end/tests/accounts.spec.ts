@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { hydrated, signUp, watchErrors } from "./helpers";
+import { fillSignUp, hydrated, newUser, signIn, signUp, watchErrors } from "./helpers";
 
 // The server runs with the development mail catcher (.ci/test.sh): what it
 // sends shows at /dev/mail.
@@ -96,5 +96,50 @@ test("the name and the password are changed in settings", async ({ page }) => {
   await page.getByLabel("Current password").fill(user.password);
   await page.getByRole("button", { name: "Change password" }).click();
   await expect(page.getByTestId("password-changed")).toContainText("Your password was changed; 0 other sessions were signed out.");
+  expect(errors).toEqual([]);
+});
+
+test("signing up with a registered address reads the same, and its owner is told", async ({ page, browser }) => {
+  const user = await signUp(page);
+  const other = await (await browser.newContext()).newPage();
+  await other.goto("/sign-up");
+  await hydrated(other);
+  await fillSignUp(other, { ...newUser(), email: user.email });
+  await other.getByRole("button", { name: "Create account" }).click();
+  await expect(other).toHaveURL(/\/check-email$/);
+  await expect(other.getByTestId("sign-up-sent")).toContainText("We sent a mail to the address you gave");
+  await expect(other.getByTestId("signed-in-as")).toHaveCount(0);
+
+  await page.goto("/dev/mail");
+  const notice = page.getByTestId("caught-mail").filter({ hasText: "Someone tried to sign up with your address" });
+  await expect(notice.filter({ hasText: user.email })).toHaveCount(1);
+});
+
+test("the sessions page lists both browsers and ends the other one", async ({ page, browser }) => {
+  const errors = watchErrors(page);
+  const user = await signUp(page);
+  const otherContext = await browser.newContext();
+  const other = await otherContext.newPage();
+  await other.goto("/sign-in");
+  await signIn(other, user);
+  await expect(other).toHaveURL(/\/dashboard$/);
+
+  await page.goto("/settings");
+  await page.getByRole("link", { name: "See your sessions" }).click();
+  await expect(page).toHaveURL(/\/settings\/sessions$/);
+  await hydrated(page);
+  const sessions = page.getByTestId("session");
+  await expect(sessions).toHaveCount(2);
+  await expect(sessions.first().getByTestId("current-session")).toHaveText("This browser");
+  await expect(sessions.first()).toContainText("Chrome");
+  await expect(sessions.first()).toContainText("127.0.0.1");
+  await sessions.nth(1).getByRole("button", { name: "End session" }).click();
+  await expect(sessions).toHaveCount(1);
+
+  // The other browser is signed out on its next request.
+  await other.goto("/settings");
+  await expect(other).toHaveURL(/\/sign-in\?next=%2Fsettings$/);
+  await page.reload();
+  await expect(page.getByTestId("session")).toHaveCount(1);
   expect(errors).toEqual([]);
 });

@@ -150,6 +150,10 @@ test.describe("with JavaScript disabled", () => {
     // Corrected, it goes where it was headed.
     await page.getByLabel("Password").fill(user.password);
     await page.getByRole("button", { name: "Create account" }).click();
+    await expect(page).toHaveURL(/\/check-email\?next=%2Fagents$/);
+    // Signing in from there goes on to where the visitor was headed.
+    await page.locator("#main").getByRole("link", { name: "Sign in" }).click();
+    await signIn(page, user);
     await expect(page).toHaveURL(/\/agents$/);
   });
 });

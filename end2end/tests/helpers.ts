@@ -42,11 +42,17 @@ export async function fillSignUp(page: Page, user: User) {
   await page.getByLabel("I am 16 or older").check();
 }
 
-/** Signs a new user up through the form and waits for the dashboard. */
+/** Signs a new user up through the form, then in from the "check your
+ * inbox" page that sign-up ends on, and waits for the dashboard. */
 export async function signUp(page: Page, user: User = newUser()) {
   await page.goto("/sign-up");
   await fillSignUp(page, user);
   await page.getByRole("button", { name: "Create account" }).click();
+  await expect(page).toHaveURL(/\/check-email$/);
+  await expect(page.getByTestId("sign-up-sent")).toBeVisible();
+  await page.locator("#main").getByRole("link", { name: "Sign in" }).click();
+  await expect(page).toHaveURL(/\/sign-in$/);
+  await signIn(page, user);
   await expect(page).toHaveURL(/\/dashboard$/);
   await expect(page.getByRole("heading", { name: `Welcome, ${user.firstName}` })).toBeVisible();
   return user;

@@ -5,7 +5,7 @@
 //! the password) and the reason, with the error's status.
 
 use app::{
-    auth::{SignUpEcho, domain::NewAccount, domain::safe_next, server as auth},
+    auth::{SignUpEcho, domain::NewAccount, domain::check_email_path, server as auth},
     error::AppError,
     platform::request::ClientIp,
     shell,
@@ -14,7 +14,7 @@ use app::{
 use axum::{
     body::Body,
     extract::{Request, State},
-    http::{HeaderValue, Method, StatusCode, header},
+    http::{Method, StatusCode},
     response::{IntoResponse, Redirect, Response},
 };
 use leptos::prelude::provide_context;
@@ -61,15 +61,7 @@ pub async fn sign_up(State(state): State<AppState>, req: Request) -> Response {
     }
     .await;
     match result {
-        Ok(token) => {
-            let mut res = Redirect::to(&safe_next(Some(&next))).into_response();
-            if let Ok(cookie) =
-                HeaderValue::from_str(&auth::session_cookie(&state.settings, &token))
-            {
-                res.headers_mut().append(header::SET_COOKIE, cookie);
-            }
-            res
-        }
+        Ok(()) => Redirect::to(&check_email_path(Some(&next))).into_response(),
         Err(error) => {
             let status =
                 StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

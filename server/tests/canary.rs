@@ -59,6 +59,8 @@ const AVATAR: &str = "🐤🪶";
 /// An OpenAI-compatible server that cannot be found: its host and path end
 /// up in the reply's error ("Could not find the server …").
 const FAILING_BASE_URL: &str = "http://kanarie-host.invalid/kanarie-path/v1";
+/// The browser a session was opened with (Settings -> Sessions shows it).
+const USER_AGENT: &str = "Kanarie-Browser/1.0 (X11; Linux x86_64)";
 /// The fake provider rejects this one and echoes it in its error body.
 const REJECTED_KEY: &str = "bad-kanarie-api-key-1313";
 
@@ -107,15 +109,34 @@ async fn store_everything(app: &TestApp) {
         ("age_confirmed", "yes"),
     ];
     assert_eq!(app.call(&client, "sign_up", &form).await.status(), 200);
+    assert_eq!(app.sign_in(&client, EMAIL, PASSWORD).await.status(), 200);
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .user_agent(USER_AGENT)
+        .build()
+        .unwrap();
+    assert_eq!(app.sign_in(&browser, EMAIL, PASSWORD).await.status(), 200);
+    let sessions: serde_json::Value = app
+        .call(&browser, "list_sessions", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        sessions[0]["system"], "Linux",
+        "stored, and read back from it: {sessions}"
+    );
     // The values really are stored, and readable through the app.
     let me = app.current_user(&client).await;
     assert_eq!(me["first_name"], FIRST_NAME);
     assert_eq!(me["email"], EMAIL);
 
-    // The failure paths must not log what they were given either.
+    // The failure paths must not log what they were given either. A second
+    // sign-up with the address answers as the first did, and queues a
+    // sealed "someone tried to sign up" mail to the owner.
     assert_eq!(
         app.call(&app.client(), "sign_up", &form).await.status(),
-        422
+        200
     );
     assert_eq!(
         app.sign_in(&app.client(), EMAIL, PASSWORD).await.status(),

@@ -37,9 +37,8 @@ pub async fn sign_up(
         password,
         age_confirmed.is_some(),
     )?;
-    let token = super::server::sign_up(&state, ctx::client_ip()?, account).await?;
-    ctx::set_cookie(&super::server::session_cookie(&state.settings, &token))?;
-    leptos_axum::redirect(&super::domain::safe_next(next.as_deref()));
+    super::server::sign_up(&state, ctx::client_ip()?, account).await?;
+    leptos_axum::redirect(&super::domain::check_email_path(next.as_deref()));
     Ok(())
 }
 
@@ -51,7 +50,7 @@ pub async fn sign_in(
 ) -> Result<(), AppError> {
     use crate::ctx;
     let state = ctx::state()?;
-    let token = super::server::sign_in(&state, ctx::client_ip()?, &email, &password).await?;
+    let token = super::server::sign_in(&state, &ctx::client_info()?, &email, &password).await?;
     ctx::set_cookie(&super::server::session_cookie(&state.settings, &token))?;
     leptos_axum::redirect(&super::domain::safe_next(next.as_deref()));
     Ok(())
@@ -80,6 +79,48 @@ pub async fn sign_out_everywhere() -> Result<(), AppError> {
     ctx::set_cookie(&super::server::clear_session_cookie(&state.settings))?;
     leptos_axum::redirect("/sign-in");
     Ok(())
+}
+
+pub type EndSessionAction = ServerAction<EndSession>;
+pub type EndOtherSessionsAction = ServerAction<EndOtherSessions>;
+
+/// The signed-in user's live sessions, this one first.
+#[server(prefix = "/api", endpoint = "list_sessions")]
+pub async fn list_sessions() -> Result<Vec<super::SessionView>, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::server::list_sessions(&ctx::state()?.db, &session).await
+}
+
+/// Ends one of the user's sessions (another user's is not found). Ending
+/// this browser's own session signs it out.
+#[server(prefix = "/api", endpoint = "end_session")]
+pub async fn end_session(id: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let state = ctx::state()?;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
+    super::server::end_session_by_id(&state.db, session.user_id, id).await?;
+    if id == session.session_id {
+        ctx::set_cookie(&super::server::clear_session_cookie(&state.settings))?;
+        leptos_axum::redirect("/sign-in");
+    } else {
+        ctx::redirect_plain_post("/settings/sessions");
+    }
+    Ok(())
+}
+
+/// Ends every session of the user but this one. Returns how many ended.
+#[server(prefix = "/api", endpoint = "end_other_sessions")]
+pub async fn end_other_sessions() -> Result<u64, AppError> {
+    use crate::ctx;
+    let state = ctx::state()?;
+    let session = ctx::require_session()?;
+    let ended =
+        super::server::end_other_sessions(&state.db, session.user_id, session.session_id).await?;
+    tracing::info!(user_id = %session.user_id, ended, "other sessions ended");
+    ctx::redirect_plain_post("/settings/sessions");
+    Ok(ended)
 }
 
 pub type ResendVerificationAction = ServerAction<ResendVerification>;

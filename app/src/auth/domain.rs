@@ -196,9 +196,35 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
+/// Where sign-up sends the browser: the "check your inbox" page, carrying a
+/// safe `next` on to the sign-in it links to.
+pub fn check_email_path(next: Option<&str>) -> String {
+    match next.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(_) => format!(
+            "/check-email?next={}",
+            crate::ui::encode_component(&safe_next(next))
+        ),
+        None => "/check-email".to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn check_email_carries_only_a_safe_next() {
+        assert_eq!(check_email_path(None), "/check-email");
+        assert_eq!(check_email_path(Some(" ")), "/check-email");
+        assert_eq!(
+            check_email_path(Some("/agents/1?x=y")),
+            "/check-email?next=%2Fagents%2F1%3Fx%3Dy"
+        );
+        assert_eq!(
+            check_email_path(Some("https://evil.example/")),
+            "/check-email?next=%2Fdashboard"
+        );
+    }
 
     #[test]
     fn email_is_trimmed_and_lowercased() {

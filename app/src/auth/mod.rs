@@ -30,6 +30,22 @@ pub struct UserView {
     pub email_verified: bool,
 }
 
+/// One live session, as Settings → Sessions lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionView {
+    pub id: String,
+    /// "Firefox 133", from the User-Agent the session was opened with.
+    pub browser: String,
+    /// "Windows 10", "Linux", "iPhone".
+    pub system: String,
+    /// The address the session was opened from.
+    pub address: String,
+    pub signed_in: String,
+    pub last_seen: String,
+    /// The session of the browser asking.
+    pub current: bool,
+}
+
 /// What a sign-up form posted without JavaScript held when it failed, so
 /// the page comes back filled in with the reason (never the password). The
 /// server renders the page with it (`POST /sign-up`).

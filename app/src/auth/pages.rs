@@ -68,6 +68,40 @@ pub fn SignInPage() -> impl IntoView {
     }
 }
 
+/// Where sign-up lands. It reads the same whether the address was new or
+/// already had an account (the owner of an existing one is mailed instead),
+/// so it never tells who is registered.
+#[component]
+pub fn CheckEmailPage() -> impl IntoView {
+    let next = next_param();
+    let sign_in_href = move || {
+        let next = next.get();
+        if next.is_empty() {
+            "/sign-in".to_owned()
+        } else {
+            format!("/sign-in?next={}", encode_component(&next))
+        }
+    };
+    view! {
+        <Title text="Check your inbox"/>
+        <section class="card auth-card">
+            <h1>"Check your inbox"</h1>
+            <p role="status" data-testid="sign-up-sent">
+                "We sent a mail to the address you gave. Open the link in it to confirm the "
+                "address; it works for 24 hours."
+            </p>
+            <p>
+                "Your account is ready: you can sign in now, and confirm the address later."
+            </p>
+            <a class="button primary" href=sign_in_href>"Sign in"</a>
+            <p class="muted">
+                "Nothing arrived? Check your spam folder, or sign in and send a new link from "
+                "the banner at the top."
+            </p>
+        </section>
+    }
+}
+
 /// Asks for a reset link. The answer never says whether the address has
 /// an account.
 #[component]
@@ -320,5 +354,104 @@ pub fn VerifyEmailPage() -> impl IntoView {
                 })}
             </Suspense>
         </section>
+    }
+}
+
+/// Settings → Sessions: every live session of the account (browser, system,
+/// address, when it signed in and was last seen), the current one marked;
+/// end one, or all the others.
+#[component]
+pub fn SessionsPage() -> impl IntoView {
+    view! {
+        <Title text="Sessions"/>
+        <crate::ui::RequireUser>
+            <Sessions/>
+        </crate::ui::RequireUser>
+    }
+}
+
+#[component]
+fn Sessions() -> impl IntoView {
+    let end = super::api::EndSessionAction::new();
+    let others = super::api::EndOtherSessionsAction::new();
+    refresh_auth_on(end.version());
+    let sessions = Resource::new(
+        move || (end.version().get(), others.version().get()),
+        |_| super::api::list_sessions(),
+    );
+    let end_error: Signal<Option<AppError>> = crate::action_error!(end);
+    let ended = move || others.value().get().and_then(Result::ok);
+    view! {
+        <h1>"Sessions"</h1>
+        <p class="muted">
+            "Every browser signed in to your account. Something you do not recognise? End it, "
+            "and change your password."
+        </p>
+        <FormError error=end_error/>
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match sessions.await {
+                    Err(err) => crate::ui::error_view(err).into_any(),
+                    Ok(list) => {
+                        let count = list.len();
+                        view! {
+                            <ul class="session-list">
+                                {list
+                                    .into_iter()
+                                    .map(|s| view! { <SessionRow session=s end=end/> })
+                                    .collect_view()}
+                            </ul>
+                            <Show when=move || { count > 1 }>
+                                <ActionForm action=others>
+                                    <button type="submit" class="danger">
+                                        "Sign out all other sessions"
+                                    </button>
+                                </ActionForm>
+                            </Show>
+                        }
+                            .into_any()
+                    }
+                }
+            })}
+        </Transition>
+        {move || {
+            ended()
+                .map(|n| {
+                    view! {
+                        <p role="status" data-testid="others-ended">
+                            {format!("{n} other session{} signed out.", if n == 1 { " was" } else { "s were" })}
+                        </p>
+                    }
+                })
+        }}
+        <p class="muted"><a href="/settings">"Back to settings"</a></p>
+    }
+}
+
+#[component]
+fn SessionRow(session: super::SessionView, end: super::api::EndSessionAction) -> impl IntoView {
+    let label = if session.current {
+        "Sign out here"
+    } else {
+        "End session"
+    };
+    view! {
+        <li class="card session-row" data-testid="session" class:current=session.current>
+            <div>
+                <strong>{format!("{} on {}", session.browser, session.system)}</strong>
+                {session
+                    .current
+                    .then(|| view! { <span class="badge" data-testid="current-session">"This browser"</span> })}
+                <p class="muted">
+                    "Signed in " <time>{session.signed_in.clone()}</time> " from "
+                    <span class="address">{session.address.clone()}</span> " · last seen "
+                    <time>{session.last_seen.clone()}</time>
+                </p>
+            </div>
+            <ActionForm action=end attr:class="inline">
+                <input type="hidden" name="id" value=session.id.clone()/>
+                <button type="submit">{label}</button>
+            </ActionForm>
+        </li>
     }
 }

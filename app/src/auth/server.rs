@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use super::{
-    UserView,
+    SessionView, UserView,
     domain::{Email, NewAccount},
 };
 
@@ -25,8 +25,12 @@ use crate::{
     platform::{
         Settings,
         crypto::{DataKey, Place, Sealed, random_token, token_hash},
-        keystore::{self, Crypto, SealedColumn},
+        jobs::{self, Kind, NewJob},
+        keystore::{self, Crypto, KeyUse, SealedColumn},
+        mail::{Outgoing, escape_html},
         rate_limit,
+        request::ClientInfo,
+        settings::Limit,
     },
     state::AppState,
 };
@@ -38,7 +42,22 @@ pub const SEALED: &[SealedColumn] = &[
     users_column("first_name"),
     users_column("last_name"),
     users_column("password_hash"),
+    sessions_column("user_agent"),
+    sessions_column("ip"),
 ];
+
+const fn sessions_column(column: &'static str) -> SealedColumn {
+    SealedColumn {
+        table: "sessions",
+        column,
+        id: "id",
+        owner: "user_id",
+    }
+}
+
+fn sessions_place(column: &'static str, session: Uuid, user: Uuid) -> Place {
+    Place::new("sessions", column, session, user)
+}
 
 const fn users_column(column: &'static str) -> SealedColumn {
     SealedColumn {
@@ -134,25 +153,37 @@ pub fn read_cookie(header: &str, name: &str) -> Option<String> {
 
 // ---- sessions ----------------------------------------------------------------
 
+/// Starts a session for `user_id`, recording (sealed with the user's key)
+/// the browser and address it was opened from, for Settings → Sessions.
 pub async fn create_session(
     db: &PgPool,
     settings: &Settings,
     user_id: Uuid,
+    key: &DataKey,
+    client: &ClientInfo,
 ) -> Result<SessionToken, AppError> {
     let token = SessionToken::generate();
+    let id = Uuid::new_v4();
     // Expired sessions of this user go when a new one starts.
     sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND expires_at <= now()")
         .bind(user_id)
         .execute(db)
         .await?;
+    let user_agent = client
+        .user_agent
+        .as_deref()
+        .map(|ua| key.seal_str(sessions_place("user_agent", id, user_id), ua));
+    let ip = key.seal_str(sessions_place("ip", id, user_id), &client.ip.to_string());
     sqlx::query(
-        "INSERT INTO sessions (id, user_id, token_hash, expires_at)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+        "INSERT INTO sessions (id, user_id, token_hash, expires_at, user_agent, ip)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6)",
     )
-    .bind(Uuid::new_v4())
+    .bind(id)
     .bind(user_id)
     .bind(token_hash(token.expose_for_cookie()))
     .bind(settings.session_ttl.as_secs_f64())
+    .bind(user_agent)
+    .bind(ip)
     .execute(db)
     .await?;
     Ok(token)
@@ -166,8 +197,15 @@ pub async fn resolve_session(
     crypto: &Crypto,
     token: &str,
 ) -> Result<Option<AuthSession>, AppError> {
+    // "Last seen" for Settings → Sessions, written at most once a minute per
+    // session, in the same round trip as the read.
     let row: Option<SessionRow> = sqlx::query_as(
-        "SELECT s.id, u.id, u.first_name, u.last_name, u.email,
+        "WITH seen AS (
+             UPDATE sessions SET last_seen_at = now()
+             WHERE token_hash = $1 AND expires_at > now()
+               AND last_seen_at < now() - interval '1 minute'
+         )
+         SELECT s.id, u.id, u.first_name, u.last_name, u.email,
                 u.email_verified_at IS NOT NULL, k.kek_id, k.wrapped_key
          FROM sessions s
          JOIN users u ON u.id = s.user_id
@@ -207,6 +245,105 @@ pub async fn end_session(db: &PgPool, session: &AuthSession) -> Result<(), AppEr
     Ok(())
 }
 
+/// Ends one of the user's sessions, by id: another user's is not found.
+pub async fn end_session_by_id(db: &PgPool, user_id: Uuid, id: Uuid) -> Result<(), AppError> {
+    let done = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
+        .bind(id)
+        .bind(user_id)
+        .execute(db)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(AppError::NotFound);
+    }
+    tracing::info!(%user_id, session_id = %id, "session ended from the sessions page");
+    Ok(())
+}
+
+/// Ends every session of the user but `keep`. Returns how many ended.
+pub async fn end_other_sessions(db: &PgPool, user_id: Uuid, keep: Uuid) -> Result<u64, AppError> {
+    let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND id <> $2")
+        .bind(user_id)
+        .bind(keep)
+        .execute(db)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// The user's live sessions, newest activity first, for Settings → Sessions.
+pub async fn list_sessions(
+    db: &PgPool,
+    session: &AuthSession,
+) -> Result<Vec<SessionView>, AppError> {
+    type Row = (
+        Uuid,
+        Option<Sealed>,
+        Option<Sealed>,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, user_agent, ip, created_at, last_seen_at FROM sessions
+         WHERE user_id = $1 AND expires_at > now()
+         ORDER BY (id = $2) DESC, last_seen_at DESC",
+    )
+    .bind(session.user_id)
+    .bind(session.session_id)
+    .fetch_all(db)
+    .await?;
+    let user = session.user_id;
+    let key = &session.key;
+    rows.into_iter()
+        .map(|(id, user_agent, ip, created, seen)| {
+            let user_agent =
+                key.open_optional(sessions_place("user_agent", id, user), user_agent.as_ref())?;
+            let ip = key.open_optional(sessions_place("ip", id, user), ip.as_ref())?;
+            let (browser, system) = describe_user_agent(user_agent.as_deref());
+            Ok(SessionView {
+                id: id.to_string(),
+                browser,
+                system,
+                address: ip.unwrap_or_else(|| "unknown".to_owned()),
+                signed_in: created.format("%Y-%m-%d %H:%M UTC").to_string(),
+                last_seen: seen.format("%Y-%m-%d %H:%M UTC").to_string(),
+                current: id == session.session_id,
+            })
+        })
+        .collect()
+}
+
+/// "Firefox 133", "Windows 10" from a User-Agent header, by woothee (a
+/// maintained parser sharing its test data across languages).
+fn describe_user_agent(user_agent: Option<&str>) -> (String, String) {
+    let Some(parsed) = user_agent.and_then(|ua| woothee::parser::Parser::new().parse(ua)) else {
+        return ("Unknown browser".to_owned(), "unknown system".to_owned());
+    };
+    let known = |value: &str| !value.is_empty() && value != woothee::woothee::VALUE_UNKNOWN;
+    let browser = match (known(parsed.name), known(parsed.version)) {
+        (true, true) => {
+            let major = parsed.version.split('.').next().unwrap_or(parsed.version);
+            format!("{} {major}", parsed.name)
+        }
+        (true, false) => parsed.name.to_owned(),
+        _ => "Unknown browser".to_owned(),
+    };
+    let system = if known(parsed.os) {
+        // "Windows 10" already says it ("NT 10.0" would only confuse);
+        // "Android" and "iPhone" gain their version.
+        let numbered = parsed.os.chars().any(|c| c.is_ascii_digit());
+        let version = parsed.os_version.starts_with(|c: char| c.is_ascii_digit());
+        match parsed.os {
+            "iPhone" | "iPad" | "iPod" if version => {
+                format!("{} (iOS {})", parsed.os, parsed.os_version)
+            }
+            _ if !numbered && version => format!("{} {}", parsed.os, parsed.os_version),
+            _ => parsed.os.to_owned(),
+        }
+    } else {
+        "unknown system".to_owned()
+    };
+    (browser, system)
+}
+
 /// Ends every session of the user, on every device. Returns how many ended.
 pub async fn end_all_sessions(db: &PgPool, user_id: Uuid) -> Result<u64, AppError> {
     let done = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
@@ -229,12 +366,21 @@ fn account_bucket(email_index: &[u8]) -> String {
     format!("sign-in:account:{}", URL_SAFE_NO_PAD.encode(email_index))
 }
 
-/// Creates the account (sealed with a fresh data key) and its first session.
+/// "Someone tried to sign up with your address" mails per account per day:
+/// enough to warn the owner, too few to flood their inbox.
+const SIGN_UP_NOTICES: Limit = Limit::new(3, 24 * 3600);
+
+/// Creates the account (sealed with a fresh data key) and mails its
+/// confirmation link. It starts no session, and answers the same way, in
+/// about the same time, when the address already has an account: then the
+/// password is hashed all the same (the slow part) and the owner is mailed
+/// that someone tried to sign up with their address. So sign-up never
+/// tells anyone whether an address is registered.
 pub async fn sign_up(
     state: &AppState,
     client_ip: IpAddr,
     account: NewAccount,
-) -> Result<SessionToken, AppError> {
+) -> Result<(), AppError> {
     rate_limit::hit(
         &state.db,
         &ip_bucket(&state.crypto, "sign-up", client_ip),
@@ -248,6 +394,7 @@ pub async fn sign_up(
     let user_id = Uuid::new_v4();
     let key = DataKey::generate();
     let seal = |column, value: &str| key.seal_str(users_place(column, user_id), value);
+    let email_index = state.crypto.email_index(account.email.as_ref());
 
     let mut tx = state.db.begin().await?;
     let inserted: Option<Uuid> = sqlx::query_scalar(
@@ -258,7 +405,7 @@ pub async fn sign_up(
          RETURNING id",
     )
     .bind(user_id)
-    .bind(state.crypto.email_index(account.email.as_ref()))
+    .bind(&email_index)
     .bind(seal("email", account.email.as_ref()))
     .bind(seal("first_name", account.first_name.as_ref()))
     .bind(seal("last_name", account.last_name.as_ref()))
@@ -266,10 +413,8 @@ pub async fn sign_up(
     .fetch_optional(&mut *tx)
     .await?;
     if inserted.is_none() {
-        return Err(AppError::invalid(
-            "email",
-            "An account with this email already exists. Sign in instead.",
-        ));
+        drop(tx);
+        return notify_owner(state, &email_index, account.email.as_ref()).await;
     }
     keystore::store_user_key(&mut tx, &state.crypto.keyring, user_id, &key).await?;
     super::verify::issue(
@@ -284,21 +429,89 @@ pub async fn sign_up(
     tx.commit().await?;
     state.jobs.wake();
     tracing::info!(%user_id, "account created");
-    create_session(&state.db, &state.settings, user_id).await
+    Ok(())
+}
+
+/// Sign-up with an address that has an account: mail its owner (a few times
+/// a day at most; past that, silently nothing, since an error would tell).
+async fn notify_owner(state: &AppState, email_index: &[u8], email: &str) -> Result<(), AppError> {
+    let bucket = format!("sign-up-notice:{}", URL_SAFE_NO_PAD.encode(email_index));
+    if rate_limit::hit(&state.db, &bucket, SIGN_UP_NOTICES)
+        .await
+        .is_err()
+    {
+        return Ok(());
+    }
+    let found: Option<(Uuid, Sealed)> =
+        sqlx::query_as("SELECT id, first_name FROM users WHERE email_index = $1")
+            .bind(email_index)
+            .fetch_optional(&state.db)
+            .await?;
+    let Some((user, first_name)) = found else {
+        return Ok(());
+    };
+    let key = keystore::user_key(
+        &state.db,
+        &state.crypto.keyring,
+        user,
+        KeyUse::AccountRecovery,
+    )
+    .await?;
+    let first_name = key.open_text(users_place("first_name", user), &first_name)?;
+    let mut conn = state.db.acquire().await?;
+    jobs::enqueue(
+        &mut conn,
+        NewJob::new(Kind::Mail).for_owner(user, &key, &sign_up_notice(state, email, &first_name)),
+    )
+    .await?;
+    state.jobs.wake();
+    tracing::info!(user_id = %user, "sign-up with a registered address: owner told");
+    Ok(())
+}
+
+fn sign_up_notice(state: &AppState, email: &str, first_name: &str) -> Outgoing {
+    let base = state.settings.public_url.trim_end_matches('/');
+    let sign_in = format!("{base}/sign-in");
+    let forgot = format!("{base}/forgot-password");
+    let text = format!(
+        "Hello {first_name},\n\n\
+         Someone just tried to create an Enclave account with this address, which \
+         already has one. If it was you, sign in instead:\n\n{sign_in}\n\n\
+         Forgot your password? Choose a new one here:\n\n{forgot}\n\n\
+         If it was not you, ignore this mail: nothing changed, and no new account \
+         was made.\n"
+    );
+    let html = format!(
+        "<p>Hello {name},</p>\
+         <p>Someone just tried to create an Enclave account with this address, which \
+         already has one. If it was you, <a href=\"{sign_in_href}\">sign in</a> instead.</p>\
+         <p>Forgot your password? <a href=\"{forgot_href}\">Choose a new one</a>.</p>\
+         <p>If it was not you, ignore this mail: nothing changed, and no new account \
+         was made.</p>",
+        name = escape_html(first_name),
+        sign_in_href = escape_html(&sign_in),
+        forgot_href = escape_html(&forgot),
+    );
+    Outgoing {
+        to: email.to_owned(),
+        subject: "Someone tried to sign up with your address".to_owned(),
+        text,
+        html,
+    }
 }
 
 /// Checks the credentials and starts a session. Every failure is the same
 /// `InvalidCredentials`, and unknown emails cost a full password check too.
 pub async fn sign_in(
     state: &AppState,
-    client_ip: IpAddr,
+    client: &ClientInfo,
     email: &str,
     password: &str,
 ) -> Result<SessionToken, AppError> {
     let settings = &state.settings;
     rate_limit::hit(
         &state.db,
-        &ip_bucket(&state.crypto, "sign-in", client_ip),
+        &ip_bucket(&state.crypto, "sign-in", client.ip),
         settings.sign_in_per_ip,
     )
     .await?;
@@ -320,13 +533,13 @@ pub async fn sign_in(
     .bind(&email_index)
     .fetch_optional(&state.db)
     .await?;
-    let (user_id, stored_hash) = match user {
+    let (account, stored_hash) = match user {
         Some((id, sealed_hash, kek_id, wrapped)) => {
             let key = keystore::open_user_key(&state.crypto.keyring, id, kek_id, wrapped)?;
             let hash = key
                 .open_string(users_place("password_hash", id), &sealed_hash)
                 .map_err(|e| AppError::internal(format!("users.password_hash of {id}: {e}")))?;
-            (Some(id), Some(hash))
+            (Some((id, key)), Some(hash))
         }
         None => (None, None),
     };
@@ -338,11 +551,11 @@ pub async fn sign_in(
         stored_hash
     };
     let matches = state.passwords.verify(password, candidate).await?;
-    match user_id {
-        Some(user_id) if matches => {
+    match account {
+        Some((user_id, key)) if matches => {
             rate_limit::reset(&state.db, &account_bucket).await?;
             tracing::info!(%user_id, "signed in");
-            create_session(&state.db, settings, user_id).await
+            create_session(&state.db, settings, user_id, &key, client).await
         }
         _ => {
             tracing::info!("sign-in failed");

@@ -28,6 +28,30 @@ pub fn client_ip() -> Result<IpAddr, AppError> {
         .ok_or_else(|| AppError::internal("client address missing: middleware not installed"))
 }
 
+/// Where a request came from, as Settings → Sessions shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    /// The `User-Agent` header, cut to 512 characters.
+    pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    pub fn from_parts(ip: IpAddr, headers: &http::HeaderMap) -> Self {
+        let user_agent = headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(512).collect::<String>())
+            .filter(|ua| !ua.trim().is_empty());
+        ClientInfo { ip, user_agent }
+    }
+}
+
+pub fn client_info() -> Result<ClientInfo, AppError> {
+    let parts = parts()?;
+    Ok(ClientInfo::from_parts(client_ip()?, &parts.headers))
+}
+
 /// Adds a `Set-Cookie` header to the response.
 pub fn set_cookie(value: &str) -> Result<(), AppError> {
     let options = use_context::<ResponseOptions>()

@@ -262,3 +262,97 @@ async fn a_user_changes_their_name_and_bad_names_are_explained(db: PgPool) {
         .await;
     assert_eq!(res.status(), 401);
 }
+
+const SIGN_UP_NOTICE: &str = "Someone tried to sign up with your address";
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sign_up_never_tells_whether_an_address_is_registered(db: PgPool) {
+    let app = with_catcher(db).await;
+    app.signed_up("taken@example.com").await;
+    let visitor = app.client();
+    let sign_up = |email: String| {
+        let (app, visitor) = (&app, &visitor);
+        async move {
+            let started = std::time::Instant::now();
+            let res = app.sign_up(visitor, &email, "another password 1").await;
+            let took = started.elapsed();
+            let cookie = res.headers().get("set-cookie").cloned();
+            (res.status(), cookie, res.text().await.unwrap(), took)
+        }
+    };
+    let mut new_times = Vec::new();
+    let mut taken_times = Vec::new();
+    for i in 0..3 {
+        let new = sign_up(format!("fresh{i}@example.com")).await;
+        // Any case of the registered address is the same address.
+        let taken = sign_up(
+            if i == 0 {
+                "TAKEN@example.com"
+            } else {
+                "taken@example.com"
+            }
+            .into(),
+        )
+        .await;
+        assert_eq!(new.0, 200);
+        assert_eq!(
+            (new.0, &new.1, &new.2),
+            (taken.0, &taken.1, &taken.2),
+            "the same answer"
+        );
+        assert!(new.1.is_none(), "no session from sign-up");
+        new_times.push(new.3);
+        taken_times.push(taken.3);
+    }
+    // The registered address costs the same slow password hash: no quick
+    // refusal to time. (Generous bounds: this proves the hash is not
+    // skipped, not a benchmark.)
+    new_times.sort();
+    taken_times.sort();
+    assert!(
+        taken_times[1] * 3 >= new_times[1],
+        "registered {taken_times:?} vs new {new_times:?}"
+    );
+
+    // The owner hears of it; nothing about the account changed.
+    let notice = mail(&app, SIGN_UP_NOTICE, 3).await;
+    assert!(notice.contains("Hello Ada"), "{notice}");
+    assert!(notice.contains("/sign-in"), "{notice}");
+    assert!(notice.contains("/forgot-password"), "{notice}");
+    let notices = app.state.settings.mailer.caught();
+    assert!(
+        notices
+            .iter()
+            .filter(|c| c.mail.subject == SIGN_UP_NOTICE)
+            .all(|c| c.mail.to == "taken@example.com")
+    );
+    assert_eq!(app.count("SELECT count(*) FROM users").await, 4);
+    assert_eq!(
+        app.sign_in(&app.client(), "taken@example.com", PASSWORD)
+            .await
+            .status(),
+        200,
+        "the old password still works"
+    );
+    assert_eq!(
+        app.sign_in(&app.client(), "taken@example.com", "another password 1")
+            .await
+            .status(),
+        401
+    );
+
+    // A fourth try the same day answers alike and mails nobody: the owner's
+    // inbox is not a target.
+    let again = sign_up("taken@example.com".into()).await;
+    assert_eq!(again.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let count = app
+        .state
+        .settings
+        .mailer
+        .caught()
+        .iter()
+        .filter(|c| c.mail.subject == SIGN_UP_NOTICE)
+        .count();
+    assert_eq!(count, 3);
+}

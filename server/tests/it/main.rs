@@ -15,4 +15,5 @@ mod keys;
 mod llm;
 mod mcp;
 mod schema;
+mod sessions;
 mod tools;

@@ -164,6 +164,8 @@ impl TestApp {
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(30))
+            // Sessions record it (sealed): every test session has one.
+            .user_agent("enclave-tests/1.0")
             .build()
             .unwrap()
     }
@@ -204,7 +206,8 @@ impl TestApp {
         .await
     }
 
-    /// A new client signed in as a new account with `email`.
+    /// A new client signed in as a new account with `email` (sign-up starts
+    /// no session: it answers alike for new and registered addresses).
     pub async fn signed_up(&self, email: &str) -> Client {
         let client = self.client();
         let res = self.sign_up(&client, email, PASSWORD).await;
@@ -214,6 +217,8 @@ impl TestApp {
             "sign-up failed: {}",
             res.text().await.unwrap()
         );
+        let res = self.sign_in(&client, email, PASSWORD).await;
+        assert_eq!(res.status(), 200, "sign-in after sign-up failed");
         client
     }
 
