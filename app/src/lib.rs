@@ -53,7 +53,7 @@ use crate::{
     agents::pages::{AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage},
     auth::pages::{
         CheckEmailPage, ForgotPasswordPage, ResetPasswordPage, SessionsPage, SignInPage,
-        SignUpPage, VerifyEmailPage,
+        SignUpPage, TwoFactorPage, TwoFactorSettingsPage, VerifyEmailPage,
     },
     chat::pages::ChatPage,
     connections::pages::ConnectionsPage,
@@ -73,6 +73,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
         std::sync::LazyLock::new(|| {
             [
                 auth::server::SEALED,
+                auth::two_factor::SEALED,
                 agents::server::SEALED,
                 provider_keys::server::SEALED,
                 chat::server::SEALED,
@@ -193,6 +194,12 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("mcp"))
                         view=McpServersPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route path=StaticSegment("two-factor") view=TwoFactorPage ssr=SsrMode::Async/>
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("two-factor"))
+                        view=TwoFactorSettingsPage
                         ssr=SsrMode::Async
                     />
                     <Route

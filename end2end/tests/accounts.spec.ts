@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { fillSignUp, hydrated, newUser, signIn, signUp, watchErrors } from "./helpers";
+import { fillSignUp, hydrated, newUser, signIn, signUp, totpCode, watchErrors } from "./helpers";
 
 // The server runs with the development mail catcher (.ci/test.sh): what it
 // sends shows at /dev/mail.
@@ -142,4 +142,53 @@ test("the sessions page lists both browsers and ends the other one", async ({ pa
   await page.reload();
   await expect(page.getByTestId("session")).toHaveCount(1);
   expect(errors).toEqual([]);
+});
+
+test("two-factor sign-in: set up with the QR code's key, then asked for at sign-in, with and without JavaScript", async ({ page, browser }) => {
+  const errors = watchErrors(page);
+  const user = await signUp(page);
+  await page.goto("/settings");
+  await page.getByRole("link", { name: "Two-factor sign-in" }).click();
+  await expect(page).toHaveURL(/\/settings\/two-factor$/);
+  await hydrated(page);
+  await expect(page.getByTestId("two-factor-status")).toHaveText("Two-factor sign-in is off.");
+  await page.getByRole("button", { name: "Set up an authenticator app" }).click();
+  await expect(page.getByTestId("totp-qr").locator("svg")).toBeVisible();
+  const secret = (await page.getByTestId("totp-secret").textContent()) ?? "";
+  expect(secret).toMatch(/^[A-Z2-7]{32}$/);
+  await page.getByLabel("Code").fill("000000" === totpCode(secret) ? "111111" : "000000");
+  await page.getByRole("button", { name: "Turn on" }).click();
+  await expect(page.getByText("That code is not right.")).toBeVisible();
+  await page.getByLabel("Code").fill(totpCode(secret));
+  await page.getByRole("button", { name: "Turn on" }).click();
+  const codes = page.getByTestId("recovery-codes").getByRole("listitem");
+  await expect(codes).toHaveCount(10);
+  const recovery = (await codes.first().textContent()) ?? "";
+  await expect(page.getByTestId("two-factor-status")).toContainText("10 unused recovery codes left");
+  expect(errors).toEqual([]);
+
+  // Signing in now takes a code after the password.
+  const other = await (await browser.newContext()).newPage();
+  await other.goto("/sign-in");
+  await hydrated(other);
+  await signIn(other, user);
+  await expect(other).toHaveURL(/\/two-factor\?next=%2Fdashboard$/);
+  await other.getByLabel("Code").fill(totpCode(secret, 1));
+  await other.getByRole("button", { name: "Sign in" }).click();
+  await expect(other).toHaveURL(/\/dashboard$/);
+  await expect(other.getByTestId("signed-in-as")).toHaveText(user.firstName);
+
+  // Without JavaScript, with a recovery code; a wrong one first.
+  const plainContext = await browser.newContext({ javaScriptEnabled: false });
+  const plain = await plainContext.newPage();
+  await plain.goto("/sign-in");
+  await signIn(plain, user);
+  await expect(plain).toHaveURL(/\/two-factor/);
+  await plain.getByLabel("Code").fill("aaaa-bbbb-cccc-dddd");
+  await plain.getByRole("button", { name: "Sign in" }).click();
+  await expect(plain.getByText("That code is not right.")).toBeVisible();
+  await plain.getByLabel("Code").fill(recovery);
+  await plain.getByRole("button", { name: "Sign in" }).click();
+  await expect(plain).toHaveURL(/\/dashboard$/);
+  await plainContext.close();
 });

@@ -53,6 +53,8 @@ const MCP_ARGUMENT: &str = "kanarie argument";
 const SERVED_QUESTION: &str = "kanarie question over MCP";
 /// The token made for that agent (random: remembered here to look for it).
 static SERVED_TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// The two-factor secret and recovery codes (random: remembered here).
+static TWO_FACTOR: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 /// An avatar is one emoji or a colour, so it cannot hold the ASCII marker:
 /// it is a canary of its own (an unusual pair, looked for as it is).
 const AVATAR: &str = "🐤🪶";
@@ -126,6 +128,20 @@ async fn store_everything(app: &TestApp) {
         sessions[0]["system"], "Linux",
         "stored, and read back from it: {sessions}"
     );
+    // Two-factor sign-in: the secret is sealed, the recovery codes hashed,
+    // and neither is logged, also when a wrong code is tried.
+    let (secret, codes) = common::enrol_totp(app, &client).await;
+    let second = app.client();
+    assert_eq!(app.sign_in(&second, EMAIL, PASSWORD).await.status(), 200);
+    let wrong = app
+        .call(&second, "complete_sign_in", &[("code", "913572")])
+        .await;
+    assert_eq!(wrong.status(), 422);
+    let res = app
+        .call(&second, "complete_sign_in", &[("code", &codes[0])])
+        .await;
+    assert_eq!(res.status(), 200);
+    TWO_FACTOR.set([vec![secret], codes].concat()).unwrap();
     // The values really are stored, and readable through the app.
     let me = app.current_user(&client).await;
     assert_eq!(me["first_name"], FIRST_NAME);
@@ -695,6 +711,21 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
     );
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    for value in TWO_FACTOR.get().unwrap() {
+        assert!(
+            !dump.contains(value.as_str()),
+            "a two-factor secret or code is in the dump"
+        );
+        assert!(
+            !logs.contains(value.as_str()),
+            "a two-factor secret or code reached the log"
+        );
+    }
+    assert!(
+        logs.contains("second factor refused"),
+        "the refusal was logged, without the code"
+    );
+    assert!(!logs.contains("913572"), "the wrong code reached the log");
     assert!(!logs.contains(AVATAR), "the avatar reached the log");
     assert!(
         !logs.contains(token.as_str()),

@@ -48,11 +48,88 @@ pub async fn sign_in(
     password: String,
     next: Option<String>,
 ) -> Result<(), AppError> {
+    use super::server::SignedIn;
     use crate::ctx;
     let state = ctx::state()?;
-    let token = super::server::sign_in(&state, &ctx::client_info()?, &email, &password).await?;
-    ctx::set_cookie(&super::server::session_cookie(&state.settings, &token))?;
+    let signed_in = super::server::sign_in(&state, &ctx::client_info()?, &email, &password).await?;
+    ctx::set_cookie(&super::server::session_cookie(
+        &state.settings,
+        signed_in.token(),
+    ))?;
+    let next = super::domain::safe_next(next.as_deref());
+    match signed_in {
+        SignedIn::Session(_) => leptos_axum::redirect(&next),
+        SignedIn::NeedsSecondFactor(_) => leptos_axum::redirect(&format!(
+            "/two-factor?next={}",
+            crate::ui::encode_component(&next)
+        )),
+    }
+    Ok(())
+}
+
+pub type CompleteSignInAction = ServerAction<CompleteSignIn>;
+pub type StartTotpAction = ServerAction<StartTotp>;
+pub type ConfirmTotpAction = ServerAction<ConfirmTotp>;
+pub type DisableTotpAction = ServerAction<DisableTotp>;
+
+/// The second step of signing in: a code from the authenticator app, or a
+/// recovery code, for the pending session this browser holds.
+#[server(prefix = "/api", endpoint = "complete_sign_in")]
+pub async fn complete_sign_in(code: String, next: Option<String>) -> Result<(), AppError> {
+    use crate::ctx;
+    let state = ctx::state()?;
+    let parts = ctx::parts()?;
+    let cookie_name = super::server::session_cookie_name(&state.settings);
+    let token = parts
+        .headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| super::server::read_cookie(h, cookie_name))
+        .unwrap_or_default();
+    let session =
+        super::two_factor::complete_sign_in(&state, &token, &code, &ctx::client_info()?).await?;
+    ctx::set_cookie(&super::server::session_cookie(&state.settings, &session))?;
     leptos_axum::redirect(&super::domain::safe_next(next.as_deref()));
+    Ok(())
+}
+
+/// Whether two-factor sign-in is on, and recovery codes left.
+#[server(prefix = "/api", endpoint = "two_factor_status")]
+pub async fn two_factor_status() -> Result<super::TwoFactorStatus, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let (on, recovery_codes_left) =
+        super::two_factor::status(&ctx::state()?.db, session.user_id).await?;
+    Ok(super::TwoFactorStatus {
+        on,
+        recovery_codes_left,
+    })
+}
+
+/// Starts setting up an authenticator app: a new secret and its QR code.
+#[server(prefix = "/api", endpoint = "start_totp")]
+pub async fn start_totp() -> Result<super::TotpSetup, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::two_factor::start(&ctx::state()?, &session).await
+}
+
+/// Finishes the setup with a first code; returns the recovery codes.
+#[server(prefix = "/api", endpoint = "confirm_totp")]
+pub async fn confirm_totp(code: String) -> Result<Vec<String>, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::two_factor::confirm(&ctx::state()?, &session, &code).await
+}
+
+/// Turns two-factor sign-in off; needs a current code.
+#[server(prefix = "/api", endpoint = "disable_totp")]
+pub async fn disable_totp(code: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::two_factor::disable(&ctx::state()?, &session, &code).await?;
+    ctx::redirect_plain_post("/settings/two-factor");
     Ok(())
 }
 

@@ -15,6 +15,8 @@ pub mod reset;
 #[cfg(feature = "ssr")]
 pub mod server;
 #[cfg(feature = "ssr")]
+pub mod two_factor;
+#[cfg(feature = "ssr")]
 pub mod verify;
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,21 @@ pub struct SessionView {
     pub last_seen: String,
     /// The session of the browser asking.
     pub current: bool,
+}
+
+/// A two-factor enrolment in progress: the secret as text and as a QR code
+/// (an SVG drawn on the server).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpSetup {
+    pub secret: String,
+    pub qr_svg: String,
+}
+
+/// Settings → Two-factor: whether it is on, and recovery codes left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwoFactorStatus {
+    pub on: bool,
+    pub recovery_codes_left: i64,
 }
 
 /// What a sign-up form posted without JavaScript held when it failed, so

@@ -455,3 +455,175 @@ fn SessionRow(session: super::SessionView, end: super::api::EndSessionAction) ->
         </li>
     }
 }
+
+/// The second step of signing in, for accounts with two-factor sign-in: a
+/// code from the authenticator app, or a recovery code. A plain form, so it
+/// works without JavaScript.
+#[component]
+pub fn TwoFactorPage() -> impl IntoView {
+    let action = super::api::CompleteSignInAction::new();
+    refresh_auth_on(action.version());
+    let error: Signal<Option<AppError>> = crate::action_error!(action);
+    let next = next_param();
+    view! {
+        <Title text="Two-factor sign-in"/>
+        <section class="card auth-card">
+            <h1>"Two-factor sign-in"</h1>
+            <p class="muted">
+                "Enter the 6-digit code your authenticator app shows for Enclave, or one of "
+                "your recovery codes."
+            </p>
+            <ActionForm action=action>
+                <input type="hidden" name="next" value=next/>
+                <FormError error=error/>
+                <Field
+                    label="Code"
+                    name="code"
+                    autocomplete="one-time-code"
+                    hint="A recovery code works once; it looks like abcd-efgh-ijkl-mnop."
+                    error=error
+                />
+                <button type="submit" class="primary" disabled=move || action.pending().get()>
+                    "Sign in"
+                </button>
+            </ActionForm>
+            <p class="muted"><a href="/sign-in">"Start again"</a></p>
+        </section>
+    }
+}
+
+/// Settings → Two-factor sign-in: set up an authenticator app (QR code and
+/// secret, confirmed by a first code, then ten recovery codes shown once),
+/// or turn it off with a current code.
+#[component]
+pub fn TwoFactorSettingsPage() -> impl IntoView {
+    view! {
+        <Title text="Two-factor sign-in"/>
+        <crate::ui::RequireUser>
+            <TwoFactorSettings/>
+        </crate::ui::RequireUser>
+    }
+}
+
+#[component]
+fn TwoFactorSettings() -> impl IntoView {
+    let start = super::api::StartTotpAction::new();
+    let confirm = super::api::ConfirmTotpAction::new();
+    let disable = super::api::DisableTotpAction::new();
+    let status = Resource::new(
+        move || (confirm.version().get(), disable.version().get()),
+        |_| super::api::two_factor_status(),
+    );
+    let start_error: Signal<Option<AppError>> = crate::action_error!(start);
+    let confirm_error: Signal<Option<AppError>> = crate::action_error!(confirm);
+    let disable_error: Signal<Option<AppError>> = crate::action_error!(disable);
+    let setup = move || start.value().get().and_then(Result::ok);
+    let codes = move || confirm.value().get().and_then(Result::ok);
+    view! {
+        <h1>"Two-factor sign-in"</h1>
+        <p class="muted">
+            "With it on, signing in asks for a code from an authenticator app on your phone "
+            "after your password, so a stolen password alone is not enough."
+        </p>
+        <Show when=move || codes().is_some()>
+            <section class="card" data-testid="recovery-codes">
+                <h2>"Your recovery codes"</h2>
+                <p>
+                    "Two-factor sign-in is on. Keep these codes somewhere safe: each signs you in "
+                    "once if you lose your phone. They are shown only now."
+                </p>
+                <ul class="recovery-codes">
+                    {move || {
+                        codes()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|c| view! { <li><code>{c}</code></li> })
+                            .collect_view()
+                    }}
+                </ul>
+            </section>
+        </Show>
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match status.await {
+                    Err(err) => crate::ui::error_view(err).into_any(),
+                    Ok(status) if status.on => {
+                        view! {
+                            <section class="card">
+                                <h2>"On"</h2>
+                                <p data-testid="two-factor-status">
+                                    {format!(
+                                        "Two-factor sign-in is on. {} unused recovery code{} left.",
+                                        status.recovery_codes_left,
+                                        if status.recovery_codes_left == 1 { "" } else { "s" },
+                                    )}
+                                </p>
+                                <ActionForm action=disable>
+                                    <FormError error=disable_error/>
+                                    <Field
+                                        label="Current code"
+                                        name="code"
+                                        autocomplete="one-time-code"
+                                        hint="From your authenticator app."
+                                        error=disable_error
+                                    />
+                                    <button type="submit" class="danger">"Turn off"</button>
+                                </ActionForm>
+                            </section>
+                        }
+                            .into_any()
+                    }
+                    Ok(_) => {
+                        view! {
+                            <section class="card">
+                                <p data-testid="two-factor-status">"Two-factor sign-in is off."</p>
+                                <FormError error=start_error/>
+                                <Show
+                                    when=move || setup().is_some()
+                                    fallback=move || {
+                                        view! {
+                                            <ActionForm action=start>
+                                                <button type="submit" class="primary">
+                                                    "Set up an authenticator app"
+                                                </button>
+                                            </ActionForm>
+                                        }
+                                    }
+                                >
+                                    {move || {
+                                        setup()
+                                            .map(|s| {
+                                                view! {
+                                                    <ol class="totp-steps">
+                                                        <li>
+                                                            "Scan this code with your authenticator app:"
+                                                            <div class="qr" data-testid="totp-qr" inner_html=s.qr_svg></div>
+                                                            "or type this key into it: "
+                                                            <code data-testid="totp-secret">{s.secret}</code>
+                                                        </li>
+                                                        <li>"Enter the 6-digit code it shows:"</li>
+                                                    </ol>
+                                                    <ActionForm action=confirm>
+                                                        <FormError error=confirm_error/>
+                                                        <Field
+                                                            label="Code"
+                                                            name="code"
+                                                            autocomplete="one-time-code"
+                                                            error=confirm_error
+                                                        />
+                                                        <button type="submit" class="primary">"Turn on"</button>
+                                                    </ActionForm>
+                                                }
+                                            })
+                                    }}
+                                </Show>
+                            </section>
+                        }
+                            .into_any()
+                    }
+                }
+            })}
+        </Transition>
+        <p class="muted"><a href="/settings">"Back to settings"</a></p>
+    }
+}

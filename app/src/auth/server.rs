@@ -162,6 +162,19 @@ pub async fn create_session(
     key: &DataKey,
     client: &ClientInfo,
 ) -> Result<SessionToken, AppError> {
+    create_session_with(db, settings, user_id, key, client, false).await
+}
+
+/// `create_session`, or (`pending`) a session that waits ten minutes for
+/// the account's second factor and signs nobody in until then.
+pub async fn create_session_with(
+    db: &PgPool,
+    settings: &Settings,
+    user_id: Uuid,
+    key: &DataKey,
+    client: &ClientInfo,
+    pending: bool,
+) -> Result<SessionToken, AppError> {
     let token = SessionToken::generate();
     let id = Uuid::new_v4();
     // Expired sessions of this user go when a new one starts.
@@ -174,16 +187,23 @@ pub async fn create_session(
         .as_deref()
         .map(|ua| key.seal_str(sessions_place("user_agent", id, user_id), ua));
     let ip = key.seal_str(sessions_place("ip", id, user_id), &client.ip.to_string());
+    let ttl = if pending {
+        super::two_factor::PENDING_TTL
+    } else {
+        settings.session_ttl
+    };
     sqlx::query(
-        "INSERT INTO sessions (id, user_id, token_hash, expires_at, user_agent, ip)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6)",
+        "INSERT INTO sessions
+           (id, user_id, token_hash, expires_at, user_agent, ip, second_factor_pending)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6, $7)",
     )
     .bind(id)
     .bind(user_id)
     .bind(token_hash(token.expose_for_cookie()))
-    .bind(settings.session_ttl.as_secs_f64())
+    .bind(ttl.as_secs_f64())
     .bind(user_agent)
     .bind(ip)
+    .bind(pending)
     .execute(db)
     .await?;
     Ok(token)
@@ -202,7 +222,7 @@ pub async fn resolve_session(
     let row: Option<SessionRow> = sqlx::query_as(
         "WITH seen AS (
              UPDATE sessions SET last_seen_at = now()
-             WHERE token_hash = $1 AND expires_at > now()
+             WHERE token_hash = $1 AND expires_at > now() AND NOT second_factor_pending
                AND last_seen_at < now() - interval '1 minute'
          )
          SELECT s.id, u.id, u.first_name, u.last_name, u.email,
@@ -210,7 +230,7 @@ pub async fn resolve_session(
          FROM sessions s
          JOIN users u ON u.id = s.user_id
          JOIN user_keys k ON k.user_id = u.id
-         WHERE s.token_hash = $1 AND s.expires_at > now()",
+         WHERE s.token_hash = $1 AND s.expires_at > now() AND NOT s.second_factor_pending",
     )
     .bind(token_hash(token))
     .fetch_optional(db)
@@ -283,7 +303,7 @@ pub async fn list_sessions(
     );
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT id, user_agent, ip, created_at, last_seen_at FROM sessions
-         WHERE user_id = $1 AND expires_at > now()
+         WHERE user_id = $1 AND expires_at > now() AND NOT second_factor_pending
          ORDER BY (id = $2) DESC, last_seen_at DESC",
     )
     .bind(session.user_id)
@@ -500,6 +520,23 @@ fn sign_up_notice(state: &AppState, email: &str, first_name: &str) -> Outgoing {
     }
 }
 
+/// What a right password leads to.
+#[derive(Debug)]
+pub enum SignedIn {
+    /// A session: signed in.
+    Session(SessionToken),
+    /// A pending session: the second-factor page finishes signing in.
+    NeedsSecondFactor(SessionToken),
+}
+
+impl SignedIn {
+    pub fn token(&self) -> &SessionToken {
+        match self {
+            SignedIn::Session(t) | SignedIn::NeedsSecondFactor(t) => t,
+        }
+    }
+}
+
 /// Checks the credentials and starts a session. Every failure is the same
 /// `InvalidCredentials`, and unknown emails cost a full password check too.
 pub async fn sign_in(
@@ -507,7 +544,7 @@ pub async fn sign_in(
     client: &ClientInfo,
     email: &str,
     password: &str,
-) -> Result<SessionToken, AppError> {
+) -> Result<SignedIn, AppError> {
     let settings = &state.settings;
     rate_limit::hit(
         &state.db,
@@ -554,8 +591,16 @@ pub async fn sign_in(
     match account {
         Some((user_id, key)) if matches => {
             rate_limit::reset(&state.db, &account_bucket).await?;
+            if super::two_factor::required(&state.db, user_id).await? {
+                tracing::info!(%user_id, "password accepted; second factor asked for");
+                return Ok(SignedIn::NeedsSecondFactor(
+                    create_session_with(&state.db, settings, user_id, &key, client, true).await?,
+                ));
+            }
             tracing::info!(%user_id, "signed in");
-            create_session(&state.db, settings, user_id, &key, client).await
+            Ok(SignedIn::Session(
+                create_session(&state.db, settings, user_id, &key, client).await?,
+            ))
         }
         _ => {
             tracing::info!("sign-in failed");

@@ -184,6 +184,8 @@ fn Settings() -> impl IntoView {
             <h2>"Sessions"</h2>
             <p class="muted">"Where your account is signed in: browsers, addresses, last seen."</p>
             <a class="button" href="/settings/sessions">"See your sessions"</a>
+            " "
+            <a class="button" href="/settings/two-factor">"Two-factor sign-in"</a>
             <p class="muted">"Signed in on a device you no longer use? End every session, this one included."</p>
             <ActionForm action=everywhere>
                 <button type="submit" class="danger">"Sign out everywhere"</button>

@@ -147,6 +147,9 @@ pub enum KeyUse {
     AccountRecovery,
     /// The operator's command line (`server keys ...`) and the tests.
     Operator,
+    /// The second step of signing in: the password was right, and the
+    /// account's second factor is being checked (no session exists yet).
+    SignIn,
 }
 
 impl KeyUse {
@@ -156,6 +159,7 @@ impl KeyUse {
             KeyUse::BackgroundJob => "background_job",
             KeyUse::AccountRecovery => "account_recovery",
             KeyUse::Operator => "operator",
+            KeyUse::SignIn => "sign_in",
         }
     }
 }

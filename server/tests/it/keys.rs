@@ -94,7 +94,11 @@ async fn rotation_end_to_end_with_the_server_running(db: PgPool) {
         .fetch_one(&db)
         .await
         .unwrap();
-    assert_eq!(sessions, 8 + 8, "one from each sign-up helper, one per sign-in above");
+    assert_eq!(
+        sessions,
+        8 + 8,
+        "one from each sign-up helper, one per sign-in above"
+    );
     assert_eq!(both.values, 8 * 5 + 16 * 2);
     drop(during);
     let after = TestApp::spawn_with_keys(db.clone(), keyring(2, &[])).await;

@@ -17,3 +17,4 @@ mod mcp;
 mod schema;
 mod sessions;
 mod tools;
+mod two_factor;

@@ -37,6 +37,11 @@ const PLAIN: &[(&str, &str, &str)] = &[
     ),
     ("sessions", "token_hash", "SHA-256 of the session token"),
     (
+        "recovery_codes",
+        "code_hash",
+        "SHA-256 of an 80-bit random recovery code",
+    ),
+    (
         "mcp_oauth_states",
         "state_hash",
         "SHA-256 of a random OAuth state (the sign-in itself is sealed)",
@@ -178,6 +183,7 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
     )
     .await;
     let client = app.signed_up("verify@example.com").await;
+    crate::common::enrol_totp(&app, &client).await;
     // A value in every sealed column: a key with a server address, an agent
     // with a base URL, and a conversation whose reply failed (so it has an
     // error and a model).

@@ -395,3 +395,33 @@ pub fn link_in(mail: &str) -> String {
 pub async fn page(client: &Client, url: impl reqwest::IntoUrl) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
 }
+
+/// The code an authenticator app shows for `secret` (base32), `steps`
+/// 30-second steps from now (the server accepts one step either side).
+pub fn totp_code(secret: &str, steps: i64) -> String {
+    let secret = totp_rs::Secret::try_from_base32(secret).unwrap();
+    let totp = totp_rs::Builder::new().with_secret(secret).build().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    totp.generate((now + steps * 30) as u64).to_string()
+}
+
+/// Turns two-factor sign-in on for the signed-in `client`: its secret and
+/// recovery codes.
+pub async fn enrol_totp(app: &TestApp, client: &Client) -> (String, Vec<String>) {
+    let setup: serde_json::Value = app
+        .call(client, "start_totp", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let secret = setup["secret"].as_str().unwrap().to_owned();
+    let res = app
+        .call(client, "confirm_totp", &[("code", &totp_code(&secret, 0))])
+        .await;
+    assert_eq!(res.status(), 200);
+    let codes: Vec<String> = res.json().await.unwrap();
+    (secret, codes)
+}
