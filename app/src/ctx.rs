@@ -25,6 +25,17 @@ pub fn require_session() -> Result<AuthSession, AppError> {
     session().ok_or(AppError::Unauthorized)
 }
 
+/// The signed-in user's session, if this server lets them use agents and
+/// chat: with `ENCLAVE_REQUIRE_VERIFIED_EMAIL`, only once their address is
+/// confirmed. Every agents and chat server function starts here.
+pub fn require_verified_session() -> Result<AuthSession, AppError> {
+    let session = require_session()?;
+    if state()?.settings.require_verified_email && !session.user.email_verified {
+        return Err(AppError::EmailNotVerified);
+    }
+    Ok(session)
+}
+
 /// Redirects a plain form post (JavaScript off) to `path`; the hydrated app
 /// gets the server function's value instead and moves on by itself.
 pub fn redirect_plain_post(path: &str) {

@@ -42,6 +42,11 @@ pub enum AppError {
     /// The request could not be read (missing or malformed fields).
     #[error("The request was incomplete or malformed.")]
     BadRequest,
+    /// This server asks for a confirmed address before agents and chat.
+    #[error(
+        "Please confirm your email address first: open the link we mailed you, or send a new one from the banner at the top."
+    )]
+    EmailNotVerified,
 }
 
 impl AppError {
@@ -73,6 +78,7 @@ impl AppError {
             AppError::Internal { .. } => 500,
             AppError::Transport => 502,
             AppError::BadRequest => 400,
+            AppError::EmailNotVerified => 403,
         }
     }
 }

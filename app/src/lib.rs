@@ -52,8 +52,9 @@ use leptos_router::{
 use crate::{
     agents::pages::{AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage},
     auth::pages::{
-        CheckEmailPage, ForgotPasswordPage, ResetPasswordPage, SessionsPage, SignInPage,
-        SignUpPage, TwoFactorPage, TwoFactorSettingsPage, VerifyEmailPage,
+        CheckEmailPage, ConfirmEmailChangePage, ForgotPasswordPage, ResetPasswordPage,
+        SessionsPage, SignInPage, SignUpPage, TwoFactorPage, TwoFactorSettingsPage,
+        VerifyEmailPage,
     },
     chat::pages::ChatPage,
     connections::pages::ConnectionsPage,
@@ -74,6 +75,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
             [
                 auth::server::SEALED,
                 auth::two_factor::SEALED,
+                auth::links::SEALED,
                 agents::server::SEALED,
                 provider_keys::server::SEALED,
                 chat::server::SEALED,
@@ -197,6 +199,11 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::Async
                     />
                     <Route path=StaticSegment("two-factor") view=TwoFactorPage ssr=SsrMode::Async/>
+                    <Route
+                        path=StaticSegment("confirm-email")
+                        view=ConfirmEmailChangePage
+                        ssr=SsrMode::Async
+                    />
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("two-factor"))
                         view=TwoFactorSettingsPage

@@ -192,3 +192,29 @@ test("two-factor sign-in: set up with the QR code's key, then asked for at sign-
   await expect(plain).toHaveURL(/\/dashboard$/);
   await plainContext.close();
 });
+
+test("the email address changes by a link mailed to the new one", async ({ page }) => {
+  const errors = watchErrors(page);
+  const user = await signUp(page);
+  const newEmail = newUser().email;
+  await page.goto("/settings");
+  await hydrated(page);
+  await page.getByText("Change your email address").click();
+  await page.getByLabel("New email address").fill(newEmail);
+  await page.getByLabel("Your password").fill("not it");
+  await page.getByRole("button", { name: "Send the link" }).click();
+  await expect(page.getByText("That is not your current password.")).toBeVisible();
+  await page.getByLabel("Your password").fill(user.password);
+  await page.getByRole("button", { name: "Send the link" }).click();
+  await expect(page.getByTestId("email-change-sent")).toBeVisible();
+
+  await page.goto("/dev/mail");
+  const mail = page.getByTestId("caught-mail").filter({ hasText: "Confirm your new email address" }).filter({ hasText: newEmail });
+  await mail.first().getByRole("link").click();
+  await expect(page.getByTestId("email-change-outcome")).toContainText("your account uses this address now");
+  await page.goto("/settings");
+  await expect(page.locator("#main").getByText(newEmail)).toBeVisible();
+  await page.goto("/dev/mail");
+  await expect(page.getByTestId("caught-mail").filter({ hasText: "was changed" }).filter({ hasText: user.email })).toHaveCount(1);
+  expect(errors).toEqual([]);
+});

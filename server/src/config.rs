@@ -421,7 +421,17 @@ impl Config {
             platform_keys: platform_keys(src)?,
             demo_url: None,
             mailer,
+            require_verified_email: parse(src, "ENCLAVE_REQUIRE_VERIFIED_EMAIL", false)?,
         };
+        if settings.require_verified_email
+            && matches!(settings.mailer, app::platform::mail::Mailer::Off)
+        {
+            return Err(ConfigError::Invalid {
+                name: "ENCLAVE_REQUIRE_VERIFIED_EMAIL",
+                why: "nobody could confirm an address without mail: set ENCLAVE_SMTP_URL too"
+                    .into(),
+            });
+        }
         let demo_model = parse(src, "ENCLAVE_DEMO_MODEL", false)?;
         if demo_model && mode == Mode::Production {
             return Err(ConfigError::Invalid {
@@ -550,6 +560,21 @@ mod tests {
         env.insert("ENCLAVE_ENV", "production");
         let err = Config::from_source(&env).unwrap_err();
         assert!(err.to_string().contains("ENCLAVE_DEMO_MODEL"), "{err}");
+    }
+
+    #[test]
+    fn requiring_a_verified_email_needs_mail() {
+        let mut env = base();
+        env.insert("ENCLAVE_REQUIRE_VERIFIED_EMAIL", "true");
+        let err = Config::from_source(&env).unwrap_err();
+        assert!(err.to_string().contains("ENCLAVE_SMTP_URL"), "{err}");
+        env.insert("ENCLAVE_MAIL_CATCHER", "true");
+        assert!(
+            Config::from_source(&env)
+                .unwrap()
+                .settings
+                .require_verified_email
+        );
     }
 
     #[test]

@@ -96,7 +96,7 @@ impl ToolFields {
 #[server(prefix = "/api", endpoint = "list_agents")]
 pub async fn list_agents(query: Option<String>) -> Result<Vec<AgentSummary>, AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     super::server::list_agents(
         &ctx::state()?,
         session.user_id,
@@ -109,7 +109,7 @@ pub async fn list_agents(query: Option<String>) -> Result<Vec<AgentSummary>, App
 #[server(prefix = "/api", endpoint = "get_agent")]
 pub async fn get_agent(id: String) -> Result<AgentDetail, AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let id = ctx::parse_id(&id)?;
     super::server::get_agent(&ctx::state()?, session.user_id, &session.key, id).await
 }
@@ -139,7 +139,7 @@ pub async fn create_agent(
     connections: Option<std::collections::BTreeMap<String, String>>,
 ) -> Result<(), AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let form = agent_form(
         name,
         description,
@@ -194,7 +194,7 @@ pub async fn update_agent(
     connections: Option<std::collections::BTreeMap<String, String>>,
 ) -> Result<(), AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let id = ctx::parse_id(&id)?;
     let form = agent_form(
         name,
@@ -235,7 +235,7 @@ pub async fn update_agent(
 #[server(prefix = "/api", endpoint = "delete_agent")]
 pub async fn delete_agent(id: String, confirm: Option<String>) -> Result<(), AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let id = ctx::parse_id(&id)?;
     if confirm.is_none() {
         return Err(AppError::invalid(
@@ -251,7 +251,7 @@ pub async fn delete_agent(id: String, confirm: Option<String>) -> Result<(), App
 #[server(prefix = "/api", endpoint = "duplicate_agent")]
 pub async fn duplicate_agent(id: String) -> Result<(), AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let id = ctx::parse_id(&id)?;
     let copy =
         super::server::duplicate_agent(&ctx::state()?, session.user_id, &session.key, id).await?;
@@ -262,7 +262,7 @@ pub async fn duplicate_agent(id: String) -> Result<(), AppError> {
 #[server(prefix = "/api", endpoint = "import_agent")]
 pub async fn import_agent(json: String) -> Result<(), AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let id =
         super::server::import_agent(&ctx::state()?, session.user_id, &session.key, &json).await?;
     leptos_axum::redirect(&format!("/agents/{id}"));

@@ -273,3 +273,20 @@ pub async fn change_password(
     let session = ctx::require_session()?;
     super::account::change_password(&ctx::state()?, &session, &current_password, new_password).await
 }
+
+pub type ChangeEmailAction = ServerAction<ChangeEmail>;
+
+/// Asks to change the account's address: mails a link to the new one.
+#[server(prefix = "/api", endpoint = "change_email")]
+pub async fn change_email(new_email: String, password: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::account::change_email(&ctx::state()?, &session, &new_email, &password).await
+}
+
+/// Opens an email-change link (the page calls it while rendering).
+#[server(prefix = "/api", endpoint = "confirm_email_change")]
+pub async fn confirm_email_change(token: String) -> Result<(), AppError> {
+    use crate::ctx;
+    super::account::confirm_email_change(&ctx::state()?, &token).await
+}

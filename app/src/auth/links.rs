@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::{
     error::AppError,
     platform::{
-        crypto::{DataKey, random_token, token_hash},
+        crypto::{DataKey, Place, Sealed, random_token, token_hash},
         jobs::{self, Kind, NewJob},
         mail::Outgoing,
     },
@@ -22,6 +22,8 @@ use crate::{
 pub enum Purpose {
     VerifyEmail,
     ResetPassword,
+    /// Sent to a new address; the address waits, sealed, in the link's row.
+    ChangeEmail,
 }
 
 impl Purpose {
@@ -29,13 +31,14 @@ impl Purpose {
         match self {
             Purpose::VerifyEmail => "verify_email",
             Purpose::ResetPassword => "reset_password",
+            Purpose::ChangeEmail => "change_email",
         }
     }
 
     /// How long its link works.
     pub fn ttl(self) -> Duration {
         match self {
-            Purpose::VerifyEmail => Duration::from_secs(24 * 3600),
+            Purpose::VerifyEmail | Purpose::ChangeEmail => Duration::from_secs(24 * 3600),
             Purpose::ResetPassword => Duration::from_secs(3600),
         }
     }
@@ -45,6 +48,7 @@ impl Purpose {
         match self {
             Purpose::VerifyEmail => "/verify-email",
             Purpose::ResetPassword => "/reset-password",
+            Purpose::ChangeEmail => "/confirm-email",
         }
     }
 }
@@ -60,22 +64,37 @@ pub async fn issue(
     purpose: Purpose,
     compose: impl FnOnce(&str) -> Outgoing,
 ) -> Result<(), AppError> {
+    issue_with(conn, state, user, key, purpose, None, compose).await
+}
+
+/// `issue`, keeping `new_email` (sealed) with the link until it is used.
+pub async fn issue_with(
+    conn: &mut PgConnection,
+    state: &AppState,
+    user: Uuid,
+    key: &DataKey,
+    purpose: Purpose,
+    new_email: Option<&str>,
+    compose: impl FnOnce(&str) -> Outgoing,
+) -> Result<(), AppError> {
     let token = random_token();
     let id = Uuid::new_v4();
+    let new_email = new_email.map(|e| key.seal_str(new_email_place(id, user), e));
     sqlx::query("DELETE FROM email_tokens WHERE user_id = $1 AND purpose = $2")
         .bind(user)
         .bind(purpose.as_str())
         .execute(&mut *conn)
         .await?;
     sqlx::query(
-        "INSERT INTO email_tokens (id, user_id, purpose, token_hash, expires_at)
-         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
+        "INSERT INTO email_tokens (id, user_id, purpose, token_hash, expires_at, new_email)
+         VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5), $6)",
     )
     .bind(id)
     .bind(user)
     .bind(purpose.as_str())
     .bind(token_hash(&token))
     .bind(purpose.ttl().as_secs_f64())
+    .bind(new_email)
     .execute(&mut *conn)
     .await?;
     let link = format!(
@@ -103,8 +122,26 @@ pub async fn take(
     unknown: &str,
     expired: &str,
 ) -> Result<Uuid, AppError> {
-    let row: Option<(Uuid, Uuid, bool)> = sqlx::query_as(
-        "SELECT id, user_id, expires_at > now() FROM email_tokens
+    Ok(take_link(tx, purpose, token, unknown, expired).await?.user)
+}
+
+/// A used link: whose it is, and the new address it carried, if any.
+pub struct Taken {
+    pub id: Uuid,
+    pub user: Uuid,
+    pub new_email: Option<Sealed>,
+}
+
+/// `take`, with what the link carried.
+pub async fn take_link(
+    tx: &mut PgConnection,
+    purpose: Purpose,
+    token: &str,
+    unknown: &str,
+    expired: &str,
+) -> Result<Taken, AppError> {
+    let row: Option<(Uuid, Uuid, bool, Option<Sealed>)> = sqlx::query_as(
+        "SELECT id, user_id, expires_at > now(), new_email FROM email_tokens
          WHERE token_hash = $1 AND purpose = $2 AND used_at IS NULL
          FOR UPDATE",
     )
@@ -112,7 +149,7 @@ pub async fn take(
     .bind(purpose.as_str())
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((id, user, live)) = row else {
+    let Some((id, user, live, new_email)) = row else {
         return Err(AppError::invalid("token", unknown));
     };
     if !live {
@@ -122,5 +159,21 @@ pub async fn take(
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    Ok(user)
+    Ok(Taken {
+        id,
+        user,
+        new_email,
+    })
 }
+
+pub(crate) fn new_email_place(link: Uuid, user: Uuid) -> Place {
+    Place::new("email_tokens", "new_email", link, user)
+}
+
+pub const SEALED: &[crate::platform::keystore::SealedColumn] =
+    &[crate::platform::keystore::SealedColumn {
+        table: "email_tokens",
+        column: "new_email",
+        id: "id",
+        owner: "user_id",
+    }];

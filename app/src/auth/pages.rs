@@ -627,3 +627,51 @@ fn TwoFactorSettings() -> impl IntoView {
         <p class="muted"><a href="/settings">"Back to settings"</a></p>
     }
 }
+
+/// Where an email-change link lands: the account takes the new address as
+/// the page renders (so without JavaScript too), or the page says why not.
+#[component]
+pub fn ConfirmEmailChangePage() -> impl IntoView {
+    let query = use_query_map();
+    let token = move || query.read().get("token").unwrap_or_default();
+    let outcome = Resource::new(token, super::api::confirm_email_change);
+    let auth = crate::ui::use_auth();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = outcome.get() {
+            auth.changed();
+        }
+    });
+    view! {
+        <Title text="Your new email address"/>
+        <section class="card narrow">
+            <h1>"Your new email address"</h1>
+            <Suspense fallback=|| view! { <p class="muted">"Checking the link…"</p> }>
+                {move || Suspend::new(async move {
+                    match outcome.await {
+                        Ok(()) => {
+                            view! {
+                                <p role="status" data-testid="email-change-outcome">
+                                    "Done: your account uses this address now. Sign in with it from now on."
+                                </p>
+                                <a class="button primary" href="/settings">"Go to settings"</a>
+                            }
+                                .into_any()
+                        }
+                        Err(err) => {
+                            let message = err
+                                .field_message("token")
+                                .unwrap_or_else(|| err.to_string());
+                            view! {
+                                <p class="field-error" role="alert" data-testid="email-change-outcome">
+                                    {message}
+                                </p>
+                                <a class="button" href="/settings">"Go to settings"</a>
+                            }
+                                .into_any()
+                        }
+                    }
+                })}
+            </Suspense>
+        </section>
+    }
+}

@@ -15,7 +15,7 @@ pub async fn send_message(
     message: String,
 ) -> Result<Sent, AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let agent = ctx::parse_id(&agent_id)?;
     let conversation = ctx::optional_id(conversation_id.as_deref())?;
     let sent = super::server::send(
@@ -36,7 +36,7 @@ pub async fn send_message(
 #[server(prefix = "/api", endpoint = "stop_reply")]
 pub async fn stop_reply(message_id: String) -> Result<(), AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let id = ctx::parse_id(&message_id)?;
     super::server::stop(&ctx::state()?, session.user_id, &session.key, id).await
 }
@@ -44,7 +44,7 @@ pub async fn stop_reply(message_id: String) -> Result<(), AppError> {
 #[server(prefix = "/api", endpoint = "list_conversations")]
 pub async fn list_conversations(agent_id: String) -> Result<Vec<ConversationSummary>, AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let agent = ctx::parse_id(&agent_id)?;
     super::server::list_conversations(&ctx::state()?, session.user_id, &session.key, agent).await
 }
@@ -55,7 +55,7 @@ pub async fn get_conversation(
     before: Option<String>,
 ) -> Result<ConversationView, AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let id = ctx::parse_id(&id)?;
     let before = ctx::optional_id(before.as_deref())?;
     super::server::get_conversation(&ctx::state()?, session.user_id, &session.key, id, before).await
@@ -64,7 +64,7 @@ pub async fn get_conversation(
 #[server(prefix = "/api", endpoint = "rename_conversation")]
 pub async fn rename_conversation(id: String, title: String) -> Result<(), AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let id = ctx::parse_id(&id)?;
     super::server::rename(&ctx::state()?, session.user_id, &session.key, id, &title).await
 }
@@ -72,7 +72,7 @@ pub async fn rename_conversation(id: String, title: String) -> Result<(), AppErr
 #[server(prefix = "/api", endpoint = "delete_conversation")]
 pub async fn delete_conversation(id: String) -> Result<(), AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let id = ctx::parse_id(&id)?;
     let agent = super::server::delete(&ctx::state()?, session.user_id, id).await?;
     leptos_axum::redirect(&format!("/agents/{agent}/chat"));
@@ -83,7 +83,7 @@ pub async fn delete_conversation(id: String) -> Result<(), AppError> {
 #[server(prefix = "/api", endpoint = "regenerate_reply")]
 pub async fn regenerate_reply(conversation_id: String) -> Result<Sent, AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let id = ctx::parse_id(&conversation_id)?;
     super::server::regenerate(&ctx::state()?, session.user_id, &session.key, id).await
 }
@@ -92,7 +92,7 @@ pub async fn regenerate_reply(conversation_id: String) -> Result<Sent, AppError>
 #[server(prefix = "/api", endpoint = "edit_message")]
 pub async fn edit_message(message_id: String, message: String) -> Result<Sent, AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let id = ctx::parse_id(&message_id)?;
     super::server::edit_and_resend(&ctx::state()?, session.user_id, &session.key, id, &message)
         .await
@@ -107,7 +107,7 @@ pub async fn decide_tool_call(
     decision: String,
 ) -> Result<(), AppError> {
     use crate::ctx;
-    let session = ctx::require_session()?;
+    let session = ctx::require_verified_session()?;
     let id = ctx::parse_id(&message_id)?;
     let approve = match decision.as_str() {
         "approve" => true,

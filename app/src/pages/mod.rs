@@ -70,6 +70,9 @@ fn AccountForms() -> impl IntoView {
     let change = crate::auth::api::ChangePasswordAction::new();
     let change_error = crate::action_error!(change);
     let changed = move || change.value().get().and_then(|r| r.ok());
+    let email = crate::auth::api::ChangeEmailAction::new();
+    let email_error = crate::action_error!(email);
+    let email_sent = move || matches!(email.value().get(), Some(Ok(())));
     view! {
         <details>
             <summary>"Change your name"</summary>
@@ -93,6 +96,33 @@ fn AccountForms() -> impl IntoView {
                 </div>
                 <button type="submit" disabled=move || rename.pending().get()>"Save name"</button>
             </ActionForm>
+        </details>
+        <details>
+            <summary>"Change your email address"</summary>
+            <ActionForm action=email>
+                <FormError error=email_error/>
+                <Field
+                    label="New email address"
+                    name="new_email"
+                    kind="email"
+                    autocomplete="email"
+                    hint="We mail a link to it; the change happens when you open it. Your current address is told."
+                    error=email_error
+                />
+                <Field
+                    label="Your password"
+                    name="password"
+                    kind="password"
+                    autocomplete="current-password"
+                    error=email_error
+                />
+                <button type="submit" disabled=move || email.pending().get()>"Send the link"</button>
+            </ActionForm>
+            <Show when=email_sent>
+                <p role="status" data-testid="email-change-sent">
+                    "Check the new address's inbox: open the link there within 24 hours to finish."
+                </p>
+            </Show>
         </details>
         <details>
             <summary>"Change your password"</summary>

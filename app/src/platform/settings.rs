@@ -134,6 +134,9 @@ pub struct Settings {
     /// Where Enclave's own mail goes (`ENCLAVE_SMTP_URL`, or the
     /// development catcher).
     pub mailer: super::mail::Mailer,
+    /// `ENCLAVE_REQUIRE_VERIFIED_EMAIL`: accounts reach agents and chat only
+    /// once their address is confirmed.
+    pub require_verified_email: bool,
 }
 
 impl Default for Settings {
@@ -159,6 +162,7 @@ impl Default for Settings {
             platform_keys: PlatformKeys::default(),
             demo_url: None,
             mailer: super::mail::Mailer::Off,
+            require_verified_email: false,
         }
     }
 }

@@ -356,3 +356,163 @@ async fn sign_up_never_tells_whether_an_address_is_registered(db: PgPool) {
         .count();
     assert_eq!(count, 3);
 }
+
+const CHANGE_LINK: &str = "Confirm your new email address for Enclave";
+const CHANGED: &str = "The email address of your Enclave account was changed";
+
+fn mails_to(app: &TestApp, subject: &str, to: &str) -> usize {
+    app.state
+        .settings
+        .mailer
+        .caught()
+        .iter()
+        .filter(|c| c.mail.subject == subject && c.mail.to == to)
+        .count()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_email_address_changes_by_a_link_to_the_new_one_and_the_old_one_is_told(db: PgPool) {
+    let app = with_catcher(db).await;
+    let client = app.signed_up("old@example.com").await;
+    app.signed_up("taken@example.com").await;
+    let ask = |new: &'static str, password: &'static str| {
+        let (app, client) = (&app, &client);
+        async move {
+            app.call(
+                client,
+                "change_email",
+                &[("new_email", new), ("password", password)],
+            )
+            .await
+        }
+    };
+    for (new, password, field) in [
+        ("not an address", PASSWORD, "new_email"),
+        ("OLD@example.com", PASSWORD, "new_email"),
+        ("new@example.com", "not my password", "password"),
+    ] {
+        let res = ask(new, password).await;
+        assert_eq!(res.status(), 422, "{new}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["Invalid"][0]["field"], field, "{body}");
+    }
+    // A registered address answers the same, and gets nothing.
+    assert_eq!(ask("taken@example.com", PASSWORD).await.status(), 200);
+    assert_eq!(ask("new@example.com", PASSWORD).await.status(), 200);
+    let link = link_in(&mail(&app, CHANGE_LINK, 1).await);
+    assert!(link.contains("/confirm-email?token="), "{link}");
+    assert_eq!(mails_to(&app, CHANGE_LINK, "new@example.com"), 1);
+    assert_eq!(mails_to(&app, CHANGE_LINK, "taken@example.com"), 0);
+    // Nothing changed yet.
+    assert_eq!(app.current_user(&client).await["email"], "old@example.com");
+
+    // Opening the link (in any browser) moves the account.
+    let done = page(&app.client(), &link).await;
+    assert!(
+        done.contains("your account uses this address now"),
+        "{done}"
+    );
+    let me = app.current_user(&client).await;
+    assert_eq!(me["email"], "new@example.com");
+    assert_eq!(me["email_verified"], true);
+    let told = mail(&app, CHANGED, 1).await;
+    assert!(
+        told.contains("from old@example.com to new@example.com"),
+        "{told}"
+    );
+    assert_eq!(mails_to(&app, CHANGED, "old@example.com"), 1);
+    assert_eq!(
+        app.sign_in(&app.client(), "new@example.com", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.sign_in(&app.client(), "old@example.com", PASSWORD)
+            .await
+            .status(),
+        401
+    );
+    // Used once.
+    let again = page(&app.client(), &link).await;
+    assert!(again.contains("not valid or was used already"), "{again}");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_change_link_fails_cleanly_when_the_address_was_taken_meanwhile(db: PgPool) {
+    let app = with_catcher(db).await;
+    let client = app.signed_up("first@example.com").await;
+    let res = app
+        .call(
+            &client,
+            "change_email",
+            &[("new_email", "later@example.com"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let link = link_in(&mail(&app, CHANGE_LINK, 1).await);
+    app.signed_up("later@example.com").await;
+    let token = link.rsplit('=').next().unwrap();
+    let res = app
+        .call(&app.client(), "confirm_email_change", &[("token", token)])
+        .await;
+    assert_eq!(res.status(), 422);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert!(
+        body.to_string().contains("has an account of its own"),
+        "{body}"
+    );
+    assert_eq!(
+        app.current_user(&client).await["email"],
+        "first@example.com"
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn with_verification_required_agents_and_chat_wait_for_the_confirmed_address(db: PgPool) {
+    let settings = app::platform::Settings {
+        require_verified_email: true,
+        ..with_mail_catcher(relaxed_settings())
+    };
+    let app = TestApp::spawn_full(db, settings, keyring(1, &[])).await;
+    let client = app.signed_up("wait@example.com").await;
+    for (name, form) in [
+        ("list_agents", vec![]),
+        (
+            "create_agent",
+            vec![
+                ("name", "Helper"),
+                ("description", ""),
+                ("system_prompt", ""),
+                ("provider", "openai"),
+                ("model", "gpt-4o-mini"),
+                ("temperature", ""),
+                ("top_p", ""),
+                ("max_output_tokens", ""),
+                ("avatar", ""),
+            ],
+        ),
+        (
+            "send_message",
+            vec![
+                ("agent_id", "00000000-0000-0000-0000-000000000000"),
+                ("message", "hi"),
+            ],
+        ),
+    ] {
+        let res = app.call(&client, name, &form).await;
+        assert_eq!(res.status(), 403, "{name}");
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body, "EmailNotVerified", "{name}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM agents").await, 0);
+    // Settings stay open: the banner's "send a new link" works.
+    assert_eq!(
+        app.call(&client, "resend_verification", &[]).await.status(),
+        200
+    );
+    let link = link_in(&mail(&app, "Confirm your email address for Enclave", 2).await);
+    page(&client, &link).await;
+    let res = app.call(&client, "list_agents", &[]).await;
+    assert_eq!(res.status(), 200);
+}

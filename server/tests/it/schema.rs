@@ -184,6 +184,17 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
     .await;
     let client = app.signed_up("verify@example.com").await;
     crate::common::enrol_totp(&app, &client).await;
+    let res = app
+        .call(
+            &client,
+            "change_email",
+            &[
+                ("new_email", "moved@example.com"),
+                ("password", crate::common::PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
     // A value in every sealed column: a key with a server address, an agent
     // with a base URL, and a conversation whose reply failed (so it has an
     // error and a model).
