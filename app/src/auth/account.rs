@@ -209,7 +209,12 @@ fn change_link_mail(to: &str, first_name: &str, link: &str) -> Outgoing {
 
 /// Opens a change link: the account takes the new address (confirmed, as
 /// the link proved the mailbox), and the old address is told.
-pub async fn confirm_email_change(state: &AppState, token: &str) -> Result<(), AppError> {
+pub async fn confirm_email_change(
+    state: &AppState,
+    client_ip: std::net::IpAddr,
+    token: &str,
+) -> Result<(), AppError> {
+    links::limit_opens(state, client_ip, Purpose::ChangeEmail).await?;
     let mut tx = state.db.begin().await?;
     let taken = links::take_link(
         &mut tx,

@@ -207,7 +207,7 @@ pub type ResendVerificationAction = ServerAction<ResendVerification>;
 pub async fn verify_email(token: String) -> Result<(), AppError> {
     use crate::ctx;
     let state = ctx::state()?;
-    super::verify::confirm(&state, &token).await
+    super::verify::confirm(&state, ctx::client_ip()?, &token).await
 }
 
 /// Mails the signed-in user a new confirmation link.
@@ -288,5 +288,5 @@ pub async fn change_email(new_email: String, password: String) -> Result<(), App
 #[server(prefix = "/api", endpoint = "confirm_email_change")]
 pub async fn confirm_email_change(token: String) -> Result<(), AppError> {
     use crate::ctx;
-    super::account::confirm_email_change(&ctx::state()?, &token).await
+    super::account::confirm_email_change(&ctx::state()?, ctx::client_ip()?, &token).await
 }

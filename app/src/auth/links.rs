@@ -14,6 +14,8 @@ use crate::{
         crypto::{DataKey, Place, Sealed, random_token, token_hash},
         jobs::{self, Kind, NewJob},
         mail::Outgoing,
+        rate_limit,
+        settings::Limit,
     },
     state::AppState,
 };
@@ -51,6 +53,23 @@ impl Purpose {
             Purpose::ChangeEmail => "/confirm-email",
         }
     }
+}
+
+/// Links opened per client address per hour, per purpose. The tokens cannot
+/// be guessed; this keeps anyone from trying at scale all the same.
+const OPENS_PER_IP: Limit = Limit::new(30, 3600);
+
+/// Counts one opening of a `purpose` link from `client_ip`.
+pub async fn limit_opens(
+    state: &AppState,
+    client_ip: std::net::IpAddr,
+    purpose: Purpose,
+) -> Result<(), AppError> {
+    let bucket = state.crypto.rate_bucket(
+        &format!("link-open:{}:ip", purpose.as_str()),
+        &rate_limit::ip_subject(client_ip),
+    );
+    rate_limit::hit(&state.db, &bucket, OPENS_PER_IP).await
 }
 
 /// Makes a link for `user` (the older one of the same purpose stops

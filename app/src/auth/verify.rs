@@ -73,7 +73,12 @@ pub const LINK_UNKNOWN: &str = "This link is not valid or was used already. Sign
 
 /// Marks the address of the token's user verified (once). A wrong, used or
 /// expired token changes nothing and says what to do.
-pub async fn confirm(state: &AppState, token: &str) -> Result<(), AppError> {
+pub async fn confirm(
+    state: &AppState,
+    client_ip: std::net::IpAddr,
+    token: &str,
+) -> Result<(), AppError> {
+    links::limit_opens(state, client_ip, Purpose::VerifyEmail).await?;
     let mut tx = state.db.begin().await?;
     let user = links::take(
         &mut tx,

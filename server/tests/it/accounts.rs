@@ -516,3 +516,19 @@ async fn with_verification_required_agents_and_chat_wait_for_the_confirmed_addre
     let res = app.call(&client, "list_agents", &[]).await;
     assert_eq!(res.status(), 200);
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn opening_links_is_limited_per_client_address(db: PgPool) {
+    let app = with_catcher(db).await;
+    let visitor = app.client();
+    for endpoint in ["verify_email", "confirm_email_change"] {
+        for i in 0..30 {
+            let res = app
+                .call(&visitor, endpoint, &[("token", &format!("guess-{i}"))])
+                .await;
+            assert_eq!(res.status(), 422, "{endpoint} {i}: a plain 'not valid'");
+        }
+        let res = app.call(&visitor, endpoint, &[("token", "guess-31")]).await;
+        assert_eq!(res.status(), 429, "{endpoint}");
+    }
+}
