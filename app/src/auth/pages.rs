@@ -313,9 +313,30 @@ mod tests {
 pub fn VerifyEmailPage() -> impl IntoView {
     let query = use_query_map();
     let token = move || query.read().get("token").unwrap_or_default();
-    let outcome = Resource::new(token, super::api::verify_email);
-    // The header (and its banner) may have read the user before the link
-    // was checked: read it again once it has been.
+    view! {
+        <LinkOutcome
+            title="Confirm your email address"
+            outcome=Resource::new(token, super::api::verify_email)
+            test_id="verify-outcome"
+            done="Your email address is confirmed. Thank you."
+            done_link=("/dashboard", "Go to your dashboard")
+            failed_link=("/sign-in", "Sign in")
+        />
+    }
+}
+
+/// What opening a mailed link did, checked as the page renders: the
+/// outcome, and where to go next. The header (and its banner) may have read
+/// the user before the link was checked, so it reads them again after.
+#[component]
+fn LinkOutcome(
+    title: &'static str,
+    outcome: Resource<Result<(), AppError>>,
+    test_id: &'static str,
+    done: &'static str,
+    done_link: (&'static str, &'static str),
+    failed_link: (&'static str, &'static str),
+) -> impl IntoView {
     let auth = crate::ui::use_auth();
     Effect::new(move |_| {
         if let Some(Ok(())) = outcome.get() {
@@ -323,18 +344,16 @@ pub fn VerifyEmailPage() -> impl IntoView {
         }
     });
     view! {
-        <Title text="Confirm your email address"/>
+        <Title text=title/>
         <section class="card narrow">
-            <h1>"Confirm your email address"</h1>
+            <h1>{title}</h1>
             <Suspense fallback=|| view! { <p class="muted">"Checking the link…"</p> }>
                 {move || Suspend::new(async move {
                     match outcome.await {
                         Ok(()) => {
                             view! {
-                                <p role="status" data-testid="verify-outcome">
-                                    "Your email address is confirmed. Thank you."
-                                </p>
-                                <a class="button primary" href="/dashboard">"Go to your dashboard"</a>
+                                <p role="status" data-testid=test_id>{done}</p>
+                                <a class="button primary" href=done_link.0>{done_link.1}</a>
                             }
                                 .into_any()
                         }
@@ -343,10 +362,10 @@ pub fn VerifyEmailPage() -> impl IntoView {
                                 .field_message("token")
                                 .unwrap_or_else(|| err.to_string());
                             view! {
-                                <p class="field-error" role="alert" data-testid="verify-outcome">
+                                <p class="field-error" role="alert" data-testid=test_id>
                                     {message}
                                 </p>
-                                <a class="button" href="/sign-in">"Sign in"</a>
+                                <a class="button" href=failed_link.0>{failed_link.1}</a>
                             }
                                 .into_any()
                         }
@@ -634,44 +653,14 @@ fn TwoFactorSettings() -> impl IntoView {
 pub fn ConfirmEmailChangePage() -> impl IntoView {
     let query = use_query_map();
     let token = move || query.read().get("token").unwrap_or_default();
-    let outcome = Resource::new(token, super::api::confirm_email_change);
-    let auth = crate::ui::use_auth();
-    Effect::new(move |_| {
-        if let Some(Ok(())) = outcome.get() {
-            auth.changed();
-        }
-    });
     view! {
-        <Title text="Your new email address"/>
-        <section class="card narrow">
-            <h1>"Your new email address"</h1>
-            <Suspense fallback=|| view! { <p class="muted">"Checking the link…"</p> }>
-                {move || Suspend::new(async move {
-                    match outcome.await {
-                        Ok(()) => {
-                            view! {
-                                <p role="status" data-testid="email-change-outcome">
-                                    "Done: your account uses this address now. Sign in with it from now on."
-                                </p>
-                                <a class="button primary" href="/settings">"Go to settings"</a>
-                            }
-                                .into_any()
-                        }
-                        Err(err) => {
-                            let message = err
-                                .field_message("token")
-                                .unwrap_or_else(|| err.to_string());
-                            view! {
-                                <p class="field-error" role="alert" data-testid="email-change-outcome">
-                                    {message}
-                                </p>
-                                <a class="button" href="/settings">"Go to settings"</a>
-                            }
-                                .into_any()
-                        }
-                    }
-                })}
-            </Suspense>
-        </section>
+        <LinkOutcome
+            title="Your new email address"
+            outcome=Resource::new(token, super::api::confirm_email_change)
+            test_id="email-change-outcome"
+            done="Done: your account uses this address now. Sign in with it from now on."
+            done_link=("/settings", "Go to settings")
+            failed_link=("/settings", "Go to settings")
+        />
     }
 }

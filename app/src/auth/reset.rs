@@ -8,17 +8,14 @@
 
 use std::net::IpAddr;
 
-use uuid::Uuid;
-
 use super::{
     domain::{Email, Password},
     links::{self, Purpose},
-    server::users_place,
+    server::{Account, account_by_email, users_place},
 };
 use crate::{
     error::AppError,
     platform::{
-        crypto::Sealed,
         keystore::{self, KeyUse},
         mail::{Outgoing, escape_html},
         rate_limit,
@@ -58,22 +55,14 @@ pub async fn request(state: &AppState, client_ip: IpAddr, email: &str) -> Result
 }
 
 async fn mail_link(state: &AppState, email: &str) -> Result<(), AppError> {
-    let found: Option<(Uuid, Sealed)> =
-        sqlx::query_as("SELECT id, first_name FROM users WHERE email_index = $1")
-            .bind(state.crypto.email_index(email))
-            .fetch_optional(&state.db)
-            .await?;
-    let Some((user, first_name)) = found else {
+    let Some(Account {
+        user,
+        key,
+        first_name,
+    }) = account_by_email(state, &state.crypto.email_index(email)).await?
+    else {
         return Ok(());
     };
-    let key = keystore::user_key(
-        &state.db,
-        &state.crypto.keyring,
-        user,
-        KeyUse::AccountRecovery,
-    )
-    .await?;
-    let first_name = key.open_text(users_place("first_name", user), &first_name)?;
     let mut tx = state.db.begin().await?;
     links::issue(&mut tx, state, user, &key, Purpose::ResetPassword, |link| {
         reset_mail(email, &first_name, link)

@@ -452,6 +452,42 @@ pub async fn sign_up(
     Ok(())
 }
 
+/// An account found by its address, for mail about account recovery.
+pub(crate) struct Account {
+    pub user: Uuid,
+    pub key: DataKey,
+    pub first_name: String,
+}
+
+/// The account whose email has blind index `email_index`, its data key
+/// opened for account recovery (nobody is signed in).
+pub(crate) async fn account_by_email(
+    state: &AppState,
+    email_index: &[u8],
+) -> Result<Option<Account>, AppError> {
+    let found: Option<(Uuid, Sealed)> =
+        sqlx::query_as("SELECT id, first_name FROM users WHERE email_index = $1")
+            .bind(email_index)
+            .fetch_optional(&state.db)
+            .await?;
+    let Some((user, first_name)) = found else {
+        return Ok(None);
+    };
+    let key = keystore::user_key(
+        &state.db,
+        &state.crypto.keyring,
+        user,
+        KeyUse::AccountRecovery,
+    )
+    .await?;
+    let first_name = key.open_text(users_place("first_name", user), &first_name)?;
+    Ok(Some(Account {
+        user,
+        key,
+        first_name,
+    }))
+}
+
 /// Sign-up with an address that has an account: mail its owner (a few times
 /// a day at most; past that, silently nothing, since an error would tell).
 async fn notify_owner(state: &AppState, email_index: &[u8], email: &str) -> Result<(), AppError> {
@@ -462,22 +498,14 @@ async fn notify_owner(state: &AppState, email_index: &[u8], email: &str) -> Resu
     {
         return Ok(());
     }
-    let found: Option<(Uuid, Sealed)> =
-        sqlx::query_as("SELECT id, first_name FROM users WHERE email_index = $1")
-            .bind(email_index)
-            .fetch_optional(&state.db)
-            .await?;
-    let Some((user, first_name)) = found else {
+    let Some(Account {
+        user,
+        key,
+        first_name,
+    }) = account_by_email(state, email_index).await?
+    else {
         return Ok(());
     };
-    let key = keystore::user_key(
-        &state.db,
-        &state.crypto.keyring,
-        user,
-        KeyUse::AccountRecovery,
-    )
-    .await?;
-    let first_name = key.open_text(users_place("first_name", user), &first_name)?;
     let mut conn = state.db.acquire().await?;
     jobs::enqueue(
         &mut conn,
