@@ -87,6 +87,11 @@ ENCLAVE_TELEGRAM_API_URL="http://127.0.0.1:$fake_port/telegram" \
 ENCLAVE_EGRESS_ALLOW="127.0.0.1:$fake_port" \
 ENCLAVE_DEMO_MODEL=true \
 ENCLAVE_MAIL_CATCHER=true \
+ENCLAVE_OIDC_PROVIDERS=fake \
+ENCLAVE_OIDC_FAKE_NAME="Fake ID" \
+ENCLAVE_OIDC_FAKE_ISSUER="http://127.0.0.1:$fake_port/oidc" \
+ENCLAVE_OIDC_FAKE_CLIENT_ID=enclave-test-client \
+ENCLAVE_OIDC_FAKE_CLIENT_SECRET=fake-oidc-client-secret \
 ENCLAVE_SIGN_IN_LIMIT_PER_IP=10000 \
   target/debug/server >"$log" 2>&1 &
 server_pid=$!

@@ -53,8 +53,8 @@ use crate::{
     agents::pages::{AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage},
     auth::pages::{
         CheckEmailPage, ConfirmEmailChangePage, ForgotPasswordPage, ResetPasswordPage,
-        SessionsPage, SignInPage, SignUpPage, TwoFactorPage, TwoFactorSettingsPage,
-        VerifyEmailPage,
+        SessionsPage, SignInMethodsPage, SignInPage, SignUpPage, TwoFactorPage,
+        TwoFactorSettingsPage, VerifyEmailPage,
     },
     chat::pages::ChatPage,
     connections::pages::ConnectionsPage,
@@ -76,6 +76,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 auth::server::SEALED,
                 auth::two_factor::SEALED,
                 auth::links::SEALED,
+                auth::oidc::SEALED,
                 agents::server::SEALED,
                 provider_keys::server::SEALED,
                 chat::server::SEALED,
@@ -207,6 +208,11 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("two-factor"))
                         view=TwoFactorSettingsPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("sign-in-methods"))
+                        view=SignInMethodsPage
                         ssr=SsrMode::Async
                     />
                     <Route

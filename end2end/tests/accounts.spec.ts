@@ -71,7 +71,7 @@ for (const javaScriptEnabled of [true, false]) {
       await expect(page.getByTestId("reset-done")).toContainText("Your password was changed");
       await page.getByLabel("Email").fill(user.email);
       await page.getByLabel("Password").fill(newPassword);
-      await page.getByRole("button", { name: "Sign in" }).click();
+      await page.getByRole("button", { name: "Sign in", exact: true }).click();
       await expect(page).toHaveURL(/\/dashboard$/);
     });
   });
@@ -174,7 +174,7 @@ test("two-factor sign-in: set up with the QR code's key, then asked for at sign-
   await signIn(other, user);
   await expect(other).toHaveURL(/\/two-factor\?next=%2Fdashboard$/);
   await other.getByLabel("Code").fill(totpCode(secret, 1));
-  await other.getByRole("button", { name: "Sign in" }).click();
+  await other.getByRole("button", { name: "Sign in", exact: true }).click();
   await expect(other).toHaveURL(/\/dashboard$/);
   await expect(other.getByTestId("signed-in-as")).toHaveText(user.firstName);
 
@@ -185,10 +185,10 @@ test("two-factor sign-in: set up with the QR code's key, then asked for at sign-
   await signIn(plain, user);
   await expect(plain).toHaveURL(/\/two-factor/);
   await plain.getByLabel("Code").fill("aaaa-bbbb-cccc-dddd");
-  await plain.getByRole("button", { name: "Sign in" }).click();
+  await plain.getByRole("button", { name: "Sign in", exact: true }).click();
   await expect(plain.getByText("That code is not right.")).toBeVisible();
   await plain.getByLabel("Code").fill(recovery);
-  await plain.getByRole("button", { name: "Sign in" }).click();
+  await plain.getByRole("button", { name: "Sign in", exact: true }).click();
   await expect(plain).toHaveURL(/\/dashboard$/);
   await plainContext.close();
 });
@@ -218,3 +218,47 @@ test("the email address changes by a link mailed to the new one", async ({ page 
   await expect(page.getByTestId("caught-mail").filter({ hasText: "was changed" }).filter({ hasText: user.email })).toHaveCount(1);
   expect(errors).toEqual([]);
 });
+
+for (const javaScriptEnabled of [true, false]) {
+  test.describe(javaScriptEnabled ? "with JavaScript" : "with JavaScript disabled", () => {
+    test.use({ javaScriptEnabled });
+
+    test("sign up with a provider, then see it in sign-in methods", async ({ page }) => {
+      const email = newUser().email;
+      await page.goto("/sign-up");
+      if (javaScriptEnabled) await hydrated(page);
+      await page.locator("form.provider-buttons").getByLabel("I am 16 or older").check();
+      await page.getByRole("button", { name: "Sign up with Fake ID" }).click();
+      await expect(page.getByRole("heading", { name: "Fake identity provider" })).toBeVisible();
+      await page.getByLabel("Subject").fill(`subject-${email}`);
+      await page.getByLabel("Email", { exact: true }).fill(email);
+      await page.getByRole("button", { name: "Continue" }).click();
+      await expect(page).toHaveURL(/\/dashboard$/);
+      await expect(page.getByRole("heading", { name: "Welcome, Grace" })).toBeVisible();
+
+      await page.goto("/settings/sign-in-methods");
+      await expect(page.getByTestId("identity")).toContainText("Fake ID");
+      await expect(page.getByTestId("identity")).toContainText(email);
+
+      // Signing in again from a fresh start finds the same account.
+      await page.context().clearCookies();
+      await page.goto("/sign-in");
+      await page.getByRole("button", { name: "Sign in with Fake ID" }).click();
+      await page.getByLabel("Subject").fill(`subject-${email}`);
+      await page.getByLabel("Email", { exact: true }).fill(email);
+      await page.getByRole("button", { name: "Continue" }).click();
+      await expect(page).toHaveURL(/\/dashboard$/);
+
+      // A refused answer comes back as a plain sentence.
+      await page.context().clearCookies();
+      await page.goto("/sign-in");
+      await page.getByRole("button", { name: "Sign in with Fake ID" }).click();
+      await page.getByLabel("Subject").fill(`subject-${email}`);
+      await page.getByLabel("Email", { exact: true }).fill(email);
+      await page.getByLabel("Flaw").fill("bad-signature");
+      await page.getByRole("button", { name: "Continue" }).click();
+      await expect(page).toHaveURL(/\/sign-in\?problem=failed$/);
+      await expect(page.getByTestId("provider-problem")).toContainText("could not be verified");
+    });
+  });
+}

@@ -49,7 +49,7 @@ test("a wrong password shows the one generic error and keeps the form usable", a
   await expect(page.getByLabel("Email")).toHaveValue("nobody-at-all@example.com");
   await page.getByLabel("Email").fill(user.email);
   await page.getByLabel("Password").fill(user.password);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
   await expect(page).toHaveURL(/\/dashboard$/);
   expect(errors).toEqual([]);
 });
@@ -59,7 +59,7 @@ test("sign-up errors appear next to their fields", async ({ page }) => {
   await hydrated(page);
   const user = newUser();
   await fillSignUp(page, { ...user, password: "short" });
-  await page.getByLabel("I am 16 or older").uncheck();
+  await page.locator("form[action='/sign-up']").getByLabel("I am 16 or older").uncheck();
   await page.getByRole("button", { name: "Create account" }).click();
   await expect(page.locator("#field-password-error")).toHaveText(/at least 8 characters/);
   await expect(page.locator("#field-age_confirmed-error")).toHaveText(/16 or older/);
@@ -145,7 +145,7 @@ test.describe("with JavaScript disabled", () => {
     await expect(page.getByLabel("First name")).toHaveValue(user.firstName);
     await expect(page.getByLabel("Last name")).toHaveValue(user.lastName);
     await expect(page.getByLabel("Email")).toHaveValue(user.email);
-    await expect(page.getByLabel("I am 16 or older")).toBeChecked();
+    await expect(page.locator("form[action='/sign-up']").getByLabel("I am 16 or older")).toBeChecked();
     await expect(page.getByLabel("Password")).toHaveValue("");
     // Corrected, it goes where it was headed.
     await page.getByLabel("Password").fill(user.password);

@@ -36,11 +36,13 @@ export function watchErrors(page: Page): string[] {
 }
 
 export async function fillSignUp(page: Page, user: User) {
-  await page.getByLabel("First name").fill(user.firstName);
-  await page.getByLabel("Last name").fill(user.lastName);
-  await page.getByLabel("Email").fill(user.email);
-  await page.getByLabel("Password").fill(user.password);
-  await page.getByLabel("I am 16 or older").check();
+  // The account form (the page may also offer signing up with a provider).
+  const form = page.locator("form[action='/sign-up']");
+  await form.getByLabel("First name").fill(user.firstName);
+  await form.getByLabel("Last name").fill(user.lastName);
+  await form.getByLabel("Email").fill(user.email);
+  await form.getByLabel("Password").fill(user.password);
+  await form.getByLabel("I am 16 or older").check();
 }
 
 /** Signs a new user up through the form, then in from the "check your
@@ -62,7 +64,7 @@ export async function signUp(page: Page, user: User = newUser()) {
 export async function signIn(page: Page, user: User) {
   await page.getByLabel("Email").fill(user.email);
   await page.getByLabel("Password").fill(user.password);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
 }
 
 /** The code an authenticator app shows (RFC 6238: HMAC-SHA-1, 30 s, 6

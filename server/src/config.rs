@@ -10,7 +10,7 @@ use app::{
         Settings,
         crypto::{Kek, Keyring},
         egress::AllowEntry,
-        settings::{Limit, PlatformKeys, ProviderUrls, ServiceUrls},
+        settings::{Limit, OidcProvider, PlatformKeys, ProviderUrls, ServiceUrls},
     },
 };
 use base64::{Engine as _, engine::general_purpose::STANDARD};
@@ -85,7 +85,7 @@ impl Source for HashMap<&str, &str> {
 }
 
 /// A value from `NAME`, or from the file named by `NAME_FILE`.
-fn secret(src: &dyn Source, name: &'static str) -> Result<Option<String>, ConfigError> {
+fn secret(src: &dyn Source, name: &str) -> Result<Option<String>, ConfigError> {
     if let Some(value) = src.get(name) {
         return Ok(Some(value));
     }
@@ -228,6 +228,67 @@ fn smtp_roots(src: &dyn Source) -> Result<Vec<Vec<u8>>, ConfigError> {
         });
     }
     Ok(vec![pem])
+}
+
+/// Sign-in providers: `ENCLAVE_OIDC_PROVIDERS=google,corp`, then for each
+/// id `ENCLAVE_OIDC_<ID>_CLIENT_ID`, `_CLIENT_SECRET` (or `_FILE`),
+/// `_ISSUER` (Google's is known) and `_NAME` (the button's label).
+fn oidc_providers(src: &dyn Source) -> Result<Vec<OidcProvider>, ConfigError> {
+    const NAME: &str = "ENCLAVE_OIDC_PROVIDERS";
+    let Some(list) = src.get(NAME) else {
+        return Ok(Vec::new());
+    };
+    let mut providers = Vec::new();
+    for id in list.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+        let id = id.to_ascii_lowercase();
+        if !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || id.len() > 32 {
+            return Err(ConfigError::Invalid {
+                name: NAME,
+                why: format!("{id:?} is not a provider id (letters, digits and -)"),
+            });
+        }
+        let var = |suffix: &str| {
+            format!(
+                "ENCLAVE_OIDC_{}_{suffix}",
+                id.to_ascii_uppercase().replace('-', "_")
+            )
+        };
+        let missing = |suffix: &str| ConfigError::Invalid {
+            name: NAME,
+            why: format!("{} is not set", var(suffix)),
+        };
+        let issuer = match src.get(&var("ISSUER")) {
+            Some(issuer) => issuer,
+            None if id == "google" => "https://accounts.google.com".to_owned(),
+            None => return Err(missing("ISSUER")),
+        };
+        if url::Url::parse(&issuer).is_err() {
+            return Err(ConfigError::Invalid {
+                name: NAME,
+                why: format!("{} is not a URL", var("ISSUER")),
+            });
+        }
+        let client_id = src
+            .get(&var("CLIENT_ID"))
+            .ok_or_else(|| missing("CLIENT_ID"))?;
+        let client_secret =
+            secret(src, &var("CLIENT_SECRET"))?.ok_or_else(|| missing("CLIENT_SECRET"))?;
+        let name = src.get(&var("NAME")).unwrap_or_else(|| {
+            if id == "google" {
+                "Google".to_owned()
+            } else {
+                id.clone()
+            }
+        });
+        providers.push(OidcProvider {
+            id,
+            name,
+            issuer: issuer.trim_end_matches('/').to_owned(),
+            client_id,
+            client_secret,
+        });
+    }
+    Ok(providers)
 }
 
 /// Where Enclave's own mail goes: `ENCLAVE_SMTP_URL` (`_FILE`; it may hold
@@ -422,6 +483,7 @@ impl Config {
             demo_url: None,
             mailer,
             require_verified_email: parse(src, "ENCLAVE_REQUIRE_VERIFIED_EMAIL", false)?,
+            oidc_providers: oidc_providers(src)?,
         };
         if settings.require_verified_email
             && matches!(settings.mailer, app::platform::mail::Mailer::Off)
@@ -560,6 +622,42 @@ mod tests {
         env.insert("ENCLAVE_ENV", "production");
         let err = Config::from_source(&env).unwrap_err();
         assert!(err.to_string().contains("ENCLAVE_DEMO_MODEL"), "{err}");
+    }
+
+    #[test]
+    fn sign_in_providers_are_read_with_google_known_and_secrets_hidden() {
+        let mut env = base();
+        env.insert("ENCLAVE_OIDC_PROVIDERS", "google, corp-sso");
+        env.insert("ENCLAVE_OIDC_GOOGLE_CLIENT_ID", "g-id");
+        env.insert("ENCLAVE_OIDC_GOOGLE_CLIENT_SECRET", "g-secret-canary");
+        let err = Config::from_source(&env).unwrap_err();
+        assert!(
+            err.to_string().contains("ENCLAVE_OIDC_CORP_SSO_ISSUER"),
+            "{err}"
+        );
+        env.insert(
+            "ENCLAVE_OIDC_CORP_SSO_ISSUER",
+            "https://sso.example.com/realms/x/",
+        );
+        env.insert("ENCLAVE_OIDC_CORP_SSO_CLIENT_ID", "c-id");
+        let err = Config::from_source(&env).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("ENCLAVE_OIDC_CORP_SSO_CLIENT_SECRET"),
+            "{err}"
+        );
+        env.insert("ENCLAVE_OIDC_CORP_SSO_CLIENT_SECRET", "c-secret-canary");
+        env.insert("ENCLAVE_OIDC_CORP_SSO_NAME", "Staff SSO");
+        let config = Config::from_source(&env).unwrap();
+        let p = &config.settings.oidc_providers;
+        assert_eq!(p.len(), 2);
+        assert_eq!((p[0].id.as_str(), p[0].name.as_str()), ("google", "Google"));
+        assert_eq!(p[0].issuer, "https://accounts.google.com");
+        assert_eq!(p[1].issuer, "https://sso.example.com/realms/x");
+        assert_eq!(p[1].name, "Staff SSO");
+        assert!(!format!("{config:?}").contains("secret-canary"));
+        env.insert("ENCLAVE_OIDC_PROVIDERS", "bad id!");
+        assert!(Config::from_source(&env).is_err());
     }
 
     #[test]

@@ -858,6 +858,8 @@ pub fn router() -> Router {
         .nest("/mcp", crate::fake_mcp::router(&oauth))
         // The OAuth metadata and authorization server of `/mcp/oauth`.
         .merge(oauth.router())
+        // An OpenID Connect provider to sign in with (`fake_oidc`).
+        .merge(crate::fake_oidc::router())
 }
 
 /// Serves the fake on `listener` until the task is dropped.

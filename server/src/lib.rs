@@ -6,11 +6,13 @@ pub mod chat_stream;
 pub mod config;
 pub mod fake_mcp;
 pub mod fake_oauth;
+pub mod fake_oidc;
 pub mod fake_provider;
 pub mod fake_services;
 pub mod forms;
 pub mod keys;
 pub mod middleware;
+pub mod oidc;
 pub mod telemetry;
 
 use std::{sync::Arc, time::Duration};
@@ -150,6 +152,8 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .route("/settings/mcp/oauth/callback", get(mcp_oauth_callback))
         .route("/dev/mail", get(dev_mail))
         .route("/sign-up", axum::routing::post(forms::sign_up))
+        .route("/auth/oidc/{provider}", axum::routing::post(oidc::start))
+        .route("/auth/oidc/{provider}/callback", get(oidc::callback))
         .merge(app::mcp::serve::router(state.clone()))
         .leptos_routes_with_context(
             &state,
@@ -167,7 +171,10 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         ))
         .layer(from_fn_with_state(state.clone(), middleware::session))
         .layer(from_fn_with_state(public_url, middleware::origin_check))
-        .layer(from_fn(middleware::security_headers))
+        .layer(from_fn_with_state(
+            state.clone(),
+            middleware::security_headers,
+        ))
         .with_state(state);
     telemetry::with_request_log(router)
 }

@@ -27,16 +27,33 @@ use rand::RngCore as _;
 #[derive(Debug, Clone)]
 pub struct CspNonce(pub String);
 
-fn content_security_policy(nonce: &str) -> String {
+fn content_security_policy(nonce: &str, form_targets: &str) -> String {
     // 'wasm-unsafe-eval' lets the page compile its WASM; it does not allow eval().
     format!(
         "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
          style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; \
-         object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+         object-src 'none'; base-uri 'none'; form-action 'self'{form_targets}; \
+         frame-ancestors 'none'"
     )
 }
 
-pub async fn security_headers(mut req: Request, next: Next) -> Response {
+/// The origins of the configured sign-in providers: a "Sign in with …" form
+/// posts here and is redirected there, which `form-action` must allow.
+fn provider_origins(state: &AppState) -> String {
+    state
+        .settings
+        .oidc_providers
+        .iter()
+        .filter_map(|p| url::Url::parse(&p.issuer).ok())
+        .map(|u| format!(" {}", u.origin().ascii_serialization()))
+        .collect()
+}
+
+pub async fn security_headers(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let mut bytes = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let nonce = STANDARD_NO_PAD.encode(bytes);
@@ -52,7 +69,7 @@ pub async fn security_headers(mut req: Request, next: Next) -> Response {
     };
     set(
         header::CONTENT_SECURITY_POLICY,
-        &content_security_policy(&nonce),
+        &content_security_policy(&nonce, &provider_origins(&state)),
     );
     set(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     // Same-origin requests keep the Referer, which plain form posts need to

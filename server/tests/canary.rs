@@ -142,6 +142,39 @@ async fn store_everything(app: &TestApp) {
         .await;
     assert_eq!(res.status(), 200);
     TWO_FACTOR.set([vec![secret], codes].concat()).unwrap();
+    // A new address asked for waits, sealed, with its link.
+    let res = app
+        .call(
+            &client,
+            "change_email",
+            &[
+                ("new_email", "kanarie.new@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    // A sign-in provider's account: its subject and address are sealed, and
+    // the provider's codes and tokens are never logged or stored.
+    let linked = common::oidc::provider_sign_in(
+        app,
+        &client,
+        "link",
+        &[
+            ("sub", "kanarie-subject-7"),
+            ("email", "kanarie.provider@example.net"),
+            ("email_verified", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(linked, "/settings/sign-in-methods");
+    let identities: serde_json::Value = app
+        .call(&client, "list_identities", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(identities[0]["email"], "kanarie.provider@example.net");
     // The values really are stored, and readable through the app.
     let me = app.current_user(&client).await;
     assert_eq!(me["first_name"], FIRST_NAME);
@@ -673,7 +706,10 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
     .unwrap();
 
     let fake = server::fake_provider::start().await.unwrap();
-    let settings = common::with_fake_provider(common::relaxed_settings(), fake);
+    let settings = app::platform::Settings {
+        oidc_providers: vec![common::oidc::fake_provider(fake)],
+        ..common::with_fake_provider(common::relaxed_settings(), fake)
+    };
     let app = TestApp::spawn_full(db.clone(), settings, common::keyring(1, &[])).await;
     store_everything(&app).await;
 
@@ -731,7 +767,14 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         !logs.contains(token.as_str()),
         "the MCP token reached the log"
     );
-    for oauth in ["fake-access-", "fake-refresh-", "fake-code-"] {
+    for oauth in [
+        "fake-access-",
+        "fake-refresh-",
+        "fake-code-",
+        "fake-oidc-code-",
+        "fake-oidc-access-",
+        server::fake_oidc::CLIENT_SECRET,
+    ] {
         assert!(
             !logs.contains(oauth),
             "an OAuth {oauth}… value reached the log"

@@ -39,14 +39,20 @@ async fn check_current_password(
         PASSWORD_CHECKS,
     )
     .await?;
-    let sealed: Sealed = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
-        .bind(user)
-        .fetch_one(&state.db)
-        .await?;
-    let stored = session
+    let sealed: Option<Sealed> =
+        sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+            .bind(user)
+            .fetch_one(&state.db)
+            .await?;
+    let Some(stored) = session
         .key
-        .open_string(users_place("password_hash", user), &sealed)
-        .map_err(|e| AppError::internal(format!("users.password_hash of {user}: {e}")))?;
+        .open_optional(users_place("password_hash", user), sealed.as_ref())?
+    else {
+        return Err(AppError::invalid(
+            field,
+            "Your account has no password yet: choose one with \"Forgot your password?\" on the sign-in page.",
+        ));
+    };
     let long = current.chars().count() > super::domain::PASSWORD_MAX_CHARS;
     let matches = state
         .passwords

@@ -290,3 +290,39 @@ pub async fn confirm_email_change(token: String) -> Result<(), AppError> {
     use crate::ctx;
     super::account::confirm_email_change(&ctx::state()?, ctx::client_ip()?, &token).await
 }
+
+pub type DisconnectIdentityAction = ServerAction<DisconnectIdentity>;
+
+/// The sign-in providers this server offers (for the buttons).
+#[server(prefix = "/api", endpoint = "sign_in_providers")]
+pub async fn sign_in_providers() -> Result<Vec<super::ProviderButton>, AppError> {
+    use crate::ctx;
+    Ok(ctx::state()?
+        .settings
+        .oidc_providers
+        .iter()
+        .map(|p| super::ProviderButton {
+            id: p.id.clone(),
+            name: p.name.clone(),
+        })
+        .collect())
+}
+
+/// The provider accounts connected to the signed-in user's.
+#[server(prefix = "/api", endpoint = "list_identities")]
+pub async fn list_identities() -> Result<Vec<super::IdentityView>, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::oidc::identities(&ctx::state()?, &session).await
+}
+
+/// Disconnects a provider account while another way to sign in remains.
+#[server(prefix = "/api", endpoint = "disconnect_identity")]
+pub async fn disconnect_identity(id: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
+    super::oidc::disconnect(&ctx::state()?, &session, id).await?;
+    ctx::redirect_plain_post("/settings/sign-in-methods");
+    Ok(())
+}

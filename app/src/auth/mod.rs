@@ -9,6 +9,8 @@ pub mod api;
 pub mod domain;
 #[cfg(feature = "ssr")]
 pub mod links;
+#[cfg(feature = "ssr")]
+pub mod oidc;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod reset;
@@ -54,6 +56,48 @@ pub struct SessionView {
 pub struct TotpSetup {
     pub secret: String,
     pub qr_svg: String,
+}
+
+/// A sign-in provider account connected to the user's, for settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityView {
+    pub id: String,
+    /// "Google".
+    pub provider: String,
+    /// The address the provider gave.
+    pub email: String,
+    pub connected: String,
+}
+
+/// The sentence for a provider sign-in's `?problem=` word (the callback
+/// puts a fixed word in the URL, never free text).
+pub fn provider_problem(word: &str) -> Option<&'static str> {
+    Some(match word {
+        "failed" => {
+            "Signing in with that provider did not work: its answer could not be verified. Try again."
+        }
+        "expired" => {
+            "That sign-in took too long, was used already, or was started in another browser. Start again."
+        }
+        "account-exists" => {
+            "An Enclave account already uses this address. Sign in with your password, then connect the provider in Settings → Sign-in methods."
+        }
+        "no-account" => "No Enclave account uses this address yet. Create one on the sign-up page.",
+        "unverified" => {
+            "The provider has not confirmed this email address, so it cannot be used here."
+        }
+        "linked-elsewhere" => "That provider account is connected to another Enclave account.",
+        "unknown" => "This server does not offer that provider.",
+        "age" => "Please confirm that you are 16 or older.",
+        _ => return None,
+    })
+}
+
+/// A sign-in provider this server offers, for the sign-in page's buttons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderButton {
+    pub id: String,
+    pub name: String,
 }
 
 /// Settings → Two-factor: whether it is on, and recovery codes left.

@@ -63,6 +63,8 @@ pub fn SignInPage() -> impl IntoView {
             <p class="muted">
                 <a href="/forgot-password">"Forgot your password?"</a>
             </p>
+            <ProviderProblem/>
+            <ProviderButtons intent="sign-in" verb="Sign in with"/>
             <p class="muted">"New to Enclave? " <a href=sign_up_href>"Create an account"</a></p>
         </section>
     }
@@ -283,6 +285,8 @@ pub fn SignUpPage() -> impl IntoView {
                     }
                 })}
             </Transition>
+            <ProviderProblem/>
+            <ProviderSignUp/>
             <p class="muted">"Already have an account? " <a href="/sign-in">"Sign in"</a></p>
         </section>
     }
@@ -662,5 +666,169 @@ pub fn ConfirmEmailChangePage() -> impl IntoView {
             done_link=("/settings", "Go to settings")
             failed_link=("/settings", "Go to settings")
         />
+    }
+}
+
+/// The sentence for the page's `?problem=` (a provider sign-in that did
+/// not work), if any.
+#[component]
+fn ProviderProblem() -> impl IntoView {
+    let query = use_query_map();
+    let problem = move || {
+        query
+            .read()
+            .get("problem")
+            .and_then(|p| super::provider_problem(&p))
+    };
+    view! {
+        <Show when=move || problem().is_some()>
+            <p class="field-error" role="alert" data-testid="provider-problem">{problem}</p>
+        </Show>
+    }
+}
+
+/// "Sign in with …" (or "Connect …") buttons, one plain form each: they
+/// post to `/auth/oidc/{id}`, which sends the browser to the provider.
+#[component]
+fn ProviderButtons(intent: &'static str, verb: &'static str) -> impl IntoView {
+    let providers = Resource::new(|| (), |_| super::api::sign_in_providers());
+    let next = next_param();
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let list = providers.await.unwrap_or_default();
+                (!list.is_empty())
+                    .then(|| {
+                        view! {
+                            <div class="provider-buttons">
+                                {list
+                                    .into_iter()
+                                    .map(|p| {
+                                        view! {
+                                            <form method="post" action=format!("/auth/oidc/{}", p.id)>
+                                                <input type="hidden" name="intent" value=intent/>
+                                                <input type="hidden" name="next" value=next/>
+                                                <button type="submit">{format!("{verb} {}", p.name)}</button>
+                                            </form>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </div>
+                        }
+                    })
+            })}
+        </Transition>
+    }
+}
+
+/// "Sign up with …": one form, the age box shared by every provider's
+/// button (each posts to its own `/auth/oidc/{id}`).
+#[component]
+fn ProviderSignUp() -> impl IntoView {
+    let providers = Resource::new(|| (), |_| super::api::sign_in_providers());
+    let next = next_param();
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let list = providers.await.unwrap_or_default();
+                (!list.is_empty())
+                    .then(|| {
+                        let first = format!("/auth/oidc/{}", list[0].id);
+                        view! {
+                            <form method="post" action=first class="provider-buttons">
+                                <h2 class="or">"Or use an account you already have"</h2>
+                                <input type="hidden" name="intent" value="sign-up"/>
+                                <input type="hidden" name="next" value=next/>
+                                <label class="checkbox">
+                                    <input type="checkbox" name="age_confirmed" value="yes" required/>
+                                    " I am 16 or older"
+                                </label>
+                                {list
+                                    .into_iter()
+                                    .map(|p| {
+                                        view! {
+                                            <button type="submit" formaction=format!("/auth/oidc/{}", p.id)>
+                                                {format!("Sign up with {}", p.name)}
+                                            </button>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </form>
+                        }
+                    })
+            })}
+        </Transition>
+    }
+}
+
+/// Settings → Sign-in methods: the provider accounts connected to this
+/// one (disconnect while another way to sign in remains), and "Connect …".
+#[component]
+pub fn SignInMethodsPage() -> impl IntoView {
+    view! {
+        <Title text="Sign-in methods"/>
+        <crate::ui::RequireUser>
+            <SignInMethods/>
+        </crate::ui::RequireUser>
+    }
+}
+
+#[component]
+fn SignInMethods() -> impl IntoView {
+    let disconnect = super::api::DisconnectIdentityAction::new();
+    let error: Signal<Option<AppError>> = crate::action_error!(disconnect);
+    let identities = Resource::new(
+        move || disconnect.version().get(),
+        |_| super::api::list_identities(),
+    );
+    let id_error = move || error.get().and_then(|e| e.field_message("id"));
+    view! {
+        <h1>"Sign-in methods"</h1>
+        <p class="muted">
+            "Besides your password, you can sign in with an account at these providers."
+        </p>
+        <ProviderProblem/>
+        <Show when=move || id_error().is_some()>
+            <p class="field-error" role="alert">{id_error}</p>
+        </Show>
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match identities.await {
+                    Err(err) => crate::ui::error_view(err).into_any(),
+                    Ok(list) if list.is_empty() => {
+                        view! { <p class="card muted" data-testid="no-identities">"No provider connected."</p> }
+                            .into_any()
+                    }
+                    Ok(list) => {
+                        view! {
+                            <ul class="session-list">
+                                {list
+                                    .into_iter()
+                                    .map(|i| {
+                                        view! {
+                                            <li class="card session-row" data-testid="identity">
+                                                <div>
+                                                    <strong>{i.provider.clone()}</strong>
+                                                    <p class="muted">
+                                                        {format!("{} · connected {}", i.email, i.connected)}
+                                                    </p>
+                                                </div>
+                                                <ActionForm action=disconnect attr:class="inline">
+                                                    <input type="hidden" name="id" value=i.id.clone()/>
+                                                    <button type="submit">"Disconnect"</button>
+                                                </ActionForm>
+                                            </li>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </ul>
+                        }
+                            .into_any()
+                    }
+                }
+            })}
+        </Transition>
+        <ProviderButtons intent="link" verb="Connect"/>
+        <p class="muted"><a href="/settings">"Back to settings"</a></p>
     }
 }

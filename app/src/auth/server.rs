@@ -97,6 +97,12 @@ impl SessionToken {
         SessionToken(random_token())
     }
 
+    /// A provider sign-in's browser binding, carried in the session cookie
+    /// until the sign-in finishes (it matches no session).
+    pub fn from_binding(binding: String) -> Self {
+        SessionToken(binding)
+    }
+
     /// The value for the cookie, and nothing else.
     pub fn expose_for_cookie(&self) -> &str {
         &self.0
@@ -590,7 +596,7 @@ pub async fn sign_in(
     // success clears the count again.
     rate_limit::hit(&state.db, &account_bucket, settings.sign_in_per_account).await?;
 
-    let user: Option<(Uuid, Sealed, String, Vec<u8>)> = sqlx::query_as(
+    let user: Option<(Uuid, Option<Sealed>, String, Vec<u8>)> = sqlx::query_as(
         "SELECT u.id, u.password_hash, k.kek_id, k.wrapped_key
          FROM users u JOIN user_keys k ON k.user_id = u.id
          WHERE u.email_index = $1",
@@ -601,10 +607,10 @@ pub async fn sign_in(
     let (account, stored_hash) = match user {
         Some((id, sealed_hash, kek_id, wrapped)) => {
             let key = keystore::open_user_key(&state.crypto.keyring, id, kek_id, wrapped)?;
-            let hash = key
-                .open_string(users_place("password_hash", id), &sealed_hash)
-                .map_err(|e| AppError::internal(format!("users.password_hash of {id}: {e}")))?;
-            (Some((id, key)), Some(hash))
+            // An account made with a sign-in provider may have no password:
+            // then only the dummy hash is checked (and nothing matches).
+            let hash = key.open_optional(users_place("password_hash", id), sealed_hash.as_ref())?;
+            (Some((id, key)), hash)
         }
         None => (None, None),
     };

@@ -92,6 +92,22 @@ impl Crypto {
         self.blind_index.index("email", email)
     }
 
+    /// The lookup key of a sign-in provider's account: a keyed hash of the
+    /// provider and its subject, never the subject.
+    pub fn identity_index(&self, provider: &str, subject: &str) -> Vec<u8> {
+        self.blind_index
+            .index("oidc-subject", &format!("{provider}\n{subject}"))
+    }
+
+    /// A secret derived from `input` (base64url, 43 characters): the same on
+    /// every replica, unguessable without the master key. For what a flow
+    /// needs again but must not store: an OpenID Connect sign-in's PKCE
+    /// verifier and nonce, derived from its `state`.
+    pub fn derived_secret(&self, purpose: &str, input: &str) -> String {
+        use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+        URL_SAFE_NO_PAD.encode(self.blind_index.index(purpose, input))
+    }
+
     /// A rate-limit bucket name for `subject` (an address, say) that does
     /// not hold the subject itself: `kind:` and a keyed hash of it.
     pub fn rate_bucket(&self, kind: &str, subject: &str) -> String {

@@ -137,6 +137,31 @@ pub struct Settings {
     /// `ENCLAVE_REQUIRE_VERIFIED_EMAIL`: accounts reach agents and chat only
     /// once their address is confirmed.
     pub require_verified_email: bool,
+    /// Sign-in with Google and other OpenID Connect providers.
+    pub oidc_providers: Vec<OidcProvider>,
+}
+
+/// An OpenID Connect provider people may sign in with.
+#[derive(Clone)]
+pub struct OidcProvider {
+    /// In URLs and the database: "google".
+    pub id: String,
+    /// On the button: "Google".
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for OidcProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("id", &self.id)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish()
+    }
 }
 
 impl Default for Settings {
@@ -163,6 +188,7 @@ impl Default for Settings {
             demo_url: None,
             mailer: super::mail::Mailer::Off,
             require_verified_email: false,
+            oidc_providers: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ mod jobs;
 mod keys;
 mod llm;
 mod mcp;
+mod oidc;
 mod schema;
 mod sessions;
 mod tools;

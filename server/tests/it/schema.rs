@@ -37,6 +37,36 @@ const PLAIN: &[(&str, &str, &str)] = &[
     ),
     ("sessions", "token_hash", "SHA-256 of the session token"),
     (
+        "oidc_states",
+        "state_hash",
+        "SHA-256 of a provider sign-in's random state",
+    ),
+    (
+        "oidc_states",
+        "browser_hash",
+        "SHA-256 of the random token binding a sign-in to its browser",
+    ),
+    (
+        "oidc_states",
+        "provider",
+        "the id of an operator-configured provider (\"google\")",
+    ),
+    (
+        "oidc_states",
+        "next",
+        "a local path (no query string) to return to after signing in",
+    ),
+    (
+        "user_identities",
+        "provider",
+        "the id of an operator-configured provider (\"google\")",
+    ),
+    (
+        "user_identities",
+        "subject_index",
+        "keyed HMAC of the provider's subject (blind index), not the subject",
+    ),
+    (
         "recovery_codes",
         "code_hash",
         "SHA-256 of an 80-bit random recovery code",
@@ -175,6 +205,7 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
                 platform_keys: app::platform::settings::PlatformKeys::new(
                     [(app::provider::Provider::Openai, "platform-key".to_owned())].into(),
                 ),
+                oidc_providers: vec![crate::common::oidc::fake_provider(fake)],
                 ..crate::common::relaxed_settings()
             },
             fake,
@@ -184,6 +215,18 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
     .await;
     let client = app.signed_up("verify@example.com").await;
     crate::common::enrol_totp(&app, &client).await;
+    let linked = crate::common::oidc::provider_sign_in(
+        &app,
+        &client,
+        "link",
+        &[
+            ("sub", "schema-1"),
+            ("email", "schema@example.net"),
+            ("email_verified", "true"),
+        ],
+    )
+    .await;
+    assert_eq!(linked, "/settings/sign-in-methods");
     let res = app
         .call(
             &client,

@@ -2,6 +2,7 @@
 //! (`#[sqlx::test]`), driven with a real HTTP client.
 #![allow(dead_code)]
 
+pub mod oidc;
 pub mod peers;
 pub mod smtp;
 
