@@ -40,6 +40,7 @@ pub fn SignInPage() -> impl IntoView {
         <Title text="Sign in"/>
         <section class="card auth-card">
             <h1>"Sign in"</h1>
+            <ProviderProblem/>
             <Show when=was_reset>
                 <p role="status" data-testid="reset-done">
                     "Your password was changed, and every session signed out. Sign in with the new one."
@@ -63,7 +64,6 @@ pub fn SignInPage() -> impl IntoView {
             <p class="muted">
                 <a href="/forgot-password">"Forgot your password?"</a>
             </p>
-            <ProviderProblem/>
             <ProviderButtons intent="sign-in" verb="Sign in with"/>
             <p class="muted">"New to Enclave? " <a href=sign_up_href>"Create an account"</a></p>
         </section>
@@ -218,6 +218,7 @@ pub fn SignUpPage() -> impl IntoView {
         <Title text="Create your account"/>
         <section class="card auth-card">
             <h1>"Create your account"</h1>
+            <ProviderProblem/>
             <Transition fallback=|| ()>
                 {move || Suspend::new(async move {
                     let echo = echo.await.unwrap_or_default();
@@ -285,7 +286,6 @@ pub fn SignUpPage() -> impl IntoView {
                     }
                 })}
             </Transition>
-            <ProviderProblem/>
             <ProviderSignUp/>
             <p class="muted">"Already have an account? " <a href="/sign-in">"Sign in"</a></p>
         </section>
