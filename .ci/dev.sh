@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: install what is missing, start a private
 # PostgreSQL cluster (unless ENCLAVE_DATABASE_URL is set), create a dev master
-# key once, then build and serve Enclave on http://127.0.0.1:3000. Ctrl-C
+# key once, then build and serve Enclave on http://localhost:3000. Ctrl-C
 # stops it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,5 +32,8 @@ export ENCLAVE_DEMO_MODEL="${ENCLAVE_DEMO_MODEL:-true}"
 # Mail the app sends shows at /dev/mail (no mail server needed).
 export ENCLAVE_MAIL_CATCHER="${ENCLAVE_MAIL_CATCHER:-true}"
 
-echo "[dev] building and serving Enclave on http://127.0.0.1:3000"
+# Passkeys need a host name (WebAuthn refuses an IP address as the site).
+export ENCLAVE_PUBLIC_URL="${ENCLAVE_PUBLIC_URL:-http://localhost:3000}"
+
+echo "[dev] building and serving Enclave on $ENCLAVE_PUBLIC_URL"
 cargo leptos serve

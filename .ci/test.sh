@@ -75,7 +75,7 @@ log="$root/target/e2e-server.log"
 LEPTOS_SITE_ROOT="$root/target/site" \
 ENCLAVE_DATABASE_URL="${DATABASE_URL%/*}/enclave_e2e" \
 ENCLAVE_ADDR="127.0.0.1:$port" \
-ENCLAVE_PUBLIC_URL="http://127.0.0.1:$port" \
+ENCLAVE_PUBLIC_URL="http://localhost:$port" \
 ENCLAVE_MASTER_KEY="$(head -c 32 /dev/urandom | base64)" \
 ENCLAVE_LOG="info" \
 ENCLAVE_SIGN_UP_LIMIT_PER_IP=10000 \
@@ -103,7 +103,7 @@ done
 e2e_out="$root/target/e2e-playwright.txt"
 node_dir=$(.ci/node.sh)
 set +e
-(cd end2end && PATH="$node_dir:$PATH" BASE_URL="http://127.0.0.1:$port" FAKE_URL="http://127.0.0.1:$fake_port" npx playwright test) 2>&1 | tee "$e2e_out"
+(cd end2end && PATH="$node_dir:$PATH" BASE_URL="http://localhost:$port" FAKE_URL="http://127.0.0.1:$fake_port" npx playwright test) 2>&1 | tee "$e2e_out"
 e2e_rc=${PIPESTATUS[0]}
 set -e
 

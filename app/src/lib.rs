@@ -52,8 +52,8 @@ use leptos_router::{
 use crate::{
     agents::pages::{AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage},
     auth::pages::{
-        CheckEmailPage, ConfirmEmailChangePage, ForgotPasswordPage, ResetPasswordPage,
-        SessionsPage, SignInMethodsPage, SignInPage, SignUpPage, TwoFactorPage,
+        CheckEmailPage, ConfirmEmailChangePage, ForgotPasswordPage, PasskeysPage,
+        ResetPasswordPage, SessionsPage, SignInMethodsPage, SignInPage, SignUpPage, TwoFactorPage,
         TwoFactorSettingsPage, VerifyEmailPage,
     },
     chat::pages::ChatPage,
@@ -77,6 +77,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 auth::two_factor::SEALED,
                 auth::links::SEALED,
                 auth::oidc::SEALED,
+                auth::passkeys::SEALED,
                 agents::server::SEALED,
                 provider_keys::server::SEALED,
                 chat::server::SEALED,
@@ -213,6 +214,11 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("sign-in-methods"))
                         view=SignInMethodsPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("passkeys"))
+                        view=PasskeysPage
                         ssr=SsrMode::Async
                     />
                     <Route

@@ -326,3 +326,76 @@ pub async fn disconnect_identity(id: String) -> Result<(), AppError> {
     ctx::redirect_plain_post("/settings/sign-in-methods");
     Ok(())
 }
+
+pub type DeletePasskeyAction = ServerAction<DeletePasskey>;
+
+/// Starts adding a passkey: the options for `navigator.credentials.create`.
+#[server(prefix = "/api", endpoint = "passkey_register_start")]
+pub async fn passkey_register_start() -> Result<super::PasskeyCeremony, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let ceremony = super::passkeys::start_registration(&ctx::state()?, &session).await?;
+    Ok(super::PasskeyCeremony {
+        id: ceremony.id.to_string(),
+        options: ceremony.options,
+    })
+}
+
+/// Finishes adding a passkey with the browser's answer (JSON).
+#[server(prefix = "/api", endpoint = "passkey_register_finish")]
+pub async fn passkey_register_finish(
+    ceremony: String,
+    name: String,
+    credential: String,
+) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let ceremony = ctx::parse_id(&ceremony)?;
+    super::passkeys::finish_registration(&ctx::state()?, &session, ceremony, &name, &credential)
+        .await
+}
+
+/// The signed-in user's passkeys.
+#[server(prefix = "/api", endpoint = "list_passkeys")]
+pub async fn list_passkeys() -> Result<Vec<super::PasskeyView>, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::passkeys::list(&ctx::state()?, &session).await
+}
+
+/// Deletes one of the user's passkeys.
+#[server(prefix = "/api", endpoint = "delete_passkey")]
+pub async fn delete_passkey(id: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = ctx::parse_id(&id)?;
+    super::passkeys::delete(&ctx::state()?, &session, id).await?;
+    ctx::redirect_plain_post("/settings/passkeys");
+    Ok(())
+}
+
+/// Starts a passkey sign-in: the options for `navigator.credentials.get`.
+#[server(prefix = "/api", endpoint = "passkey_sign_in_start")]
+pub async fn passkey_sign_in_start() -> Result<super::PasskeyCeremony, AppError> {
+    use crate::ctx;
+    let ceremony = super::passkeys::start_sign_in(&ctx::state()?, &ctx::client_info()?).await?;
+    Ok(super::PasskeyCeremony {
+        id: ceremony.id.to_string(),
+        options: ceremony.options,
+    })
+}
+
+/// Finishes a passkey sign-in with the browser's answer (JSON).
+#[server(prefix = "/api", endpoint = "passkey_sign_in_finish")]
+pub async fn passkey_sign_in_finish(ceremony: String, credential: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let state = ctx::state()?;
+    let ceremony = ctx::parse_id(&ceremony).map_err(|_| {
+        AppError::invalid("credential", "That took too long. Try the passkey again.")
+    })?;
+    let token =
+        super::passkeys::finish_sign_in(&state, ceremony, &credential, &ctx::client_info()?)
+            .await?;
+    ctx::set_cookie(&super::server::session_cookie(&state.settings, &token))?;
+    Ok(())
+}

@@ -13,6 +13,8 @@ pub mod links;
 pub mod oidc;
 pub mod pages;
 #[cfg(feature = "ssr")]
+pub mod passkeys;
+#[cfg(feature = "ssr")]
 pub mod reset;
 #[cfg(feature = "ssr")]
 pub mod server;
@@ -20,6 +22,7 @@ pub mod server;
 pub mod two_factor;
 #[cfg(feature = "ssr")]
 pub mod verify;
+pub mod webauthn;
 
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +94,23 @@ pub fn provider_problem(word: &str) -> Option<&'static str> {
         "age" => "Please confirm that you are 16 or older.",
         _ => return None,
     })
+}
+
+/// One of the user's passkeys, for settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyView {
+    pub id: String,
+    pub name: String,
+    pub added: String,
+    pub last_used: Option<String>,
+}
+
+/// A WebAuthn ceremony handed to the browser: its id and the options for
+/// `navigator.credentials` (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasskeyCeremony {
+    pub id: String,
+    pub options: String,
 }
 
 /// A sign-in provider this server offers, for the sign-in page's buttons.

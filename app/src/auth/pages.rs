@@ -64,6 +64,7 @@ pub fn SignInPage() -> impl IntoView {
             <p class="muted">
                 <a href="/forgot-password">"Forgot your password?"</a>
             </p>
+            <PasskeySignIn/>
             <ProviderButtons intent="sign-in" verb="Sign in with"/>
             <p class="muted">"New to Enclave? " <a href=sign_up_href>"Create an account"</a></p>
         </section>
@@ -829,6 +830,164 @@ fn SignInMethods() -> impl IntoView {
             })}
         </Transition>
         <ProviderButtons intent="link" verb="Connect"/>
+        <p class="muted"><a href="/settings">"Back to settings"</a></p>
+    }
+}
+
+/// Whether the page is running in the browser with passkey support (false
+/// in the server's render and without JavaScript).
+fn passkeys_here() -> ReadSignal<bool> {
+    let (here, set_here) = signal(false);
+    Effect::new(move |_| set_here.set(super::webauthn::supported()));
+    here
+}
+
+/// "Sign in with a passkey" (shown once the page runs in a browser that
+/// has passkeys).
+#[component]
+fn PasskeySignIn() -> impl IntoView {
+    let here = passkeys_here();
+    let next = next_param();
+    let auth = crate::ui::use_auth();
+    let sign_in = Action::new_local(move |_: &()| async move {
+        let ceremony = super::api::passkey_sign_in_start().await?;
+        let credential = super::webauthn::get(&ceremony.options).await?;
+        super::api::passkey_sign_in_finish(ceremony.id, credential).await
+    });
+    let error = move || sign_in.value().get().and_then(|r| r.err());
+    Effect::new(move |_| {
+        if let Some(Ok(())) = sign_in.value().get() {
+            auth.changed();
+            let target = super::domain::safe_next(Some(&next.get_untracked()));
+            let navigate = leptos_router::hooks::use_navigate();
+            navigate(&target, Default::default());
+        }
+    });
+    view! {
+        <Show when=move || here.get()>
+            <div class="provider-buttons">
+                <button type="button" on:click=move |_| { sign_in.dispatch(()); }>
+                    "Sign in with a passkey"
+                </button>
+                {move || {
+                    error()
+                        .map(|e| {
+                            let message = e.field_message("credential").unwrap_or_else(|| e.to_string());
+                            view! { <p class="field-error" role="alert" data-testid="passkey-error">{message}</p> }
+                        })
+                }}
+            </div>
+        </Show>
+    }
+}
+
+/// Settings → Passkeys: add one (named), see them, delete one.
+#[component]
+pub fn PasskeysPage() -> impl IntoView {
+    view! {
+        <Title text="Passkeys"/>
+        <crate::ui::RequireUser>
+            <Passkeys/>
+        </crate::ui::RequireUser>
+    }
+}
+
+#[component]
+fn Passkeys() -> impl IntoView {
+    let here = passkeys_here();
+    let delete = super::api::DeletePasskeyAction::new();
+    let (name, set_name) = signal(String::new());
+    let add = Action::new_local(move |name: &String| {
+        let name = name.clone();
+        async move {
+            let ceremony = super::api::passkey_register_start().await?;
+            let credential = super::webauthn::create(&ceremony.options).await?;
+            super::api::passkey_register_finish(ceremony.id, name, credential).await
+        }
+    });
+    let list = Resource::new(
+        move || (delete.version().get(), add.version().get()),
+        |_| super::api::list_passkeys(),
+    );
+    let add_error = move || {
+        add.value().get().and_then(|r| r.err()).map(|e| {
+            e.field_message("credential")
+                .or_else(|| e.field_message("name"))
+                .unwrap_or_else(|| e.to_string())
+        })
+    };
+    view! {
+        <h1>"Passkeys"</h1>
+        <p class="muted">
+            "A passkey signs you in with your device's screen lock or a security key: no password "
+            "to type, and nothing a fake site could reuse."
+        </p>
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+            {move || Suspend::new(async move {
+                match list.await {
+                    Err(err) => crate::ui::error_view(err).into_any(),
+                    Ok(list) if list.is_empty() => {
+                        view! { <p class="card muted" data-testid="no-passkeys">"No passkeys yet."</p> }.into_any()
+                    }
+                    Ok(list) => {
+                        view! {
+                            <ul class="session-list">
+                                {list
+                                    .into_iter()
+                                    .map(|p| {
+                                        let used = p
+                                            .last_used
+                                            .clone()
+                                            .map_or_else(|| "never used".to_owned(), |u| format!("last used {u}"));
+                                        view! {
+                                            <li class="card session-row" data-testid="passkey">
+                                                <div>
+                                                    <strong>{p.name.clone()}</strong>
+                                                    <p class="muted">{format!("added {} · {used}", p.added)}</p>
+                                                </div>
+                                                <ActionForm action=delete attr:class="inline">
+                                                    <input type="hidden" name="id" value=p.id.clone()/>
+                                                    <button type="submit" class="danger">"Delete"</button>
+                                                </ActionForm>
+                                            </li>
+                                        }
+                                    })
+                                    .collect_view()}
+                            </ul>
+                        }
+                            .into_any()
+                    }
+                }
+            })}
+        </Transition>
+        <section class="card">
+            <h2>"Add a passkey"</h2>
+            <Show
+                when=move || here.get()
+                fallback=|| view! { <p class="muted">"Adding a passkey needs JavaScript and a browser with passkeys."</p> }
+            >
+                <div class="field">
+                    <label for="passkey-name">"Name"</label>
+                    <input
+                        id="passkey-name"
+                        type="text"
+                        maxlength="60"
+                        placeholder="Like: work laptop"
+                        prop:value=move || name.get()
+                        on:input=move |ev| set_name.set(event_target_value(&ev))
+                    />
+                </div>
+                <button
+                    type="button"
+                    class="primary"
+                    disabled=move || add.pending().get()
+                    on:click=move |_| { add.dispatch(name.get_untracked()); }
+                >
+                    "Add a passkey"
+                </button>
+                {move || add_error().map(|m| view! { <p class="field-error" role="alert">{m}</p> })}
+            </Show>
+        </section>
         <p class="muted"><a href="/settings">"Back to settings"</a></p>
     }
 }

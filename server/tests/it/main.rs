@@ -15,6 +15,7 @@ mod keys;
 mod llm;
 mod mcp;
 mod oidc;
+mod passkeys;
 mod schema;
 mod sessions;
 mod tools;

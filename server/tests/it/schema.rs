@@ -57,6 +57,21 @@ const PLAIN: &[(&str, &str, &str)] = &[
         "a local path (no query string) to return to after signing in",
     ),
     (
+        "passkeys",
+        "credential_index",
+        "SHA-256 of a passkey's credential id (public, sent by the browser)",
+    ),
+    (
+        "webauthn_ceremonies",
+        "kind",
+        "which ceremony: register or sign_in",
+    ),
+    (
+        "webauthn_ceremonies",
+        "public_state",
+        "a passkey sign-in's state: the random challenge already sent to the browser, and the policy",
+    ),
+    (
         "user_identities",
         "provider",
         "the id of an operator-configured provider (\"google\")",
@@ -227,6 +242,7 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
     )
     .await;
     assert_eq!(linked, "/settings/sign-in-methods");
+    crate::common::stored_passkey(&app, "verify@example.com", "Schema key").await;
     let res = app
         .call(
             &client,

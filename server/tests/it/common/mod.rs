@@ -426,3 +426,51 @@ pub async fn enrol_totp(app: &TestApp, client: &Client) -> (String, Vec<String>)
     let codes: Vec<String> = res.json().await.unwrap();
     (secret, codes)
 }
+
+/// A passkey row for `email`'s account, sealed with its key as the app
+/// stores it (the browser tests make real ones).
+pub async fn stored_passkey(app: &TestApp, email: &str, name: &str) -> uuid::Uuid {
+    let user: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email_index = $1")
+        .bind(app.state.crypto.email_index(email))
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let key = app::platform::keystore::user_key(
+        &app.db,
+        &app.keyring,
+        user,
+        app::platform::keystore::KeyUse::Operator,
+    )
+    .await
+    .unwrap();
+    let id = uuid::Uuid::new_v4();
+    let place = |column| app::platform::crypto::Place::new("passkeys", column, id, user);
+    sqlx::query(
+        "INSERT INTO passkeys (id, user_id, credential_index, name, credential)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(id.as_bytes().to_vec())
+    .bind(key.seal_str(place("name"), name))
+    .bind(key.seal_str(place("credential"), "{}"))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // And a passkey being added, its ceremony state sealed the same way.
+    let ceremony = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO webauthn_ceremonies (id, user_id, kind, sealed_state, expires_at)
+         VALUES ($1, $2, 'register', $3, now() + interval '5 minutes')",
+    )
+    .bind(ceremony)
+    .bind(user)
+    .bind(key.seal_str(
+        app::platform::crypto::Place::new("webauthn_ceremonies", "sealed_state", ceremony, user),
+        "{}",
+    ))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    id
+}
