@@ -42,8 +42,24 @@ use sha2::{Digest, Sha256};
 pub const CLIENT_ID: &str = "enclave-test-client";
 pub const CLIENT_SECRET: &str = "fake-oidc-client-secret";
 
-const SIGNING_KEY: &str = include_str!("fake_oidc/signing-key.pem");
-const OTHER_KEY: &str = include_str!("fake_oidc/other-key.pem");
+/// The fake's two RSA keys (PKCS#1 PEM), made once per process: the first
+/// signs its ID tokens and is in its JWKS, the second signs the
+/// "bad-signature" tokens and is published nowhere. No key is kept in the
+/// repository.
+fn keys() -> &'static (String, String) {
+    static KEYS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let make = || {
+            use rsa::pkcs1::EncodeRsaPrivateKey as _;
+            let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)
+                .expect("an RSA key for the fake provider");
+            key.to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
+                .expect("a PEM of that key")
+                .to_string()
+        };
+        (make(), make())
+    })
+}
 
 struct Grant {
     redirect_uri: String,
@@ -117,7 +133,7 @@ async fn discovery(headers: HeaderMap) -> Response {
 
 async fn jwks() -> Response {
     Json(CoreJsonWebKeySet::new(vec![
-        key(SIGNING_KEY).as_verification_key(),
+        key(&keys().0).as_verification_key(),
     ]))
     .into_response()
 }
@@ -298,9 +314,9 @@ async fn token(
         uuid::Uuid::new_v4().simple()
     ));
     let signer = key(if flaw == "bad-signature" {
-        OTHER_KEY
+        &keys().1
     } else {
-        SIGNING_KEY
+        &keys().0
     });
     let id_token = match CoreIdToken::new(
         claims,
