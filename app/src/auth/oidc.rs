@@ -264,7 +264,7 @@ pub async fn start(
     let (binding, browser_hash, link_user) = match &intent {
         Intent::Link(session) => (
             None,
-            token_hash(&session.session_id.to_string()),
+            token_hash(session.session_id.as_bytes()),
             Some(session.user_id),
         ),
         Intent::SignIn | Intent::SignUp => {
@@ -379,7 +379,7 @@ pub async fn finish(
     }
     let bound = match link_user {
         Some(user) => session.is_some_and(|s| {
-            s.user_id == user && token_hash(&s.session_id.to_string()) == browser_hash
+            s.user_id == user && token_hash(s.session_id.as_bytes()) == browser_hash
         }),
         None => cookie.is_some_and(|c| token_hash(c) == browser_hash),
     };

@@ -21,7 +21,7 @@ use super::{
 use crate::{
     error::AppError,
     platform::{
-        crypto::{Place, Sealed},
+        crypto::{Place, Sealed, token_hash},
         keystore::{self, KeyUse, SealedColumn},
         rate_limit,
         request::ClientInfo,
@@ -199,7 +199,7 @@ pub async fn finish_registration(
     )
     .bind(id)
     .bind(user)
-    .bind(token_hash_bytes(passkey.cred_id().as_ref()))
+    .bind(token_hash(passkey.cred_id().as_slice()))
     .bind(session.key.seal_str(place("name", id, user), name))
     .bind(
         session
@@ -216,11 +216,6 @@ pub async fn finish_registration(
     }
     tracing::info!(user_id = %user, passkey_id = %id, "passkey added");
     Ok(())
-}
-
-fn token_hash_bytes(bytes: &[u8]) -> Vec<u8> {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(bytes).to_vec()
 }
 
 async fn user_passkeys(
@@ -357,7 +352,7 @@ pub async fn finish_sign_in(
     let found: Option<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT id, user_id FROM passkeys WHERE credential_index = $1 AND user_id = $2",
     )
-    .bind(token_hash_bytes(cred_id))
+    .bind(token_hash(cred_id))
     .bind(user)
     .fetch_optional(&state.db)
     .await?;

@@ -432,11 +432,12 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// What is stored of a random token, and looked up: its SHA-256 (the token
-/// has 256 bits, so no salt or slow hash is needed).
-pub fn token_hash(token: &str) -> Vec<u8> {
+/// What is stored of a random token or identifier, and looked up: its
+/// SHA-256 (a token has 256 bits, so no salt or slow hash is needed; a
+/// passkey's credential id is public and only needs a fixed-size key).
+pub fn token_hash(token: impl AsRef<[u8]>) -> Vec<u8> {
     use sha2::Digest as _;
-    Sha256::digest(token.as_bytes()).to_vec()
+    Sha256::digest(token.as_ref()).to_vec()
 }
 
 #[cfg(test)]
