@@ -534,10 +534,20 @@ fn TwoFactorSettings() -> impl IntoView {
     let start = super::api::StartTotpAction::new();
     let confirm = super::api::ConfirmTotpAction::new();
     let disable = super::api::DisableTotpAction::new();
-    let status = Resource::new(
-        move || (confirm.version().get(), disable.version().get()),
-        |_| super::api::two_factor_status(),
-    );
+    // Read the status again only when it changed: a refused code must not
+    // re-render the form and wipe what is being typed.
+    let (changed, set_changed) = signal(0u32);
+    Effect::new(move |_| {
+        if matches!(confirm.value().get(), Some(Ok(_))) {
+            set_changed.update(|n| *n += 1);
+        }
+    });
+    Effect::new(move |_| {
+        if matches!(disable.value().get(), Some(Ok(()))) {
+            set_changed.update(|n| *n += 1);
+        }
+    });
+    let status = Resource::new(move || changed.get(), |_| super::api::two_factor_status());
     let start_error: Signal<Option<AppError>> = crate::action_error!(start);
     let confirm_error: Signal<Option<AppError>> = crate::action_error!(confirm);
     let disable_error: Signal<Option<AppError>> = crate::action_error!(disable);
