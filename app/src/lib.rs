@@ -7,6 +7,7 @@
 //! - [`provider_keys`]: the user's API keys and which one a run uses.
 //! - [`provider`]: the model providers and their rules.
 //! - [`chat`]: conversations, messages, server-owned streaming runs.
+//! - [`data`]: your data: the activity log, export, deletion, retention.
 //! - [`theme`]: the light/dark/system preference.
 //! - [`ui`]: the page frame and shared components.
 //! - [`pages`]: home, dashboard, settings, not found.
@@ -27,6 +28,7 @@ pub mod chat;
 pub mod connections;
 #[cfg(feature = "ssr")]
 pub mod ctx;
+pub mod data;
 pub mod error;
 #[cfg(feature = "ssr")]
 pub mod llm;
@@ -58,6 +60,7 @@ use crate::{
     },
     chat::pages::ChatPage,
     connections::pages::ConnectionsPage,
+    data::pages::AccountActivityPage,
     mcp::pages::McpServersPage,
     pages::{DashboardPage, HomePage, NotFound, SettingsPage},
     provider_keys::pages::KeysPage,
@@ -86,6 +89,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 mcp::server::SEALED,
                 mcp::oauth::SEALED,
                 mcp::serve::SEALED,
+                data::activity::server::SEALED,
                 platform::jobs::SEALED,
             ]
             .concat()
@@ -229,6 +233,11 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("activity"))
                         view=ToolActivityPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("account-activity"))
+                        view=AccountActivityPage
                         ssr=SsrMode::Async
                     />
                     <Route path=StaticSegment("agents") view=AgentsPage ssr=SsrMode::Async/>

@@ -712,6 +712,16 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
     };
     let app = TestApp::spawn_full(db.clone(), settings, common::keyring(1, &[])).await;
     store_everything(&app).await;
+    // The activity log took the canary browser, and the canary key and
+    // connection names as its entries' details.
+    let noted: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM activity
+         WHERE detail IS NOT NULL AND user_agent IS NOT NULL AND ip IS NOT NULL",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert!(noted >= 2, "the activity log holds the named entries");
 
     let dump = pg_dump(&common::database_url(&db).await);
     assert!(

@@ -279,6 +279,15 @@ pub async fn confirm_email_change(
     tx.commit().await?;
     state.jobs.wake();
     tracing::info!(user_id = %user, "email address changed");
+    crate::data::activity::server::note_for(
+        state,
+        user,
+        &key,
+        crate::data::activity::Event::EmailChanged,
+        crate::platform::request::client_info().ok().as_ref(),
+        None,
+    )
+    .await;
     Ok(())
 }
 

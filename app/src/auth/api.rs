@@ -120,7 +120,16 @@ pub async fn start_totp() -> Result<super::TotpSetup, AppError> {
 pub async fn confirm_totp(code: String) -> Result<Vec<String>, AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
-    super::two_factor::confirm(&ctx::state()?, &session, &code).await
+    let state = ctx::state()?;
+    let codes = super::two_factor::confirm(&state, &session, &code).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::TwoFactorEnabled,
+        None,
+    )
+    .await;
+    Ok(codes)
 }
 
 /// Turns two-factor sign-in off; needs a current code.
@@ -128,7 +137,15 @@ pub async fn confirm_totp(code: String) -> Result<Vec<String>, AppError> {
 pub async fn disable_totp(code: String) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
-    super::two_factor::disable(&ctx::state()?, &session, &code).await?;
+    let state = ctx::state()?;
+    super::two_factor::disable(&state, &session, &code).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::TwoFactorDisabled,
+        None,
+    )
+    .await;
     ctx::redirect_plain_post("/settings/two-factor");
     Ok(())
 }
@@ -139,6 +156,13 @@ pub async fn sign_out() -> Result<(), AppError> {
     let state = ctx::state()?;
     if let Some(session) = ctx::session() {
         super::server::end_session(&state.db, &session).await?;
+        crate::data::activity::server::note(
+            &state,
+            &session,
+            crate::data::activity::Event::SignedOut,
+            None,
+        )
+        .await;
     }
     ctx::set_cookie(&super::server::clear_session_cookie(&state.settings))?;
     leptos_axum::redirect("/");
@@ -152,6 +176,13 @@ pub async fn sign_out_everywhere() -> Result<(), AppError> {
     let state = ctx::state()?;
     let session = ctx::require_session()?;
     let ended = super::server::end_all_sessions(&state.db, session.user_id).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::SignedOutEverywhere,
+        None,
+    )
+    .await;
     tracing::info!(user_id = %session.user_id, ended, "signed out everywhere");
     ctx::set_cookie(&super::server::clear_session_cookie(&state.settings))?;
     leptos_axum::redirect("/sign-in");
@@ -178,6 +209,12 @@ pub async fn end_session(id: String) -> Result<(), AppError> {
     let session = ctx::require_session()?;
     let id = ctx::parse_id(&id)?;
     super::server::end_session_by_id(&state.db, session.user_id, id).await?;
+    let event = if id == session.session_id {
+        crate::data::activity::Event::SignedOut
+    } else {
+        crate::data::activity::Event::SessionEnded
+    };
+    crate::data::activity::server::note(&state, &session, event, None).await;
     if id == session.session_id {
         ctx::set_cookie(&super::server::clear_session_cookie(&state.settings))?;
         leptos_axum::redirect("/sign-in");
@@ -195,6 +232,13 @@ pub async fn end_other_sessions() -> Result<u64, AppError> {
     let session = ctx::require_session()?;
     let ended =
         super::server::end_other_sessions(&state.db, session.user_id, session.session_id).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::OtherSessionsEnded,
+        None,
+    )
+    .await;
     tracing::info!(user_id = %session.user_id, ended, "other sessions ended");
     ctx::redirect_plain_post("/settings/sessions");
     Ok(ended)
@@ -245,7 +289,7 @@ pub async fn request_password_reset(email: String) -> Result<(), AppError> {
 pub async fn reset_password(token: String, password: String) -> Result<(), AppError> {
     use crate::ctx;
     let state = ctx::state()?;
-    super::reset::reset(&state, ctx::client_ip()?, &token, password).await?;
+    super::reset::reset(&state, &ctx::client_info()?, &token, password).await?;
     ctx::set_cookie(&super::server::clear_session_cookie(&state.settings))?;
     leptos_axum::redirect("/sign-in?reset=1");
     Ok(())
@@ -271,7 +315,17 @@ pub async fn change_password(
 ) -> Result<u64, AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
-    super::account::change_password(&ctx::state()?, &session, &current_password, new_password).await
+    let state = ctx::state()?;
+    let ended =
+        super::account::change_password(&state, &session, &current_password, new_password).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::PasswordChanged,
+        None,
+    )
+    .await;
+    Ok(ended)
 }
 
 pub type ChangeEmailAction = ServerAction<ChangeEmail>;
@@ -322,7 +376,15 @@ pub async fn disconnect_identity(id: String) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
     let id = ctx::parse_id(&id)?;
-    super::oidc::disconnect(&ctx::state()?, &session, id).await?;
+    let state = ctx::state()?;
+    super::oidc::disconnect(&state, &session, id).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::SignInMethodRemoved,
+        None,
+    )
+    .await;
     ctx::redirect_plain_post("/settings/sign-in-methods");
     Ok(())
 }
@@ -351,8 +413,16 @@ pub async fn passkey_register_finish(
     use crate::ctx;
     let session = ctx::require_session()?;
     let ceremony = ctx::parse_id(&ceremony)?;
-    super::passkeys::finish_registration(&ctx::state()?, &session, ceremony, &name, &credential)
-        .await
+    let state = ctx::state()?;
+    super::passkeys::finish_registration(&state, &session, ceremony, &name, &credential).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::PasskeyAdded,
+        Some(name.trim()),
+    )
+    .await;
+    Ok(())
 }
 
 /// The signed-in user's passkeys.
@@ -369,7 +439,15 @@ pub async fn delete_passkey(id: String) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
     let id = ctx::parse_id(&id)?;
-    super::passkeys::delete(&ctx::state()?, &session, id).await?;
+    let state = ctx::state()?;
+    super::passkeys::delete(&state, &session, id).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::PasskeyRemoved,
+        None,
+    )
+    .await;
     ctx::redirect_plain_post("/settings/passkeys");
     Ok(())
 }

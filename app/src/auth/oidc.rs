@@ -420,6 +420,15 @@ pub async fn finish(
                     .await
                     .map_err(|_| fail(Problem::Failed))?;
                 tracing::info!(user_id = %user, provider = %provider.id, "sign-in provider connected");
+                crate::data::activity::server::note_for(
+                    state,
+                    user,
+                    &key,
+                    crate::data::activity::Event::SignInMethodLinked,
+                    Some(client_info),
+                    Some(&provider.name),
+                )
+                .await;
                 Ok(Finished::Linked)
             }
         };
@@ -466,7 +475,7 @@ pub async fn finish(
     let pending = super::two_factor::required(&state.db, user)
         .await
         .map_err(|_| fail(Problem::Failed))?;
-    let token = create_session_with(&state.db, &state.settings, user, &key, client_info, pending)
+    let token = create_session_with(state, user, &key, client_info, pending)
         .await
         .map_err(|_| fail(Problem::Failed))?;
     tracing::info!(user_id = %user, provider = %provider.id, pending, "signed in with a provider");

@@ -387,5 +387,5 @@ pub async fn finish_sign_in(
         .execute(&state.db)
         .await?;
     tracing::info!(user_id = %user, passkey_id = %passkey_id, "signed in with a passkey");
-    create_session_with(&state.db, &state.settings, user, &key, client, false).await
+    create_session_with(state, user, &key, client, false).await
 }

@@ -105,7 +105,7 @@ fn reset_mail(email: &str, first_name: &str, link: &str) -> Outgoing {
 /// token changes nothing.
 pub async fn reset(
     state: &AppState,
-    client_ip: IpAddr,
+    client: &crate::platform::request::ClientInfo,
     token: &str,
     password: String,
 ) -> Result<(), AppError> {
@@ -113,7 +113,7 @@ pub async fn reset(
         &state.db,
         &state
             .crypto
-            .rate_bucket("reset:ip", &rate_limit::ip_subject(client_ip)),
+            .rate_bucket("reset:ip", &rate_limit::ip_subject(client.ip)),
         RESETS_PER_IP,
     )
     .await?;
@@ -152,5 +152,14 @@ pub async fn reset(
         .rows_affected();
     tx.commit().await?;
     tracing::info!(user_id = %user, sessions_ended = ended, "password reset");
+    crate::data::activity::server::note_for(
+        state,
+        user,
+        &key,
+        crate::data::activity::Event::PasswordReset,
+        Some(client),
+        None,
+    )
+    .await;
     Ok(())
 }

@@ -162,25 +162,26 @@ pub fn read_cookie(header: &str, name: &str) -> Option<String> {
 /// Starts a session for `user_id`, recording (sealed with the user's key)
 /// the browser and address it was opened from, for Settings → Sessions.
 pub async fn create_session(
-    db: &PgPool,
-    settings: &Settings,
+    state: &AppState,
     user_id: Uuid,
     key: &DataKey,
     client: &ClientInfo,
 ) -> Result<SessionToken, AppError> {
-    create_session_with(db, settings, user_id, key, client, false).await
+    create_session_with(state, user_id, key, client, false).await
 }
 
 /// `create_session`, or (`pending`) a session that waits ten minutes for
-/// the account's second factor and signs nobody in until then.
+/// the account's second factor and signs nobody in until then. Every way of
+/// signing in ends here, so this is where a sign-in is written to the
+/// activity log (and a new browser told about).
 pub async fn create_session_with(
-    db: &PgPool,
-    settings: &Settings,
+    state: &AppState,
     user_id: Uuid,
     key: &DataKey,
     client: &ClientInfo,
     pending: bool,
 ) -> Result<SessionToken, AppError> {
+    let (db, settings) = (&state.db, &state.settings);
     let token = SessionToken::generate();
     let id = Uuid::new_v4();
     // Expired sessions of this user go when a new one starts.
@@ -212,6 +213,9 @@ pub async fn create_session_with(
     .bind(pending)
     .execute(db)
     .await?;
+    if !pending {
+        crate::data::activity::server::signed_in(state, user_id, key, client).await?;
+    }
     Ok(token)
 }
 
@@ -339,7 +343,7 @@ pub async fn list_sessions(
 
 /// "Firefox 133", "Windows 10" from a User-Agent header, by woothee (a
 /// maintained parser sharing its test data across languages).
-fn describe_user_agent(user_agent: Option<&str>) -> (String, String) {
+pub fn describe_user_agent(user_agent: Option<&str>) -> (String, String) {
     let Some(parsed) = user_agent.and_then(|ua| woothee::parser::Parser::new().parse(ua)) else {
         return ("Unknown browser".to_owned(), "unknown system".to_owned());
     };
@@ -628,15 +632,20 @@ pub async fn sign_in(
             if super::two_factor::required(&state.db, user_id).await? {
                 tracing::info!(%user_id, "password accepted; second factor asked for");
                 return Ok(SignedIn::NeedsSecondFactor(
-                    create_session_with(&state.db, settings, user_id, &key, client, true).await?,
+                    create_session_with(state, user_id, &key, client, true).await?,
                 ));
             }
             tracing::info!(%user_id, "signed in");
             Ok(SignedIn::Session(
-                create_session(&state.db, settings, user_id, &key, client).await?,
+                create_session(state, user_id, &key, client).await?,
             ))
         }
-        _ => {
+        Some((user_id, key)) => {
+            tracing::info!(%user_id, "sign-in failed");
+            crate::data::activity::server::sign_in_failed(state, user_id, &key, client).await?;
+            Err(AppError::InvalidCredentials)
+        }
+        None => {
             tracing::info!("sign-in failed");
             Err(AppError::InvalidCredentials)
         }

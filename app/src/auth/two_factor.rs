@@ -348,6 +348,7 @@ pub async fn complete_sign_in(
     };
     if !accepted {
         tracing::info!(user_id = %user, "second factor refused");
+        crate::data::activity::server::sign_in_failed(state, user, &key, client).await?;
         return Err(AppError::invalid("code", WRONG_CODE));
     }
     sqlx::query("DELETE FROM sessions WHERE id = $1")
@@ -356,7 +357,7 @@ pub async fn complete_sign_in(
         .await?;
     rate_limit::reset(&state.db, &format!("second-factor:user:{user}")).await?;
     tracing::info!(user_id = %user, "signed in with a second factor");
-    create_session_with(&state.db, &state.settings, user, &key, client, false).await
+    create_session_with(state, user, &key, client, false).await
 }
 
 #[cfg(test)]

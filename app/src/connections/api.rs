@@ -50,7 +50,15 @@ pub async fn add_connection(
         header_host: header_host.unwrap_or_default(),
     };
     let new = super::NewConnection::parse(&input)?;
-    super::server::add(&ctx::state()?, session.user_id, &session.key, &new).await?;
+    let state = ctx::state()?;
+    super::server::add(&state, session.user_id, &session.key, &new).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::ConnectionAdded,
+        Some(&new.label),
+    )
+    .await;
     Ok(())
 }
 
@@ -66,7 +74,16 @@ pub async fn replace_connection(id: String, secret: String) -> Result<(), AppErr
     {
         return Err(AppError::invalid("secret", "Paste the new secret."));
     }
-    super::server::replace_secret(&ctx::state()?, session.user_id, &session.key, id, secret).await
+    let state = ctx::state()?;
+    super::server::replace_secret(&state, session.user_id, &session.key, id, secret).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::ConnectionReplaced,
+        None,
+    )
+    .await;
+    Ok(())
 }
 
 #[server(prefix = "/api", endpoint = "delete_connection")]
@@ -74,7 +91,16 @@ pub async fn delete_connection(id: String) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
     let id = ctx::parse_id(&id)?;
-    super::server::delete(&ctx::state()?, session.user_id, id).await
+    let state = ctx::state()?;
+    super::server::delete(&state, session.user_id, id).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::ConnectionRemoved,
+        None,
+    )
+    .await;
+    Ok(())
 }
 
 #[server(prefix = "/api", endpoint = "test_connection")]
@@ -82,5 +108,14 @@ pub async fn test_connection(id: String) -> Result<ConnectionTest, AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
     let id = ctx::parse_id(&id)?;
-    super::server::test(&ctx::state()?, session.user_id, &session.key, id).await
+    let state = ctx::state()?;
+    let tested = super::server::test(&state, session.user_id, &session.key, id).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::ConnectionTested,
+        None,
+    )
+    .await;
+    Ok(tested)
 }

@@ -37,6 +37,13 @@ pub async fn add_mcp_server(
     })?;
     let state = ctx::state()?;
     let view = super::server::add(&state, session.user_id, &session.key, &new).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::McpServerAdded,
+        Some(&view.name),
+    )
+    .await;
     if view.auth == super::McpAuth::OAuth {
         // Off to the server's sign-in page; it sends the user back to
         // /settings/mcp/oauth/callback.
@@ -91,7 +98,16 @@ pub async fn delete_mcp_server(id: String) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
     let id = ctx::parse_id(&id)?;
-    super::server::delete(&ctx::state()?, session.user_id, id).await
+    let state = ctx::state()?;
+    super::server::delete(&state, session.user_id, id).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::McpServerRemoved,
+        None,
+    )
+    .await;
+    Ok(())
 }
 
 pub type EnableAgentMcpAction = ServerAction<EnableAgentMcp>;

@@ -220,6 +220,8 @@ fn Settings() -> impl IntoView {
             <a class="button" href="/settings/sign-in-methods">"Sign-in methods"</a>
             " "
             <a class="button" href="/settings/passkeys">"Passkeys"</a>
+            " "
+            <a class="button" href="/settings/account-activity">"Account activity"</a>
             <p class="muted">"Signed in on a device you no longer use? End every session, this one included."</p>
             <ActionForm action=everywhere>
                 <button type="submit" class="danger">"Sign out everywhere"</button>

@@ -99,6 +99,12 @@ impl Crypto {
             .index("oidc-subject", &format!("{provider}\n{subject}"))
     }
 
+    /// A keyed hash of `value` for `purpose`: finds or compares a value
+    /// (a browser an account used, say) without storing it.
+    pub fn keyed_index(&self, purpose: &str, value: &str) -> Vec<u8> {
+        self.blind_index.index(purpose, value)
+    }
+
     /// A secret derived from `input` (base64url, 43 characters): the same on
     /// every replica, unguessable without the master key. For what a flow
     /// needs again but must not store: an OpenID Connect sign-in's PKCE

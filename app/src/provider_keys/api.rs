@@ -32,8 +32,9 @@ pub async fn add_provider_key(
         &secret,
         base_url.as_deref().unwrap_or(""),
     )?;
+    let state = ctx::state()?;
     super::server::add_key(
-        &ctx::state()?,
+        &state,
         session.user_id,
         &session.key,
         provider,
@@ -42,6 +43,13 @@ pub async fn add_provider_key(
         base_url.as_deref(),
     )
     .await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::ProviderKeyAdded,
+        Some(&label),
+    )
+    .await;
     Ok(())
 }
 
@@ -57,7 +65,16 @@ pub async fn replace_provider_key(id: String, secret: String) -> Result<(), AppE
     {
         return Err(AppError::invalid("secret", "Paste the new API key."));
     }
-    super::server::replace_key(&ctx::state()?, session.user_id, &session.key, id, secret).await
+    let state = ctx::state()?;
+    super::server::replace_key(&state, session.user_id, &session.key, id, secret).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::ProviderKeyReplaced,
+        None,
+    )
+    .await;
+    Ok(())
 }
 
 #[server(prefix = "/api", endpoint = "delete_provider_key")]
@@ -65,7 +82,16 @@ pub async fn delete_provider_key(id: String) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
     let id = ctx::parse_id(&id)?;
-    super::server::delete_key(&ctx::state()?, session.user_id, id).await
+    let state = ctx::state()?;
+    super::server::delete_key(&state, session.user_id, id).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::ProviderKeyRemoved,
+        None,
+    )
+    .await;
+    Ok(())
 }
 
 #[server(prefix = "/api", endpoint = "test_provider_key")]
@@ -73,5 +99,14 @@ pub async fn test_provider_key(id: String) -> Result<KeyTest, AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
     let id = ctx::parse_id(&id)?;
-    super::server::test_key(&ctx::state()?, session.user_id, &session.key, id).await
+    let state = ctx::state()?;
+    let tested = super::server::test_key(&state, session.user_id, &session.key, id).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::ProviderKeyTested,
+        None,
+    )
+    .await;
+    Ok(tested)
 }

@@ -13,24 +13,7 @@ async fn with_catcher(db: PgPool) -> TestApp {
     TestApp::spawn_full(db, with_mail_catcher(relaxed_settings()), keyring(1, &[])).await
 }
 
-/// The newest caught mail whose subject is `subject`, waiting for it.
-async fn mail(app: &TestApp, subject: &str, count: usize) -> String {
-    for _ in 0..400 {
-        let caught: Vec<_> = app
-            .state
-            .settings
-            .mailer
-            .caught()
-            .into_iter()
-            .filter(|c| c.mail.subject == subject)
-            .collect();
-        if caught.len() >= count {
-            return caught[0].mail.text.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("no mail {subject:?}");
-}
+use crate::common::mail_with_subject as mail;
 
 const RESET: &str = "Reset your Enclave password";
 

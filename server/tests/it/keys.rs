@@ -89,7 +89,8 @@ async fn rotation_end_to_end_with_the_server_running(db: PgPool) {
         .unwrap();
     assert_eq!(both.failures, vec![]);
     // Each account: four sealed user columns and its verification mail's
-    // job; each session (one per sign-in): its browser and address.
+    // job; each session (one per sign-in): its browser and address, and
+    // the sign-in's activity entry the same two.
     let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
         .fetch_one(&db)
         .await
@@ -99,7 +100,7 @@ async fn rotation_end_to_end_with_the_server_running(db: PgPool) {
         8 + 8,
         "one from each sign-up helper, one per sign-in above"
     );
-    assert_eq!(both.values, 8 * 5 + 16 * 2);
+    assert_eq!(both.values, 8 * 5 + 16 * 2 + 16 * 2);
     drop(during);
     let after = TestApp::spawn_with_keys(db.clone(), keyring(2, &[])).await;
     let only_new = keystore::verify(&db, &after.keyring, app::sealed_columns(), |_| {})
@@ -137,8 +138,9 @@ async fn rotation_end_to_end_with_the_server_running(db: PgPool) {
         .await
         .unwrap();
     // The blind-index key, 8 data keys, their accounts' values, and the
-    // browser and address of 24 sessions (8 more sign-ins just above).
-    assert_eq!(old_only.failures.len(), 1 + 8 + 8 * 5 + 24 * 2);
+    // browser and address of 24 sessions (8 more sign-ins just above) and
+    // of their 24 sign-ins' activity entries.
+    assert_eq!(old_only.failures.len(), 1 + 8 + 8 * 5 + 24 * 2 + 24 * 2);
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
@@ -191,9 +193,9 @@ async fn shredding_a_data_key_makes_that_users_data_unreadable(db: PgPool) {
     let report = keystore::verify(&db, &app.keyring, app::sealed_columns(), |_| {})
         .await
         .unwrap();
-    // Four user columns, the verification mail's job payload, and the
-    // session's browser and address.
-    assert_eq!(report.failures.len(), 7);
+    // Four user columns, the verification mail's job payload, the
+    // session's browser and address, and the sign-in's activity entry's.
+    assert_eq!(report.failures.len(), 9);
     assert!(report.failures.iter().all(|f| f.owner == Some(id)));
     assert_eq!(
         keystore::user_key(&db, &app.keyring, id, keystore::KeyUse::Operator)
@@ -230,7 +232,7 @@ async fn verify_reports_a_tampered_value_and_carries_on(db: PgPool) {
     })
     .await
     .unwrap();
-    assert_eq!(report.values, 2 * 7);
+    assert_eq!(report.values, 2 * 9);
     assert_eq!(report.failures.len(), 1, "{:?}", report.failures);
     assert_eq!(report.failures[0].what, "users.first_name");
     assert_eq!(report.failures[0].row, Some(a));

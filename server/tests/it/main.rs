@@ -10,6 +10,7 @@ mod agents;
 mod auth;
 mod chat;
 mod connections;
+mod data;
 mod jobs;
 mod keys;
 mod llm;

@@ -143,6 +143,16 @@ const PLAIN: &[(&str, &str, &str)] = &[
         "the server process writing the reply (operator's host name)",
     ),
     ("tool_calls", "status", "one of a fixed list of outcomes"),
+    (
+        "activity",
+        "kind",
+        "one of a fixed list of events (data::activity::Event)",
+    ),
+    (
+        "activity",
+        "browser_index",
+        "a keyed hash (HMAC under the blind-index key) of the browser family and system",
+    ),
     ("connections", "kind", "one of a fixed list of services"),
     (
         "mcp_servers",

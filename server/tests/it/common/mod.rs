@@ -377,6 +377,37 @@ pub fn with_mail_catcher(settings: Settings) -> Settings {
     }
 }
 
+/// The newest caught mail whose subject is `subject` once at least `count`
+/// such mails were caught (waiting up to 10 s for them): its text.
+pub async fn mail_with_subject(app: &TestApp, subject: &str, count: usize) -> String {
+    for _ in 0..400 {
+        let caught: Vec<_> = app
+            .state
+            .settings
+            .mailer
+            .caught()
+            .into_iter()
+            .filter(|c| c.mail.subject == subject)
+            .collect();
+        if caught.len() >= count {
+            return caught[0].mail.text.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no mail {subject:?}");
+}
+
+/// How many caught mails have `subject`.
+pub fn mails_with_subject(app: &TestApp, subject: &str) -> usize {
+    app.state
+        .settings
+        .mailer
+        .caught()
+        .iter()
+        .filter(|c| c.mail.subject == subject)
+        .count()
+}
+
 /// The first `http://` link in a mail's text or raw message (with
 /// quoted-printable soft breaks and `=3D` undone).
 pub fn link_in(mail: &str) -> String {
@@ -427,9 +458,11 @@ pub async fn enrol_totp(app: &TestApp, client: &Client) -> (String, Vec<String>)
     (secret, codes)
 }
 
-/// A passkey row for `email`'s account, sealed with its key as the app
-/// stores it (the browser tests make real ones).
-pub async fn stored_passkey(app: &TestApp, email: &str, name: &str) -> uuid::Uuid {
+/// The id and data key of `email`'s account.
+pub async fn account_key(
+    app: &TestApp,
+    email: &str,
+) -> (uuid::Uuid, app::platform::crypto::DataKey) {
     let user: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email_index = $1")
         .bind(app.state.crypto.email_index(email))
         .fetch_one(&app.db)
@@ -443,6 +476,13 @@ pub async fn stored_passkey(app: &TestApp, email: &str, name: &str) -> uuid::Uui
     )
     .await
     .unwrap();
+    (user, key)
+}
+
+/// A passkey row for `email`'s account, sealed with its key as the app
+/// stores it (the browser tests make real ones).
+pub async fn stored_passkey(app: &TestApp, email: &str, name: &str) -> uuid::Uuid {
+    let (user, key) = account_key(app, email).await;
     let id = uuid::Uuid::new_v4();
     let place = |column| app::platform::crypto::Place::new("passkeys", column, id, user);
     sqlx::query(
