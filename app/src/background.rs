@@ -37,5 +37,22 @@ async fn run(state: &AppState, job: Job) -> Result<(), JobError> {
             let mail: Outgoing = job.payload(&key)?;
             state.settings.mailer.send(&mail).await
         }
+        Kind::Retention => {
+            let report = crate::data::retention::server::run(&state.db, &state.settings.retention)
+                .await
+                .map_err(|_| {
+                    JobError::retry(
+                        "The database was not reachable; the rest waits for the next try.",
+                    )
+                })?;
+            tracing::info!(
+                accounts = report.accounts,
+                conversations = report.conversations,
+                activity = report.activity,
+                tool_calls = report.tool_calls,
+                "retention pass done"
+            );
+            Ok(())
+        }
     }
 }

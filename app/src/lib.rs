@@ -60,7 +60,7 @@ use crate::{
     },
     chat::pages::ChatPage,
     connections::pages::ConnectionsPage,
-    data::pages::AccountActivityPage,
+    data::pages::{AccountActivityPage, YourDataPage},
     mcp::pages::McpServersPage,
     pages::{DashboardPage, HomePage, NotFound, SettingsPage},
     provider_keys::pages::KeysPage,
@@ -233,6 +233,11 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("activity"))
                         view=ToolActivityPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("data"))
+                        view=YourDataPage
                         ssr=SsrMode::Async
                     />
                     <Route

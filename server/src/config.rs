@@ -116,6 +116,18 @@ fn parse<T: std::str::FromStr>(
     }
 }
 
+/// A retention period in days: 1 to 100 years' worth.
+fn days(src: &dyn Source, name: &'static str, default: u32) -> Result<u32, ConfigError> {
+    let value: u32 = parse(src, name, default)?;
+    if !(1..=36_500).contains(&value) {
+        return Err(ConfigError::Invalid {
+            name,
+            why: format!("{value} days is not between 1 and 36500"),
+        });
+    }
+    Ok(value)
+}
+
 /// One base64 master key, checked. Errors name `name`, never the value.
 fn parse_kek(name: &'static str, encoded: &str) -> Result<Kek, ConfigError> {
     let invalid = |why: String| ConfigError::Invalid { name, why };
@@ -484,6 +496,23 @@ impl Config {
             mailer,
             require_verified_email: parse(src, "ENCLAVE_REQUIRE_VERIFIED_EMAIL", false)?,
             oidc_providers: oidc_providers(src)?,
+            retention: app::platform::settings::Retention {
+                conversation_days: days(
+                    src,
+                    "ENCLAVE_CONVERSATION_RETENTION_DAYS",
+                    defaults.retention.conversation_days,
+                )?,
+                activity_days: days(
+                    src,
+                    "ENCLAVE_ACTIVITY_RETENTION_DAYS",
+                    defaults.retention.activity_days,
+                )?,
+                deletion_grace_days: days(
+                    src,
+                    "ENCLAVE_DELETION_GRACE_DAYS",
+                    defaults.retention.deletion_grace_days,
+                )?,
+            },
         };
         if settings.require_verified_email
             && matches!(settings.mailer, app::platform::mail::Mailer::Off)
@@ -658,6 +687,35 @@ mod tests {
         assert!(!format!("{config:?}").contains("secret-canary"));
         env.insert("ENCLAVE_OIDC_PROVIDERS", "bad id!");
         assert!(Config::from_source(&env).is_err());
+    }
+
+    #[test]
+    fn retention_periods_default_to_the_policy_and_are_checked() {
+        let mut env = base();
+        let config = Config::from_source(&env).unwrap();
+        assert_eq!(
+            config.settings.retention,
+            app::platform::settings::Retention {
+                conversation_days: 90,
+                activity_days: 90,
+                deletion_grace_days: 30,
+            }
+        );
+        env.insert("ENCLAVE_CONVERSATION_RETENTION_DAYS", "30");
+        env.insert("ENCLAVE_DELETION_GRACE_DAYS", "14");
+        let retention = Config::from_source(&env).unwrap().settings.retention;
+        assert_eq!(
+            (retention.conversation_days, retention.deletion_grace_days),
+            (30, 14)
+        );
+        for bad in ["0", "-3", "forever", "36501"] {
+            env.insert("ENCLAVE_ACTIVITY_RETENTION_DAYS", bad);
+            let err = Config::from_source(&env).unwrap_err();
+            assert!(
+                err.to_string().contains("ENCLAVE_ACTIVITY_RETENTION_DAYS"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

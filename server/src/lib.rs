@@ -114,11 +114,9 @@ fn spawn_interrupted_sweeper(state: AppState) {
                 ),
                 Err(err) => tracing::warn!(error = %err, "could not sweep interrupted replies"),
             }
-            // Tool call records are kept 90 days.
-            match app::tools::activity::server::purge(&state.db).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(records = n, "purged old tool call records"),
-                Err(err) => tracing::warn!(error = %err, "could not purge tool call records"),
+            // This hour's retention job, unless another server queued it.
+            if let Err(err) = app::data::retention::server::schedule(&state).await {
+                tracing::warn!(error = %err, "could not queue the retention job");
             }
         }
     });

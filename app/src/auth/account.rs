@@ -26,7 +26,7 @@ const PASSWORD_CHECKS: Limit = Limit::new(10, 900);
 
 /// Checks the signed-in user's current password (counted against
 /// `PASSWORD_CHECKS`); a wrong one is a message on `field`.
-async fn check_current_password(
+pub(crate) async fn check_current_password(
     state: &AppState,
     session: &AuthSession,
     current: &str,

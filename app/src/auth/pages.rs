@@ -36,6 +36,14 @@ pub fn SignInPage() -> impl IntoView {
     };
     let query = use_query_map();
     let was_reset = move || query.read().get("reset").is_some();
+    // After deleting an account: the date it will be erased (shown only
+    // when it reads as one).
+    let deleted = move || {
+        query
+            .read()
+            .get("deleted")
+            .filter(|d| d.len() == 10 && d.chars().all(|c| c.is_ascii_digit() || c == '-'))
+    };
     view! {
         <Title text="Sign in"/>
         <section class="card auth-card">
@@ -46,6 +54,18 @@ pub fn SignInPage() -> impl IntoView {
                     "Your password was changed, and every session signed out. Sign in with the new one."
                 </p>
             </Show>
+            {move || {
+                deleted()
+                    .map(|date| {
+                        view! {
+                            <p role="status" data-testid="account-deleted">
+                                "Your account is deleted and every session signed out. It will be erased on "
+                                <time>{date.clone()}</time>
+                                ". Changed your mind? Sign in before then and it comes back as it was."
+                            </p>
+                        }
+                    })
+            }}
             <ActionForm action=action>
                 <input type="hidden" name="next" value=next/>
                 <FormError error=error/>

@@ -215,6 +215,7 @@ pub async fn create_session_with(
     .await?;
     if !pending {
         crate::data::activity::server::signed_in(state, user_id, key, client).await?;
+        crate::data::deletion::server::restore(state, user_id, key, client).await?;
     }
     Ok(token)
 }
@@ -240,7 +241,8 @@ pub async fn resolve_session(
          FROM sessions s
          JOIN users u ON u.id = s.user_id
          JOIN user_keys k ON k.user_id = u.id
-         WHERE s.token_hash = $1 AND s.expires_at > now() AND NOT s.second_factor_pending",
+         WHERE s.token_hash = $1 AND s.expires_at > now() AND NOT s.second_factor_pending
+           AND u.deleted_at IS NULL",
     )
     .bind(token_hash(token))
     .fetch_optional(db)

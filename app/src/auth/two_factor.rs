@@ -269,6 +269,17 @@ fn normalise_recovery(code: &str) -> Option<String> {
     })
 }
 
+/// Whether `code` is a current code of the signed-in user's authenticator
+/// (false when two-factor sign-in is off). Counted like every code check.
+pub async fn check(state: &AppState, session: &AuthSession, code: &str) -> Result<bool, AppError> {
+    let user = session.user_id;
+    attempt(state, user).await?;
+    let Some((secret, true)) = load(&state.db, user, &session.key).await? else {
+        return Ok(false);
+    };
+    accept_code(&state.db, user, secret, &session.user.email, code).await
+}
+
 /// Turns the factor off (a current code required); recovery codes go too.
 pub async fn disable(state: &AppState, session: &AuthSession, code: &str) -> Result<(), AppError> {
     let user = session.user_id;

@@ -66,6 +66,9 @@ pub fn error_sentence(code: &str) -> &'static str {
 pub struct ConversationSummary {
     pub id: String,
     pub title: String,
+    /// When the retention job erases it unless a message comes first
+    /// (`YYYY-MM-DD`, UTC).
+    pub expires_on: String,
 }
 
 /// Where a tool call stands.

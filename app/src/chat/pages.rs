@@ -134,6 +134,9 @@ fn Chat() -> impl IntoView {
                                         view! {
                                             <li class:active=active>
                                                 <a href=format!("{}?c={}", chat_href(), c.id)>{c.title}</a>
+                                                <small class="expires" data-testid="expires">
+                                                    "Kept until " <time>{c.expires_on}</time>
+                                                </small>
                                             </li>
                                         }
                                     })

@@ -594,18 +594,23 @@ pub async fn list_conversations(
             .fetch_optional(&state.db)
             .await?;
     agent.ok_or(AppError::NotFound)?;
-    let rows: Vec<(Uuid, Sealed)> = sqlx::query_as(
-        "SELECT id, title FROM conversations WHERE owner_id = $1 AND agent_id = $2 ORDER BY updated_at DESC, id",
+    let rows: Vec<(Uuid, Sealed, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT c.id, c.title, c.updated_at + make_interval(
+                    days => least(coalesce(u.conversation_retention_days, $3), $3))
+         FROM conversations c JOIN users u ON u.id = c.owner_id
+         WHERE c.owner_id = $1 AND c.agent_id = $2 ORDER BY c.updated_at DESC, c.id",
     )
     .bind(owner)
     .bind(agent_id)
+    .bind(state.settings.retention.conversation_days as i32)
     .fetch_all(&state.db)
     .await?;
     rows.iter()
-        .map(|(id, title)| {
+        .map(|(id, title, expires)| {
             Ok(ConversationSummary {
                 id: id.to_string(),
                 title: key.open_text(title_place(*id, owner), title)?,
+                expires_on: expires.format("%Y-%m-%d").to_string(),
             })
         })
         .collect()
@@ -793,6 +798,24 @@ pub async fn delete(state: &AppState, owner: Uuid, id: Uuid) -> Result<Uuid, App
     .fetch_optional(&state.db)
     .await?;
     agent.ok_or(AppError::NotFound)
+}
+
+/// Deletes every conversation of `owner` (stopping replies still being
+/// written); returns how many there were.
+pub async fn delete_all(state: &AppState, owner: Uuid) -> Result<u64, AppError> {
+    let live: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM messages WHERE owner_id = $1 AND status = 'streaming'")
+            .bind(owner)
+            .fetch_all(&state.db)
+            .await?;
+    for message in live {
+        state.runs.stop(message, owner);
+    }
+    Ok(sqlx::query("DELETE FROM conversations WHERE owner_id = $1")
+        .bind(owner)
+        .execute(&state.db)
+        .await?
+        .rows_affected())
 }
 
 #[cfg(test)]

@@ -15,3 +15,91 @@ pub async fn list_activity(after: Option<String>) -> Result<ActivityPage, AppErr
     let after = ctx::optional_id(after.as_deref())?;
     super::activity::server::list(&ctx::state()?.db, session.user_id, &session.key, after).await
 }
+
+pub type SetRetentionAction = ServerAction<SetConversationRetention>;
+pub type DeleteAllConversationsAction = ServerAction<DeleteAllConversations>;
+pub type DeleteAccountAction = ServerAction<DeleteAccount>;
+
+/// How long the signed-in user's conversations are kept, and what they may
+/// choose.
+#[server(prefix = "/api", endpoint = "conversation_retention")]
+pub async fn conversation_retention() -> Result<super::retention::RetentionView, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::retention::server::view(&ctx::state()?, session.user_id).await
+}
+
+/// Chooses a shorter conversation retention (`days` empty: the server's).
+#[server(prefix = "/api", endpoint = "set_conversation_retention")]
+pub async fn set_conversation_retention(days: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let state = ctx::state()?;
+    let days = match days.trim() {
+        "" => None,
+        text => Some(
+            text.parse::<u32>()
+                .map_err(|_| AppError::invalid("days", "Choose one of the periods offered."))?,
+        ),
+    };
+    super::retention::server::set(&state, session.user_id, days).await?;
+    let detail = days.map_or_else(|| "the server's period".to_owned(), |d| format!("{d} days"));
+    super::activity::server::note(
+        &state,
+        &session,
+        super::activity::Event::RetentionChanged,
+        Some(&detail),
+    )
+    .await;
+    ctx::redirect_plain_post("/settings/data");
+    Ok(())
+}
+
+/// Deletes every conversation of the signed-in user; `confirm` must be
+/// ticked. Returns how many went.
+#[server(prefix = "/api", endpoint = "delete_all_conversations")]
+pub async fn delete_all_conversations(confirm: Option<String>) -> Result<u64, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    if confirm.is_none() {
+        return Err(AppError::invalid(
+            "confirm",
+            "Tick the box to confirm: deleted conversations cannot be brought back.",
+        ));
+    }
+    let state = ctx::state()?;
+    let deleted = crate::chat::server::delete_all(&state, session.user_id).await?;
+    super::activity::server::note(
+        &state,
+        &session,
+        super::activity::Event::ConversationsDeleted,
+        Some(&format!("{deleted} conversations")),
+    )
+    .await;
+    ctx::redirect_plain_post("/settings/data?conversations_deleted=1");
+    Ok(deleted)
+}
+
+/// Deletes the signed-in user's account (restorable by signing in within
+/// the grace period): with the password, or a two-factor code for an
+/// account without one. Signs out everywhere.
+#[server(prefix = "/api", endpoint = "delete_account")]
+pub async fn delete_account(
+    password: Option<String>,
+    code: Option<String>,
+) -> Result<String, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let state = ctx::state()?;
+    let erase_on = super::deletion::server::request(
+        &state,
+        &session,
+        password.as_deref().unwrap_or_default(),
+        code.as_deref().unwrap_or_default(),
+    )
+    .await?;
+    ctx::set_cookie(&crate::auth::server::clear_session_cookie(&state.settings))?;
+    let date = erase_on.format("%Y-%m-%d").to_string();
+    leptos_axum::redirect(&format!("/sign-in?deleted={date}"));
+    Ok(date)
+}

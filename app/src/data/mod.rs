@@ -4,4 +4,6 @@
 
 pub mod activity;
 pub mod api;
+pub mod deletion;
 pub mod pages;
+pub mod retention;

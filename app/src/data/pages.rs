@@ -1,11 +1,202 @@
-//! The "your data" pages: Settings → Account activity.
+//! The "your data" pages: Settings → Your data (retention, deleting every
+//! conversation, deleting the account) and Settings → Account activity.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use super::activity::{ActivityEntry, KEEP_DAYS};
-use crate::ui::{RequireUser, error_view};
+use crate::{
+    error::AppError,
+    ui::{Field, FormError, RequireUser, error_view, refresh_auth_on},
+};
+
+#[component]
+pub fn YourDataPage() -> impl IntoView {
+    view! {
+        <Title text="Your data"/>
+        <RequireUser>
+            <YourData/>
+        </RequireUser>
+    }
+}
+
+#[component]
+fn YourData() -> impl IntoView {
+    view! {
+        <h1>"Your data"</h1>
+        <p class="muted">
+            "What Enclave keeps about you, for how long, and how to take it with you or erase it. "
+            "Everything you store is encrypted with a key of your own that the database never holds. "
+            <a href="/privacy">"Privacy Policy"</a>
+        </p>
+        <RetentionForm/>
+        <DeleteConversations/>
+        <DeleteAccount/>
+        <p class="muted"><a href="/settings">"Back to settings"</a></p>
+    }
+}
+
+fn days_label(days: u32) -> String {
+    match days {
+        1 => "1 day".to_owned(),
+        n => format!("{n} days"),
+    }
+}
+
+/// How long conversations are kept: the server's period, or a shorter one.
+#[component]
+fn RetentionForm() -> impl IntoView {
+    let set = super::api::SetRetentionAction::new();
+    let error: Signal<Option<AppError>> = crate::action_error!(set);
+    let view_ = Resource::new(
+        move || set.version().get(),
+        |_| super::api::conversation_retention(),
+    );
+    view! {
+        <section class="card" aria-labelledby="retention-heading">
+            <h2 id="retention-heading">"How long conversations are kept"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match view_.await {
+                        Err(err) => error_view(err).into_any(),
+                        Ok(r) => {
+                            let days = r.days();
+                            let server = r.server_days;
+                            let own = r.own_days;
+                            view! {
+                                <p data-testid="retention-days">
+                                    "A conversation is erased " <strong>{days_label(days)}</strong>
+                                    " after its last message. The chat list shows each one's date."
+                                </p>
+                                <ActionForm action=set>
+                                    <FormError error=error/>
+                                    <label for="field-days">"Keep conversations for"</label>
+                                    <select id="field-days" name="days">
+                                        <option value="" selected=own.is_none()>
+                                            {format!("{} (this server's period)", days_label(server))}
+                                        </option>
+                                        {r
+                                            .choices
+                                            .iter()
+                                            .rev()
+                                            .map(|d| {
+                                                view! {
+                                                    <option value=d.to_string() selected=own == Some(*d)>
+                                                        {days_label(*d)}
+                                                    </option>
+                                                }
+                                            })
+                                            .collect_view()}
+                                    </select>
+                                    " "
+                                    <button type="submit" disabled=move || set.pending().get()>"Save"</button>
+                                </ActionForm>
+                            }
+                                .into_any()
+                        }
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn DeleteConversations() -> impl IntoView {
+    let delete = super::api::DeleteAllConversationsAction::new();
+    let error: Signal<Option<AppError>> = crate::action_error!(delete);
+    let query = use_query_map();
+    let done = move || {
+        delete
+            .value()
+            .get()
+            .and_then(Result::ok)
+            .map(|n| {
+                format!(
+                    "{n} conversation{} deleted.",
+                    if n == 1 { " was" } else { "s were" }
+                )
+            })
+            .or_else(|| {
+                query
+                    .read()
+                    .get("conversations_deleted")
+                    .map(|_| "Every conversation was deleted.".to_owned())
+            })
+    };
+    view! {
+        <section class="card" aria-labelledby="conversations-heading">
+            <h2 id="conversations-heading">"Delete every conversation"</h2>
+            <p class="muted">
+                "Every conversation with every agent goes at once, with its messages and tool calls. "
+                "Your agents, keys and settings stay. This cannot be undone."
+            </p>
+            <ActionForm action=delete>
+                <FormError error=error/>
+                <label class="check">
+                    <input type="checkbox" name="confirm" value="yes" required/>
+                    " I understand that deleted conversations cannot be brought back."
+                </label>
+                <button type="submit" class="danger" disabled=move || delete.pending().get()>
+                    "Delete every conversation"
+                </button>
+            </ActionForm>
+            {move || done().map(|text| view! { <p role="status" data-testid="conversations-deleted">{text}</p> })}
+        </section>
+    }
+}
+
+#[component]
+fn DeleteAccount() -> impl IntoView {
+    let delete = super::api::DeleteAccountAction::new();
+    refresh_auth_on(delete.version());
+    let error: Signal<Option<AppError>> = crate::action_error!(delete);
+    let retention = Resource::new(|| (), |_| super::api::conversation_retention());
+    let grace = move || {
+        retention.get().and_then(Result::ok).map_or_else(
+            || "30 days".to_owned(),
+            |r| days_label(r.deletion_grace_days),
+        )
+    };
+    view! {
+        <section class="card danger-zone" aria-labelledby="delete-account-heading">
+            <h2 id="delete-account-heading">"Delete your account"</h2>
+            <p>
+                "Every session is signed out at once and nobody can use the account. For "
+                <Transition fallback=|| "30 days">
+                    <strong data-testid="grace">{grace}</strong>
+                </Transition>
+                " you can change your mind: sign in again and it comes back as it was. "
+                "After that, everything is erased for good, together with the key that encrypts it, "
+                "so that no copy anywhere, backups included, can be read again. We mail you the date."
+            </p>
+            <p class="muted">"Want a copy first? Export your data above before you go."</p>
+            <ActionForm action=delete>
+                <FormError error=error/>
+                <Field
+                    label="Your password"
+                    name="password"
+                    kind="password"
+                    autocomplete="current-password"
+                    required=false
+                    hint="No password (you sign in with a provider or a passkey)? Leave it empty and enter a code from your authenticator app instead."
+                    error=error
+                />
+                <Field
+                    label="Or a code from your authenticator app"
+                    name="code"
+                    autocomplete="one-time-code"
+                    required=false
+                    error=error
+                />
+                <button type="submit" class="danger" disabled=move || delete.pending().get()>
+                    "Delete my account"
+                </button>
+            </ActionForm>
+        </section>
+    }
+}
 
 #[component]
 pub fn AccountActivityPage() -> impl IntoView {

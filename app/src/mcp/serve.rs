@@ -203,8 +203,10 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         return unauthorized();
     };
     let found: Result<Option<(Uuid, Uuid)>, sqlx::Error> = sqlx::query_as(
-        "UPDATE agent_mcp_tokens SET last_used_at = now() WHERE token_hash = $1
-         RETURNING owner_id, agent_id",
+        "UPDATE agent_mcp_tokens t SET last_used_at = now()
+         FROM users u
+         WHERE t.token_hash = $1 AND u.id = t.owner_id AND u.deleted_at IS NULL
+         RETURNING t.owner_id, t.agent_id",
     )
     .bind(token_hash(token))
     .fetch_optional(&state.db)

@@ -207,6 +207,11 @@ fn Settings() -> impl IntoView {
             <a class="button" href="/settings/mcp">"Manage MCP servers"</a>
         </section>
         <section class="card">
+            <h2>"Your data"</h2>
+            <p class="muted">"What Enclave keeps about you and for how long; export it, or delete your account."</p>
+            <a class="button" href="/settings/data">"Your data"</a>
+        </section>
+        <section class="card">
             <h2>"Appearance"</h2>
             <ThemeSwitcher/>
         </section>

@@ -58,18 +58,23 @@ fn place(id: Uuid, owner: Uuid) -> Place {
 pub enum Kind {
     /// Send one mail (`crate::platform::mail`).
     Mail,
+    /// Erase what is past its retention period (one an hour, whichever
+    /// server enqueues it first).
+    Retention,
 }
 
 impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Mail => "mail",
+            Kind::Retention => "retention",
         }
     }
 
     pub fn parse(value: &str) -> Option<Kind> {
         match value {
             "mail" => Some(Kind::Mail),
+            "retention" => Some(Kind::Retention),
             _ => None,
         }
     }

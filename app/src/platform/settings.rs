@@ -139,6 +139,33 @@ pub struct Settings {
     pub require_verified_email: bool,
     /// Sign-in with Google and other OpenID Connect providers.
     pub oidc_providers: Vec<OidcProvider>,
+    /// How long what users leave behind is kept (the policies' numbers).
+    pub retention: Retention,
+}
+
+/// How long data is kept, in days: the privacy policy's numbers by
+/// default, each an operator setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// `ENCLAVE_CONVERSATION_RETENTION_DAYS`: a conversation is erased this
+    /// long after its last message (a user may choose a shorter time).
+    pub conversation_days: u32,
+    /// `ENCLAVE_ACTIVITY_RETENTION_DAYS`: the activity log and tool call
+    /// records.
+    pub activity_days: u32,
+    /// `ENCLAVE_DELETION_GRACE_DAYS`: a deleted account can be restored by
+    /// signing in for this long; then it is erased.
+    pub deletion_grace_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            conversation_days: 90,
+            activity_days: 90,
+            deletion_grace_days: 30,
+        }
+    }
 }
 
 /// An OpenID Connect provider people may sign in with.
@@ -189,6 +216,7 @@ impl Default for Settings {
             mailer: super::mail::Mailer::Off,
             require_verified_email: false,
             oidc_providers: Vec::new(),
+            retention: Retention::default(),
         }
     }
 }

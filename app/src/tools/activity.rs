@@ -1,7 +1,7 @@
 //! Settings → Tool activity: every tool call of the user, for them to read:
 //! the tool, the host it reached, how it ended, what crossed the wire and
 //! how long it took (never the arguments, the results or a secret). Kept
-//! for 90 days (`purge`, run by the server's sweeper).
+//! for 90 days (`purge`, run by the retention job).
 
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -39,7 +39,7 @@ pub async fn list_tool_activity() -> Result<Vec<ToolActivity>, AppError> {
 pub mod server {
     use uuid::Uuid;
 
-    use super::{KEEP_DAYS, ToolActivity};
+    use super::ToolActivity;
     use crate::{
         error::AppError,
         platform::crypto::{DataKey, Place, Sealed},
@@ -86,12 +86,16 @@ pub mod server {
             .collect()
     }
 
-    /// Deletes tool call records older than the retention period.
-    pub async fn purge(db: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
+    /// Deletes tool call records older than `days`, at most `batch` of
+    /// them (the retention job calls again until none are left).
+    pub async fn purge(db: &sqlx::PgPool, days: u32, batch: i64) -> Result<u64, sqlx::Error> {
         Ok(sqlx::query(
-            "DELETE FROM tool_calls WHERE created_at < now() - make_interval(days => $1)",
+            "DELETE FROM tool_calls WHERE id IN (
+                 SELECT id FROM tool_calls WHERE created_at < now() - make_interval(days => $1)
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
         )
-        .bind(KEEP_DAYS as i32)
+        .bind(days as i32)
+        .bind(batch)
         .execute(db)
         .await?
         .rows_affected())

@@ -1,17 +1,26 @@
 //! Your data: the activity log (security events with address and browser,
 //! paged, the owner's only; notice mails for failed sign-ins and new
-//! browsers).
+//! browsers); deleting the account (grace period, restore, erasure by
+//! crypto-shredding); retention; deleting every conversation.
 
 use std::time::Duration;
 
 use crate::common::{
-    PASSWORD, TestApp, account_key, keyring, mail_with_subject, mails_with_subject,
-    relaxed_settings, with_mail_catcher,
+    PASSWORD, TestApp, account_key, enrol_totp, keyring, mail_with_subject, mails_with_subject,
+    relaxed_settings, reply_when, scripted_agent, send_new, totp_code, with_fake_provider,
+    with_mail_catcher,
 };
-use app::data::activity::{Event, PAGE_SIZE};
+use app::{
+    data::activity::{Event, PAGE_SIZE},
+    platform::{
+        crypto::{Place, Sealed},
+        keystore::{self, SealedColumn},
+    },
+};
 use reqwest::Client;
 use serde_json::Value;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
 const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) \
@@ -242,4 +251,551 @@ async fn failed_sign_ins_and_new_browsers_are_mailed_to_the_owner(db: PgPool) {
             .await,
         3
     );
+}
+
+/// Settings for chatting with the fake provider on a platform key.
+fn chat_settings(fake: std::net::SocketAddr) -> app::platform::Settings {
+    use app::{agents::domain::Provider, platform::settings::PlatformKeys};
+    let settings = app::platform::Settings {
+        platform_keys: PlatformKeys::new([(Provider::Openai, "platform-key".to_owned())].into()),
+        ..relaxed_settings()
+    };
+    with_fake_provider(settings, fake)
+}
+
+/// A test app with the fake provider and the mail catcher, and a
+/// signed-in `email` with an agent and a finished conversation.
+async fn with_a_conversation(db: PgPool) -> (TestApp, Client, String) {
+    let fake = server::fake_provider::start().await.unwrap();
+    let settings = with_mail_catcher(chat_settings(fake));
+    let app = TestApp::spawn_full(db, settings, keyring(1, &[])).await;
+    let client = app.signed_up("ada@example.com").await;
+    let agent = scripted_agent(&app, &client, fake, "openai", "fake:echo", &[], &[], "").await;
+    let sent = send_new(&app, &client, &agent, "hello there").await;
+    let conversation = sent["conversation_id"].as_str().unwrap().to_owned();
+    reply_when(&app, &client, &conversation, "complete").await;
+    (app, client, conversation)
+}
+
+const DELETED: &str = "Your Enclave account was deleted";
+const RESTORED: &str = "Your Enclave account was restored";
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn deleting_the_account_signs_out_everywhere_and_signing_in_within_grace_restores_it(
+    db: PgPool,
+) {
+    let (app, laptop, conversation) = with_a_conversation(db).await;
+    let phone = browser(SAFARI_IPHONE);
+    assert_eq!(
+        app.sign_in(&phone, "ada@example.com", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    // An agent served over MCP, with its token: a program's way in.
+    let agent = agent_of(&app.db, conversation.parse().unwrap()).await;
+    let access: Value = app
+        .call(&laptop, "enable_agent_mcp", &[("agent_id", agent.as_str())])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mcp = |access: &Value| {
+        let url = access["url"].as_str().unwrap().to_owned();
+        let token = access["token"].as_str().unwrap().to_owned();
+        async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .json(&serde_json::json!({
+                    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+                    "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                               "clientInfo": {"name": "test", "version": "1"}}
+                }))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(mcp(&access).await, 200);
+
+    // Neither nothing nor a wrong password will do; nothing changes.
+    let res = app.call(&laptop, "delete_account", &[]).await;
+    assert_eq!(res.status(), 422);
+    let res = app
+        .call(
+            &laptop,
+            "delete_account",
+            &[("password", "not my password")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("not your current password")
+    );
+    assert_eq!(app.current_user(&laptop).await["email"], "ada@example.com");
+
+    let res = app
+        .call(&laptop, "delete_account", &[("password", PASSWORD)])
+        .await;
+    assert_eq!(res.status(), 200);
+    let erase_on: String = res.json().await.unwrap();
+    let expected = (chrono::Utc::now() + chrono::Duration::days(30))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert_eq!(erase_on, expected);
+    // Both browsers are out, and a signed-out page says so.
+    assert_eq!(app.current_user(&laptop).await, Value::Null);
+    assert_eq!(app.current_user(&phone).await, Value::Null);
+    assert_eq!(app.count("SELECT count(*) FROM sessions").await, 0);
+    assert_eq!(
+        mcp(&access).await,
+        401,
+        "the agent's MCP token stops working too"
+    );
+    let text = mail_with_subject(&app, DELETED, 1).await;
+    assert!(
+        text.contains(&erase_on) && text.contains("/sign-in"),
+        "{text}"
+    );
+    let page = app
+        .client()
+        .get(app.url(&format!("/sign-in?deleted={erase_on}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Your account is deleted") && page.contains(&erase_on));
+
+    // Signing in within the grace period brings everything back.
+    let back = app.client();
+    assert_eq!(
+        app.sign_in(&back, "ada@example.com", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.current_user(&back).await["email"], "ada@example.com");
+    let res = app
+        .call(&back, "get_conversation", &[("id", conversation.as_str())])
+        .await;
+    assert_eq!(res.status(), 200, "the conversation is still there");
+    assert_eq!(mcp(&access).await, 200, "and the token works again");
+    assert_eq!(
+        app.count("SELECT count(*) FROM users WHERE deleted_at IS NOT NULL")
+            .await,
+        0
+    );
+    mail_with_subject(&app, RESTORED, 1).await;
+    let log = kinds(&activity(&app, &back, None).await);
+    assert_eq!(
+        log[..3],
+        ["account_restored", "signed_in", "deletion_requested"]
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_account_without_a_password_is_deleted_with_a_two_factor_code(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let client = app.signed_up("ada@example.com").await;
+    let (secret, _) = enrol_totp(&app, &client).await;
+    sqlx::query("UPDATE users SET password_hash = NULL")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let res = app
+        .call(
+            &client,
+            "delete_account",
+            &[("password", ""), ("code", "000000")],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    let res = app
+        // The enrolment spent this step's code; a code is good once.
+        .call(
+            &client,
+            "delete_account",
+            &[("code", &totp_code(&secret, 1))],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(app.current_user(&client).await, Value::Null);
+}
+
+/// Every sealed value of `owner`, from every sealed column: what a dump of
+/// the database holds of them.
+async fn sealed_values(db: &PgPool, owner: Uuid) -> Vec<(SealedColumn, Uuid, Vec<u8>)> {
+    let mut values = Vec::new();
+    for column in app::sealed_columns() {
+        // Names from the slices' SEALED lists, never from input.
+        let sql = format!(
+            "SELECT {id}, {col}::bytea FROM {table} WHERE {owner} = $1 AND {col} IS NOT NULL",
+            id = column.id,
+            col = column.column,
+            table = column.table,
+            owner = column.owner,
+        );
+        let rows: Vec<(Uuid, Vec<u8>)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .fetch_all(db)
+            .await
+            .unwrap();
+        values.extend(rows.into_iter().map(|(id, bytes)| (*column, id, bytes)));
+    }
+    values
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_opened(db: PgPool) {
+    let (app, client, _) = with_a_conversation(db.clone()).await;
+    let res = app
+        .call(
+            &client,
+            "add_provider_key",
+            &[
+                ("provider", "openai"),
+                ("label", "Work key"),
+                ("secret", "sk-test-1234567890"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let bystander = app.signed_up("bob@example.com").await;
+    let (ada, ada_key) = account_key(&app, "ada@example.com").await;
+
+    // The "dump": every sealed value of Ada's, taken before anything goes.
+    let dump = sealed_values(&app.db, ada).await;
+    let columns: std::collections::BTreeSet<_> =
+        dump.iter().map(|(c, _, _)| (c.table, c.column)).collect();
+    assert!(
+        columns.len() >= 12,
+        "the dump holds many kinds of Ada's data: {columns:?}"
+    );
+    // With Ada's key, every one of them opens.
+    for (column, row, bytes) in &dump {
+        let place = Place::new(column.table, column.column, *row, ada);
+        ada_key
+            .open(place, &Sealed::from_stored(bytes.clone()))
+            .unwrap_or_else(|_| {
+                panic!("{}.{} opens before the erase", column.table, column.column)
+            });
+    }
+
+    let res = app
+        .call(&client, "delete_account", &[("password", PASSWORD)])
+        .await;
+    assert_eq!(res.status(), 200);
+    // Within the grace period, the retention job leaves it alone.
+    let retention = app::platform::settings::Retention::default();
+    let report = app::data::retention::server::run(&app.db, &retention)
+        .await
+        .unwrap();
+    assert_eq!(report.accounts, 0);
+    assert_eq!(app.count("SELECT count(*) FROM users").await, 2);
+    // Thirty days and a bit later, it is erased.
+    sqlx::query("UPDATE users SET deleted_at = now() - interval '30 days 1 minute' WHERE id = $1")
+        .bind(ada)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let report = app::data::retention::server::run(&app.db, &retention)
+        .await
+        .unwrap();
+    assert_eq!(report.accounts, 1);
+    assert!(
+        sealed_values(&app.db, ada).await.is_empty(),
+        "no row of Ada's is left"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM users").await,
+        1,
+        "only the bystander's account is left"
+    );
+    assert_eq!(
+        keystore::user_key(&app.db, &app.keyring, ada, keystore::KeyUse::Operator)
+            .await
+            .unwrap_err(),
+        app::error::AppError::NotFound,
+        "Ada's data key is gone"
+    );
+
+    // Every key left after the erase (each remaining user's data key)
+    // opens none of the dump's values, at their own place or anywhere.
+    let users: Vec<Uuid> = sqlx::query_scalar("SELECT user_id FROM user_keys")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(users.len(), 1);
+    for user in users {
+        let key = keystore::user_key(&app.db, &app.keyring, user, keystore::KeyUse::Operator)
+            .await
+            .unwrap();
+        for (column, row, bytes) in &dump {
+            let sealed = Sealed::from_stored(bytes.clone());
+            for owner in [ada, user] {
+                let place = Place::new(column.table, column.column, *row, owner);
+                assert!(
+                    key.open(place, &sealed).is_err(),
+                    "{}.{} opened with a key left after the erase",
+                    column.table,
+                    column.column
+                );
+            }
+        }
+    }
+    // The bystander lost nothing.
+    assert_eq!(
+        app.current_user(&bystander).await["email"],
+        "bob@example.com"
+    );
+    let report = keystore::verify(&app.db, &app.keyring, app::sealed_columns(), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.failures, vec![]);
+    // Signing in to the erased account is like any unknown address.
+    assert_eq!(
+        app.sign_in(&app.client(), "ada@example.com", PASSWORD)
+            .await
+            .status(),
+        401
+    );
+}
+
+/// Moves the row's clock back `days` days.
+async fn age(db: &PgPool, table: &str, column: &str, id: Uuid, days: i32) {
+    // Table and column names come from this file, never from input.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {table} SET {column} = now() - make_interval(days => $2) WHERE id = $1"
+    )))
+    .bind(id)
+    .bind(days)
+    .execute(db)
+    .await
+    .unwrap();
+}
+
+async fn conversation_ids(db: &PgPool, owner: Uuid) -> Vec<Uuid> {
+    sqlx::query_scalar("SELECT id FROM conversations WHERE owner_id = $1 ORDER BY id")
+        .bind(owner)
+        .fetch_all(db)
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn retention_erases_only_what_is_due_with_two_servers_running(db: PgPool) {
+    let fake = server::fake_provider::start().await.unwrap();
+    let settings = chat_settings(fake);
+    let one = TestApp::spawn_full(db.clone(), settings.clone(), keyring(1, &[])).await;
+    let two = TestApp::spawn_full(db.clone(), settings, keyring(1, &[])).await;
+    let ada_client = one.signed_up("ada@example.com").await;
+    let bob_client = two.signed_up("bob@example.com").await;
+    let (ada, _) = account_key(&one, "ada@example.com").await;
+    let (bob, _) = account_key(&one, "bob@example.com").await;
+    // Bob keeps conversations 7 days only.
+    let res = two
+        .call(&bob_client, "set_conversation_retention", &[("days", "7")])
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = two
+        .call(&bob_client, "set_conversation_retention", &[("days", "5")])
+        .await;
+    assert_eq!(res.status(), 422, "only the periods offered");
+    for (app, client) in [
+        (&one, &ada_client),
+        (&one, &ada_client),
+        (&one, &ada_client),
+        (&two, &bob_client),
+        (&two, &bob_client),
+    ] {
+        let agent = scripted_agent(app, client, fake, "openai", "fake:echo", &[], &[], "").await;
+        let sent = send_new(app, client, &agent, "hello").await;
+        reply_when(
+            app,
+            client,
+            sent["conversation_id"].as_str().unwrap(),
+            "complete",
+        )
+        .await;
+    }
+    let ada_conversations = conversation_ids(&db, ada).await;
+    let bob_conversations = conversation_ids(&db, bob).await;
+    age(&db, "conversations", "updated_at", ada_conversations[0], 91).await;
+    age(&db, "conversations", "updated_at", ada_conversations[1], 89).await;
+    age(&db, "conversations", "updated_at", bob_conversations[0], 8).await;
+    age(&db, "conversations", "updated_at", bob_conversations[1], 6).await;
+    // The chat list says when each goes.
+    let listed: Value = two
+        .call(
+            &bob_client,
+            "list_conversations",
+            &[("agent_id", &agent_of(&db, bob_conversations[1]).await)],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let expected = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert_eq!(listed[0]["expires_on"], expected.as_str(), "{listed:#}");
+    // Activity entries: one 91 days old (due), one 89 (kept).
+    let entries: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM activity WHERE owner_id = $1")
+        .bind(ada)
+        .fetch_all(&db)
+        .await
+        .unwrap();
+    let ada_entries_before = entries.len();
+    let (_, ada_key) = account_key(&one, "ada@example.com").await;
+    for days in [91, 89] {
+        let id = app::data::activity::server::record(
+            &db,
+            &one.state.crypto,
+            ada,
+            &ada_key,
+            Event::ProviderKeyTested,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+        age(&db, "activity", "at", id, days).await;
+    }
+    // Deleted accounts: Carol 31 days ago (due), Dan 29 days ago (kept).
+    for (email, days) in [("carol@example.com", 31), ("dan@example.com", 29)] {
+        let client = one.signed_up(email).await;
+        assert_eq!(
+            one.call(&client, "delete_account", &[("password", PASSWORD)])
+                .await
+                .status(),
+            200
+        );
+        let (id, _) = account_key(&one, email).await;
+        sqlx::query(
+            "UPDATE users SET deleted_at = now() - make_interval(days => $2) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(days)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+
+    // Both servers queue this hour's job; one job exists, and it runs once.
+    let (a, b) = tokio::join!(
+        app::data::retention::server::schedule(&one.state),
+        app::data::retention::server::schedule(&two.state)
+    );
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(
+        one.count("SELECT count(*) FROM jobs WHERE kind = 'retention'")
+            .await,
+        1
+    );
+    for _ in 0..400 {
+        if one
+            .count("SELECT count(*) FROM jobs WHERE kind = 'retention' AND state = 'done'")
+            .await
+            == 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        one.count("SELECT count(*) FROM jobs WHERE kind = 'retention' AND state = 'done'")
+            .await,
+        1
+    );
+
+    assert_eq!(
+        conversation_ids(&db, ada).await,
+        ada_conversations[1..].to_vec()
+    );
+    assert_eq!(
+        conversation_ids(&db, bob).await,
+        bob_conversations[1..].to_vec()
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM activity WHERE owner_id = $1")
+        .bind(ada)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        left as usize,
+        ada_entries_before + 1,
+        "the 91-day-old entry went"
+    );
+    assert_eq!(
+        one.count("SELECT count(*) FROM users").await,
+        3,
+        "Ada, Bob and Dan"
+    );
+    assert_eq!(
+        one.count("SELECT count(*) FROM users WHERE deleted_at IS NOT NULL")
+            .await,
+        1,
+        "Dan, still in his grace period"
+    );
+
+    // Two passes at once over fresh due rows share the work: each row goes
+    // once, and neither pass fails.
+    for id in conversation_ids(&db, ada).await {
+        age(&db, "conversations", "updated_at", id, 100).await;
+    }
+    let retention = app::platform::settings::Retention::default();
+    let (a, b) = tokio::join!(
+        app::data::retention::server::run(&one.db, &retention),
+        app::data::retention::server::run(&two.db, &retention)
+    );
+    assert_eq!(a.unwrap().conversations + b.unwrap().conversations, 2);
+    assert!(conversation_ids(&db, ada).await.is_empty());
+}
+
+async fn agent_of(db: &PgPool, conversation: Uuid) -> String {
+    let agent: Uuid = sqlx::query_scalar("SELECT agent_id FROM conversations WHERE id = $1")
+        .bind(conversation)
+        .fetch_one(db)
+        .await
+        .unwrap();
+    agent.to_string()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn every_conversation_can_be_deleted_at_once_and_only_the_owners(db: PgPool) {
+    let (app, client, conversation) = with_a_conversation(db).await;
+    let other = app.signed_up("eve@example.com").await;
+    let res = app
+        .call(&other, "delete_all_conversations", &[("confirm", "yes")])
+        .await;
+    assert_eq!(
+        res.json::<u64>().await.unwrap(),
+        0,
+        "Eve has none, and Ada's stay"
+    );
+    let res = app.call(&client, "delete_all_conversations", &[]).await;
+    assert_eq!(res.status(), 422, "the box must be ticked");
+    assert_eq!(app.count("SELECT count(*) FROM conversations").await, 1);
+    let res = app
+        .call(&client, "delete_all_conversations", &[("confirm", "yes")])
+        .await;
+    assert_eq!(res.json::<u64>().await.unwrap(), 1);
+    let res = app
+        .call(
+            &client,
+            "get_conversation",
+            &[("id", conversation.as_str())],
+        )
+        .await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(app.count("SELECT count(*) FROM messages").await, 0);
 }

@@ -622,11 +622,12 @@ async fn tool_activity_lists_each_call_for_its_user_and_is_kept_90_days(db: PgPo
         .await
         .unwrap();
     assert_eq!(theirs, json!([]));
-    // After 90 days it goes.
+    // After 90 days the retention job takes it.
     assert_eq!(
-        app::tools::activity::server::purge(&t.app.db)
+        app::data::retention::server::run(&t.app.db, &Default::default())
             .await
-            .unwrap(),
+            .unwrap()
+            .tool_calls,
         0
     );
     sqlx::query("UPDATE tool_calls SET created_at = now() - interval '91 days'")
@@ -634,9 +635,10 @@ async fn tool_activity_lists_each_call_for_its_user_and_is_kept_90_days(db: PgPo
         .await
         .unwrap();
     assert_eq!(
-        app::tools::activity::server::purge(&t.app.db)
+        app::data::retention::server::run(&t.app.db, &Default::default())
             .await
-            .unwrap(),
+            .unwrap()
+            .tool_calls,
         1
     );
 }
