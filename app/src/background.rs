@@ -37,6 +37,20 @@ async fn run(state: &AppState, job: Job) -> Result<(), JobError> {
             let mail: Outgoing = job.payload(&key)?;
             state.settings.mailer.send(&mail).await
         }
+        Kind::Export => {
+            let owner = job
+                .owner
+                .ok_or_else(|| JobError::fatal("An export job has no owner."))?;
+            let key = keystore::user_key(
+                &state.db,
+                &state.crypto.keyring,
+                owner,
+                KeyUse::BackgroundJob,
+            )
+            .await
+            .map_err(|_| JobError::fatal("The account this export was for is gone."))?;
+            crate::data::export::server::run(state, &job, &key).await
+        }
         Kind::Retention => {
             let report = crate::data::retention::server::run(&state.db, &state.settings.retention)
                 .await
@@ -50,6 +64,7 @@ async fn run(state: &AppState, job: Job) -> Result<(), JobError> {
                 conversations = report.conversations,
                 activity = report.activity,
                 tool_calls = report.tool_calls,
+                exports = report.exports,
                 "retention pass done"
             );
             Ok(())

@@ -90,6 +90,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 mcp::oauth::SEALED,
                 mcp::serve::SEALED,
                 data::activity::server::SEALED,
+                data::export::server::SEALED,
                 platform::jobs::SEALED,
             ]
             .concat()

@@ -71,5 +71,38 @@ for (const javaScriptEnabled of [true, false]) {
       await expect(mails.filter({ hasText: "A failed sign-in to your account" })).toHaveCount(1);
       expect(errors).toEqual([]);
     });
+
+    test("an export is built with its progress shown, then downloaded as a zip", async ({ page }) => {
+      const user = await signUp(page);
+      await page.goto("/settings/data");
+      if (javaScriptEnabled) await hydrated(page);
+      await page.getByRole("button", { name: "Export my data" }).click();
+      const exported = page.getByTestId("export").first();
+      await expect(exported).toBeVisible();
+      const download = exported.getByRole("link", { name: "Download" });
+      if (javaScriptEnabled) {
+        // The page looks again by itself until it is ready.
+        await expect(download).toBeVisible({ timeout: 20000 });
+      } else {
+        await expect(async () => {
+          await page.goto("/settings/data");
+          await expect(download).toBeVisible({ timeout: 500 });
+        }).toPass();
+      }
+      await expect(exported).toHaveAttribute("data-state", "ready");
+      await expect(exported.locator("progress")).toHaveAttribute("value", "100");
+      const [file] = await Promise.all([page.waitForEvent("download"), download.click()]);
+      expect(file.suggestedFilename()).toMatch(/^enclave-export-\d{4}-\d\d-\d\d\.zip$/);
+      const bytes = await (await file.createReadStream()).toArray();
+      const zip = Buffer.concat(bytes);
+      expect(zip.subarray(0, 2).toString()).toBe("PK");
+      expect(zip.includes(Buffer.from("account.json"))).toBe(true);
+      await expect(async () => {
+        await page.goto("/dev/mail");
+        await expect(
+          page.getByTestId("caught-mail").filter({ hasText: user.email }).filter({ hasText: "Your Enclave export is ready" }),
+        ).toHaveCount(1, { timeout: 1000 });
+      }).toPass();
+    });
   });
 }

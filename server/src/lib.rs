@@ -148,6 +148,7 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .route("/api/agents/{id}/export", get(export_agent))
         .route("/api/chat/stream/{id}", get(chat_stream::stream_reply))
         .route("/settings/mcp/oauth/callback", get(mcp_oauth_callback))
+        .route("/settings/data/exports/{id}", get(download_export))
         .route("/dev/mail", get(dev_mail))
         .route("/sign-up", axum::routing::post(forms::sign_up))
         .route("/auth/oidc/{provider}", axum::routing::post(oidc::start))
@@ -231,6 +232,43 @@ async fn export_agent(
             )
                 .into_response()
         }
+        Err(err) => (
+            StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            err.to_string(),
+        )
+            .into_response(),
+    }
+}
+
+/// A ready export of the signed-in user's data, as a zip download. Another
+/// user's, an unfinished or an expired one is not found.
+async fn download_export(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    session: Option<axum::Extension<app::auth::server::AuthSession>>,
+) -> axum::response::Response {
+    use axum::response::{IntoResponse, Redirect};
+    let Some(axum::Extension(session)) = session else {
+        return Redirect::to("/sign-in?next=/settings/data").into_response();
+    };
+    let result = async {
+        let id = app::ctx::parse_id(&id)?;
+        app::data::export::server::download(&state, &session, id).await
+    }
+    .await;
+    match result {
+        Ok((bytes, name)) => (
+            [
+                (http::header::CONTENT_TYPE, "application/zip".to_owned()),
+                (
+                    http::header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{name}\""),
+                ),
+                (http::header::CACHE_CONTROL, "no-store".to_owned()),
+            ],
+            bytes,
+        )
+            .into_response(),
         Err(err) => (
             StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
             err.to_string(),

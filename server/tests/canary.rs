@@ -53,6 +53,8 @@ const MCP_ARGUMENT: &str = "kanarie argument";
 const SERVED_QUESTION: &str = "kanarie question over MCP";
 /// The token made for that agent (random: remembered here to look for it).
 static SERVED_TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// The export of everything, downloaded (its files by name).
+static EXPORT: std::sync::OnceLock<Vec<(String, Vec<u8>)>> = std::sync::OnceLock::new();
 /// The two-factor secret and recovery codes (random: remembered here).
 static TWO_FACTOR: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
 /// An avatar is one emoji or a colour, so it cannot hold the ASCII marker:
@@ -676,6 +678,36 @@ async fn store_everything(app: &TestApp) {
     let answer = asked.text().await.unwrap();
     assert!(answer.contains("\"result\""), "{answer}");
 
+    // An export of everything: built by its job and sealed while it waits
+    // (so the dump below holds it), then downloaded.
+    let res = app.call(&client, "request_export", &[]).await;
+    assert_eq!(res.status(), 200);
+    let id: String = res.json().await.unwrap();
+    let mut ready = false;
+    for _ in 0..800 {
+        let list: serde_json::Value = app
+            .call(&client, "list_exports", &[])
+            .await
+            .json()
+            .await
+            .unwrap();
+        if list[0]["state"] == "ready" {
+            ready = true;
+            break;
+        }
+        assert_ne!(list[0]["state"], "failed", "{list}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(ready, "the export was built");
+    let zip = client
+        .get(app.url(&format!("/settings/data/exports/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zip.status(), 200);
+    let files = app::data::export::server::unzip(&zip.bytes().await.unwrap()).unwrap();
+    EXPORT.set(files).unwrap();
+
     let too_long = format!("{MARK}{}", "x".repeat(200));
     let invalid = [
         ("first_name", too_long.as_str()),
@@ -722,6 +754,50 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
     .await
     .unwrap();
     assert!(noted >= 2, "the activity log holds the named entries");
+
+    // The export holds what the user stored, and none of their secrets.
+    let files = EXPORT.get().unwrap();
+    let everything: String = files
+        .iter()
+        .map(|(name, bytes)| format!("{name}\n{}\n", String::from_utf8_lossy(bytes)))
+        .collect();
+    for kept in [
+        FIRST_NAME,
+        LAST_NAME,
+        EMAIL,
+        AGENT_NAME,
+        SYSTEM_PROMPT,
+        KEY_LABEL,
+        MESSAGE,
+        CONNECTION_LABEL,
+        MCP_NAME,
+        "Kanarie-Browser",
+    ] {
+        assert!(everything.contains(kept), "the export lacks {kept:?}");
+    }
+    let token = SERVED_TOKEN.get().unwrap();
+    let mut secrets = vec![
+        PASSWORD,
+        API_KEY,
+        CONNECTION_SECRET,
+        MCP_SECRET_SUFFIX,
+        MCP_URL_KEY,
+        token.as_str(),
+    ];
+    secrets.extend(TWO_FACTOR.get().unwrap().iter().map(String::as_str));
+    for secret in secrets {
+        assert!(
+            !everything.contains(secret),
+            "a secret is in the export: {}",
+            &secret[..secret.len().min(6)]
+        );
+    }
+    assert!(
+        files
+            .iter()
+            .any(|(name, _)| name.starts_with("conversations/") && name.ends_with(".md")),
+        "a readable copy of each conversation"
+    );
 
     let dump = pg_dump(&common::database_url(&db).await);
     assert!(

@@ -185,6 +185,8 @@ pub struct ActivityEntry {
     pub address: Option<String>,
     /// "Firefox 133 on Linux".
     pub browser: Option<String>,
+    /// The `User-Agent` header as it was sent.
+    pub user_agent: Option<String>,
     /// A failure (a failed sign-in, say), shown as a warning.
     pub warning: bool,
 }
@@ -534,8 +536,8 @@ pub mod server {
             let event = Event::parse(&kind);
             let user_agent =
                 key.open_optional(place("user_agent", id, owner), user_agent.as_ref())?;
-            let browser = user_agent.map(|ua| {
-                let (browser, system) = crate::auth::server::describe_user_agent(Some(&ua));
+            let browser = user_agent.as_deref().map(|ua| {
+                let (browser, system) = crate::auth::server::describe_user_agent(Some(ua));
                 format!("{browser} on {system}")
             });
             entries.push(ActivityEntry {
@@ -547,6 +549,7 @@ pub mod server {
                 detail: key.open_optional(place("detail", id, owner), detail.as_ref())?,
                 address: key.open_optional(place("ip", id, owner), ip.as_ref())?,
                 browser,
+                user_agent,
             });
         }
         let next = if more {

@@ -103,3 +103,24 @@ pub async fn delete_account(
     leptos_axum::redirect(&format!("/sign-in?deleted={date}"));
     Ok(date)
 }
+
+pub type RequestExportAction = ServerAction<RequestExport>;
+
+/// Asks for an export of everything (built in the background; the data
+/// page shows its progress, and a mail says when it is ready).
+#[server(prefix = "/api", endpoint = "request_export")]
+pub async fn request_export() -> Result<String, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let id = super::export::server::request(&ctx::state()?, &session).await?;
+    ctx::redirect_plain_post("/settings/data");
+    Ok(id.to_string())
+}
+
+/// The signed-in user's exports on offer or being built.
+#[server(prefix = "/api", endpoint = "list_exports")]
+pub async fn list_exports() -> Result<Vec<super::export::ExportView>, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::export::server::list(&ctx::state()?, session.user_id).await
+}

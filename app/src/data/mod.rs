@@ -1,9 +1,10 @@
-//! Your data: what Enclave holds about you and what happens to it. The
-//! activity log (`activity`), and, as they land, the export, account
-//! deletion with its grace period, retention and the policy pages.
+//! Your data: what Enclave holds about you and what happens to it: the
+//! activity log (`activity`), the export (`export`), account deletion with
+//! its grace period (`deletion`) and retention (`retention`).
 
 pub mod activity;
 pub mod api;
 pub mod deletion;
+pub mod export;
 pub mod pages;
 pub mod retention;

@@ -30,10 +30,98 @@ fn YourData() -> impl IntoView {
             "Everything you store is encrypted with a key of your own that the database never holds. "
             <a href="/privacy">"Privacy Policy"</a>
         </p>
+        <Export/>
         <RetentionForm/>
         <DeleteConversations/>
         <DeleteAccount/>
         <p class="muted"><a href="/settings">"Back to settings"</a></p>
+    }
+}
+
+fn size_label(bytes: i64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+/// Export everything: ask, watch the progress bar, download (24 hours).
+#[component]
+fn Export() -> impl IntoView {
+    let request = super::api::RequestExportAction::new();
+    let error: Signal<Option<AppError>> = crate::action_error!(request);
+    let exports = Resource::new(
+        move || request.version().get(),
+        |_| super::api::list_exports(),
+    );
+    // While one is being built, look again every second (with JavaScript;
+    // without it, the page's Refresh link does the same).
+    Effect::new(move |_| {
+        let building = exports.get().and_then(Result::ok).is_some_and(|list| {
+            list.iter()
+                .any(|e| e.state == "queued" || e.state == "building")
+        });
+        if building {
+            set_timeout(move || exports.refetch(), std::time::Duration::from_secs(1));
+        }
+    });
+    view! {
+        <section class="card" aria-labelledby="export-heading">
+            <h2 id="export-heading">"Export everything"</h2>
+            <p class="muted">
+                "One zip file with your account, sign-in methods, sessions, activity, agents, "
+                "keys and connections (masked: never a secret), MCP servers, tool activity and every "
+                "conversation, as JSON and as Markdown to read. We mail you when it is ready; it can be "
+                "downloaded for " {super::export::KEEP_HOURS} " hours."
+            </p>
+            <ActionForm action=request>
+                <FormError error=error/>
+                <button type="submit" class="primary" disabled=move || request.pending().get()>
+                    "Export my data"
+                </button>
+            </ActionForm>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let list = exports.await.unwrap_or_default();
+                    view! {
+                        <ul class="export-list">
+                            {list
+                                .into_iter()
+                                .map(|e| {
+                                    let ready = e.state == "ready";
+                                    let href = format!("/settings/data/exports/{}", e.id);
+                                    let status = match e.state.as_str() {
+                                        "ready" => format!(
+                                            "Ready: {} · download until {}",
+                                            size_label(e.size_bytes.unwrap_or(0)),
+                                            e.expires,
+                                        ),
+                                        "failed" => "It could not be built. Try again; if it fails again, tell your administrator.".to_owned(),
+                                        _ => format!("Being built: {}%", e.progress),
+                                    };
+                                    view! {
+                                        <li data-testid="export" data-state=e.state.clone()>
+                                            <span>"Asked for " <time>{e.created.clone()}</time></span>
+                                            <progress max="100" value=e.progress.to_string() aria-label="Export progress"></progress>
+                                            <span class="muted">{status}</span>
+                                            {ready
+                                                .then(|| {
+                                                    view! {
+                                                        <a class="button" href=href download="">"Download"</a>
+                                                    }
+                                                })}
+                                            {(!ready && e.state != "failed")
+                                                .then(|| view! { <a href="/settings/data">"Refresh"</a> })}
+                                        </li>
+                                    }
+                                })
+                                .collect_view()}
+                        </ul>
+                    }
+                })}
+            </Transition>
+        </section>
     }
 }
 
@@ -134,7 +222,7 @@ fn DeleteConversations() -> impl IntoView {
             </p>
             <ActionForm action=delete>
                 <FormError error=error/>
-                <label class="check">
+                <label class="checkbox">
                     <input type="checkbox" name="confirm" value="yes" required/>
                     " I understand that deleted conversations cannot be brought back."
                 </label>
@@ -275,7 +363,7 @@ fn Entry(entry: ActivityEntry) -> impl IntoView {
             </div>
             <p class="muted">
                 <time>{entry.at.clone()}</time>
-                {from.map(|f| view! { <span>" · " {f}</span> })}
+                {from.map(|f| view! { <span title=entry.user_agent.clone()>" · " {f}</span> })}
             </p>
         </li>
     }

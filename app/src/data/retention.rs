@@ -9,6 +9,7 @@
 //! - Conversations whose last message is older than the user's retention
 //!   (the server's, 90 days by default, or the user's own shorter one).
 //! - The activity log and tool call records older than 90 days.
+//! - Exports 24 hours after they were ready.
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +64,7 @@ pub mod server {
         pub conversations: u64,
         pub activity: u64,
         pub tool_calls: u64,
+        pub exports: u64,
     }
 
     /// Enqueues this hour's retention job, unless a server did already.
@@ -94,11 +96,13 @@ pub mod server {
         let tool_calls =
             drain(|| crate::tools::activity::server::purge(db, retention.activity_days, BATCH))
                 .await?;
+        let exports = drain(|| crate::data::export::server::purge(db, BATCH)).await?;
         Ok(Report {
             accounts,
             conversations,
             activity,
             tool_calls,
+            exports,
         })
     }
 

@@ -58,6 +58,8 @@ fn place(id: Uuid, owner: Uuid) -> Place {
 pub enum Kind {
     /// Send one mail (`crate::platform::mail`).
     Mail,
+    /// Build an export of one user's data (`data::export`).
+    Export,
     /// Erase what is past its retention period (one an hour, whichever
     /// server enqueues it first).
     Retention,
@@ -68,6 +70,7 @@ impl Kind {
         match self {
             Kind::Mail => "mail",
             Kind::Retention => "retention",
+            Kind::Export => "export",
         }
     }
 
@@ -75,6 +78,7 @@ impl Kind {
         match value {
             "mail" => Some(Kind::Mail),
             "retention" => Some(Kind::Retention),
+            "export" => Some(Kind::Export),
             _ => None,
         }
     }

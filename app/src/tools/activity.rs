@@ -32,7 +32,7 @@ pub struct ToolActivity {
 pub async fn list_tool_activity() -> Result<Vec<ToolActivity>, AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
-    server::list(&ctx::state()?, session.user_id, &session.key).await
+    server::list(&ctx::state()?, session.user_id, &session.key, 200).await
 }
 
 #[cfg(feature = "ssr")]
@@ -58,16 +58,19 @@ pub mod server {
         duration_ms: i32,
     }
 
+    /// The owner's newest `limit` tool calls.
     pub async fn list(
         state: &AppState,
         owner: Uuid,
         key: &DataKey,
+        limit: i64,
     ) -> Result<Vec<ToolActivity>, AppError> {
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, created_at AS at, tool, target, status, bytes_sent, bytes_received, duration_ms
-             FROM tool_calls WHERE owner_id = $1 ORDER BY created_at DESC LIMIT 200",
+             FROM tool_calls WHERE owner_id = $1 ORDER BY created_at DESC LIMIT $2",
         )
         .bind(owner)
+        .bind(limit)
         .fetch_all(&state.db)
         .await?;
         rows.iter()

@@ -799,3 +799,155 @@ async fn every_conversation_can_be_deleted_at_once_and_only_the_owners(db: PgPoo
     assert_eq!(res.status(), 404);
     assert_eq!(app.count("SELECT count(*) FROM messages").await, 0);
 }
+
+/// Asks for an export and waits until it is ready; its id.
+async fn export_ready(app: &TestApp, client: &Client) -> String {
+    let res = app.call(client, "request_export", &[]).await;
+    assert_eq!(res.status(), 200);
+    let id: String = res.json().await.unwrap();
+    for _ in 0..800 {
+        let list: Value = app
+            .call(client, "list_exports", &[])
+            .await
+            .json()
+            .await
+            .unwrap();
+        let this = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id.as_str())
+            .cloned()
+            .expect("the export is listed");
+        assert_ne!(this["state"], "failed");
+        if this["state"] == "ready" {
+            assert_eq!(this["progress"], 100);
+            return id;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the export never became ready");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_export_holds_every_kind_for_its_owner_alone_for_a_day(db: PgPool) {
+    let (app, client, conversation) = with_a_conversation(db).await;
+    let res = app
+        .call(
+            &client,
+            "add_provider_key",
+            &[
+                ("provider", "openai"),
+                ("label", "Work key"),
+                ("secret", "sk-test-secret-0987654321"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let id = export_ready(&app, &client).await;
+    let text = mail_with_subject(&app, "Your Enclave export is ready", 1).await;
+    assert!(text.contains("/settings/data"), "{text}");
+
+    let res = client
+        .get(app.url(&format!("/settings/data/exports/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/zip");
+    assert!(
+        res.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment; filename=\"enclave-export-")
+    );
+    let files = app::data::export::server::unzip(&res.bytes().await.unwrap()).unwrap();
+    let json = |name: &str| app::data::export::server::json_in(&files, name);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    for expected in [
+        "README.md",
+        "manifest.json",
+        "account.json",
+        "sign_in_methods.json",
+        "sessions.json",
+        "activity.json",
+        "agents.json",
+        "provider_keys.json",
+        "connections.json",
+        "mcp_servers.json",
+        "tool_calls.json",
+        "conversations.json",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    assert_eq!(json("manifest.json")["format"], "enclave-export");
+    assert_eq!(
+        json("manifest.json")["version"],
+        app::data::export::FORMAT_VERSION
+    );
+    assert_eq!(json("account.json")["email"], "ada@example.com");
+    assert_eq!(json("account.json")["conversation_retention_days"], 90);
+    assert_eq!(json("agents.json")[0]["model"], "fake:echo");
+    assert_eq!(json("provider_keys.json")[0]["label"], "Work key");
+    assert!(
+        json("activity.json")
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "export_requested")
+    );
+    let messages = &json(&format!("conversations/{conversation}.json"))["messages"];
+    assert_eq!(messages[0]["body"], "hello there");
+    assert_eq!(messages[1]["role"], "assistant");
+    let markdown = files
+        .iter()
+        .find(|(n, _)| *n == format!("conversations/{conversation}.md"))
+        .map(|(_, b)| String::from_utf8(b.clone()).unwrap())
+        .unwrap();
+    assert!(markdown.contains("## You\n\nhello there"), "{markdown}");
+    let everything: String = files
+        .iter()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(
+        !everything.contains("sk-test-secret-0987654321"),
+        "never the key"
+    );
+    assert!(!everything.contains(PASSWORD), "never the password");
+
+    // Another user: not found, and not listed.
+    let eve = app.signed_up("eve@example.com").await;
+    let res = eve
+        .get(app.url(&format!("/settings/data/exports/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let theirs: Value = app
+        .call(&eve, "list_exports", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs, serde_json::json!([]));
+
+    // A day later it is gone: not offered, then deleted by the retention job.
+    sqlx::query("UPDATE exports SET expires_at = now() - interval '1 second'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let res = client
+        .get(app.url(&format!("/settings/data/exports/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let report = app::data::retention::server::run(&app.db, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(report.exports, 1);
+    assert_eq!(app.count("SELECT count(*) FROM exports").await, 0);
+}

@@ -144,6 +144,11 @@ const PLAIN: &[(&str, &str, &str)] = &[
     ),
     ("tool_calls", "status", "one of a fixed list of outcomes"),
     (
+        "exports",
+        "state",
+        "queued, building, ready or failed (checked by the schema)",
+    ),
+    (
         "activity",
         "kind",
         "one of a fixed list of events (data::activity::Event)",
@@ -456,6 +461,20 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         .await
         .unwrap();
         if done {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+
+    // An export of it all, ready (its sealed zip).
+    assert_eq!(app.call(&client, "request_export", &[]).await.status(), 200);
+    for _ in 0..800 {
+        let ready: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM exports WHERE state = 'ready')")
+                .fetch_one(&db)
+                .await
+                .unwrap();
+        if ready {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
