@@ -72,11 +72,15 @@ target/debug/server fake-provider "127.0.0.1:$fake_port" >"$root/target/e2e-fake
 fake_pid=$!
 port=$(free_port)
 log="$root/target/e2e-server.log"
+# The browser tests run the operator's command line too (`server policy
+# publish`), against the same database and master key.
+e2e_db="${DATABASE_URL%/*}/enclave_e2e"
+e2e_key="$(head -c 32 /dev/urandom | base64)"
 LEPTOS_SITE_ROOT="$root/target/site" \
-ENCLAVE_DATABASE_URL="${DATABASE_URL%/*}/enclave_e2e" \
+ENCLAVE_DATABASE_URL="$e2e_db" \
 ENCLAVE_ADDR="127.0.0.1:$port" \
 ENCLAVE_PUBLIC_URL="http://localhost:$port" \
-ENCLAVE_MASTER_KEY="$(head -c 32 /dev/urandom | base64)" \
+ENCLAVE_MASTER_KEY="$e2e_key" \
 ENCLAVE_LOG="info" \
 ENCLAVE_SIGN_UP_LIMIT_PER_IP=10000 \
 ENCLAVE_OPENAI_BASE_URL="http://127.0.0.1:$fake_port/openai/v1" \
@@ -103,7 +107,9 @@ done
 e2e_out="$root/target/e2e-playwright.txt"
 node_dir=$(.ci/node.sh)
 set +e
-(cd end2end && PATH="$node_dir:$PATH" BASE_URL="http://localhost:$port" FAKE_URL="http://127.0.0.1:$fake_port" npx playwright test) 2>&1 | tee "$e2e_out"
+(cd end2end && PATH="$node_dir:$PATH" BASE_URL="http://localhost:$port" FAKE_URL="http://127.0.0.1:$fake_port" \
+  ENCLAVE_DATABASE_URL="$e2e_db" ENCLAVE_MASTER_KEY="$e2e_key" ENCLAVE_PUBLIC_URL="http://localhost:$port" \
+  npx playwright test) 2>&1 | tee "$e2e_out"
 e2e_rc=${PIPESTATUS[0]}
 set -e
 

@@ -11,6 +11,12 @@ export default defineConfig({
   workers: 2,
   retries: 0,
   reporter: [["list"]],
+  projects: [
+    { name: "app", testIgnore: /\.last\.spec\.ts$/ },
+    // What changes the whole server (publishing a policy version mails every
+    // user and shows them a notice) runs once everything else is done.
+    { name: "last", testMatch: /\.last\.spec\.ts$/, dependencies: ["app"] },
+  ],
   use: {
     baseURL,
     browserName: "chromium",

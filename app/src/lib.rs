@@ -60,7 +60,9 @@ use crate::{
     },
     chat::pages::ChatPage,
     connections::pages::ConnectionsPage,
-    data::pages::{AccountActivityPage, YourDataPage},
+    data::pages::{
+        AccountActivityPage, CookiePolicyPage, PolicyBanner, PrivacyPolicyPage, YourDataPage,
+    },
     mcp::pages::McpServersPage,
     pages::{DashboardPage, HomePage, NotFound, SettingsPage},
     provider_keys::pages::KeysPage,
@@ -163,6 +165,7 @@ pub fn App() -> impl IntoView {
         <Router>
             <Header/>
             <VerifyBanner/>
+            <PolicyBanner/>
             <main id="main">
                 <FlatRoutes fallback=NotFound>
                     <Route path=StaticSegment("") view=HomePage ssr=SsrMode::Async/>
@@ -189,6 +192,8 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::Async
                     />
                     <Route path=StaticSegment("dashboard") view=DashboardPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("privacy") view=PrivacyPolicyPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("cookies") view=CookiePolicyPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("keys"))
@@ -274,6 +279,11 @@ pub fn App() -> impl IntoView {
                     />
                 </FlatRoutes>
             </main>
+            <footer class="site-footer">
+                <a href="/privacy">"Privacy Policy"</a>
+                " · "
+                <a href="/cookies">"Cookie Policy"</a>
+            </footer>
         </Router>
     }
 }

@@ -15,7 +15,7 @@ for (const javaScriptEnabled of [true, false]) {
       const errors = watchErrors(page);
       const user = await signUp(page);
       // Sign out, fail once, then sign in.
-      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByRole("button", { name: "Sign out", exact: true }).click();
       await expect(page).toHaveURL(/\/$/);
       await page.goto("/sign-in");
       await signIn(page, { ...user, password: `${user.password}-wrong` });

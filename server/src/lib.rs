@@ -13,6 +13,7 @@ pub mod forms;
 pub mod keys;
 pub mod middleware;
 pub mod oidc;
+pub mod policy;
 pub mod telemetry;
 
 use std::{sync::Arc, time::Duration};
@@ -62,6 +63,9 @@ pub async fn app_state(
         Ok(0) => {}
         Ok(n) => tracing::info!(replies = n, "ended replies left by this server's last run"),
         Err(err) => tracing::warn!(error = %err, "could not end this server's unfinished replies"),
+    }
+    if let Err(err) = app::data::policies::server::ensure_shipped(&state.db).await {
+        tracing::warn!(error = %err, "could not store the shipped policy versions");
     }
     spawn_interrupted_sweeper(state.clone());
     start_jobs(&state).await;

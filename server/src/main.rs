@@ -2,6 +2,8 @@
 //! `server keys generate`  print a new random master key (base64)
 //! `server keys rotate`    re-wrap every key under ENCLAVE_MASTER_KEY
 //! `server keys verify`    open every key and sealed value; report failures
+//! `server policy publish privacy|cookies FILE YYYY-MM-DD SUMMARY`
+//!                         publish a new policy version (mails every user)
 //! `server fake-provider ADDR`  serve the fake model provider (tests, demos)
 
 use std::process::ExitCode;
@@ -13,8 +15,8 @@ use server::config::Config;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const USAGE: &str =
-    "usage: server [serve | keys generate | keys rotate | keys verify | fake-provider ADDR]";
+const USAGE: &str = "usage: server [serve | keys generate | keys rotate | keys verify | \
+     policy publish privacy|cookies FILE YYYY-MM-DD SUMMARY | fake-provider ADDR]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -45,7 +47,7 @@ async fn main() -> ExitCode {
     }
     if !matches!(
         args.as_slice(),
-        [] | ["serve"] | ["keys", "rotate"] | ["keys", "verify"]
+        [] | ["serve"] | ["keys", "rotate"] | ["keys", "verify"] | ["policy", "publish", ..]
     ) {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
@@ -61,6 +63,7 @@ async fn main() -> ExitCode {
     let result = match args.as_slice() {
         ["keys", "rotate"] => server::keys::rotate(&config).await,
         ["keys", "verify"] => server::keys::verify(&config).await,
+        ["policy", "publish", rest @ ..] => server::policy::publish(&config, rest).await,
         _ => serve(config).await,
     };
     match result {

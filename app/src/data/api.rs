@@ -124,3 +124,75 @@ pub async fn list_exports() -> Result<Vec<super::export::ExportView>, AppError> 
     let session = ctx::require_session()?;
     super::export::server::list(&ctx::state()?, session.user_id).await
 }
+
+/// Every kind of data held about the signed-in user, with counts and dates.
+#[server(prefix = "/api", endpoint = "data_summary")]
+pub async fn data_summary() -> Result<Vec<super::summary::Holding>, AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::summary::server::holdings(&ctx::state()?, session.user_id, &session.key).await
+}
+
+/// A policy page (`kind` "privacy" or "cookies"): `version`, or the one in
+/// force. Public.
+#[server(prefix = "/api", endpoint = "policy_page")]
+pub async fn policy_page(
+    kind: String,
+    version: Option<String>,
+) -> Result<super::policies::PolicyPage, AppError> {
+    use crate::ctx;
+    let kind = super::policies::PolicyKind::parse(&kind).ok_or(AppError::NotFound)?;
+    let version = match version.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(v) => Some(v.parse::<i32>().map_err(|_| AppError::NotFound)?),
+    };
+    super::policies::server::page(&ctx::state()?.db, kind, version).await
+}
+
+pub type AcknowledgePolicyAction = ServerAction<AcknowledgePolicy>;
+pub type SetMarketingMailAction = ServerAction<SetMarketingMail>;
+
+/// Policy changes the signed-in user has not acknowledged (none when
+/// signed out).
+#[server(prefix = "/api", endpoint = "policy_notices")]
+pub async fn policy_notices() -> Result<Vec<super::policies::PolicyNotice>, AppError> {
+    use crate::ctx;
+    let Some(session) = ctx::session() else {
+        return Ok(Vec::new());
+    };
+    super::policies::server::notices(&ctx::state()?.db, session.user_id).await
+}
+
+/// "I have read it" on a policy change notice.
+#[server(prefix = "/api", endpoint = "acknowledge_policy")]
+pub async fn acknowledge_policy(kind: String, version: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let kind = super::policies::PolicyKind::parse(&kind).ok_or(AppError::NotFound)?;
+    let version: i32 = version.trim().parse().map_err(|_| AppError::NotFound)?;
+    super::policies::server::acknowledge(&ctx::state()?, &session, kind, version).await?;
+    ctx::redirect_plain_post("/dashboard");
+    Ok(())
+}
+
+/// The signed-in user's marketing mail choice and consent records.
+#[server(prefix = "/api", endpoint = "consent_records")]
+pub async fn consent_records() -> Result<(bool, Vec<super::policies::ConsentView>), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    let db = &ctx::state()?.db;
+    Ok((
+        super::policies::server::marketing(db, session.user_id).await?,
+        super::policies::server::consents(db, session.user_id).await?,
+    ))
+}
+
+/// Turns marketing mail on (`on` present) or off.
+#[server(prefix = "/api", endpoint = "set_marketing_mail")]
+pub async fn set_marketing_mail(on: Option<String>) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_session()?;
+    super::policies::server::set_marketing(&ctx::state()?, &session, on.is_some()).await?;
+    ctx::redirect_plain_post("/settings/data");
+    Ok(())
+}

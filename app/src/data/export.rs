@@ -391,6 +391,8 @@ pub mod server {
             .await?;
         let (two_factor, recovery_codes_left) =
             crate::auth::two_factor::status(&state.db, owner).await?;
+        let marketing_mail = crate::data::policies::server::marketing(&state.db, owner).await?;
+        let consents = crate::data::policies::server::consents(&state.db, owner).await?;
         let account = json!({
             "id": owner,
             "first_name": as_user.user.first_name,
@@ -403,6 +405,8 @@ pub mod server {
             "recovery_codes_left": recovery_codes_left,
             "conversation_retention_days": own_retention
                 .map_or(state.settings.retention.conversation_days as i64, i64::from),
+            "marketing_mail": marketing_mail,
+            "consents": consents,
         });
         files.push(("account.json".into(), pretty(&account)?));
         files.push((

@@ -8,7 +8,7 @@ use leptos_router::hooks::use_query_map;
 use super::activity::{ActivityEntry, KEEP_DAYS};
 use crate::{
     error::AppError,
-    ui::{Field, FormError, RequireUser, error_view, refresh_auth_on},
+    ui::{Field, FormError, RequireUser, error_view},
 };
 
 #[component]
@@ -30,11 +30,139 @@ fn YourData() -> impl IntoView {
             "Everything you store is encrypted with a key of your own that the database never holds. "
             <a href="/privacy">"Privacy Policy"</a>
         </p>
+        <Holdings/>
         <Export/>
         <RetentionForm/>
+        <MailAndConsent/>
         <DeleteConversations/>
         <DeleteAccount/>
         <p class="muted"><a href="/settings">"Back to settings"</a></p>
+    }
+}
+
+/// What we hold, kind by kind.
+#[component]
+fn Holdings() -> impl IntoView {
+    let holdings = Resource::new(|| (), |_| super::api::data_summary());
+    view! {
+        <section class="card" aria-labelledby="holdings-heading">
+            <h2 id="holdings-heading">"What we hold about you"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match holdings.await {
+                        Err(err) => error_view(err).into_any(),
+                        Ok(list) => {
+                            view! {
+                                <div class="table-wrap">
+                                    <table data-testid="holdings">
+                                        <thead>
+                                            <tr>
+                                                <th scope="col">"What"</th>
+                                                <th scope="col">"How many"</th>
+                                                <th scope="col">"Since"</th>
+                                                <th scope="col">"Latest"</th>
+                                            </tr>
+                                        </thead>
+                                        <tbody>
+                                            {list
+                                                .into_iter()
+                                                .map(|h| {
+                                                    view! {
+                                                        <tr>
+                                                            <th scope="row">
+                                                                {h.kind}
+                                                                {(!h.items.is_empty())
+                                                                    .then(|| {
+                                                                        view! {
+                                                                            <ul class="muted">
+                                                                                {h
+                                                                                    .items
+                                                                                    .into_iter()
+                                                                                    .map(|i| view! { <li>{i}</li> })
+                                                                                    .collect_view()}
+                                                                            </ul>
+                                                                        }
+                                                                    })}
+                                                            </th>
+                                                            <td>{h.count}</td>
+                                                            <td>{h.first.unwrap_or_default()}</td>
+                                                            <td>{h.last.unwrap_or_default()}</td>
+                                                        </tr>
+                                                    }
+                                                })
+                                                .collect_view()}
+                                        </tbody>
+                                    </table>
+                                </div>
+                            }
+                                .into_any()
+                        }
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// Marketing mail (off unless turned on) and the consent records.
+#[component]
+fn MailAndConsent() -> impl IntoView {
+    let set = super::api::SetMarketingMailAction::new();
+    let records = Resource::new(
+        move || set.version().get(),
+        |_| super::api::consent_records(),
+    );
+    view! {
+        <section class="card" aria-labelledby="consent-heading">
+            <h2 id="consent-heading">"Mail and consent"</h2>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match records.await {
+                        Err(err) => error_view(err).into_any(),
+                        Ok((marketing, consents)) => {
+                            view! {
+                                <p data-testid="marketing-state">
+                                    {if marketing {
+                                        "You get occasional mail about new features."
+                                    } else {
+                                        "You get no marketing mail: only mail about your account."
+                                    }}
+                                </p>
+                                <ActionForm action=set>
+                                    {(!marketing).then(|| view! { <input type="hidden" name="on" value="yes"/> })}
+                                    <button type="submit" disabled=move || set.pending().get()>
+                                        {if marketing { "Stop marketing mail" } else { "Send me mail about new features" }}
+                                    </button>
+                                </ActionForm>
+                                <h3>"Consent records"</h3>
+                                {if consents.is_empty() {
+                                    view! { <p class="muted">"None yet."</p> }.into_any()
+                                } else {
+                                    view! {
+                                        <ul data-testid="consents">
+                                            {consents
+                                                .into_iter()
+                                                .map(|c| {
+                                                    view! {
+                                                        <li>
+                                                            {c.what} ": "
+                                                            {if c.granted { "agreed" } else { "withdrawn" }} " on "
+                                                            <time>{c.at}</time>
+                                                        </li>
+                                                    }
+                                                })
+                                                .collect_view()}
+                                        </ul>
+                                    }
+                                        .into_any()
+                                }}
+                            }
+                                .into_any()
+                        }
+                    }
+                })}
+            </Transition>
+        </section>
     }
 }
 
@@ -238,7 +366,14 @@ fn DeleteConversations() -> impl IntoView {
 #[component]
 fn DeleteAccount() -> impl IntoView {
     let delete = super::api::DeleteAccountAction::new();
-    refresh_auth_on(delete.version());
+    // Signed out once it worked; a refusal keeps the page (and its message)
+    // as it is.
+    let auth = crate::ui::use_auth();
+    Effect::new(move |_| {
+        if matches!(delete.value().get(), Some(Ok(_))) {
+            auth.changed();
+        }
+    });
     let error: Signal<Option<AppError>> = crate::action_error!(delete);
     let retention = Resource::new(|| (), |_| super::api::conversation_retention());
     let grace = move || {
@@ -366,5 +501,116 @@ fn Entry(entry: ActivityEntry) -> impl IntoView {
                 {from.map(|f| view! { <span title=entry.user_agent.clone()>" · " {f}</span> })}
             </p>
         </li>
+    }
+}
+
+/// /privacy and /cookies: the version in force (or `?version=N`), its
+/// effective date, and every version.
+#[component]
+pub fn PrivacyPolicyPage() -> impl IntoView {
+    view! { <Policy kind=super::policies::PolicyKind::Privacy/> }
+}
+
+#[component]
+pub fn CookiePolicyPage() -> impl IntoView {
+    view! { <Policy kind=super::policies::PolicyKind::Cookies/> }
+}
+
+#[component]
+fn Policy(kind: super::policies::PolicyKind) -> impl IntoView {
+    let query = use_query_map();
+    let version = move || query.read().get("version");
+    let page = Resource::new(version, move |v| {
+        super::api::policy_page(kind.as_str().to_owned(), v)
+    });
+    view! {
+        <Title text=kind.title()/>
+        <article class="policy">
+            <h1>{kind.title()}</h1>
+            <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match page.await {
+                        Err(err) => error_view(err).into_any(),
+                        Ok(p) => {
+                            let shown = p.shown.clone();
+                            let state = if shown.current {
+                                "in force"
+                            } else if shown.upcoming {
+                                "takes effect"
+                            } else {
+                                "was in force from"
+                            };
+                            view! {
+                                <p class="muted" data-testid="policy-version">
+                                    {format!("Version {} · {} {}", shown.version, state, shown.effective)}
+                                </p>
+                                <div class="markdown" inner_html=p.body_html></div>
+                                <h2>"Version history"</h2>
+                                <ol class="policy-history" reversed>
+                                    {p
+                                        .history
+                                        .into_iter()
+                                        .map(|v| {
+                                            let href = format!("{}?version={}", kind.path(), v.version);
+                                            let note = if v.current {
+                                                " (in force)"
+                                            } else if v.upcoming {
+                                                " (coming)"
+                                            } else {
+                                                ""
+                                            };
+                                            view! {
+                                                <li>
+                                                    <a href=href>{format!("Version {}", v.version)}</a>
+                                                    {format!(", effective {}{note}: {}", v.effective, v.summary)}
+                                                </li>
+                                            }
+                                        })
+                                        .collect_view()}
+                                </ol>
+                            }
+                                .into_any()
+                        }
+                    }
+                })}
+            </Transition>
+        </article>
+    }
+}
+
+/// Shown to a signed-in user on every page until they acknowledge each
+/// policy change.
+#[component]
+pub fn PolicyBanner() -> impl IntoView {
+    let auth = crate::ui::use_auth();
+    let acknowledge = super::api::AcknowledgePolicyAction::new();
+    let notices = Resource::new(
+        move || (auth.version(), acknowledge.version().get()),
+        |_| super::api::policy_notices(),
+    );
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                let list = notices.await.unwrap_or_default();
+                list.into_iter()
+                    .map(|n| {
+                        let href = format!("{}?version={}", n.kind.path(), n.version);
+                        view! {
+                            <div class="banner" role="status" data-testid="policy-notice">
+                                <p>
+                                    "Our " <a href=href>{n.kind.title()}</a> " changes on "
+                                    <time>{n.effective.clone()}</time> ": " {n.summary.clone()}
+                                </p>
+                                <ActionForm action=acknowledge attr:class="inline">
+                                    <input type="hidden" name="kind" value=n.kind.as_str()/>
+                                    <input type="hidden" name="version" value=n.version.to_string()/>
+                                    <button type="submit">"I have read it"</button>
+                                </ActionForm>
+                            </div>
+                        }
+                    })
+                    .collect_view()
+            })}
+        </Transition>
     }
 }

@@ -28,6 +28,12 @@ impl Auth {
     pub fn changed(&self) {
         self.epoch.update(|n| *n += 1);
     }
+
+    /// Moves each time who is signed in may have changed (to refetch what
+    /// depends on it).
+    pub fn version(&self) -> u64 {
+        self.epoch.get()
+    }
 }
 
 pub fn provide_auth() {

@@ -951,3 +951,284 @@ async fn an_export_holds_every_kind_for_its_owner_alone_for_a_day(db: PgPool) {
     assert_eq!(report.exports, 1);
     assert_eq!(app.count("SELECT count(*) FROM exports").await, 0);
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_new_policy_version_needs_notice_is_mailed_and_shown_until_acknowledged(db: PgPool) {
+    use app::data::policies::{PolicyKind, server as policies};
+    let app = with_catcher(db).await;
+    let ada = app.signed_up("ada@example.com").await;
+    let bob = app.signed_up("bob@example.com").await;
+
+    // The shipped first versions are served with their date and history.
+    let page: Value = app
+        .call(&app.client(), "policy_page", &[("kind", "privacy")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["shown"]["version"], 1);
+    assert_eq!(page["shown"]["current"], true);
+    assert!(
+        page["body_html"]
+            .as_str()
+            .unwrap()
+            .contains("How long we keep it")
+    );
+    let html = page_text(&app, "/cookies").await;
+    assert!(
+        html.contains("enclave_session") && html.contains("Version 1"),
+        "{html}"
+    );
+    assert!(
+        app.call(&ada, "policy_notices", &[])
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()
+            == serde_json::json!([])
+    );
+
+    // Less than 30 days' notice is refused.
+    let soon = (chrono::Utc::now() + chrono::Duration::days(10)).date_naive();
+    let err = policies::publish(
+        &app.db,
+        &app.keyring,
+        &app.settings.public_url,
+        PolicyKind::Privacy,
+        "New text.",
+        soon,
+        "Shorter logs.",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.field_message("effective")
+            .unwrap()
+            .contains("30 days' notice"),
+        "{err}"
+    );
+
+    let effective = (chrono::Utc::now() + chrono::Duration::days(31)).date_naive();
+    let (version, mailed) = policies::publish(
+        &app.db,
+        &app.keyring,
+        &app.settings.public_url,
+        PolicyKind::Privacy,
+        "## Version two\n\nLogs are kept 60 days now.",
+        effective,
+        "Technical logs are kept 60 days instead of 90.",
+    )
+    .await
+    .unwrap();
+    assert_eq!((version, mailed), (2, 2));
+    app.state.jobs.wake();
+    let subject = format!(
+        "Our Privacy Policy changes on {}",
+        effective.format("%Y-%m-%d")
+    );
+    let text = mail_with_subject(&app, &subject, 2).await;
+    assert!(
+        text.contains("60 days instead of 90") && text.contains("/privacy?version=2"),
+        "{text}"
+    );
+
+    // Not in force yet: version 1 is still shown, version 2 listed as coming.
+    let page: Value = app
+        .call(&app.client(), "policy_page", &[("kind", "privacy")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["shown"]["version"], 1);
+    assert_eq!(page["history"][0]["upcoming"], true);
+    let two: Value = app
+        .call(
+            &app.client(),
+            "policy_page",
+            &[("kind", "privacy"), ("version", "2")],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(two["body_html"].as_str().unwrap().contains("60 days now"));
+    let res = app
+        .call(
+            &app.client(),
+            "policy_page",
+            &[("kind", "privacy"), ("version", "9")],
+        )
+        .await;
+    assert_eq!(res.status(), 404);
+
+    // Each user sees the notice until they acknowledge it.
+    let notices: Value = app
+        .call(&ada, "policy_notices", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(notices[0]["version"], 2);
+    assert_eq!(notices[0]["kind"], "privacy");
+    let res = app
+        .call(
+            &ada,
+            "acknowledge_policy",
+            &[("kind", "privacy"), ("version", "7")],
+        )
+        .await;
+    assert_eq!(res.status(), 404, "a version that does not exist");
+    let res = app
+        .call(
+            &ada,
+            "acknowledge_policy",
+            &[("kind", "privacy"), ("version", "2")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let none: Value = app
+        .call(&ada, "policy_notices", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(none, serde_json::json!([]));
+    let still: Value = app
+        .call(&bob, "policy_notices", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        still.as_array().unwrap().len(),
+        1,
+        "Bob has not read it yet"
+    );
+    // A user who signs up after it was published read it then.
+    let carol = app.signed_up("carol@example.com").await;
+    let theirs: Value = app
+        .call(&carol, "policy_notices", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs, serde_json::json!([]));
+
+    // Ada's consent record is listed for her alone.
+    let (marketing, consents): (bool, Vec<Value>) = app
+        .call(&ada, "consent_records", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(!marketing, "marketing mail is off by default");
+    assert_eq!(consents.len(), 1);
+    assert_eq!(consents[0]["what"], "Privacy Policy, version 2");
+    let (_, bobs): (bool, Vec<Value>) = app
+        .call(&bob, "consent_records", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(bobs.is_empty());
+}
+
+async fn page_text(app: &TestApp, path: &str) -> String {
+    app.client()
+        .get(app.url(path))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn marketing_mail_is_opt_in_with_consent_records_and_the_summary_counts_every_kind(
+    db: PgPool,
+) {
+    let (app, client, _) = with_a_conversation(db).await;
+    let res = app
+        .call(&client, "set_marketing_mail", &[("on", "yes")])
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app.call(&client, "set_marketing_mail", &[]).await;
+    assert_eq!(res.status(), 200);
+    let (marketing, consents): (bool, Vec<Value>) = app
+        .call(&client, "consent_records", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(!marketing);
+    let granted: Vec<bool> = consents
+        .iter()
+        .map(|c| c["granted"].as_bool().unwrap())
+        .collect();
+    assert_eq!(
+        granted,
+        [false, true],
+        "newest first: withdrawn after given"
+    );
+    assert!(consents.iter().all(|c| c["what"] == "Marketing mail"));
+    let log = kinds(&activity(&app, &client, None).await);
+    assert_eq!(log[..2], ["marketing_changed", "marketing_changed"]);
+
+    let res = app
+        .call(
+            &client,
+            "add_provider_key",
+            &[
+                ("provider", "openai"),
+                ("label", "Work key"),
+                ("secret", "sk-test-summary-123456"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let holdings: Vec<Value> = app
+        .call(&client, "data_summary", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let count = |kind: &str| {
+        holdings
+            .iter()
+            .find(|h| h["kind"] == kind)
+            .unwrap_or_else(|| panic!("{kind} missing: {holdings:#?}"))["count"]
+            .as_i64()
+            .unwrap()
+    };
+    assert_eq!(count("Agents"), 1);
+    assert_eq!(count("Conversations"), 1);
+    assert_eq!(count("Messages"), 2);
+    assert_eq!(count("Consent records"), 2);
+    assert_eq!(count("Provider keys"), 1);
+    assert!(count("Account activity entries") >= 3);
+    let keys = holdings
+        .iter()
+        .find(|h| h["kind"] == "Provider keys")
+        .unwrap();
+    let item = keys["items"][0].as_str().unwrap();
+    assert!(
+        item.starts_with("Work key (") && !item.contains("summary-123456"),
+        "{item}"
+    );
+    // Another user's summary is their own.
+    let eve = app.signed_up("eve@example.com").await;
+    let theirs: Vec<Value> = app
+        .call(&eve, "data_summary", &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        theirs
+            .iter()
+            .any(|h| h["kind"] == "Conversations" && h["count"] == 0)
+    );
+    let res = app.call(&app.client(), "data_summary", &[]).await;
+    assert_eq!(res.status(), 401);
+}
