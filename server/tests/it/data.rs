@@ -489,6 +489,23 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
             });
     }
 
+    // Deleted, restored by signing in within the grace period, deleted again.
+    let res = app
+        .call(&client, "delete_account", &[("password", PASSWORD)])
+        .await;
+    assert_eq!(res.status(), 200);
+    let client = app.client();
+    assert_eq!(
+        app.sign_in(&client, "ada@example.com", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM users WHERE deleted_at IS NOT NULL")
+            .await,
+        0
+    );
     let res = app
         .call(&client, "delete_account", &[("password", PASSWORD)])
         .await;

@@ -144,6 +144,22 @@ const PLAIN: &[(&str, &str, &str)] = &[
     ),
     ("tool_calls", "status", "one of a fixed list of outcomes"),
     (
+        "policy_versions",
+        "kind",
+        "privacy or cookies (checked by the schema)",
+    ),
+    (
+        "policy_versions",
+        "summary",
+        "the operator's public summary of a policy change",
+    ),
+    ("policy_versions", "body", "the text of a public policy"),
+    (
+        "consents",
+        "purpose",
+        "privacy, cookies or marketing_mail (checked by the schema)",
+    ),
+    (
         "exports",
         "state",
         "queued, building, ready or failed (checked by the schema)",
