@@ -54,7 +54,7 @@ fn Holdings() -> impl IntoView {
                         Ok(list) => {
                             view! {
                                 <div class="table-wrap">
-                                    <table data-testid="holdings">
+                                    <table class="holdings" data-testid="holdings">
                                         <thead>
                                             <tr>
                                                 <th scope="col">"What"</th>
