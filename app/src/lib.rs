@@ -8,6 +8,7 @@
 //! - [`provider`]: the model providers and their rules.
 //! - [`chat`]: conversations, messages, server-owned streaming runs.
 //! - [`data`]: your data: the activity log, export, deletion, retention.
+//! - [`knowledge`]: knowledge bases (so far: the search core).
 //! - [`theme`]: the light/dark/system preference.
 //! - [`ui`]: the page frame and shared components.
 //! - [`pages`]: home, dashboard, settings, not found.
@@ -30,6 +31,7 @@ pub mod connections;
 pub mod ctx;
 pub mod data;
 pub mod error;
+pub mod knowledge;
 #[cfg(feature = "ssr")]
 pub mod llm;
 pub mod mcp;
