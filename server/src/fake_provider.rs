@@ -739,10 +739,146 @@ async fn gemini_stream(
     if !key_ok(&headers, "x-goog-api-key") {
         return (StatusCode::FORBIDDEN, Json(Wire::Gemini.error_body(403))).into_response();
     }
+    if let Some(model) = target.strip_suffix(":batchEmbedContents") {
+        return gemini_embeddings(&fake, model, &body);
+    }
     let Some(model) = target.strip_suffix(":streamGenerateContent") else {
         return StatusCode::NOT_FOUND.into_response();
     };
     reply(fake, Wire::Gemini, model.to_owned(), body).await
+}
+
+/// A toy embedding that works offline and means something: the words of
+/// `text` (lower-cased, letters and digits) hashed into `dims` buckets with
+/// a hashed sign, so texts sharing words point the same way.
+pub fn toy_embedding(text: &str, dims: usize) -> Vec<f32> {
+    let mut vector = vec![0f32; dims.max(1)];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        // FNV-1a.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in word.to_lowercase().bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        let sign = if hash >> 63 == 1 { -1.0 } else { 1.0 };
+        let bucket = (hash % vector.len() as u64) as usize;
+        vector[bucket] += sign;
+    }
+    let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|v| *v /= norm);
+    } else {
+        vector[0] = 1.0;
+    }
+    vector
+}
+
+/// The dimensions a model's toy embeddings have: `dimensions` asked for,
+/// else the real model's size.
+fn embedding_dims(model: &str, asked: Option<u64>) -> usize {
+    match asked {
+        Some(d) => d.clamp(1, 4096) as usize,
+        None if model.contains("large") || model.contains("gemini-embedding") => 3072,
+        None if model.contains("text-embedding-004") => 768,
+        None => 1536,
+    }
+}
+
+/// Whether this embeddings request is answered with a scripted failure: a
+/// model named `…-429x2` is rate limited twice (with `Retry-After: 0`)
+/// before it answers.
+fn embeddings_throttled(fake: &Fake, model: &str) -> bool {
+    let Some(times) = model
+        .rsplit_once("-429x")
+        .and_then(|(_, n)| n.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let mut seen = fake.seen.lock().unwrap_or_else(|e| e.into_inner());
+    let count = seen.entry(format!("embed:{model}")).or_insert(0);
+    *count += 1;
+    *count <= times
+}
+
+async fn openai_embeddings(
+    State(fake): State<Fake>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    if !model.starts_with("demo") && !key_ok(&headers, "authorization") {
+        return (StatusCode::UNAUTHORIZED, Json(Wire::OpenAi.error_body(401))).into_response();
+    }
+    if embeddings_throttled(&fake, &model) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "0")],
+            Json(Wire::OpenAi.error_body(429)),
+        )
+            .into_response();
+    }
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|i| i.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if inputs.is_empty() {
+        return (StatusCode::BAD_REQUEST, Json(Wire::OpenAi.error_body(400))).into_response();
+    }
+    let dims = embedding_dims(&model, body["dimensions"].as_u64());
+    let tokens: usize = inputs.iter().map(|i| i.split_whitespace().count()).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            json!({"object": "embedding", "index": index, "embedding": toy_embedding(text, dims)})
+        })
+        .collect();
+    Json(json!({
+        "object": "list",
+        "data": data,
+        "model": model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }))
+    .into_response()
+}
+
+fn gemini_embeddings(fake: &Fake, model: &str, body: &Value) -> Response {
+    if embeddings_throttled(fake, model) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "0")],
+            Json(Wire::Gemini.error_body(429)),
+        )
+            .into_response();
+    }
+    let Some(requests) = body["requests"].as_array().filter(|r| !r.is_empty()) else {
+        return (StatusCode::BAD_REQUEST, Json(Wire::Gemini.error_body(400))).into_response();
+    };
+    let embeddings: Vec<Value> = requests
+        .iter()
+        .map(|r| {
+            let text: String = r["content"]["parts"]
+                .as_array()
+                .map(|parts| {
+                    parts
+                        .iter()
+                        .filter_map(|p| p["text"].as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                })
+                .unwrap_or_default();
+            let dims = embedding_dims(model, r["outputDimensionality"].as_u64());
+            json!({"values": toy_embedding(&text, dims)})
+        })
+        .collect();
+    Json(json!({"embeddings": embeddings})).into_response()
 }
 
 fn header_value<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
@@ -827,6 +963,9 @@ pub fn router() -> Router {
         .route("/compat/v1/chat/completions", post(compat_chat))
         .route("/compat/v1/last-auth", get(compat_last_auth))
         .route("/demo/v1/chat/completions", post(demo_chat))
+        .route("/openai/v1/embeddings", post(openai_embeddings))
+        .route("/compat/v1/embeddings", post(openai_embeddings))
+        .route("/demo/v1/embeddings", post(openai_embeddings))
         .route("/requests/{model}", get(request_count))
         // For the web request tool: a page, and one that takes its time.
         .route(

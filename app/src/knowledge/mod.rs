@@ -4,4 +4,6 @@
 //! core (`vectors`) and the embeddings client (`embeddings`).
 
 #[cfg(feature = "ssr")]
+pub mod embeddings;
+#[cfg(feature = "ssr")]
 pub mod vectors;

@@ -13,6 +13,7 @@ mod connections;
 mod data;
 mod jobs;
 mod keys;
+mod knowledge;
 mod llm;
 mod mcp;
 mod oidc;
