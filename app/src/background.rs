@@ -20,35 +20,33 @@ pub fn handler(state: AppState) -> Handler {
     })
 }
 
+/// The data key of the user a job works for (its payload is sealed with it).
+async fn owner_key(
+    state: &AppState,
+    job: &Job,
+) -> Result<crate::platform::crypto::DataKey, JobError> {
+    let owner = job
+        .owner
+        .ok_or_else(|| JobError::fatal("The job has no owner."))?;
+    keystore::user_key(
+        &state.db,
+        &state.crypto.keyring,
+        owner,
+        KeyUse::BackgroundJob,
+    )
+    .await
+    .map_err(|_| JobError::fatal("The account this job was for is gone."))
+}
+
 async fn run(state: &AppState, job: Job) -> Result<(), JobError> {
     match job.kind {
         Kind::Mail => {
-            let owner = job
-                .owner
-                .ok_or_else(|| JobError::fatal("A mail job has no owner."))?;
-            let key = keystore::user_key(
-                &state.db,
-                &state.crypto.keyring,
-                owner,
-                KeyUse::BackgroundJob,
-            )
-            .await
-            .map_err(|_| JobError::fatal("The account this mail was for is gone."))?;
+            let key = owner_key(state, &job).await?;
             let mail: Outgoing = job.payload(&key)?;
             state.settings.mailer.send(&mail).await
         }
         Kind::Export => {
-            let owner = job
-                .owner
-                .ok_or_else(|| JobError::fatal("An export job has no owner."))?;
-            let key = keystore::user_key(
-                &state.db,
-                &state.crypto.keyring,
-                owner,
-                KeyUse::BackgroundJob,
-            )
-            .await
-            .map_err(|_| JobError::fatal("The account this export was for is gone."))?;
+            let key = owner_key(state, &job).await?;
             crate::data::export::server::run(state, &job, &key).await
         }
         Kind::Retention => {

@@ -137,23 +137,6 @@ pub mod server {
         Ok(restored)
     }
 
-    /// Erases one account now: its data key, then its rows. Returns whether
-    /// there was one.
-    pub async fn erase(db: &PgPool, user: Uuid) -> Result<bool, sqlx::Error> {
-        let mut tx = db.begin().await?;
-        sqlx::query("DELETE FROM user_keys WHERE user_id = $1")
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
-        let gone = sqlx::query("DELETE FROM users WHERE id = $1")
-            .bind(user)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(gone == 1)
-    }
-
     /// Erases up to `batch` accounts whose grace period is over; returns
     /// how many. Two servers running it at once take different accounts.
     pub async fn erase_due(db: &PgPool, grace_days: u32, batch: i64) -> Result<u64, sqlx::Error> {

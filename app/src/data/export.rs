@@ -231,7 +231,7 @@ pub mod server {
     pub async fn run(state: &AppState, job: &jobs::Job, key: &DataKey) -> Result<(), JobError> {
         let owner = job
             .owner
-            .ok_or_else(|| JobError::fatal("An export job has no owner."))?;
+            .ok_or_else(|| JobError::fatal("The job has no owner."))?;
         let Payload { export } = job.payload(key)?;
         let exists: Option<String> =
             sqlx::query_scalar("SELECT state FROM exports WHERE id = $1 AND owner_id = $2")
