@@ -9,9 +9,7 @@ use crate::common::{
 };
 use sqlx::PgPool;
 
-async fn with_catcher(db: PgPool) -> TestApp {
-    TestApp::spawn_full(db, with_mail_catcher(relaxed_settings()), keyring(1, &[])).await
-}
+use crate::common::with_catcher;
 
 use crate::common::mail_with_subject as mail;
 

@@ -15,11 +15,7 @@ use sqlx::PgPool;
 
 async fn spawn(db: PgPool) -> TestApp {
     let fake = server::fake_provider::start().await.unwrap();
-    let settings = app::platform::Settings {
-        platform_keys: PlatformKeys::new([(Provider::Openai, "platform-key".to_owned())].into()),
-        ..relaxed_settings()
-    };
-    TestApp::spawn_full(db, with_fake_provider(settings, fake), keyring(1, &[])).await
+    TestApp::spawn_full(db, crate::common::chat_settings(fake), keyring(1, &[])).await
 }
 
 async fn agent(app: &TestApp, client: &Client, model: &str) -> String {

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use crate::common::{
-    PASSWORD, TestApp, account_key, enrol_totp, keyring, mail_with_subject, mails_with_subject,
-    relaxed_settings, reply_when, scripted_agent, send_new, totp_code, with_fake_provider,
+    PASSWORD, TestApp, account_key, browser, chat_settings, enrol_totp, keyring, mail_with_subject,
+    mails_with_subject, reply_when, scripted_agent, send_new, totp_code, with_catcher,
     with_mail_catcher,
 };
 use app::{
@@ -27,20 +27,6 @@ const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS
      AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
 const NEW_BROWSER: &str = "A new sign-in to your account";
 const FAILED: &str = "A failed sign-in to your account";
-
-async fn with_catcher(db: PgPool) -> TestApp {
-    TestApp::spawn_full(db, with_mail_catcher(relaxed_settings()), keyring(1, &[])).await
-}
-
-fn browser(user_agent: &str) -> Client {
-    Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .user_agent(user_agent)
-        .build()
-        .unwrap()
-}
 
 async fn activity(app: &TestApp, client: &Client, after: Option<&str>) -> Value {
     let form: Vec<(&str, &str)> = after.map(|a| ("after", a)).into_iter().collect();
@@ -251,16 +237,6 @@ async fn failed_sign_ins_and_new_browsers_are_mailed_to_the_owner(db: PgPool) {
             .await,
         3
     );
-}
-
-/// Settings for chatting with the fake provider on a platform key.
-fn chat_settings(fake: std::net::SocketAddr) -> app::platform::Settings {
-    use app::{agents::domain::Provider, platform::settings::PlatformKeys};
-    let settings = app::platform::Settings {
-        platform_keys: PlatformKeys::new([(Provider::Openai, "platform-key".to_owned())].into()),
-        ..relaxed_settings()
-    };
-    with_fake_provider(settings, fake)
 }
 
 /// A test app with the fake provider and the mail catcher, and a

@@ -2,9 +2,7 @@
 //! address; end one (never another user's), or all the others; an ended
 //! session is signed out on its next request.
 
-use std::time::Duration;
-
-use crate::common::{PASSWORD, TestApp};
+use crate::common::{PASSWORD, TestApp, browser};
 use reqwest::Client;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -13,16 +11,6 @@ const FIREFOX_WINDOWS: &str =
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0";
 const SAFARI_IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) \
      AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
-
-fn browser(user_agent: &str) -> Client {
-    Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .user_agent(user_agent)
-        .build()
-        .unwrap()
-}
 
 async fn sessions(app: &TestApp, client: &Client) -> Vec<Value> {
     let res = app.call(client, "list_sessions", &[]).await;

@@ -377,6 +377,38 @@ pub fn with_mail_catcher(settings: Settings) -> Settings {
     }
 }
 
+/// A test app whose mail goes to the in-memory catcher.
+pub async fn with_catcher(db: PgPool) -> TestApp {
+    TestApp::spawn_full(db, with_mail_catcher(relaxed_settings()), keyring(1, &[])).await
+}
+
+/// Settings for chatting with the fake provider at `fake` on a platform
+/// OpenAI key.
+pub fn chat_settings(fake: SocketAddr) -> Settings {
+    let settings = Settings {
+        platform_keys: app::platform::settings::PlatformKeys::new(
+            [(
+                app::agents::domain::Provider::Openai,
+                "platform-key".to_owned(),
+            )]
+            .into(),
+        ),
+        ..relaxed_settings()
+    };
+    with_fake_provider(settings, fake)
+}
+
+/// A browser-like client (cookies, no redirects) sending `user_agent`.
+pub fn browser(user_agent: &str) -> Client {
+    Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .user_agent(user_agent)
+        .build()
+        .unwrap()
+}
+
 /// The newest caught mail whose subject is `subject` once at least `count`
 /// such mails were caught (waiting up to 10 s for them): its text.
 pub async fn mail_with_subject(app: &TestApp, subject: &str, count: usize) -> String {
