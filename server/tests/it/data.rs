@@ -507,6 +507,23 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
         sealed_values(&app.db, ada).await.is_empty(),
         "no row of Ada's is left"
     );
+    // Nor any plain row: activity, consents, exports, jobs, sessions.
+    for table in ["activity", "consents", "exports", "jobs"] {
+        let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} WHERE owner_id = $1"
+        )))
+        .bind(ada)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        assert_eq!(left, 0, "{table} rows of Ada's are left");
+    }
+    let sessions: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions WHERE user_id = $1")
+        .bind(ada)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(sessions, 0);
     assert_eq!(
         app.count("SELECT count(*) FROM users").await,
         1,
