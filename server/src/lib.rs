@@ -142,9 +142,21 @@ pub fn leptos_options() -> LeptosOptions {
 /// The largest request body accepted (an agent import is at most 256 KiB).
 pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
 
+/// The app's routes, listed once per process. Listing renders the app with
+/// every resource load suppressed through a process-wide flag
+/// (`leptos_server::SuppressResourceLoad`): a page rendering at that moment in
+/// another server of the same process (the integration tests run many) would
+/// get resources that never load, and hang. Listed once, before any router
+/// serves, nothing renders while the flag is up.
+fn route_list() -> Vec<leptos_axum::AxumRouteListing> {
+    static ROUTES: std::sync::OnceLock<Vec<leptos_axum::AxumRouteListing>> =
+        std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
+
 /// The whole HTTP surface: pages, server functions, static files, health.
 pub fn router(state: AppState, public_url: &str) -> Router {
-    let routes = generate_route_list(App);
+    let routes = route_list();
     let public_url: Arc<str> = Arc::from(public_url.trim_end_matches('/'));
     let context_state = state.clone();
     let router = Router::new()

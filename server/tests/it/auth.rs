@@ -880,3 +880,44 @@ async fn a_failed_sign_up_without_javascript_keeps_what_was_typed(db: PgPool) {
     assert!(page.contains(r#"href="/sign-in?next=%2Fagents""#), "{page}");
     assert_eq!(app.count("SELECT count(*) FROM users").await, 1);
 }
+
+/// Building a router lists the app's routes by rendering it with resource
+/// loads suppressed through a process-wide flag; a page rendering meanwhile
+/// in another server of the same process got resources that never loaded
+/// and hung for good (it failed one test run in three). Pages rendered while
+/// other routers are built all complete.
+#[sqlx::test(migrations = "../migrations")]
+async fn pages_render_while_other_servers_start_in_the_same_process(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let client = app.signed_up("routes@example.com").await;
+    let state = app.state.clone();
+    // Another test's server, on a thread and runtime of its own.
+    let building = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _entered = runtime.enter();
+        for _ in 0..100 {
+            let _ = server::router(state.clone(), "http://127.0.0.1:1");
+        }
+    });
+    let mut rendered = 0;
+    while !building.is_finished() || rendered < 20 {
+        let page = tokio::time::timeout(Duration::from_secs(10), async {
+            client
+                .get(app.url("/dashboard"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        })
+        .await
+        .expect("the page rendered (no resource was left waiting)");
+        assert!(page.contains("signed-in-as"), "the header knows the user");
+        rendered += 1;
+    }
+    building.join().unwrap();
+}
