@@ -49,6 +49,10 @@ async fn run(state: &AppState, job: Job) -> Result<(), JobError> {
             let key = owner_key(state, &job).await?;
             crate::data::export::server::run(state, &job, &key).await
         }
+        Kind::Ingest => {
+            let key = owner_key(state, &job).await?;
+            crate::knowledge::server::ingest(state, &job, &key).await
+        }
         Kind::Retention => {
             let report = crate::data::retention::server::run(&state.db, &state.settings.retention)
                 .await

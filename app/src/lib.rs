@@ -8,7 +8,7 @@
 //! - [`provider`]: the model providers and their rules.
 //! - [`chat`]: conversations, messages, server-owned streaming runs.
 //! - [`data`]: your data: the activity log, export, deletion, retention.
-//! - [`knowledge`]: knowledge bases (so far: the search core).
+//! - [`knowledge`]: knowledge bases: upload, parse, split, embed, search.
 //! - [`theme`]: the light/dark/system preference.
 //! - [`ui`]: the page frame and shared components.
 //! - [`pages`]: home, dashboard, settings, not found.
@@ -95,6 +95,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 mcp::serve::SEALED,
                 data::activity::server::SEALED,
                 data::export::server::SEALED,
+                knowledge::server::SEALED,
                 platform::jobs::SEALED,
             ]
             .concat()

@@ -11,10 +11,15 @@ use sqlx::PgPool;
 
 use crate::{
     chat::runs::Runs,
+    knowledge::vectors::Cache,
     platform::{
         egress::Egress, jobs::Jobs, keystore::Crypto, passwords::Passwords, settings::Settings,
     },
 };
+
+/// The most memory opened knowledge vectors may take in one process (about
+/// 40,000 passages of 1,536 dimensions).
+pub const KNOWLEDGE_CACHE_BYTES: usize = 300 * 1024 * 1024;
 
 /// Everything a request handler or server function needs, cloned cheaply per
 /// request. Reached in server functions through context (`ctx::state`),
@@ -31,6 +36,8 @@ pub struct AppState {
     pub runs: Runs,
     /// This process's background workers (`platform::jobs`).
     pub jobs: Jobs,
+    /// Knowledge bases' opened vectors, bounded (`knowledge::vectors`).
+    pub knowledge: Cache,
 }
 
 impl AppState {
@@ -46,6 +53,7 @@ impl AppState {
             egress: Egress::new(settings.egress_allow.clone()),
             runs: Runs::new(settings.instance.clone()),
             jobs: Jobs::new(&settings.instance),
+            knowledge: Cache::new(KNOWLEDGE_CACHE_BYTES),
             settings: Arc::new(settings),
             passwords: Passwords::new(),
             crypto: Arc::new(crypto),

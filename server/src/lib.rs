@@ -15,6 +15,7 @@ pub mod middleware;
 pub mod oidc;
 pub mod policy;
 pub mod telemetry;
+pub mod uploads;
 
 use std::{sync::Arc, time::Duration};
 
@@ -184,6 +185,19 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_REQUEST_BODY,
         ))
+        // Uploads have a limit of their own (after the one above, so it
+        // does not apply to them).
+        .merge(
+            Router::new()
+                .route(
+                    "/knowledge/{id}/upload",
+                    axum::routing::post(uploads::upload),
+                )
+                .layer(axum::extract::DefaultBodyLimit::disable())
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                    uploads::MAX_UPLOAD_BYTES,
+                )),
+        )
         .layer(from_fn_with_state(state.clone(), middleware::session))
         .layer(from_fn_with_state(public_url, middleware::origin_check))
         .layer(from_fn_with_state(

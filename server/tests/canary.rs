@@ -65,6 +65,16 @@ const AVATAR: &str = "🐤🪶";
 const FAILING_BASE_URL: &str = "http://kanarie-host.invalid/kanarie-path/v1";
 /// The browser a session was opened with (Settings -> Sessions shows it).
 const USER_AGENT: &str = "Kanarie-Browser/1.0 (X11; Linux x86_64)";
+/// A knowledge base: its name, description, a document's name and text, a
+/// search, and a base on a server that cannot be found (the host ends up in
+/// the document's error).
+const KB_NAME: &str = "Kanarie knowledge";
+const KB_DESCRIPTION: &str = "Kanarie knowledge description";
+const DOC_NAME: &str = "kanarie-handbook.md";
+const DOC_TEXT: &str =
+    "# Kanarie heading\n\nThe kanarie passage says invoices are paid in thirty days.";
+const KB_QUERY: &str = "kanarie invoices question";
+const KB_FAILING_URL: &str = "http://kanarie-kb.invalid/v1";
 /// The fake provider rejects this one and echoes it in its error body.
 const REJECTED_KEY: &str = "bad-kanarie-api-key-1313";
 
@@ -677,6 +687,101 @@ async fn store_everything(app: &TestApp) {
     assert_eq!(asked.status(), 200);
     let answer = asked.text().await.unwrap();
     assert!(answer.contains("\"result\""), "{answer}");
+
+    // Knowledge: a base (embedding with the user's OpenAI key), a document
+    // ingested and searched; a base whose server cannot be found.
+    let wait_for = |base: String, state: &'static str| {
+        let client = client.clone();
+        async move {
+            for _ in 0..400 {
+                let page: serde_json::Value = app
+                    .call(&client, "knowledge_base", &[("id", base.as_str())])
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                if page["documents"][0]["state"] == state {
+                    return page;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            panic!("the document never became {state}");
+        }
+    };
+    let upload = |base: String| {
+        let client = client.clone();
+        async move {
+            let form = reqwest::multipart::Form::new().part(
+                "files",
+                reqwest::multipart::Part::bytes(DOC_TEXT.as_bytes().to_vec()).file_name(DOC_NAME),
+            );
+            let res = client
+                .post(app.url(&format!("/knowledge/{base}/upload")))
+                .header("accept", "application/json")
+                .header("sec-fetch-site", "same-origin")
+                .multipart(form)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+        }
+    };
+    let res = app
+        .call(
+            &client,
+            "create_knowledge_base",
+            &[
+                ("name", KB_NAME),
+                ("description", KB_DESCRIPTION),
+                ("provider", "openai"),
+                ("model", "text-embedding-3-small"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let base: String = res.json().await.unwrap();
+    upload(base.clone()).await;
+    wait_for(base.clone(), "ready").await;
+    let hits: serde_json::Value = app
+        .call(
+            &client,
+            "search_knowledge_base",
+            &[("id", base.as_str()), ("query", KB_QUERY)],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        hits[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("kanarie passage")
+    );
+    assert_eq!(hits[0]["location"], "Kanarie heading");
+    let res = app
+        .call(
+            &client,
+            "create_knowledge_base",
+            &[
+                ("name", KB_NAME),
+                ("provider", "openai_compatible"),
+                ("model", "kanarie-embed"),
+                ("base_url", KB_FAILING_URL),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let failing: String = res.json().await.unwrap();
+    upload(failing.clone()).await;
+    let page = wait_for(failing, "failed").await;
+    assert!(
+        page["documents"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("kanarie-kb.invalid"),
+        "{page}"
+    );
 
     // An export of everything: built by its job and sealed while it waits
     // (so the dump below holds it), then downloaded.

@@ -63,6 +63,8 @@ pub enum Kind {
     /// Erase what is past its retention period (one an hour, whichever
     /// server enqueues it first).
     Retention,
+    /// Parse, split and embed one uploaded document (`knowledge`).
+    Ingest,
 }
 
 impl Kind {
@@ -71,6 +73,7 @@ impl Kind {
             Kind::Mail => "mail",
             Kind::Retention => "retention",
             Kind::Export => "export",
+            Kind::Ingest => "ingest",
         }
     }
 
@@ -79,6 +82,7 @@ impl Kind {
             "mail" => Some(Kind::Mail),
             "retention" => Some(Kind::Retention),
             "export" => Some(Kind::Export),
+            "ingest" => Some(Kind::Ingest),
             _ => None,
         }
     }

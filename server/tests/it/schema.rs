@@ -176,6 +176,21 @@ const PLAIN: &[(&str, &str, &str)] = &[
     ),
     ("connections", "kind", "one of a fixed list of services"),
     (
+        "knowledge_bases",
+        "provider",
+        "openai, google, openai_compatible or demo (checked by the schema)",
+    ),
+    (
+        "knowledge_documents",
+        "kind",
+        "one of seven file kinds (checked by the schema)",
+    ),
+    (
+        "knowledge_documents",
+        "state",
+        "queued, parsing, embedding, ready or failed (checked by the schema)",
+    ),
+    (
         "mcp_servers",
         "auth",
         "none or header (checked by the schema)",
@@ -482,6 +497,61 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
 
+    // Knowledge: a base embedding through the platform key with a ready
+    // document (passages, vectors) and a refused one (its reason); a base
+    // on an OpenAI-compatible server (its address) that rate limits, so
+    // its document waits in 'embedding' with its upload still kept.
+    {
+        use crate::knowledge::ingestion::{HANDBOOK, create_base, settled, upload};
+        let base = create_base(&app, &client, "Schema base").await;
+        upload(
+            &app,
+            &client,
+            &base,
+            vec![
+                ("handbook.md", HANDBOOK.as_bytes().to_vec()),
+                ("image.png", b"\x89PNG\r\n\x1a\n\0\0".to_vec()),
+            ],
+        )
+        .await;
+        settled(&app, &client, &base).await;
+        let compat_url = format!("http://{fake}/openai/v1");
+        let res = app
+            .call(
+                &client,
+                "create_knowledge_base",
+                &[
+                    ("name", "Compatible"),
+                    ("provider", "openai_compatible"),
+                    ("model", "embed-429x1000"),
+                    ("base_url", compat_url.as_str()),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let compat: String = res.json().await.unwrap();
+        upload(
+            &app,
+            &client,
+            &compat,
+            vec![("notes.txt", b"Waiting words.".to_vec())],
+        )
+        .await;
+        for _ in 0..400 {
+            let waiting: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM knowledge_documents
+                                WHERE state = 'embedding' AND source IS NOT NULL)",
+            )
+            .fetch_one(&db)
+            .await
+            .unwrap();
+            if waiting {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
+
     // An export of it all, ready (its sealed zip).
     assert_eq!(app.call(&client, "request_export", &[]).await.status(), 200);
     for _ in 0..800 {
@@ -523,6 +593,7 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         ("agent_mcp_tokens", "token"),
         ("mcp_servers", "oauth_tokens"),
         ("mcp_oauth_states", "state"),
+        ("knowledge_chunks", "vector"),
     ] {
         let sql = format!(
             "UPDATE {table} SET {column} = set_byte({column}, 20, get_byte({column}, 20) # 1)
@@ -547,7 +618,8 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
             "mcp_servers.secret",
             "agent_mcp_tokens.token",
             "mcp_servers.oauth_tokens",
-            "mcp_oauth_states.state"
+            "mcp_oauth_states.state",
+            "knowledge_chunks.vector"
         ])
     );
 }

@@ -1,0 +1,800 @@
+//! Knowledge bases in the database: every user-derived column sealed with
+//! the owner's data key, every query scoped to the owner. Ingestion is a
+//! job (`Kind::Ingest`) that walks a document through parse → embed →
+//! ready, writing each step as it goes, so a restart picks it up where it
+//! was: a document still parsing is parsed again from its sealed upload; one
+//! embedding goes on with the passages that have no vector yet.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{
+    BaseView, DocKind, DocState, DocumentView, Passage,
+    chunk::{self, Location},
+    embeddings::{self, Embedder, EmbeddingApi},
+    parse::{self, ParseError},
+    vectors::{self, Matrix},
+};
+use crate::{
+    error::AppError,
+    llm::LlmError,
+    platform::{
+        crypto::{DataKey, Place, Sealed},
+        egress::EgressError,
+        jobs::{self, Job, JobError, Kind, NewJob},
+        keystore::SealedColumn,
+    },
+    provider::Provider,
+    state::AppState,
+};
+
+pub const SEALED: &[SealedColumn] = &[
+    SealedColumn::owned("knowledge_bases", "name"),
+    SealedColumn::owned("knowledge_bases", "description"),
+    SealedColumn::owned("knowledge_bases", "model"),
+    SealedColumn::owned("knowledge_bases", "base_url"),
+    SealedColumn::owned("knowledge_documents", "name"),
+    SealedColumn::owned("knowledge_documents", "source"),
+    SealedColumn::owned("knowledge_documents", "error"),
+    SealedColumn::owned("knowledge_chunks", "text"),
+    SealedColumn::owned("knowledge_chunks", "location"),
+    SealedColumn::owned("knowledge_chunks", "vector"),
+];
+
+fn place(table: &'static str, column: &'static str, id: Uuid, owner: Uuid) -> Place {
+    Place::new(table, column, id, owner)
+}
+
+/// Passages a search returns by default.
+pub const TOP_K: usize = 5;
+/// Bases per agent.
+pub const MAX_BASES_PER_AGENT: usize = 10;
+
+/// What the create form sends.
+#[derive(Debug, Clone)]
+pub struct NewBase {
+    pub name: String,
+    pub description: String,
+    pub provider: Provider,
+    pub model: String,
+    pub provider_key_id: Option<Uuid>,
+    pub base_url: Option<String>,
+}
+
+fn check_base(state: &AppState, new: &NewBase) -> Result<(), AppError> {
+    let name = new.name.trim();
+    if name.is_empty() {
+        return Err(AppError::invalid("name", "Give the knowledge base a name."));
+    }
+    if name.chars().count() > 100 {
+        return Err(AppError::invalid(
+            "name",
+            "The name can be at most 100 characters.",
+        ));
+    }
+    if new.description.chars().count() > 2_000 {
+        return Err(AppError::invalid(
+            "description",
+            "The description can be at most 2,000 characters.",
+        ));
+    }
+    match new.provider {
+        Provider::Anthropic => {
+            return Err(AppError::invalid(
+                "provider",
+                "Anthropic offers no embeddings: choose OpenAI, Google or an OpenAI-compatible server.",
+            ));
+        }
+        Provider::Demo if state.settings.demo_url.is_none() => {
+            return Err(AppError::invalid(
+                "provider",
+                "The demo embeddings exist only on a development server.",
+            ));
+        }
+        Provider::OpenaiCompatible => {
+            let url = new.base_url.as_deref().unwrap_or("").trim();
+            let ok = url::Url::parse(url)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            if !ok {
+                return Err(AppError::invalid(
+                    "base_url",
+                    "Enter the server's address, like https://example.com/v1.",
+                ));
+            }
+        }
+        _ => {}
+    }
+    let model = new.model.trim();
+    if model.is_empty() || model.len() > 200 || model.chars().any(char::is_whitespace) {
+        return Err(AppError::invalid(
+            "model",
+            "Enter the embedding model's name (no spaces).",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn create_base(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    new: NewBase,
+) -> Result<Uuid, AppError> {
+    check_base(state, &new)?;
+    let id = Uuid::new_v4();
+    let t = "knowledge_bases";
+    let base_url = (new.provider == Provider::OpenaiCompatible)
+        .then(|| new.base_url.as_deref().unwrap_or("").trim().to_owned())
+        .map(|u| key.seal_str(place(t, "base_url", id, owner), &u));
+    // A chosen key must be the owner's and for this provider.
+    let chosen = match new.provider_key_id {
+        Some(k) => sqlx::query_scalar::<_, Uuid>(
+            "SELECT id FROM provider_keys WHERE id = $1 AND owner_id = $2 AND provider = $3",
+        )
+        .bind(k)
+        .bind(owner)
+        .bind(new.provider.as_str())
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or_else(|| AppError::invalid("provider_key", "That key is not one of yours."))
+        .map(Some)?,
+        None => None,
+    };
+    sqlx::query(
+        "INSERT INTO knowledge_bases
+           (id, owner_id, name, description, provider, model, provider_key_id, base_url)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(key.seal_str(place(t, "name", id, owner), new.name.trim()))
+    .bind(key.seal_str(place(t, "description", id, owner), new.description.trim()))
+    .bind(new.provider.as_str())
+    .bind(key.seal_str(place(t, "model", id, owner), new.model.trim()))
+    .bind(chosen)
+    .bind(base_url)
+    .execute(&state.db)
+    .await?;
+    Ok(id)
+}
+
+#[derive(sqlx::FromRow)]
+struct BaseRow {
+    id: Uuid,
+    name: Sealed,
+    description: Sealed,
+    provider: String,
+    model: Sealed,
+    provider_key_id: Option<Uuid>,
+    base_url: Option<Sealed>,
+    version: i64,
+    documents: i64,
+    passages: i64,
+}
+
+const BASE_COLUMNS: &str = "b.id, b.name, b.description, b.provider, b.model, b.provider_key_id,
+     b.base_url, b.version,
+     (SELECT count(*) FROM knowledge_documents d WHERE d.base_id = b.id) AS documents,
+     (SELECT count(*) FROM knowledge_chunks c WHERE c.base_id = b.id) AS passages";
+
+fn base_view(row: &BaseRow, owner: Uuid, key: &DataKey) -> Result<BaseView, AppError> {
+    let t = "knowledge_bases";
+    Ok(BaseView {
+        id: row.id.to_string(),
+        name: key.open_text(place(t, "name", row.id, owner), &row.name)?,
+        description: key.open_text(place(t, "description", row.id, owner), &row.description)?,
+        provider: row.provider.clone(),
+        model: key.open_text(place(t, "model", row.id, owner), &row.model)?,
+        documents: row.documents as u32,
+        passages: row.passages as u32,
+    })
+}
+
+pub async fn list_bases(
+    db: &PgPool,
+    owner: Uuid,
+    key: &DataKey,
+) -> Result<Vec<BaseView>, AppError> {
+    let rows: Vec<BaseRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BASE_COLUMNS} FROM knowledge_bases b WHERE b.owner_id = $1 ORDER BY b.created_at"
+    )))
+    .bind(owner)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|r| base_view(r, owner, key)).collect()
+}
+
+async fn base_row(db: &PgPool, owner: Uuid, id: Uuid) -> Result<BaseRow, AppError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BASE_COLUMNS} FROM knowledge_bases b WHERE b.id = $1 AND b.owner_id = $2"
+    )))
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(db)
+    .await?
+    .ok_or(AppError::NotFound)
+}
+
+pub async fn base(db: &PgPool, owner: Uuid, key: &DataKey, id: Uuid) -> Result<BaseView, AppError> {
+    base_view(&base_row(db, owner, id).await?, owner, key)
+}
+
+/// Deletes a base with its documents, passages and vectors (the rows
+/// cascade), and drops its opened vectors from this process's cache.
+pub async fn delete_base(state: &AppState, owner: Uuid, id: Uuid) -> Result<(), AppError> {
+    let done = sqlx::query("DELETE FROM knowledge_bases WHERE id = $1 AND owner_id = $2")
+        .bind(id)
+        .bind(owner)
+        .execute(&state.db)
+        .await?;
+    if done.rows_affected() == 0 {
+        return Err(AppError::NotFound);
+    }
+    state.knowledge.forget(id);
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct DocumentRow {
+    id: Uuid,
+    name: Sealed,
+    kind: Option<String>,
+    size_bytes: i64,
+    state: String,
+    pages: Option<i32>,
+    chunks_total: i32,
+    chunks_embedded: i32,
+    error: Option<Sealed>,
+}
+
+const DOCUMENT_COLUMNS: &str =
+    "id, name, kind, size_bytes, state, pages, chunks_total, chunks_embedded, error";
+
+fn document_view(row: &DocumentRow, owner: Uuid, key: &DataKey) -> Result<DocumentView, AppError> {
+    let t = "knowledge_documents";
+    Ok(DocumentView {
+        id: row.id.to_string(),
+        name: key.open_text(place(t, "name", row.id, owner), &row.name)?,
+        kind: row.kind.as_deref().and_then(DocKind::parse),
+        size_bytes: row.size_bytes.max(0) as u64,
+        state: DocState::parse(&row.state),
+        pages: row.pages.map(|p| p.max(0) as u32),
+        chunks_total: row.chunks_total.max(0) as u32,
+        chunks_embedded: row.chunks_embedded.max(0) as u32,
+        error: row
+            .error
+            .as_ref()
+            .map(|e| key.open_text(place(t, "error", row.id, owner), e))
+            .transpose()?,
+    })
+}
+
+/// A base's documents, oldest first.
+pub async fn documents(
+    db: &PgPool,
+    owner: Uuid,
+    key: &DataKey,
+    base: Uuid,
+) -> Result<Vec<DocumentView>, AppError> {
+    base_row(db, owner, base).await?;
+    let rows: Vec<DocumentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {DOCUMENT_COLUMNS} FROM knowledge_documents
+         WHERE base_id = $1 AND owner_id = $2 ORDER BY created_at, id"
+    )))
+    .bind(base)
+    .bind(owner)
+    .fetch_all(db)
+    .await?;
+    rows.iter().map(|r| document_view(r, owner, key)).collect()
+}
+
+/// What an ingestion job carries (sealed): the document.
+#[derive(Serialize, Deserialize)]
+pub struct IngestPayload {
+    pub document: Uuid,
+}
+
+/// A file's name as shown: trimmed, without a path, at most 200 characters.
+fn clean_name(name: &str) -> String {
+    let name = name.rsplit(['/', '\\']).next().unwrap_or("").trim();
+    let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
+    if name.is_empty() {
+        "Untitled".to_owned()
+    } else {
+        name
+    }
+}
+
+/// Adds an uploaded file to a base. A file that cannot be used (too large,
+/// not a supported kind, named one kind and made of another) is listed as
+/// failed with the reason, so a batch upload shows what happened to each;
+/// the rest are queued for ingestion.
+pub async fn add_document(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    base: Uuid,
+    name: &str,
+    bytes: &[u8],
+) -> Result<Uuid, AppError> {
+    base_row(&state.db, owner, base).await?;
+    let id = Uuid::new_v4();
+    let t = "knowledge_documents";
+    let name = clean_name(name);
+    let sniffed = parse::sniff(&name, bytes);
+    let mut tx = state.db.begin().await?;
+    let (kind, source, doc_state, error) = match &sniffed {
+        Ok(kind) => (
+            Some(kind.as_str()),
+            Some(key.seal(place(t, "source", id, owner), bytes)),
+            DocState::Queued,
+            None,
+        ),
+        Err(err) => (
+            None,
+            None,
+            DocState::Failed,
+            Some(key.seal_str(place(t, "error", id, owner), &err.to_string())),
+        ),
+    };
+    sqlx::query(
+        "INSERT INTO knowledge_documents
+           (id, base_id, owner_id, name, kind, size_bytes, source, state, error)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(id)
+    .bind(base)
+    .bind(owner)
+    .bind(key.seal_str(place(t, "name", id, owner), &name))
+    .bind(kind)
+    .bind(bytes.len() as i64)
+    .bind(source)
+    .bind(doc_state.as_str())
+    .bind(error)
+    .execute(&mut *tx)
+    .await?;
+    if sniffed.is_ok() {
+        jobs::enqueue(
+            &mut tx,
+            NewJob::new(Kind::Ingest)
+                .for_owner(owner, key, &IngestPayload { document: id })
+                .idempotency_key(format!("ingest:{id}")),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    state.jobs.wake();
+    Ok(id)
+}
+
+/// Deletes a document with its passages and vectors.
+pub async fn delete_document(state: &AppState, owner: Uuid, id: Uuid) -> Result<(), AppError> {
+    let base: Option<Uuid> = sqlx::query_scalar(
+        "DELETE FROM knowledge_documents WHERE id = $1 AND owner_id = $2 RETURNING base_id",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(&state.db)
+    .await?;
+    let base = base.ok_or(AppError::NotFound)?;
+    bump_version(&state.db, base).await?;
+    Ok(())
+}
+
+async fn bump_version(db: &PgPool, base: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE knowledge_bases SET version = version + 1, updated_at = now() WHERE id = $1",
+    )
+    .bind(base)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// How a base embeds: its wire format, address, model and key.
+async fn embedder(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    row: &BaseRow,
+) -> Result<Embedder, AppError> {
+    let provider = Provider::parse(&row.provider).ok_or(AppError::NotFound)?;
+    let resolved =
+        crate::provider_keys::server::resolve(state, owner, key, provider, row.provider_key_id)
+            .await?;
+    let secret = resolved.secret(key)?;
+    let urls = &state.settings.provider_urls;
+    let base_url = match provider {
+        Provider::Google => urls.google.clone(),
+        Provider::OpenaiCompatible => row
+            .base_url
+            .as_ref()
+            .map(|u| key.open_text(place("knowledge_bases", "base_url", row.id, owner), u))
+            .transpose()?
+            .unwrap_or_default(),
+        Provider::Demo => state.settings.demo_url.clone().unwrap_or_default(),
+        _ => urls.openai.clone(),
+    };
+    Ok(Embedder {
+        api: if provider == Provider::Google {
+            EmbeddingApi::Gemini
+        } else {
+            EmbeddingApi::OpenAi
+        },
+        base_url,
+        model: key.open_text(place("knowledge_bases", "model", row.id, owner), &row.model)?,
+        key: Some(secret).filter(|s| !s.is_empty()),
+        dimensions: None,
+    })
+}
+
+/// Embeddings are idempotent: a failure the provider or the network may
+/// get over is tried again later (the job backs off).
+fn worth_retrying(err: &LlmError) -> bool {
+    err.is_retryable()
+        || matches!(
+            err,
+            LlmError::Network | LlmError::Timeout | LlmError::Egress(EgressError::Connect { .. })
+        )
+}
+
+#[derive(sqlx::FromRow)]
+struct IngestRow {
+    base_id: Uuid,
+    kind: Option<String>,
+    source: Option<Sealed>,
+    state: String,
+}
+
+/// The ingestion job: parse and split (if not done yet), then embed the
+/// passages that have no vector, a batch at a time, then ready.
+pub async fn ingest(state: &AppState, job: &Job, key: &DataKey) -> Result<(), JobError> {
+    let owner = job
+        .owner
+        .ok_or_else(|| JobError::fatal("The job has no owner."))?;
+    let payload: IngestPayload = job.payload(key)?;
+    let id = payload.document;
+    let db_error = |_| JobError::retry("The database was not reachable.");
+    let row: Option<IngestRow> = sqlx::query_as(
+        "SELECT base_id, kind, source, state FROM knowledge_documents
+         WHERE id = $1 AND owner_id = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(&state.db)
+    .await
+    .map_err(db_error)?;
+    // Deleted meanwhile, or done: nothing to do.
+    let Some(row) = row else { return Ok(()) };
+    let doc_state = DocState::parse(&row.state);
+    if matches!(doc_state, DocState::Ready | DocState::Failed) {
+        return Ok(());
+    }
+    if matches!(doc_state, DocState::Queued | DocState::Parsing) {
+        set_state(&state.db, id, DocState::Parsing)
+            .await
+            .map_err(db_error)?;
+        let (Some(kind), Some(source)) = (row.kind.as_deref().and_then(DocKind::parse), row.source)
+        else {
+            return fail(
+                state,
+                owner,
+                key,
+                id,
+                "The uploaded file is gone: add it again.",
+            )
+            .await;
+        };
+        let bytes = key
+            .open(place("knowledge_documents", "source", id, owner), &source)
+            .map_err(|_| JobError::fatal("The uploaded file could not be opened."))?;
+        let parsed = match parse::parse(kind, bytes).await {
+            Ok(parsed) => parsed,
+            Err(err) => return fail(state, owner, key, id, &err.to_string()).await,
+        };
+        let pages = parsed.page_count();
+        let passages = tokio::task::spawn_blocking(move || chunk::passages(&parsed))
+            .await
+            .map_err(|_| JobError::fatal("The document could not be split into passages."))?;
+        if passages.is_empty() {
+            return fail(state, owner, key, id, &ParseError::NoText.to_string()).await;
+        }
+        store_passages(state, owner, key, row.base_id, id, pages, &passages)
+            .await
+            .map_err(db_error)?;
+    }
+    let base = match base_row(&state.db, owner, row.base_id).await {
+        Ok(base) => base,
+        Err(_) => return Ok(()),
+    };
+    let embedder = match embedder(state, owner, key, &base).await {
+        Ok(e) => e,
+        Err(err) => return fail(state, owner, key, id, &err.to_string()).await,
+    };
+    loop {
+        let batch: Vec<(Uuid, Sealed)> = sqlx::query_as(
+            "SELECT id, text FROM knowledge_chunks
+             WHERE document_id = $1 AND vector IS NULL ORDER BY seq LIMIT $2",
+        )
+        .bind(id)
+        .bind(embeddings::BATCH as i64)
+        .fetch_all(&state.db)
+        .await
+        .map_err(db_error)?;
+        if batch.is_empty() {
+            break;
+        }
+        let texts = batch
+            .iter()
+            .map(|(chunk, text)| {
+                key.open_text(place("knowledge_chunks", "text", *chunk, owner), text)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| JobError::fatal("A passage could not be opened."))?;
+        let vectors = match embeddings::embed(&state.egress, &embedder, &texts).await {
+            Ok(v) => v,
+            Err(err) if worth_retrying(&err) => return Err(JobError::retry(err.to_string())),
+            Err(err) => return fail(state, owner, key, id, &err.to_string()).await,
+        };
+        let mut tx = state.db.begin().await.map_err(db_error)?;
+        for ((chunk, _), vector) in batch.iter().zip(&vectors) {
+            let sealed = key.seal(
+                place("knowledge_chunks", "vector", *chunk, owner),
+                &vectors::encode(vector),
+            );
+            sqlx::query("UPDATE knowledge_chunks SET vector = $2 WHERE id = $1")
+                .bind(chunk)
+                .bind(sealed)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+        }
+        sqlx::query(
+            "UPDATE knowledge_documents
+             SET chunks_embedded = (SELECT count(*) FROM knowledge_chunks
+                                    WHERE document_id = $1 AND vector IS NOT NULL),
+                 updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+    }
+    sqlx::query(
+        "UPDATE knowledge_documents SET state = 'ready', source = NULL, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&state.db)
+    .await
+    .map_err(db_error)?;
+    bump_version(&state.db, row.base_id)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+async fn set_state(db: &PgPool, id: Uuid, to: DocState) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE knowledge_documents SET state = $2, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(to.as_str())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Marks a document failed with `reason` (shown beside it); the upload is
+/// dropped. The job itself is done.
+async fn fail(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    id: Uuid,
+    reason: &str,
+) -> Result<(), JobError> {
+    let error = key.seal_str(place("knowledge_documents", "error", id, owner), reason);
+    sqlx::query(
+        "UPDATE knowledge_documents SET state = 'failed', error = $2, source = NULL,
+           updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .execute(&state.db)
+    .await
+    .map_err(|_| JobError::retry("The database was not reachable."))?;
+    Ok(())
+}
+
+/// Replaces a document's passages (a parse that ran before a restart may
+/// have stored some) and moves it on to embedding, in one transaction.
+async fn store_passages(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    base: Uuid,
+    id: Uuid,
+    pages: Option<u32>,
+    passages: &[chunk::Passage],
+) -> Result<(), sqlx::Error> {
+    let mut tx = state.db.begin().await?;
+    sqlx::query("DELETE FROM knowledge_chunks WHERE document_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    for (seq, passage) in passages.iter().enumerate() {
+        let chunk = Uuid::new_v4();
+        let location = serde_json::to_string(&passage.location).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO knowledge_chunks (id, document_id, base_id, owner_id, seq, text, location)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(chunk)
+        .bind(id)
+        .bind(base)
+        .bind(owner)
+        .bind(seq as i32)
+        .bind(key.seal_str(
+            place("knowledge_chunks", "text", chunk, owner),
+            &passage.text,
+        ))
+        .bind(key.seal_str(
+            place("knowledge_chunks", "location", chunk, owner),
+            &location,
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE knowledge_documents
+         SET state = 'embedding', pages = $2, chunks_total = $3, chunks_embedded = 0,
+             updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(pages.map(|p| p as i32))
+    .bind(passages.len() as i32)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await
+}
+
+/// A base's vectors, opened: from this process's cache while the base is
+/// unchanged (its version), else read and opened now.
+async fn matrix(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    base: &BaseRow,
+) -> Result<Option<Arc<Matrix>>, AppError> {
+    let cache_key = (base.id, base.version);
+    if let Some(m) = state.knowledge.get(cache_key) {
+        return Ok(Some(m));
+    }
+    let rows: Vec<(Uuid, Sealed)> = sqlx::query_as(
+        "SELECT id, vector FROM knowledge_chunks
+         WHERE base_id = $1 AND owner_id = $2 AND vector IS NOT NULL",
+    )
+    .bind(base.id)
+    .bind(owner)
+    .fetch_all(&state.db)
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let open = |(id, sealed): &(Uuid, Sealed)| {
+        key.open(place("knowledge_chunks", "vector", *id, owner), sealed)
+            .map_err(AppError::internal)
+    };
+    let dims = open(first)?.len() / 4;
+    let mut m = Matrix::with_capacity(dims, rows.len());
+    for row in &rows {
+        // A vector of another size (the model was changed) is skipped.
+        let _ = m.push_stored(row.0, open(row)?);
+    }
+    let m = Arc::new(m);
+    state.knowledge.put(cache_key, m.clone());
+    Ok(Some(m))
+}
+
+/// The passages of `bases` most like `query`, best first: each base is
+/// searched with its own embedder, and the results merged by similarity.
+pub async fn search(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    bases: &[Uuid],
+    query: &str,
+    k: usize,
+) -> Result<Vec<Passage>, AppError> {
+    let query = query.trim();
+    if query.is_empty() {
+        return Err(AppError::invalid("query", "Type what to look for."));
+    }
+    let mut hits: Vec<(Uuid, f32)> = Vec::new();
+    for base_id in bases {
+        let base = base_row(&state.db, owner, *base_id).await?;
+        let Some(m) = matrix(state, owner, key, &base).await? else {
+            continue;
+        };
+        let embedder = embedder(state, owner, key, &base).await?;
+        let mut q = embeddings::embed(&state.egress, &embedder, &[query.to_owned()])
+            .await
+            .map_err(|e| AppError::invalid("query", e.to_string()))?
+            .pop()
+            .unwrap_or_default();
+        if vectors::normalise(&mut q).is_err() || q.len() != m.dims() {
+            continue;
+        }
+        hits.extend(m.top_k(&q, k));
+    }
+    hits.sort_by(|a, b| b.1.total_cmp(&a.1));
+    hits.truncate(k);
+    let ids: Vec<Uuid> = hits.iter().map(|h| h.0).collect();
+    let rows: Vec<(Uuid, Uuid, Sealed, Sealed, Sealed)> = sqlx::query_as(
+        "SELECT c.id, d.id, d.name, c.text, c.location
+         FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id
+         WHERE c.id = ANY($1) AND c.owner_id = $2",
+    )
+    .bind(&ids)
+    .bind(owner)
+    .fetch_all(&state.db)
+    .await?;
+    let mut out = Vec::with_capacity(hits.len());
+    for (chunk, score) in hits {
+        let Some((_, doc, name, text, location)) = rows.iter().find(|r| r.0 == chunk) else {
+            continue;
+        };
+        let location: Location = serde_json::from_str(&key.open_text(
+            place("knowledge_chunks", "location", chunk, owner),
+            location,
+        )?)
+        .unwrap_or_default();
+        out.push(Passage {
+            chunk_id: chunk.to_string(),
+            document_id: doc.to_string(),
+            document: key.open_text(place("knowledge_documents", "name", *doc, owner), name)?,
+            location: location.label(),
+            text: key.open_text(place("knowledge_chunks", "text", chunk, owner), text)?,
+            score,
+        });
+    }
+    Ok(out)
+}
+
+/// One passage by id (a citation opened).
+pub async fn passage(
+    db: &PgPool,
+    owner: Uuid,
+    key: &DataKey,
+    chunk: Uuid,
+) -> Result<Passage, AppError> {
+    let row: Option<(Uuid, Sealed, Sealed, Sealed)> = sqlx::query_as(
+        "SELECT d.id, d.name, c.text, c.location
+         FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id
+         WHERE c.id = $1 AND c.owner_id = $2",
+    )
+    .bind(chunk)
+    .bind(owner)
+    .fetch_optional(db)
+    .await?;
+    let (doc, name, text, location) = row.ok_or(AppError::NotFound)?;
+    let location: Location = serde_json::from_str(&key.open_text(
+        place("knowledge_chunks", "location", chunk, owner),
+        &location,
+    )?)
+    .unwrap_or_default();
+    Ok(Passage {
+        chunk_id: chunk.to_string(),
+        document_id: doc.to_string(),
+        document: key.open_text(place("knowledge_documents", "name", doc, owner), &name)?,
+        location: location.label(),
+        text: key.open_text(place("knowledge_chunks", "text", chunk, owner), &text)?,
+        score: 0.0,
+    })
+}
