@@ -475,6 +475,29 @@ fn offered_tools(wire: Wire, body: &Value) -> Vec<String> {
     }
 }
 
+/// What the offline demo model says when it was given passages of the
+/// user's documents (numbered `[1] name · place` then the text, as Enclave
+/// sends them): the start of the first passage, cited.
+fn demo_cited(system: &str) -> Option<String> {
+    let start = system.find("\n\n[1] ")? + 2;
+    let rest = &system[start..];
+    let body = rest.split_once('\n')?.1;
+    let body = body.split("\n\n[2] ").next().unwrap_or(body);
+    let text: String = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut excerpt: String = text.chars().take(280).collect();
+    if let Some(end) = excerpt.find(". ") {
+        excerpt.truncate(end + 1);
+    }
+    (!excerpt.is_empty()).then(|| {
+        format!("From your documents: {excerpt} [1] (This is the offline demo model quoting the best passage; a real model would answer in its own words.)")
+    })
+}
+
 /// What the offline demo model does with tools: asked about the time, it
 /// calls `current_time`; given arithmetic, `calculator`; told the name of
 /// an MCP tool it was offered (`shout`, for `mcp_1a2b3c4d_shout`), that
@@ -547,6 +570,8 @@ async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
             script.reply = Some(format!("Let me use the {tool} tool. "));
             script.tools = vec![tool];
             script.args = args;
+        } else if let Some(answer) = demo_cited(&system) {
+            script.reply = Some(answer);
         } else {
             script.reply = Some(format!("{DEMO_INTRO}{message}"));
         }
@@ -1027,6 +1052,17 @@ mod tests {
         assert_eq!(script.delay, Duration::from_millis(MAX_DELAY_MS));
         assert_eq!(script.status, Some(599));
         assert_eq!(Script::parse("fake:tokens=3").tokens().len(), 3);
+    }
+
+    #[test]
+    fn the_demo_model_quotes_the_first_passage_it_was_given() {
+        let system = "Be brief.\n\nPassages follow.\n\n[1] handbook.md · Invoices\n## Invoices\nInvoices are paid in thirty days. By transfer.\n\n[2] other.md\nOther text.";
+        let answer = demo_cited(system).unwrap();
+        assert!(
+            answer.starts_with("From your documents: Invoices are paid in thirty days. [1]"),
+            "{answer}"
+        );
+        assert_eq!(demo_cited("Be brief."), None);
     }
 
     #[test]

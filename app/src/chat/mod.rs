@@ -120,13 +120,27 @@ pub struct ToolCallView {
     pub duration_ms: Option<u64>,
 }
 
-/// A reply is a list of parts: what the model said (each planning step is a
-/// text part) and the tools it called, in order.
+/// A passage of the agent's knowledge the reply was given, cited as `[n]`.
+/// Holds where it is, not its text: opening it reads the passage, so a
+/// deleted document leaves no copy behind in the conversation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Citation {
+    pub n: u32,
+    pub chunk_id: String,
+    pub document: String,
+    /// "page 3 · Installation" (may be empty).
+    pub location: String,
+}
+
+/// A reply is a list of parts: the passages it was given (first, when the
+/// agent has knowledge), what the model said (each planning step is a text
+/// part) and the tools it called, in order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ReplyPart {
     Text { text: String },
     ToolCall(ToolCallView),
+    Sources { sources: Vec<Citation> },
 }
 
 impl ReplyPart {
@@ -136,7 +150,7 @@ impl ReplyPart {
             .iter()
             .filter_map(|p| match p {
                 ReplyPart::Text { text } => Some(text.as_str()),
-                ReplyPart::ToolCall(_) => None,
+                ReplyPart::ToolCall(_) | ReplyPart::Sources { .. } => None,
             })
             .collect()
     }

@@ -536,9 +536,51 @@ fn ReplyParts(
                         <ToolCallBox call=call message_id=message_id.get_value() decide=decide/>
                     }))
                 }
-                None => Either::Right(Either::Right(())),
+                // Shown after the reply (below).
+                Some(ReplyPart::Sources { .. }) | None => Either::Right(Either::Right(())),
             }}
         </For>
+        <SourcesList parts=parts/>
+    }
+}
+
+/// The passages a reply was given, numbered as it cites them; each opens
+/// its passage (with its document and place).
+#[component]
+fn SourcesList(parts: RwSignal<Vec<ReplyPart>>) -> impl IntoView {
+    let sources = move || {
+        parts.with(|p| {
+            p.iter()
+                .find_map(|part| match part {
+                    ReplyPart::Sources { sources } => Some(sources.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        })
+    };
+    view! {
+        <Show when=move || !sources().is_empty()>
+            <aside class="sources" aria-label="Sources" data-testid="sources">
+                <p class="muted">"Sources"</p>
+                <ol>
+                    {move || {
+                        sources()
+                            .into_iter()
+                            .map(|c| {
+                                let href = format!("/knowledge/passages/{}", c.chunk_id);
+                                let place = (!c.location.is_empty()).then(|| format!(" · {}", c.location));
+                                view! {
+                                    <li value=c.n.to_string() data-testid="citation">
+                                        <a href=href>{c.document}</a>
+                                        <span class="muted">{place}</span>
+                                    </li>
+                                }
+                            })
+                            .collect_view()
+                    }}
+                </ol>
+            </aside>
+        </Show>
     }
 }
 

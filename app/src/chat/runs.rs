@@ -26,7 +26,8 @@ use tokio::sync::{Notify, broadcast, broadcast::error::RecvError};
 use uuid::Uuid;
 
 use super::{
-    MessageStatus, ReplyPart, StreamUpdate, ToolCallView, ToolStatus, server::message_place,
+    Citation, MessageStatus, ReplyPart, StreamUpdate, ToolCallView, ToolStatus,
+    server::message_place,
 };
 use crate::{
     llm::{self, ChatRequest, LlmError, Part, Role, StreamEvent, StreamLimits, Turn, Usage},
@@ -48,7 +49,15 @@ pub struct Job {
     pub request: ChatRequest,
     pub tools: Option<Toolbox>,
     pub resume: Vec<ReplyPart>,
+    /// Context looked up when the run starts (the agent's knowledge): text
+    /// for the system prompt, and the passages it cites.
+    pub retrieval: Option<Retrieval>,
 }
+
+/// What a retrieval gives a run: the system prompt's addition and the
+/// citations shown with the reply. `None` when there is nothing to add.
+pub type Retrieval =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<(String, Vec<Citation>)>> + Send>>;
 
 /// How often growing replies are written to the database.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -641,6 +650,7 @@ fn turns_from_parts(parts: &[ReplyPart]) -> (Vec<Turn>, u32) {
                     said.push(Part::Text(text.clone()));
                 }
             }
+            ReplyPart::Sources { .. } => {}
             ReplyPart::ToolCall(call) => {
                 said.push(Part::ToolCall {
                     id: call.id.clone(),
@@ -677,7 +687,20 @@ async fn drive(run: Arc<Run>, model: Model, job: Job) -> Outcome {
         mut request,
         tools,
         resume,
+        retrieval,
     } = job;
+    if let Some(retrieval) = retrieval
+        && let Some((context, citations)) = retrieval.await
+    {
+        request.system_prompt.push_str(&context);
+        // A resumed reply has its sources already.
+        if !resume
+            .iter()
+            .any(|p| matches!(p, ReplyPart::Sources { .. }))
+        {
+            run.set_part(None, ReplyPart::Sources { sources: citations });
+        }
+    }
     let limit = tools.as_ref().map_or(1, |t| t.config.step_limit.max(1));
     let mut usage = None;
     let mut steps = 0;
@@ -934,7 +957,7 @@ fn seal_parts(
     );
     let structured = parts
         .iter()
-        .any(|p| matches!(p, ReplyPart::ToolCall(_)))
+        .any(|p| !matches!(p, ReplyPart::Text { .. }))
         .then(|| serde_json::to_string(parts).ok())
         .flatten()
         .map(|json| key.seal_str(message_place("parts", message, owner), &json));
@@ -1158,6 +1181,7 @@ mod tests {
             },
             tools: None,
             resume: vec![],
+            retrieval: None,
         };
         let outcome = drive(run.clone(), model, job).await;
         assert_eq!(outcome.status, MessageStatus::Complete);

@@ -78,6 +78,7 @@ pub fn validate_message(text: &str) -> Result<String, AppError> {
 /// What a reply needs from its agent, loaded and checked before anything
 /// is stored: the spec, the API key, and the owner's data key.
 struct Ready {
+    agent_id: Uuid,
     spec: crate::agents::domain::AgentSpec,
     api_key: String,
     key: DataKey,
@@ -109,6 +110,7 @@ async fn ready(
         .await?
         .secret(key)?;
     Ok(Ready {
+        agent_id,
         spec,
         api_key,
         key: key.clone(),
@@ -234,7 +236,12 @@ async fn build_job(
     reply_id: Uuid,
     exclude: Option<Uuid>,
 ) -> Result<Job, AppError> {
-    let Ready { spec, api_key, key } = ready;
+    let Ready {
+        agent_id,
+        spec,
+        api_key,
+        key,
+    } = ready;
     let rows: Vec<(Uuid, String, Sealed)> = sqlx::query_as(
         "SELECT id, role, body FROM (
            SELECT id, role, body, created_at FROM messages
@@ -251,9 +258,13 @@ async fn build_job(
     .fetch_all(&mut *tx)
     .await?;
     let mut turns = Vec::with_capacity(rows.len());
+    let mut question = None;
     for (id, role, body) in rows {
         let content = key.open_text(body_place(id, owner), &body)?;
         if !content.is_empty() {
+            if role == "user" {
+                question = Some(content.clone());
+            }
             let role = if role == "user" {
                 Role::User
             } else {
@@ -290,10 +301,25 @@ async fn build_job(
         top_p: spec.top_p,
         max_output_tokens: spec.max_output_tokens,
     };
+    // The agent's knowledge is searched for the latest message when the
+    // run starts (not here, inside the transaction).
+    let bases: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT ak.base_id FROM agent_knowledge_bases ak
+         JOIN knowledge_bases b ON b.id = ak.base_id
+         WHERE ak.agent_id = $1 AND b.owner_id = $2 ORDER BY b.created_at",
+    )
+    .bind(agent_id)
+    .bind(owner)
+    .fetch_all(&mut *tx)
+    .await?;
+    let retrieval = question.filter(|_| !bases.is_empty()).map(|question| {
+        crate::knowledge::server::retrieval(state.clone(), owner, key.clone(), bases, question)
+    });
     Ok(Job {
         request,
         tools: (!toolbox.is_empty()).then_some(toolbox),
         resume: Vec::new(),
+        retrieval,
     })
 }
 

@@ -568,6 +568,17 @@ pub mod server {
                             call.tool, call.status
                         ));
                     }
+                    ReplyPart::Sources { sources } => {
+                        for c in sources {
+                            let place = if c.location.is_empty() {
+                                String::new()
+                            } else {
+                                format!(", {}", c.location)
+                            };
+                            out.push_str(&format!("> [{}] {}{place}\n", c.n, c.document));
+                        }
+                        out.push('\n');
+                    }
                 }
             }
             if let Some(error) = &message.error {

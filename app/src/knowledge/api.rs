@@ -12,12 +12,15 @@ pub type CreateBaseAction = ServerAction<CreateKnowledgeBase>;
 pub type DeleteBaseAction = ServerAction<DeleteKnowledgeBase>;
 pub type DeleteDocumentAction = ServerAction<DeleteKnowledgeDocument>;
 pub type SearchAction = ServerAction<SearchKnowledgeBase>;
+pub type SetAgentBaseAction = ServerAction<SetAgentKnowledgeBase>;
 
-/// A base with its documents: what its page shows.
+/// A base with its documents and the agents that may use it: what its
+/// page shows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BasePage {
     pub base: BaseView,
     pub documents: Vec<DocumentView>,
+    pub agents: Vec<super::AgentUse>,
 }
 
 #[server(prefix = "/api", endpoint = "list_knowledge_bases")]
@@ -69,7 +72,30 @@ pub async fn knowledge_base(id: String) -> Result<BasePage, AppError> {
     Ok(BasePage {
         base: super::server::base(db, session.user_id, &session.key, id).await?,
         documents: super::server::documents(db, session.user_id, &session.key, id).await?,
+        agents: super::server::base_agents(db, session.user_id, &session.key, id).await?,
     })
+}
+
+/// Makes an agent answer from a base (`uses` = "yes") or stop.
+#[server(prefix = "/api", endpoint = "set_agent_knowledge_base")]
+pub async fn set_agent_knowledge_base(
+    base: String,
+    agent: String,
+    uses: String,
+) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_verified_session()?;
+    let base = ctx::parse_id(&base)?;
+    super::server::set_agent_base(
+        &ctx::state()?.db,
+        session.user_id,
+        ctx::parse_id(&agent)?,
+        base,
+        uses == "yes",
+    )
+    .await?;
+    ctx::redirect_plain_post(&format!("/knowledge/{base}"));
+    Ok(())
 }
 
 #[server(prefix = "/api", endpoint = "delete_knowledge_base")]

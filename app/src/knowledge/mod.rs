@@ -165,6 +165,14 @@ impl DocumentView {
     }
 }
 
+/// One of the owner's agents, and whether it answers from a base.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentUse {
+    pub agent_id: String,
+    pub name: String,
+    pub uses: bool,
+}
+
 /// A passage found by a search, with where it came from: what a citation
 /// shows and opens.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

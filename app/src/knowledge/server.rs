@@ -767,6 +767,139 @@ pub async fn search(
     Ok(out)
 }
 
+/// The owner's agents, each with whether it answers from `base`.
+pub async fn base_agents(
+    db: &PgPool,
+    owner: Uuid,
+    key: &DataKey,
+    base: Uuid,
+) -> Result<Vec<super::AgentUse>, AppError> {
+    base_row(db, owner, base).await?;
+    let rows: Vec<(Uuid, Sealed, bool)> = sqlx::query_as(
+        "SELECT a.id, a.name,
+                EXISTS (SELECT 1 FROM agent_knowledge_bases ak
+                        WHERE ak.agent_id = a.id AND ak.base_id = $2)
+         FROM agents a WHERE a.owner_id = $1 ORDER BY a.created_at",
+    )
+    .bind(owner)
+    .bind(base)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|(id, name, uses)| {
+            Ok(super::AgentUse {
+                agent_id: id.to_string(),
+                name: key.open_text(Place::new("agents", "name", id, owner), &name)?,
+                uses,
+            })
+        })
+        .collect()
+}
+
+/// Makes `agent` answer from `base` (or stop). Both must be the owner's.
+pub async fn set_agent_base(
+    db: &PgPool,
+    owner: Uuid,
+    agent: Uuid,
+    base: Uuid,
+    uses: bool,
+) -> Result<(), AppError> {
+    base_row(db, owner, base).await?;
+    let agent_is_theirs: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM agents WHERE id = $1 AND owner_id = $2)")
+            .bind(agent)
+            .bind(owner)
+            .fetch_one(db)
+            .await?;
+    if !agent_is_theirs {
+        return Err(AppError::NotFound);
+    }
+    if uses {
+        let count: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM agent_knowledge_bases WHERE agent_id = $1")
+                .bind(agent)
+                .fetch_one(db)
+                .await?;
+        if count as usize >= MAX_BASES_PER_AGENT {
+            return Err(AppError::invalid(
+                "agent",
+                format!("An agent can answer from at most {MAX_BASES_PER_AGENT} knowledge bases."),
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO agent_knowledge_bases (agent_id, base_id) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(agent)
+        .bind(base)
+        .execute(db)
+        .await?;
+    } else {
+        sqlx::query("DELETE FROM agent_knowledge_bases WHERE agent_id = $1 AND base_id = $2")
+            .bind(agent)
+            .bind(base)
+            .execute(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// What the model is told before the passages it is given.
+pub const SOURCES_INTRO: &str = "Passages from the user's documents that may answer the latest \
+message follow, numbered. Answer from them where they help, and cite each passage you use by its \
+number in square brackets, like [1], right after what it supports. If they do not hold the \
+answer, say so.";
+
+/// A run's retrieval: the passages of `bases` most like `question`, for
+/// the system prompt (numbered, with their source) and as the reply's
+/// citations. A failed search (the embeddings provider is down) leaves the
+/// reply without them rather than failing it.
+pub fn retrieval(
+    state: AppState,
+    owner: Uuid,
+    key: DataKey,
+    bases: Vec<Uuid>,
+    question: String,
+) -> crate::chat::runs::Retrieval {
+    Box::pin(async move {
+        let found = match search(&state, owner, &key, &bases, &question, TOP_K).await {
+            Ok(found) => found,
+            Err(_) => {
+                tracing::warn!(
+                    %owner,
+                    "knowledge search failed; the reply goes on without passages"
+                );
+                return None;
+            }
+        };
+        let found: Vec<Passage> = found.into_iter().filter(|p| p.score > 0.0).collect();
+        if found.is_empty() {
+            return None;
+        }
+        let mut context = format!("\n\n{SOURCES_INTRO}");
+        let mut citations = Vec::with_capacity(found.len());
+        for (i, passage) in found.into_iter().enumerate() {
+            let n = i as u32 + 1;
+            let place = if passage.location.is_empty() {
+                String::new()
+            } else {
+                format!(" · {}", passage.location)
+            };
+            context.push_str(&format!(
+                "\n\n[{n}] {}{place}\n{}",
+                passage.document, passage.text
+            ));
+            citations.push(crate::chat::Citation {
+                n,
+                chunk_id: passage.chunk_id,
+                document: passage.document,
+                location: passage.location,
+            });
+        }
+        Some((context, citations))
+    })
+}
+
 /// One passage by id (a citation opened).
 pub async fn passage(
     db: &PgPool,

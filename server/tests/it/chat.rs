@@ -945,6 +945,7 @@ async fn a_run_that_panics_ends_interrupted_and_frees_its_conversation(db: PgPoo
             request,
             tools: None,
             resume: vec![],
+            retrieval: None,
         },
         model,
     );

@@ -163,8 +163,15 @@ pub mod ingestion {
     use crate::common::{TestApp, chat_settings, keyring};
 
     async fn app(db: PgPool) -> TestApp {
+        app_and_fake(db).await.0
+    }
+
+    async fn app_and_fake(db: PgPool) -> (TestApp, std::net::SocketAddr) {
         let fake = server::fake_provider::start().await.unwrap();
-        TestApp::spawn_full(db, chat_settings(fake), keyring(1, &[])).await
+        (
+            TestApp::spawn_full(db, chat_settings(fake), keyring(1, &[])).await,
+            fake,
+        )
     }
 
     async fn json(res: reqwest::Response) -> Value {
@@ -649,5 +656,104 @@ pub mod ingestion {
             0
         );
         assert_eq!(app.count("SELECT count(*) FROM knowledge_chunks").await, 0);
+    }
+
+    #[sqlx::test(migrations = "../migrations")]
+    async fn an_agent_answers_from_its_knowledge_with_numbered_citations(db: PgPool) {
+        use crate::common::{reply_when, scripted_agent, send_new};
+        let (app, fake) = app_and_fake(db).await;
+        let client = app.signed_up("cite@example.com").await;
+        let base = create_base(&app, &client, "Handbook").await;
+        upload(
+            &app,
+            &client,
+            &base,
+            vec![("handbook.md", HANDBOOK.as_bytes().to_vec())],
+        )
+        .await;
+        settled(&app, &client, &base).await;
+        // The offline demo model, through the OpenAI wire format.
+        let agent = scripted_agent(&app, &client, fake, "openai", "demo", &[], &[], "").await;
+
+        // Not attached yet: no passages, no citations.
+        let sent = send_new(&app, &client, &agent, "When are invoices paid?").await;
+        let reply = reply_when(
+            &app,
+            &client,
+            sent["conversation_id"].as_str().unwrap(),
+            "complete",
+        )
+        .await;
+        assert!(!reply["body"].as_str().unwrap().contains("[1]"), "{reply}");
+
+        let page = json(
+            app.call(&client, "knowledge_base", &[("id", base.as_str())])
+                .await,
+        )
+        .await;
+        let listed = &page["agents"][0];
+        assert_eq!(listed["agent_id"], agent.as_str());
+        assert_eq!(listed["uses"], false);
+        let res = app
+            .call(
+                &client,
+                "set_agent_knowledge_base",
+                &[
+                    ("base", base.as_str()),
+                    ("agent", agent.as_str()),
+                    ("uses", "yes"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+
+        let sent = send_new(&app, &client, &agent, "When are invoices paid?").await;
+        let reply = reply_when(
+            &app,
+            &client,
+            sent["conversation_id"].as_str().unwrap(),
+            "complete",
+        )
+        .await;
+        let body = reply["body"].as_str().unwrap();
+        assert!(
+            body.contains("Invoices are paid within thirty days") && body.contains("[1]"),
+            "the demo model quotes the passage and cites it: {body}"
+        );
+        let sources = reply["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["type"] == "sources")
+            .unwrap_or_else(|| panic!("no sources part: {reply:#}"))["sources"]
+            .clone();
+        assert_eq!(sources[0]["n"], 1);
+        assert_eq!(sources[0]["document"], "handbook.md");
+        assert_eq!(sources[0]["location"], "Invoices");
+        let passage = json(
+            app.call(
+                &client,
+                "knowledge_passage",
+                &[("id", sources[0]["chunk_id"].as_str().unwrap())],
+            )
+            .await,
+        )
+        .await;
+        assert!(passage["text"].as_str().unwrap().contains("thirty days"));
+
+        // Another user cannot attach someone else's base or agent.
+        let other = app.signed_up("not-cite@example.com").await;
+        let res = app
+            .call(
+                &other,
+                "set_agent_knowledge_base",
+                &[
+                    ("base", base.as_str()),
+                    ("agent", agent.as_str()),
+                    ("uses", "no"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 404);
     }
 }
