@@ -65,6 +65,7 @@ use crate::{
     data::pages::{
         AccountActivityPage, CookiePolicyPage, PolicyBanner, PrivacyPolicyPage, YourDataPage,
     },
+    knowledge::pages::{KnowledgeBasePage, KnowledgePage, PassagePage},
     mcp::pages::McpServersPage,
     pages::{DashboardPage, HomePage, NotFound, SettingsPage},
     provider_keys::pages::KeysPage,
@@ -105,7 +106,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
 
 /// Pages that need a signed-in user. The server redirects a signed-out
 /// visitor to sign-in before rendering them.
-pub const PROTECTED_PATHS: &[&str] = &["/dashboard", "/settings", "/agents"];
+pub const PROTECTED_PATHS: &[&str] = &["/dashboard", "/settings", "/agents", "/knowledge"];
 /// Pages a signed-in user has no use for; the server sends them to the dashboard.
 pub const GUEST_PATHS: &[&str] = &["/sign-in", "/sign-up"];
 
@@ -195,6 +196,17 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::Async
                     />
                     <Route path=StaticSegment("dashboard") view=DashboardPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("knowledge") view=KnowledgePage ssr=SsrMode::Async/>
+                    <Route
+                        path=(StaticSegment("knowledge"), ParamSegment("id"))
+                        view=KnowledgeBasePage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("knowledge"), StaticSegment("passages"), ParamSegment("id"))
+                        view=PassagePage
+                        ssr=SsrMode::Async
+                    />
                     <Route path=StaticSegment("privacy") view=PrivacyPolicyPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("cookies") view=CookiePolicyPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>

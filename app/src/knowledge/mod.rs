@@ -14,6 +14,7 @@ pub mod api;
 pub mod chunk;
 #[cfg(feature = "ssr")]
 pub mod embeddings;
+pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod parse;
 #[cfg(feature = "ssr")]

@@ -74,6 +74,7 @@ pub fn Header() -> impl IntoView {
                                 view! {
                                     <a href="/dashboard">"Dashboard"</a>
                                     <a href="/agents">"Agents"</a>
+                                    <a href="/knowledge">"Knowledge"</a>
                                     <a href="/settings">"Settings"</a>
                                     <span class="who" data-testid="signed-in-as">
                                         {user.first_name}
