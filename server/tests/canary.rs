@@ -877,6 +877,9 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         CONNECTION_LABEL,
         MCP_NAME,
         "Kanarie-Browser",
+        KB_NAME,
+        DOC_NAME,
+        "kanarie passage",
     ] {
         assert!(everything.contains(kept), "the export lacks {kept:?}");
     }

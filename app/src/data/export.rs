@@ -53,6 +53,7 @@ UTC in RFC 3339.
 | `provider_keys.json` | your provider keys: name, provider, base URL and the key's mask (never the key) |
 | `connections.json` | your tool connections: service, name, settings and the secret's mask (never the secret) |
 | `mcp_servers.json` | your MCP servers: name, address (secret parts masked), authentication kind and tools |
+| `knowledge.json` | your knowledge bases: each with its documents (name, kind, size, state) and every passage's text and place (the uploaded files are not kept once read) |
 | `tool_calls.json` | your tool activity: which tool, the host, the outcome, sizes and durations |
 | `conversations.json` | every conversation: id, title, agent, and when it will be erased |
 | `conversations/<id>.json` | one conversation, every message with its parts (text and tool calls) |
@@ -459,6 +460,10 @@ pub mod server {
         files.push((
             "mcp_servers.json".into(),
             pretty(&crate::mcp::server::list(state, owner, key).await?)?,
+        ));
+        files.push((
+            "knowledge.json".into(),
+            pretty(&crate::knowledge::server::export(&state.db, owner, key).await?)?,
         ));
         files.push((
             "tool_calls.json".into(),

@@ -45,6 +45,18 @@ pub mod server {
         ("Messages", "messages", "owner_id", "created_at"),
         ("Tool call records", "tool_calls", "owner_id", "created_at"),
         ("MCP servers", "mcp_servers", "owner_id", "created_at"),
+        (
+            "Knowledge bases",
+            "knowledge_bases",
+            "owner_id",
+            "created_at",
+        ),
+        (
+            "Knowledge documents",
+            "knowledge_documents",
+            "owner_id",
+            "created_at",
+        ),
         ("Exports on offer", "exports", "owner_id", "created_at"),
         ("Consent records", "consents", "owner_id", "at"),
     ];

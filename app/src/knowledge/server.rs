@@ -844,6 +844,58 @@ pub async fn set_agent_base(
     Ok(())
 }
 
+/// Everything in the owner's knowledge bases, for their export: each base
+/// with its documents, and each document's passages (text and place). The
+/// uploaded files themselves are not kept once ingested, so their text is
+/// what there is.
+pub async fn export(
+    db: &PgPool,
+    owner: Uuid,
+    key: &DataKey,
+) -> Result<serde_json::Value, AppError> {
+    let mut out = Vec::new();
+    for base in list_bases(db, owner, key).await? {
+        let base_id = Uuid::parse_str(&base.id).map_err(AppError::internal)?;
+        let mut docs = Vec::new();
+        for doc in documents(db, owner, key, base_id).await? {
+            let doc_id = Uuid::parse_str(&doc.id).map_err(AppError::internal)?;
+            let rows: Vec<(Uuid, Sealed, Sealed)> = sqlx::query_as(
+                "SELECT id, text, location FROM knowledge_chunks
+                 WHERE document_id = $1 AND owner_id = $2 ORDER BY seq",
+            )
+            .bind(doc_id)
+            .bind(owner)
+            .fetch_all(db)
+            .await?;
+            let mut passages = Vec::with_capacity(rows.len());
+            for (id, text, location) in rows {
+                let location: Location = serde_json::from_str(
+                    &key.open_text(place("knowledge_chunks", "location", id, owner), &location)?,
+                )
+                .unwrap_or_default();
+                passages.push(serde_json::json!({
+                    "place": location.label(),
+                    "text": key.open_text(place("knowledge_chunks", "text", id, owner), &text)?,
+                }));
+            }
+            let mut doc = serde_json::to_value(&doc).map_err(AppError::internal)?;
+            doc["passages"] = serde_json::Value::Array(passages);
+            docs.push(doc);
+        }
+        let agents: Vec<String> = base_agents(db, owner, key, base_id)
+            .await?
+            .into_iter()
+            .filter(|a| a.uses)
+            .map(|a| a.name)
+            .collect();
+        let mut base = serde_json::to_value(&base).map_err(AppError::internal)?;
+        base["documents"] = serde_json::Value::Array(docs);
+        base["used_by_agents"] = serde_json::json!(agents);
+        out.push(base);
+    }
+    Ok(serde_json::Value::Array(out))
+}
+
 /// What the model is told before the passages it is given.
 pub const SOURCES_INTRO: &str = "Passages from the user's documents that may answer the latest \
 message follow, numbered. Answer from them where they help, and cite each passage you use by its \

@@ -444,6 +444,16 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
         )
         .await;
     assert_eq!(res.status(), 200);
+    // A knowledge base with a document (refused at once: no embedding
+    // needed, and its reason is sealed too).
+    let base = crate::knowledge::ingestion::create_base(&app, &client, "Ada's notes").await;
+    crate::knowledge::ingestion::upload(
+        &app,
+        &client,
+        &base,
+        vec![("scan.png", b"\x89PNG\r\n\x1a\n\0\0".to_vec())],
+    )
+    .await;
     let bystander = app.signed_up("bob@example.com").await;
     let (ada, ada_key) = account_key(&app, "ada@example.com").await;
 
@@ -507,8 +517,15 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
         sealed_values(&app.db, ada).await.is_empty(),
         "no row of Ada's is left"
     );
-    // Nor any plain row: activity, consents, exports, jobs, sessions.
-    for table in ["activity", "consents", "exports", "jobs"] {
+    // Nor any plain row: activity, consents, exports, jobs, knowledge, sessions.
+    for table in [
+        "activity",
+        "consents",
+        "exports",
+        "jobs",
+        "knowledge_bases",
+        "knowledge_documents",
+    ] {
         let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM {table} WHERE owner_id = $1"
         )))
