@@ -155,13 +155,14 @@ pub struct DocumentView {
 }
 
 impl DocumentView {
-    /// 0–100 across the stages: parsing is the first tenth, embedding the rest.
+    /// 0–100 across the stages: parsing is the first tenth, embedding the
+    /// rest (a failed file shows none).
     pub fn percent(&self) -> u32 {
         match self.state {
-            DocState::Queued => 0,
+            DocState::Queued | DocState::Failed => 0,
             DocState::Parsing => 5,
             DocState::Embedding => 10 + 90 * self.chunks_embedded / self.chunks_total.max(1),
-            DocState::Ready | DocState::Failed => 100,
+            DocState::Ready => 100,
         }
     }
 }

@@ -155,6 +155,7 @@ fn state_label(d: &DocumentView) -> String {
             "Indexing: {} of {} passages",
             d.chunks_embedded, d.chunks_total
         ),
+        DocState::Ready if d.chunks_total == 1 => "Ready: 1 passage".to_owned(),
         DocState::Ready => format!("Ready: {} passages", d.chunks_total),
         DocState::Failed => d.error.clone().unwrap_or_else(|| "Failed".to_owned()),
     }
