@@ -36,3 +36,6 @@ BENCH_DATABASE_URL="$base/postgres" \
 LEPTOS_SITE_ROOT="$root/target/site" \
 BENCH_REPORT="$root/target/bench/report.md" \
   cargo bench -p server --features h2c --bench chat
+
+step "knowledge: search and ingestion (figures only)"
+cargo bench -p app --features ssr --bench vectors --bench ingest --profile bench-quick
