@@ -166,13 +166,6 @@ fn MailAndConsent() -> impl IntoView {
     }
 }
 
-fn size_label(bytes: i64) -> String {
-    match bytes {
-        b if b < 1024 => format!("{b} B"),
-        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
-        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
-    }
-}
 
 /// Export everything: ask, watch the progress bar, download (24 hours).
 #[component]
@@ -222,7 +215,7 @@ fn Export() -> impl IntoView {
                                     let status = match e.state.as_str() {
                                         "ready" => format!(
                                             "Ready: {} · download until {}",
-                                            size_label(e.size_bytes.unwrap_or(0)),
+                                            crate::ui::size_label(e.size_bytes.unwrap_or(0).max(0) as u64),
                                             e.expires,
                                         ),
                                         "failed" => "It could not be built. Try again; if it fails again, tell your administrator.".to_owned(),

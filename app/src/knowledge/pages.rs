@@ -13,7 +13,7 @@ use super::{
 };
 use crate::{
     error::AppError,
-    ui::{Field, FormError, RequireUser, error_view},
+    ui::{Field, FormError, RequireUser, error_view, missing_or, size_label},
 };
 
 #[component]
@@ -136,14 +136,6 @@ pub fn KnowledgeBasePage() -> impl IntoView {
         <RequireUser>
             <KnowledgeBase/>
         </RequireUser>
-    }
-}
-
-fn size_label(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1024 * 1024 => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
-        b if b >= 1024 => format!("{} KiB", b / 1024),
-        b => format!("{b} bytes"),
     }
 }
 
@@ -375,20 +367,12 @@ fn SearchResults(results: Resource<Result<Vec<super::Passage>, AppError>>) -> im
 
 /// What the knowledge pages show for an id that is not the user's.
 fn not_found_or(err: AppError) -> impl IntoView {
-    #[cfg(feature = "ssr")]
-    if err == AppError::NotFound
-        && let Some(response) = use_context::<leptos_axum::ResponseOptions>()
-    {
-        response.set_status(http::StatusCode::NOT_FOUND);
-    }
-    if err == AppError::NotFound {
-        leptos::either::Either::Left(view! {
-            <h1>"Not found"</h1>
-            <p>"There is no such knowledge among yours. " <a href="/knowledge">"Back to knowledge"</a></p>
-        })
-    } else {
-        leptos::either::Either::Right(error_view(err))
-    }
+    missing_or(
+        err,
+        "Not found",
+        "There is no such knowledge among yours. ",
+        ("/knowledge", "Back to knowledge"),
+    )
 }
 
 /// A passage: where a citation leads.

@@ -198,9 +198,25 @@ pub fn error_view(err: AppError) -> impl IntoView {
     }
 }
 
-/// What a page shows when the thing it names cannot be loaded: "not found"
-/// (answered with status 404 on the server) or the error.
+/// What an agent's page shows when the agent cannot be loaded.
 pub fn not_found_or(err: AppError) -> impl IntoView {
+    missing_or(
+        err,
+        "Agent not found",
+        "There is no such agent among yours. ",
+        ("/agents", "Back to your agents"),
+    )
+}
+
+/// What a page shows when the thing it names cannot be loaded: `title`,
+/// `text` and a way `back` (answered with status 404 on the server) when
+/// it is not found, else the error.
+pub fn missing_or(
+    err: AppError,
+    title: &'static str,
+    text: &'static str,
+    back: (&'static str, &'static str),
+) -> impl IntoView {
     #[cfg(feature = "ssr")]
     if err == AppError::NotFound
         && let Some(response) = use_context::<leptos_axum::ResponseOptions>()
@@ -209,11 +225,20 @@ pub fn not_found_or(err: AppError) -> impl IntoView {
     }
     if err == AppError::NotFound {
         leptos::either::Either::Left(view! {
-            <h1>"Agent not found"</h1>
-            <p>"There is no such agent among yours. " <a href="/agents">"Back to your agents"</a></p>
+            <h1>{title}</h1>
+            <p>{text} <a href=back.0>{back.1}</a></p>
         })
     } else {
         leptos::either::Either::Right(error_view(err))
+    }
+}
+
+/// A size in bytes as people read it: "512 B", "3.4 KiB", "1.2 MiB".
+pub fn size_label(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
     }
 }
 
