@@ -759,6 +759,18 @@ async fn store_everything(app: &TestApp) {
             .contains("kanarie passage")
     );
     assert_eq!(hits[0]["location"], "Kanarie heading");
+    // The base's page searches through a GET form: the question is in the
+    // URL, which the request log must not carry (it logs the path alone).
+    let page = client
+        .get(app.url(&format!(
+            "/knowledge/{base}?q={}",
+            KB_QUERY.replace(' ', "+")
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("kanarie passage"));
     let res = app
         .call(
             &client,

@@ -166,7 +166,6 @@ fn MailAndConsent() -> impl IntoView {
     }
 }
 
-
 /// Export everything: ask, watch the progress bar, download (24 hours).
 #[component]
 fn Export() -> impl IntoView {

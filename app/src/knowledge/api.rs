@@ -67,13 +67,13 @@ pub async fn create_knowledge_base(
 pub async fn knowledge_base(id: String) -> Result<BasePage, AppError> {
     use crate::ctx;
     let session = ctx::require_verified_session()?;
-    let db = &ctx::state()?.db;
-    let id = ctx::parse_id(&id)?;
-    Ok(BasePage {
-        base: super::server::base(db, session.user_id, &session.key, id).await?,
-        documents: super::server::documents(db, session.user_id, &session.key, id).await?,
-        agents: super::server::base_agents(db, session.user_id, &session.key, id).await?,
-    })
+    super::server::page(
+        &ctx::state()?.db,
+        session.user_id,
+        &session.key,
+        ctx::parse_id(&id)?,
+    )
+    .await
 }
 
 /// Makes an agent answer from a base (`uses` = "yes") or stop.

@@ -55,6 +55,17 @@ impl std::fmt::Debug for Embedder {
     }
 }
 
+impl Embedder {
+    /// Whether `other` gives the same vectors (same server, model, size and key).
+    pub fn same_as(&self, other: &Embedder) -> bool {
+        self.api == other.api
+            && self.base_url == other.base_url
+            && self.model == other.model
+            && self.key == other.key
+            && self.dimensions == other.dimensions
+    }
+}
+
 /// The embeddings of `texts`, in order.
 pub async fn embed(
     egress: &Egress,

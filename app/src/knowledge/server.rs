@@ -218,10 +218,6 @@ async fn base_row(db: &PgPool, owner: Uuid, id: Uuid) -> Result<BaseRow, AppErro
     .ok_or(AppError::NotFound)
 }
 
-pub async fn base(db: &PgPool, owner: Uuid, key: &DataKey, id: Uuid) -> Result<BaseView, AppError> {
-    base_view(&base_row(db, owner, id).await?, owner, key)
-}
-
 /// Deletes a base with its documents, passages and vectors (the rows
 /// cascade), and drops its opened vectors from this process's cache.
 pub async fn delete_base(state: &AppState, owner: Uuid, id: Uuid) -> Result<(), AppError> {
@@ -272,14 +268,30 @@ fn document_view(row: &DocumentRow, owner: Uuid, key: &DataKey) -> Result<Docume
     })
 }
 
-/// A base's documents, oldest first.
-pub async fn documents(
+/// A base with its documents and the owner's agents: its page. One owner
+/// check (the base's); the lists below are scoped to the owner too.
+pub async fn page(
+    db: &PgPool,
+    owner: Uuid,
+    key: &DataKey,
+    base: Uuid,
+) -> Result<super::api::BasePage, AppError> {
+    let row = base_row(db, owner, base).await?;
+    Ok(super::api::BasePage {
+        base: base_view(&row, owner, key)?,
+        documents: documents(db, owner, key, base).await?,
+        agents: base_agents(db, owner, key, base).await?,
+    })
+}
+
+/// A base's documents, oldest first (the owner's only: another user's base
+/// has none).
+async fn documents(
     db: &PgPool,
     owner: Uuid,
     key: &DataKey,
     base: Uuid,
 ) -> Result<Vec<DocumentView>, AppError> {
-    base_row(db, owner, base).await?;
     let rows: Vec<DocumentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {DOCUMENT_COLUMNS} FROM knowledge_documents
          WHERE base_id = $1 AND owner_id = $2 ORDER BY created_at, id"
@@ -717,64 +729,98 @@ pub async fn search(
         return Err(AppError::invalid("query", "Type what to look for."));
     }
     let mut hits: Vec<(Uuid, f32)> = Vec::new();
+    // Bases on the same embedder share one embedding of the query.
+    let mut asked: Vec<(Embedder, Vec<f32>)> = Vec::new();
     for base_id in bases {
         let base = base_row(&state.db, owner, *base_id).await?;
         let Some(m) = matrix(state, owner, key, &base).await? else {
             continue;
         };
         let embedder = embedder(state, owner, key, &base).await?;
-        let mut q = embeddings::embed(&state.egress, &embedder, &[query.to_owned()])
-            .await
-            .map_err(|e| AppError::invalid("query", e.to_string()))?
-            .pop()
-            .unwrap_or_default();
-        if vectors::normalise(&mut q).is_err() || q.len() != m.dims() {
-            continue;
+        let q = match asked.iter().find(|(e, _)| e.same_as(&embedder)) {
+            Some((_, q)) => q.clone(),
+            None => {
+                let mut q = embeddings::embed(&state.egress, &embedder, &[query.to_owned()])
+                    .await
+                    .map_err(|e| AppError::invalid("query", e.to_string()))?
+                    .pop()
+                    .unwrap_or_default();
+                if vectors::normalise(&mut q).is_err() {
+                    continue;
+                }
+                asked.push((embedder, q.clone()));
+                q
+            }
+        };
+        if q.len() == m.dims() {
+            hits.extend(m.top_k(&q, k));
         }
-        hits.extend(m.top_k(&q, k));
     }
     hits.sort_by(|a, b| b.1.total_cmp(&a.1));
     hits.truncate(k);
     let ids: Vec<Uuid> = hits.iter().map(|h| h.0).collect();
+    let mut found = passages(&state.db, owner, key, &ids).await?;
+    Ok(hits
+        .into_iter()
+        .filter_map(|(chunk, score)| {
+            found
+                .remove(&chunk)
+                .map(|passage| Passage { score, ..passage })
+        })
+        .collect())
+}
+
+/// The passages `ids` of the owner's, opened (another user's are left out).
+async fn passages(
+    db: &PgPool,
+    owner: Uuid,
+    key: &DataKey,
+    ids: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Passage>, AppError> {
     let rows: Vec<(Uuid, Uuid, Sealed, Sealed, Sealed)> = sqlx::query_as(
         "SELECT c.id, d.id, d.name, c.text, c.location
          FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id
          WHERE c.id = ANY($1) AND c.owner_id = $2",
     )
-    .bind(&ids)
+    .bind(ids)
     .bind(owner)
-    .fetch_all(&state.db)
+    .fetch_all(db)
     .await?;
-    let mut out = Vec::with_capacity(hits.len());
-    for (chunk, score) in hits {
-        let Some((_, doc, name, text, location)) = rows.iter().find(|r| r.0 == chunk) else {
-            continue;
-        };
-        let location: Location = serde_json::from_str(&key.open_text(
-            place("knowledge_chunks", "location", chunk, owner),
-            location,
-        )?)
-        .unwrap_or_default();
-        out.push(Passage {
-            chunk_id: chunk.to_string(),
-            document_id: doc.to_string(),
-            document: key.open_text(place("knowledge_documents", "name", *doc, owner), name)?,
-            location: location.label(),
-            text: key.open_text(place("knowledge_chunks", "text", chunk, owner), text)?,
-            score,
-        });
+    let mut out = std::collections::HashMap::with_capacity(rows.len());
+    for (chunk, doc, name, text, location) in rows {
+        out.insert(
+            chunk,
+            Passage {
+                chunk_id: chunk.to_string(),
+                document_id: doc.to_string(),
+                document: key.open_text(place("knowledge_documents", "name", doc, owner), &name)?,
+                location: open_location(key, chunk, owner, &location)?.label(),
+                text: key.open_text(place("knowledge_chunks", "text", chunk, owner), &text)?,
+                score: 0.0,
+            },
+        );
     }
     Ok(out)
 }
 
+/// Where passage `chunk` came from.
+fn open_location(
+    key: &DataKey,
+    chunk: Uuid,
+    owner: Uuid,
+    sealed: &Sealed,
+) -> Result<Location, AppError> {
+    let json = key.open_text(place("knowledge_chunks", "location", chunk, owner), sealed)?;
+    Ok(serde_json::from_str(&json).unwrap_or_default())
+}
+
 /// The owner's agents, each with whether it answers from `base`.
-pub async fn base_agents(
+async fn base_agents(
     db: &PgPool,
     owner: Uuid,
     key: &DataKey,
     base: Uuid,
 ) -> Result<Vec<super::AgentUse>, AppError> {
-    base_row(db, owner, base).await?;
     let rows: Vec<(Uuid, Sealed, bool)> = sqlx::query_as(
         "SELECT a.id, a.name,
                 EXISTS (SELECT 1 FROM agent_knowledge_bases ak
@@ -853,31 +899,32 @@ pub async fn export(
     owner: Uuid,
     key: &DataKey,
 ) -> Result<serde_json::Value, AppError> {
+    // Every passage of the owner's in one read, by document.
+    let rows: Vec<(Uuid, Uuid, Sealed, Sealed)> = sqlx::query_as(
+        "SELECT id, document_id, text, location FROM knowledge_chunks
+         WHERE owner_id = $1 ORDER BY document_id, seq",
+    )
+    .bind(owner)
+    .fetch_all(db)
+    .await?;
+    let mut by_document: std::collections::HashMap<Uuid, Vec<serde_json::Value>> =
+        std::collections::HashMap::new();
+    for (id, document, text, location) in rows {
+        by_document
+            .entry(document)
+            .or_default()
+            .push(serde_json::json!({
+                "place": open_location(key, id, owner, &location)?.label(),
+                "text": key.open_text(place("knowledge_chunks", "text", id, owner), &text)?,
+            }));
+    }
     let mut out = Vec::new();
     for base in list_bases(db, owner, key).await? {
         let base_id = Uuid::parse_str(&base.id).map_err(AppError::internal)?;
         let mut docs = Vec::new();
         for doc in documents(db, owner, key, base_id).await? {
             let doc_id = Uuid::parse_str(&doc.id).map_err(AppError::internal)?;
-            let rows: Vec<(Uuid, Sealed, Sealed)> = sqlx::query_as(
-                "SELECT id, text, location FROM knowledge_chunks
-                 WHERE document_id = $1 AND owner_id = $2 ORDER BY seq",
-            )
-            .bind(doc_id)
-            .bind(owner)
-            .fetch_all(db)
-            .await?;
-            let mut passages = Vec::with_capacity(rows.len());
-            for (id, text, location) in rows {
-                let location: Location = serde_json::from_str(
-                    &key.open_text(place("knowledge_chunks", "location", id, owner), &location)?,
-                )
-                .unwrap_or_default();
-                passages.push(serde_json::json!({
-                    "place": location.label(),
-                    "text": key.open_text(place("knowledge_chunks", "text", id, owner), &text)?,
-                }));
-            }
+            let passages = by_document.remove(&doc_id).unwrap_or_default();
             let mut doc = serde_json::to_value(&doc).map_err(AppError::internal)?;
             doc["passages"] = serde_json::Value::Array(passages);
             docs.push(doc);
@@ -959,27 +1006,8 @@ pub async fn passage(
     key: &DataKey,
     chunk: Uuid,
 ) -> Result<Passage, AppError> {
-    let row: Option<(Uuid, Sealed, Sealed, Sealed)> = sqlx::query_as(
-        "SELECT d.id, d.name, c.text, c.location
-         FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id
-         WHERE c.id = $1 AND c.owner_id = $2",
-    )
-    .bind(chunk)
-    .bind(owner)
-    .fetch_optional(db)
-    .await?;
-    let (doc, name, text, location) = row.ok_or(AppError::NotFound)?;
-    let location: Location = serde_json::from_str(&key.open_text(
-        place("knowledge_chunks", "location", chunk, owner),
-        &location,
-    )?)
-    .unwrap_or_default();
-    Ok(Passage {
-        chunk_id: chunk.to_string(),
-        document_id: doc.to_string(),
-        document: key.open_text(place("knowledge_documents", "name", doc, owner), &name)?,
-        location: location.label(),
-        text: key.open_text(place("knowledge_chunks", "text", chunk, owner), &text)?,
-        score: 0.0,
-    })
+    passages(db, owner, key, &[chunk])
+        .await?
+        .remove(&chunk)
+        .ok_or(AppError::NotFound)
 }
