@@ -68,6 +68,19 @@ impl AppError {
         }
     }
 
+    /// The error in plain words, field messages included: for answers that
+    /// have no form to highlight (uploads, MCP tool results).
+    pub fn sentence(&self) -> String {
+        match self {
+            AppError::Invalid(fields) => fields
+                .iter()
+                .map(|f| f.message.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+            other => other.to_string(),
+        }
+    }
+
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> u16 {
         match self {

@@ -89,6 +89,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 agents::server::SEALED,
                 provider_keys::server::SEALED,
                 chat::server::SEALED,
+                chat::files::SEALED,
                 tools::server::SEALED,
                 connections::server::SEALED,
                 mcp::server::SEALED,

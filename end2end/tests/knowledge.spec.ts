@@ -71,18 +71,31 @@ for (const javaScriptEnabled of [true, false]) {
 test("an agent answers from the knowledge base and cites the passage", async ({ page }) => {
   const errors = watchErrors(page);
   await signUp(page);
+  await createBase(page, true);
+  const baseUrl = page.url();
+  await uploadFiles(page, true);
+
+  // The agent form's Knowledge section chooses the base.
   await page.goto("/agents/new");
   await hydrated(page);
   await page.getByLabel("Name").fill("Handbook helper");
   await page.getByLabel("Provider").selectOption("demo");
   await page.getByLabel("Model").fill("demo");
+  const knowledge = page.getByRole("group", { name: "Knowledge" });
+  await expect(knowledge).toContainText("2 documents · 2 passages");
+  await knowledge.getByLabel("Team handbook").check();
   await page.getByRole("button", { name: "Create agent" }).click();
   await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
   const agentUrl = page.url();
+  await expect(page.getByTestId("agent-knowledge")).toHaveText("Team handbook");
 
-  await createBase(page, true);
-  await uploadFiles(page, true);
+  // The base's page agrees, and can stop and start it too.
+  await page.goto(baseUrl);
+  await hydrated(page);
   const agent = page.getByTestId("base-agent").filter({ hasText: "Handbook helper" });
+  await expect(agent).toHaveAttribute("data-uses", "true");
+  await agent.getByRole("button", { name: "Stop using it" }).click();
+  await expect(agent).toHaveAttribute("data-uses", "false");
   await agent.getByRole("button", { name: "Use it" }).click();
   await expect(agent).toHaveAttribute("data-uses", "true");
 

@@ -498,6 +498,44 @@ fn demo_cited(system: &str) -> Option<String> {
     })
 }
 
+/// What the offline demo model says of files attached to the message (each
+/// between `<attached-file name="…" …>` and `</attached-file>`): their names,
+/// lengths, and the first sentence of each, so a user sees that it read them.
+fn demo_files(message: &str) -> Option<String> {
+    let mut said = Vec::new();
+    let mut rest = message;
+    while let Some(start) = rest.find("<attached-file name=\"") {
+        let after = &rest[start + "<attached-file name=\"".len()..];
+        let (name, after) = after.split_once('"')?;
+        let body = after.split_once(">\n")?.1;
+        let (text, next) = body.split_once("\n</attached-file>")?;
+        let first: String = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("[page"))
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(200)
+            .collect();
+        let first = match first.find(". ") {
+            Some(end) => first[..=end].to_owned(),
+            None => first,
+        };
+        said.push(format!(
+            "{name} ({} characters), which begins: \"{first}\"",
+            text.chars().count()
+        ));
+        rest = next;
+    }
+    (!said.is_empty()).then(|| {
+        format!(
+            "You attached {}. (This is the offline demo model: a real model would answer your question about it.)",
+            said.join("; and ")
+        )
+    })
+}
+
 /// What the offline demo model does with tools: asked about the time, it
 /// calls `current_time`; given arithmetic, `calculator`; told the name of
 /// an MCP tool it was offered (`shout`, for `mcp_1a2b3c4d_shout`), that
@@ -566,11 +604,17 @@ async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
         let offered = offered_tools(wire, &body);
         if !results.is_empty() {
             script.reply = Some(format!("The tool answered: {}", results.join(" / ")));
-        } else if let Some((tool, args)) = demo_tool(&message, &offered) {
+        } else if let Some((tool, args)) = demo_tool(
+            // What the user wrote, not the files attached to it.
+            message.split("\n\n<attached-file ").next().unwrap_or(""),
+            &offered,
+        ) {
             script.reply = Some(format!("Let me use the {tool} tool. "));
             script.tools = vec![tool];
             script.args = args;
         } else if let Some(answer) = demo_cited(&system) {
+            script.reply = Some(answer);
+        } else if let Some(answer) = demo_files(&message) {
             script.reply = Some(answer);
         } else {
             script.reply = Some(format!("{DEMO_INTRO}{message}"));

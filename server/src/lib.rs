@@ -193,6 +193,7 @@ pub fn router(state: AppState, public_url: &str) -> Router {
                     "/knowledge/{id}/upload",
                     axum::routing::post(uploads::upload),
                 )
+                .route("/chat/files", axum::routing::post(uploads::chat_files))
                 .layer(axum::extract::DefaultBodyLimit::disable())
                 .layer(tower_http::limit::RequestBodyLimitLayer::new(
                     uploads::MAX_UPLOAD_BYTES,

@@ -95,7 +95,105 @@ pub async fn upload(
 fn error(err: AppError) -> Response {
     (
         StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        err.to_string(),
+        err.sentence(),
     )
         .into_response()
+}
+
+/// `POST /chat/files`: files for the next message in a chat, as a multipart
+/// form: `agent_id`, `conversation_id` (empty for a new chat), `files[]`
+/// (the ids already attached) and the new files as `upload`. Each file is
+/// read to text first; one that cannot be used refuses them all, with its
+/// reason, and nothing is kept. Answers the files now attached (JSON), or
+/// goes back to the chat with them (a plain form).
+pub async fn chat_files(
+    State(state): State<AppState>,
+    session: Option<Extension<AuthSession>>,
+    headers: HeaderMap,
+    mut form: Multipart,
+) -> Response {
+    use app::chat::files::{self, MAX_FILES_PER_MESSAGE};
+    let wants_json = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"));
+    let Some(Extension(session)) = session else {
+        return if wants_json {
+            error(AppError::Unauthorized)
+        } else {
+            Redirect::to("/sign-in?next=/agents").into_response()
+        };
+    };
+    let cut_off = || {
+        error(AppError::invalid(
+            "files",
+            "The upload was cut off or is too large: attach at most 5 files of up to 20 MiB each.",
+        ))
+    };
+    let (mut agent, mut conversation) = (String::new(), String::new());
+    let mut attached = Vec::new();
+    let mut read = Vec::new();
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(_) => return cut_off(),
+        };
+        let name = field.name().unwrap_or("").to_owned();
+        match name.as_str() {
+            "agent_id" | "conversation_id" | "files[]" => {
+                let Ok(value) = field.text().await else {
+                    return cut_off();
+                };
+                match name.as_str() {
+                    "agent_id" => agent = value,
+                    "conversation_id" => conversation = value,
+                    _ => attached.push(value),
+                }
+            }
+            "upload" => {
+                let file_name = field.file_name().unwrap_or("").to_owned();
+                let Ok(bytes) = field.bytes().await else {
+                    return cut_off();
+                };
+                // A form sent with no file chosen has one empty, nameless part.
+                if file_name.is_empty() && bytes.is_empty() {
+                    continue;
+                }
+                if attached.len() + read.len() >= MAX_FILES_PER_MESSAGE {
+                    return error(AppError::invalid(
+                        "files",
+                        format!("A message can carry at most {MAX_FILES_PER_MESSAGE} files."),
+                    ));
+                }
+                match files::read(&file_name, bytes.to_vec()).await {
+                    Ok(file) => read.push(file),
+                    Err(err) => return error(err),
+                }
+            }
+            _ => {}
+        }
+    }
+    let result = async {
+        let agent = app::platform::request::parse_id(&agent)?;
+        let conversation = app::platform::request::optional_id(Some(&conversation))?;
+        let ids = app::chat::api::file_ids(attached.iter().map(String::as_str))?;
+        let mut all = files::unsent(&state.db, session.user_id, &session.key, &ids).await?;
+        all.extend(files::keep(&state.db, session.user_id, &session.key, read).await?);
+        Ok::<_, AppError>((agent, conversation, all))
+    }
+    .await;
+    let (agent, conversation, all) = match result {
+        Ok(done) => done,
+        Err(err) => return error(err),
+    };
+    if wants_json {
+        return Json(all).into_response();
+    }
+    let ids: Vec<&str> = all.iter().map(|f| f.id.as_str()).collect();
+    let mut to = format!("/agents/{agent}/chat?files={}", ids.join(","));
+    if let Some(conversation) = conversation {
+        to.push_str(&format!("&c={conversation}"));
+    }
+    Redirect::to(&to).into_response()
 }

@@ -75,6 +75,11 @@ const DOC_TEXT: &str =
     "# Kanarie heading\n\nThe kanarie passage says invoices are paid in thirty days.";
 const KB_QUERY: &str = "kanarie invoices question";
 const KB_FAILING_URL: &str = "http://kanarie-kb.invalid/v1";
+/// A file attached to a message: its name and text; and a file refused,
+/// whose name is in the refusal.
+const CHAT_FILE_NAME: &str = "kanarie-notes.txt";
+const CHAT_FILE_TEXT: &str = "The kanarie attachment says the ferry leaves at nine.";
+const CHAT_FILE_REFUSED: &str = "kanarie-picture.png";
 /// The fake provider rejects this one and echoes it in its error body.
 const REJECTED_KEY: &str = "bad-kanarie-api-key-1313";
 
@@ -357,6 +362,78 @@ async fn store_everything(app: &TestApp) {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(settled, "the reply did not finish: {}", last["messages"][1]);
+
+    // A file attached to a second message (its name and text reach the
+    // model, and the echo puts them in the reply), and a file refused (the
+    // refusal names it).
+    let attach = |name: &'static str, bytes: &'static [u8]| {
+        let client = client.clone();
+        let agent = chat_agent_id.clone();
+        async move {
+            let form = reqwest::multipart::Form::new()
+                .text("agent_id", agent)
+                .text("conversation_id", "")
+                .part(
+                    "upload",
+                    reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name),
+                );
+            client
+                .post(app.url("/chat/files"))
+                .header("accept", "application/json")
+                .header("sec-fetch-site", "same-origin")
+                .multipart(form)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let refused = attach(CHAT_FILE_REFUSED, b"\x89PNG\r\n\x1a\n\0\0\0").await;
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().await.unwrap().contains(CHAT_FILE_REFUSED));
+    let attached: serde_json::Value = attach(CHAT_FILE_NAME, CHAT_FILE_TEXT.as_bytes())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = app
+        .call(
+            &client,
+            "send_message",
+            &[
+                ("agent_id", chat_agent_id.as_str()),
+                ("conversation_id", conversation_id.as_str()),
+                ("message", "Read the file"),
+                ("files[]", attached[0]["id"].as_str().unwrap()),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let mut read = false;
+    for _ in 0..200 {
+        let c: serde_json::Value = app
+            .call(
+                &client,
+                "get_conversation",
+                &[("id", conversation_id.as_str())],
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        if c["messages"][3]["status"] == "complete" {
+            assert!(
+                c["messages"][3]["body"]
+                    .as_str()
+                    .unwrap()
+                    .contains(CHAT_FILE_TEXT)
+            );
+            assert_eq!(c["messages"][2]["files"][0]["name"], CHAT_FILE_NAME);
+            read = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(read, "the reply to the file did not finish");
 
     // A reply that fails on a base URL whose host is a canary: the error
     // sentence names the host, and is stored (sealed) with the reply.
@@ -892,6 +969,8 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         KB_NAME,
         DOC_NAME,
         "kanarie passage",
+        CHAT_FILE_NAME,
+        CHAT_FILE_TEXT,
     ] {
         assert!(everything.contains(kept), "the export lacks {kept:?}");
     }

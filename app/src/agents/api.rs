@@ -93,6 +93,17 @@ impl ToolFields {
     }
 }
 
+/// The form's Knowledge section: a checkbox per base (`knowledge[]`); none
+/// ticked is none.
+#[cfg(feature = "ssr")]
+fn knowledge_ids(knowledge: Option<Vec<String>>) -> Result<Vec<uuid::Uuid>, AppError> {
+    knowledge
+        .unwrap_or_default()
+        .iter()
+        .map(|id| crate::ctx::parse_id(id))
+        .collect()
+}
+
 #[server(prefix = "/api", endpoint = "list_agents")]
 pub async fn list_agents(query: Option<String>) -> Result<Vec<AgentSummary>, AppError> {
     use crate::ctx;
@@ -137,6 +148,7 @@ pub async fn create_agent(
     step_limit: Option<String>,
     allowed_hosts: Option<String>,
     connections: Option<std::collections::BTreeMap<String, String>>,
+    knowledge: Option<Vec<String>>,
 ) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_verified_session()?;
@@ -162,8 +174,16 @@ pub async fn create_agent(
     );
     let spec = super::domain::AgentSpec::parse(&form)?;
     let key = ctx::optional_id(provider_key_id.as_deref())?;
-    let id = super::server::create_agent(&ctx::state()?, session.user_id, &session.key, &spec, key)
-        .await?;
+    let knowledge = knowledge_ids(knowledge)?;
+    let id = super::server::create_agent(
+        &ctx::state()?,
+        session.user_id,
+        &session.key,
+        &spec,
+        key,
+        &knowledge,
+    )
+    .await?;
     leptos_axum::redirect(&format!("/agents/{id}"));
     Ok(())
 }
@@ -192,6 +212,7 @@ pub async fn update_agent(
     step_limit: Option<String>,
     allowed_hosts: Option<String>,
     connections: Option<std::collections::BTreeMap<String, String>>,
+    knowledge: Option<Vec<String>>,
 ) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_verified_session()?;
@@ -218,6 +239,7 @@ pub async fn update_agent(
     );
     let spec = super::domain::AgentSpec::parse(&form)?;
     let key = ctx::optional_id(provider_key_id.as_deref())?;
+    let knowledge = knowledge_ids(knowledge)?;
     super::server::update_agent(
         &ctx::state()?,
         session.user_id,
@@ -225,6 +247,7 @@ pub async fn update_agent(
         id,
         &spec,
         key,
+        &knowledge,
     )
     .await?;
     leptos_axum::redirect(&format!("/agents/{id}"));

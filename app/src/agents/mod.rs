@@ -33,4 +33,6 @@ pub struct AgentDetail {
     pub spec: AgentSpec,
     pub provider_key_id: Option<String>,
     pub key_source: KeySource,
+    /// The knowledge bases it answers from.
+    pub knowledge: Vec<crate::knowledge::BaseRef>,
 }

@@ -17,6 +17,7 @@ use crate::{
     action_error,
     connections::{ConnectionKind, ConnectionView, api::list_connections},
     error::AppError,
+    knowledge::{BaseView, api::list_knowledge_bases},
     mcp::{
         AgentMcpAccess, McpServerView,
         api::{DisableAgentMcpAction, EnableAgentMcpAction, agent_mcp_access, list_mcp_servers},
@@ -116,6 +117,8 @@ fn AgentFields(
     chosen_key: Option<String>,
     #[prop(optional)] connections: Vec<ConnectionView>,
     #[prop(optional)] mcp_servers: Vec<McpServerView>,
+    #[prop(optional)] bases: Vec<BaseView>,
+    #[prop(optional)] chosen_bases: Vec<String>,
     #[prop(into)] error: Signal<Option<AppError>>,
 ) -> impl IntoView {
     let provider_error = field_message(error, "provider");
@@ -268,6 +271,7 @@ fn AgentFields(
             mcp_servers=mcp_servers
             error=error
         />
+        <KnowledgeFields bases=bases chosen=chosen_bases error=error/>
         <div class="field-row">
             <Field
                 label="Avatar"
@@ -463,6 +467,62 @@ fn ToolFields(
     }
 }
 
+/// The knowledge bases the agent answers from: a checkbox each
+/// (`knowledge[]`).
+#[component]
+fn KnowledgeFields(
+    bases: Vec<BaseView>,
+    chosen: Vec<String>,
+    #[prop(into)] error: Signal<Option<AppError>>,
+) -> impl IntoView {
+    let knowledge_error = field_message(error, "knowledge");
+    let options = if bases.is_empty() {
+        Either::Left(view! {
+            <p class="hint">
+                "You have no knowledge bases yet. "
+                <a href="/knowledge">"Create one"</a>
+                " and upload documents; the agent can then answer from them with citations."
+            </p>
+        })
+    } else {
+        Either::Right(
+            bases
+                .into_iter()
+                .map(|base| {
+                    let checked = chosen.contains(&base.id);
+                    let counts = format!(
+                        "{} document{} · {} passage{}",
+                        base.documents,
+                        if base.documents == 1 { "" } else { "s" },
+                        base.passages,
+                        if base.passages == 1 { "" } else { "s" },
+                    );
+                    view! {
+                        <div class="tool-option">
+                            <label class="checkbox">
+                                <input type="checkbox" name="knowledge[]" value=base.id checked=checked/>
+                                " " {base.name}
+                            </label>
+                            <p class="hint">{counts}</p>
+                        </div>
+                    }
+                })
+                .collect_view(),
+        )
+    };
+    view! {
+        <fieldset class="field knowledge" class:invalid=move || knowledge_error().is_some()>
+            <legend>"Knowledge"</legend>
+            <p class="hint">
+                "Before each reply, the agent looks up the passages of these bases most like "
+                "the question, answers from them and cites them."
+            </p>
+            {options}
+            <p class="field-error" id="field-knowledge-error">{knowledge_error}</p>
+        </fieldset>
+    }
+}
+
 #[component]
 pub fn AgentNewPage() -> impl IntoView {
     view! {
@@ -480,6 +540,7 @@ fn AgentNew() -> impl IntoView {
     let keys = Resource::new(|| (), |_| list_provider_keys());
     let connections = Resource::new(|| (), |_| list_connections());
     let mcp_servers = Resource::new(|| (), |_| list_mcp_servers());
+    let bases = Resource::new(|| (), |_| list_knowledge_bases());
     view! {
         <h1>"New agent"</h1>
         <Transition fallback=|| ()>
@@ -487,6 +548,7 @@ fn AgentNew() -> impl IntoView {
                 let keys = keys.await.unwrap_or_default();
                 let connections = connections.await.unwrap_or_default();
                 let mcp_servers = mcp_servers.await.unwrap_or_default();
+                let bases = bases.await.unwrap_or_default();
                 let initial = AgentForm {
                     provider: Provider::Openai.as_str().to_owned(),
                     model: "gpt-4o-mini".to_owned(),
@@ -501,6 +563,7 @@ fn AgentNew() -> impl IntoView {
                             chosen_key=None
                             connections=connections
                             mcp_servers=mcp_servers
+                            bases=bases
                             error=error
                         />
                         <button type="submit" class="primary" disabled=move || action.pending().get()>
@@ -535,6 +598,7 @@ fn AgentEdit() -> impl IntoView {
     let keys = Resource::new(|| (), |_| list_provider_keys());
     let connections = Resource::new(|| (), |_| list_connections());
     let mcp_servers = Resource::new(|| (), |_| list_mcp_servers());
+    let bases = Resource::new(|| (), |_| list_knowledge_bases());
     let action = UpdateAgentAction::new();
     let error = action_error!(action);
     view! {
@@ -542,6 +606,7 @@ fn AgentEdit() -> impl IntoView {
             {move || Suspend::new(async move {
                 let connections = connections.await.unwrap_or_default();
                 let mcp_servers = mcp_servers.await.unwrap_or_default();
+                let bases = bases.await.unwrap_or_default();
                 match (agent.await, keys.await) {
                     (Ok(agent), Ok(keys)) => {
                         Either::Left(view! {
@@ -554,6 +619,8 @@ fn AgentEdit() -> impl IntoView {
                                     chosen_key=agent.provider_key_id.clone()
                                     connections=connections
                                     mcp_servers=mcp_servers
+                                    bases=bases
+                                    chosen_bases=agent.knowledge.iter().map(|b| b.id.clone()).collect()
                                     error=error
                                 />
                                 <button type="submit" class="primary" disabled=move || action.pending().get()>
@@ -672,6 +739,26 @@ fn AgentCard(
                             })
                             .collect::<Vec<_>>()
                             .join(", ")
+                    }}
+                </dd>
+                <dt>"Knowledge"</dt>
+                <dd data-testid="agent-knowledge">
+                    {if agent.knowledge.is_empty() {
+                        Either::Left("None")
+                    } else {
+                        Either::Right(
+                            agent
+                                .knowledge
+                                .iter()
+                                .enumerate()
+                                .map(|(i, base)| {
+                                    view! {
+                                        {(i > 0).then_some(", ")}
+                                        <a href=format!("/knowledge/{}", base.id)>{base.name.clone()}</a>
+                                    }
+                                })
+                                .collect_view(),
+                        )
                     }}
                 </dd>
                 <dt>"Temperature"</dt>

@@ -163,6 +163,7 @@ pub async fn get_agent(
         spec,
         provider_key_id: provider_key_id.map(|k| k.to_string()),
         key_source,
+        knowledge: crate::knowledge::server::agent_bases(&state.db, owner, key, id).await?,
     })
 }
 
@@ -241,7 +242,9 @@ async fn check_mcp_servers(
 }
 
 /// Seals `spec` for row `id` and runs `sql`, an INSERT or UPDATE whose
-/// parameters are numbered as in `INSERT_AGENT` ($1 id, $2 owner, ...).
+/// parameters are numbered as in `INSERT_AGENT` ($1 id, $2 owner, ...),
+/// then sets the knowledge bases it answers from, in one transaction.
+#[allow(clippy::too_many_arguments)]
 async fn write_agent(
     state: &AppState,
     sql: &'static str,
@@ -250,6 +253,7 @@ async fn write_agent(
     id: Uuid,
     spec: &AgentSpec,
     provider_key_id: Option<Uuid>,
+    knowledge: &[Uuid],
 ) -> Result<u64, AppError> {
     check_chosen_key(state, owner, spec.provider, provider_key_id).await?;
     check_connections(state, owner, &spec.tools).await?;
@@ -257,6 +261,7 @@ async fn write_agent(
     let seal = |column, value: &str| key.seal_str(place(column, id, owner), value);
     let starters = serde_json::to_string(&spec.starters).map_err(AppError::internal)?;
     let tools = serde_json::to_string(&spec.tools).map_err(AppError::internal)?;
+    let mut tx = state.db.begin().await?;
     let done = sqlx::query(sql)
         .bind(id)
         .bind(owner)
@@ -273,8 +278,13 @@ async fn write_agent(
         .bind(seal("avatar", &spec.avatar))
         .bind(provider_key_id)
         .bind(seal("tools", &tools))
-        .execute(&state.db)
+        .execute(&mut *tx)
         .await?;
+    if done.rows_affected() == 0 {
+        return Ok(0);
+    }
+    crate::knowledge::server::replace_agent_bases(&mut tx, owner, id, knowledge).await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 
@@ -289,15 +299,27 @@ const UPDATE_AGENT: &str = "UPDATE agents SET name = $3, description = $4, syste
        tools = $15, updated_at = now()
      WHERE id = $1 AND owner_id = $2";
 
+/// Creates an agent that answers from the `knowledge` bases (the owner's).
 pub async fn create_agent(
     state: &AppState,
     owner: Uuid,
     key: &DataKey,
     spec: &AgentSpec,
     provider_key_id: Option<Uuid>,
+    knowledge: &[Uuid],
 ) -> Result<Uuid, AppError> {
     let id = Uuid::new_v4();
-    write_agent(state, INSERT_AGENT, owner, key, id, spec, provider_key_id).await?;
+    write_agent(
+        state,
+        INSERT_AGENT,
+        owner,
+        key,
+        id,
+        spec,
+        provider_key_id,
+        knowledge,
+    )
+    .await?;
     tracing::info!(agent_id = %id, owner_id = %owner, "agent created");
     Ok(id)
 }
@@ -309,8 +331,20 @@ pub async fn update_agent(
     id: Uuid,
     spec: &AgentSpec,
     provider_key_id: Option<Uuid>,
+    knowledge: &[Uuid],
 ) -> Result<(), AppError> {
-    if write_agent(state, UPDATE_AGENT, owner, key, id, spec, provider_key_id).await? == 0 {
+    let written = write_agent(
+        state,
+        UPDATE_AGENT,
+        owner,
+        key,
+        id,
+        spec,
+        provider_key_id,
+        knowledge,
+    )
+    .await?;
+    if written == 0 {
         return Err(AppError::NotFound);
     }
     Ok(())
@@ -327,7 +361,7 @@ pub async fn delete_agent(state: &AppState, owner: Uuid, id: Uuid) -> Result<(),
     Ok(())
 }
 
-/// A copy named "Copy of …", with the same key choice.
+/// A copy named "Copy of …", with the same key choice and knowledge bases.
 pub async fn duplicate_agent(
     state: &AppState,
     owner: Uuid,
@@ -339,7 +373,15 @@ pub async fn duplicate_agent(
         .chars()
         .take(NAME_MAX)
         .collect();
-    create_agent(state, owner, key, &spec, provider_key_id).await
+    let bases: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT ak.base_id FROM agent_knowledge_bases ak
+         JOIN agents a ON a.id = ak.agent_id WHERE ak.agent_id = $1 AND a.owner_id = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_all(&state.db)
+    .await?;
+    create_agent(state, owner, key, &spec, provider_key_id, &bases).await
 }
 
 /// The agent as an export file (no key, no ids).
@@ -360,5 +402,6 @@ pub async fn import_agent(
     json: &str,
 ) -> Result<Uuid, AppError> {
     let spec = AgentExport::parse(json)?;
-    create_agent(state, owner, key, &spec, None).await
+    // An export names no knowledge bases: they are the exporter's own.
+    create_agent(state, owner, key, &spec, None, &[]).await
 }

@@ -3,21 +3,24 @@
 
 use leptos::prelude::*;
 
-use super::{ConversationSummary, ConversationView, Sent};
+use super::{ConversationSummary, ConversationView, FileView, Sent};
 use crate::error::AppError;
 
 /// Sends a message to an agent (in a new conversation when none is given)
-/// and starts the reply.
+/// and starts the reply. `files` are the ids of files attached for it
+/// (`POST /chat/files`).
 #[server(prefix = "/api", endpoint = "send_message")]
 pub async fn send_message(
     agent_id: String,
     conversation_id: Option<String>,
     message: String,
+    files: Option<Vec<String>>,
 ) -> Result<Sent, AppError> {
     use crate::ctx;
     let session = ctx::require_verified_session()?;
     let agent = ctx::parse_id(&agent_id)?;
     let conversation = ctx::optional_id(conversation_id.as_deref())?;
+    let files = file_ids(files.unwrap_or_default().iter().map(String::as_str))?;
     let sent = super::server::send(
         &ctx::state()?,
         session.user_id,
@@ -25,12 +28,45 @@ pub async fn send_message(
         agent,
         conversation,
         &message,
+        &files,
     )
     .await?;
     // Without JavaScript, the browser goes to the conversation (a first
     // message made it), not back to the page it posted from.
     ctx::redirect_plain_post(&format!("/agents/{agent}/chat?c={}", sent.conversation_id));
     Ok(sent)
+}
+
+/// File ids from a form or a query (`a,b,c`): another user's or a made-up
+/// one is simply not found later.
+#[cfg(feature = "ssr")]
+pub fn file_ids<'a>(ids: impl Iterator<Item = &'a str>) -> Result<Vec<uuid::Uuid>, AppError> {
+    ids.map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(crate::ctx::parse_id)
+        .collect()
+}
+
+/// The files attached for the next message and not sent yet, by id
+/// (`ids` as in the chat page's query: `a,b,c`).
+#[server(prefix = "/api", endpoint = "unsent_files")]
+pub async fn unsent_files(ids: String) -> Result<Vec<FileView>, AppError> {
+    use crate::ctx;
+    let session = ctx::require_verified_session()?;
+    let ids = file_ids(ids.split(','))?;
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    super::files::unsent(&ctx::state()?.db, session.user_id, &session.key, &ids).await
+}
+
+/// Takes back a file attached for a message that was not sent.
+#[server(prefix = "/api", endpoint = "remove_unsent_file")]
+pub async fn remove_unsent_file(id: String) -> Result<(), AppError> {
+    use crate::ctx;
+    let session = ctx::require_verified_session()?;
+    let id = ctx::parse_id(&id)?;
+    super::files::remove_unsent(&ctx::state()?.db, session.user_id, id).await
 }
 
 #[server(prefix = "/api", endpoint = "stop_reply")]

@@ -5,6 +5,8 @@
 //! `runs` (ssr) the live runs and their subscribers.
 
 pub mod api;
+#[cfg(feature = "ssr")]
+pub mod files;
 pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod runs;
@@ -156,6 +158,17 @@ impl ReplyPart {
     }
 }
 
+/// A file attached to a message: its text went to the model with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileView {
+    pub id: String,
+    pub name: String,
+    pub kind: crate::knowledge::DocKind,
+    pub size_bytes: u64,
+    /// Characters of text it gave.
+    pub chars: u32,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageView {
     pub id: String,
@@ -166,6 +179,9 @@ pub struct MessageView {
     /// the body is all there is).
     #[serde(default)]
     pub parts: Vec<ReplyPart>,
+    /// The files a user message carries.
+    #[serde(default)]
+    pub files: Vec<FileView>,
     pub status: MessageStatus,
     pub error: Option<String>,
     pub model: Option<String>,

@@ -8,16 +8,17 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
 use super::{
-    MessageStatus, MessageView, ReplyPart, ToolCallView, ToolStatus,
+    FileView, MessageStatus, MessageView, ReplyPart, ToolCallView, ToolStatus,
     api::{
         DecideToolCall, DeleteConversation, EditMessage, RegenerateReply, RenameConversation,
-        SendMessage, StopReply, get_conversation, list_conversations,
+        SendMessage, StopReply, get_conversation, list_conversations, remove_unsent_file,
+        unsent_files,
     },
 };
 use crate::{
     action_error,
     agents::api::get_agent,
-    ui::{FormError, RequireUser, field_message, markdown, not_found_or},
+    ui::{FormError, RequireUser, field_message, markdown, not_found_or, size_label},
 };
 
 pub type SendMessageAction = ServerAction<SendMessage>;
@@ -54,6 +55,9 @@ fn Chat() -> impl IntoView {
     let agent_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
     let conversation_id = Memo::new(move |_| query.read().get("c").unwrap_or_default());
     let before = Memo::new(move |_| query.read().get("before"));
+    // Files attached for the next message: `?files=a,b` (the attach form
+    // goes back to the page with them, with or without JavaScript).
+    let files = Memo::new(move |_| query.read().get("files").unwrap_or_default());
     let send = SendMessageAction::new();
     let stop = StopReplyAction::new();
     let regenerate = RegenerateAction::new();
@@ -100,13 +104,15 @@ fn Chat() -> impl IntoView {
         },
     );
     let chat_href = move || format!("/agents/{}/chat", agent_id.get());
-    // A first message makes a conversation: go to it. (Without JavaScript the
-    // server's redirect does this; in the app the route stays and only the
-    // query changes, which the redirect hook does not apply.)
+    // A first message makes a conversation: go to it; a message that took
+    // attached files leaves none attached. (Without JavaScript the server's
+    // redirect does this; in the app the route stays and only the query
+    // changes, which the redirect hook does not apply.)
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(sent)) = send.value().get()
-            && sent.conversation_id != conversation_id.get_untracked()
+            && (sent.conversation_id != conversation_id.get_untracked()
+                || !files.get_untracked().is_empty())
         {
             navigate(
                 &format!(
@@ -189,7 +195,7 @@ fn Chat() -> impl IntoView {
                         }
                     })}
                 </Transition>
-                <Composer send=send agent_id=agent_id conversation_id=conversation_id/>
+                <Composer send=send agent_id=agent_id conversation_id=conversation_id files=files/>
             </section>
         </div>
     }
@@ -344,7 +350,21 @@ fn Message(
             data-testid=if is_user { "user-message" } else { "assistant-message" }
         >
             {if is_user {
-                Either::Left(view! { <p class="plain">{move || body.get()}</p> })
+                let files = message.files.clone();
+                Either::Left(view! {
+                    <p class="plain">{move || body.get()}</p>
+                    {(!files.is_empty())
+                        .then(|| {
+                            view! {
+                                <ul class="attachments" aria-label="Attached files">
+                                    {files
+                                        .into_iter()
+                                        .map(|f| view! { <li data-testid="message-file"><FileChip file=f/></li> })
+                                        .collect_view()}
+                                </ul>
+                            }
+                        })}
+                })
             } else {
                 Either::Right(view! { <ReplyParts parts=parts message_id=message.id.clone() decide=decide/> })
             }}
@@ -655,12 +675,203 @@ fn ToolCallBox(call: ToolCallView, message_id: String, decide: DecideAction) -> 
     }
 }
 
+/// A file's name, kind and size.
+#[component]
+fn FileChip(file: FileView) -> impl IntoView {
+    view! {
+        <span class="file-name">{file.name.clone()}</span>
+        <span class="muted">{format!(" {} · {}", file.kind.label(), size_label(file.size_bytes))}</span>
+    }
+}
+
+/// The chat page's address with these files attached (none: the plain
+/// conversation).
+fn chat_url(agent: &str, conversation: &str, files: &[&str]) -> String {
+    let mut url = format!("/agents/{agent}/chat");
+    let mut query = Vec::new();
+    if !conversation.is_empty() {
+        query.push(format!("c={conversation}"));
+    }
+    if !files.is_empty() {
+        query.push(format!("files={}", files.join(",")));
+    }
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(&query.join("&"));
+    }
+    url
+}
+
+/// The files attached for the next message and not sent yet.
+type Unsent = Resource<Result<Vec<FileView>, crate::error::AppError>>;
+
+/// Sends the attach form and asks for JSON: the files now attached, or the
+/// reason none were.
+#[cfg(feature = "hydrate")]
+async fn attach(data: Result<web_sys::FormData, ()>) -> Result<Vec<FileView>, String> {
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_futures::JsFuture;
+    let failed = || "The files could not be sent; check your connection and try again.".to_owned();
+    let data = data.map_err(|_| failed())?;
+    let headers = web_sys::Headers::new().map_err(|_| failed())?;
+    headers
+        .set("Accept", "application/json")
+        .map_err(|_| failed())?;
+    let init = web_sys::RequestInit::new();
+    init.set_method("POST");
+    init.set_body(&data);
+    init.set_headers(&headers);
+    let window = web_sys::window().ok_or_else(failed)?;
+    let response: web_sys::Response =
+        JsFuture::from(window.fetch_with_str_and_init("/chat/files", &init))
+            .await
+            .map_err(|_| failed())?
+            .dyn_into()
+            .map_err(|_| failed())?;
+    let text = JsFuture::from(response.text().map_err(|_| failed())?)
+        .await
+        .map_err(|_| failed())?
+        .as_string()
+        .unwrap_or_default();
+    if response.ok() {
+        serde_json::from_str(&text).map_err(|_| failed())
+    } else if text.is_empty() {
+        Err(failed())
+    } else {
+        Err(text)
+    }
+}
+
+/// Attaching files for the next message: a plain multipart form that goes
+/// back to the chat with them; with JavaScript, choosing files sends them
+/// at once and the page stays (so does the draft).
+#[component]
+fn AttachForm(
+    agent_id: Memo<String>,
+    conversation_id: Memo<String>,
+    unsent: Unsent,
+) -> impl IntoView {
+    let form = NodeRef::<html::Form>::new();
+    let error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+    let live = RwSignal::new(false);
+    Effect::new(move |_| live.set(true));
+    let navigate = use_navigate();
+    let go = StoredValue::new(move |files: Vec<FileView>| {
+        let ids: Vec<&str> = files.iter().map(|f| f.id.as_str()).collect();
+        navigate(
+            &chat_url(
+                &agent_id.get_untracked(),
+                &conversation_id.get_untracked(),
+                &ids,
+            ),
+            leptos_router::NavigateOptions {
+                replace: true,
+                scroll: false,
+                ..Default::default()
+            },
+        );
+    });
+    let send_now = move || {
+        #[cfg(feature = "hydrate")]
+        if let Some(el) = form.get_untracked()
+            && !busy.get_untracked()
+        {
+            // Read before the input is disabled: a disabled input sends nothing.
+            let data = web_sys::FormData::new_with_form(&el).map_err(|_| ());
+            busy.set(true);
+            error.set(None);
+            leptos::task::spawn_local(async move {
+                let result = attach(data).await;
+                busy.set(false);
+                // The chosen files are sent (or refused): choose afresh.
+                el.reset();
+                match result {
+                    Ok(files) => go.with_value(|go| go(files)),
+                    Err(why) => error.set(Some(why)),
+                }
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (form, go);
+    };
+    view! {
+        <form
+            class="attach"
+            method="post"
+            action="/chat/files"
+            enctype="multipart/form-data"
+            node_ref=form
+            on:submit=move |ev| {
+                ev.prevent_default();
+                send_now();
+            }
+        >
+            <input type="hidden" name="agent_id" value=move || agent_id.get()/>
+            <input type="hidden" name="conversation_id" value=move || conversation_id.get()/>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    unsent
+                        .await
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|f| view! { <input type="hidden" name="files[]" value=f.id/> })
+                        .collect_view()
+                })}
+            </Transition>
+            <label for="attach-input">"Attach files"</label>
+            <input
+                id="attach-input"
+                type="file"
+                name="upload"
+                multiple=true
+                accept=".txt,.md,.markdown,.pdf,.docx,.html,.htm,.csv,.tsv,.json,text/*,application/pdf,application/json"
+                aria-describedby="attach-hint attach-error"
+                disabled=move || busy.get()
+                on:change=move |_| send_now()
+            />
+            <button type="submit" style:display=move || live.get().then_some("none")>"Attach"</button>
+            {move || busy.get().then(|| view! { <span class="muted" role="status">"Attaching…"</span> })}
+            <p class="hint" id="attach-hint">
+                "Text, Markdown, PDF, Word, HTML, CSV or JSON; up to 5 files. The agent reads them with your next message."
+            </p>
+            <p class="field-error" id="attach-error" role="alert">{move || error.get()}</p>
+        </form>
+    }
+}
+
 #[component]
 fn Composer(
     send: SendMessageAction,
     agent_id: Memo<String>,
     conversation_id: Memo<String>,
+    files: Memo<String>,
 ) -> impl IntoView {
+    let unsent = Resource::new(
+        move || files.get(),
+        |ids| async move {
+            if ids.is_empty() {
+                Ok(Vec::new())
+            } else {
+                unsent_files(ids).await
+            }
+        },
+    );
+    let navigate = use_navigate();
+    let remove = StoredValue::new(move |id: String, href: String| {
+        leptos::task::spawn_local(async move {
+            let _ = remove_unsent_file(id).await;
+        });
+        navigate(
+            &href,
+            leptos_router::NavigateOptions {
+                replace: true,
+                scroll: false,
+                ..Default::default()
+            },
+        );
+    });
+    let files_error = field_message(action_error!(send), "files");
     let error = action_error!(send);
     let message_error = field_message(error, "message");
     let textarea = NodeRef::<html::Textarea>::new();
@@ -685,9 +896,63 @@ fn Composer(
         }
     };
     view! {
+        <AttachForm agent_id=agent_id conversation_id=conversation_id unsent=unsent/>
         <ActionForm action=send attr:class="composer">
             <input type="hidden" name="agent_id" value=move || agent_id.get()/>
             <input type="hidden" name="conversation_id" value=move || conversation_id.get()/>
+            <Transition fallback=|| ()>
+                {move || Suspend::new(async move {
+                    let files = unsent.await.unwrap_or_default();
+                    let ids: Vec<String> = files.iter().map(|f| f.id.clone()).collect();
+                    (!files.is_empty())
+                        .then(|| {
+                            view! {
+                                <ul class="attachments" aria-label="Files attached to your next message">
+                                    {files
+                                        .into_iter()
+                                        .map(|f| {
+                                            let others: Vec<&str> = ids
+                                                .iter()
+                                                .map(String::as_str)
+                                                .filter(|id| *id != f.id)
+                                                .collect();
+                                            let href = chat_url(
+                                                &agent_id.get_untracked(),
+                                                &conversation_id.get_untracked(),
+                                                &others,
+                                            );
+                                            let id = f.id.clone();
+                                            let name = f.name.clone();
+                                            let on_remove = {
+                                                let href = href.clone();
+                                                move |ev: leptos::ev::MouseEvent| {
+                                                    ev.prevent_default();
+                                                    remove.with_value(|r| r(id.clone(), href.clone()));
+                                                }
+                                            };
+                                            view! {
+                                                <li data-testid="attached-file">
+                                                    <input type="hidden" name="files[]" value=f.id.clone()/>
+                                                    <FileChip file=f/>
+                                                    " "
+                                                    <a
+                                                        href=href
+                                                        class="remove"
+                                                        aria-label=format!("Remove {name}")
+                                                        on:click=on_remove
+                                                    >
+                                                        "Remove"
+                                                    </a>
+                                                </li>
+                                            }
+                                        })
+                                        .collect_view()}
+                                </ul>
+                            }
+                        })
+                })}
+            </Transition>
+            <p class="field-error" id="composer-files-error">{files_error}</p>
             <FormError error=error/>
             <label for="composer-message" class="visually-hidden">"Message"</label>
             <textarea

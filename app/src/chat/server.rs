@@ -257,13 +257,24 @@ async fn build_job(
     .bind(reply_id)
     .fetch_all(&mut *tx)
     .await?;
+    let users: Vec<Uuid> = rows
+        .iter()
+        .filter(|(_, role, _)| role == "user")
+        .map(|(id, _, _)| *id)
+        .collect();
+    let mut files = super::files::texts_of_messages(&mut *tx, owner, key, &users).await?;
     let mut turns = Vec::with_capacity(rows.len());
     let mut question = None;
     for (id, role, body) in rows {
-        let content = key.open_text(body_place(id, owner), &body)?;
+        let mut content = key.open_text(body_place(id, owner), &body)?;
         if !content.is_empty() {
             if role == "user" {
+                // The knowledge search looks for the message alone, not the
+                // files that came with it.
                 question = Some(content.clone());
+                if let Some(files) = files.remove(&id) {
+                    content = super::files::with_files(&content, &files);
+                }
             }
             let role = if role == "user" {
                 Role::User
@@ -423,9 +434,10 @@ pub async fn decide(
     Ok(())
 }
 
-/// Stores the user's message and an empty reply, then starts the run that
-/// writes the reply. A new conversation is made when `conversation` is None.
-/// Nothing is stored when the agent cannot answer (no key, say).
+/// Stores the user's message (with the unsent `files` attached for it) and
+/// an empty reply, then starts the run that writes the reply. A new
+/// conversation is made when `conversation` is None. Nothing is stored when
+/// the agent cannot answer (no key, say).
 pub async fn send(
     state: &AppState,
     owner: Uuid,
@@ -433,6 +445,7 @@ pub async fn send(
     agent_id: Uuid,
     conversation: Option<Uuid>,
     text: &str,
+    files: &[Uuid],
 ) -> Result<Sent, AppError> {
     let text = validate_message(text)?;
     let ready = ready(state, owner, key, agent_id).await?;
@@ -462,6 +475,7 @@ pub async fn send(
     };
     let user_message_id =
         insert_user_message(&mut tx, owner, conversation_id, &ready.key, &text).await?;
+    super::files::claim(&mut tx, owner, user_message_id, files).await?;
     reply_and_start(
         state,
         tx,
@@ -583,6 +597,8 @@ pub async fn edit_and_resend(
     let ready = ready(state, owner, key, agent_id).await?;
     let mut tx = state.db.begin().await?;
     lock_idle(&mut tx, owner, conversation, None).await?;
+    // The edited message keeps its files.
+    let files = super::files::detach(&mut tx, owner, message).await?;
     sqlx::query(
         "DELETE FROM messages WHERE conversation_id = $1 AND owner_id = $2
            AND (created_at, id) >= (SELECT created_at, id FROM messages WHERE id = $3 AND owner_id = $2)",
@@ -594,6 +610,7 @@ pub async fn edit_and_resend(
     .await?;
     let user_message_id =
         insert_user_message(&mut tx, owner, conversation, &ready.key, &text).await?;
+    super::files::claim(&mut tx, owner, user_message_id, &files).await?;
     reply_and_start(
         state,
         tx,
@@ -691,6 +708,7 @@ impl MessageRow {
                 .open_optional(message_place("model", self.id, owner), self.model.as_ref())?,
             input_tokens: self.input_tokens.map(|n| n as u32),
             output_tokens: self.output_tokens.map(|n| n as u32),
+            files: Vec::new(),
         })
     }
 }
@@ -725,9 +743,15 @@ pub async fn get_conversation(
     let has_more = rows.len() > PAGE;
     rows.truncate(PAGE);
     rows.reverse();
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut files = super::files::of_messages(&state.db, owner, key, &ids).await?;
     let messages = rows
         .iter()
-        .map(|row| row.view(key, owner))
+        .map(|row| {
+            let mut view = row.view(key, owner)?;
+            view.files = files.remove(&row.id).unwrap_or_default();
+            Ok(view)
+        })
         .collect::<Result<Vec<_>, AppError>>()?;
     Ok(ConversationView {
         id: id.to_string(),

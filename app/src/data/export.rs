@@ -56,7 +56,7 @@ UTC in RFC 3339.
 | `knowledge.json` | your knowledge bases: each with its documents (name, kind, size, state) and every passage's text and place (the uploaded files are not kept once read) |
 | `tool_calls.json` | your tool activity: which tool, the host, the outcome, sizes and durations |
 | `conversations.json` | every conversation: id, title, agent, and when it will be erased |
-| `conversations/<id>.json` | one conversation, every message with its parts (text and tool calls) |
+| `conversations/<id>.json` | one conversation, every message with its parts (text and tool calls), and the text of the files attached to its messages |
 | `conversations/<id>.md` | the same conversation, to read |
 
 Secrets (API keys, tokens, passwords, two-factor secrets) are never in an
@@ -485,6 +485,30 @@ pub mod server {
             let id = Uuid::parse_str(&summary.id).map_err(AppError::internal)?;
             let messages = all_messages(state, owner, key, id).await?;
             let agent_name = agent_names.get(agent_id).cloned().unwrap_or_default();
+            // The text of every file the messages carry.
+            let carrying: Vec<Uuid> = messages
+                .iter()
+                .filter(|m| !m.files.is_empty())
+                .filter_map(|m| Uuid::parse_str(&m.id).ok())
+                .collect();
+            let mut texts =
+                crate::chat::files::texts_of_messages(&state.db, owner, key, &carrying).await?;
+            let attached: Vec<_> = carrying
+                .iter()
+                .flat_map(|message| {
+                    let files = texts.remove(message).unwrap_or_default();
+                    files.into_iter().map(move |(file, text)| {
+                        json!({
+                            "message_id": message,
+                            "id": file.id,
+                            "name": file.name,
+                            "kind": file.kind,
+                            "size_bytes": file.size_bytes,
+                            "text": text,
+                        })
+                    })
+                })
+                .collect();
             files.push((
                 format!("conversations/{id}.json"),
                 pretty(&json!({
@@ -494,6 +518,7 @@ pub mod server {
                     "agent": agent_name,
                     "erased_on": summary.expires_on,
                     "messages": messages,
+                    "files": attached,
                 }))?,
             ));
             files.push((
@@ -560,6 +585,13 @@ pub mod server {
             if message.parts.is_empty() {
                 out.push_str(message.body.trim_end());
                 out.push('\n');
+            }
+            for file in &message.files {
+                out.push_str(&format!(
+                    "\n> Attached: {} ({})\n",
+                    file.name,
+                    file.kind.label()
+                ));
             }
             for part in &message.parts {
                 match part {

@@ -65,6 +65,7 @@ pub mod server {
         pub activity: u64,
         pub tool_calls: u64,
         pub exports: u64,
+        pub unsent_files: u64,
     }
 
     /// Enqueues this hour's retention job, unless a server did already.
@@ -97,12 +98,14 @@ pub mod server {
             drain(|| crate::tools::activity::server::purge(db, retention.activity_days, BATCH))
                 .await?;
         let exports = drain(|| crate::data::export::server::purge(db, BATCH)).await?;
+        let unsent_files = drain(|| crate::chat::files::purge_unsent(db, BATCH)).await?;
         Ok(Report {
             accounts,
             conversations,
             activity,
             tool_calls,
             exports,
+            unsent_files,
         })
     }
 

@@ -43,6 +43,12 @@ pub mod server {
         ("Agents", "agents", "owner_id", "created_at"),
         ("Conversations", "conversations", "owner_id", "updated_at"),
         ("Messages", "messages", "owner_id", "created_at"),
+        (
+            "Files attached to messages",
+            "chat_files",
+            "owner_id",
+            "created_at",
+        ),
         ("Tool call records", "tool_calls", "owner_id", "created_at"),
         ("MCP servers", "mcp_servers", "owner_id", "created_at"),
         (

@@ -167,6 +167,13 @@ impl DocumentView {
     }
 }
 
+/// A base an agent answers from, as its pages name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseRef {
+    pub id: String,
+    pub name: String,
+}
+
 /// One of the owner's agents, and whether it answers from a base.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentUse {

@@ -310,7 +310,7 @@ pub struct IngestPayload {
 }
 
 /// A file's name as shown: trimmed, without a path, at most 200 characters.
-fn clean_name(name: &str) -> String {
+pub(crate) fn clean_name(name: &str) -> String {
     let name = name.rsplit(['/', '\\']).next().unwrap_or("").trim();
     let name: String = name.chars().filter(|c| !c.is_control()).take(200).collect();
     if name.is_empty() {
@@ -887,6 +887,80 @@ pub async fn set_agent_base(
             .execute(db)
             .await?;
     }
+    Ok(())
+}
+
+/// The bases `agent` answers from (id and name), in the order they were
+/// created. The agent must be the owner's; the caller checked that.
+pub async fn agent_bases(
+    db: &PgPool,
+    owner: Uuid,
+    key: &DataKey,
+    agent: Uuid,
+) -> Result<Vec<super::BaseRef>, AppError> {
+    let rows: Vec<(Uuid, Sealed)> = sqlx::query_as(
+        "SELECT b.id, b.name FROM agent_knowledge_bases ak
+         JOIN knowledge_bases b ON b.id = ak.base_id
+         WHERE ak.agent_id = $1 AND b.owner_id = $2 ORDER BY b.created_at, b.id",
+    )
+    .bind(agent)
+    .bind(owner)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|(id, name)| {
+            Ok(super::BaseRef {
+                id: id.to_string(),
+                name: key.open_text(place("knowledge_bases", "name", id, owner), &name)?,
+            })
+        })
+        .collect()
+}
+
+/// Makes `agent` answer from exactly `bases`, inside the transaction that
+/// writes the agent. Every base must be the owner's: another user's looks
+/// like one that was deleted, and nothing is written.
+pub async fn replace_agent_bases(
+    conn: &mut sqlx::PgConnection,
+    owner: Uuid,
+    agent: Uuid,
+    bases: &[Uuid],
+) -> Result<(), AppError> {
+    let mut bases = bases.to_vec();
+    bases.sort_unstable();
+    bases.dedup();
+    if bases.len() > MAX_BASES_PER_AGENT {
+        return Err(AppError::invalid(
+            "knowledge",
+            format!("An agent can answer from at most {MAX_BASES_PER_AGENT} knowledge bases."),
+        ));
+    }
+    let mine: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM knowledge_bases WHERE id = ANY($1) AND owner_id = $2",
+    )
+    .bind(&bases)
+    .bind(owner)
+    .fetch_one(&mut *conn)
+    .await?;
+    if mine as usize != bases.len() {
+        return Err(AppError::invalid(
+            "knowledge",
+            "A knowledge base was chosen that no longer exists.",
+        ));
+    }
+    sqlx::query("DELETE FROM agent_knowledge_bases WHERE agent_id = $1 AND NOT base_id = ANY($2)")
+        .bind(agent)
+        .bind(&bases)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "INSERT INTO agent_knowledge_bases (agent_id, base_id)
+         SELECT $1, unnest($2::uuid[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(agent)
+    .bind(&bases)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 

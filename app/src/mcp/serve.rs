@@ -264,18 +264,7 @@ fn caller(context: &RequestContext<RoleServer>) -> Result<Caller, ErrorData> {
         .ok_or_else(|| ErrorData::new(ErrorCode::INTERNAL_ERROR, "No caller.", None))
 }
 
-/// The sentence for an error a caller may see (never internals).
-fn sentence(err: &AppError) -> String {
-    match err {
-        AppError::Invalid(fields) => fields
-            .iter()
-            .map(|f| f.message.as_str())
-            .collect::<Vec<_>>()
-            .join(" "),
-        other => other.to_string(),
-    }
-}
-
+/// A tool result that says what went wrong (never internals).
 fn failed(text: impl Into<String>) -> CallToolResponse {
     CallToolResult::error(vec![ContentBlock::text(text.into())]).into()
 }
@@ -346,7 +335,7 @@ impl AgentServer {
         let state = &self.state;
         let key = match self.key(caller.owner).await {
             Ok(key) => key,
-            Err(err) => return failed(sentence(&err)),
+            Err(err) => return failed(err.sentence()),
         };
         let sent = match crate::chat::server::send(
             state,
@@ -355,12 +344,13 @@ impl AgentServer {
             caller.agent,
             conversation,
             message,
+            &[],
         )
         .await
         {
             Ok(sent) => sent,
             Err(AppError::NotFound) => return failed("There is no conversation with that id."),
-            Err(err) => return failed(sentence(&err)),
+            Err(err) => return failed(err.sentence()),
         };
         let Ok(reply) = Uuid::parse_str(&sent.reply_id) else {
             return failed("Something went wrong on our side.");
@@ -382,7 +372,7 @@ impl AgentServer {
         }
         let view = match crate::chat::server::stored_reply(state, caller.owner, &key, reply).await {
             Ok(view) => view,
-            Err(err) => return failed(sentence(&err)),
+            Err(err) => return failed(err.sentence()),
         };
         let text = if view.parts.is_empty() {
             view.body.clone()
@@ -437,7 +427,7 @@ impl ServerHandler for AgentServer {
         let tool = self
             .tool(caller)
             .await
-            .map_err(|err| ErrorData::new(ErrorCode::INTERNAL_ERROR, sentence(&err), None))?;
+            .map_err(|err| ErrorData::new(ErrorCode::INTERNAL_ERROR, err.sentence(), None))?;
         Ok(ListToolsResult::with_all_items(vec![tool]))
     }
 

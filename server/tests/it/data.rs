@@ -454,6 +454,20 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
         vec![("scan.png", b"\x89PNG\r\n\x1a\n\0\0".to_vec())],
     )
     .await;
+    // A file attached for a message not sent yet.
+    let agent: String = sqlx::query_scalar("SELECT id::text FROM agents LIMIT 1")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let res = crate::chat_files::attach(
+        &app,
+        &client,
+        &agent,
+        &[],
+        vec![("draft.txt", b"Ada's draft.".to_vec())],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
     let bystander = app.signed_up("bob@example.com").await;
     let (ada, ada_key) = account_key(&app, "ada@example.com").await;
 
@@ -525,6 +539,7 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
         "jobs",
         "knowledge_bases",
         "knowledge_documents",
+        "chat_files",
     ] {
         let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM {table} WHERE owner_id = $1"

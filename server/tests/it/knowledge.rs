@@ -658,6 +658,131 @@ pub mod ingestion {
         assert_eq!(app.count("SELECT count(*) FROM knowledge_chunks").await, 0);
     }
 
+    /// The agent form's fields, with `knowledge[]` ticked for `bases`.
+    fn agent_form<'a>(name: &'a str, bases: &[&'a str]) -> Vec<(&'a str, &'a str)> {
+        let mut form = vec![
+            ("name", name),
+            ("description", ""),
+            ("system_prompt", ""),
+            ("provider", "openai"),
+            ("model", "demo"),
+            ("temperature", ""),
+            ("top_p", ""),
+            ("max_output_tokens", ""),
+            ("avatar", ""),
+        ];
+        form.extend(bases.iter().map(|b| ("knowledge[]", *b)));
+        form
+    }
+
+    #[sqlx::test(migrations = "../migrations")]
+    async fn the_agent_form_chooses_the_bases_an_agent_answers_from(db: PgPool) {
+        let app = app(db).await;
+        let client = app.signed_up("form@example.com").await;
+        let handbook = create_base(&app, &client, "Handbook").await;
+        let policies = create_base(&app, &client, "Policies").await;
+        let res = app
+            .call(
+                &client,
+                "create_agent",
+                &agent_form("Helper", &[&handbook, &policies]),
+            )
+            .await;
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        let agents = json(app.call(&client, "list_agents", &[]).await).await;
+        let agent = agents[0]["id"].as_str().unwrap().to_owned();
+        let detail = json(
+            app.call(&client, "get_agent", &[("id", agent.as_str())])
+                .await,
+        )
+        .await;
+        let names: Vec<&str> = detail["knowledge"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Handbook", "Policies"]);
+        let page = json(
+            app.call(&client, "knowledge_base", &[("id", policies.as_str())])
+                .await,
+        )
+        .await;
+        assert_eq!(page["agents"][0]["uses"], true, "the base page agrees");
+
+        // Saving with only one ticked keeps only that one.
+        let mut form = agent_form("Helper", &[&handbook]);
+        form.push(("id", agent.as_str()));
+        let res = app.call(&client, "update_agent", &form).await;
+        assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+        let detail = json(
+            app.call(&client, "get_agent", &[("id", agent.as_str())])
+                .await,
+        )
+        .await;
+        assert_eq!(detail["knowledge"].as_array().unwrap().len(), 1);
+        assert_eq!(detail["knowledge"][0]["id"], handbook.as_str());
+
+        // A duplicate answers from the same bases; an export names none.
+        let res = app
+            .call(&client, "duplicate_agent", &[("id", agent.as_str())])
+            .await;
+        assert!(res.status().is_success() || res.status().is_redirection());
+        let copy: String = sqlx::query_scalar(
+            "SELECT a.id::text FROM agents a JOIN agent_knowledge_bases ak ON ak.agent_id = a.id
+             WHERE a.id <> $1::uuid",
+        )
+        .bind(&agent)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+        let copied = json(
+            app.call(&client, "get_agent", &[("id", copy.as_str())])
+                .await,
+        )
+        .await;
+        assert_eq!(copied["knowledge"][0]["id"], handbook.as_str());
+        let export = client
+            .get(app.url(&format!("/api/agents/{agent}/export")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            !export.contains(&handbook) && !export.contains("Handbook"),
+            "{export}"
+        );
+
+        // Another user's base cannot be chosen, and the agent is not saved.
+        let other = app.signed_up("other-form@example.com").await;
+        let res = app
+            .call(&other, "create_agent", &agent_form("Sneaky", &[&handbook]))
+            .await;
+        assert!(res.status().is_client_error(), "{}", res.status());
+        assert!(
+            res.text()
+                .await
+                .unwrap()
+                .contains("A knowledge base was chosen that no longer exists."),
+        );
+        assert_eq!(
+            json(app.call(&other, "list_agents", &[]).await).await,
+            serde_json::json!([])
+        );
+        // Nor added to the owner's agent by another user's edit.
+        let mut form = agent_form("Helper", &[]);
+        form.push(("id", agent.as_str()));
+        assert_eq!(app.call(&other, "update_agent", &form).await.status(), 404);
+        let detail = json(
+            app.call(&client, "get_agent", &[("id", agent.as_str())])
+                .await,
+        )
+        .await;
+        assert_eq!(detail["knowledge"].as_array().unwrap().len(), 1);
+    }
+
     #[sqlx::test(migrations = "../migrations")]
     async fn an_agent_answers_from_its_knowledge_with_numbered_citations(db: PgPool) {
         use crate::common::{reply_when, scripted_agent, send_new};

@@ -9,6 +9,7 @@ mod accounts;
 mod agents;
 mod auth;
 mod chat;
+mod chat_files;
 mod connections;
 mod data;
 mod jobs;

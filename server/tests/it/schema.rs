@@ -195,6 +195,11 @@ const PLAIN: &[(&str, &str, &str)] = &[
         "auth",
         "none or header (checked by the schema)",
     ),
+    (
+        "chat_files",
+        "kind",
+        "one of seven file kinds (checked by the schema)",
+    ),
 ];
 
 /// Types that can carry text or arbitrary bytes.
@@ -337,11 +342,27 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         .await
         .unwrap();
     let agent_id = agents[0]["id"].as_str().unwrap().to_owned();
+    // The message carries a file (its name and text).
+    let file: serde_json::Value = crate::chat_files::attach(
+        &app,
+        &client,
+        &agent_id,
+        &[],
+        vec![("note.txt", b"Attached words.".to_vec())],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     let sent: serde_json::Value = app
         .call(
             &client,
             "send_message",
-            &[("agent_id", agent_id.as_str()), ("message", "hi")],
+            &[
+                ("agent_id", agent_id.as_str()),
+                ("message", "hi"),
+                ("files[]", file[0]["id"].as_str().unwrap()),
+            ],
         )
         .await
         .json()
