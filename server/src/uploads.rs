@@ -25,16 +25,10 @@ pub async fn upload(
     headers: HeaderMap,
     mut form: Multipart,
 ) -> Response {
-    let wants_json = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/json"));
-    let Some(Extension(session)) = session else {
-        return if wants_json {
-            error(AppError::Unauthorized)
-        } else {
-            Redirect::to("/sign-in?next=/knowledge").into_response()
-        };
+    let wants_json = wants_json(&headers);
+    let session = match signed_in(session, wants_json, "/knowledge") {
+        Ok(session) => session,
+        Err(res) => return res,
     };
     let Ok(base) = app::platform::request::parse_id(&id) else {
         return error(AppError::NotFound);
@@ -92,6 +86,29 @@ pub async fn upload(
     }
 }
 
+/// Whether the page's script sent the form (it asks for JSON).
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+/// The session, or the answer for a visitor who is not signed in: 401 for
+/// the script, the sign-in page (then `next`) for a plain form.
+#[allow(clippy::result_large_err)]
+fn signed_in(
+    session: Option<Extension<AuthSession>>,
+    wants_json: bool,
+    next: &str,
+) -> Result<AuthSession, Response> {
+    match session {
+        Some(Extension(session)) => Ok(session),
+        None if wants_json => Err(error(AppError::Unauthorized)),
+        None => Err(Redirect::to(&format!("/sign-in?next={next}")).into_response()),
+    }
+}
+
 fn error(err: AppError) -> Response {
     (
         StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -113,16 +130,10 @@ pub async fn chat_files(
     mut form: Multipart,
 ) -> Response {
     use app::chat::files::{self, MAX_FILES_PER_MESSAGE};
-    let wants_json = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/json"));
-    let Some(Extension(session)) = session else {
-        return if wants_json {
-            error(AppError::Unauthorized)
-        } else {
-            Redirect::to("/sign-in?next=/agents").into_response()
-        };
+    let wants_json = wants_json(&headers);
+    let session = match signed_in(session, wants_json, "/agents") {
+        Ok(session) => session,
+        Err(res) => return res,
     };
     let cut_off = || {
         error(AppError::invalid(

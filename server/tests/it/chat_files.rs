@@ -61,6 +61,15 @@ async fn ids(res: reqwest::Response) -> Vec<String> {
         .collect()
 }
 
+/// The files among `ids` (`a,b`) attached and not sent yet.
+async fn unsent_of(app: &TestApp, client: &Client, ids: &str) -> Value {
+    app.call(client, "unsent_files", &[("ids", ids)])
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
 async fn send(
     app: &TestApp,
     client: &Client,
@@ -95,16 +104,7 @@ async fn an_attached_file_reaches_the_model_with_its_message_and_goes_with_the_c
     .await;
     assert_eq!(attached.len(), 2);
     // Listed for the composer until sent.
-    let unsent: Value = app
-        .call(
-            &client,
-            "unsent_files",
-            &[("ids", attached.join(",").as_str())],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let unsent = unsent_of(&app, &client, &attached.join(",")).await;
     assert_eq!(unsent[0]["name"], "notes.md");
     assert_eq!(unsent[1]["kind"], "pdf");
 
@@ -136,16 +136,7 @@ async fn an_attached_file_reaches_the_model_with_its_message_and_goes_with_the_c
     assert_eq!(shown.as_array().unwrap().len(), 2, "{c:#}");
     assert_eq!(shown[0]["name"], "notes.md");
     // Sent: no longer waiting, and not to be sent twice.
-    let unsent: Value = app
-        .call(
-            &client,
-            "unsent_files",
-            &[("ids", attached.join(",").as_str())],
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
+    let unsent = unsent_of(&app, &client, &attached.join(",")).await;
     assert_eq!(unsent, serde_json::json!([]));
     let mut form = vec![
         ("agent_id", agent.as_str()),
@@ -279,12 +270,7 @@ async fn another_users_files_cannot_be_seen_sent_or_removed(db: PgPool) {
 
     let other = app.signed_up("file-other@example.com").await;
     let theirs = scripted_agent(&app, &other, fake, "openai", "fake:echo", &[], &[], "").await;
-    let unsent: Value = app
-        .call(&other, "unsent_files", &[("ids", mine[0].as_str())])
-        .await
-        .json()
-        .await
-        .unwrap();
+    let unsent = unsent_of(&app, &other, &mine[0]).await;
     assert_eq!(unsent, serde_json::json!([]));
     assert_eq!(
         app.call(&other, "remove_unsent_file", &[("id", mine[0].as_str())])
