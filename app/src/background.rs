@@ -53,6 +53,10 @@ async fn run(state: &AppState, job: Job) -> Result<(), JobError> {
             let key = owner_key(state, &job).await?;
             crate::knowledge::server::ingest(state, &job, &key).await
         }
+        Kind::Schedule => {
+            let key = owner_key(state, &job).await?;
+            crate::schedules::server::run(state, &job, &key).await
+        }
         Kind::Retention => {
             let report = crate::data::retention::server::run(&state.db, &state.settings.retention)
                 .await
@@ -67,6 +71,8 @@ async fn run(state: &AppState, job: Job) -> Result<(), JobError> {
                 activity = report.activity,
                 tool_calls = report.tool_calls,
                 exports = report.exports,
+                unsent_files = report.unsent_files,
+                schedule_runs = report.schedule_runs,
                 "retention pass done"
             );
             Ok(())

@@ -40,6 +40,7 @@ pub mod pages;
 pub mod platform;
 pub mod provider;
 pub mod provider_keys;
+pub mod schedules;
 #[cfg(feature = "ssr")]
 pub mod state;
 pub mod theme;
@@ -90,6 +91,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 provider_keys::server::SEALED,
                 chat::server::SEALED,
                 chat::files::SEALED,
+                schedules::server::SEALED,
                 tools::server::SEALED,
                 connections::server::SEALED,
                 mcp::server::SEALED,

@@ -69,6 +69,7 @@ pub async fn app_state(
         tracing::warn!(error = %err, "could not store the shipped policy versions");
     }
     spawn_interrupted_sweeper(state.clone());
+    spawn_scheduler(state.clone());
     start_jobs(&state).await;
     Ok(state)
 }
@@ -122,6 +123,27 @@ fn spawn_interrupted_sweeper(state: AppState) {
             // This hour's retention job, unless another server queued it.
             if let Err(err) = app::data::retention::server::schedule(&state).await {
                 tracing::warn!(error = %err, "could not queue the retention job");
+            }
+        }
+    });
+}
+
+/// How often this server looks for due schedules: a schedule runs at most
+/// this late.
+pub const SCHEDULER_TICK: Duration = Duration::from_secs(10);
+
+/// Fires due schedules, every few seconds. Every server does it; the row
+/// locks and the run's unique key make each run start once.
+fn spawn_scheduler(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SCHEDULER_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match app::schedules::server::tick(&state, chrono::Utc::now()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(runs = n, "scheduled runs started"),
+                Err(err) => tracing::warn!(error = %err, "could not look for due schedules"),
             }
         }
     });

@@ -80,6 +80,9 @@ const KB_FAILING_URL: &str = "http://kanarie-kb.invalid/v1";
 const CHAT_FILE_NAME: &str = "kanarie-notes.txt";
 const CHAT_FILE_TEXT: &str = "The kanarie attachment says the ferry leaves at nine.";
 const CHAT_FILE_REFUSED: &str = "kanarie-picture.png";
+/// A schedule's name and prompt.
+const SCHEDULE_NAME: &str = "Kanarie schedule";
+const SCHEDULE_PROMPT: &str = "Kanarie scheduled prompt";
 /// The fake provider rejects this one and echoes it in its error body.
 const REJECTED_KEY: &str = "bad-kanarie-api-key-1313";
 
@@ -492,6 +495,49 @@ async fn store_everything(app: &TestApp) {
     assert!(
         error.as_str().is_some_and(|e| e.contains("kanarie-host")),
         "the user reads which host failed: {error}"
+    );
+
+    // A schedule (its name and prompt) on that agent, run now: the run
+    // fails, and its reason names the host.
+    let schedule: String = app
+        .call(
+            &client,
+            "create_schedule",
+            &[
+                ("agent_id", failing_agent.as_str()),
+                ("name", SCHEDULE_NAME),
+                ("cron", "0 9 * * 1-5"),
+                ("time_zone", "Europe/Berlin"),
+                ("prompt", SCHEDULE_PROMPT),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = app
+        .call(&client, "run_schedule_now", &[("id", schedule.as_str())])
+        .await;
+    assert_eq!(res.status(), 200);
+    let mut run = serde_json::Value::Null;
+    for _ in 0..400 {
+        let page: serde_json::Value = app
+            .call(&client, "get_schedule", &[("id", schedule.as_str())])
+            .await
+            .json()
+            .await
+            .unwrap();
+        if page["runs"][0]["status"] == "failed" {
+            run = page["runs"][0].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(
+        run["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("kanarie-host")),
+        "the run says which host failed: {run}"
     );
 
     // A connection, tested, and used by a tool: its secret goes to the
@@ -971,6 +1017,8 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         "kanarie passage",
         CHAT_FILE_NAME,
         CHAT_FILE_TEXT,
+        SCHEDULE_NAME,
+        SCHEDULE_PROMPT,
     ] {
         assert!(everything.contains(kept), "the export lacks {kept:?}");
     }

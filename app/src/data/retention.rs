@@ -66,6 +66,7 @@ pub mod server {
         pub tool_calls: u64,
         pub exports: u64,
         pub unsent_files: u64,
+        pub schedule_runs: u64,
     }
 
     /// Enqueues this hour's retention job, unless a server did already.
@@ -99,6 +100,9 @@ pub mod server {
                 .await?;
         let exports = drain(|| crate::data::export::server::purge(db, BATCH)).await?;
         let unsent_files = drain(|| crate::chat::files::purge_unsent(db, BATCH)).await?;
+        let schedule_runs =
+            drain(|| crate::schedules::server::purge_runs(db, retention.conversation_days, BATCH))
+                .await?;
         Ok(Report {
             accounts,
             conversations,
@@ -106,6 +110,7 @@ pub mod server {
             tool_calls,
             exports,
             unsent_files,
+            schedule_runs,
         })
     }
 

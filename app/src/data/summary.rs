@@ -63,6 +63,8 @@ pub mod server {
             "owner_id",
             "created_at",
         ),
+        ("Schedules", "schedules", "owner_id", "created_at"),
+        ("Scheduled runs", "schedule_runs", "owner_id", "fire_at"),
         ("Exports on offer", "exports", "owner_id", "created_at"),
         ("Consent records", "consents", "owner_id", "at"),
     ];

@@ -65,6 +65,8 @@ pub enum Kind {
     Retention,
     /// Parse, split and embed one uploaded document (`knowledge`).
     Ingest,
+    /// One run of a schedule (`schedules`).
+    Schedule,
 }
 
 impl Kind {
@@ -74,6 +76,7 @@ impl Kind {
             Kind::Retention => "retention",
             Kind::Export => "export",
             Kind::Ingest => "ingest",
+            Kind::Schedule => "schedule",
         }
     }
 
@@ -83,6 +86,7 @@ impl Kind {
             "retention" => Some(Kind::Retention),
             "export" => Some(Kind::Export),
             "ingest" => Some(Kind::Ingest),
+            "schedule" => Some(Kind::Schedule),
             _ => None,
         }
     }

@@ -172,6 +172,9 @@ pub enum KeyUse {
     /// The second step of signing in: the password was right, and the
     /// account's second factor is being checked (no session exists yet).
     SignIn,
+    /// One of the user's schedules came due: its next time is worked out
+    /// from its sealed expression, and its run starts, with the user away.
+    Schedule,
 }
 
 impl KeyUse {
@@ -182,6 +185,7 @@ impl KeyUse {
             KeyUse::AccountRecovery => "account_recovery",
             KeyUse::Operator => "operator",
             KeyUse::SignIn => "sign_in",
+            KeyUse::Schedule => "schedule",
         }
     }
 }

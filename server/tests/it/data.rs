@@ -468,6 +468,27 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
     )
     .await;
     assert_eq!(res.status(), 200);
+    // A schedule, run once.
+    let schedule: String = app
+        .call(
+            &client,
+            "create_schedule",
+            &[
+                ("agent_id", agent.as_str()),
+                ("name", "Ada's mornings"),
+                ("cron", "0 9 * * *"),
+                ("time_zone", "Europe/London"),
+                ("prompt", "Good morning"),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = app
+        .call(&client, "run_schedule_now", &[("id", schedule.as_str())])
+        .await;
+    assert_eq!(res.status(), 200);
     let bystander = app.signed_up("bob@example.com").await;
     let (ada, ada_key) = account_key(&app, "ada@example.com").await;
 
@@ -540,6 +561,8 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
         "knowledge_bases",
         "knowledge_documents",
         "chat_files",
+        "schedules",
+        "schedule_runs",
     ] {
         let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM {table} WHERE owner_id = $1"

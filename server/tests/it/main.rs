@@ -19,6 +19,7 @@ mod llm;
 mod mcp;
 mod oidc;
 mod passkeys;
+mod schedules;
 mod schema;
 mod sessions;
 mod tools;

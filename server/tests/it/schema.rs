@@ -200,6 +200,11 @@ const PLAIN: &[(&str, &str, &str)] = &[
         "kind",
         "one of seven file kinds (checked by the schema)",
     ),
+    (
+        "schedule_runs",
+        "status",
+        "queued, running, complete, waiting or failed (checked by the schema)",
+    ),
 ];
 
 /// Types that can carry text or arbitrary bytes.
@@ -381,6 +386,42 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(sent["reply_id"].is_string());
+
+    // A schedule whose run fails on the unreachable server (its reason).
+    let schedule: String = app
+        .call(
+            &client,
+            "create_schedule",
+            &[
+                ("agent_id", agent_id.as_str()),
+                ("name", "Verified schedule"),
+                ("cron", "0 9 * * *"),
+                ("time_zone", "UTC"),
+                ("prompt", "Daily"),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.call(&client, "run_schedule_now", &[("id", schedule.as_str())])
+            .await
+            .status(),
+        200
+    );
+    for _ in 0..400 {
+        let failed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM schedule_runs WHERE error IS NOT NULL)",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap();
+        if failed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 
     // A connection.
     let connection = [
