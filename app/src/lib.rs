@@ -210,6 +210,11 @@ pub fn App() -> impl IntoView {
                         view=PassagePage
                         ssr=SsrMode::Async
                     />
+                    <Route
+                        path=(StaticSegment("schedules"), ParamSegment("id"))
+                        view=crate::schedules::pages::SchedulePage
+                        ssr=SsrMode::Async
+                    />
                     <Route path=StaticSegment("privacy") view=PrivacyPolicyPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("cookies") view=CookiePolicyPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>

@@ -783,6 +783,7 @@ fn AgentCard(
                 }
             })}
         <AgentMcpCard access=mcp agent_id=agent.id.clone() enable=enable disable=disable/>
+        <crate::schedules::pages::AgentSchedules agent_id=agent.id.clone()/>
         <section class="card danger-zone">
             <h2>"Delete this agent"</h2>
             <p>
