@@ -57,6 +57,10 @@ async fn run(state: &AppState, job: Job) -> Result<(), JobError> {
             let key = owner_key(state, &job).await?;
             crate::schedules::server::run(state, &job, &key).await
         }
+        Kind::Telegram => {
+            let key = owner_key(state, &job).await?;
+            crate::telegram::server::handle(state, &job, &key).await
+        }
         Kind::Retention => {
             let report = crate::data::retention::server::run(&state.db, &state.settings.retention)
                 .await

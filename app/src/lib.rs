@@ -43,6 +43,7 @@ pub mod provider_keys;
 pub mod schedules;
 #[cfg(feature = "ssr")]
 pub mod state;
+pub mod telegram;
 pub mod theme;
 pub mod tools;
 pub mod ui;
@@ -92,6 +93,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 chat::server::SEALED,
                 chat::files::SEALED,
                 schedules::server::SEALED,
+                telegram::server::SEALED,
                 tools::server::SEALED,
                 connections::server::SEALED,
                 mcp::server::SEALED,

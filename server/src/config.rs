@@ -204,6 +204,16 @@ fn service_urls(src: &dyn Source) -> Result<ServiceUrls, ConfigError> {
         github: url("ENCLAVE_GITHUB_API_URL", defaults.github)?,
         slack: url("ENCLAVE_SLACK_API_URL", defaults.slack)?,
         telegram: url("ENCLAVE_TELEGRAM_API_URL", defaults.telegram)?,
+        telegram_webhook: src
+            .get("ENCLAVE_TELEGRAM_WEBHOOK_URL")
+            .map(|value| {
+                valid_base_url(&value).map_err(|why| ConfigError::Invalid {
+                    name: "ENCLAVE_TELEGRAM_WEBHOOK_URL",
+                    why,
+                })?;
+                Ok::<_, ConfigError>(value.trim_end_matches('/').to_owned())
+            })
+            .transpose()?,
     })
 }
 

@@ -309,53 +309,322 @@ async fn slack_post(
 }
 
 // ---- Telegram ----------------------------------------------------------------
+//
+// A stateful Bot API: per token, a webhook (url and secret) or a queue of
+// updates for getUpdates (long polling, offsets confirming the earlier ones,
+// 409 while a webhook is set), and every chat's messages with their edits.
+// Texts over 4,096 characters, an unchanged edit and MarkdownV2 with an
+// unescaped reserved character are refused as Telegram refuses them. The
+// test controls: `POST /fakes/telegram/{token}/updates` (a user writes:
+// posted to the webhook with its secret header, `repeat` times, or queued)
+// and `GET /fakes/telegram/{token}/chats/{chat}` (what the chat shows).
+
+#[derive(Default)]
+struct BotState {
+    webhook: Option<(String, String)>,
+    queued: Vec<Value>,
+    next_update: i64,
+    next_message: i64,
+    chats: std::collections::HashMap<i64, Vec<Value>>,
+}
+
+#[derive(Clone, Default)]
+struct TelegramFake {
+    bots: Arc<Mutex<std::collections::HashMap<String, BotState>>>,
+    arrived: Arc<tokio::sync::Notify>,
+}
+
+#[derive(Clone, Default)]
+struct Fakes {
+    sent: Sent,
+    telegram: TelegramFake,
+}
+
+impl axum::extract::FromRef<Fakes> for Sent {
+    fn from_ref(fakes: &Fakes) -> Sent {
+        fakes.sent.clone()
+    }
+}
+
+impl axum::extract::FromRef<Fakes> for TelegramFake {
+    fn from_ref(fakes: &Fakes) -> TelegramFake {
+        fakes.telegram.clone()
+    }
+}
+
+fn tg_error(status: StatusCode, description: &str) -> Response {
+    (
+        status,
+        Json(json!({"ok": false, "error_code": status.as_u16(), "description": description})),
+    )
+        .into_response()
+}
+
+fn tg_ok(result: Value) -> Response {
+    Json(json!({"ok": true, "result": result})).into_response()
+}
+
+/// Telegram's MarkdownV2 rules, as far as Enclave's formatting uses them:
+/// the reserved characters escaped outside entities, entities closed, only
+/// the backtick and backslash escaped in code, `)` in a link's address.
+fn markdown_v2_error(text: &str) -> Option<String> {
+    const RESERVED: &str = "_*[]()~`>#+-=|{}.!";
+    let chars: Vec<char> = text.chars().collect();
+    let (mut i, mut open) = (0, Vec::<char>::new());
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' {
+            i += 2;
+            continue;
+        }
+        if c == '`' {
+            let fence = chars[i..].starts_with(&['`', '`', '`']);
+            let step = if fence { 3 } else { 1 };
+            let mut j = i + step;
+            loop {
+                if j >= chars.len() {
+                    return Some("can't find end of code entity".into());
+                }
+                if chars[j] == '\\' {
+                    j += 2;
+                    continue;
+                }
+                if chars[j] == '`' && (!fence || chars[j..].starts_with(&['`', '`', '`'])) {
+                    break;
+                }
+                j += 1;
+            }
+            i = j + step;
+            continue;
+        }
+        match c {
+            '*' | '_' | '~' => {
+                if open.last() == Some(&c) {
+                    open.pop();
+                } else {
+                    open.push(c);
+                }
+            }
+            '[' => open.push('['),
+            ']' if open.last() == Some(&'[') => {
+                open.pop();
+                if chars.get(i + 1) == Some(&'(') {
+                    let mut j = i + 2;
+                    while j < chars.len() && chars[j] != ')' {
+                        j += if chars[j] == '\\' { 2 } else { 1 };
+                    }
+                    if j >= chars.len() {
+                        return Some("can't find end of URL".into());
+                    }
+                    i = j;
+                }
+            }
+            c if RESERVED.contains(c) => {
+                return Some(format!(
+                    "Character '{c}' is reserved and must be escaped with the preceding '\\'"
+                ));
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    open.last()
+        .map(|c| format!("can't find end of the entity starting with '{c}'"))
+}
+
+/// What a text may not be, as Telegram says it.
+fn text_error(body: &Value) -> Option<String> {
+    let text = body["text"].as_str().unwrap_or("");
+    if text.trim().is_empty() {
+        return Some("Bad Request: message text is empty".into());
+    }
+    if text.chars().count() > 4096 {
+        return Some("Bad Request: message is too long".into());
+    }
+    if body["parse_mode"] == "MarkdownV2" {
+        return markdown_v2_error(text).map(|e| format!("Bad Request: can't parse entities: {e}"));
+    }
+    None
+}
 
 async fn telegram(
     State(sent): State<Sent>,
+    State(fake): State<TelegramFake>,
     Path((bot, method)): Path<(String, String)>,
     body: Option<Json<Value>>,
 ) -> Response {
-    let Some(token) = bot.strip_prefix("bot") else {
+    let Some(token) = bot.strip_prefix("bot").map(str::to_owned) else {
         return StatusCode::NOT_FOUND.into_response();
     };
     if token.is_empty() || token.contains("bad") {
-        return (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"ok": false, "error_code": 401, "description": "Unauthorized"})),
-        )
-            .into_response();
+        return tg_error(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
+    let body = body.map(|Json(b)| b).unwrap_or_default();
+    if method == "getUpdates" {
+        return get_updates(&fake, &token, &body).await;
+    }
+    let mut bots = fake.bots.lock().unwrap();
+    let bot = bots.entry(token).or_default();
     match method.as_str() {
-        "getMe" => Json(json!({"ok": true, "result": {"id": 1, "is_bot": true,
-            "first_name": "Fake", "username": "fake_enclave_bot"}}))
-        .into_response(),
-        "sendMessage" => {
-            let body = body.map(|Json(b)| b).unwrap_or_default();
-            let chat = match &body["chat_id"] {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            if chat == "404" {
-                return (
+        "getMe" => tg_ok(json!({"id": 1, "is_bot": true, "first_name": "Fake",
+            "username": "fake_enclave_bot"})),
+        "setWebhook" => {
+            let url = body["url"].as_str().unwrap_or("");
+            if !url.starts_with("http") {
+                return tg_error(
                     StatusCode::BAD_REQUEST,
-                    Json(json!({"ok": false, "error_code": 400,
-                                "description": "Bad Request: chat not found"})),
-                )
-                    .into_response();
+                    "Bad Request: bad webhook: invalid URL",
+                );
             }
-            sent.record(json!({"service": "telegram", "chat_id": chat, "text": body["text"]}));
-            Json(
-                json!({"ok": true, "result": {"message_id": 7, "date": 1700000000,
-                "chat": {"id": chat, "type": "private"}, "text": body["text"]}}),
-            )
-            .into_response()
+            let secret = body["secret_token"].as_str().unwrap_or("").to_owned();
+            bot.webhook = Some((url.to_owned(), secret));
+            tg_ok(json!(true))
         }
-        _ => (
-            StatusCode::NOT_FOUND,
-            Json(json!({"ok": false, "error_code": 404, "description": "Not Found"})),
-        )
-            .into_response(),
+        "deleteWebhook" => {
+            bot.webhook = None;
+            tg_ok(json!(true))
+        }
+        "getWebhookInfo" => tg_ok(json!({
+            "url": bot.webhook.as_ref().map(|(u, _)| u.clone()).unwrap_or_default(),
+            "pending_update_count": bot.queued.len(),
+        })),
+        "sendMessage" => {
+            let chat = match &body["chat_id"] {
+                // A channel's @name: one made-up chat for all of them.
+                Value::String(s) if s.starts_with('@') => -100,
+                Value::String(s) => s.parse().unwrap_or(i64::MIN),
+                other => other.as_i64().unwrap_or(i64::MIN),
+            };
+            if chat == 404 || chat == i64::MIN {
+                return tg_error(StatusCode::BAD_REQUEST, "Bad Request: chat not found");
+            }
+            if let Some(why) = text_error(&body) {
+                return tg_error(StatusCode::BAD_REQUEST, &why);
+            }
+            sent.record(json!({"service": "telegram", "chat_id": body["chat_id"].to_string().trim_matches('"'), "text": body["text"]}));
+            bot.next_message += 1;
+            let message = json!({"message_id": bot.next_message, "date": 1700000000,
+                "chat": {"id": chat, "type": "private"}, "text": body["text"],
+                "parse_mode": body["parse_mode"], "edits": 0});
+            bot.chats.entry(chat).or_default().push(message.clone());
+            tg_ok(message)
+        }
+        "editMessageText" => {
+            let chat = body["chat_id"].as_i64().unwrap_or_default();
+            let id = body["message_id"].as_i64().unwrap_or_default();
+            let Some(message) = bot
+                .chats
+                .get_mut(&chat)
+                .and_then(|m| m.iter_mut().find(|m| m["message_id"] == id))
+            else {
+                return tg_error(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request: message to edit not found",
+                );
+            };
+            if message["text"] == body["text"] && message["parse_mode"] == body["parse_mode"] {
+                return tg_error(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message",
+                );
+            }
+            if let Some(why) = text_error(&body) {
+                return tg_error(StatusCode::BAD_REQUEST, &why);
+            }
+            message["text"] = body["text"].clone();
+            message["parse_mode"] = body["parse_mode"].clone();
+            message["edits"] = json!(message["edits"].as_i64().unwrap_or(0) + 1);
+            tg_ok(message.clone())
+        }
+        _ => tg_error(StatusCode::NOT_FOUND, "Not Found"),
     }
+}
+
+/// Updates from `offset` on (confirming the earlier ones), waiting up to
+/// `timeout` seconds for one.
+async fn get_updates(fake: &TelegramFake, token: &str, body: &Value) -> Response {
+    let offset = body["offset"].as_i64().unwrap_or(0);
+    let timeout = body["timeout"].as_u64().unwrap_or(0).min(50);
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(timeout);
+    loop {
+        let arrived = fake.arrived.notified();
+        {
+            let mut bots = fake.bots.lock().unwrap();
+            let bot = bots.entry(token.to_owned()).or_default();
+            if bot.webhook.is_some() {
+                return tg_error(
+                    StatusCode::CONFLICT,
+                    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first",
+                );
+            }
+            bot.queued
+                .retain(|u| u["update_id"].as_i64().unwrap_or(0) >= offset);
+            if !bot.queued.is_empty() || tokio::time::Instant::now() >= deadline {
+                return tg_ok(Value::Array(bot.queued.clone()));
+            }
+        }
+        let _ = tokio::time::timeout_at(deadline, arrived).await;
+    }
+}
+
+/// A user writes to a bot: the update goes to its webhook (with the secret
+/// header, `repeat` times, as Telegram retries) or waits for getUpdates.
+async fn telegram_user_writes(
+    State(fake): State<TelegramFake>,
+    Path(token): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    let (update, webhook) = {
+        let mut bots = fake.bots.lock().unwrap();
+        let bot = bots.entry(token).or_default();
+        bot.next_update += 1;
+        bot.next_message += 1;
+        let from = body["from"].as_i64().unwrap_or(1);
+        let chat = body["chat"].as_i64().unwrap_or(from);
+        let mut message = json!({"message_id": bot.next_message, "date": 1700000000,
+            "from": {"id": from, "is_bot": false, "first_name": "Tester"},
+            "chat": {"id": chat, "type": "private"}});
+        if let Some(text) = body["text"].as_str() {
+            message["text"] = json!(text);
+        }
+        let update = json!({"update_id": 1000 + bot.next_update, "message": message});
+        if bot.webhook.is_none() {
+            bot.queued.push(update.clone());
+        }
+        (update, bot.webhook.clone())
+    };
+    let Some((url, secret)) = webhook else {
+        fake.arrived.notify_waiters();
+        return Json(json!({"queued": update["update_id"]})).into_response();
+    };
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..body["repeat"].as_u64().unwrap_or(1).clamp(1, 5) {
+        let status = client
+            .post(&url)
+            .header("x-telegram-bot-api-secret-token", &secret)
+            .json(&update)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0);
+        statuses.push(status);
+    }
+    Json(json!({"delivered": statuses, "update_id": update["update_id"]})).into_response()
+}
+
+/// What a chat shows: its messages, each with its text and edit count.
+async fn telegram_chat(
+    State(fake): State<TelegramFake>,
+    Path((token, chat)): Path<(String, i64)>,
+) -> Json<Value> {
+    let bots = fake.bots.lock().unwrap();
+    let messages = bots
+        .get(&token)
+        .and_then(|b| b.chats.get(&chat))
+        .cloned()
+        .unwrap_or_default();
+    Json(json!({"messages": messages}))
 }
 
 async fn list_sent(State(sent): State<Sent>) -> Json<Value> {
@@ -389,6 +658,11 @@ pub fn router() -> Router {
         .route("/slack/conversations.history", get(slack_history))
         .route("/slack/chat.postMessage", post(slack_post))
         .route("/telegram/{bot}/{method}", get(telegram).post(telegram))
+        .route(
+            "/fakes/telegram/{token}/updates",
+            post(telegram_user_writes),
+        )
+        .route("/fakes/telegram/{token}/chats/{chat}", get(telegram_chat))
         .route("/fakes/sent", get(list_sent))
-        .with_state(Sent::default())
+        .with_state(Fakes::default())
 }

@@ -70,6 +70,7 @@ pub async fn app_state(
     }
     spawn_interrupted_sweeper(state.clone());
     spawn_scheduler(state.clone());
+    spawn_telegram_poller(state.clone());
     start_jobs(&state).await;
     Ok(state)
 }
@@ -149,6 +150,24 @@ fn spawn_scheduler(state: AppState) {
     });
 }
 
+/// How long one long poll of Telegram waits for an update.
+pub const TELEGRAM_POLL_SECS: u64 = 20;
+
+/// Long-polls the bots that have no webhook (this server has no https
+/// address Telegram can post to): one server at a time per bot, by a lease.
+fn spawn_telegram_poller(state: AppState) {
+    tokio::spawn(async move {
+        loop {
+            let started = tokio::time::Instant::now();
+            if let Err(err) = app::telegram::server::poll(&state, TELEGRAM_POLL_SECS).await {
+                tracing::warn!(error = %err, "could not poll Telegram");
+            }
+            // A round with no bots (or a quick answer) waits a little.
+            tokio::time::sleep_until(started + Duration::from_secs(2)).await;
+        }
+    });
+}
+
 /// Leptos' build settings: from the variables cargo-leptos sets (at build or
 /// run time), or the workspace defaults when run some other way.
 pub fn leptos_options() -> LeptosOptions {
@@ -190,6 +209,10 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .route("/settings/data/exports/{id}", get(download_export))
         .route("/dev/mail", get(dev_mail))
         .route("/sign-up", axum::routing::post(forms::sign_up))
+        .route(
+            "/telegram/webhook/{id}",
+            axum::routing::post(telegram_webhook),
+        )
         .route("/auth/oidc/{provider}", axum::routing::post(oidc::start))
         .route("/auth/oidc/{provider}/callback", get(oidc::callback))
         .merge(app::mcp::serve::router(state.clone()))
@@ -240,6 +263,27 @@ pub fn provide_page_context(state: &AppState) {
         .and_then(|p| p.extensions.get::<middleware::CspNonce>().cloned())
     {
         provide_context(leptos::nonce::Nonce::from_value(nonce.0));
+    }
+}
+
+/// `POST /telegram/webhook/{id}`: an update from Telegram, proven by its
+/// secret header. 401 (and nothing changes) for a wrong or missing one.
+async fn telegram_webhook(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: http::HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    use app::telegram::server::{Accepted, accept};
+    let secret = headers
+        .get("x-telegram-bot-api-secret-token")
+        .and_then(|v| v.to_str().ok());
+    match accept(&state, &id, secret, &body).await {
+        Ok(Accepted::Ok) => StatusCode::OK,
+        Ok(Accepted::Unauthorized) => StatusCode::UNAUTHORIZED,
+        Ok(Accepted::BadRequest) => StatusCode::BAD_REQUEST,
+        // Telegram tries again later.
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

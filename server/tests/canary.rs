@@ -80,6 +80,10 @@ const KB_FAILING_URL: &str = "http://kanarie-kb.invalid/v1";
 const CHAT_FILE_NAME: &str = "kanarie-notes.txt";
 const CHAT_FILE_TEXT: &str = "The kanarie attachment says the ferry leaves at nine.";
 const CHAT_FILE_REFUSED: &str = "kanarie-picture.png";
+/// A Telegram bot's token (the fake takes any well-shaped one), and what a
+/// Telegram user asks the agent through it.
+const TELEGRAM_TOKEN: &str = "123456789:AAE_kanarie-telegram-bot-token-55";
+const TELEGRAM_QUESTION: &str = "Kanarie telegram question";
 /// A schedule's name and prompt.
 const SCHEDULE_NAME: &str = "Kanarie schedule";
 const SCHEDULE_PROMPT: &str = "Kanarie scheduled prompt";
@@ -437,6 +441,58 @@ async fn store_everything(app: &TestApp) {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(read, "the reply to the file did not finish");
+
+    // A Telegram bot (its token a canary), long polled: someone let in with
+    // the start code asks a question, and the agent answers in the chat.
+    let fakes = app
+        .settings
+        .service_urls
+        .telegram
+        .trim_end_matches("/telegram")
+        .to_owned();
+    let channel: serde_json::Value = app
+        .call(
+            &client,
+            "connect_telegram",
+            &[
+                ("agent_id", chat_agent_id.as_str()),
+                ("token", TELEGRAM_TOKEN),
+            ],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let code = channel["start_code"].as_str().unwrap().to_owned();
+    for (text, shown) in [
+        (format!("/start {code}"), 1),
+        (TELEGRAM_QUESTION.to_owned(), 2),
+    ] {
+        reqwest::Client::new()
+            .post(format!("{fakes}/fakes/telegram/{TELEGRAM_TOKEN}/updates"))
+            .json(&serde_json::json!({"from": 77, "text": text}))
+            .send()
+            .await
+            .unwrap();
+        app::telegram::server::poll(&app.state, 0).await.unwrap();
+        let mut last = serde_json::Value::Null;
+        for _ in 0..400 {
+            last = reqwest::Client::new()
+                .get(format!("{fakes}/fakes/telegram/{TELEGRAM_TOKEN}/chats/77"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let messages = last["messages"].as_array().unwrap();
+            if messages.len() == shown && messages.iter().all(|m| m["text"] != "…") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert_eq!(last["messages"].as_array().unwrap().len(), shown, "{last}");
+    }
 
     // A reply that fails on a base URL whose host is a canary: the error
     // sentence names the host, and is stored (sealed) with the reply.
@@ -1019,6 +1075,7 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         CHAT_FILE_TEXT,
         SCHEDULE_NAME,
         SCHEDULE_PROMPT,
+        TELEGRAM_QUESTION,
     ] {
         assert!(everything.contains(kept), "the export lacks {kept:?}");
     }
@@ -1029,6 +1086,7 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         CONNECTION_SECRET,
         MCP_SECRET_SUFFIX,
         MCP_URL_KEY,
+        TELEGRAM_TOKEN,
         token.as_str(),
     ];
     secrets.extend(TWO_FACTOR.get().unwrap().iter().map(String::as_str));

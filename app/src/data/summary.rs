@@ -64,6 +64,13 @@ pub mod server {
             "created_at",
         ),
         ("Schedules", "schedules", "owner_id", "created_at"),
+        (
+            "Telegram bots",
+            "telegram_channels",
+            "owner_id",
+            "created_at",
+        ),
+        ("Telegram chats", "telegram_chats", "owner_id", "created_at"),
         ("Scheduled runs", "schedule_runs", "owner_id", "fire_at"),
         ("Exports on offer", "exports", "owner_id", "created_at"),
         ("Consent records", "consents", "owner_id", "at"),

@@ -67,6 +67,8 @@ pub enum Kind {
     Ingest,
     /// One run of a schedule (`schedules`).
     Schedule,
+    /// One update from a Telegram bot (`telegram`).
+    Telegram,
 }
 
 impl Kind {
@@ -77,6 +79,7 @@ impl Kind {
             Kind::Export => "export",
             Kind::Ingest => "ingest",
             Kind::Schedule => "schedule",
+            Kind::Telegram => "telegram",
         }
     }
 
@@ -87,6 +90,7 @@ impl Kind {
             "export" => Some(Kind::Export),
             "ingest" => Some(Kind::Ingest),
             "schedule" => Some(Kind::Schedule),
+            "telegram" => Some(Kind::Telegram),
             _ => None,
         }
     }

@@ -172,6 +172,9 @@ pub enum KeyUse {
     /// The second step of signing in: the password was right, and the
     /// account's second factor is being checked (no session exists yet).
     SignIn,
+    /// A message to one of the user's Telegram bots arrived: it is queued
+    /// (sealed) and answered, with the user away.
+    Telegram,
     /// One of the user's schedules came due: its next time is worked out
     /// from its sealed expression, and its run starts, with the user away.
     Schedule,
@@ -186,6 +189,7 @@ impl KeyUse {
             KeyUse::Operator => "operator",
             KeyUse::SignIn => "sign_in",
             KeyUse::Schedule => "schedule",
+            KeyUse::Telegram => "telegram",
         }
     }
 }

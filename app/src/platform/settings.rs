@@ -32,6 +32,10 @@ pub struct ServiceUrls {
     pub github: String,
     pub slack: String,
     pub telegram: String,
+    /// Where Telegram posts a bot's updates to this server
+    /// (`ENCLAVE_TELEGRAM_WEBHOOK_URL`); unset, the public URL when it is
+    /// https, else bots are long-polled.
+    pub telegram_webhook: Option<String>,
 }
 
 impl Default for ServiceUrls {
@@ -40,6 +44,7 @@ impl Default for ServiceUrls {
             github: "https://api.github.com".into(),
             slack: "https://slack.com/api".into(),
             telegram: "https://api.telegram.org".into(),
+            telegram_webhook: None,
         }
     }
 }

@@ -396,7 +396,7 @@ async fn the_slack_and_telegram_tools_read_and_send(db: PgPool) {
         )
         .await,
     );
-    assert_eq!(sent_to, "Sent to 12345 (message 7).");
+    assert_eq!(sent_to, "Sent to 12345 (message 1).");
     let missing = failure(
         &call_tool(
             &s,

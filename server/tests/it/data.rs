@@ -489,6 +489,18 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
         .call(&client, "run_schedule_now", &[("id", schedule.as_str())])
         .await;
     assert_eq!(res.status(), 200);
+    // A Telegram bot.
+    let res = app
+        .call(
+            &client,
+            "connect_telegram",
+            &[
+                ("agent_id", agent.as_str()),
+                ("token", "123456789:AAE_fake-token-of-ada-for-the-erase"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
     let bystander = app.signed_up("bob@example.com").await;
     let (ada, ada_key) = account_key(&app, "ada@example.com").await;
 
@@ -563,6 +575,7 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
         "chat_files",
         "schedules",
         "schedule_runs",
+        "telegram_channels",
     ] {
         let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM {table} WHERE owner_id = $1"

@@ -22,5 +22,6 @@ mod passkeys;
 mod schedules;
 mod schema;
 mod sessions;
+mod telegram;
 mod tools;
 mod two_factor;

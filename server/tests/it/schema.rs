@@ -201,6 +201,26 @@ const PLAIN: &[(&str, &str, &str)] = &[
         "one of seven file kinds (checked by the schema)",
     ),
     (
+        "telegram_channels",
+        "mode",
+        "webhook or polling (checked by the schema)",
+    ),
+    (
+        "telegram_channels",
+        "secret_hash",
+        "SHA-256 of a 256-bit random webhook secret (the secret itself is kept nowhere)",
+    ),
+    (
+        "telegram_channels",
+        "poll_lease_owner",
+        "the name of the server process polling the bot",
+    ),
+    (
+        "telegram_chats",
+        "chat_index",
+        "keyed HMAC of the channel and Telegram chat id (blind index), not the id",
+    ),
+    (
         "schedule_runs",
         "status",
         "queued, running, complete, waiting or failed (checked by the schema)",
@@ -386,6 +406,55 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(sent["reply_id"].is_string());
+
+    // A Telegram bot (long polled) with a chat of someone let in.
+    {
+        let token = "123456789:AAE_fake-token-for-the-schema-test-x";
+        let channel: serde_json::Value = app
+            .call(
+                &client,
+                "connect_telegram",
+                &[("agent_id", agent_id.as_str()), ("token", token)],
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let code = channel["start_code"].as_str().unwrap().to_owned();
+        for text in [format!("/start {code}"), "hi".to_owned()] {
+            reqwest::Client::new()
+                .post(format!("http://{fake}/fakes/telegram/{token}/updates"))
+                .json(&serde_json::json!({"from": 5, "text": text}))
+                .send()
+                .await
+                .unwrap();
+            app::telegram::server::poll(&app.state, 0).await.unwrap();
+            // Answered (the welcome first, so "hi" comes from someone let in).
+            for _ in 0..400 {
+                let shown: serde_json::Value = reqwest::Client::new()
+                    .get(format!("http://{fake}/fakes/telegram/{token}/chats/5"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if shown["messages"]
+                    .as_array()
+                    .is_some_and(|m| m.iter().any(|m| m["text"] != "…"))
+                {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+        }
+        for _ in 0..400 {
+            if app.count("SELECT count(*) FROM telegram_chats").await == 1 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+    }
 
     // A schedule whose run fails on the unreachable server (its reason).
     let schedule: String = app

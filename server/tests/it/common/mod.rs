@@ -71,6 +71,7 @@ pub fn with_fake_provider(settings: Settings, fake: SocketAddr) -> Settings {
             github: format!("http://{fake}/github"),
             slack: format!("http://{fake}/slack"),
             telegram: format!("http://{fake}/telegram"),
+            telegram_webhook: None,
         },
         ..settings
     }
@@ -117,10 +118,14 @@ impl TestApp {
             .build();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let settings = Settings {
+        let mut settings = Settings {
             public_url: format!("http://{addr}"),
             ..settings
         };
+        // A test that wants Telegram webhooks names `self`: this server.
+        if settings.service_urls.telegram_webhook.as_deref() == Some("self") {
+            settings.service_urls.telegram_webhook = Some(format!("http://{addr}"));
+        }
         let state = AppState::new(options, db.clone(), settings.clone(), crypto);
         let router = server::router(state.clone(), &format!("http://{addr}"));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
