@@ -659,6 +659,9 @@ fn AgentShow() -> impl IntoView {
         move || (id.get(), enable.version().get(), disable.version().get()),
         |(id, _, _)| agent_mcp_access(id),
     );
+    // The cards' resources, made here: not inside the suspended view.
+    let schedules = crate::schedules::pages::agent_schedule_list(id);
+    let telegram = crate::telegram::pages::TelegramCard::new(id);
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
@@ -666,7 +669,16 @@ fn AgentShow() -> impl IntoView {
                 match agent.await {
                     Ok(agent) => {
                         Either::Left(
-                            view! { <AgentCard agent=agent mcp=mcp enable=enable disable=disable/> },
+                            view! {
+                                <AgentCard
+                                    agent=agent
+                                    mcp=mcp
+                                    enable=enable
+                                    disable=disable
+                                    schedules=schedules
+                                    telegram=telegram
+                                />
+                            },
                         )
                     }
                     Err(err) => Either::Right(not_found_or(err)),
@@ -682,6 +694,8 @@ fn AgentCard(
     mcp: Result<AgentMcpAccess, AppError>,
     enable: EnableAgentMcpAction,
     disable: DisableAgentMcpAction,
+    schedules: crate::schedules::pages::AgentScheduleList,
+    telegram: crate::telegram::pages::TelegramCard,
 ) -> impl IntoView {
     let duplicate = DuplicateAgentAction::new();
     let delete = DeleteAgentAction::new();
@@ -783,7 +797,8 @@ fn AgentCard(
                 }
             })}
         <AgentMcpCard access=mcp agent_id=agent.id.clone() enable=enable disable=disable/>
-        <crate::schedules::pages::AgentSchedules agent_id=agent.id.clone()/>
+        <crate::schedules::pages::AgentSchedules agent_id=agent.id.clone() schedules=schedules/>
+        <crate::telegram::pages::AgentTelegram agent_id=agent.id.clone() card=telegram/>
         <section class="card danger-zone">
             <h2>"Delete this agent"</h2>
             <p>

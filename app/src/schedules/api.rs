@@ -1,5 +1,11 @@
 //! Schedule server functions: authenticate, parse, call `server`,
 //! redirect. Each one works as a plain form post too.
+//!
+//! `create_schedule`/`update_schedule` take one argument per form field, so
+//! the same server-rendered form posts to them with or without JavaScript;
+//! hence the allowance below (the `#[server]` macro does not pass a
+//! per-function `allow` on to the function it generates).
+#![allow(clippy::too_many_arguments)]
 
 use leptos::prelude::*;
 
@@ -20,6 +26,7 @@ fn form(
     prompt: String,
     continue_conversation: Option<String>,
     deliver_mail: Option<String>,
+    deliver_telegram: Option<String>,
 ) -> super::server::ScheduleForm {
     super::server::ScheduleForm {
         name,
@@ -28,6 +35,7 @@ fn form(
         prompt,
         continue_conversation: continue_conversation.is_some(),
         deliver_mail: deliver_mail.is_some(),
+        deliver_telegram: deliver_telegram.is_some(),
     }
 }
 
@@ -63,6 +71,7 @@ pub async fn create_schedule(
     prompt: String,
     continue_conversation: Option<String>,
     deliver_mail: Option<String>,
+    deliver_telegram: Option<String>,
 ) -> Result<String, AppError> {
     use crate::ctx;
     let session = ctx::require_verified_session()?;
@@ -74,6 +83,7 @@ pub async fn create_schedule(
         prompt,
         continue_conversation,
         deliver_mail,
+        deliver_telegram,
     );
     let id =
         super::server::create(&ctx::state()?, session.user_id, &session.key, agent, &form).await?;
@@ -90,6 +100,7 @@ pub async fn update_schedule(
     prompt: String,
     continue_conversation: Option<String>,
     deliver_mail: Option<String>,
+    deliver_telegram: Option<String>,
 ) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_verified_session()?;
@@ -101,6 +112,7 @@ pub async fn update_schedule(
         prompt,
         continue_conversation,
         deliver_mail,
+        deliver_telegram,
     );
     super::server::update(&ctx::state()?, session.user_id, &session.key, id, &form).await?;
     leptos_axum::redirect(&format!("/schedules/{id}"));

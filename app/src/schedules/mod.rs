@@ -76,6 +76,9 @@ pub struct ScheduleView {
     pub prompt: String,
     pub continue_conversation: bool,
     pub deliver_mail: bool,
+    /// Send each reply to the agent's Telegram chats.
+    #[serde(default)]
+    pub deliver_telegram: bool,
     pub enabled: bool,
     /// The expression in words, with its zone.
     pub description: String,

@@ -72,18 +72,26 @@ fn ScheduleFields(
     );
     let cron_error = field_message(error, "cron");
     let zone_error = field_message(error, "time_zone");
-    let preview = Resource::new(
-        move || (cron.get(), zone.get()),
-        |(cron, zone)| async move {
-            if cron.trim().is_empty() {
-                None
-            } else {
-                Some(preview_schedule(cron, zone).await)
+    // Asked as the fields change, once the page runs (the server renders
+    // none: the form is its own preview after saving).
+    let preview = RwSignal::new(None::<Result<super::Preview, AppError>>);
+    Effect::new(move |_| {
+        let (expression, time_zone) = (cron.get(), zone.get());
+        if expression.trim().is_empty() {
+            preview.set(None);
+            return;
+        }
+        leptos::task::spawn_local(async move {
+            let answer = preview_schedule(expression.clone(), time_zone.clone()).await;
+            // Only the answer for what the fields say now.
+            if cron.get_untracked() == expression && zone.get_untracked() == time_zone {
+                preview.set(Some(answer));
             }
-        },
-    );
+        });
+    });
     let continues = initial.as_ref().is_some_and(|s| s.continue_conversation);
     let mails = initial.as_ref().is_some_and(|s| s.deliver_mail);
+    let telegrams = initial.as_ref().is_some_and(|s| s.deliver_telegram);
     view! {
         <FormError error=error/>
         <Field label="Name" name="name" value=get(|s| s.name.clone()) error=error/>
@@ -128,22 +136,18 @@ fn ScheduleFields(
             </div>
         </div>
         <div id="schedule-preview" class="schedule-preview" aria-live="polite">
-            <Transition fallback=|| ()>
-                {move || Suspend::new(async move {
-                    match preview.await {
-                        Some(Ok(p)) => Either::Left(view! {
-                            <p data-testid="schedule-preview"><strong>{p.description}</strong></p>
-                            <p class="muted">"Next: " {p.next_runs.join(" · ")}</p>
-                        }),
-                        Some(Err(err)) => Either::Right(Some(view! {
-                            <p class="muted" data-testid="schedule-preview">
-                                {err.field_message("cron").or_else(|| err.field_message("time_zone"))}
-                            </p>
-                        })),
-                        None => Either::Right(None),
-                    }
-                })}
-            </Transition>
+            {move || match preview.get() {
+                Some(Ok(p)) => Either::Left(view! {
+                    <p data-testid="schedule-preview"><strong>{p.description}</strong></p>
+                    <p class="muted">"Next: " {p.next_runs.join(" · ")}</p>
+                }),
+                Some(Err(err)) => Either::Right(Some(view! {
+                    <p class="muted" data-testid="schedule-preview">
+                        {err.field_message("cron").or_else(|| err.field_message("time_zone"))}
+                    </p>
+                })),
+                None => Either::Right(None),
+            }}
         </div>
         <TextAreaField
             label="Prompt"
@@ -161,16 +165,26 @@ fn ScheduleFields(
             <input type="checkbox" name="deliver_mail" value="yes" checked=mails/>
             " Mail me each reply"
         </label>
+        <label class="checkbox">
+            <input type="checkbox" name="deliver_telegram" value="yes" checked=telegrams/>
+            " Send each reply to the agent's Telegram chats (the people let in to its bot)"
+        </label>
     }
+}
+
+/// An agent's schedules, made by the page at its top (a resource made
+/// inside a suspended view would not hydrate in order).
+pub type AgentScheduleList = Resource<Result<Vec<ScheduleView>, AppError>>;
+
+pub fn agent_schedule_list(agent: Memo<String>) -> AgentScheduleList {
+    Resource::new(move || agent.get(), list_schedules)
 }
 
 /// An agent's schedules and the form to add one (on the agent's page).
 #[component]
-pub fn AgentSchedules(agent_id: String) -> impl IntoView {
+pub fn AgentSchedules(agent_id: String, schedules: AgentScheduleList) -> impl IntoView {
     let create = CreateScheduleAction::new();
     let error = action_error!(create);
-    let for_list = agent_id.clone();
-    let schedules = Resource::new(move || for_list.clone(), list_schedules);
     view! {
         <section class="card" id="schedules" aria-labelledby="schedules-heading">
             <h2 id="schedules-heading">"Schedules"</h2>
@@ -368,6 +382,14 @@ fn ScheduleShow() -> impl IntoView {
                                     </dd>
                                     <dt>"Mail"</dt>
                                     <dd>{if s.deliver_mail { "Each reply is mailed to you" } else { "No mail" }}</dd>
+                                    <dt>"Telegram"</dt>
+                                    <dd>
+                                        {if s.deliver_telegram {
+                                            "Each reply goes to the agent's Telegram chats"
+                                        } else {
+                                            "Not sent"
+                                        }}
+                                    </dd>
                                 </dl>
                                 <details class="edit-schedule" open=move || update_error.get().is_some()>
                                     <summary>"Edit"</summary>

@@ -61,6 +61,7 @@ pub struct ScheduleForm {
     pub prompt: String,
     pub continue_conversation: bool,
     pub deliver_mail: bool,
+    pub deliver_telegram: bool,
 }
 
 /// A form that passed every rule.
@@ -145,11 +146,12 @@ struct ScheduleRow {
     continue_conversation: bool,
     conversation_id: Option<Uuid>,
     deliver_mail: bool,
+    deliver_telegram: bool,
     enabled: bool,
 }
 
 const SCHEDULE_COLUMNS: &str = "id, agent_id, name, cron, time_zone, prompt, \
-     continue_conversation, conversation_id, deliver_mail, enabled";
+     continue_conversation, conversation_id, deliver_mail, deliver_telegram, enabled";
 
 /// A schedule's sealed fields, opened.
 struct Opened {
@@ -191,6 +193,7 @@ impl ScheduleRow {
             prompt: opened.prompt,
             continue_conversation: self.continue_conversation,
             deliver_mail: self.deliver_mail,
+            deliver_telegram: self.deliver_telegram,
             enabled: self.enabled,
             conversation_id: self.conversation_id.map(|c| c.to_string()),
         })
@@ -248,8 +251,8 @@ pub async fn create(
     let seal = |column, value: &str| key.seal_str(schedule_place(column, id, owner), value);
     sqlx::query(
         "INSERT INTO schedules (id, owner_id, agent_id, name, cron, time_zone, prompt,
-           continue_conversation, deliver_mail, enabled, next_run_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10)",
+           continue_conversation, deliver_mail, enabled, next_run_at, deliver_telegram)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10, $11)",
     )
     .bind(id)
     .bind(owner)
@@ -261,6 +264,7 @@ pub async fn create(
     .bind(form.continue_conversation)
     .bind(form.deliver_mail)
     .bind(checked.plan.next_after(Utc::now()))
+    .bind(form.deliver_telegram)
     .execute(&state.db)
     .await?;
     tracing::info!(schedule_id = %id, owner_id = %owner, "schedule created");
@@ -280,7 +284,8 @@ pub async fn update(
     let done = sqlx::query(
         "UPDATE schedules SET name = $3, cron = $4, time_zone = $5, prompt = $6,
            continue_conversation = $7, deliver_mail = $8,
-           next_run_at = CASE WHEN enabled THEN $9 END, updated_at = now()
+           next_run_at = CASE WHEN enabled THEN $9 END, deliver_telegram = $10,
+           updated_at = now()
          WHERE id = $1 AND owner_id = $2",
     )
     .bind(id)
@@ -292,6 +297,7 @@ pub async fn update(
     .bind(form.continue_conversation)
     .bind(form.deliver_mail)
     .bind(checked.plan.next_after(Utc::now()))
+    .bind(form.deliver_telegram)
     .execute(&state.db)
     .await?;
     crate::error::found(done)
@@ -574,6 +580,7 @@ struct Due {
     continue_conversation: bool,
     conversation_id: Option<Uuid>,
     deliver_mail: bool,
+    deliver_telegram: bool,
 }
 
 /// The job of one run (`Kind::Schedule`): sends the prompt as a message
@@ -589,7 +596,7 @@ pub async fn run(state: &AppState, job: &Job, key: &DataKey) -> Result<(), JobEr
     let due: Option<Due> = sqlx::query_as(
         "SELECT r.status, r.message_id, r.fire_at, s.id AS schedule_id, s.agent_id, s.name,
                 s.cron, s.time_zone, s.prompt, s.continue_conversation, s.conversation_id,
-                s.deliver_mail
+                s.deliver_mail, s.deliver_telegram
          FROM schedule_runs r JOIN schedules s ON s.id = r.schedule_id
          WHERE r.id = $1 AND r.owner_id = $2",
     )
@@ -645,6 +652,18 @@ pub async fn run(state: &AppState, job: &Job, key: &DataKey) -> Result<(), JobEr
         .as_ref()
         .map(|m| (m.input_tokens, m.output_tokens))
         .unwrap_or_default();
+    // To the agent's Telegram chats: a reply that could not go is said
+    // with the run (which still succeeded).
+    let mut error = error;
+    if status == RunStatus::Complete
+        && due.deliver_telegram
+        && let Ok(message) = &message
+        && let Err(why) =
+            crate::telegram::server::send_to_people(state, owner, key, due.agent_id, &message.body)
+                .await
+    {
+        error = Some(format!("Not sent to Telegram: {why}"));
+    }
     finish(state, owner, key, run, status, error.as_deref(), tokens)
         .await
         .map_err(db_error)?;

@@ -683,6 +683,52 @@ fn plain(body: &str, i: usize) -> String {
         .unwrap_or_default()
 }
 
+/// Sends `text` (a scheduled run's reply) to every person let in to the
+/// agent's bot, in their private chat with it. Why it could not, in plain
+/// words.
+pub async fn send_to_people(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    agent: Uuid,
+    text: &str,
+) -> Result<usize, String> {
+    let row = agent_channel(state, owner, agent)
+        .await
+        .map_err(|_| "the bot could not be read.".to_owned())?
+        .ok_or_else(|| "this agent has no Telegram bot.".to_owned())?;
+    let opened = row
+        .open(key)
+        .map_err(|_| "the bot could not be read.".to_owned())?;
+    if opened.allowed.is_empty() {
+        return Err("nobody is let in to the bot yet.".into());
+    }
+    let bot = Bot::new(
+        &state.egress,
+        &state.settings.service_urls.telegram,
+        &opened.token,
+    );
+    let pieces = format::messages(text);
+    let plain = format::plain_pieces(text);
+    for person in &opened.allowed {
+        for (i, (piece, markdown)) in pieces.iter().enumerate() {
+            let sent = match bot.send(*person, piece, *markdown).await {
+                Err(BotError::Refused(_)) if *markdown => {
+                    bot.send(
+                        *person,
+                        plain.get(i).map(String::as_str).unwrap_or(""),
+                        false,
+                    )
+                    .await
+                }
+                other => other,
+            };
+            sent.map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(opened.allowed.len())
+}
+
 /// The channels of the owner's agents with their chats, for the export
 /// (never the token).
 pub async fn export(state: &AppState, owner: Uuid, key: &DataKey) -> Result<Value, AppError> {

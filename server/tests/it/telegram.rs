@@ -300,3 +300,71 @@ async fn tokens_are_checked_and_another_users_agent_is_not_found(db: PgPool) {
     .await;
     assert_eq!(mine["bot_username"], "fake_enclave_bot");
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_schedule_sends_its_reply_to_the_people_let_in(db: PgPool) {
+    let (app, fake) = app(db, false, "one").await;
+    let client = app.signed_up("sched-bot@example.com").await;
+    let agent = scripted_agent(&app, &client, fake, "openai", "fake:echo", &[], &[], "").await;
+    let schedule = |name: &'static str| {
+        let (app, client, agent) = (&app, &client, agent.clone());
+        async move {
+            json(
+                app.call(
+                    client,
+                    "create_schedule",
+                    &[
+                        ("agent_id", agent.as_str()),
+                        ("name", name),
+                        ("cron", "0 9 * * *"),
+                        ("time_zone", "UTC"),
+                        ("prompt", "Morning news"),
+                        ("deliver_telegram", "yes"),
+                    ],
+                )
+                .await,
+            )
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+        }
+    };
+    let run = |id: String| {
+        let (app, client) = (&app, &client);
+        async move {
+            app.call(client, "run_schedule_now", &[("id", id.as_str())])
+                .await;
+            for _ in 0..400 {
+                let page = json(
+                    app.call(client, "get_schedule", &[("id", id.as_str())])
+                        .await,
+                )
+                .await;
+                if page["runs"][0]["status"] == "complete" {
+                    return page["runs"][0].clone();
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("the run did not finish");
+        }
+    };
+    // No bot yet: the run is done, and says it could not send.
+    let first = schedule("No bot").await;
+    let done = run(first).await;
+    assert_eq!(
+        done["error"],
+        "Not sent to Telegram: this agent has no Telegram bot."
+    );
+
+    let channel = connect(&app, &client, &agent).await;
+    let code = channel["start_code"].as_str().unwrap();
+    writes(fake, 42, &format!("/start {code}"), 1).await;
+    app::telegram::server::poll(&app.state, 0).await.unwrap();
+    chat(fake, 42, 1).await;
+    let second = schedule("With bot").await;
+    let done = run(second).await;
+    assert!(done["error"].is_null(), "{done}");
+    let shown = chat(fake, 42, 2).await;
+    assert_eq!(shown[1]["text"], "You said: Morning news");
+}
