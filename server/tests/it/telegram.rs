@@ -368,3 +368,64 @@ async fn a_schedule_sends_its_reply_to_the_people_let_in(db: PgPool) {
     let shown = chat(fake, 42, 2).await;
     assert_eq!(shown[1]["text"], "You said: Morning news");
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_slow_reply_grows_in_place_then_ends_whole(db: PgPool) {
+    let (app, fake) = app(db, true, "one").await;
+    let client = app.signed_up("slow-bot@example.com").await;
+    // Each word of the echo half a second apart.
+    let agent = scripted_agent(
+        &app,
+        &client,
+        fake,
+        "openai",
+        "fake:echo,delay_ms=500",
+        &[],
+        &[],
+        "",
+    )
+    .await;
+    let channel = connect(&app, &client, &agent).await;
+    let code = channel["start_code"].as_str().unwrap();
+    writes(fake, 9, &format!("/start {code}"), 1).await;
+    chat(fake, 9, 1).await;
+    writes(fake, 9, "one two three four five six", 1).await;
+    // While it is written, the message shows part of it.
+    let mut partial = None;
+    for _ in 0..200 {
+        let shown = json(
+            Client::new()
+                .get(format!("http://{fake}/fakes/telegram/{TOKEN}/chats/9"))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let text = shown["messages"][1]["text"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if text.starts_with("You said:") && !text.ends_with("six") {
+            partial = Some(text);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(partial.is_some(), "the reply showed while it was written");
+    let shown = chat(fake, 9, 2).await;
+    let reply = &shown[1];
+    // Ended whole, in place: no message added for the growing.
+    for _ in 0..200 {
+        if chat(fake, 9, 2).await[1]["text"] == "You said: one two three four five six" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let shown = chat(fake, 9, 2).await;
+    assert_eq!(shown.len(), 2, "{shown:#?}");
+    assert_eq!(shown[1]["text"], "You said: one two three four five six");
+    assert!(
+        shown[1]["edits"].as_i64().unwrap() >= 2,
+        "edited while growing, then at the end: {reply}"
+    );
+}
