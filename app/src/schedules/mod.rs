@@ -15,7 +15,7 @@ pub mod server;
 use serde::{Deserialize, Serialize};
 
 /// Schedules one agent may have.
-pub const MAX_PER_AGENT: usize = 20;
+pub const MAX_PER_AGENT: usize = 100;
 pub const NAME_MAX_CHARS: usize = 80;
 
 /// Where a run stands.

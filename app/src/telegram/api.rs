@@ -24,8 +24,15 @@ pub async fn connect_telegram(agent_id: String, token: String) -> Result<Channel
     use crate::ctx;
     let session = ctx::require_verified_session()?;
     let agent = ctx::parse_id(&agent_id)?;
-    let view = super::server::connect(&ctx::state()?, session.user_id, &session.key, agent, &token)
-        .await?;
+    let state = ctx::state()?;
+    let view = super::server::connect(&state, session.user_id, &session.key, agent, &token).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::TelegramBotConnected,
+        Some(&format!("@{}", view.bot_username)),
+    )
+    .await;
     ctx::redirect_plain_post(&format!("/agents/{agent}#telegram"));
     Ok(view)
 }
@@ -35,7 +42,15 @@ pub async fn disconnect_telegram(agent_id: String) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_verified_session()?;
     let agent = ctx::parse_id(&agent_id)?;
-    super::server::disconnect(&ctx::state()?, session.user_id, &session.key, agent).await?;
+    let state = ctx::state()?;
+    super::server::disconnect(&state, session.user_id, &session.key, agent).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::TelegramBotDisconnected,
+        None,
+    )
+    .await;
     ctx::redirect_plain_post(&format!("/agents/{agent}#telegram"));
     Ok(())
 }
@@ -46,7 +61,15 @@ pub async fn reset_telegram_access(agent_id: String) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_verified_session()?;
     let agent = ctx::parse_id(&agent_id)?;
-    super::server::reset_access(&ctx::state()?, session.user_id, &session.key, agent).await?;
+    let state = ctx::state()?;
+    super::server::reset_access(&state, session.user_id, &session.key, agent).await?;
+    crate::data::activity::server::note(
+        &state,
+        &session,
+        crate::data::activity::Event::TelegramAccessReset,
+        None,
+    )
+    .await;
     ctx::redirect_plain_post(&format!("/agents/{agent}#telegram"));
     Ok(())
 }

@@ -203,6 +203,14 @@ async fn over_a_webhook_the_bot_answers_people_let_in_and_refuses_strangers(db: 
         1,
         "kept"
     );
+    // Both are in the owner's account activity.
+    let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM activity ORDER BY at")
+        .fetch_all(&app.db)
+        .await
+        .unwrap();
+    for kind in ["telegram_bot_connected", "telegram_bot_disconnected"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
