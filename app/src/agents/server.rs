@@ -167,6 +167,22 @@ pub async fn get_agent(
     })
 }
 
+/// The owner's agent `id` exists; another user's is not found, like one
+/// that does not exist. For slices that hang things on an agent.
+pub async fn check_owned(db: &sqlx::PgPool, owner: Uuid, id: Uuid) -> Result<(), AppError> {
+    let mine: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM agents WHERE id = $1 AND owner_id = $2)")
+            .bind(id)
+            .bind(owner)
+            .fetch_one(db)
+            .await?;
+    if mine {
+        Ok(())
+    } else {
+        Err(AppError::NotFound)
+    }
+}
+
 /// A chosen key must be the owner's own and for the agent's provider.
 async fn check_chosen_key(
     state: &AppState,

@@ -211,20 +211,7 @@ async fn schedule_row(db: &PgPool, owner: Uuid, id: Uuid) -> Result<ScheduleRow,
     .ok_or(AppError::NotFound)
 }
 
-/// Another user's agent is not found, like one that does not exist.
-async fn check_agent(db: &PgPool, owner: Uuid, agent: Uuid) -> Result<(), AppError> {
-    let mine: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM agents WHERE id = $1 AND owner_id = $2)")
-            .bind(agent)
-            .bind(owner)
-            .fetch_one(db)
-            .await?;
-    if mine {
-        Ok(())
-    } else {
-        Err(AppError::NotFound)
-    }
-}
+use crate::agents::server::check_owned as check_agent;
 
 pub async fn create(
     state: &AppState,
@@ -248,27 +235,49 @@ pub async fn create(
         ));
     }
     let id = Uuid::new_v4();
-    let seal = |column, value: &str| key.seal_str(schedule_place(column, id, owner), value);
-    sqlx::query(
-        "INSERT INTO schedules (id, owner_id, agent_id, name, cron, time_zone, prompt,
-           continue_conversation, deliver_mail, enabled, next_run_at, deliver_telegram)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true, $10, $11)",
-    )
-    .bind(id)
-    .bind(owner)
-    .bind(agent)
-    .bind(seal("name", &checked.name))
-    .bind(seal("cron", &checked.cron))
-    .bind(seal("time_zone", &checked.zone))
-    .bind(seal("prompt", &checked.prompt))
-    .bind(form.continue_conversation)
-    .bind(form.deliver_mail)
-    .bind(checked.plan.next_after(Utc::now()))
-    .bind(form.deliver_telegram)
-    .execute(&state.db)
-    .await?;
+    write(state, INSERT, owner, key, id, Some(agent), &checked, form).await?;
     tracing::info!(schedule_id = %id, owner_id = %owner, "schedule created");
     Ok(id)
+}
+
+const INSERT: &str = "INSERT INTO schedules (id, owner_id, name, cron, time_zone, prompt,
+       continue_conversation, deliver_mail, next_run_at, deliver_telegram, agent_id, enabled)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, true)";
+
+const UPDATE: &str = "UPDATE schedules SET name = $3, cron = $4, time_zone = $5, prompt = $6,
+       continue_conversation = $7, deliver_mail = $8,
+       next_run_at = CASE WHEN enabled THEN $9 END, deliver_telegram = $10, updated_at = now()
+     WHERE id = $1 AND owner_id = $2 AND ($11::uuid IS NULL OR agent_id = $11)";
+
+/// Seals a checked form for row `id` and runs `sql` (`INSERT` or `UPDATE`,
+/// numbered alike); the rows it wrote.
+#[allow(clippy::too_many_arguments)]
+async fn write(
+    state: &AppState,
+    sql: &'static str,
+    owner: Uuid,
+    key: &DataKey,
+    id: Uuid,
+    agent: Option<Uuid>,
+    checked: &Checked,
+    form: &ScheduleForm,
+) -> Result<u64, AppError> {
+    let seal = |column, value: &str| key.seal_str(schedule_place(column, id, owner), value);
+    Ok(sqlx::query(sql)
+        .bind(id)
+        .bind(owner)
+        .bind(seal("name", &checked.name))
+        .bind(seal("cron", &checked.cron))
+        .bind(seal("time_zone", &checked.zone))
+        .bind(seal("prompt", &checked.prompt))
+        .bind(form.continue_conversation)
+        .bind(form.deliver_mail)
+        .bind(checked.plan.next_after(Utc::now()))
+        .bind(form.deliver_telegram)
+        .bind(agent)
+        .execute(&state.db)
+        .await?
+        .rows_affected())
 }
 
 /// Saves a changed schedule; its next time is worked out again.
@@ -280,27 +289,10 @@ pub async fn update(
     form: &ScheduleForm,
 ) -> Result<(), AppError> {
     let checked = form.check()?;
-    let seal = |column, value: &str| key.seal_str(schedule_place(column, id, owner), value);
-    let done = sqlx::query(
-        "UPDATE schedules SET name = $3, cron = $4, time_zone = $5, prompt = $6,
-           continue_conversation = $7, deliver_mail = $8,
-           next_run_at = CASE WHEN enabled THEN $9 END, deliver_telegram = $10,
-           updated_at = now()
-         WHERE id = $1 AND owner_id = $2",
-    )
-    .bind(id)
-    .bind(owner)
-    .bind(seal("name", &checked.name))
-    .bind(seal("cron", &checked.cron))
-    .bind(seal("time_zone", &checked.zone))
-    .bind(seal("prompt", &checked.prompt))
-    .bind(form.continue_conversation)
-    .bind(form.deliver_mail)
-    .bind(checked.plan.next_after(Utc::now()))
-    .bind(form.deliver_telegram)
-    .execute(&state.db)
-    .await?;
-    crate::error::found(done)
+    match write(state, UPDATE, owner, key, id, None, &checked, form).await? {
+        0 => Err(AppError::NotFound),
+        _ => Ok(()),
+    }
 }
 
 /// Turns a schedule on (from its next time after now) or off.

@@ -145,17 +145,16 @@ async fn agent_channel(
 
 /// Another user's agent is not found, like one that does not exist.
 async fn check_agent(state: &AppState, owner: Uuid, agent: Uuid) -> Result<(), AppError> {
-    let mine: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM agents WHERE id = $1 AND owner_id = $2)")
-            .bind(agent)
-            .bind(owner)
-            .fetch_one(&state.db)
-            .await?;
-    if mine {
-        Ok(())
-    } else {
-        Err(AppError::NotFound)
-    }
+    crate::agents::server::check_owned(&state.db, owner, agent).await
+}
+
+/// The code a person sends the bot to be let in: 10 letters and digits.
+fn new_start_code() -> String {
+    random_token()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(10)
+        .collect()
 }
 
 /// The agent's bot, if it has one.
@@ -201,11 +200,7 @@ pub async fn connect(
     let username = bot.username().await.map_err(bot_error)?;
     let id = Uuid::new_v4();
     let secret = random_token();
-    let start_code: String = random_token()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(10)
-        .collect();
+    let start_code = new_start_code();
     let mode = match webhook_base(state) {
         Some(base) => {
             bot.set_webhook(&format!("{base}/telegram/webhook/{id}"), &secret)
@@ -285,11 +280,7 @@ pub async fn reset_access(
     let row = agent_channel(state, owner, agent)
         .await?
         .ok_or(AppError::NotFound)?;
-    let code: String = random_token()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(10)
-        .collect();
+    let code = new_start_code();
     sqlx::query(
         "UPDATE telegram_channels SET allowed_users = $3, start_code = $4
          WHERE id = $1 AND owner_id = $2",

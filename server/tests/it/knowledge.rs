@@ -174,12 +174,7 @@ pub mod ingestion {
         )
     }
 
-    async fn json(res: reqwest::Response) -> Value {
-        let status = res.status();
-        let text = res.text().await.unwrap();
-        assert!(status.is_success(), "{status}: {text}");
-        serde_json::from_str(&text).unwrap()
-    }
+    use crate::common::ok_json as json;
 
     pub async fn create_base(app: &TestApp, client: &Client, name: &str) -> String {
         let res = app

@@ -24,12 +24,7 @@ async fn app(db: PgPool) -> (TestApp, std::net::SocketAddr) {
     )
 }
 
-async fn json(res: reqwest::Response) -> Value {
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    assert!(status.is_success(), "{status}: {text}");
-    serde_json::from_str(&text).unwrap()
-}
+use crate::common::ok_json as json;
 
 /// A schedule for `agent`; its id.
 async fn schedule(

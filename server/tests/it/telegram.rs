@@ -29,12 +29,7 @@ async fn app(db: PgPool, webhook: bool, instance: &str) -> (TestApp, std::net::S
     )
 }
 
-async fn json(res: reqwest::Response) -> Value {
-    let status = res.status();
-    let text = res.text().await.unwrap();
-    assert!(status.is_success(), "{status}: {text}");
-    serde_json::from_str(&text).unwrap()
-}
+use crate::common::ok_json as json;
 
 /// A Telegram user writes to the bot (through the fake).
 async fn writes(fake: std::net::SocketAddr, from: i64, text: &str, repeat: u64) -> Value {

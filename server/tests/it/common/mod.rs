@@ -460,6 +460,15 @@ pub fn link_in(mail: &str) -> String {
         .to_owned()
 }
 
+/// A successful response's JSON body (the status and body in the panic
+/// otherwise).
+pub async fn ok_json(res: Response) -> serde_json::Value {
+    let status = res.status();
+    let text = res.text().await.unwrap();
+    assert!(status.is_success(), "{status}: {text}");
+    serde_json::from_str(&text).unwrap()
+}
+
 /// The body of a GET of `url` by `client`.
 pub async fn page(client: &Client, url: impl reqwest::IntoUrl) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
