@@ -1,5 +1,5 @@
 import { expect, test } from "@playwright/test";
-import { fillSignUp, hydrated, newUser, signIn, signUp, totpCode, watchErrors } from "./helpers";
+import { caughtMail, fillSignUp, hydrated, newUser, signIn, signUp, totpCode, watchErrors } from "./helpers";
 
 // The server runs with the development mail catcher (.ci/test.sh): what it
 // sends shows at /dev/mail.
@@ -12,8 +12,7 @@ test("a new account confirms its address from the mailed link", async ({ page })
   await expect(banner).toContainText("Please confirm your email address");
   await expect(banner).toContainText(user.email);
 
-  await page.goto("/dev/mail");
-  const mail = page.getByTestId("caught-mail").filter({ hasText: user.email }).first();
+  const mail = (await caughtMail(page, [user.email])).first();
   await expect(mail).toContainText("Confirm your email address for Enclave");
   await mail.getByRole("link").click();
   await expect(page.getByTestId("verify-outcome")).toHaveText("Your email address is confirmed. Thank you.");
@@ -62,8 +61,7 @@ for (const javaScriptEnabled of [true, false]) {
       await expect(page.getByTestId("reset-sent")).toContainText("If an account uses that address");
 
       const mailPage = await (await browser.newContext()).newPage();
-      await mailPage.goto("/dev/mail");
-      const mail = mailPage.getByTestId("caught-mail").filter({ hasText: "Reset your Enclave password" }).filter({ hasText: user.email });
+      const mail = await caughtMail(mailPage, ["Reset your Enclave password", user.email]);
       const link = (await mail.first().getByRole("link").getAttribute("href")) ?? "";
       await page.goto(link);
       if (javaScriptEnabled) await hydrated(page);
@@ -113,9 +111,8 @@ test("signing up with a registered address reads the same, and its owner is told
   await expect(other.getByTestId("sign-up-sent")).toContainText("We sent a mail to the address you gave");
   await expect(other.getByTestId("signed-in-as")).toHaveCount(0);
 
-  await page.goto("/dev/mail");
-  const notice = page.getByTestId("caught-mail").filter({ hasText: "Someone tried to sign up with your address" });
-  await expect(notice.filter({ hasText: user.email })).toHaveCount(1);
+  const notice = await caughtMail(page, ["Someone tried to sign up with your address", user.email]);
+  await expect(notice).toHaveCount(1);
 });
 
 test("the sessions page lists both browsers and ends the other one", async ({ page, browser }) => {
@@ -211,14 +208,12 @@ test("the email address changes by a link mailed to the new one", async ({ page 
   await page.getByRole("button", { name: "Send the link" }).click();
   await expect(page.getByTestId("email-change-sent")).toBeVisible();
 
-  await page.goto("/dev/mail");
-  const mail = page.getByTestId("caught-mail").filter({ hasText: "Confirm your new email address" }).filter({ hasText: newEmail });
+  const mail = await caughtMail(page, ["Confirm your new email address", newEmail]);
   await mail.first().getByRole("link").click();
   await expect(page.getByTestId("email-change-outcome")).toContainText("your account uses this address now");
   await page.goto("/settings");
   await expect(page.locator("#main").getByText(newEmail)).toBeVisible();
-  await page.goto("/dev/mail");
-  await expect(page.getByTestId("caught-mail").filter({ hasText: "was changed" }).filter({ hasText: user.email })).toHaveCount(1);
+  await expect(await caughtMail(page, ["was changed", user.email])).toHaveCount(1);
   expect(errors).toEqual([]);
 });
 

@@ -83,3 +83,16 @@ export function totpCode(secret: string, steps = 0): string {
   const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
   return value.toString().padStart(6, "0");
 }
+
+/** The caught mails (at /dev/mail) holding every one of `texts`, once at
+ * least `count` have arrived. Mail leaves from a background job, so the
+ * page is looked at again until then. */
+export async function caughtMail(page: Page, texts: string[], count = 1) {
+  let mails = page.getByTestId("caught-mail");
+  for (const text of texts) mails = mails.filter({ hasText: text });
+  await expect(async () => {
+    await page.goto("/dev/mail");
+    expect(await mails.count()).toBeGreaterThanOrEqual(count);
+  }).toPass({ timeout: 20_000 });
+  return mails;
+}

@@ -512,19 +512,21 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> Result<usize, AppErro
     let mut fired = 0;
     for (id, owner, cron, zone, fire_at) in due {
         let key = match keys.entry(owner) {
-            std::collections::hash_map::Entry::Occupied(found) => found.into_mut(),
-            std::collections::hash_map::Entry::Vacant(slot) => slot.insert(
+            std::collections::hash_map::Entry::Occupied(found) => Ok(&*found.into_mut()),
+            std::collections::hash_map::Entry::Vacant(slot) => {
                 keystore::user_key(&state.db, &state.crypto.keyring, owner, KeyUse::Schedule)
-                    .await?,
-            ),
+                    .await
+                    .map(|key| &*slot.insert(key))
+            }
         };
-        let key = &*key;
-        let plan = key
-            .open_text(schedule_place("cron", id, owner), &cron)
-            .and_then(|cron| {
-                let zone = key.open_text(schedule_place("time_zone", id, owner), &zone)?;
-                Plan::parse(&cron, &zone)
-            });
+        // A key that cannot be opened (an account being erased) or an
+        // expression that no longer reads turns this schedule off; the
+        // others still run.
+        let plan = key.as_ref().map_err(Clone::clone).and_then(|key| {
+            let cron = key.open_text(schedule_place("cron", id, owner), &cron)?;
+            let zone = key.open_text(schedule_place("time_zone", id, owner), &zone)?;
+            Plan::parse(&cron, &zone)
+        });
         // The next time after now: the times missed while no server ran
         // are skipped, the one due now runs.
         let next = match &plan {
@@ -532,7 +534,7 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> Result<usize, AppErro
             Err(_) => None,
         };
         if plan.is_err() {
-            tracing::warn!(schedule_id = %id, "a schedule's expression no longer reads; it is turned off");
+            tracing::warn!(schedule_id = %id, "a schedule could not be read; it is turned off");
         }
         sqlx::query(
             "UPDATE schedules SET next_run_at = $2, enabled = $3, updated_at = now() WHERE id = $1",
@@ -542,7 +544,7 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> Result<usize, AppErro
         .bind(next.is_some())
         .execute(&mut *tx)
         .await?;
-        if plan.is_ok()
+        if let (Ok(_), Ok(key)) = (&plan, key)
             && fire(&mut tx, id, owner, key, fire_at, false)
                 .await?
                 .is_some()

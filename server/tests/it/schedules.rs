@@ -157,6 +157,19 @@ async fn a_server_that_was_down_catches_up_with_one_run_not_a_burst(db: PgPool) 
     let client = app.signed_up("catchup@example.com").await;
     let agent = scripted_agent(&app, &client, fake, "openai", "fake:echo", &[], &[], "").await;
     let id = schedule(&app, &client, &agent, "0 * * * *", &[]).await;
+    // Another account's schedule whose key cannot be opened (its account
+    // half erased) is turned off, and holds up no one else's.
+    let other = app.signed_up("half-erased@example.com").await;
+    let other_agent = scripted_agent(&app, &other, fake, "openai", "fake:echo", &[], &[], "").await;
+    let broken = schedule(&app, &other, &other_agent, "0 * * * *", &[]).await;
+    make_due(&app, &broken, "1 hour").await;
+    sqlx::query(
+        "DELETE FROM user_keys WHERE user_id = (SELECT owner_id FROM schedules WHERE id = $1::uuid)",
+    )
+    .bind(&broken)
+    .execute(&app.db)
+    .await
+    .unwrap();
     // Due every hour, and no server ran for three days.
     make_due(&app, &id, "3 days").await;
     for _ in 0..3 {
@@ -167,6 +180,12 @@ async fn a_server_that_was_down_catches_up_with_one_run_not_a_burst(db: PgPool) 
     assert_eq!(app.count("SELECT count(*) FROM schedule_runs").await, 1);
     let done = settled(&app, &client, &id, 1).await;
     assert_eq!(done["runs"][0]["status"], "complete");
+    let off: bool = sqlx::query_scalar("SELECT NOT enabled FROM schedules WHERE id = $1::uuid")
+        .bind(&broken)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert!(off, "the unreadable schedule is turned off");
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
