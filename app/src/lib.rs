@@ -22,6 +22,7 @@
 #![recursion_limit = "256"]
 
 pub mod agents;
+pub mod api_keys;
 pub mod auth;
 #[cfg(feature = "ssr")]
 pub mod background;
@@ -94,6 +95,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 chat::files::SEALED,
                 schedules::server::SEALED,
                 telegram::server::SEALED,
+                api_keys::server::SEALED,
                 tools::server::SEALED,
                 connections::server::SEALED,
                 mcp::server::SEALED,

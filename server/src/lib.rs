@@ -16,6 +16,7 @@ pub mod oidc;
 pub mod policy;
 pub mod telemetry;
 pub mod uploads;
+pub mod v1;
 
 use std::{sync::Arc, time::Duration};
 
@@ -209,6 +210,7 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .route("/settings/data/exports/{id}", get(download_export))
         .route("/dev/mail", get(dev_mail))
         .route("/sign-up", axum::routing::post(forms::sign_up))
+        .route("/v1/models", get(v1::models))
         .route(
             "/telegram/webhook/{id}",
             axum::routing::post(telegram_webhook),

@@ -84,6 +84,9 @@ const CHAT_FILE_REFUSED: &str = "kanarie-picture.png";
 /// Telegram user asks the agent through it.
 const TELEGRAM_TOKEN: &str = "123456789:AAE_kanarie-telegram-bot-token-55";
 const TELEGRAM_QUESTION: &str = "Kanarie telegram question";
+/// A personal API key's name; the key itself (random) once made.
+const API_KEY_NAME: &str = "Kanarie API key";
+static API_SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// A schedule's name and prompt.
 const SCHEDULE_NAME: &str = "Kanarie schedule";
 const SCHEDULE_PROMPT: &str = "Kanarie scheduled prompt";
@@ -441,6 +444,28 @@ async fn store_everything(app: &TestApp) {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(read, "the reply to the file did not finish");
+
+    // An API key (its name a canary) used on /v1: the key is random, so it
+    // is remembered to be looked for.
+    let created: serde_json::Value = app
+        .call(
+            &client,
+            "create_api_key",
+            &[("name", API_KEY_NAME), ("scopes[]", "agents:read")],
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let api_secret = created["secret"].as_str().unwrap().to_owned();
+    let listed = reqwest::Client::new()
+        .get(app.url("/v1/models"))
+        .bearer_auth(&api_secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
+    API_SECRET.set(api_secret).unwrap();
 
     // A Telegram bot (its token a canary), long polled: someone let in with
     // the start code asks a question, and the agent answers in the chat.
@@ -1076,6 +1101,7 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         SCHEDULE_NAME,
         SCHEDULE_PROMPT,
         TELEGRAM_QUESTION,
+        API_KEY_NAME,
     ] {
         assert!(everything.contains(kept), "the export lacks {kept:?}");
     }
@@ -1088,6 +1114,7 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         MCP_URL_KEY,
         TELEGRAM_TOKEN,
         token.as_str(),
+        API_SECRET.get().unwrap().as_str(),
     ];
     secrets.extend(TWO_FACTOR.get().unwrap().iter().map(String::as_str));
     for secret in secrets {
@@ -1157,6 +1184,11 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
     assert!(
         !logs.contains(token.as_str()),
         "the MCP token reached the log"
+    );
+    let api_secret = API_SECRET.get().unwrap();
+    assert!(
+        !dump.contains(api_secret.as_str()) && !logs.contains(api_secret.as_str()),
+        "an API key is in the dump or the log"
     );
     for oauth in [
         "fake-access-",

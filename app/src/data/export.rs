@@ -54,6 +54,7 @@ UTC in RFC 3339.
 | `connections.json` | your tool connections: service, name, settings and the secret's mask (never the secret) |
 | `mcp_servers.json` | your MCP servers: name, address (secret parts masked), authentication kind and tools |
 | `knowledge.json` | your knowledge bases: each with its documents (name, kind, size, state) and every passage's text and place (the uploaded files are not kept once read) |
+| `api_keys.json` | your API keys: name, first characters, scopes, when made, when it expires and was last used, whether it still works (never the key: only its hash is kept) |
 | `telegram.json` | your agents' Telegram bots: the bot's name, webhook or polling, the Telegram user ids let in, and each chat's id with its conversation (never the bot token) |
 | `schedules.json` | your schedules: name, cron expression, time zone, prompt, settings, and each one's run history (when, how it went, tokens, the conversation, the reason a run failed) |
 | `tool_calls.json` | your tool activity: which tool, the host, the outcome, sizes and durations |
@@ -466,6 +467,10 @@ pub mod server {
         files.push((
             "knowledge.json".into(),
             pretty(&crate::knowledge::server::export(&state.db, owner, key).await?)?,
+        ));
+        files.push((
+            "api_keys.json".into(),
+            pretty(&crate::api_keys::server::export(state, owner, key).await?)?,
         ));
         files.push((
             "telegram.json".into(),

@@ -64,6 +64,7 @@ pub mod server {
             "created_at",
         ),
         ("Schedules", "schedules", "owner_id", "created_at"),
+        ("API keys", "api_keys", "owner_id", "created_at"),
         (
             "Telegram bots",
             "telegram_channels",

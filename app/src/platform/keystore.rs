@@ -172,6 +172,8 @@ pub enum KeyUse {
     /// The second step of signing in: the password was right, and the
     /// account's second factor is being checked (no session exists yet).
     SignIn,
+    /// A program called the API with one of the user's API keys.
+    ApiKey,
     /// A message to one of the user's Telegram bots arrived: it is queued
     /// (sealed) and answered, with the user away.
     Telegram,
@@ -190,6 +192,7 @@ impl KeyUse {
             KeyUse::SignIn => "sign_in",
             KeyUse::Schedule => "schedule",
             KeyUse::Telegram => "telegram",
+            KeyUse::ApiKey => "api_key",
         }
     }
 }

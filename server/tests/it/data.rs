@@ -489,6 +489,15 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
         .call(&client, "run_schedule_now", &[("id", schedule.as_str())])
         .await;
     assert_eq!(res.status(), 200);
+    // An API key.
+    let res = app
+        .call(
+            &client,
+            "create_api_key",
+            &[("name", "Ada's script"), ("scopes[]", "chat")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
     // A Telegram bot.
     let res = app
         .call(
@@ -576,6 +585,7 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
         "schedules",
         "schedule_runs",
         "telegram_channels",
+        "api_keys",
     ] {
         let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM {table} WHERE owner_id = $1"

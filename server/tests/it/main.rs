@@ -7,6 +7,7 @@ mod common;
 
 mod accounts;
 mod agents;
+mod api_keys;
 mod auth;
 mod chat;
 mod chat_files;

@@ -201,6 +201,16 @@ const PLAIN: &[(&str, &str, &str)] = &[
         "one of seven file kinds (checked by the schema)",
     ),
     (
+        "api_keys",
+        "token_hash",
+        "SHA-256 of a 256-bit random API key (the key itself is kept nowhere)",
+    ),
+    (
+        "api_keys",
+        "prefix",
+        "enc_ and the key's first 4 random characters (24 of its 256 bits), to tell keys apart",
+    ),
+    (
         "telegram_channels",
         "mode",
         "webhook or polling (checked by the schema)",
@@ -406,6 +416,18 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(sent["reply_id"].is_string());
+
+    // An API key (its name).
+    assert_eq!(
+        app.call(
+            &client,
+            "create_api_key",
+            &[("name", "Verified key"), ("scopes[]", "chat")],
+        )
+        .await
+        .status(),
+        200
+    );
 
     // A Telegram bot (long polled) with a chat of someone let in.
     {

@@ -1,0 +1,68 @@
+//! Personal API keys: a program acts as its owner with one, within the
+//! scopes the owner chose, until it expires or is revoked. The key is shown
+//! once and stored as its SHA-256; its name is sealed.
+//!
+//! `server` (ssr) creates, lists, revokes and checks keys, `api` the server
+//! functions, `pages` Settings → API keys.
+
+pub mod api;
+pub mod pages;
+#[cfg(feature = "ssr")]
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// List and read agents (and `GET /v1/models`).
+    AgentsRead,
+    /// Chat with agents (`POST /v1/chat/completions`).
+    Chat,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 2] = [Scope::AgentsRead, Scope::Chat];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::AgentsRead => "agents:read",
+            Scope::Chat => "chat",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_str() == value)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Scope::AgentsRead => "List your agents",
+            Scope::Chat => "Chat with your agents",
+        }
+    }
+}
+
+/// A key as its owner sees it (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    /// "enc_AbCd…": the key's first characters.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    /// `YYYY-MM-DD`, UTC.
+    pub created: String,
+    pub expires: Option<String>,
+    pub last_used: Option<String>,
+    /// Revoked or past its expiry.
+    pub active: bool,
+}
+
+/// A key just made: the only time its secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreatedKey {
+    pub key: ApiKeyView,
+    pub secret: String,
+}

@@ -1,0 +1,1 @@
+//! Settings → API keys (to come).
