@@ -77,6 +77,7 @@ async fn run(state: &AppState, job: Job) -> Result<(), JobError> {
                 exports = report.exports,
                 unsent_files = report.unsent_files,
                 schedule_runs = report.schedule_runs,
+                api_keys = report.api_keys,
                 "retention pass done"
             );
             Ok(())

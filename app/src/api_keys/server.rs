@@ -204,6 +204,23 @@ pub async fn authenticate(state: &AppState, secret: &str) -> Result<Option<KeyHo
     }))
 }
 
+/// Erases up to `batch` keys revoked or expired more than `days` ago (a
+/// dead key's name and hash are kept that long, so the owner sees what
+/// stopped working; then they go, like other revoked credentials).
+pub async fn purge(db: &sqlx::PgPool, days: u32, batch: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM api_keys WHERE id IN (
+             SELECT id FROM api_keys
+             WHERE coalesce(revoked_at, expires_at) < now() - make_interval(days => $1)
+             LIMIT $2 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(days as i32)
+    .bind(batch)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
 /// The owner's keys for their export (never a secret: there is none kept).
 pub async fn export(
     state: &AppState,

@@ -67,6 +67,7 @@ pub mod server {
         pub exports: u64,
         pub unsent_files: u64,
         pub schedule_runs: u64,
+        pub api_keys: u64,
     }
 
     /// Enqueues this hour's retention job, unless a server did already.
@@ -103,6 +104,8 @@ pub mod server {
         let schedule_runs =
             drain(|| crate::schedules::server::purge_runs(db, retention.conversation_days, BATCH))
                 .await?;
+        let api_keys =
+            drain(|| crate::api_keys::server::purge(db, retention.activity_days, BATCH)).await?;
         Ok(Report {
             accounts,
             conversations,
@@ -111,6 +114,7 @@ pub mod server {
             exports,
             unsent_files,
             schedule_runs,
+            api_keys,
         })
     }
 

@@ -123,6 +123,21 @@ async fn a_key_acts_for_its_owner_within_its_scopes_until_revoked_or_expired(db:
         .find(|k| k["id"] == id)
         .unwrap();
     assert_eq!(revoked["active"], false);
+    // A dead key is listed for the activity retention, then erased.
+    let retention = app::platform::settings::Retention::default();
+    let report = app::data::retention::server::run(&app.db, &retention)
+        .await
+        .unwrap();
+    assert_eq!(report.api_keys, 0, "revoked just now: kept");
+    sqlx::query("UPDATE api_keys SET revoked_at = now() - interval '91 days' WHERE id = $1::uuid")
+        .bind(id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let report = app::data::retention::server::run(&app.db, &retention)
+        .await
+        .unwrap();
+    assert_eq!(report.api_keys, 1);
     let kinds: Vec<String> = sqlx::query_scalar("SELECT kind FROM activity")
         .fetch_all(&app.db)
         .await

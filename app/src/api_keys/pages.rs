@@ -1,1 +1,0 @@
-//! Settings → API keys (to come).
