@@ -504,11 +504,12 @@ fn demo_cited(system: &str) -> Option<String> {
 fn demo_files(message: &str) -> Option<String> {
     let mut said = Vec::new();
     let mut rest = message;
-    while let Some(start) = rest.find("<attached-file name=\"") {
-        let after = &rest[start + "<attached-file name=\"".len()..];
+    use app::chat::files::{FILE_CLOSES, FILE_OPENS};
+    while let Some(start) = rest.find(FILE_OPENS) {
+        let after = &rest[start + FILE_OPENS.len()..];
         let (name, after) = after.split_once('"')?;
         let body = after.split_once(">\n")?.1;
-        let (text, next) = body.split_once("\n</attached-file>")?;
+        let (text, next) = body.split_once(FILE_CLOSES)?;
         let first: String = text
             .lines()
             .map(str::trim)
@@ -606,7 +607,10 @@ async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
             script.reply = Some(format!("The tool answered: {}", results.join(" / ")));
         } else if let Some((tool, args)) = demo_tool(
             // What the user wrote, not the files attached to it.
-            message.split("\n\n<attached-file ").next().unwrap_or(""),
+            message
+                .split(app::chat::files::FILE_OPENS)
+                .next()
+                .unwrap_or(""),
             &offered,
         ) {
             script.reply = Some(format!("Let me use the {tool} tool. "));

@@ -5,9 +5,6 @@ use leptos::prelude::*;
 use super::{ApiKeyView, CreatedKey};
 use crate::error::AppError;
 
-pub type CreateApiKeyAction = ServerAction<CreateApiKey>;
-pub type RevokeApiKeyAction = ServerAction<RevokeApiKey>;
-
 #[server(prefix = "/api", endpoint = "list_api_keys")]
 pub async fn list_api_keys() -> Result<Vec<ApiKeyView>, AppError> {
     use crate::ctx;

@@ -3,10 +3,9 @@
 //! once and stored as its SHA-256; its name is sealed.
 //!
 //! `server` (ssr) creates, lists, revokes and checks keys, `api` the server
-//! functions, `pages` Settings → API keys.
+//! functions. (Settings → API keys, the page, is still to come.)
 
 pub mod api;
-pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;
 
@@ -34,13 +33,6 @@ impl Scope {
 
     pub fn parse(value: &str) -> Option<Scope> {
         Scope::ALL.into_iter().find(|s| s.as_str() == value)
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Scope::AgentsRead => "List your agents",
-            Scope::Chat => "Chat with your agents",
-        }
     }
 }
 

@@ -315,13 +315,19 @@ where
     Ok(out)
 }
 
+/// What opens a file's text in a message as the model reads it (the
+/// offline demo model looks for it too).
+pub const FILE_OPENS: &str = "\n\n<attached-file name=\"";
+/// What closes it.
+pub const FILE_CLOSES: &str = "\n</attached-file>";
+
 /// A user message as the model reads it: the message, then each file's
 /// text between markers that name it.
 pub fn with_files(message: &str, files: &[(FileView, String)]) -> String {
     let mut out = message.to_owned();
     for (file, text) in files {
         out.push_str(&format!(
-            "\n\n<attached-file name=\"{}\" kind=\"{}\">\n{text}\n</attached-file>",
+            "{FILE_OPENS}{}\" kind=\"{}\">\n{text}{FILE_CLOSES}",
             file.name.replace('"', "'"),
             file.kind.label(),
         ));

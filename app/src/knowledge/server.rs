@@ -842,7 +842,8 @@ async fn base_agents(
         .collect()
 }
 
-/// Makes `agent` answer from `base` (or stop). Both must be the owner's.
+/// Makes `agent` answer from `base` (or stop). Both must be the owner's;
+/// the agent's whole set is then written as the agent form writes it.
 pub async fn set_agent_base(
     db: &PgPool,
     owner: Uuid,
@@ -851,42 +852,23 @@ pub async fn set_agent_base(
     uses: bool,
 ) -> Result<(), AppError> {
     base_row(db, owner, base).await?;
-    let agent_is_theirs: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM agents WHERE id = $1 AND owner_id = $2)")
-            .bind(agent)
-            .bind(owner)
-            .fetch_one(db)
-            .await?;
-    if !agent_is_theirs {
-        return Err(AppError::NotFound);
-    }
+    crate::agents::server::check_owned(db, owner, agent).await?;
+    let mut tx = db.begin().await?;
+    let mut bases: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT ak.base_id FROM agent_knowledge_bases ak
+         JOIN agents a ON a.id = ak.agent_id
+         WHERE ak.agent_id = $1 AND a.owner_id = $2 FOR UPDATE OF a",
+    )
+    .bind(agent)
+    .bind(owner)
+    .fetch_all(&mut *tx)
+    .await?;
+    bases.retain(|b| *b != base);
     if uses {
-        let count: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM agent_knowledge_bases WHERE agent_id = $1")
-                .bind(agent)
-                .fetch_one(db)
-                .await?;
-        if count as usize >= MAX_BASES_PER_AGENT {
-            return Err(AppError::invalid(
-                "agent",
-                format!("An agent can answer from at most {MAX_BASES_PER_AGENT} knowledge bases."),
-            ));
-        }
-        sqlx::query(
-            "INSERT INTO agent_knowledge_bases (agent_id, base_id) VALUES ($1, $2)
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(agent)
-        .bind(base)
-        .execute(db)
-        .await?;
-    } else {
-        sqlx::query("DELETE FROM agent_knowledge_bases WHERE agent_id = $1 AND base_id = $2")
-            .bind(agent)
-            .bind(base)
-            .execute(db)
-            .await?;
+        bases.push(base);
     }
+    replace_agent_bases(&mut tx, owner, agent, &bases).await?;
+    tx.commit().await?;
     Ok(())
 }
 

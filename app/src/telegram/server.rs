@@ -462,9 +462,12 @@ pub async fn handle(state: &AppState, job: &Job, key: &DataKey) -> Result<(), Jo
                 .map_err(|e| JobError::retry(e.to_string()))
         }
     };
-    let agent_name = agent_name(state, owner, key, row.agent_id)
-        .await
-        .map_err(|_| JobError::retry("The agent could not be read."))?;
+    // The agent's name, for the greetings only.
+    let agent_name = || async {
+        agent_name(state, owner, key, row.agent_id)
+            .await
+            .map_err(|_| JobError::retry("The agent could not be read."))
+    };
 
     if !opened.allowed.contains(&from) {
         let code = text
@@ -490,8 +493,9 @@ pub async fn handle(state: &AppState, job: &Job, key: &DataKey) -> Result<(), Jo
         .execute(&state.db)
         .await
         .map_err(db_error)?;
+        let name = agent_name().await?;
         return say(format!(
-            "Hello! You can talk to {agent_name} here now: send a message."
+            "Hello! You can talk to {name} here now: send a message."
         ))
         .await;
     }
@@ -499,7 +503,8 @@ pub async fn handle(state: &AppState, job: &Job, key: &DataKey) -> Result<(), Jo
         return say("I can read text messages only.".to_owned()).await;
     };
     if text == "/start" || text.starts_with("/start ") {
-        return say(format!("Hello! Send a message and {agent_name} answers.")).await;
+        let name = agent_name().await?;
+        return say(format!("Hello! Send a message and {name} answers.")).await;
     }
 
     // The chat's conversation (made on its first message).
