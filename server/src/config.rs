@@ -481,6 +481,14 @@ impl Config {
                 )?,
                 60,
             ),
+            api_requests_per_key: Limit::new(
+                parse(
+                    src,
+                    "ENCLAVE_API_LIMIT_PER_KEY",
+                    defaults.api_requests_per_key.max,
+                )?,
+                60,
+            ),
             run_deadline: Duration::from_secs(
                 60 * positive(
                     src,
@@ -825,10 +833,12 @@ mod tests {
         assert_eq!(Config::from_source(&env).unwrap().settings.proxy_hops, 1);
         env.insert("ENCLAVE_PROXY_HOPS", "2");
         env.insert("ENCLAVE_CHAT_LIMIT_PER_USER", "7");
+        env.insert("ENCLAVE_API_LIMIT_PER_KEY", "9");
         env.insert("ENCLAVE_RUN_DEADLINE_MINUTES", "3");
         let settings = Config::from_source(&env).unwrap().settings;
         assert_eq!(settings.proxy_hops, 2);
         assert_eq!(settings.chat_sends_per_user, Limit::new(7, 60));
+        assert_eq!(settings.api_requests_per_key, Limit::new(9, 60));
         assert_eq!(settings.run_deadline, Duration::from_secs(180));
         env.insert("ENCLAVE_RUN_DEADLINE_MINUTES", "0");
         assert!(Config::from_source(&env).is_err());

@@ -241,6 +241,11 @@ pub fn router(state: AppState, public_url: &str) -> Router {
                     axum::routing::post(uploads::upload),
                 )
                 .route("/chat/files", axum::routing::post(uploads::chat_files))
+                .route(
+                    "/v1/chat/completions",
+                    axum::routing::post(v1::chat_completions)
+                        .layer(tower_http::limit::RequestBodyLimitLayer::new(v1::MAX_BODY)),
+                )
                 .layer(axum::extract::DefaultBodyLimit::disable())
                 .layer(tower_http::limit::RequestBodyLimitLayer::new(
                     uploads::MAX_UPLOAD_BYTES,

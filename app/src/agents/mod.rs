@@ -36,3 +36,33 @@ pub struct AgentDetail {
     /// The knowledge bases it answers from.
     pub knowledge: Vec<crate::knowledge::BaseRef>,
 }
+
+/// An agent's name as a programs write it (`model` in the OpenAI-compatible
+/// API): lower case, words joined by `-`. "Research Helper" is
+/// `research-helper`.
+pub fn slug(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars().flat_map(char::to_lowercase) {
+        if c.is_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slug;
+
+    #[test]
+    fn slugs_join_words_with_dashes() {
+        assert_eq!(slug("Research Helper"), "research-helper");
+        assert_eq!(slug("  Ünïcode & Co. (v2)  "), "ünïcode-co-v2");
+        assert_eq!(slug("🤖"), "");
+    }
+}

@@ -204,6 +204,20 @@ pub async fn authenticate(state: &AppState, secret: &str) -> Result<Option<KeyHo
     }))
 }
 
+/// Whether the key `key_id` still works (not revoked, not expired, its
+/// account not being deleted): a live stream asks this as it goes, so a
+/// revoked key's streams end at once, on every replica.
+pub async fn still_works(db: &sqlx::PgPool, key_id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM api_keys k JOIN users u ON u.id = k.owner_id
+           WHERE k.id = $1 AND u.deleted_at IS NULL AND k.revoked_at IS NULL
+             AND (k.expires_at IS NULL OR k.expires_at > now()))",
+    )
+    .bind(key_id)
+    .fetch_one(db)
+    .await
+}
+
 /// Erases up to `batch` keys revoked or expired more than `days` ago (a
 /// dead key's name and hash are kept that long, so the owner sees what
 /// stopped working; then they go, like other revoked credentials).

@@ -386,6 +386,19 @@ impl Runs {
         }
     }
 
+    /// Waits until the run for `message` is no longer live here (its final
+    /// state written, or it never was).
+    pub async fn ended(&self, message: Uuid) {
+        loop {
+            // Made before the check, so a run leaving in between still wakes it.
+            let left = self.left.notified();
+            if !self.is_live(message) {
+                return;
+            }
+            left.await;
+        }
+    }
+
     pub fn is_live(&self, message: Uuid) -> bool {
         self.live
             .lock()

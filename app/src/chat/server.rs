@@ -159,14 +159,31 @@ async fn insert_user_message(
     key: &DataKey,
     text: &str,
 ) -> Result<Uuid, AppError> {
+    insert_message(tx, owner, conversation, key, Role::User, text).await
+}
+
+/// Stores a complete message (the user's, or an earlier reply a program
+/// hands over with its request).
+async fn insert_message(
+    tx: &mut sqlx::PgConnection,
+    owner: Uuid,
+    conversation: Uuid,
+    key: &DataKey,
+    role: Role,
+    text: &str,
+) -> Result<Uuid, AppError> {
     let id = Uuid::new_v4();
     sqlx::query(
         "INSERT INTO messages (id, conversation_id, owner_id, role, body, status, created_at)
-         VALUES ($1, $2, $3, 'user', $4, 'complete', clock_timestamp())",
+         VALUES ($1, $2, $3, $4, $5, 'complete', clock_timestamp())",
     )
     .bind(id)
     .bind(conversation)
     .bind(owner)
+    .bind(match role {
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    })
     .bind(key.seal_str(body_place(id, owner), text))
     .execute(&mut *tx)
     .await?;
@@ -488,6 +505,138 @@ pub async fn send(
     .await
 }
 
+/// A conversation a program hands over in one request (the OpenAI-compatible
+/// API): the messages so far, the one to answer, and any instructions of
+/// its own.
+pub struct Transcript<'a> {
+    /// Earlier messages, oldest first (the user's and the agent's).
+    pub earlier: &'a [(Role, String)],
+    /// The message to answer.
+    pub message: &'a str,
+    /// The caller's own instructions: added after the agent's prompt for
+    /// this reply (not stored).
+    pub instructions: Option<&'a str>,
+    /// Keep the conversation only while its reply is written
+    /// (`discard_transient` deletes it afterwards).
+    pub transient: bool,
+}
+
+/// Earlier messages a request may hand over.
+pub const TRANSCRIPT_MAX_MESSAGES: usize = 200;
+
+/// Starts a new conversation with `agent_id` from a program's transcript:
+/// its messages are stored (sealed) like the user's own, then the reply is
+/// queued and its run started, as for a message typed in the chat.
+pub async fn send_transcript(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    agent_id: Uuid,
+    transcript: Transcript<'_>,
+) -> Result<Sent, AppError> {
+    let text = validate_message(transcript.message)?;
+    if transcript.earlier.len() > TRANSCRIPT_MAX_MESSAGES {
+        return Err(AppError::invalid(
+            "messages",
+            format!("Send at most {TRANSCRIPT_MAX_MESSAGES} earlier messages."),
+        ));
+    }
+    let mut earlier = Vec::with_capacity(transcript.earlier.len());
+    for (role, body) in transcript.earlier {
+        let body = body.trim();
+        if body.chars().count() > MESSAGE_MAX_CHARS {
+            return Err(AppError::invalid(
+                "messages",
+                format!("A message has at most {MESSAGE_MAX_CHARS} characters."),
+            ));
+        }
+        if !body.is_empty() {
+            earlier.push((*role, body));
+        }
+    }
+    let instructions = transcript
+        .instructions
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
+    if instructions.is_some_and(|s| s.chars().count() > MESSAGE_MAX_CHARS) {
+        return Err(AppError::invalid(
+            "messages",
+            format!("System instructions have at most {MESSAGE_MAX_CHARS} characters."),
+        ));
+    }
+    let mut ready = ready(state, owner, key, agent_id).await?;
+    if let Some(instructions) = instructions {
+        let prompt = &mut ready.spec.system_prompt;
+        if !prompt.is_empty() {
+            prompt.push_str("\n\n");
+        }
+        prompt.push_str(instructions);
+    }
+    let mut tx = state.db.begin().await?;
+    let conversation_id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO conversations (id, owner_id, agent_id, title, transient)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(conversation_id)
+    .bind(owner)
+    .bind(agent_id)
+    .bind(
+        ready
+            .key
+            .seal_str(title_place(conversation_id, owner), &title_from(&text)),
+    )
+    .bind(transcript.transient)
+    .execute(&mut *tx)
+    .await?;
+    for (role, body) in earlier {
+        insert_message(&mut tx, owner, conversation_id, &ready.key, role, body).await?;
+    }
+    let user_message_id =
+        insert_user_message(&mut tx, owner, conversation_id, &ready.key, &text).await?;
+    reply_and_start(
+        state,
+        tx,
+        owner,
+        conversation_id,
+        user_message_id,
+        ready,
+        Queue::default(),
+    )
+    .await
+}
+
+/// Deletes a transient conversation (its reply has ended).
+pub async fn discard_transient(
+    db: &sqlx::PgPool,
+    owner: Uuid,
+    conversation: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM conversations WHERE id = $1 AND owner_id = $2 AND transient")
+        .bind(conversation)
+        .bind(owner)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Deletes up to `batch` transient conversations left for an hour with no
+/// reply being written (their server stopped before it could delete them).
+pub async fn purge_transient(db: &sqlx::PgPool, batch: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM conversations WHERE id IN (
+             SELECT c.id FROM conversations c
+             WHERE c.transient AND c.updated_at < now() - interval '1 hour'
+               AND NOT EXISTS (SELECT 1 FROM messages m
+                               WHERE m.conversation_id = c.id AND m.status = 'streaming')
+             LIMIT $1 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(batch)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
 /// Queues the reply, commits `tx`, and starts the run that writes it.
 async fn reply_and_start(
     state: &AppState,
@@ -641,7 +790,8 @@ pub async fn list_conversations(
         "SELECT c.id, c.title, c.updated_at + make_interval(
                     days => least(coalesce(u.conversation_retention_days, $3), $3))
          FROM conversations c JOIN users u ON u.id = c.owner_id
-         WHERE c.owner_id = $1 AND c.agent_id = $2 ORDER BY c.updated_at DESC, c.id",
+         WHERE c.owner_id = $1 AND c.agent_id = $2 AND NOT c.transient
+         ORDER BY c.updated_at DESC, c.id",
     )
     .bind(owner)
     .bind(agent_id)

@@ -68,6 +68,7 @@ pub mod server {
         pub unsent_files: u64,
         pub schedule_runs: u64,
         pub api_keys: u64,
+        pub transient_conversations: u64,
     }
 
     /// Enqueues this hour's retention job, unless a server did already.
@@ -106,6 +107,8 @@ pub mod server {
                 .await?;
         let api_keys =
             drain(|| crate::api_keys::server::purge(db, retention.activity_days, BATCH)).await?;
+        let transient_conversations =
+            drain(|| crate::chat::server::purge_transient(db, BATCH)).await?;
         Ok(Report {
             accounts,
             conversations,
@@ -115,6 +118,7 @@ pub mod server {
             unsent_files,
             schedule_runs,
             api_keys,
+            transient_conversations,
         })
     }
 

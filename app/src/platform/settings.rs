@@ -118,6 +118,9 @@ pub struct Settings {
     pub chat_sends_per_user: Limit,
     /// Provider key tests per user (each calls the provider).
     pub key_tests_per_user: Limit,
+    /// Requests per API key to `/v1` (a reply also counts against the
+    /// owner's `chat_sends_per_user`).
+    pub api_requests_per_key: Limit,
     /// The longest a reply may take, retries included.
     pub run_deadline: Duration,
     /// The longest a reply may be, in bytes.
@@ -208,6 +211,7 @@ impl Default for Settings {
             proxy_hops: 0,
             chat_sends_per_user: Limit::new(30, 60),
             key_tests_per_user: Limit::new(10, 60),
+            api_requests_per_key: Limit::new(60, 60),
             run_deadline: Duration::from_secs(15 * 60),
             max_reply_bytes: 1024 * 1024,
             instance: "local".to_owned(),

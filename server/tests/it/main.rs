@@ -26,3 +26,4 @@ mod sessions;
 mod telegram;
 mod tools;
 mod two_factor;
+mod v1;
