@@ -85,6 +85,8 @@ for tool in curl python3 make git; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+# Debian's python3 makes virtual environments only with python3-venv.
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
@@ -136,6 +138,17 @@ if [ "$mode" = test ]; then
     (cd "$here/.ci/peers" && PATH="$node_dir:$PATH" INSPECTOR_SKIP_CLIENT_INSTALL=1 \
       npm install --no-save --no-audit --no-fund --silent)
     touch "$peers_mark"
+  fi
+  # The openai SDK for Python, pinned with what it needs, in a private
+  # virtual environment (never the system's Python).
+  py_mark="$here/.ci/peers/python/.installed-$(sha256sum "$here/.ci/peers/requirements.txt" | cut -c1-16)"
+  if [ ! -e "$py_mark" ]; then
+    log "pip install in .ci/peers/python (the openai SDK for Python)"
+    rm -rf "$here/.ci/peers/python"
+    python3 -m venv "$here/.ci/peers/python"
+    "$here/.ci/peers/python/bin/pip" install -q --disable-pip-version-check \
+      -r "$here/.ci/peers/requirements.txt"
+    touch "$py_mark"
   fi
 fi
 log "tools ready"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tests of the first command's setup, for the cases a new machine meets:
-#  0. a bare Debian lacks a C compiler, pkg-config, make and Node: they are
+#  0. a bare Debian lacks a C compiler, pkg-config, make, Node and python3-venv: they are
 #     installed from Debian's packages;
 #  1. the Node on PATH is too old for Playwright (Debian 12 has 18): a pinned
 #     Node from the npm registry is used instead;
@@ -29,7 +29,7 @@ exit 0
 APT
 chmod +x "$work/apt-get"
 APT_LOG="$work/apt.log" APT_GET="$work/apt-get" PATH="$bare" .ci/tools.sh system 2>/dev/null
-for package in build-essential pkg-config make nodejs npm git postgresql-client; do
+for package in build-essential pkg-config make nodejs npm git postgresql-client python3-venv; do
   grep -qw -- "$package" "$work/apt.log" || fail "$package would not be installed: $(cat "$work/apt.log")"
 done
 echo "ok: $(cat "$work/apt.log")"

@@ -19,6 +19,7 @@ mod knowledge;
 mod llm;
 mod mcp;
 mod oidc;
+mod openai_sdk;
 mod passkeys;
 mod schedules;
 mod schema;

@@ -133,3 +133,40 @@ fn tokio_command(program: PathBuf) -> Command {
         .env("NO_COLOR", "1");
     command
 }
+
+/// The Python of `.ci/peers/python`, where the openai SDK is installed.
+pub fn python() -> PathBuf {
+    let python = std::env::var_os("ENCLAVE_PYTHON_PEERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".ci/peers/python"))
+        .join("bin/python");
+    assert!(
+        python.exists(),
+        "the Python peers are not installed at {}: run .ci/tools.sh test",
+        python.display()
+    );
+    python
+}
+
+/// Runs `program` with `args` and `env` to its end; returns (succeeded,
+/// stdout, stderr).
+pub async fn run(
+    program: PathBuf,
+    args: &[PathBuf],
+    env: &[(&str, String)],
+) -> (bool, String, String) {
+    let mut command = tokio_command(program);
+    command.args(args);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("run a peer");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
