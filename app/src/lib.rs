@@ -58,6 +58,7 @@ use leptos_router::{
 
 use crate::{
     agents::pages::{AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage},
+    api_keys::pages::ApiKeysPage,
     auth::pages::{
         CheckEmailPage, ConfirmEmailChangePage, ForgotPasswordPage, PasskeysPage,
         ResetPasswordPage, SessionsPage, SignInMethodsPage, SignInPage, SignUpPage, TwoFactorPage,
@@ -225,6 +226,11 @@ pub fn App() -> impl IntoView {
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("keys"))
                         view=KeysPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("settings"), StaticSegment("api-keys"))
+                        view=ApiKeysPage
                         ssr=SsrMode::Async
                     />
                     <Route

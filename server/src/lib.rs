@@ -210,6 +210,10 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .route("/settings/data/exports/{id}", get(download_export))
         .route("/dev/mail", get(dev_mail))
         .route("/sign-up", axum::routing::post(forms::sign_up))
+        .route(
+            "/settings/api-keys",
+            axum::routing::post(forms::create_api_key),
+        )
         .route("/v1/models", get(v1::models))
         .route(
             "/telegram/webhook/{id}",

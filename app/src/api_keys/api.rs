@@ -3,6 +3,9 @@
 use leptos::prelude::*;
 
 use super::{ApiKeyView, CreatedKey};
+
+pub type CreateApiKeyAction = ServerAction<CreateApiKey>;
+pub type RevokeApiKeyAction = ServerAction<RevokeApiKey>;
 use crate::error::AppError;
 
 #[server(prefix = "/api", endpoint = "list_api_keys")]
@@ -22,33 +25,14 @@ pub async fn create_api_key(
 ) -> Result<CreatedKey, AppError> {
     use crate::ctx;
     let session = ctx::require_verified_session()?;
-    let days = match expires.as_deref().map(str::trim) {
-        None | Some("") | Some("never") => None,
-        Some(days) => Some(
-            days.parse::<u32>()
-                .ok()
-                .filter(|d| (1..=3650).contains(d))
-                .ok_or_else(|| AppError::invalid("expires", "Choose when the key expires."))?,
-        ),
-    };
-    let state = ctx::state()?;
-    let created = super::server::create(
-        &state,
-        session.user_id,
-        &session.key,
+    super::server::create_from_form(
+        &ctx::state()?,
+        &session,
         &name,
         &scopes.unwrap_or_default(),
-        days,
+        expires.as_deref(),
     )
-    .await?;
-    crate::data::activity::server::note(
-        &state,
-        &session,
-        crate::data::activity::Event::ApiKeyCreated,
-        Some(&created.key.name),
-    )
-    .await;
-    Ok(created)
+    .await
 }
 
 #[server(prefix = "/api", endpoint = "revoke_api_key")]

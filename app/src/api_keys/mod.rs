@@ -3,9 +3,10 @@
 //! once and stored as its SHA-256; its name is sealed.
 //!
 //! `server` (ssr) creates, lists, revokes and checks keys, `api` the server
-//! functions. (Settings → API keys, the page, is still to come.)
+//! functions, `pages` Settings → API keys.
 
 pub mod api;
+pub mod pages;
 #[cfg(feature = "ssr")]
 pub mod server;
 
@@ -34,6 +35,14 @@ impl Scope {
     pub fn parse(value: &str) -> Option<Scope> {
         Scope::ALL.into_iter().find(|s| s.as_str() == value)
     }
+
+    /// What it allows, for the form.
+    pub fn label(self) -> &'static str {
+        match self {
+            Scope::AgentsRead => "List your agents (GET /v1/models)",
+            Scope::Chat => "Chat with your agents (POST /v1/chat/completions)",
+        }
+    }
 }
 
 /// A key as its owner sees it (never the key itself).
@@ -57,4 +66,19 @@ pub struct ApiKeyView {
 pub struct CreatedKey {
     pub key: ApiKeyView,
     pub secret: String,
+    /// Where programs use it: this server's `/v1`.
+    pub api_base: String,
+}
+
+/// What a plain (no JavaScript) post of the new-key form comes back with:
+/// the key just made, shown this once, or the reason it was refused with
+/// what was chosen. The server renders the page with it (`POST
+/// /settings/api-keys`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyEcho {
+    pub created: Option<CreatedKey>,
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub expires: String,
+    pub error: Option<crate::error::AppError>,
 }

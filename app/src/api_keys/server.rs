@@ -126,7 +126,38 @@ pub async fn create(
     Ok(CreatedKey {
         key: row.view(owner, key)?,
         secret,
+        api_base: format!("{}/v1", state.settings.public_url),
     })
+}
+
+/// `create` as the form asks for it (`expires`: days, or empty for never),
+/// noted in the account activity. The server function and the plain form
+/// post (`POST /settings/api-keys`) both come here.
+pub async fn create_from_form(
+    state: &AppState,
+    session: &crate::auth::server::AuthSession,
+    name: &str,
+    scopes: &[String],
+    expires: Option<&str>,
+) -> Result<CreatedKey, AppError> {
+    let days = match expires.map(str::trim) {
+        None | Some("") | Some("never") => None,
+        Some(days) => Some(
+            days.parse::<u32>()
+                .ok()
+                .filter(|d| (1..=3650).contains(d))
+                .ok_or_else(|| AppError::invalid("expires", "Choose when the key expires."))?,
+        ),
+    };
+    let created = create(state, session.user_id, &session.key, name, scopes, days).await?;
+    crate::data::activity::server::note(
+        state,
+        session,
+        crate::data::activity::Event::ApiKeyCreated,
+        Some(&created.key.name),
+    )
+    .await;
+    Ok(created)
 }
 
 /// The owner's keys, newest first.

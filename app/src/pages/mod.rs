@@ -195,6 +195,11 @@ fn Settings() -> impl IntoView {
             <a class="button" href="/settings/keys">"Manage provider keys"</a>
         </section>
         <section class="card">
+            <h2>"API keys"</h2>
+            <p class="muted">"Keys for your own programs to chat with your agents through Enclave's OpenAI-compatible API."</p>
+            <a class="button" href="/settings/api-keys">"Manage API keys"</a>
+        </section>
+        <section class="card">
             <h2>"Connections"</h2>
             <p class="muted">"GitHub, Slack, email, Telegram and web API accounts your agents' tools use."</p>
             <a class="button" href="/settings/connections">"Manage connections"</a>

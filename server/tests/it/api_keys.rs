@@ -189,3 +189,78 @@ async fn mistakes_are_said_and_another_users_key_is_not_found(db: PgPool) {
     let mine = ok_json(app.call(&owner, "list_api_keys", &[]).await).await;
     assert_eq!(mine[0]["active"], true);
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_page_shows_a_new_key_once_without_javascript(db: PgPool) {
+    let (app, _) = app(db).await;
+    let client = app.signed_up("keys-page@example.com").await;
+    let page = crate::common::page(&client, app.url("/settings/api-keys")).await;
+    assert!(page.contains("No keys yet."), "{page}");
+    assert!(page.contains(r#"action="/settings/api-keys""#));
+
+    // A refused post comes back with the reason and what was chosen.
+    let res = crate::common::plain_post(
+        &app,
+        &client,
+        "/settings/api-keys",
+        &[("name", "Nightly export"), ("expires", "30")],
+    )
+    .await;
+    assert_eq!(res.status(), 422);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Choose at least one thing the key may do."));
+    assert!(page.contains(r#"value="Nightly export""#));
+    assert_eq!(app.count("SELECT count(*) FROM api_keys").await, 0);
+
+    let res = crate::common::plain_post(
+        &app,
+        &client,
+        "/settings/api-keys",
+        &[
+            ("name", "Nightly export"),
+            ("scopes[]", "agents:read"),
+            ("scopes[]", "chat"),
+            ("expires", ""),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let page = res.text().await.unwrap();
+    let start = page.find("enc_").expect("the key on the page");
+    let secret: String = page[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    assert!(secret.len() > 40, "{secret}");
+    assert!(page.contains("Copy it now."));
+    assert!(page.contains(&format!("{}/v1", app.state.settings.public_url)));
+    assert_eq!(
+        models(&app, &secret).await.status(),
+        200,
+        "the shown key works"
+    );
+    let listed = ok_json(app.call(&client, "list_api_keys", &[]).await).await;
+    assert_eq!(
+        listed[0]["scopes"],
+        serde_json::json!(["agents:read", "chat"])
+    );
+    assert!(listed[0]["expires"].is_null());
+
+    // Shown once: the page never has it again.
+    let page = crate::common::page(&client, app.url("/settings/api-keys")).await;
+    assert!(!page.contains(&secret));
+    assert!(page.contains("Nightly export"));
+    assert!(page.contains(&secret[..8]));
+
+    // Signed out, the post makes nothing.
+    let res = crate::common::plain_post(
+        &app,
+        &app.client(),
+        "/settings/api-keys",
+        &[("name", "Sneaky"), ("scopes[]", "chat")],
+    )
+    .await;
+    assert!(res.status().is_redirection());
+    assert_eq!(app.count("SELECT count(*) FROM api_keys").await, 1);
+}

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{PASSWORD, TestApp, relaxed_settings, session_token, set_cookie};
+use crate::common::{PASSWORD, TestApp, plain_post, relaxed_settings, session_token, set_cookie};
 use app::platform::settings::Limit;
 use reqwest::header;
 use serde_json::{Value, json};
@@ -810,22 +810,6 @@ async fn oversized_request_bodies_are_refused(db: PgPool) {
 }
 
 /// A plain form post, as a browser without JavaScript sends it.
-async fn plain_post(
-    app: &TestApp,
-    client: &reqwest::Client,
-    path: &str,
-    form: &[(&str, &str)],
-) -> reqwest::Response {
-    client
-        .post(app.url(path))
-        .header(header::ACCEPT, "text/html,application/xhtml+xml")
-        .header("sec-fetch-site", "same-origin")
-        .form(form)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn a_failed_sign_up_without_javascript_keeps_what_was_typed(db: PgPool) {
     let app = TestApp::spawn(db).await;

@@ -470,6 +470,23 @@ pub async fn ok_json(res: Response) -> serde_json::Value {
 }
 
 /// The body of a GET of `url` by `client`.
+/// A form posted as a browser without JavaScript posts it.
+pub async fn plain_post(
+    app: &TestApp,
+    client: &Client,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Response {
+    client
+        .post(app.url(path))
+        .header(reqwest::header::ACCEPT, "text/html,application/xhtml+xml")
+        .header("sec-fetch-site", "same-origin")
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
 pub async fn page(client: &Client, url: impl reqwest::IntoUrl) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
 }
