@@ -86,6 +86,13 @@ const TELEGRAM_TOKEN: &str = "123456789:AAE_kanarie-telegram-bot-token-55";
 const TELEGRAM_QUESTION: &str = "Kanarie telegram question";
 /// A personal API key's name; the key itself (random) once made.
 const API_KEY_NAME: &str = "Kanarie API key";
+/// What a program sends to /v1/chat/completions: its own instructions (not
+/// stored), an earlier reply and a question (stored, sealed), and one asked
+/// with `"store": false` (not kept at all).
+const API_INSTRUCTIONS: &str = "Kanarie API instructions";
+const API_EARLIER: &str = "Kanarie API earlier reply";
+const API_QUESTION: &str = "Kanarie API question";
+const API_UNSTORED: &str = "Kanarie API unstored question";
 static API_SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// A schedule's name and prompt.
 const SCHEDULE_NAME: &str = "Kanarie schedule";
@@ -451,7 +458,11 @@ async fn store_everything(app: &TestApp) {
         .call(
             &client,
             "create_api_key",
-            &[("name", API_KEY_NAME), ("scopes[]", "agents:read")],
+            &[
+                ("name", API_KEY_NAME),
+                ("scopes[]", "agents:read"),
+                ("scopes[]", "chat"),
+            ],
         )
         .await
         .json()
@@ -465,6 +476,43 @@ async fn store_everything(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(listed.status(), 200);
+    for (question, store) in [(API_QUESTION, true), (API_UNSTORED, false)] {
+        let res = reqwest::Client::new()
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(&api_secret)
+            .json(&serde_json::json!({
+                "model": chat_agent_id,
+                "store": store,
+                "messages": [
+                    {"role": "system", "content": API_INSTRUCTIONS},
+                    {"role": "user", "content": "Hello"},
+                    {"role": "assistant", "content": API_EARLIER},
+                    {"role": "user", "content": question},
+                ],
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(
+            body["choices"][0]["message"]["content"],
+            format!("You said: {question}")
+        );
+    }
+    // The unstored one is gone once its reply has ended.
+    let mut left = 1;
+    for _ in 0..200 {
+        left = sqlx::query_scalar::<_, i64>("SELECT count(*) FROM conversations WHERE transient")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(left, 0);
     API_SECRET.set(api_secret).unwrap();
 
     // A Telegram bot (its token a canary), long polled: someone let in with
@@ -1102,8 +1150,13 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         SCHEDULE_PROMPT,
         TELEGRAM_QUESTION,
         API_KEY_NAME,
+        API_EARLIER,
+        API_QUESTION,
     ] {
         assert!(everything.contains(kept), "the export lacks {kept:?}");
+    }
+    for gone in [API_UNSTORED, API_INSTRUCTIONS] {
+        assert!(!everything.contains(gone), "the export has {gone:?}");
     }
     let token = SERVED_TOKEN.get().unwrap();
     let mut secrets = vec![
