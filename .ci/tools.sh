@@ -139,11 +139,11 @@ if [ "$mode" = test ]; then
       npm install --no-save --no-audit --no-fund --silent)
     touch "$peers_mark"
   fi
-  # The openai SDK for Python, pinned with what it needs, in a private
+  # The openai SDK for Python and schemathesis, pinned with what they need, in a private
   # virtual environment (never the system's Python).
   py_mark="$here/.ci/peers/python/.installed-$(sha256sum "$here/.ci/peers/requirements.txt" | cut -c1-16)"
   if [ ! -e "$py_mark" ]; then
-    log "pip install in .ci/peers/python (the openai SDK for Python)"
+    log "pip install in .ci/peers/python (the openai SDK and schemathesis)"
     rm -rf "$here/.ci/peers/python"
     python3 -m venv "$here/.ci/peers/python"
     "$here/.ci/peers/python/bin/pip" install -q --disable-pip-version-check \

@@ -35,7 +35,7 @@ test("make a key, use it from a program, revoke it", async ({ page }) => {
   await hydrated(page);
   await expect(page.getByText("No keys yet.")).toBeVisible();
 
-  await page.getByLabel("List your agents").uncheck();
+  await page.getByLabel("List and read your agents").uncheck();
   await page.getByLabel("Chat with your agents").uncheck();
   await page.getByLabel("Name").fill("Nightly report");
   await page.getByRole("button", { name: "Create key" }).click();

@@ -22,7 +22,7 @@ use axum::{
 };
 use futures::{Stream, StreamExt as _, stream};
 
-fn event(update: &StreamUpdate) -> Event {
+pub(crate) fn event(update: &StreamUpdate) -> Event {
     let name = match update {
         StreamUpdate::Snapshot { .. } => "snapshot",
         StreamUpdate::Delta { .. } => "delta",

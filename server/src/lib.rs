@@ -2,6 +2,7 @@
 //! ([`telemetry`]), middleware ([`middleware`]), the router and graceful
 //! startup/shutdown (here). Application logic lives in the `app` crate.
 
+pub mod api_v1;
 pub mod chat_stream;
 pub mod config;
 pub mod fake_mcp;
@@ -202,6 +203,10 @@ pub fn router(state: AppState, public_url: &str) -> Router {
     let routes = route_list();
     let public_url: Arc<str> = Arc::from(public_url.trim_end_matches('/'));
     let context_state = state.clone();
+    let (api_v1_routes, openapi) = api_v1::router();
+    let api_docs: Router<AppState> = utoipa_swagger_ui::SwaggerUi::new("/api/docs")
+        .url("/api/openapi.json", openapi)
+        .into();
     let router = Router::new()
         .route("/health", get(health))
         .route("/api/agents/{id}/export", get(export_agent))
@@ -215,6 +220,8 @@ pub fn router(state: AppState, public_url: &str) -> Router {
             axum::routing::post(forms::create_api_key),
         )
         .route("/v1/models", get(v1::models))
+        .merge(api_v1_routes)
+        .merge(api_docs)
         .route(
             "/telegram/webhook/{id}",
             axum::routing::post(telegram_webhook),

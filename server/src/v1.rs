@@ -61,11 +61,16 @@ const CONVERSATION_HEADER: &str = "x-enclave-conversation-id";
 const KEY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// An error as OpenAI's API answers it.
-fn error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
     error_with(status, code, message, None)
 }
 
-fn error_body(status: StatusCode, code: &str, message: &str, param: Option<&str>) -> Value {
+pub(crate) fn error_body(
+    status: StatusCode,
+    code: &str,
+    message: &str,
+    param: Option<&str>,
+) -> Value {
     let kind = match status {
         StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST => {
             "invalid_request_error"
@@ -81,11 +86,11 @@ fn error_with(status: StatusCode, code: &str, message: &str, param: Option<&str>
     (status, Json(error_body(status, code, message, param))).into_response()
 }
 
-fn invalid(param: Option<&str>, message: &str) -> Response {
+pub(crate) fn invalid(param: Option<&str>, message: &str) -> Response {
     error_with(StatusCode::BAD_REQUEST, "invalid_request", message, param)
 }
 
-fn unavailable(what: &str) -> Response {
+pub(crate) fn unavailable(what: &str) -> Response {
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
@@ -95,7 +100,7 @@ fn unavailable(what: &str) -> Response {
 
 /// An `AppError` in OpenAI's shape (its sentence is already plain: no
 /// internals, at most a log reference).
-fn app_error(err: &AppError) -> Response {
+pub(crate) fn app_error(err: &AppError) -> Response {
     match err {
         AppError::Invalid(fields) => {
             let param = fields.first().map(|f| match f.field.as_str() {
@@ -141,7 +146,7 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// The key's holder and their data key, or the answer for a missing,
 /// wrong, revoked or expired key (all alike), one without `scope`, or one
 /// over its rate limit.
-async fn holder(
+pub(crate) async fn holder(
     state: &AppState,
     headers: &HeaderMap,
     scope: Scope,

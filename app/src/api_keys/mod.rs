@@ -18,16 +18,19 @@ use serde::{Deserialize, Serialize};
 pub enum Scope {
     /// List and read agents (and `GET /v1/models`).
     AgentsRead,
+    /// Create, change and delete agents (`/api/v1/agents`).
+    AgentsWrite,
     /// Chat with agents (`POST /v1/chat/completions`).
     Chat,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 2] = [Scope::AgentsRead, Scope::Chat];
+    pub const ALL: [Scope; 3] = [Scope::AgentsRead, Scope::AgentsWrite, Scope::Chat];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::AgentsRead => "agents:read",
+            Scope::AgentsWrite => "agents:write",
             Scope::Chat => "chat",
         }
     }
@@ -39,8 +42,9 @@ impl Scope {
     /// What it allows, for the form.
     pub fn label(self) -> &'static str {
         match self {
-            Scope::AgentsRead => "List your agents (GET /v1/models)",
-            Scope::Chat => "Chat with your agents (POST /v1/chat/completions)",
+            Scope::AgentsRead => "List and read your agents",
+            Scope::AgentsWrite => "Create, change and delete your agents",
+            Scope::Chat => "Chat with your agents and read their conversations",
         }
     }
 }

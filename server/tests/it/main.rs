@@ -7,7 +7,9 @@ mod common;
 
 mod accounts;
 mod agents;
+mod api_fuzz;
 mod api_keys;
+mod api_v1;
 mod auth;
 mod chat;
 mod chat_files;

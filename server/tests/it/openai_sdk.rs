@@ -80,7 +80,7 @@ async fn run_client(
         ("ENCLAVE_FAILING_MODEL", failing),
     ];
     env.extend(extra.iter().cloned());
-    let (ok, stdout, stderr) = peers::run(program, &[script(client_script)], &env).await;
+    let (ok, stdout, stderr) = peers::run(program, &[script(client_script).into()], &env).await;
     assert!(ok, "the client failed:\n{stderr}\n{stdout}");
     (serde_json::from_str(stdout.trim()).unwrap(), agent)
 }

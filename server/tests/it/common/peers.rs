@@ -152,7 +152,7 @@ pub fn python() -> PathBuf {
 /// stdout, stderr).
 pub async fn run(
     program: PathBuf,
-    args: &[PathBuf],
+    args: &[std::ffi::OsString],
     env: &[(&str, String)],
 ) -> (bool, String, String) {
     let mut command = tokio_command(program);
