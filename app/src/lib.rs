@@ -21,6 +21,7 @@
 
 #![recursion_limit = "256"]
 
+pub mod admin;
 pub mod agents;
 pub mod api_keys;
 pub mod auth;
@@ -57,6 +58,7 @@ use leptos_router::{
 };
 
 use crate::{
+    admin::pages::AdminPage,
     agents::pages::{AgentDetailPage, AgentEditPage, AgentImportPage, AgentNewPage, AgentsPage},
     api_keys::pages::ApiKeysPage,
     auth::pages::{
@@ -114,7 +116,8 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
 
 /// Pages that need a signed-in user. The server redirects a signed-out
 /// visitor to sign-in before rendering them.
-pub const PROTECTED_PATHS: &[&str] = &["/dashboard", "/settings", "/agents", "/knowledge"];
+pub const PROTECTED_PATHS: &[&str] =
+    &["/dashboard", "/settings", "/agents", "/knowledge", "/admin"];
 /// Pages a signed-in user has no use for; the server sends them to the dashboard.
 pub const GUEST_PATHS: &[&str] = &["/sign-in", "/sign-up"];
 
@@ -223,6 +226,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("privacy") view=PrivacyPolicyPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("cookies") view=CookiePolicyPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("admin") view=AdminPage ssr=SsrMode::Async/>
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("keys"))
                         view=KeysPage

@@ -2,6 +2,7 @@
 //! ([`telemetry`]), middleware ([`middleware`]), the router and graceful
 //! startup/shutdown (here). Application logic lives in the `app` crate.
 
+pub mod admin_cli;
 pub mod api_v1;
 pub mod chat_stream;
 pub mod config;

@@ -2,6 +2,7 @@
 //! `server keys generate`  print a new random master key (base64)
 //! `server keys rotate`    re-wrap every key under ENCLAVE_MASTER_KEY
 //! `server keys verify`    open every key and sealed value; report failures
+//! `server admin grant|revoke EMAIL`  make an account an administrator, or not
 //! `server policy publish privacy|cookies FILE YYYY-MM-DD SUMMARY`
 //!                         publish a new policy version (mails every user)
 //! `server fake-provider ADDR`  serve the fake model provider (tests, demos)
@@ -16,7 +17,8 @@ use server::config::Config;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage: server [serve | keys generate | keys rotate | keys verify | \
-     policy publish privacy|cookies FILE YYYY-MM-DD SUMMARY | fake-provider ADDR]";
+     admin grant|revoke EMAIL | policy publish privacy|cookies FILE YYYY-MM-DD SUMMARY | \
+     fake-provider ADDR]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -47,7 +49,11 @@ async fn main() -> ExitCode {
     }
     if !matches!(
         args.as_slice(),
-        [] | ["serve"] | ["keys", "rotate"] | ["keys", "verify"] | ["policy", "publish", ..]
+        [] | ["serve"]
+            | ["keys", "rotate"]
+            | ["keys", "verify"]
+            | ["admin", ..]
+            | ["policy", "publish", ..]
     ) {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
@@ -64,6 +70,7 @@ async fn main() -> ExitCode {
         ["keys", "rotate"] => server::keys::rotate(&config).await,
         ["keys", "verify"] => server::keys::verify(&config).await,
         ["policy", "publish", rest @ ..] => server::policy::publish(&config, rest).await,
+        ["admin", rest @ ..] => server::admin_cli::run(&config, rest).await,
         _ => serve(config).await,
     };
     match result {

@@ -487,6 +487,13 @@ async fn follow(
                     }
                     Some(StreamUpdate::Part { .. }) => String::new(),
                     Some(StreamUpdate::Done { status, error, input_tokens, output_tokens }) => {
+                        // Stopped because its key or account was cut off
+                        // (not by a person pressing Stop): say so.
+                        if status == MessageStatus::Stopped
+                            && matches!(still_works(&state.db, key_id).await, Ok(false))
+                        {
+                            return Err(Cut::KeyRevoked);
+                        }
                         return Ok(Ending {
                             text: sent,
                             status,

@@ -222,6 +222,7 @@ pub async fn authenticate(state: &AppState, secret: &str) -> Result<Option<KeyHo
              THEN now() ELSE k.last_used_at END
          FROM users u
          WHERE k.token_hash = $1 AND u.id = k.owner_id AND u.deleted_at IS NULL
+           AND u.disabled_at IS NULL
            AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
          RETURNING k.id, k.owner_id, k.scopes",
     )
@@ -236,12 +237,13 @@ pub async fn authenticate(state: &AppState, secret: &str) -> Result<Option<KeyHo
 }
 
 /// Whether the key `key_id` still works (not revoked, not expired, its
-/// account not being deleted): a live stream asks this as it goes, so a
+/// account not disabled or being deleted): a live stream asks this as it goes, so a
 /// revoked key's streams end at once, on every replica.
 pub async fn still_works(db: &sqlx::PgPool, key_id: Uuid) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM api_keys k JOIN users u ON u.id = k.owner_id
-           WHERE k.id = $1 AND u.deleted_at IS NULL AND k.revoked_at IS NULL
+           WHERE k.id = $1 AND u.deleted_at IS NULL AND u.disabled_at IS NULL
+             AND k.revoked_at IS NULL
              AND (k.expires_at IS NULL OR k.expires_at > now()))",
     )
     .bind(key_id)

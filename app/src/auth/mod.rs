@@ -35,6 +35,9 @@ pub struct UserView {
     /// Whether the address was confirmed through a mailed link.
     #[serde(default)]
     pub email_verified: bool,
+    /// A platform administrator (Admin in the header).
+    #[serde(default)]
+    pub is_admin: bool,
 }
 
 /// One live session, as Settings → Sessions lists it.

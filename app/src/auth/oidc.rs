@@ -605,6 +605,7 @@ async fn create_account_for(
         return Err(AppError::internal("an account took the address meanwhile"));
     }
     keystore::store_user_key(&mut tx, &state.crypto.keyring, user, &key).await?;
+    crate::admin::server::make_first_admin(&mut tx, user).await?;
     tx.commit().await?;
     connect(state, user, &key, provider, index, claims).await?;
     tracing::info!(user_id = %user, provider = %provider.id, "account created with a provider");

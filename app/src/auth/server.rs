@@ -182,6 +182,17 @@ pub async fn create_session_with(
     pending: bool,
 ) -> Result<SessionToken, AppError> {
     let (db, settings) = (&state.db, &state.settings);
+    // A disabled account signs in no way at all (this runs only once the
+    // password, provider or passkey was right, so it tells a stranger
+    // nothing).
+    let disabled: bool =
+        sqlx::query_scalar("SELECT disabled_at IS NOT NULL FROM users WHERE id = $1")
+            .bind(user_id)
+            .fetch_one(db)
+            .await?;
+    if disabled {
+        return Err(AppError::invalid("email", crate::admin::DISABLED_SENTENCE));
+    }
     let token = SessionToken::generate();
     let id = Uuid::new_v4();
     // Expired sessions of this user go when a new one starts.
@@ -220,7 +231,17 @@ pub async fn create_session_with(
     Ok(token)
 }
 
-type SessionRow = (Uuid, Uuid, Sealed, Sealed, Sealed, bool, String, Vec<u8>);
+type SessionRow = (
+    Uuid,
+    Uuid,
+    Sealed,
+    Sealed,
+    Sealed,
+    bool,
+    bool,
+    String,
+    Vec<u8>,
+);
 
 /// The live session for `token`, if there is one.
 pub async fn resolve_session(
@@ -237,17 +258,18 @@ pub async fn resolve_session(
                AND last_seen_at < now() - interval '1 minute'
          )
          SELECT s.id, u.id, u.first_name, u.last_name, u.email,
-                u.email_verified_at IS NOT NULL, k.kek_id, k.wrapped_key
+                u.email_verified_at IS NOT NULL, u.is_admin, k.kek_id, k.wrapped_key
          FROM sessions s
          JOIN users u ON u.id = s.user_id
          JOIN user_keys k ON k.user_id = u.id
          WHERE s.token_hash = $1 AND s.expires_at > now() AND NOT s.second_factor_pending
-           AND u.deleted_at IS NULL",
+           AND u.deleted_at IS NULL AND u.disabled_at IS NULL",
     )
     .bind(token_hash(token))
     .fetch_optional(db)
     .await?;
-    let Some((session_id, user_id, first, last, email, verified, kek_id, wrapped)) = row else {
+    let Some((session_id, user_id, first, last, email, verified, is_admin, kek_id, wrapped)) = row
+    else {
         return Ok(None);
     };
     let key = keystore::open_user_key(&crypto.keyring, user_id, kek_id, wrapped)?;
@@ -263,6 +285,7 @@ pub async fn resolve_session(
             last_name: open("last_name", &last)?,
             email: open("email", &email)?,
             email_verified: verified,
+            is_admin,
         },
         key,
     }))
@@ -449,6 +472,7 @@ pub async fn sign_up(
         return notify_owner(state, &email_index, account.email.as_ref()).await;
     }
     keystore::store_user_key(&mut tx, &state.crypto.keyring, user_id, &key).await?;
+    crate::admin::server::make_first_admin(&mut tx, user_id).await?;
     super::verify::issue(
         &mut tx,
         state,

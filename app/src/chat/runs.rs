@@ -399,6 +399,20 @@ impl Runs {
         }
     }
 
+    /// Asks every live run of `owner` here to stop (their account was
+    /// disabled); how many there were.
+    pub fn stop_owner(&self, owner: Uuid) -> usize {
+        let runs: Vec<Arc<Run>> = self
+            .live
+            .lock()
+            .map(|m| m.values().filter(|r| r.owner == owner).cloned().collect())
+            .unwrap_or_default();
+        for run in &runs {
+            run.ask_to_stop(StopReason::User);
+        }
+        runs.len()
+    }
+
     pub fn is_live(&self, message: Uuid) -> bool {
         self.live
             .lock()

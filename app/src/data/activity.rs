@@ -57,6 +57,8 @@ pub enum Event {
     PolicyAcknowledged,
     DeletionRequested,
     AccountRestored,
+    AccountDisabled,
+    AccountEnabled,
 }
 
 impl Event {
@@ -99,6 +101,8 @@ impl Event {
         Event::PolicyAcknowledged,
         Event::DeletionRequested,
         Event::AccountRestored,
+        Event::AccountDisabled,
+        Event::AccountEnabled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -141,6 +145,8 @@ impl Event {
             Event::PolicyAcknowledged => "policy_acknowledged",
             Event::DeletionRequested => "deletion_requested",
             Event::AccountRestored => "account_restored",
+            Event::AccountDisabled => "account_disabled",
+            Event::AccountEnabled => "account_enabled",
         }
     }
 
@@ -189,6 +195,8 @@ impl Event {
             Event::PolicyAcknowledged => "Acknowledged a policy change",
             Event::DeletionRequested => "Asked for the account to be deleted",
             Event::AccountRestored => "Restored the account",
+            Event::AccountDisabled => "An administrator disabled the account",
+            Event::AccountEnabled => "An administrator enabled the account again",
         }
     }
 }

@@ -364,6 +364,7 @@ pub mod server {
                 last_name: key.open_text(users_place("last_name", owner), &last)?,
                 email: key.open_text(users_place("email", owner), &email)?,
                 email_verified: verified,
+                is_admin: false,
             },
             key: key.clone(),
         })

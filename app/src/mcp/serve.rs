@@ -206,6 +206,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         "UPDATE agent_mcp_tokens t SET last_used_at = now()
          FROM users u
          WHERE t.token_hash = $1 AND u.id = t.owner_id AND u.deleted_at IS NULL
+           AND u.disabled_at IS NULL
          RETURNING t.owner_id, t.agent_id",
     )
     .bind(token_hash(token))

@@ -180,6 +180,10 @@ pub enum KeyUse {
     /// One of the user's schedules came due: its next time is worked out
     /// from its sealed expression, and its run starts, with the user away.
     Schedule,
+    /// A platform administrator listed the accounts: each one's address
+    /// and name are opened (account metadata, never content), and an
+    /// administrator's action is written to the account's activity.
+    Admin,
 }
 
 impl KeyUse {
@@ -193,6 +197,7 @@ impl KeyUse {
             KeyUse::Schedule => "schedule",
             KeyUse::Telegram => "telegram",
             KeyUse::ApiKey => "api_key",
+            KeyUse::Admin => "admin",
         }
     }
 }

@@ -501,8 +501,9 @@ pub async fn tick(state: &AppState, now: DateTime<Utc>) -> Result<usize, AppErro
     let due: Vec<(Uuid, Uuid, Sealed, Sealed, DateTime<Utc>)> = sqlx::query_as(
         "SELECT s.id, s.owner_id, s.cron, s.time_zone, s.next_run_at FROM schedules s
          WHERE s.enabled AND s.next_run_at <= $1
-           -- An account waiting to be erased runs nothing.
-           AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = s.owner_id AND u.deleted_at IS NOT NULL)
+           -- An account waiting to be erased, or disabled, runs nothing.
+           AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = s.owner_id
+                           AND (u.deleted_at IS NOT NULL OR u.disabled_at IS NOT NULL))
          ORDER BY s.next_run_at LIMIT 100 FOR UPDATE OF s SKIP LOCKED",
     )
     .bind(now)

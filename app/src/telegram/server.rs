@@ -428,14 +428,15 @@ pub async fn handle(state: &AppState, job: &Job, key: &DataKey) -> Result<(), Jo
         .ok_or_else(|| JobError::fatal("The job has no owner."))?;
     let db_error = |_| JobError::retry("The database was not reachable.");
     let row: Option<ChannelRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {CHANNEL_COLUMNS} FROM telegram_channels WHERE id = $1 AND owner_id = $2"
+        "SELECT {CHANNEL_COLUMNS} FROM telegram_channels WHERE id = $1 AND owner_id = $2
+           AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.disabled_at IS NOT NULL)"
     )))
     .bind(channel)
     .bind(owner)
     .fetch_optional(&state.db)
     .await
     .map_err(db_error)?;
-    // Disconnected since: nothing to answer with.
+    // Disconnected since (or its account disabled): nothing to answer with.
     let Some(row) = row else { return Ok(()) };
     let opened = row
         .open(key)

@@ -30,7 +30,9 @@ async fn sign_up_creates_the_account_and_sign_in_opens_it(db: PgPool) {
             "first_name": "Ada",
             "last_name": "Lovelace",
             "email": "ada@example.com",
-            "email_verified": false
+            "email_verified": false,
+            // The first account administers the server.
+            "is_admin": true
         })
     );
     // Stored sealed with the user's key: the hash opens to argon2id at the

@@ -6,6 +6,7 @@
 mod common;
 
 mod accounts;
+mod admin;
 mod agents;
 mod api_fuzz;
 mod api_keys;
