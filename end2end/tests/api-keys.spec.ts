@@ -34,6 +34,8 @@ test("make a key, use it from a program, revoke it", async ({ page }) => {
   await expect(page).toHaveURL(/\/settings\/api-keys$/);
   await hydrated(page);
   await expect(page.getByText("No keys yet.")).toBeVisible();
+  // The agent as a program names it.
+  await expect(page.getByTestId("agents-as-models")).toContainText("key-helper");
 
   await page.getByLabel("List and read your agents").uncheck();
   await page.getByLabel("Chat with your agents").uncheck();

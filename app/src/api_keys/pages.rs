@@ -180,7 +180,57 @@ fn ApiKeys() -> impl IntoView {
                 }
             })}
         </Transition>
+        <AgentsAsModels/>
         <p class="muted"><a href="/settings">"Back to settings"</a></p>
+    }
+}
+
+/// The user's agents as a program names them (`model`).
+#[component]
+fn AgentsAsModels() -> impl IntoView {
+    let agents = Resource::new(|| (), |_| crate::agents::api::list_agents(None));
+    view! {
+        <h2>"Your agents as models"</h2>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match agents.await {
+                    Err(err) => error_view(err).into_any(),
+                    Ok(list) if list.is_empty() => {
+                        view! {
+                            <p class="muted">
+                                "No agents yet: " <a href="/agents/new">"create one"</a>
+                                ", then name it as the model."
+                            </p>
+                        }
+                            .into_any()
+                    }
+                    Ok(list) => {
+                        view! {
+                            <table class="models" data-testid="agents-as-models">
+                                <thead>
+                                    <tr><th>"Agent"</th><th>"model"</th><th>"or its id"</th></tr>
+                                </thead>
+                                <tbody>
+                                    {list
+                                        .into_iter()
+                                        .map(|a| {
+                                            view! {
+                                                <tr>
+                                                    <td>{a.name.clone()}</td>
+                                                    <td><code>{crate::agents::slug(&a.name)}</code></td>
+                                                    <td><code>{a.id.clone()}</code></td>
+                                                </tr>
+                                            }
+                                        })
+                                        .collect_view()}
+                                </tbody>
+                            </table>
+                        }
+                            .into_any()
+                    }
+                }
+            })}
+        </Transition>
     }
 }
 
@@ -207,8 +257,8 @@ fn NewKey(created: CreatedKey) -> impl IntoView {
                 <p class="muted">
                     "Any OpenAI client works: set its base URL to "
                     <code>{created.api_base.clone()}</code>
-                    " and its API key to this one. The model is an agent's id (on the agent's "
-                    "page) or its name in lower case with dashes."
+                    " and its API key to this one. The model is one of your agents, as listed "
+                    "below."
                 </p>
                 <pre><code>{example}</code></pre>
             </details>

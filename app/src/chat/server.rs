@@ -152,6 +152,30 @@ async fn lock_idle(
     Ok(agent)
 }
 
+/// A new conversation with `agent_id`, titled from its first message.
+async fn insert_conversation(
+    tx: &mut sqlx::PgConnection,
+    owner: Uuid,
+    agent_id: Uuid,
+    key: &DataKey,
+    first_message: &str,
+    transient: bool,
+) -> Result<Uuid, AppError> {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO conversations (id, owner_id, agent_id, title, transient)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(agent_id)
+    .bind(key.seal_str(title_place(id, owner), &title_from(first_message)))
+    .bind(transient)
+    .execute(&mut *tx)
+    .await?;
+    Ok(id)
+}
+
 async fn insert_user_message(
     tx: &mut sqlx::PgConnection,
     owner: Uuid,
@@ -472,23 +496,7 @@ pub async fn send(
             lock_idle(&mut tx, owner, id, Some(agent_id)).await?;
             id
         }
-        None => {
-            let id = Uuid::new_v4();
-            sqlx::query(
-                "INSERT INTO conversations (id, owner_id, agent_id, title) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(id)
-            .bind(owner)
-            .bind(agent_id)
-            .bind(
-                ready
-                    .key
-                    .seal_str(title_place(id, owner), &title_from(&text)),
-            )
-            .execute(&mut *tx)
-            .await?;
-            id
-        }
+        None => insert_conversation(&mut tx, owner, agent_id, &ready.key, &text, false).await?,
     };
     let user_message_id =
         insert_user_message(&mut tx, owner, conversation_id, &ready.key, &text).await?;
@@ -573,21 +581,14 @@ pub async fn send_transcript(
         prompt.push_str(instructions);
     }
     let mut tx = state.db.begin().await?;
-    let conversation_id = Uuid::new_v4();
-    sqlx::query(
-        "INSERT INTO conversations (id, owner_id, agent_id, title, transient)
-         VALUES ($1, $2, $3, $4, $5)",
+    let conversation_id = insert_conversation(
+        &mut tx,
+        owner,
+        agent_id,
+        &ready.key,
+        &text,
+        transcript.transient,
     )
-    .bind(conversation_id)
-    .bind(owner)
-    .bind(agent_id)
-    .bind(
-        ready
-            .key
-            .seal_str(title_place(conversation_id, owner), &title_from(&text)),
-    )
-    .bind(transcript.transient)
-    .execute(&mut *tx)
     .await?;
     for (role, body) in earlier {
         insert_message(&mut tx, owner, conversation_id, &ready.key, role, body).await?;

@@ -3,8 +3,6 @@
 //! account ends its sessions, API keys and live replies at once, and
 //! enabling gives them back; nobody else reaches any of it.
 
-use std::time::Duration;
-
 use futures::StreamExt as _;
 use reqwest::Client;
 use serde_json::json;
@@ -208,17 +206,7 @@ async fn disabling_ends_sessions_keys_and_replies_at_once_and_enabling_gives_the
         seen.push_str(&String::from_utf8_lossy(&piece.unwrap()));
     }
     assert!(!seen.contains("[DONE]"), "the stream ended early");
-    let mut status = String::new();
-    for _ in 0..200 {
-        status = sqlx::query_scalar("SELECT status FROM messages WHERE role = 'assistant'")
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-        if status != "streaming" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let status = crate::common::settled_reply_status(&app.db).await;
     assert_eq!(status, "stopped", "the reply stopped, keeping its text");
     let res = app
         .sign_in(&app.client(), "second@example.com", PASSWORD)

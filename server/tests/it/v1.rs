@@ -439,16 +439,6 @@ async fn revoking_a_key_ends_its_live_stream(db: PgPool) {
         "ended long before the reply would have: {pieces}"
     );
     // The reply stops too, and keeps what it had.
-    let mut status = String::new();
-    for _ in 0..200 {
-        status = sqlx::query_scalar("SELECT status FROM messages WHERE role = 'assistant'")
-            .fetch_one(&app.db)
-            .await
-            .unwrap();
-        if status != "streaming" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let status = crate::common::settled_reply_status(&app.db).await;
     assert_eq!(status, "stopped");
 }

@@ -373,6 +373,23 @@ pub async fn reply_when(
     panic!("the reply never became {until:?}");
 }
 
+/// The status of the only reply in the database once it is no longer
+/// `streaming` (waiting up to 5 s).
+pub async fn settled_reply_status(db: &PgPool) -> String {
+    let mut status = String::new();
+    for _ in 0..200 {
+        status = sqlx::query_scalar("SELECT status FROM messages WHERE role = 'assistant'")
+            .fetch_one(db)
+            .await
+            .unwrap();
+        if status != "streaming" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    status
+}
+
 /// `settings` with Enclave's mail going to the in-memory catcher (read it
 /// with `state.settings.mailer.caught()`).
 pub fn with_mail_catcher(settings: Settings) -> Settings {
