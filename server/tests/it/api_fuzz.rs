@@ -87,6 +87,10 @@ async fn no_generated_request_gets_a_server_error_or_a_leak(db: PgPool) {
     .collect();
     let config = format!(
         r#"
+# Hermetic: no crash cache kept between runs (nor in the checkout).
+[cache]
+enabled = false
+
 [dictionaries.agents]
 values = [{keep_agent:?}, {keep_agent:?}, {keep_agent:?}, {their_agent:?}]
 [dictionaries.doomed_agents]
