@@ -58,6 +58,7 @@ const KEY_CHECK_EVERY: Duration = Duration::from_secs(1);
     tags(
         (name = "agents", description = "Your agents (scopes agents:read, agents:write)"),
         (name = "chat", description = "Conversations and replies (scope chat)"),
+        (name = "knowledge", description = "Knowledge bases (scope knowledge)"),
     )
 )]
 struct ApiDoc;
@@ -84,6 +85,8 @@ pub fn router() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(get_message))
         .routes(routes!(stream_message))
         .routes(routes!(stop_message))
+        .routes(routes!(list_knowledge))
+        .routes(routes!(search_knowledge))
         .split_for_parts()
 }
 
@@ -769,4 +772,106 @@ async fn stream_message(
     Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// A knowledge base (its documents' text stays in Enclave: search it).
+#[derive(Serialize, ToSchema)]
+struct KnowledgeBase {
+    id: Uuid,
+    name: String,
+    description: String,
+    documents: u32,
+    passages: u32,
+}
+
+/// What to look for.
+#[derive(Deserialize, ToSchema)]
+struct KnowledgeQuery {
+    #[schema(min_length = 1, max_length = 2000)]
+    query: String,
+}
+
+/// A passage found, best first.
+#[derive(Serialize, ToSchema)]
+struct KnowledgeHit {
+    document_id: Uuid,
+    /// The document's name.
+    document: String,
+    /// Where in it: "page 3 · Installation" (may be empty).
+    location: String,
+    text: String,
+    /// Cosine similarity to the query, from -1 to 1.
+    score: f32,
+}
+
+/// List your knowledge bases.
+#[utoipa::path(get, path = "/api/v1/knowledge", tag = "knowledge",
+    responses(
+        (status = 200, description = "Your knowledge bases, oldest first", body = Vec<KnowledgeBase>),
+        (status = 401, description = "No valid key", body = ApiError),
+        (status = 403, description = "The key lacks knowledge", body = ApiError),
+    ))]
+async fn list_knowledge(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let (holder, key) = caller!(state, headers, Scope::Knowledge);
+    let listed = app::knowledge::server::list_bases(&state.db, holder.owner, &key)
+        .await
+        .map(|bases| {
+            bases
+                .into_iter()
+                .map(|b| KnowledgeBase {
+                    id: uuid(&b.id),
+                    name: b.name,
+                    description: b.description,
+                    documents: b.documents,
+                    passages: b.passages,
+                })
+                .collect::<Vec<_>>()
+        });
+    answer(StatusCode::OK, listed)
+}
+
+/// Search a knowledge base for the passages most like the query (its own
+/// embedding model reads the query).
+#[utoipa::path(post, path = "/api/v1/knowledge/{id}/search", tag = "knowledge",
+    params(("id" = String, Path, description = "The knowledge base's id")),
+    request_body = KnowledgeQuery,
+    responses(
+        (status = 200, description = "Passages, best first (at most 5)", body = Vec<KnowledgeHit>),
+        (status = 400, description = "No query, or the embedding model refused it", body = ApiError),
+        (status = 404, description = "No such knowledge base of yours", body = ApiError),
+        (status = 403, description = "The key lacks knowledge", body = ApiError),
+    ))]
+async fn search_knowledge(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    bytes: Bytes,
+) -> Response {
+    let (holder, key) = caller!(state, headers, Scope::Knowledge);
+    let id = path_id!(raw);
+    let input: KnowledgeQuery = json_body!(bytes);
+    if input.query.chars().count() > 2000 {
+        return invalid(Some("query"), "A query has at most 2000 characters.");
+    }
+    let found = app::knowledge::server::search(
+        &state,
+        holder.owner,
+        &key,
+        &[id],
+        &input.query,
+        app::knowledge::server::TOP_K,
+    )
+    .await
+    .map(|hits| {
+        hits.into_iter()
+            .map(|p| KnowledgeHit {
+                document_id: uuid(&p.document_id),
+                document: p.document,
+                location: p.location,
+                text: p.text,
+                score: p.score,
+            })
+            .collect::<Vec<_>>()
+    });
+    answer(StatusCode::OK, found)
 }

@@ -22,16 +22,24 @@ pub enum Scope {
     AgentsWrite,
     /// Chat with agents (`POST /v1/chat/completions`).
     Chat,
+    /// List and search knowledge bases (`/api/v1/knowledge`).
+    Knowledge,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::AgentsRead, Scope::AgentsWrite, Scope::Chat];
+    pub const ALL: [Scope; 4] = [
+        Scope::AgentsRead,
+        Scope::AgentsWrite,
+        Scope::Chat,
+        Scope::Knowledge,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::AgentsRead => "agents:read",
             Scope::AgentsWrite => "agents:write",
             Scope::Chat => "chat",
+            Scope::Knowledge => "knowledge",
         }
     }
 
@@ -45,6 +53,7 @@ impl Scope {
             Scope::AgentsRead => "List and read your agents",
             Scope::AgentsWrite => "Create, change and delete your agents",
             Scope::Chat => "Chat with your agents and read their conversations",
+            Scope::Knowledge => "List and search your knowledge bases",
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::common::{TestApp, chat_settings, keyring, ok_json, peers, scripted_ag
 
 const OTHER_AGENT: &str = "Zebra other user agent";
 const OTHER_MESSAGE: &str = "Zebra other user question";
+const OTHER_BASE: &str = "Zebra other user base";
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn no_generated_request_gets_a_server_error_or_a_leak(db: PgPool) {
@@ -41,10 +42,12 @@ async fn no_generated_request_gets_a_server_error_or_a_leak(db: PgPool) {
     let theirs = ok_json(app.call(&other, "list_agents", &[]).await).await;
     let their_agent = theirs[0]["id"].as_str().unwrap().to_owned();
     let their_sent = send_new(&app, &other, &their_agent, OTHER_MESSAGE).await;
+    let their_base = crate::knowledge::ingestion::create_base(&app, &other, OTHER_BASE).await;
 
     // The fuzzer's own: agents with conversations, so real ids exist (one
     // agent and one conversation to be deleted).
     let client = app.signed_up("fuzz@example.com").await;
+    let keep_base = crate::knowledge::ingestion::create_base(&app, &client, "Fuzz base").await;
     let mut agents = Vec::new();
     let mut sent = Vec::new();
     for _ in 0..2 {
@@ -57,6 +60,7 @@ async fn no_generated_request_gets_a_server_error_or_a_leak(db: PgPool) {
         ("scopes[]", "agents:read"),
         ("scopes[]", "agents:write"),
         ("scopes[]", "chat"),
+        ("scopes[]", "knowledge"),
         ("expires", ""),
     ];
     let secret = ok_json(app.call(&client, "create_api_key", &form).await).await["secret"]
@@ -76,6 +80,7 @@ async fn no_generated_request_gets_a_server_error_or_a_leak(db: PgPool) {
         ("GET /api/v1/messages/{id}", "messages"),
         ("GET /api/v1/messages/{id}/stream", "messages"),
         ("POST /api/v1/messages/{id}/stop", "messages"),
+        ("POST /api/v1/knowledge/{id}/search", "bases"),
     ]
     .iter()
     .map(|(name, dictionary)| {
@@ -99,6 +104,8 @@ values = [{doomed_agent:?}, {their_agent:?}]
 values = [{keep_conversation}, {keep_conversation}, {keep_conversation}, {their_conversation}]
 [dictionaries.doomed_conversations]
 values = [{doomed_conversation}, {their_conversation}]
+[dictionaries.bases]
+values = [{keep_base:?}, {keep_base:?}, {keep_base:?}, {their_base:?}]
 [dictionaries.messages]
 values = [{keep_reply}, {keep_reply}, {keep_reply}, {keep_user}, {their_reply}, {their_user}]
 
@@ -119,7 +126,7 @@ values = [{keep_reply}, {keep_reply}, {keep_reply}, {keep_user}, {their_reply}, 
 
     let hooks = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/sdk/fuzz_hooks.py");
     let schemathesis = peers::python().with_file_name("schemathesis");
-    let forbidden = [secret.as_str(), OTHER_AGENT, OTHER_MESSAGE].join("\n");
+    let forbidden = [secret.as_str(), OTHER_AGENT, OTHER_MESSAGE, OTHER_BASE].join("\n");
     // Two passes: everything but deleting, then deleting (the fuzzer reuses
     // ids it sees, and would otherwise delete the data the rest needs).
     let fuzz = |methods: &'static str| {
@@ -155,7 +162,7 @@ values = [{keep_reply}, {keep_reply}, {keep_reply}, {keep_user}, {their_reply}, 
     };
     let (ok, stdout, stderr) = fuzz("--exclude-method").await;
     assert!(ok, "schemathesis found problems:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("10 selected / 12 total"), "{stdout}");
+    assert!(stdout.contains("12 selected / 14 total"), "{stdout}");
     // The generated messages reached the agent (more conversations than
     // the one made here).
     let mine: i64 =
@@ -169,7 +176,7 @@ values = [{keep_reply}, {keep_reply}, {keep_reply}, {keep_user}, {their_reply}, 
     let (ok, stdout, stderr) = fuzz("--include-method").await;
     let _ = std::fs::remove_file(&config_file);
     assert!(ok, "schemathesis found problems:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("2 selected / 12 total"), "{stdout}");
+    assert!(stdout.contains("2 selected / 14 total"), "{stdout}");
     // Nothing of the other user's changed.
     let theirs: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM conversations WHERE id = $1::uuid AND agent_id = $2::uuid",

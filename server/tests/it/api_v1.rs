@@ -373,6 +373,8 @@ async fn the_openapi_document_describes_every_route(db: PgPool) {
         ("/api/v1/messages/{id}", &["get"]),
         ("/api/v1/messages/{id}/stream", &["get"]),
         ("/api/v1/messages/{id}/stop", &["post"]),
+        ("/api/v1/knowledge", &["get"]),
+        ("/api/v1/knowledge/{id}/search", &["post"]),
     ] {
         for method in methods {
             assert!(paths[path][method].is_object(), "{method} {path}");
@@ -390,4 +392,70 @@ async fn the_openapi_document_describes_every_route(db: PgPool) {
         .unwrap();
     assert_eq!(ui.status(), 200);
     assert!(ui.text().await.unwrap().contains("swagger"));
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_program_lists_and_searches_its_knowledge_bases(db: PgPool) {
+    use crate::knowledge::ingestion::{create_base, settled, upload};
+    let app = app(db).await;
+    let owner = app.signed_up("api-knowledge@example.com").await;
+    let base = create_base(&app, &owner, "Handbook").await;
+    let res = upload(
+        &app,
+        &owner,
+        &base,
+        vec![(
+            "holidays.md",
+            b"# Holidays\n\nThe office closes between Christmas and New Year.".to_vec(),
+        )],
+    )
+    .await;
+    assert!(res.status().is_success());
+    settled(&app, &owner, &base).await;
+    let secret = key(&app, &owner, &["knowledge"]).await;
+
+    let (status, list) = call(&app, &secret, Method::GET, "/api/v1/knowledge", None).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list[0]["id"], base.as_str());
+    assert_eq!(list[0]["name"], "Handbook");
+    assert_eq!(list[0]["documents"], 1);
+    let path = format!("/api/v1/knowledge/{base}/search");
+    let (status, hits) = call(
+        &app,
+        &secret,
+        Method::POST,
+        &path,
+        Some(json!({"query": "When does the office close?"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{hits}");
+    assert_eq!(hits[0]["document"], "holidays.md");
+    assert!(hits[0]["text"].as_str().unwrap().contains("Christmas"));
+    let (status, _) = call(
+        &app,
+        &secret,
+        Method::POST,
+        &path,
+        Some(json!({"query": "  "})),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // Without the scope, or someone else's base: refused, not found.
+    let chat_only = key(&app, &owner, &["chat"]).await;
+    let (status, _) = call(&app, &chat_only, Method::GET, "/api/v1/knowledge", None).await;
+    assert_eq!(status, 403);
+    let other = app.signed_up("api-knowledge-other@example.com").await;
+    let theirs = key(&app, &other, &["knowledge"]).await;
+    let (status, answer) = call(
+        &app,
+        &theirs,
+        Method::POST,
+        &path,
+        Some(json!({"query": "office"})),
+    )
+    .await;
+    assert_eq!(status, 404, "{answer}");
+    let (_, list) = call(&app, &theirs, Method::GET, "/api/v1/knowledge", None).await;
+    assert_eq!(list, json!([]));
 }
