@@ -27,11 +27,7 @@ use app::{
     chat::{MessageStatus, StreamUpdate, server::Transcript},
     error::AppError,
     llm::Role,
-    platform::{
-        crypto::DataKey,
-        keystore::{self, KeyUse},
-        rate_limit,
-    },
+    platform::{crypto::DataKey, rate_limit},
     state::AppState,
 };
 use axum::{
@@ -189,14 +185,7 @@ pub(crate) async fn holder(
         }
         Err(_) => return Err(unavailable("check the key")),
     }
-    let key = keystore::user_key(
-        &state.db,
-        &state.crypto.keyring,
-        holder.owner,
-        KeyUse::ApiKey,
-    )
-    .await
-    .map_err(|_| unavailable("open your data"))?;
+    let key = holder.data_key.clone();
     Ok((holder, key))
 }
 

@@ -93,6 +93,8 @@ const API_INSTRUCTIONS: &str = "Kanarie API instructions";
 const API_EARLIER: &str = "Kanarie API earlier reply";
 const API_QUESTION: &str = "Kanarie API question";
 const API_UNSTORED: &str = "Kanarie API unstored question";
+const API_AGENT_NAME: &str = "Kanarie API agent";
+const API_AGENT_PROMPT: &str = "Kanarie API agent prompt";
 static API_SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 /// A schedule's name and prompt.
 const SCHEDULE_NAME: &str = "Kanarie schedule";
@@ -461,6 +463,7 @@ async fn store_everything(app: &TestApp) {
             &[
                 ("name", API_KEY_NAME),
                 ("scopes[]", "agents:read"),
+                ("scopes[]", "agents:write"),
                 ("scopes[]", "chat"),
             ],
         )
@@ -513,6 +516,25 @@ async fn store_everything(app: &TestApp) {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert_eq!(left, 0);
+    // An agent made through /api/v1 (its name and prompt canaries), and the
+    // administrator's account list (this first account administers): the
+    // log of both is searched below.
+    let res = reqwest::Client::new()
+        .post(app.url("/api/v1/agents"))
+        .bearer_auth(&api_secret)
+        .json(&serde_json::json!({
+            "name": API_AGENT_NAME,
+            "system_prompt": API_AGENT_PROMPT,
+            "provider": "openai",
+            "model": "fake:echo",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let listed = app.call(&client, "admin_users", &[]).await;
+    assert_eq!(listed.status(), 200);
+    assert!(listed.text().await.unwrap().contains(EMAIL));
     API_SECRET.set(api_secret).unwrap();
 
     // A Telegram bot (its token a canary), long polled: someone let in with
@@ -1152,6 +1174,8 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         API_KEY_NAME,
         API_EARLIER,
         API_QUESTION,
+        API_AGENT_NAME,
+        API_AGENT_PROMPT,
     ] {
         assert!(everything.contains(kept), "the export lacks {kept:?}");
     }

@@ -9,7 +9,7 @@ use crate::{
     error::AppError,
     platform::{
         crypto::{DataKey, Place, Sealed, random_token, token_hash},
-        keystore::SealedColumn,
+        keystore::{self, KeyUse, SealedColumn},
     },
     state::AppState,
 };
@@ -196,12 +196,14 @@ pub async fn revoke(
     key.open_text(place(id, owner), &name)
 }
 
-/// Who a presented key acts for.
+/// Who a presented key acts for, with their data key (opened in the same
+/// round trip that found the key).
 #[derive(Debug, Clone)]
 pub struct KeyHolder {
     pub key_id: Uuid,
     pub owner: Uuid,
     pub scopes: Vec<String>,
+    pub data_key: DataKey,
 }
 
 impl KeyHolder {
@@ -216,23 +218,31 @@ pub async fn authenticate(state: &AppState, secret: &str) -> Result<Option<KeyHo
     if !secret.starts_with(KEY_PREFIX) {
         return Ok(None);
     }
-    let found: Option<(Uuid, Uuid, Vec<String>)> = sqlx::query_as(
+    // The key, its owner, scopes, and the owner's wrapped data key.
+    type Found = (Uuid, Uuid, Vec<String>, String, Vec<u8>);
+    let found: Option<Found> = sqlx::query_as(
         "UPDATE api_keys k SET last_used_at = CASE
              WHEN k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute'
              THEN now() ELSE k.last_used_at END
-         FROM users u
+         FROM users u JOIN user_keys uk ON uk.user_id = u.id
          WHERE k.token_hash = $1 AND u.id = k.owner_id AND u.deleted_at IS NULL
            AND u.disabled_at IS NULL
            AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
-         RETURNING k.id, k.owner_id, k.scopes",
+         RETURNING k.id, k.owner_id, k.scopes, uk.kek_id, uk.wrapped_key",
     )
     .bind(token_hash(secret))
     .fetch_optional(&state.db)
     .await?;
-    Ok(found.map(|(key_id, owner, scopes)| KeyHolder {
+    let Some((key_id, owner, scopes, kek_id, wrapped)) = found else {
+        return Ok(None);
+    };
+    tracing::debug!(user_id = %owner, why = KeyUse::ApiKey.as_str(), "data key opened without a session");
+    let data_key = keystore::open_user_key(&state.crypto.keyring, owner, kek_id, wrapped)?;
+    Ok(Some(KeyHolder {
         key_id,
         owner,
         scopes,
+        data_key,
     }))
 }
 
