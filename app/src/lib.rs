@@ -45,6 +45,7 @@ pub mod provider_keys;
 pub mod schedules;
 #[cfg(feature = "ssr")]
 pub mod state;
+pub mod teams;
 pub mod telegram;
 pub mod theme;
 pub mod tools;
@@ -98,6 +99,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 chat::files::SEALED,
                 schedules::server::SEALED,
                 telegram::server::SEALED,
+                teams::server::SEALED,
                 api_keys::server::SEALED,
                 tools::server::SEALED,
                 connections::server::SEALED,
@@ -116,8 +118,14 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
 
 /// Pages that need a signed-in user. The server redirects a signed-out
 /// visitor to sign-in before rendering them.
-pub const PROTECTED_PATHS: &[&str] =
-    &["/dashboard", "/settings", "/agents", "/knowledge", "/admin"];
+pub const PROTECTED_PATHS: &[&str] = &[
+    "/dashboard",
+    "/settings",
+    "/agents",
+    "/knowledge",
+    "/admin",
+    "/teams",
+];
 /// Pages a signed-in user has no use for; the server sends them to the dashboard.
 pub const GUEST_PATHS: &[&str] = &["/sign-in", "/sign-up"];
 
@@ -227,6 +235,17 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("cookies") view=CookiePolicyPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("admin") view=AdminPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("teams") view=crate::teams::pages::TeamsPage ssr=SsrMode::Async/>
+                    <Route
+                        path=(StaticSegment("teams"), StaticSegment("join"))
+                        view=crate::teams::pages::JoinTeamPage
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=(StaticSegment("teams"), ParamSegment("id"))
+                        view=crate::teams::pages::TeamPage
+                        ssr=SsrMode::Async
+                    />
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("keys"))
                         view=KeysPage

@@ -345,7 +345,7 @@ async fn find_agent(
     model: &str,
 ) -> Result<Option<Uuid>, AppError> {
     if let Ok(id) = Uuid::parse_str(model.trim()) {
-        return match app::agents::server::check_owned(&state.db, owner, id).await {
+        return match app::agents::server::check_usable(&state.db, owner, id).await {
             Ok(()) => Ok(Some(id)),
             Err(AppError::NotFound) => Ok(None),
             Err(err) => Err(err),

@@ -96,6 +96,11 @@ const API_UNSTORED: &str = "Kanarie API unstored question";
 const API_AGENT_NAME: &str = "Kanarie API agent";
 const API_AGENT_PROMPT: &str = "Kanarie API agent prompt";
 static API_SECRET: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+// A team, an invitation to it, and its agent.
+const TEAM_NAME: &str = "Kanarie team";
+const TEAM_INVITEE: &str = "kanarie.invitee@example.com";
+const TEAM_AGENT_NAME: &str = "Kanarie team agent";
+const TEAM_AGENT_PROMPT: &str = "Kanarie team agent prompt";
 /// A schedule's name and prompt.
 const SCHEDULE_NAME: &str = "Kanarie schedule";
 const SCHEDULE_PROMPT: &str = "Kanarie scheduled prompt";
@@ -536,6 +541,46 @@ async fn store_everything(app: &TestApp) {
     assert_eq!(listed.status(), 200);
     assert!(listed.text().await.unwrap().contains(EMAIL));
     API_SECRET.set(api_secret).unwrap();
+
+    // A team with an invitation out and an agent of its own;
+    // the administrator lists the teams.
+    let team: String = app
+        .call(&client, "create_team", &[("name", TEAM_NAME)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let res = app
+        .call(
+            &client,
+            "invite_to_team",
+            &[("id", &team), ("email", TEAM_INVITEE), ("role", "admin")],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .call(
+            &client,
+            "create_agent",
+            &[
+                ("name", TEAM_AGENT_NAME),
+                ("description", ""),
+                ("system_prompt", TEAM_AGENT_PROMPT),
+                ("provider", "openai"),
+                ("model", "fake:echo"),
+                ("temperature", ""),
+                ("top_p", ""),
+                ("max_output_tokens", ""),
+                ("avatar", ""),
+                ("team", &team),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let teams = app.call(&client, "admin_teams", &[]).await;
+    assert!(teams.text().await.unwrap().contains(TEAM_NAME));
+    let detail = app.call(&client, "get_team", &[("id", &team)]).await;
+    assert!(detail.text().await.unwrap().contains(TEAM_INVITEE));
 
     // A Telegram bot (its token a canary), long polled: someone let in with
     // the start code asks a question, and the agent answers in the chat.
@@ -1176,6 +1221,8 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         API_QUESTION,
         API_AGENT_NAME,
         API_AGENT_PROMPT,
+        TEAM_NAME,
+        TEAM_AGENT_NAME,
     ] {
         assert!(everything.contains(kept), "the export lacks {kept:?}");
     }

@@ -30,6 +30,12 @@ pub async fn admin_users(query: Option<String>) -> Result<Vec<AdminUser>, AppErr
     super::server::users(&state, &session, query.as_deref().unwrap_or("")).await
 }
 
+#[server(prefix = "/api", endpoint = "admin_teams")]
+pub async fn admin_teams() -> Result<Vec<super::AdminTeam>, AppError> {
+    let (state, session) = admin().await?;
+    super::server::teams(&state, &session).await
+}
+
 #[server(prefix = "/api", endpoint = "admin_disable_user")]
 pub async fn admin_disable_user(id: String) -> Result<(), AppError> {
     let (state, session) = admin().await?;

@@ -41,6 +41,19 @@ pub struct AdminUser {
     pub you: bool,
 }
 
+/// A team as the administrator sees it: its name and counts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminTeam {
+    pub id: String,
+    pub name: String,
+    /// `YYYY-MM-DD`, UTC.
+    pub created: String,
+    pub owners: i64,
+    pub members: i64,
+    pub agents: i64,
+    pub invitations: i64,
+}
+
 /// How many jobs are in one state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobCount {

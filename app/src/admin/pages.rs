@@ -6,8 +6,11 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use super::{
-    AdminUser, Overview,
-    api::{DeleteUserAction, DisableUserAction, EnableUserAction, admin_overview, admin_users},
+    AdminTeam, AdminUser, Overview,
+    api::{
+        DeleteUserAction, DisableUserAction, EnableUserAction, admin_overview, admin_teams,
+        admin_users,
+    },
 };
 use crate::{
     action_error,
@@ -40,6 +43,7 @@ fn Admin() -> impl IntoView {
     };
     let overview = Resource::new(changed, |_| admin_overview());
     let users = Resource::new(move || (q(), changed()), |(q, _)| admin_users(Some(q)));
+    let teams = Resource::new(changed, |_| admin_teams());
     let actions = Actions {
         disable,
         enable,
@@ -105,6 +109,59 @@ fn Admin() -> impl IntoView {
                 }
             })}
         </Transition>
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match teams.await {
+                    Err(_) => ().into_any(),
+                    Ok(list) => view! { <TeamsTable teams=list/> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn TeamsTable(teams: Vec<AdminTeam>) -> impl IntoView {
+    view! {
+        <h2>"Teams"</h2>
+        {if teams.is_empty() {
+            view! { <p class="muted">"No team yet."</p> }.into_any()
+        } else {
+            view! {
+                <div class="table-wrap">
+                    <table class="admin-teams">
+                        <thead>
+                            <tr>
+                                <th scope="col">"Team"</th>
+                                <th scope="col">"Made"</th>
+                                <th scope="col">"Owners"</th>
+                                <th scope="col">"People"</th>
+                                <th scope="col">"Agents"</th>
+                                <th scope="col">"Invitations"</th>
+                            </tr>
+                        </thead>
+                        <tbody>
+                            {teams
+                                .into_iter()
+                                .map(|t| {
+                                    view! {
+                                        <tr data-testid="admin-team">
+                                            <td>{t.name}</td>
+                                            <td>{t.created}</td>
+                                            <td>{t.owners}</td>
+                                            <td>{t.members}</td>
+                                            <td>{t.agents}</td>
+                                            <td>{t.invitations}</td>
+                                        </tr>
+                                    }
+                                })
+                                .collect_view()}
+                        </tbody>
+                    </table>
+                </div>
+            }
+                .into_any()
+        }}
     }
 }
 

@@ -210,6 +210,59 @@ pub async fn users(
     Ok(out)
 }
 
+/// Every team, newest first: its name (opened with the team's key, as an
+/// account's name is) and counts, never what it shares.
+pub async fn teams(
+    state: &AppState,
+    admin: &AuthSession,
+) -> Result<Vec<super::AdminTeam>, AppError> {
+    #[allow(clippy::type_complexity)]
+    let rows: Vec<(
+        Uuid,
+        Sealed,
+        DateTime<Utc>,
+        i64,
+        i64,
+        i64,
+        i64,
+        String,
+        Vec<u8>,
+    )> = sqlx::query_as(
+        "SELECT t.id, t.name, t.created_at,
+                (SELECT count(*) FROM team_members m WHERE m.team_id = t.id AND m.role = 'owner'),
+                (SELECT count(*) FROM team_members m WHERE m.team_id = t.id),
+                (SELECT count(*) FROM agents a WHERE a.team_id = t.id),
+                (SELECT count(*) FROM team_invitations i
+                   WHERE i.team_id = t.id AND i.expires_at > now()),
+                k.kek_id, k.wrapped_key
+         FROM teams t JOIN team_keys k ON k.team_id = t.id
+         ORDER BY t.created_at DESC, t.id LIMIT $1",
+    )
+    .bind(LIST_SCAN)
+    .fetch_all(&state.db)
+    .await?;
+    tracing::info!(admin_id = %admin.user_id, teams = rows.len(), key_use = KeyUse::Admin.as_str(), "administrator listed teams");
+    rows.into_iter()
+        .map(
+            |(id, name, created, owners, members, agents, invitations, kek_id, wrapped)| {
+                let key = keystore::open_team_key(&state.crypto.keyring, id, kek_id, wrapped)?;
+                Ok(super::AdminTeam {
+                    id: id.to_string(),
+                    name: key.open_text(
+                        crate::platform::crypto::Place::new("teams", "name", id, id),
+                        &name,
+                    )?,
+                    created: created.format("%Y-%m-%d").to_string(),
+                    owners,
+                    members,
+                    agents,
+                    invitations,
+                })
+            },
+        )
+        .collect()
+}
+
 fn not_yourself(admin: &AuthSession, user: Uuid) -> Result<(), AppError> {
     if admin.user_id == user {
         return Err(AppError::invalid(

@@ -149,6 +149,8 @@ pub async fn create_agent(
     allowed_hosts: Option<String>,
     connections: Option<std::collections::BTreeMap<String, String>>,
     knowledge: Option<Vec<String>>,
+    // The team it is made in; absent or empty: the user's own.
+    team: Option<String>,
 ) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_verified_session()?;
@@ -175,10 +177,12 @@ pub async fn create_agent(
     let spec = super::domain::AgentSpec::parse(&form)?;
     let key = ctx::optional_id(provider_key_id.as_deref())?;
     let knowledge = knowledge_ids(knowledge)?;
-    let id = super::server::create_agent(
+    let team = ctx::optional_id(team.as_deref())?;
+    let id = super::server::create_agent_in(
         &ctx::state()?,
         session.user_id,
         &session.key,
+        team,
         &spec,
         key,
         &knowledge,

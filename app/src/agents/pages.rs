@@ -88,6 +88,9 @@ fn AgentList() -> impl IntoView {
                                                 <span class="avatar" aria-hidden="true">{agent.avatar}</span>
                                                 <div>
                                                     <a href=format!("/agents/{}", agent.id)>{agent.name}</a>
+                                                    {agent
+                                                        .team
+                                                        .map(|team| view! { <span class="badge" data-testid="agent-team-badge">{team}</span> })}
                                                     <p class="muted">{agent.description}</p>
                                                 </div>
                                                 <span class="model">
@@ -537,26 +540,62 @@ pub fn AgentNewPage() -> impl IntoView {
 fn AgentNew() -> impl IntoView {
     let action = CreateAgentAction::new();
     let error = action_error!(action);
+    // `?team=ID`: made in that team, so nothing personal is offered.
+    let query = use_query_map();
+    let team = move || query.read().get("team").filter(|t| !t.is_empty());
     let keys = Resource::new(|| (), |_| list_provider_keys());
     let connections = Resource::new(|| (), |_| list_connections());
     let mcp_servers = Resource::new(|| (), |_| list_mcp_servers());
     let bases = Resource::new(|| (), |_| list_knowledge_bases());
+    let teams = Resource::new(|| (), |_| crate::teams::api::team_choices());
+    let team_error = field_message(error, "team");
     view! {
         <h1>"New agent"</h1>
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
-                let keys = keys.await.unwrap_or_default();
-                let connections = connections.await.unwrap_or_default();
-                let mcp_servers = mcp_servers.await.unwrap_or_default();
-                let bases = bases.await.unwrap_or_default();
+                let in_team = team();
+                let personal = in_team.is_none();
+                let keys = keys.await.unwrap_or_default().into_iter().filter(|_| personal).collect();
+                let connections = connections.await.unwrap_or_default().into_iter().filter(|_| personal).collect();
+                let mcp_servers = mcp_servers.await.unwrap_or_default().into_iter().filter(|_| personal).collect();
+                let bases = bases.await.unwrap_or_default().into_iter().filter(|_| personal).collect();
+                let teams = teams.await.unwrap_or_default();
                 let initial = AgentForm {
                     provider: Provider::Openai.as_str().to_owned(),
                     model: "gpt-4o-mini".to_owned(),
                     tools: ToolConfig::starter(),
                     ..AgentForm::default()
                 };
+                let owner_choice = (!teams.is_empty())
+                    .then(|| {
+                        view! {
+                            <div class="field" class:invalid=move || team_error().is_some()>
+                                <label for="field-team">"Belongs to"</label>
+                                <select id="field-team" name="team">
+                                    <option value="" selected=in_team.is_none()>"Only you"</option>
+                                    {teams
+                                        .into_iter()
+                                        .map(|t| {
+                                            let chosen = in_team.as_deref() == Some(t.id.as_str());
+                                            view! {
+                                                <option value=t.id selected=chosen>
+                                                    {format!("The team {}", t.name)}
+                                                </option>
+                                            }
+                                        })
+                                        .collect_view()}
+                                </select>
+                                <p class="field-hint">
+                                    "A team's agent is used by all its members and changed by its admins. "
+                                    "It runs on the key of whoever chats with it."
+                                </p>
+                                <p class="field-error">{team_error}</p>
+                            </div>
+                        }
+                    });
                 view! {
                     <ActionForm action=action attr:class="card agent-form">
+                        {owner_choice}
                         <AgentFields
                             initial=initial
                             keys=keys
@@ -609,6 +648,12 @@ fn AgentEdit() -> impl IntoView {
                 let bases = bases.await.unwrap_or_default();
                 match (agent.await, keys.await) {
                     (Ok(agent), Ok(keys)) => {
+                        // A team's agent takes nothing personal.
+                        let personal = agent.team_id.is_none();
+                        let keys = keys.into_iter().filter(|_| personal).collect();
+                        let connections = connections.into_iter().filter(|_| personal).collect();
+                        let mcp_servers = mcp_servers.into_iter().filter(|_| personal).collect();
+                        let bases = bases.into_iter().filter(|_| personal).collect();
                         Either::Left(view! {
                             <h1>"Edit " {agent.spec.name.clone()}</h1>
                             <ActionForm action=action attr:class="card agent-form">
@@ -705,6 +750,7 @@ fn AgentCard(
     let key_missing = matches!(agent.key_source, KeySource::Missing { .. });
     let setting = |value: Option<String>| value.unwrap_or_else(|| "provider default".to_owned());
     let (id_duplicate, id_delete) = (agent.id.clone(), agent.id.clone());
+    let can_edit = agent.can_edit;
     let edit_href = format!("/agents/{}/edit", agent.id);
     let chat_href = format!("/agents/{}/chat", agent.id);
     let export_href = format!("/api/agents/{}/export", agent.id);
@@ -714,7 +760,7 @@ fn AgentCard(
             <span class="avatar big" aria-hidden="true">{spec.avatar.clone()}</span>
             <h1>{spec.name.clone()}</h1>
             <a class="button primary" href=chat_href>"Chat"</a>
-            <a class="button" href=edit_href>"Edit"</a>
+            {agent.can_edit.then(|| view! { <a class="button" href=edit_href>"Edit"</a> })}
             <ActionForm action=duplicate attr:class="inline">
                 <input type="hidden" name="id" value=id_duplicate/>
                 <button type="submit">"Duplicate"</button>
@@ -724,6 +770,23 @@ fn AgentCard(
             </a>
         </div>
         <p class="lead">{spec.description.clone()}</p>
+        {agent
+            .team_id
+            .clone()
+            .map(|team| {
+                let note = if agent.can_edit {
+                    "its members use it; you and the other admins can change it."
+                } else {
+                    "you can chat with it; its admins change it."
+                };
+                view! {
+                    <p class="muted" data-testid="agent-team">
+                        "Belongs to the team "
+                        <a href=format!("/teams/{team}")>{agent.team.clone().unwrap_or_default()}</a>
+                        ": " {note} " Your conversations with it are yours alone."
+                    </p>
+                }
+            })}
         <section class="card">
             <dl>
                 <dt>"Provider"</dt>
@@ -799,6 +862,7 @@ fn AgentCard(
         <AgentMcpCard access=mcp agent_id=agent.id.clone() enable=enable disable=disable/>
         <crate::schedules::pages::AgentSchedules agent_id=agent.id.clone() schedules=schedules/>
         <crate::telegram::pages::AgentTelegram agent_id=agent.id.clone() card=telegram/>
+        {can_edit.then(move || view! {
         <section class="card danger-zone">
             <h2>"Delete this agent"</h2>
             <p>
@@ -817,6 +881,7 @@ fn AgentCard(
                 <button type="submit" class="danger">"Delete agent"</button>
             </ActionForm>
         </section>
+        })}
     }
 }
 

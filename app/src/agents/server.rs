@@ -1,12 +1,21 @@
-//! Agents (server only). Every query names the owner
-//! (`WHERE id = $1 AND owner_id = $2`): another user's id is `NotFound`,
-//! exactly like an id that does not exist.
+//! Agents (server only). Every query names the user and checks access in
+//! the statement itself: an agent is its maker's own (`team_id` NULL), or
+//! a team's, which its members use and its admins and owners edit
+//! (`teams::server::{usable_by, editable_by}`). Anyone else's id is
+//! `NotFound`, exactly like an id that does not exist.
+//!
+//! A team's agent is sealed with the team's key (its places name the team
+//! as owner); it uses no one's personal provider key, connection, MCP
+//! server or knowledge base: it runs on the key of the person chatting
+//! (their own for its provider, else the platform's).
 //!
 //! Sealed here: everything the user typed or chose (`name`, `description`,
 //! `system_prompt`, `model`, `base_url`, `starters`, `avatar`). Only the
 //! provider, the numeric settings and the chosen key's id are plain.
 
 use uuid::Uuid;
+
+use crate::teams::server::Keys;
 
 use super::{
     AgentDetail, AgentSummary,
@@ -24,14 +33,14 @@ use crate::{
 
 /// The sealed columns of this slice (`keys verify` opens them all).
 pub const SEALED: &[SealedColumn] = &[
-    SealedColumn::owned("agents", "name"),
-    SealedColumn::owned("agents", "description"),
-    SealedColumn::owned("agents", "system_prompt"),
-    SealedColumn::owned("agents", "model"),
-    SealedColumn::owned("agents", "base_url"),
-    SealedColumn::owned("agents", "starters"),
-    SealedColumn::owned("agents", "avatar"),
-    SealedColumn::owned("agents", "tools"),
+    SealedColumn::shareable("agents", "name"),
+    SealedColumn::shareable("agents", "description"),
+    SealedColumn::shareable("agents", "system_prompt"),
+    SealedColumn::shareable("agents", "model"),
+    SealedColumn::shareable("agents", "base_url"),
+    SealedColumn::shareable("agents", "starters"),
+    SealedColumn::shareable("agents", "avatar"),
+    SealedColumn::shareable("agents", "tools"),
 ];
 
 fn place(column: &'static str, id: Uuid, owner: Uuid) -> Place {
@@ -55,10 +64,30 @@ struct AgentRow {
     avatar: Sealed,
     provider_key_id: Option<Uuid>,
     tools: Option<Sealed>,
+    team_id: Option<Uuid>,
+    can_edit: bool,
 }
 
-const AGENT_COLUMNS: &str = "id, name, description, system_prompt, provider, model, base_url, \
-     temperature, top_p, max_output_tokens, starters, avatar, provider_key_id, tools";
+/// The columns of `AgentRow`, from `agents a` joined with `ACCESS` (the
+/// user is `$1`).
+const AGENT_COLUMNS: &str = "a.id, a.name, a.description, a.system_prompt, a.provider, a.model, \
+     a.base_url, a.temperature, a.top_p, a.max_output_tokens, a.starters, a.avatar, \
+     a.provider_key_id, a.tools, a.team_id, \
+     (a.team_id IS NULL OR tm.role IN ('owner', 'admin')) AS can_edit";
+
+/// `agents a` with the user's (`$1`) membership of its team, keeping the
+/// agents they may use: their own, and their teams'.
+const ACCESS: &str =
+    "agents a LEFT JOIN team_members tm ON tm.team_id = a.team_id AND tm.user_id = $1
+     WHERE ((a.team_id IS NULL AND a.owner_id = $1) OR tm.user_id IS NOT NULL)";
+
+/// An agent the user may use, opened.
+pub struct Loaded {
+    pub spec: AgentSpec,
+    pub provider_key_id: Option<Uuid>,
+    pub team: Option<Uuid>,
+    pub can_edit: bool,
+}
 
 impl AgentRow {
     fn spec(&self, key: &DataKey, owner: Uuid) -> Result<AgentSpec, AppError> {
@@ -92,8 +121,9 @@ impl AgentRow {
     }
 }
 
-/// The user's agents, newest first, optionally only those whose name or
-/// description contains `query` (names are sealed, so the filter runs here).
+/// The agents the user may use (their own and their teams'), newest
+/// first, optionally only those whose name or description contains
+/// `query` (names are sealed, so the filter runs here).
 pub async fn list_agents(
     state: &AppState,
     owner: Uuid,
@@ -101,15 +131,27 @@ pub async fn list_agents(
     query: &str,
 ) -> Result<Vec<AgentSummary>, AppError> {
     let rows: Vec<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {AGENT_COLUMNS} FROM agents WHERE owner_id = $1 ORDER BY created_at DESC, id"
+        "SELECT {AGENT_COLUMNS} FROM {ACCESS} ORDER BY a.created_at DESC, a.id"
     )))
     .bind(owner)
     .fetch_all(&state.db)
     .await?;
     let needle = query.trim().to_lowercase();
+    let team_names: std::collections::HashMap<String, String> =
+        if rows.iter().any(|r| r.team_id.is_some()) {
+            crate::teams::server::list(state, owner)
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t.name))
+                .collect()
+        } else {
+            Default::default()
+        };
+    let mut keys = Keys::new(state, owner, key);
     let mut agents = Vec::with_capacity(rows.len());
     for row in &rows {
-        let spec = row.spec(key, owner)?;
+        let (key, sealer) = keys.for_row(row.team_id).await?;
+        let spec = row.spec(&key, sealer)?;
         if needle.is_empty()
             || spec.name.to_lowercase().contains(&needle)
             || spec.description.to_lowercase().contains(&needle)
@@ -121,6 +163,11 @@ pub async fn list_agents(
                 provider: spec.provider,
                 model: spec.model,
                 avatar: spec.avatar,
+                team_id: row.team_id.map(|t| t.to_string()),
+                team: row
+                    .team_id
+                    .and_then(|t| team_names.get(&t.to_string()).cloned()),
+                can_edit: row.can_edit,
             });
         }
     }
@@ -136,15 +183,33 @@ pub async fn load_agent(
     key: &DataKey,
     id: Uuid,
 ) -> Result<(AgentSpec, Option<Uuid>), AppError> {
+    let loaded = load(state, owner, key, id).await?;
+    Ok((loaded.spec, loaded.provider_key_id))
+}
+
+/// An agent the user may use (their own, or their team's), with its team
+/// and whether they may edit it.
+pub async fn load(
+    state: &AppState,
+    user: Uuid,
+    key: &DataKey,
+    id: Uuid,
+) -> Result<Loaded, AppError> {
     let row: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {AGENT_COLUMNS} FROM agents WHERE id = $1 AND owner_id = $2"
+        "SELECT {AGENT_COLUMNS} FROM {ACCESS} AND a.id = $2"
     )))
+    .bind(user)
     .bind(id)
-    .bind(owner)
     .fetch_optional(&state.db)
     .await?;
     let row = row.ok_or(AppError::NotFound)?;
-    Ok((row.spec(key, owner)?, row.provider_key_id))
+    let (key, sealer) = Keys::new(state, user, key).for_row(row.team_id).await?;
+    Ok(Loaded {
+        spec: row.spec(&key, sealer)?,
+        provider_key_id: row.provider_key_id,
+        team: row.team_id,
+        can_edit: row.can_edit,
+    })
 }
 
 pub async fn get_agent(
@@ -153,34 +218,79 @@ pub async fn get_agent(
     key: &DataKey,
     id: Uuid,
 ) -> Result<AgentDetail, AppError> {
-    let (spec, provider_key_id) = load_agent(state, owner, key, id).await?;
-    let key_source =
-        provider_keys::server::resolve(state, owner, key, spec.provider, provider_key_id)
-            .await?
-            .source;
+    let loaded = load(state, owner, key, id).await?;
+    let key_source = provider_keys::server::resolve(
+        state,
+        owner,
+        key,
+        loaded.spec.provider,
+        loaded.provider_key_id,
+    )
+    .await?
+    .source;
+    let team = match loaded.team {
+        Some(team) => Some(crate::teams::server::team_name(state, team, owner).await?),
+        None => None,
+    };
     Ok(AgentDetail {
         id: id.to_string(),
-        spec,
-        provider_key_id: provider_key_id.map(|k| k.to_string()),
+        spec: loaded.spec,
+        provider_key_id: loaded.provider_key_id.map(|k| k.to_string()),
         key_source,
         knowledge: crate::knowledge::server::agent_bases(&state.db, owner, key, id).await?,
+        team_id: loaded.team.map(|t| t.to_string()),
+        team,
+        can_edit: loaded.can_edit,
     })
 }
 
-/// The owner's agent `id` exists; another user's is not found, like one
-/// that does not exist. For slices that hang things on an agent.
-pub async fn check_owned(db: &sqlx::PgPool, owner: Uuid, id: Uuid) -> Result<(), AppError> {
-    let mine: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM agents WHERE id = $1 AND owner_id = $2)")
-            .bind(id)
-            .bind(owner)
-            .fetch_one(db)
-            .await?;
-    if mine {
+/// The user may use agent `id` (their own, or their team's); anyone
+/// else's is not found, like one that does not exist. For slices that
+/// hang a user's own things on an agent (a schedule, a bot, a token).
+pub async fn check_usable(db: &sqlx::PgPool, user: Uuid, id: Uuid) -> Result<(), AppError> {
+    let usable: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT EXISTS (SELECT 1 FROM {ACCESS} AND a.id = $2)"
+    )))
+    .bind(user)
+    .bind(id)
+    .fetch_one(db)
+    .await?;
+    if usable {
         Ok(())
     } else {
         Err(AppError::NotFound)
     }
+}
+
+/// The user may change agent `id`: `NotFound` for an agent they cannot
+/// use, a plain refusal for a team's agent they only use.
+pub async fn check_editable(db: &sqlx::PgPool, user: Uuid, id: Uuid) -> Result<(), AppError> {
+    let can_edit: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT (a.team_id IS NULL OR tm.role IN ('owner', 'admin')) FROM {ACCESS} AND a.id = $2"
+    )))
+    .bind(user)
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    match can_edit {
+        None => Err(AppError::NotFound),
+        Some(false) => Err(AppError::invalid(
+            "agent",
+            "This is a team's agent: only the team's admins and owners can change it.",
+        )),
+        Some(true) => Ok(()),
+    }
+}
+
+/// An agent's name, for the user who may use it (a schedule or a bot
+/// names the agent it runs).
+pub async fn agent_name(
+    state: &AppState,
+    user: Uuid,
+    key: &DataKey,
+    id: Uuid,
+) -> Result<String, AppError> {
+    Ok(load(state, user, key, id).await?.spec.name)
 }
 
 /// A chosen key must be the owner's own and for the agent's provider.
@@ -257,9 +367,39 @@ async fn check_mcp_servers(
     }
 }
 
+/// A team's agent takes nothing personal: no chosen provider key (it runs
+/// on the key of whoever chats), no connection, MCP server or knowledge
+/// base of anyone's own.
+fn check_team_choices(
+    provider_key_id: Option<Uuid>,
+    tools: &crate::tools::ToolConfig,
+    knowledge: &[Uuid],
+) -> Result<(), AppError> {
+    if provider_key_id.is_some() {
+        return Err(AppError::invalid(
+            "provider_key_id",
+            "A team's agent runs on the key of whoever chats with it: leave the key on automatic.",
+        ));
+    }
+    if !tools.connections.is_empty() || !tools.mcp_servers().is_empty() {
+        return Err(AppError::invalid(
+            "tools",
+            "A team's agent cannot use anyone's own connections or MCP servers.",
+        ));
+    }
+    if !knowledge.is_empty() {
+        return Err(AppError::invalid(
+            "knowledge",
+            "A team's agent cannot answer from anyone's own knowledge bases.",
+        ));
+    }
+    Ok(())
+}
+
 /// Seals `spec` for row `id` and runs `sql`, an INSERT or UPDATE whose
-/// parameters are numbered as in `INSERT_AGENT` ($1 id, $2 owner, ...),
-/// then sets the knowledge bases it answers from, in one transaction.
+/// parameters are numbered as in `INSERT_AGENT` ($1 id, $2 user, ...,
+/// $16 team), then sets the knowledge bases it answers from, in one
+/// transaction. `team` is the agent's team (checked by the caller).
 #[allow(clippy::too_many_arguments)]
 async fn write_agent(
     state: &AppState,
@@ -267,14 +407,20 @@ async fn write_agent(
     owner: Uuid,
     key: &DataKey,
     id: Uuid,
+    team: Option<Uuid>,
     spec: &AgentSpec,
     provider_key_id: Option<Uuid>,
     knowledge: &[Uuid],
 ) -> Result<u64, AppError> {
-    check_chosen_key(state, owner, spec.provider, provider_key_id).await?;
-    check_connections(state, owner, &spec.tools).await?;
-    check_mcp_servers(state, owner, &spec.tools).await?;
-    let seal = |column, value: &str| key.seal_str(place(column, id, owner), value);
+    if team.is_some() {
+        check_team_choices(provider_key_id, &spec.tools, knowledge)?;
+    } else {
+        check_chosen_key(state, owner, spec.provider, provider_key_id).await?;
+        check_connections(state, owner, &spec.tools).await?;
+        check_mcp_servers(state, owner, &spec.tools).await?;
+    }
+    let (key, sealer) = Keys::new(state, owner, key).for_row(team).await?;
+    let seal = |column, value: &str| key.seal_str(place(column, id, sealer), value);
     let starters = serde_json::to_string(&spec.starters).map_err(AppError::internal)?;
     let tools = serde_json::to_string(&spec.tools).map_err(AppError::internal)?;
     let mut tx = state.db.begin().await?;
@@ -294,6 +440,7 @@ async fn write_agent(
         .bind(seal("avatar", &spec.avatar))
         .bind(provider_key_id)
         .bind(seal("tools", &tools))
+        .bind(team)
         .execute(&mut *tx)
         .await?;
     if done.rows_affected() == 0 {
@@ -306,16 +453,24 @@ async fn write_agent(
 
 const INSERT_AGENT: &str = "INSERT INTO agents (id, owner_id, name, description, system_prompt,
        provider, model, base_url, temperature, top_p, max_output_tokens, starters, avatar,
-       provider_key_id, tools)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
+       provider_key_id, tools, team_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
-const UPDATE_AGENT: &str = "UPDATE agents SET name = $3, description = $4, system_prompt = $5,
-       provider = $6, model = $7, base_url = $8, temperature = $9, top_p = $10,
-       max_output_tokens = $11, starters = $12, avatar = $13, provider_key_id = $14,
-       tools = $15, updated_at = now()
-     WHERE id = $1 AND owner_id = $2";
+/// The row is written only while the user may still edit it, and only in
+/// the team it was sealed for.
+static UPDATE_AGENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "UPDATE agents a SET name = $3, description = $4, system_prompt = $5,
+           provider = $6, model = $7, base_url = $8, temperature = $9, top_p = $10,
+           max_output_tokens = $11, starters = $12, avatar = $13, provider_key_id = $14,
+           tools = $15, updated_at = now()
+         WHERE a.id = $1 AND a.team_id IS NOT DISTINCT FROM $16 AND {}",
+        crate::teams::server::editable_by("a", "$2")
+    )
+});
 
-/// Creates an agent that answers from the `knowledge` bases (the owner's).
+/// Creates the user's own agent that answers from the `knowledge` bases
+/// (theirs).
 pub async fn create_agent(
     state: &AppState,
     owner: Uuid,
@@ -324,6 +479,24 @@ pub async fn create_agent(
     provider_key_id: Option<Uuid>,
     knowledge: &[Uuid],
 ) -> Result<Uuid, AppError> {
+    create_agent_in(state, owner, key, None, spec, provider_key_id, knowledge).await
+}
+
+/// Creates an agent, the user's own (`team` None) or a team's, where the
+/// user must be an admin or owner.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_agent_in(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    team: Option<Uuid>,
+    spec: &AgentSpec,
+    provider_key_id: Option<Uuid>,
+    knowledge: &[Uuid],
+) -> Result<Uuid, AppError> {
+    if let Some(team) = team {
+        crate::teams::server::require_editor(&state.db, team, owner).await?;
+    }
     let id = Uuid::new_v4();
     write_agent(
         state,
@@ -331,12 +504,13 @@ pub async fn create_agent(
         owner,
         key,
         id,
+        team,
         spec,
         provider_key_id,
         knowledge,
     )
     .await?;
-    tracing::info!(agent_id = %id, owner_id = %owner, "agent created");
+    tracing::info!(agent_id = %id, owner_id = %owner, team_id = ?team, "agent created");
     Ok(id)
 }
 
@@ -349,12 +523,19 @@ pub async fn update_agent(
     provider_key_id: Option<Uuid>,
     knowledge: &[Uuid],
 ) -> Result<(), AppError> {
+    check_editable(&state.db, owner, id).await?;
+    let team: Option<Uuid> = sqlx::query_scalar("SELECT team_id FROM agents WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or(AppError::NotFound)?;
     let written = write_agent(
         state,
-        UPDATE_AGENT,
+        UPDATE_AGENT.as_str(),
         owner,
         key,
         id,
+        team,
         spec,
         provider_key_id,
         knowledge,
@@ -366,12 +547,18 @@ pub async fn update_agent(
     Ok(())
 }
 
+/// Deletes the agent (the user's own, or a team's they edit), with every
+/// conversation with it.
 pub async fn delete_agent(state: &AppState, owner: Uuid, id: Uuid) -> Result<(), AppError> {
-    let done = sqlx::query("DELETE FROM agents WHERE id = $1 AND owner_id = $2")
-        .bind(id)
-        .bind(owner)
-        .execute(&state.db)
-        .await?;
+    check_editable(&state.db, owner, id).await?;
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM agents a WHERE a.id = $1 AND {}",
+        crate::teams::server::editable_by("a", "$2")
+    )))
+    .bind(id)
+    .bind(owner)
+    .execute(&state.db)
+    .await?;
     crate::error::found(done)?;
     tracing::info!(agent_id = %id, owner_id = %owner, "agent deleted");
     Ok(())
@@ -384,20 +571,41 @@ pub async fn duplicate_agent(
     key: &DataKey,
     id: Uuid,
 ) -> Result<Uuid, AppError> {
-    let (mut spec, provider_key_id) = load_agent(state, owner, key, id).await?;
+    let loaded = load(state, owner, key, id).await?;
+    let mut spec = loaded.spec;
     spec.name = format!("Copy of {}", spec.name)
         .chars()
         .take(NAME_MAX)
         .collect();
-    let bases: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT ak.base_id FROM agent_knowledge_bases ak
-         JOIN agents a ON a.id = ak.agent_id WHERE ak.agent_id = $1 AND a.owner_id = $2",
+    // A team's agent is copied into the team when the user edits there;
+    // else it becomes their own, without what was the team's.
+    let team = loaded.team.filter(|_| loaded.can_edit);
+    if loaded.team.is_some() && team.is_none() {
+        spec.tools.connections.clear();
+    }
+    let bases: Vec<Uuid> = if loaded.team.is_none() {
+        sqlx::query_scalar(
+            "SELECT ak.base_id FROM agent_knowledge_bases ak
+             JOIN agents a ON a.id = ak.agent_id WHERE ak.agent_id = $1 AND a.owner_id = $2
+               AND a.team_id IS NULL",
+        )
+        .bind(id)
+        .bind(owner)
+        .fetch_all(&state.db)
+        .await?
+    } else {
+        Vec::new()
+    };
+    create_agent_in(
+        state,
+        owner,
+        key,
+        team,
+        &spec,
+        loaded.provider_key_id,
+        &bases,
     )
-    .bind(id)
-    .bind(owner)
-    .fetch_all(&state.db)
-    .await?;
-    create_agent(state, owner, key, &spec, provider_key_id, &bases).await
+    .await
 }
 
 /// The agent as an export file (no key, no ids).

@@ -79,6 +79,8 @@ pub fn validate_message(text: &str) -> Result<String, AppError> {
 /// is stored: the spec, the API key, and the owner's data key.
 struct Ready {
     agent_id: Uuid,
+    /// The agent's team (`None`: the user's own agent).
+    team: Option<Uuid>,
     spec: crate::agents::domain::AgentSpec,
     api_key: String,
     key: DataKey,
@@ -93,7 +95,12 @@ async fn ready(
     key: &DataKey,
     agent_id: Uuid,
 ) -> Result<Ready, AppError> {
-    let (spec, chosen_key) = agents::server::load_agent(state, owner, key, agent_id).await?;
+    let agents::server::Loaded {
+        spec,
+        provider_key_id: chosen_key,
+        team,
+        ..
+    } = agents::server::load(state, owner, key, agent_id).await?;
     rate_limit::hit(
         &state.db,
         &format!("chat:user:{owner}"),
@@ -111,6 +118,7 @@ async fn ready(
         .secret(key)?;
     Ok(Ready {
         agent_id,
+        team,
         spec,
         api_key,
         key: key.clone(),
@@ -279,6 +287,7 @@ async fn build_job(
 ) -> Result<Job, AppError> {
     let Ready {
         agent_id,
+        team,
         spec,
         api_key,
         key,
@@ -339,6 +348,7 @@ async fn build_job(
         key: key.clone(),
         message: reply_id,
         config: spec.tools.clone(),
+        team: *team,
     })
     .await;
     let request = ChatRequest {
@@ -780,13 +790,7 @@ pub async fn list_conversations(
     agent_id: Uuid,
 ) -> Result<Vec<ConversationSummary>, AppError> {
     // Another user's agent is not found, not an empty list.
-    let agent: Option<Uuid> =
-        sqlx::query_scalar("SELECT id FROM agents WHERE id = $1 AND owner_id = $2")
-            .bind(agent_id)
-            .bind(owner)
-            .fetch_optional(&state.db)
-            .await?;
-    agent.ok_or(AppError::NotFound)?;
+    agents::server::check_usable(&state.db, owner, agent_id).await?;
     let rows: Vec<(Uuid, Sealed, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
         "SELECT c.id, c.title, c.updated_at + make_interval(
                     days => least(coalesce(u.conversation_retention_days, $3), $3))

@@ -59,6 +59,14 @@ pub enum Event {
     AccountRestored,
     AccountDisabled,
     AccountEnabled,
+    TeamCreated,
+    TeamDeleted,
+    TeamInvitationSent,
+    JoinedTeam,
+    LeftTeam,
+    TeamRoleChanged,
+    TeamMemberRemoved,
+    RemovedFromTeam,
 }
 
 impl Event {
@@ -103,6 +111,14 @@ impl Event {
         Event::AccountRestored,
         Event::AccountDisabled,
         Event::AccountEnabled,
+        Event::TeamCreated,
+        Event::TeamDeleted,
+        Event::TeamInvitationSent,
+        Event::JoinedTeam,
+        Event::LeftTeam,
+        Event::TeamRoleChanged,
+        Event::TeamMemberRemoved,
+        Event::RemovedFromTeam,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -147,6 +163,14 @@ impl Event {
             Event::AccountRestored => "account_restored",
             Event::AccountDisabled => "account_disabled",
             Event::AccountEnabled => "account_enabled",
+            Event::TeamCreated => "team_created",
+            Event::TeamDeleted => "team_deleted",
+            Event::TeamInvitationSent => "team_invitation_sent",
+            Event::JoinedTeam => "joined_team",
+            Event::LeftTeam => "left_team",
+            Event::TeamRoleChanged => "team_role_changed",
+            Event::TeamMemberRemoved => "team_member_removed",
+            Event::RemovedFromTeam => "removed_from_team",
         }
     }
 
@@ -197,6 +221,14 @@ impl Event {
             Event::AccountRestored => "Restored the account",
             Event::AccountDisabled => "An administrator disabled the account",
             Event::AccountEnabled => "An administrator enabled the account again",
+            Event::TeamCreated => "Created a team",
+            Event::TeamDeleted => "Deleted a team",
+            Event::TeamInvitationSent => "Invited someone to a team",
+            Event::JoinedTeam => "Joined a team",
+            Event::LeftTeam => "Left a team",
+            Event::TeamRoleChanged => "Changed someone's role in a team",
+            Event::TeamMemberRemoved => "Removed someone from a team",
+            Event::RemovedFromTeam => "Was removed from a team",
         }
     }
 }

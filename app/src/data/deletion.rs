@@ -150,6 +150,10 @@ pub mod server {
         .bind(batch)
         .fetch_all(&mut *tx)
         .await?;
+        // Teams keep what they share; a team left with nobody goes.
+        for user in &due {
+            crate::teams::server::before_erasing(&mut tx, *user).await?;
+        }
         sqlx::query("DELETE FROM user_keys WHERE user_id = ANY($1)")
             .bind(&due)
             .execute(&mut *tx)

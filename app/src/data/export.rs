@@ -445,6 +445,10 @@ pub mod server {
         for agent in &agents {
             let id = Uuid::parse_str(&agent.id).map_err(AppError::internal)?;
             agent_names.insert(agent.id.clone(), agent.name.clone());
+            if agent.team_id.is_some() {
+                // A team's agent is the team's, listed under teams.json.
+                continue;
+            }
             let mut exported = serde_json::to_value(
                 crate::agents::server::export_agent(state, owner, key, id).await?,
             )
@@ -453,6 +457,21 @@ pub mod server {
             agent_exports.push(exported);
         }
         files.push(("agents.json".into(), pretty(&agent_exports)?));
+        // The teams the user is in: their role, and the team's agents (by
+        // name) their conversations may be with.
+        let teams: Vec<serde_json::Value> = crate::teams::server::list(state, owner)
+            .await?
+            .into_iter()
+            .map(|t| {
+                let shared: Vec<&str> = agents
+                    .iter()
+                    .filter(|a| a.team_id.as_deref() == Some(t.id.as_str()))
+                    .map(|a| a.name.as_str())
+                    .collect();
+                json!({ "id": t.id, "name": t.name, "role": t.role, "agents": shared })
+            })
+            .collect();
+        files.push(("teams.json".into(), pretty(&teams)?));
         files.push((
             "provider_keys.json".into(),
             pretty(&crate::provider_keys::server::list_keys(state, owner, key).await?)?,

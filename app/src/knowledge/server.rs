@@ -825,7 +825,7 @@ async fn base_agents(
         "SELECT a.id, a.name,
                 EXISTS (SELECT 1 FROM agent_knowledge_bases ak
                         WHERE ak.agent_id = a.id AND ak.base_id = $2)
-         FROM agents a WHERE a.owner_id = $1 ORDER BY a.created_at",
+         FROM agents a WHERE a.owner_id = $1 AND a.team_id IS NULL ORDER BY a.created_at",
     )
     .bind(owner)
     .bind(base)
@@ -852,12 +852,22 @@ pub async fn set_agent_base(
     uses: bool,
 ) -> Result<(), AppError> {
     base_row(db, owner, base).await?;
-    crate::agents::server::check_owned(db, owner, agent).await?;
+    // A personal base goes on the user's own agents only.
+    let own: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM agents WHERE id = $1 AND owner_id = $2 AND team_id IS NULL)",
+    )
+    .bind(agent)
+    .bind(owner)
+    .fetch_one(db)
+    .await?;
+    if !own {
+        return Err(AppError::NotFound);
+    }
     let mut tx = db.begin().await?;
     let mut bases: Vec<Uuid> = sqlx::query_scalar(
         "SELECT ak.base_id FROM agent_knowledge_bases ak
          JOIN agents a ON a.id = ak.agent_id
-         WHERE ak.agent_id = $1 AND a.owner_id = $2 FOR UPDATE OF a",
+         WHERE ak.agent_id = $1 AND a.owner_id = $2 AND a.team_id IS NULL FOR UPDATE OF a",
     )
     .bind(agent)
     .bind(owner)

@@ -75,13 +75,7 @@ pub fn endpoint(state: &AppState, agent: Uuid) -> String {
 }
 
 async fn require_agent(state: &AppState, owner: Uuid, agent: Uuid) -> Result<(), AppError> {
-    let found: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM agents WHERE id = $1 AND owner_id = $2")
-            .bind(agent)
-            .bind(owner)
-            .fetch_optional(&state.db)
-            .await?;
-    found.map(|_| ()).ok_or(AppError::NotFound)
+    crate::agents::server::check_usable(&state.db, owner, agent).await
 }
 
 /// Whether the owner's agent is served, with its token when it is.

@@ -371,6 +371,29 @@ impl Keyring {
         Ok(self.wrap_data_key(&self.unwrap_data_key(wrapped, user)?, user))
     }
 
+    /// Wraps a team's data key under the current master key, bound to the
+    /// team (a user's wrapped key moved onto a team does not open).
+    pub fn wrap_team_key(&self, key: &DataKey, team: Uuid) -> WrappedKey {
+        self.wrap_key(&key.0, &wrap_aad("team-dek", &team.to_string()))
+    }
+
+    pub fn unwrap_team_key(
+        &self,
+        wrapped: &WrappedKey,
+        team: Uuid,
+    ) -> Result<DataKey, CryptoError> {
+        self.unwrap_key(wrapped, &wrap_aad("team-dek", &team.to_string()))
+            .map(DataKey)
+    }
+
+    pub fn rewrap_team_key(
+        &self,
+        wrapped: &WrappedKey,
+        team: Uuid,
+    ) -> Result<WrappedKey, CryptoError> {
+        Ok(self.wrap_team_key(&self.unwrap_team_key(wrapped, team)?, team))
+    }
+
     pub fn wrap_system_key(&self, key: &BlindIndexKey, name: &str) -> WrappedKey {
         self.wrap_key(&key.0, &wrap_aad("system", name))
     }

@@ -23,7 +23,9 @@ pub struct SealedColumn {
     pub column: &'static str,
     /// The row id column (part of the associated data).
     pub id: &'static str,
-    /// The owning user's id column.
+    /// The owner's id column: whose key seals the value (a user's, or a
+    /// team's for what a team shares; then an expression such as
+    /// `coalesce(team_id, owner_id)`).
     pub owner: &'static str,
 }
 
@@ -35,6 +37,22 @@ impl SealedColumn {
             column,
             id: "id",
             owner: "owner_id",
+        }
+    }
+}
+
+/// What a team shares sits in a table whose rows belong to a user unless
+/// `team_id` names a team: sealed with the team's key then.
+pub const TEAM_OR_OWNER: &str = "coalesce(team_id, owner_id)";
+
+impl SealedColumn {
+    /// A column of a table whose rows are a user's own or a team's.
+    pub const fn shareable(table: &'static str, column: &'static str) -> Self {
+        SealedColumn {
+            table,
+            column,
+            id: "id",
+            owner: TEAM_OR_OWNER,
         }
     }
 }
@@ -184,6 +202,10 @@ pub enum KeyUse {
     /// and name are opened (account metadata, never content), and an
     /// administrator's action is written to the account's activity.
     Admin,
+    /// Someone in a team listed its people (each one's name and address
+    /// are opened), an invitation showed who sent it, or a team change
+    /// (removed from a team, say) is written to the account's activity.
+    Team,
 }
 
 impl KeyUse {
@@ -198,6 +220,7 @@ impl KeyUse {
             KeyUse::Telegram => "telegram",
             KeyUse::ApiKey => "api_key",
             KeyUse::Admin => "admin",
+            KeyUse::Team => "team",
         }
     }
 }
@@ -267,6 +290,27 @@ pub async fn rotate(
             "UPDATE system_keys SET kek_id = $2, wrapped_key = $3, rotated_at = now() WHERE name = $1",
         )
         .bind(&name)
+        .bind(&rewrapped.kek_id)
+        .bind(&rewrapped.bytes)
+        .execute(db)
+        .await?;
+        report.rewrapped += 1;
+    }
+    // Team keys next, one statement each: resumable the same way (only
+    // keys under another master key are read).
+    let teams: Vec<(Uuid, String, Vec<u8>)> =
+        sqlx::query_as("SELECT team_id, kek_id, wrapped_key FROM team_keys WHERE kek_id <> $1")
+            .bind(&current)
+            .fetch_all(db)
+            .await?;
+    for (team, kek_id, bytes) in teams {
+        let rewrapped = keyring
+            .rewrap_team_key(&WrappedKey { kek_id, bytes }, team)
+            .map_err(|e| AppError::internal(format!("data key of team {team}: {e}")))?;
+        sqlx::query(
+            "UPDATE team_keys SET kek_id = $2, wrapped_key = $3, rotated_at = now() WHERE team_id = $1",
+        )
+        .bind(team)
         .bind(&rewrapped.kek_id)
         .bind(&rewrapped.bytes)
         .execute(db)
@@ -399,6 +443,28 @@ pub async fn verify(
         }
         keys.insert(user_id, key);
     }
+    // A team's values name the team as their owner (its id is the place's
+    // owner), so team keys join the same map.
+    let teams: Vec<(Uuid, String, Vec<u8>)> =
+        sqlx::query_as("SELECT team_id, kek_id, wrapped_key FROM team_keys ORDER BY team_id")
+            .fetch_all(db)
+            .await?;
+    for (team, kek_id, bytes) in teams {
+        report.keys += 1;
+        let key = keyring.unwrap_team_key(&WrappedKey { kek_id, bytes }, team);
+        if let Err(e) = &key {
+            fail(
+                &mut report,
+                VerifyFailure {
+                    what: "team data key".into(),
+                    row: None,
+                    owner: Some(team),
+                    error: e.to_string(),
+                },
+            );
+        }
+        keys.insert(team, key);
+    }
 
     for col in columns {
         // Identifiers come from the constant list above, never from input.
@@ -461,4 +527,56 @@ pub async fn verify(
         }
     }
     Ok(report)
+}
+
+/// Stores a new team's data key (wrapped), in the transaction that makes
+/// the team.
+pub async fn store_team_key(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+    team: Uuid,
+    key: &DataKey,
+) -> Result<(), AppError> {
+    let wrapped = keyring.wrap_team_key(key, team);
+    sqlx::query("INSERT INTO team_keys (team_id, kek_id, wrapped_key) VALUES ($1, $2, $3)")
+        .bind(team)
+        .bind(&wrapped.kek_id)
+        .bind(&wrapped.bytes)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// A team's data key, opened for one of its members: `NotFound` for
+/// anyone else (membership is checked in the same statement), so a
+/// removed member's next request opens nothing of the team's.
+pub async fn team_key_for_member(
+    db: &PgPool,
+    keyring: &Keyring,
+    team: Uuid,
+    user: Uuid,
+) -> Result<DataKey, AppError> {
+    let row: Option<(String, Vec<u8>)> = sqlx::query_as(
+        "SELECT k.kek_id, k.wrapped_key FROM team_keys k
+         JOIN team_members m ON m.team_id = k.team_id AND m.user_id = $2
+         WHERE k.team_id = $1",
+    )
+    .bind(team)
+    .bind(user)
+    .fetch_optional(db)
+    .await?;
+    let (kek_id, bytes) = row.ok_or(AppError::NotFound)?;
+    open_team_key(keyring, team, kek_id, bytes)
+}
+
+/// Unwraps a team's data key read from `team_keys`.
+pub fn open_team_key(
+    keyring: &Keyring,
+    team: Uuid,
+    kek_id: String,
+    bytes: Vec<u8>,
+) -> Result<DataKey, AppError> {
+    keyring
+        .unwrap_team_key(&WrappedKey { kek_id, bytes }, team)
+        .map_err(|e| AppError::internal(format!("cannot open data key of team {team}: {e}")))
 }

@@ -211,7 +211,7 @@ async fn schedule_row(db: &PgPool, owner: Uuid, id: Uuid) -> Result<ScheduleRow,
     .ok_or(AppError::NotFound)
 }
 
-use crate::agents::server::check_owned as check_agent;
+use crate::agents::server::check_usable as check_agent;
 
 pub async fn create(
     state: &AppState,
@@ -406,12 +406,7 @@ pub async fn page(
     let row = schedule_row(&state.db, owner, id).await?;
     let schedule = row.view(owner, key)?;
     let plan = Plan::parse(&schedule.cron, &schedule.time_zone).ok();
-    let agent_name: Sealed =
-        sqlx::query_scalar("SELECT name FROM agents WHERE id = $1 AND owner_id = $2")
-            .bind(row.agent_id)
-            .bind(owner)
-            .fetch_one(&state.db)
-            .await?;
+    let agent_name = crate::agents::server::agent_name(state, owner, key, row.agent_id).await?;
     let runs: Vec<RunRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {RUN_COLUMNS} FROM schedule_runs
          WHERE schedule_id = $1 AND owner_id = $2 ORDER BY fire_at DESC, id LIMIT $3"
@@ -423,7 +418,7 @@ pub async fn page(
     .await?;
     Ok(SchedulePage {
         schedule,
-        agent_name: key.open_text(place("agents", "name", row.agent_id, owner), &agent_name)?,
+        agent_name,
         runs: runs
             .iter()
             .map(|r| r.view(owner, key, plan.as_ref()))

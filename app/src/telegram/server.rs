@@ -145,7 +145,7 @@ async fn agent_channel(
 
 /// Another user's agent is not found, like one that does not exist.
 async fn check_agent(state: &AppState, owner: Uuid, agent: Uuid) -> Result<(), AppError> {
-    crate::agents::server::check_owned(&state.db, owner, agent).await
+    crate::agents::server::check_usable(&state.db, owner, agent).await
 }
 
 /// The code a person sends the bot to be let in: 10 letters and digits.
@@ -573,13 +573,7 @@ async fn agent_name(
     key: &DataKey,
     agent: Uuid,
 ) -> Result<String, AppError> {
-    let name: Sealed =
-        sqlx::query_scalar("SELECT name FROM agents WHERE id = $1 AND owner_id = $2")
-            .bind(agent)
-            .bind(owner)
-            .fetch_one(&state.db)
-            .await?;
-    key.open_text(Place::new("agents", "name", agent, owner), &name)
+    crate::agents::server::agent_name(state, owner, key, agent).await
 }
 
 /// Shows reply `reply` in `chat` as it is written: a first message at once,

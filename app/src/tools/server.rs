@@ -38,6 +38,9 @@ pub struct ToolCtx {
     pub message: Uuid,
     /// The agent's tool settings (allowed hosts, say).
     pub config: ToolConfig,
+    /// The team whose agent this is (`None`: the user's own agent). A
+    /// team's agent uses no one's personal connections or MCP servers.
+    pub team: Option<Uuid>,
 }
 
 /// A tool's answer: the text the model reads, and for the audit where it
@@ -104,7 +107,9 @@ impl Toolbox {
             .iter()
             .filter_map(|name| builtin_tool(name).map(|tool| (name.clone(), tool)))
             .collect();
-        tools.extend(crate::mcp::server::tools_for(&ctx, &config.enabled).await);
+        if ctx.team.is_none() {
+            tools.extend(crate::mcp::server::tools_for(&ctx, &config.enabled).await);
+        }
         let timeout = ctx.state.settings.tool_timeout;
         Toolbox {
             tools,

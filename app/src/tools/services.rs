@@ -54,6 +54,14 @@ fn decl(name: &str, parameters: Value) -> ToolDecl {
 /// The user's connection for `kind` (the one chosen for the agent, else
 /// their newest), or a sentence saying what to add.
 pub async fn connection(ctx: &ToolCtx, kind: ConnectionKind) -> Result<Credential, ToolError> {
+    if ctx.team.is_some() {
+        // Never the person chatting's own account: the team's agent acts
+        // for the team, and teams hold no connections of their own yet.
+        return Err(ToolError::Failed(format!(
+            "A team's agent cannot use anyone's own {} connection.",
+            kind.label()
+        )));
+    }
     let chosen = ctx
         .config
         .connections

@@ -75,6 +75,7 @@ pub fn Header() -> impl IntoView {
                                     <a href="/dashboard">"Dashboard"</a>
                                     <a href="/agents">"Agents"</a>
                                     <a href="/knowledge">"Knowledge"</a>
+                                    <a href="/teams">"Teams"</a>
                                     <a href="/settings">"Settings"</a>
                                     {user.is_admin.then(|| view! { <a href="/admin">"Admin"</a> })}
                                     <span class="who" data-testid="signed-in-as">

@@ -27,6 +27,7 @@ mod passkeys;
 mod schedules;
 mod schema;
 mod sessions;
+mod teams;
 mod telegram;
 mod tools;
 mod two_factor;

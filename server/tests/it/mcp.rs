@@ -727,6 +727,7 @@ async fn another_users_mcp_server_is_not_found_anywhere(db: PgPool) {
             enabled: vec![key.clone()],
             ..Default::default()
         },
+        team: None,
     };
     let toolbox = app::tools::server::Toolbox::for_agent(ctx).await;
     assert!(toolbox.is_empty());

@@ -14,6 +14,36 @@ use sqlx::PgPool;
 /// safe. Nothing a user types or chooses may be here.
 const PLAIN: &[(&str, &str, &str)] = &[
     (
+        "team_keys",
+        "kek_id",
+        "which master key wrapped the team's data key: an HMAC id",
+    ),
+    (
+        "team_keys",
+        "wrapped_key",
+        "the team's data key, wrapped by a master key the database never holds",
+    ),
+    (
+        "team_invitations",
+        "email_index",
+        "keyed HMAC of the invited address (blind index), not the address",
+    ),
+    (
+        "team_invitations",
+        "token_hash",
+        "SHA-256 of the invitation link's token, never the token",
+    ),
+    (
+        "team_members",
+        "role",
+        "owner, admin or member: a fixed value the server chooses",
+    ),
+    (
+        "team_invitations",
+        "role",
+        "admin or member: a fixed value the server chooses",
+    ),
+    (
         "users",
         "email_index",
         "keyed HMAC of the email (blind index), not the email",
@@ -705,6 +735,47 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         }
     }
 
+    // A team: its name, an open invitation (the address), and its agent.
+    {
+        let team: String = app
+            .call(&client, "create_team", &[("name", "Schema team")])
+            .await
+            .json()
+            .await
+            .unwrap();
+        let res = app
+            .call(
+                &client,
+                "invite_to_team",
+                &[
+                    ("id", &team),
+                    ("email", "someone@example.com"),
+                    ("role", "member"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let res = app
+            .call(
+                &client,
+                "create_agent",
+                &[
+                    ("name", "Team agent"),
+                    ("description", "Shared"),
+                    ("system_prompt", "Team prompt"),
+                    ("provider", "openai"),
+                    ("model", "fake:echo"),
+                    ("temperature", ""),
+                    ("top_p", ""),
+                    ("max_output_tokens", ""),
+                    ("avatar", ""),
+                    ("team", &team),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+
     // An export of it all, ready (its sealed zip).
     assert_eq!(app.call(&client, "request_export", &[]).await.status(), 200);
     for _ in 0..800 {
@@ -747,6 +818,7 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         ("mcp_servers", "oauth_tokens"),
         ("mcp_oauth_states", "state"),
         ("knowledge_chunks", "vector"),
+        ("teams", "name"),
     ] {
         let sql = format!(
             "UPDATE {table} SET {column} = set_byte({column}, 20, get_byte({column}, 20) # 1)
@@ -772,7 +844,8 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
             "agent_mcp_tokens.token",
             "mcp_servers.oauth_tokens",
             "mcp_oauth_states.state",
-            "knowledge_chunks.vector"
+            "knowledge_chunks.vector",
+            "teams.name"
         ])
     );
 }
