@@ -101,6 +101,8 @@ const TEAM_NAME: &str = "Kanarie team";
 const TEAM_INVITEE: &str = "kanarie.invitee@example.com";
 const TEAM_AGENT_NAME: &str = "Kanarie team agent";
 const TEAM_AGENT_PROMPT: &str = "Kanarie team agent prompt";
+const TEAM_CONNECTION_LABEL: &str = "Kanarie team GitHub";
+const TEAM_CONNECTION_SECRET: &str = "ghp_good_kanarie_team_7777";
 /// A schedule's name and prompt.
 const SCHEDULE_NAME: &str = "Kanarie schedule";
 const SCHEDULE_PROMPT: &str = "Kanarie scheduled prompt";
@@ -572,6 +574,19 @@ async fn store_everything(app: &TestApp) {
                 ("top_p", ""),
                 ("max_output_tokens", ""),
                 ("avatar", ""),
+                ("team", &team),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .call(
+            &client,
+            "add_connection",
+            &[
+                ("kind", "github"),
+                ("label", TEAM_CONNECTION_LABEL),
+                ("secret", TEAM_CONNECTION_SECRET),
                 ("team", &team),
             ],
         )
@@ -1234,6 +1249,7 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         PASSWORD,
         API_KEY,
         CONNECTION_SECRET,
+        TEAM_CONNECTION_SECRET,
         MCP_SECRET_SUFFIX,
         MCP_URL_KEY,
         TELEGRAM_TOKEN,

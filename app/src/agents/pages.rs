@@ -556,7 +556,13 @@ fn AgentNew() -> impl IntoView {
                 let in_team = team();
                 let personal = in_team.is_none();
                 let keys = keys.await.unwrap_or_default().into_iter().filter(|_| personal).collect();
-                let connections = connections.await.unwrap_or_default().into_iter().filter(|_| personal).collect();
+                // The connections where the agent will be: the user's own, or the team's.
+                let connections = connections
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|c| c.team_id == in_team)
+                    .collect();
                 let mcp_servers = mcp_servers.await.unwrap_or_default().into_iter().filter(|_| personal).collect();
                 let bases = bases.await.unwrap_or_default().into_iter().filter(|_| personal).collect();
                 let teams = teams.await.unwrap_or_default();
@@ -651,7 +657,10 @@ fn AgentEdit() -> impl IntoView {
                         // A team's agent takes nothing personal.
                         let personal = agent.team_id.is_none();
                         let keys = keys.into_iter().filter(|_| personal).collect();
-                        let connections = connections.into_iter().filter(|_| personal).collect();
+                        let connections = connections
+                            .into_iter()
+                            .filter(|c| c.team_id == agent.team_id)
+                            .collect();
                         let mcp_servers = mcp_servers.into_iter().filter(|_| personal).collect();
                         let bases = bases.into_iter().filter(|_| personal).collect();
                         Either::Left(view! {

@@ -311,25 +311,31 @@ async fn check_chosen_key(
     }
 }
 
-/// Each connection chosen for the agent's tools must be the owner's own and
-/// of its kind.
+/// Each connection chosen for the agent's tools must be of its kind and
+/// where the agent is: the user's own for their own agent, the team's for
+/// a team's agent.
 async fn check_connections(
     state: &AppState,
     owner: Uuid,
+    team: Option<Uuid>,
     tools: &crate::tools::ToolConfig,
 ) -> Result<(), AppError> {
     for (kind, id) in &tools.connections {
         let id = uuid::Uuid::parse_str(id).map_err(|_| AppError::NotFound)?;
-        let found: Option<String> =
-            sqlx::query_scalar("SELECT kind FROM connections WHERE id = $1 AND owner_id = $2")
-                .bind(id)
-                .bind(owner)
-                .fetch_optional(&state.db)
-                .await?;
+        let found = crate::connections::server::kind_and_team(&state.db, owner, id).await?;
         match found {
-            None => return Err(AppError::NotFound),
-            Some(k) if &k == kind => {}
-            Some(_) => {
+            (_, found_team) if found_team != team => {
+                return Err(AppError::invalid(
+                    "tools",
+                    if team.is_some() {
+                        "A team's agent uses only the team's own connections."
+                    } else {
+                        "Your own agent uses only your own connections."
+                    },
+                ));
+            }
+            (k, _) if &k == kind => {}
+            _ => {
                 return Err(AppError::invalid(
                     "tools",
                     "A connection was chosen for the wrong service.",
@@ -368,8 +374,8 @@ async fn check_mcp_servers(
 }
 
 /// A team's agent takes nothing personal: no chosen provider key (it runs
-/// on the key of whoever chats), no connection, MCP server or knowledge
-/// base of anyone's own.
+/// on the key of whoever chats), no MCP server or knowledge base of
+/// anyone's own (its connections are checked to be the team's).
 fn check_team_choices(
     provider_key_id: Option<Uuid>,
     tools: &crate::tools::ToolConfig,
@@ -381,10 +387,10 @@ fn check_team_choices(
             "A team's agent runs on the key of whoever chats with it: leave the key on automatic.",
         ));
     }
-    if !tools.connections.is_empty() || !tools.mcp_servers().is_empty() {
+    if !tools.mcp_servers().is_empty() {
         return Err(AppError::invalid(
             "tools",
-            "A team's agent cannot use anyone's own connections or MCP servers.",
+            "A team's agent cannot use anyone's own MCP servers.",
         ));
     }
     if !knowledge.is_empty() {
@@ -416,9 +422,9 @@ async fn write_agent(
         check_team_choices(provider_key_id, &spec.tools, knowledge)?;
     } else {
         check_chosen_key(state, owner, spec.provider, provider_key_id).await?;
-        check_connections(state, owner, &spec.tools).await?;
         check_mcp_servers(state, owner, &spec.tools).await?;
     }
+    check_connections(state, owner, team, &spec.tools).await?;
     let (key, sealer) = Keys::new(state, owner, key).for_row(team).await?;
     let seal = |column, value: &str| key.seal_str(place(column, id, sealer), value);
     let starters = serde_json::to_string(&spec.starters).map_err(AppError::internal)?;

@@ -34,9 +34,12 @@ pub async fn add_connection(
     smtp_security: Option<String>,
     header_name: Option<String>,
     header_host: Option<String>,
+    // The team it is added for; absent or empty: the user's own.
+    team: Option<String>,
 ) -> Result<(), AppError> {
     use crate::ctx;
     let session = ctx::require_session()?;
+    let team = ctx::optional_id(team.as_deref())?;
     let input = super::ConnectionInput {
         kind,
         label,
@@ -51,7 +54,7 @@ pub async fn add_connection(
     };
     let new = super::NewConnection::parse(&input)?;
     let state = ctx::state()?;
-    super::server::add(&state, session.user_id, &session.key, &new).await?;
+    super::server::add(&state, session.user_id, &session.key, team, &new).await?;
     crate::data::activity::server::note(
         &state,
         &session,

@@ -43,6 +43,7 @@ fn Connections() -> impl IntoView {
     );
     let add_error = action_error!(add);
     let kind_error = field_message(add_error, "kind");
+    let teams = Resource::new(|| (), |_| crate::teams::api::team_choices());
     view! {
         <h1>"Connections"</h1>
         <p class="muted">
@@ -87,6 +88,29 @@ fn Connections() -> impl IntoView {
                     </div>
                     <Field label="Label" name="label" error=add_error/>
                 </div>
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let teams = teams.await.unwrap_or_default();
+                        (!teams.is_empty())
+                            .then(|| {
+                                view! {
+                                    <div class="field">
+                                        <label for="field-team">"Belongs to"</label>
+                                        <select id="field-team" name="team">
+                                            <option value="">"Only you"</option>
+                                            {teams
+                                                .into_iter()
+                                                .map(|t| view! { <option value=t.id>{format!("The team {}", t.name)}</option> })
+                                                .collect_view()}
+                                        </select>
+                                        <p class="field-hint">
+                                            "A team's connection is used by the team's agents only, and managed by its admins."
+                                        </p>
+                                    </div>
+                                }
+                            })
+                    })}
+                </Transition>
                 <Field
                     label="Token, password or header value"
                     name="secret"
@@ -154,9 +178,14 @@ fn ConnectionRow(
             <div>
                 <strong>{connection.label.clone()}</strong>
                 <span class="muted">" · " {connection.kind.label()}</span>
+                {connection
+                    .team
+                    .clone()
+                    .map(|team| view! { <span class="badge" data-testid="connection-team">{team}</span> })}
                 <code class="masked">{connection.masked.clone()}</code>
                 {detail.map(|d| view! { <p class="muted">{d}</p> })}
             </div>
+            {connection.can_edit.then(move || view! {
             <div class="actions">
                 <ActionForm action=test attr:class="inline">
                     <input type="hidden" name="id" value=id_test/>
@@ -192,6 +221,7 @@ fn ConnectionRow(
                     <button type="submit">"Replace"</button>
                 </ActionForm>
             </details>
+            })}
         </li>
     }
 }

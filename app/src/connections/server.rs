@@ -1,5 +1,8 @@
-//! Connections (server only). Every query names the owner: another user's
-//! connection is `NotFound`, exactly like one that does not exist.
+//! Connections (server only). Every query names the user and checks access
+//! in the statement: a connection is its maker's own, or a team's (sealed
+//! with the team's key), which the team's agents use and its admins and
+//! owners manage. Anyone else's is `NotFound`, exactly like one that does
+//! not exist.
 //!
 //! Sealed here: `connections.label`, `secret`, `masked`, `settings`.
 
@@ -20,15 +23,26 @@ use crate::{
         rate_limit,
     },
     state::AppState,
+    teams::server::Keys,
 };
 
 /// The sealed columns of this slice (`keys verify` opens them all).
 pub const SEALED: &[SealedColumn] = &[
-    SealedColumn::owned("connections", "label"),
-    SealedColumn::owned("connections", "secret"),
-    SealedColumn::owned("connections", "masked"),
-    SealedColumn::owned("connections", "settings"),
+    SealedColumn::shareable("connections", "label"),
+    SealedColumn::shareable("connections", "secret"),
+    SealedColumn::shareable("connections", "masked"),
+    SealedColumn::shareable("connections", "settings"),
 ];
+
+/// `connections c` with the user's (`$1`) membership of its team, keeping
+/// those they may use: their own, and their teams'.
+const ACCESS: &str = "connections c
+     LEFT JOIN team_members tm ON tm.team_id = c.team_id AND tm.user_id = $1
+     WHERE ((c.team_id IS NULL AND c.owner_id = $1) OR tm.user_id IS NOT NULL)";
+
+/// The user (`$1`) may manage it: their own, or their team's as an admin
+/// or owner (with `ACCESS`).
+const EDITS: &str = "(c.team_id IS NULL OR tm.role IN ('owner', 'admin'))";
 
 fn place(column: &'static str, id: Uuid, owner: Uuid) -> Place {
     Place::new("connections", column, id, owner)
@@ -46,59 +60,127 @@ struct Row {
     label: Sealed,
     masked: Sealed,
     settings: Sealed,
+    team_id: Option<Uuid>,
+    can_edit: bool,
 }
 
 impl Row {
-    fn view(&self, key: &DataKey, owner: Uuid) -> Result<ConnectionView, AppError> {
-        let settings = key.open_text(place("settings", self.id, owner), &self.settings)?;
+    fn view(&self, key: &DataKey, sealer: Uuid) -> Result<ConnectionView, AppError> {
+        let settings = key.open_text(place("settings", self.id, sealer), &self.settings)?;
         Ok(ConnectionView {
             id: self.id.to_string(),
             kind: kind_of(&self.kind)?,
-            label: key.open_text(place("label", self.id, owner), &self.label)?,
-            masked: key.open_text(place("masked", self.id, owner), &self.masked)?,
+            label: key.open_text(place("label", self.id, sealer), &self.label)?,
+            masked: key.open_text(place("masked", self.id, sealer), &self.masked)?,
             settings: serde_json::from_str(&settings).map_err(AppError::internal)?,
+            team_id: self.team_id.map(|t| t.to_string()),
+            team: None,
+            can_edit: self.can_edit,
         })
     }
 }
 
+/// The connections the user may use: their own, then their teams'.
 pub async fn list(
     state: &AppState,
     owner: Uuid,
     key: &DataKey,
 ) -> Result<Vec<ConnectionView>, AppError> {
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT id, kind, label, masked, settings FROM connections
-         WHERE owner_id = $1 ORDER BY kind, created_at",
-    )
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT c.id, c.kind, c.label, c.masked, c.settings, c.team_id, {EDITS} AS can_edit
+         FROM {ACCESS} ORDER BY c.team_id NULLS FIRST, c.kind, c.created_at"
+    )))
     .bind(owner)
     .fetch_all(&state.db)
     .await?;
-    rows.iter().map(|row| row.view(key, owner)).collect()
+    let team_names: std::collections::HashMap<String, String> =
+        if rows.iter().any(|r| r.team_id.is_some()) {
+            crate::teams::server::list(state, owner)
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t.name))
+                .collect()
+        } else {
+            Default::default()
+        };
+    let mut keys = Keys::new(state, owner, key);
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let (key, sealer) = keys.for_row(row.team_id).await?;
+        let mut view = row.view(&key, sealer)?;
+        view.team = view
+            .team_id
+            .as_ref()
+            .and_then(|t| team_names.get(t).cloned());
+        out.push(view);
+    }
+    Ok(out)
 }
 
+/// Only the user's own connections (their export, their data summary).
+pub async fn list_own(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+) -> Result<Vec<ConnectionView>, AppError> {
+    Ok(list(state, owner, key)
+        .await?
+        .into_iter()
+        .filter(|c| c.team_id.is_none())
+        .collect())
+}
+
+/// Adds a connection: the user's own (`team` None), or a team's, where
+/// the user must be an admin or owner.
 pub async fn add(
     state: &AppState,
     owner: Uuid,
     key: &DataKey,
+    team: Option<Uuid>,
     new: &NewConnection,
 ) -> Result<Uuid, AppError> {
+    if let Some(team) = team {
+        crate::teams::server::require_editor(&state.db, team, owner).await?;
+    }
+    let (key, sealer) = Keys::new(state, owner, key).for_row(team).await?;
     let id = Uuid::new_v4();
     let settings = serde_json::to_string(&new.settings).map_err(AppError::internal)?;
     sqlx::query(
-        "INSERT INTO connections (id, owner_id, kind, label, secret, masked, settings)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO connections (id, owner_id, kind, label, secret, masked, settings, team_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(id)
     .bind(owner)
     .bind(new.kind.as_str())
-    .bind(key.seal_str(place("label", id, owner), &new.label))
-    .bind(key.seal_str(place("secret", id, owner), &new.secret))
-    .bind(key.seal_str(place("masked", id, owner), &mask(&new.secret)))
-    .bind(key.seal_str(place("settings", id, owner), &settings))
+    .bind(key.seal_str(place("label", id, sealer), &new.label))
+    .bind(key.seal_str(place("secret", id, sealer), &new.secret))
+    .bind(key.seal_str(place("masked", id, sealer), &mask(&new.secret)))
+    .bind(key.seal_str(place("settings", id, sealer), &settings))
+    .bind(team)
     .execute(&state.db)
     .await?;
-    tracing::info!(connection_id = %id, owner_id = %owner, kind = new.kind.as_str(), "connection added");
+    tracing::info!(connection_id = %id, owner_id = %owner, team_id = ?team, kind = new.kind.as_str(), "connection added");
     Ok(id)
+}
+
+/// The team of connection `id` if the user may manage it: `NotFound` when
+/// they cannot use it, a plain refusal when they only use it.
+async fn editable(state: &AppState, user: Uuid, id: Uuid) -> Result<Option<Uuid>, AppError> {
+    let row: Option<(Option<Uuid>, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT c.team_id, {EDITS} FROM {ACCESS} AND c.id = $2"
+    )))
+    .bind(user)
+    .bind(id)
+    .fetch_optional(&state.db)
+    .await?;
+    match row {
+        None => Err(AppError::NotFound),
+        Some((_, false)) => Err(AppError::invalid(
+            "connection",
+            "This is a team's connection: only the team's admins and owners can change it.",
+        )),
+        Some((team, true)) => Ok(team),
+    }
 }
 
 pub async fn replace_secret(
@@ -108,14 +190,16 @@ pub async fn replace_secret(
     id: Uuid,
     secret: &str,
 ) -> Result<(), AppError> {
+    let team = editable(state, owner, id).await?;
+    let (key, sealer) = Keys::new(state, owner, key).for_row(team).await?;
     let done = sqlx::query(
         "UPDATE connections SET secret = $3, masked = $4, updated_at = now()
-         WHERE id = $1 AND owner_id = $2",
+         WHERE id = $1 AND team_id IS NOT DISTINCT FROM $2",
     )
     .bind(id)
-    .bind(owner)
-    .bind(key.seal_str(place("secret", id, owner), secret))
-    .bind(key.seal_str(place("masked", id, owner), &mask(secret)))
+    .bind(team)
+    .bind(key.seal_str(place("secret", id, sealer), secret))
+    .bind(key.seal_str(place("masked", id, sealer), &mask(secret)))
     .execute(&state.db)
     .await?;
     crate::error::found(done)?;
@@ -124,14 +208,35 @@ pub async fn replace_secret(
 }
 
 pub async fn delete(state: &AppState, owner: Uuid, id: Uuid) -> Result<(), AppError> {
-    let done = sqlx::query("DELETE FROM connections WHERE id = $1 AND owner_id = $2")
-        .bind(id)
-        .bind(owner)
-        .execute(&state.db)
-        .await?;
+    let team = editable(state, owner, id).await?;
+    let done = sqlx::query(
+        "DELETE FROM connections WHERE id = $1 AND team_id IS NOT DISTINCT FROM $2
+           AND (team_id IS NOT NULL OR owner_id = $3)",
+    )
+    .bind(id)
+    .bind(team)
+    .bind(owner)
+    .execute(&state.db)
+    .await?;
     crate::error::found(done)?;
     tracing::info!(connection_id = %id, owner_id = %owner, "connection deleted");
     Ok(())
+}
+
+/// The team of connection `id` the user may use, and its kind.
+pub async fn kind_and_team(
+    db: &sqlx::PgPool,
+    user: Uuid,
+    id: Uuid,
+) -> Result<(String, Option<Uuid>), AppError> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT c.kind, c.team_id FROM {ACCESS} AND c.id = $2"
+    )))
+    .bind(user)
+    .bind(id)
+    .fetch_optional(db)
+    .await?
+    .ok_or(AppError::NotFound)
 }
 
 /// A connection's secret and settings, for the tool that uses it. Only
@@ -157,14 +262,16 @@ impl std::fmt::Debug for Credential {
     }
 }
 
-/// The owner's connection `id` (when given and theirs), else their newest
-/// connection of `kind`; `None` when they have none.
+/// The connection of `kind` a run uses: among the user's own (`team`
+/// None) or the team's (the user must be in it), the one chosen (`id`)
+/// if it is there, else the newest; `None` when there is none.
 pub async fn credential(
     state: &AppState,
     owner: Uuid,
     key: &DataKey,
     kind: ConnectionKind,
     id: Option<Uuid>,
+    team: Option<Uuid>,
 ) -> Result<Option<Credential>, AppError> {
     #[derive(sqlx::FromRow)]
     struct SecretRow {
@@ -172,20 +279,23 @@ pub async fn credential(
         secret: Sealed,
         settings: Sealed,
     }
-    let row: Option<SecretRow> = sqlx::query_as(
-        "SELECT id, secret, settings FROM connections WHERE owner_id = $1 AND kind = $2
-         ORDER BY id IS NOT DISTINCT FROM $3 DESC, created_at DESC LIMIT 1",
-    )
+    let row: Option<SecretRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT c.id, c.secret, c.settings FROM {ACCESS}
+           AND c.kind = $2 AND c.team_id IS NOT DISTINCT FROM $4
+         ORDER BY c.id IS NOT DISTINCT FROM $3 DESC, c.created_at DESC LIMIT 1"
+    )))
     .bind(owner)
     .bind(kind.as_str())
     .bind(id)
+    .bind(team)
     .fetch_optional(&state.db)
     .await?;
     let Some(row) = row else { return Ok(None) };
-    let settings = key.open_text(place("settings", row.id, owner), &row.settings)?;
+    let (key, sealer) = Keys::new(state, owner, key).for_row(team).await?;
+    let settings = key.open_text(place("settings", row.id, sealer), &row.settings)?;
     Ok(Some(Credential {
         kind,
-        secret: key.open_text(place("secret", row.id, owner), &row.secret)?,
+        secret: key.open_text(place("secret", row.id, sealer), &row.secret)?,
         settings: serde_json::from_str(&settings).map_err(AppError::internal)?,
     }))
 }
@@ -232,20 +342,15 @@ pub async fn test(
     key: &DataKey,
     id: Uuid,
 ) -> Result<ConnectionTest, AppError> {
-    let kind: String =
-        sqlx::query_scalar("SELECT kind FROM connections WHERE id = $1 AND owner_id = $2")
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&state.db)
-            .await?
-            .ok_or(AppError::NotFound)?;
+    let team = editable(state, owner, id).await?;
+    let (kind, _) = kind_and_team(&state.db, owner, id).await?;
     rate_limit::hit(
         &state.db,
         &format!("key-test:user:{owner}"),
         state.settings.key_tests_per_user,
     )
     .await?;
-    let credential = credential(state, owner, key, kind_of(&kind)?, Some(id))
+    let credential = credential(state, owner, key, kind_of(&kind)?, Some(id), team)
         .await?
         .ok_or(AppError::NotFound)?;
     let result = check(state, &credential).await;

@@ -478,7 +478,7 @@ pub mod server {
         ));
         files.push((
             "connections.json".into(),
-            pretty(&crate::connections::server::list(state, owner, key).await?)?,
+            pretty(&crate::connections::server::list_own(state, owner, key).await?)?,
         ));
         files.push((
             "mcp_servers.json".into(),

@@ -127,7 +127,7 @@ pub mod server {
                 .map(|k| format!("{} ({})", k.label, k.masked))
                 .collect(),
         });
-        let connections = crate::connections::server::list(state, owner, key).await?;
+        let connections = crate::connections::server::list_own(state, owner, key).await?;
         out.push(Holding {
             kind: "Connections".to_owned(),
             count: connections.len() as i64,

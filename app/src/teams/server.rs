@@ -56,6 +56,10 @@ pub const SEALED: &[SealedColumn] = &[
     },
 ];
 
+/// The tables whose rows a team can hold (`team_id`), each made by one of
+/// its people (`owner_id`).
+const SHARED_TABLES: [&str; 2] = ["agents", "connections"];
+
 /// How long an invitation link works.
 const INVITATION_DAYS: i32 = 7;
 
@@ -587,16 +591,19 @@ async fn hand_over(
     team: Uuid,
     member: Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE agents SET owner_id = (SELECT user_id FROM team_members
-                                       WHERE team_id = $1 AND role = 'owner'
-                                       ORDER BY joined_at, user_id LIMIT 1)
-         WHERE team_id = $1 AND owner_id = $2",
-    )
-    .bind(team)
-    .bind(member)
-    .execute(&mut *tx)
-    .await?;
+    for table in SHARED_TABLES {
+        // Table names from the constant list, never from input.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET owner_id = (SELECT user_id FROM team_members
+                                            WHERE team_id = $1 AND role = 'owner'
+                                            ORDER BY joined_at, user_id LIMIT 1)
+             WHERE team_id = $1 AND owner_id = $2"
+        )))
+        .bind(team)
+        .bind(member)
+        .execute(&mut *tx)
+        .await?;
+    }
     Ok(())
 }
 

@@ -54,27 +54,28 @@ fn decl(name: &str, parameters: Value) -> ToolDecl {
 /// The user's connection for `kind` (the one chosen for the agent, else
 /// their newest), or a sentence saying what to add.
 pub async fn connection(ctx: &ToolCtx, kind: ConnectionKind) -> Result<Credential, ToolError> {
-    if ctx.team.is_some() {
-        // Never the person chatting's own account: the team's agent acts
-        // for the team, and teams hold no connections of their own yet.
-        return Err(ToolError::Failed(format!(
-            "A team's agent cannot use anyone's own {} connection.",
-            kind.label()
-        )));
-    }
     let chosen = ctx
         .config
         .connections
         .get(kind.as_str())
         .and_then(|id| uuid::Uuid::parse_str(id).ok());
-    crate::connections::server::credential(&ctx.state, ctx.owner, &ctx.key, kind, chosen)
+    // A team's agent uses the team's connections, never the person
+    // chatting's own.
+    crate::connections::server::credential(&ctx.state, ctx.owner, &ctx.key, kind, chosen, ctx.team)
         .await
         .map_err(|_| ToolError::Failed("Enclave could not read the connection.".into()))?
         .ok_or_else(|| {
-            ToolError::Failed(format!(
-                "There is no {} connection: add one under Settings → Connections.",
-                kind.label()
-            ))
+            ToolError::Failed(if ctx.team.is_some() {
+                format!(
+                    "This team has no {} connection: a team admin adds one under Settings → Connections.",
+                    kind.label()
+                )
+            } else {
+                format!(
+                    "There is no {} connection: add one under Settings → Connections.",
+                    kind.label()
+                )
+            })
         })
 }
 

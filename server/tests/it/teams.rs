@@ -656,6 +656,7 @@ async fn team_data_is_sealed_with_the_team_key_and_outlives_its_maker(db: PgPool
     let admin = join(&app, &owner, &team, "admin@example.com", "admin", 0).await;
     let res = team_agent(&app, &admin, fake, &team, "Zanzibar agent", "fake:echo").await;
     assert_eq!(res.status(), 200);
+    github_connection(&app, &admin, "Zanzibar GitHub", "ghp_good_z", &team).await;
     let agent = agent_named(&app, &owner, "Zanzibar agent").await.unwrap()["id"]
         .as_str()
         .unwrap()
@@ -770,6 +771,11 @@ async fn team_data_is_sealed_with_the_team_key_and_outlives_its_maker(db: PgPool
             .await
             .unwrap();
     assert_ne!(new_owner, agent_owner);
+    let listed = ok_json(app.call(&owner, "list_connections", &[]).await).await;
+    assert!(
+        listed.to_string().contains("Zanzibar GitHub"),
+        "the team keeps its connection"
+    );
 
     // The owner is erased too: nobody is left, the team and its key go.
     let res = app
@@ -785,4 +791,236 @@ async fn team_data_is_sealed_with_the_team_key_and_outlives_its_maker(db: PgPool
         .unwrap();
     assert_eq!(app.count("SELECT count(*) FROM teams").await, 0);
     assert_eq!(app.count("SELECT count(*) FROM agents").await, 0);
+}
+
+/// Adds a GitHub connection (for `team` when given); its id.
+async fn github_connection(
+    app: &TestApp,
+    client: &Client,
+    label: &str,
+    secret: &str,
+    team: &str,
+) -> String {
+    let res = app
+        .call(
+            client,
+            "add_connection",
+            &[
+                ("kind", "github"),
+                ("label", label),
+                ("secret", secret),
+                ("team", team),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    ok_json(app.call(client, "list_connections", &[]).await)
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["label"] == label)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_team_agent_uses_the_teams_connections_and_nobody_elses(db: PgPool) {
+    let (app, fake) = app(db).await;
+    let owner = app.signed_up("owner@example.com").await;
+    let team = create_team(&app, &owner, "Builders").await;
+    let member = join(&app, &owner, &team, "member@example.com", "member", 0).await;
+    let outsider = app.signed_up("outsider@example.com").await;
+    let mine = github_connection(&app, &member, "Member's own", "ghp_good_member", "").await;
+    let owners_own = github_connection(&app, &owner, "Owner's own", "ghp_good_owner", "").await;
+
+    // The team's agent calls the GitHub tool for whoever chats.
+    let res = app
+        .call(
+            &owner,
+            "create_agent",
+            &[
+                ("name", "Issue finder"),
+                ("description", ""),
+                ("system_prompt", ""),
+                ("provider", "openai"),
+                ("model", "fake:tool=github_read"),
+                ("temperature", ""),
+                ("top_p", ""),
+                ("max_output_tokens", ""),
+                ("avatar", ""),
+                ("tools[]", "github_read"),
+                ("team", &team),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let agent = agent_named(&app, &member, "Issue finder").await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ask = |client: Client| {
+        let (app, agent) = (&app, agent.clone());
+        async move {
+            let sent = send_new(
+                app,
+                &client,
+                &agent,
+                &serde_json::json!({"action": "search", "query": "is:open bug"}).to_string(),
+            )
+            .await;
+            let reply = crate::common::reply_when(
+                app,
+                &client,
+                sent["conversation_id"].as_str().unwrap(),
+                "",
+            )
+            .await;
+            reply["parts"][1].clone()
+        }
+    };
+    // No team connection yet: the member's own is not used.
+    let call = ask(member.clone()).await;
+    assert_eq!(call["status"], "failed", "{call}");
+    assert!(
+        call["error"]
+            .as_str()
+            .unwrap()
+            .contains("This team has no GitHub"),
+        "{call}"
+    );
+
+    // The owner adds the team's: the member's run uses it.
+    let shared = github_connection(&app, &owner, "Team GitHub", "ghp_good_team", &team).await;
+    let call = ask(member.clone()).await;
+    assert_eq!(call["status"], "done", "{call}");
+    assert!(
+        call["result"]
+            .as_str()
+            .unwrap()
+            .contains("#7 Found by: is:open bug")
+    );
+
+    // Listed for the team's people (marked, managed by admins only).
+    let listed = ok_json(app.call(&member, "list_connections", &[]).await).await;
+    let team_row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == shared.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(team_row["team"], "Builders");
+    assert_eq!(team_row["can_edit"], false);
+    assert!(
+        !listed.to_string().contains("ghp_good_team"),
+        "never the secret"
+    );
+    assert!(
+        !ok_json(app.call(&outsider, "list_connections", &[]).await)
+            .await
+            .to_string()
+            .contains("Team GitHub")
+    );
+    for (who, client, want) in [("member", &member, 422), ("outsider", &outsider, 404)] {
+        for (name, form) in [
+            ("test_connection", vec![("id", shared.as_str())]),
+            (
+                "replace_connection",
+                vec![("id", shared.as_str()), ("secret", "ghp_good_x")],
+            ),
+            ("delete_connection", vec![("id", shared.as_str())]),
+        ] {
+            assert_eq!(
+                app.call(client, name, &form).await.status(),
+                want,
+                "{name} as {who}"
+            );
+        }
+    }
+    let tested = ok_json(
+        app.call(&owner, "test_connection", &[("id", &shared)])
+            .await,
+    )
+    .await;
+    assert_eq!(tested["ok"], true, "{tested}");
+    // A member cannot add one for the team.
+    let res = app
+        .call(
+            &member,
+            "add_connection",
+            &[
+                ("kind", "github"),
+                ("label", "Sneaky"),
+                ("secret", "ghp_good_s"),
+                ("team", &team),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+
+    // Each agent takes connections only from where it is.
+    let agent_form = |name: &'static str, connection: String, team: String| {
+        vec![
+            ("name", name.to_owned()),
+            ("description", String::new()),
+            ("system_prompt", String::new()),
+            ("provider", "openai".to_owned()),
+            ("model", "fake:echo".to_owned()),
+            ("temperature", String::new()),
+            ("top_p", String::new()),
+            ("max_output_tokens", String::new()),
+            ("avatar", String::new()),
+            ("tools[]", "github_read".to_owned()),
+            ("connections[github]", connection),
+            ("team", team),
+        ]
+    };
+    for (form, want) in [
+        (
+            agent_form("Own using team's", shared.clone(), String::new()),
+            422,
+        ),
+        (
+            agent_form("Team using own", owners_own.clone(), team.clone()),
+            422,
+        ),
+        (
+            agent_form("Team using a stranger's", mine.clone(), team.clone()),
+            404,
+        ),
+        (
+            agent_form("Team using team's", shared.clone(), team.clone()),
+            200,
+        ),
+    ] {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let res = app.call(&owner, "create_agent", &form).await;
+        assert_eq!(res.status(), want, "{:?}", form[0]);
+    }
+
+    // Removed from the team, the member's runs of it stop there; the
+    // team's connection is no longer theirs to see.
+    let member_id = ok_json(app.call(&owner, "get_team", &[("id", &team)]).await).await["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "member")
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .call(
+            &owner,
+            "remove_team_member",
+            &[("id", &team), ("member", &member_id)],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let listed = ok_json(app.call(&member, "list_connections", &[]).await).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    let _ = fake;
 }
