@@ -45,7 +45,27 @@ test("an owner shares an agent with a team, and removing a member takes it away"
   await expect(memberPage.getByRole("button", { name: "Send invitation" })).toHaveCount(0);
   await expect(memberPage.getByRole("button", { name: "Delete team" })).toHaveCount(0);
 
+  // The owner makes a knowledge base for the team; the member sees it,
+  // without the means to change it.
+  await ownerPage.goto("/knowledge");
+  await hydrated(ownerPage);
+  await ownerPage.getByLabel("Name").fill("Lighthouse logbook");
+  await ownerPage.getByLabel("Belongs to").selectOption({ label: "The team Lighthouse crew" });
+  await ownerPage.getByRole("button", { name: "Create knowledge base" }).click();
+  await expect(ownerPage).toHaveURL(/\/knowledge\/[0-9a-f-]{36}$/);
+  await expect(ownerPage.getByTestId("base-team")).toContainText("Lighthouse crew");
+  await expect(ownerPage.getByRole("button", { name: "Upload" })).toBeVisible();
+  await memberPage.goto("/knowledge");
+  await expect(memberPage.getByTestId("base-team")).toHaveText("Lighthouse crew");
+  await memberPage.getByRole("link", { name: "Lighthouse logbook" }).click();
+  await expect(memberPage.getByTestId("base-team")).toContainText("its admins change it");
+  await expect(memberPage.getByRole("button", { name: "Upload" })).toHaveCount(0);
+  await expect(memberPage.getByRole("button", { name: "Delete knowledge base" })).toHaveCount(0);
+
   // The owner makes the team's agent from the team page.
+  await ownerPage.goto("/teams");
+  await ownerPage.getByRole("link", { name: "Lighthouse crew" }).click();
+  await hydrated(ownerPage);
   await ownerPage.reload();
   await expect(ownerPage.getByTestId("invitation")).toHaveCount(0);
   await ownerPage.getByRole("link", { name: "New team agent" }).click();

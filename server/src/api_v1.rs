@@ -813,7 +813,7 @@ struct KnowledgeHit {
     ))]
 async fn list_knowledge(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let (holder, key) = caller!(state, headers, Scope::Knowledge);
-    let listed = app::knowledge::server::list_bases(&state.db, holder.owner, &key)
+    let listed = app::knowledge::server::list_usable(&state, holder.owner, &key)
         .await
         .map(|bases| {
             bases

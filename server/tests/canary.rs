@@ -103,6 +103,7 @@ const TEAM_AGENT_NAME: &str = "Kanarie team agent";
 const TEAM_AGENT_PROMPT: &str = "Kanarie team agent prompt";
 const TEAM_CONNECTION_LABEL: &str = "Kanarie team GitHub";
 const TEAM_CONNECTION_SECRET: &str = "ghp_good_kanarie_team_7777";
+const TEAM_BASE_NAME: &str = "Kanarie team knowledge";
 /// A schedule's name and prompt.
 const SCHEDULE_NAME: &str = "Kanarie schedule";
 const SCHEDULE_PROMPT: &str = "Kanarie scheduled prompt";
@@ -587,6 +588,20 @@ async fn store_everything(app: &TestApp) {
                 ("kind", "github"),
                 ("label", TEAM_CONNECTION_LABEL),
                 ("secret", TEAM_CONNECTION_SECRET),
+                ("team", &team),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let res = app
+        .call(
+            &client,
+            "create_knowledge_base",
+            &[
+                ("name", TEAM_BASE_NAME),
+                ("description", "Kanarie team base description"),
+                ("provider", "openai"),
+                ("model", "text-embedding-3-small"),
                 ("team", &team),
             ],
         )

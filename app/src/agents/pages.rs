@@ -564,7 +564,12 @@ fn AgentNew() -> impl IntoView {
                     .filter(|c| c.team_id == in_team)
                     .collect();
                 let mcp_servers = mcp_servers.await.unwrap_or_default().into_iter().filter(|_| personal).collect();
-                let bases = bases.await.unwrap_or_default().into_iter().filter(|_| personal).collect();
+                let bases = bases
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|b| b.team_id == in_team)
+                    .collect();
                 let teams = teams.await.unwrap_or_default();
                 let initial = AgentForm {
                     provider: Provider::Openai.as_str().to_owned(),
@@ -662,7 +667,10 @@ fn AgentEdit() -> impl IntoView {
                             .filter(|c| c.team_id == agent.team_id)
                             .collect();
                         let mcp_servers = mcp_servers.into_iter().filter(|_| personal).collect();
-                        let bases = bases.into_iter().filter(|_| personal).collect();
+                        let bases = bases
+                            .into_iter()
+                            .filter(|b| b.team_id == agent.team_id)
+                            .collect();
                         Either::Left(view! {
                             <h1>"Edit " {agent.spec.name.clone()}</h1>
                             <ActionForm action=action attr:class="card agent-form">

@@ -237,7 +237,10 @@ pub async fn get_agent(
         spec: loaded.spec,
         provider_key_id: loaded.provider_key_id.map(|k| k.to_string()),
         key_source,
-        knowledge: crate::knowledge::server::agent_bases(&state.db, owner, key, id).await?,
+        knowledge: {
+            let (key, holder) = Keys::new(state, owner, key).for_row(loaded.team).await?;
+            crate::knowledge::server::agent_bases(&state.db, holder, &key, id).await?
+        },
         team_id: loaded.team.map(|t| t.to_string()),
         team,
         can_edit: loaded.can_edit,
@@ -374,12 +377,11 @@ async fn check_mcp_servers(
 }
 
 /// A team's agent takes nothing personal: no chosen provider key (it runs
-/// on the key of whoever chats), no MCP server or knowledge base of
-/// anyone's own (its connections are checked to be the team's).
+/// on the key of whoever chats), no MCP server of anyone's own (its
+/// connections and knowledge bases are checked to be the team's).
 fn check_team_choices(
     provider_key_id: Option<Uuid>,
     tools: &crate::tools::ToolConfig,
-    knowledge: &[Uuid],
 ) -> Result<(), AppError> {
     if provider_key_id.is_some() {
         return Err(AppError::invalid(
@@ -391,12 +393,6 @@ fn check_team_choices(
         return Err(AppError::invalid(
             "tools",
             "A team's agent cannot use anyone's own MCP servers.",
-        ));
-    }
-    if !knowledge.is_empty() {
-        return Err(AppError::invalid(
-            "knowledge",
-            "A team's agent cannot answer from anyone's own knowledge bases.",
         ));
     }
     Ok(())
@@ -419,7 +415,7 @@ async fn write_agent(
     knowledge: &[Uuid],
 ) -> Result<u64, AppError> {
     if team.is_some() {
-        check_team_choices(provider_key_id, &spec.tools, knowledge)?;
+        check_team_choices(provider_key_id, &spec.tools)?;
     } else {
         check_chosen_key(state, owner, spec.provider, provider_key_id).await?;
         check_mcp_servers(state, owner, &spec.tools).await?;
@@ -452,7 +448,7 @@ async fn write_agent(
     if done.rows_affected() == 0 {
         return Ok(0);
     }
-    crate::knowledge::server::replace_agent_bases(&mut tx, owner, id, knowledge).await?;
+    crate::knowledge::server::replace_agent_bases(&mut tx, sealer, id, knowledge).await?;
     tx.commit().await?;
     Ok(done.rows_affected())
 }

@@ -368,10 +368,10 @@ async fn build_job(
     let bases: Vec<Uuid> = sqlx::query_scalar(
         "SELECT ak.base_id FROM agent_knowledge_bases ak
          JOIN knowledge_bases b ON b.id = ak.base_id
-         WHERE ak.agent_id = $1 AND b.owner_id = $2 ORDER BY b.created_at",
+         WHERE ak.agent_id = $1 AND coalesce(b.team_id, b.owner_id) = $2 ORDER BY b.created_at",
     )
     .bind(agent_id)
-    .bind(owner)
+    .bind(team.unwrap_or(owner))
     .fetch_all(&mut *tx)
     .await?;
     let retrieval = question.filter(|_| !bases.is_empty()).map(|question| {

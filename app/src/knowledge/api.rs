@@ -27,7 +27,7 @@ pub struct BasePage {
 pub async fn list_knowledge_bases() -> Result<Vec<BaseView>, AppError> {
     use crate::ctx;
     let session = ctx::require_verified_session()?;
-    super::server::list_bases(&ctx::state()?.db, session.user_id, &session.key).await
+    super::server::list_usable(&ctx::state()?, session.user_id, &session.key).await
 }
 
 #[server(prefix = "/api", endpoint = "create_knowledge_base")]
@@ -38,6 +38,8 @@ pub async fn create_knowledge_base(
     model: String,
     #[server(default)] provider_key_id: Option<String>,
     #[server(default)] base_url: Option<String>,
+    // The team it is made in; absent or empty: the user's own.
+    #[server(default)] team: Option<String>,
 ) -> Result<String, AppError> {
     use crate::{ctx, provider::Provider};
     let session = ctx::require_verified_session()?;
@@ -45,10 +47,12 @@ pub async fn create_knowledge_base(
     let provider = Provider::parse(provider.trim())
         .ok_or_else(|| AppError::invalid("provider", "Choose where the embeddings come from."))?;
     let provider_key_id = ctx::optional_id(provider_key_id.as_deref().filter(|s| !s.is_empty()))?;
+    let team = ctx::optional_id(team.as_deref().filter(|s| !s.is_empty()))?;
     let id = super::server::create_base(
         &state,
         session.user_id,
         &session.key,
+        team,
         super::server::NewBase {
             name,
             description,
@@ -68,7 +72,7 @@ pub async fn knowledge_base(id: String) -> Result<BasePage, AppError> {
     use crate::ctx;
     let session = ctx::require_verified_session()?;
     super::server::page(
-        &ctx::state()?.db,
+        &ctx::state()?,
         session.user_id,
         &session.key,
         ctx::parse_id(&id)?,
@@ -140,7 +144,7 @@ pub async fn knowledge_passage(id: String) -> Result<Passage, AppError> {
     use crate::ctx;
     let session = ctx::require_verified_session()?;
     super::server::passage(
-        &ctx::state()?.db,
+        &ctx::state()?,
         session.user_id,
         &session.key,
         ctx::parse_id(&id)?,

@@ -34,6 +34,7 @@ fn KnowledgeList() -> impl IntoView {
         move || create.version().get(),
         |_| api::list_knowledge_bases(),
     );
+    let teams = Resource::new(|| (), |_| crate::teams::api::team_choices());
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(id)) = create.value().get() {
@@ -64,6 +65,7 @@ fn KnowledgeList() -> impl IntoView {
                                                 <a href=format!("/knowledge/{}", b.id)>
                                                     <strong>{b.name}</strong>
                                                 </a>
+                                                {b.team.map(|team| view! { <span class="badge" data-testid="base-team">{team}</span> })}
                                                 <p class="muted">{b.description}</p>
                                                 <p class="muted">
                                                     {format!(
@@ -90,6 +92,30 @@ fn KnowledgeList() -> impl IntoView {
                 <FormError error=error/>
                 <Field label="Name" name="name" error=error/>
                 <Field label="Description" name="description" required=false error=error/>
+                <Transition fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        let teams = teams.await.unwrap_or_default();
+                        (!teams.is_empty())
+                            .then(|| {
+                                view! {
+                                    <div class="field">
+                                        <label for="field-team">"Belongs to"</label>
+                                        <select id="field-team" name="team">
+                                            <option value="">"Only you"</option>
+                                            {teams
+                                                .into_iter()
+                                                .map(|t| view! { <option value=t.id>{format!("The team {}", t.name)}</option> })
+                                                .collect_view()}
+                                        </select>
+                                        <p class="field-hint">
+                                            "A team's base is searched by the team's agents and changed by its admins; "
+                                            "it embeds on the key of whoever adds documents or searches it."
+                                        </p>
+                                    </div>
+                                }
+                            })
+                    })}
+                </Transition>
                 <div class="field">
                     <label for="field-provider">"Embeddings from"</label>
                     <select id="field-provider" name="provider">
@@ -200,6 +226,7 @@ fn KnowledgeBase() -> impl IntoView {
                     Err(err) => not_found_or(err).into_any(),
                     Ok(BasePage { base, documents, agents }) => {
                         let base_id = base.id.clone();
+                        let can_edit = base.can_edit;
                         let (for_docs, for_agents) = (base_id.clone(), base_id.clone());
                         let busy = documents.iter().any(|d| d.state.is_busy());
                         view! {
@@ -209,6 +236,23 @@ fn KnowledgeBase() -> impl IntoView {
                             <p class="muted">
                                 {format!("Embeddings: {} ({})", base.model, base.provider)}
                             </p>
+                            {base
+                                .team
+                                .clone()
+                                .map(|team| {
+                                    view! {
+                                        <p class="muted" data-testid="base-team">
+                                            "Belongs to the team "
+                                            <a href=format!("/teams/{}", base.team_id.clone().unwrap_or_default())>{team}</a>
+                                            {if can_edit {
+                                                ": its agents answer from it; you and the other admins change it."
+                                            } else {
+                                                ": its agents answer from it; its admins change it."
+                                            }}
+                                        </p>
+                                    }
+                                })}
+                            {can_edit.then(|| view! {
                             <section class="card" aria-labelledby="upload-heading">
                                 <h2 id="upload-heading">"Add documents"</h2>
                                 <p class="muted">
@@ -232,6 +276,7 @@ fn KnowledgeBase() -> impl IntoView {
                                     <button type="submit" class="primary">"Upload"</button>
                                 </form>
                             </section>
+                            })}
                             <section class="card" aria-labelledby="documents-heading">
                                 <h2 id="documents-heading">"Documents"</h2>
                                 {documents.is_empty().then(|| view! { <p class="muted">"None yet."</p> })}
@@ -258,11 +303,13 @@ fn KnowledgeBase() -> impl IntoView {
                                                         aria-label=format!("Progress of {}", d.name)
                                                     ></progress>
                                                     <span class:form-error=failed class:muted=!failed>{label}</span>
+                                                    {can_edit.then(|| view! {
                                                     <ActionForm action=delete_doc attr:class="inline">
                                                         <input type="hidden" name="base" value=base_id/>
                                                         <input type="hidden" name="id" value=d.id.clone()/>
                                                         <button type="submit" class="link">"Delete"</button>
                                                     </ActionForm>
+                                                    })}
                                                 </li>
                                             }
                                         })
@@ -299,18 +346,21 @@ fn KnowledgeBase() -> impl IntoView {
                                                 <li data-testid="base-agent" data-uses=a.uses.to_string()>
                                                     <span>{a.name}</span>
                                                     {a.uses.then(|| view! { <span class="muted">" answers from this base"</span> })}
+                                                    {can_edit.then(|| view! {
                                                     <ActionForm action=set_agent attr:class="inline">
                                                         <input type="hidden" name="base" value=base_id/>
                                                         <input type="hidden" name="agent" value=a.agent_id/>
                                                         <input type="hidden" name="uses" value=uses/>
                                                         <button type="submit">{button}</button>
                                                     </ActionForm>
+                                                    })}
                                                 </li>
                                             }
                                         })
                                         .collect_view()}
                                 </ul>
                             </section>
+                            {can_edit.then(|| view! {
                             <section class="card danger" aria-labelledby="delete-base-heading">
                                 <h2 id="delete-base-heading">"Delete this knowledge base"</h2>
                                 <p class="muted">"Its documents, passages and embeddings are erased."</p>
@@ -319,6 +369,7 @@ fn KnowledgeBase() -> impl IntoView {
                                     <button type="submit" class="danger">"Delete knowledge base"</button>
                                 </ActionForm>
                             </section>
+                            })}
                             <p class="muted"><a href="/knowledge">"All knowledge bases"</a></p>
                         }
                             .into_any()

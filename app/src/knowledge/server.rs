@@ -18,6 +18,7 @@ use super::{
     parse::{self, ParseError},
     vectors::{self, Matrix},
 };
+use crate::teams::server::Keys;
 use crate::{
     error::AppError,
     llm::LlmError,
@@ -32,17 +33,71 @@ use crate::{
 };
 
 pub const SEALED: &[SealedColumn] = &[
-    SealedColumn::owned("knowledge_bases", "name"),
-    SealedColumn::owned("knowledge_bases", "description"),
-    SealedColumn::owned("knowledge_bases", "model"),
-    SealedColumn::owned("knowledge_bases", "base_url"),
-    SealedColumn::owned("knowledge_documents", "name"),
-    SealedColumn::owned("knowledge_documents", "source"),
-    SealedColumn::owned("knowledge_documents", "error"),
-    SealedColumn::owned("knowledge_chunks", "text"),
-    SealedColumn::owned("knowledge_chunks", "location"),
-    SealedColumn::owned("knowledge_chunks", "vector"),
+    SealedColumn::shareable("knowledge_bases", "name"),
+    SealedColumn::shareable("knowledge_bases", "description"),
+    SealedColumn::shareable("knowledge_bases", "model"),
+    SealedColumn::shareable("knowledge_bases", "base_url"),
+    SealedColumn::shareable("knowledge_documents", "name"),
+    SealedColumn::shareable("knowledge_documents", "source"),
+    SealedColumn::shareable("knowledge_documents", "error"),
+    SealedColumn::shareable("knowledge_chunks", "text"),
+    SealedColumn::shareable("knowledge_chunks", "location"),
+    SealedColumn::shareable("knowledge_chunks", "vector"),
 ];
+
+/// A base as a user reaches it: its holder (the user, or the team it
+/// belongs to), the key that seals it, and whether the user may change it.
+pub struct Reached {
+    pub holder: Uuid,
+    pub team: Option<Uuid>,
+    pub key: DataKey,
+    pub can_edit: bool,
+}
+
+/// The holder of base `base` for `user` and whether they may change it:
+/// their own base, or their team's (`NotFound` for anyone else's).
+async fn reach_row(
+    db: &PgPool,
+    user: Uuid,
+    base: Uuid,
+) -> Result<(Uuid, Option<Uuid>, bool), AppError> {
+    let row: Option<(Uuid, Option<Uuid>, bool)> = sqlx::query_as(
+        "SELECT coalesce(b.team_id, b.owner_id), b.team_id,
+                (b.team_id IS NULL OR tm.role IN ('owner', 'admin'))
+         FROM knowledge_bases b
+         LEFT JOIN team_members tm ON tm.team_id = b.team_id AND tm.user_id = $1
+         WHERE b.id = $2 AND ((b.team_id IS NULL AND b.owner_id = $1) OR tm.user_id IS NOT NULL)",
+    )
+    .bind(user)
+    .bind(base)
+    .fetch_optional(db)
+    .await?;
+    row.ok_or(AppError::NotFound)
+}
+
+/// `reach_row`, with the holder's key opened.
+pub async fn reach(
+    state: &AppState,
+    user: Uuid,
+    key: &DataKey,
+    base: Uuid,
+) -> Result<Reached, AppError> {
+    let (holder, team, can_edit) = reach_row(&state.db, user, base).await?;
+    let (key, _) = Keys::new(state, user, key).for_row(team).await?;
+    Ok(Reached {
+        holder,
+        team,
+        key,
+        can_edit,
+    })
+}
+
+fn not_an_editor() -> AppError {
+    AppError::invalid(
+        "base",
+        "This is a team's knowledge base: only the team's admins and owners can change it.",
+    )
+}
 
 fn place(table: &'static str, column: &'static str, id: Uuid, owner: Uuid) -> Place {
     Place::new(table, column, id, owner)
@@ -117,13 +172,28 @@ fn check_base(state: &AppState, new: &NewBase) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Makes a base: the user's own (`team` None) or a team's, where the user
+/// must be an admin or owner. A team's base chooses no one's key: it
+/// embeds on the key of whoever adds documents or searches it.
 pub async fn create_base(
     state: &AppState,
-    owner: Uuid,
+    user: Uuid,
     key: &DataKey,
+    team: Option<Uuid>,
     new: NewBase,
 ) -> Result<Uuid, AppError> {
     check_base(state, &new)?;
+    if let Some(team) = team {
+        crate::teams::server::require_editor(&state.db, team, user).await?;
+        if new.provider_key_id.is_some() {
+            return Err(AppError::invalid(
+                "provider_key",
+                "A team's knowledge base embeds on the key of whoever uses it: leave the key on automatic.",
+            ));
+        }
+    }
+    let (key, owner) = Keys::new(state, user, key).for_row(team).await?;
+    let key = &key;
     let id = Uuid::new_v4();
     let t = "knowledge_bases";
     let base_url = (new.provider == Provider::OpenaiCompatible)
@@ -135,7 +205,7 @@ pub async fn create_base(
             "SELECT id FROM provider_keys WHERE id = $1 AND owner_id = $2 AND provider = $3",
         )
         .bind(k)
-        .bind(owner)
+        .bind(user)
         .bind(new.provider.as_str())
         .fetch_optional(&state.db)
         .await?
@@ -145,17 +215,18 @@ pub async fn create_base(
     };
     sqlx::query(
         "INSERT INTO knowledge_bases
-           (id, owner_id, name, description, provider, model, provider_key_id, base_url)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+           (id, owner_id, name, description, provider, model, provider_key_id, base_url, team_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(id)
-    .bind(owner)
+    .bind(user)
     .bind(key.seal_str(place(t, "name", id, owner), new.name.trim()))
     .bind(key.seal_str(place(t, "description", id, owner), new.description.trim()))
     .bind(new.provider.as_str())
     .bind(key.seal_str(place(t, "model", id, owner), new.model.trim()))
     .bind(chosen)
     .bind(base_url)
+    .bind(team)
     .execute(&state.db)
     .await?;
     Ok(id)
@@ -190,16 +261,21 @@ fn base_view(row: &BaseRow, owner: Uuid, key: &DataKey) -> Result<BaseView, AppE
         model: key.open_text(place(t, "model", row.id, owner), &row.model)?,
         documents: row.documents as u32,
         passages: row.passages as u32,
+        team_id: None,
+        team: None,
+        can_edit: true,
     })
 }
 
+/// The bases of `owner` (a user's own, or a team's with the team's key).
 pub async fn list_bases(
     db: &PgPool,
     owner: Uuid,
     key: &DataKey,
 ) -> Result<Vec<BaseView>, AppError> {
     let rows: Vec<BaseRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {BASE_COLUMNS} FROM knowledge_bases b WHERE b.owner_id = $1 ORDER BY b.created_at"
+        "SELECT {BASE_COLUMNS} FROM knowledge_bases b
+         WHERE coalesce(b.team_id, b.owner_id) = $1 ORDER BY b.created_at"
     )))
     .bind(owner)
     .fetch_all(db)
@@ -207,9 +283,31 @@ pub async fn list_bases(
     rows.iter().map(|r| base_view(r, owner, key)).collect()
 }
 
+/// The bases the user may use: their own, then each of their teams'.
+pub async fn list_usable(
+    state: &AppState,
+    user: Uuid,
+    key: &DataKey,
+) -> Result<Vec<BaseView>, AppError> {
+    let mut bases = list_bases(&state.db, user, key).await?;
+    let mut keys = Keys::new(state, user, key);
+    for team in crate::teams::server::list(state, user).await? {
+        let id = Uuid::parse_str(&team.id).map_err(AppError::internal)?;
+        let (team_key, _) = keys.for_row(Some(id)).await?;
+        for mut base in list_bases(&state.db, id, &team_key).await? {
+            base.team_id = Some(team.id.clone());
+            base.team = Some(team.name.clone());
+            base.can_edit = team.role.can_edit();
+            bases.push(base);
+        }
+    }
+    Ok(bases)
+}
+
 async fn base_row(db: &PgPool, owner: Uuid, id: Uuid) -> Result<BaseRow, AppError> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {BASE_COLUMNS} FROM knowledge_bases b WHERE b.id = $1 AND b.owner_id = $2"
+        "SELECT {BASE_COLUMNS} FROM knowledge_bases b
+         WHERE b.id = $1 AND coalesce(b.team_id, b.owner_id) = $2"
     )))
     .bind(id)
     .bind(owner)
@@ -220,12 +318,18 @@ async fn base_row(db: &PgPool, owner: Uuid, id: Uuid) -> Result<BaseRow, AppErro
 
 /// Deletes a base with its documents, passages and vectors (the rows
 /// cascade), and drops its opened vectors from this process's cache.
-pub async fn delete_base(state: &AppState, owner: Uuid, id: Uuid) -> Result<(), AppError> {
-    let done = sqlx::query("DELETE FROM knowledge_bases WHERE id = $1 AND owner_id = $2")
-        .bind(id)
-        .bind(owner)
-        .execute(&state.db)
-        .await?;
+pub async fn delete_base(state: &AppState, user: Uuid, id: Uuid) -> Result<(), AppError> {
+    let (holder, _, can_edit) = reach_row(&state.db, user, id).await?;
+    if !can_edit {
+        return Err(not_an_editor());
+    }
+    let done = sqlx::query(
+        "DELETE FROM knowledge_bases WHERE id = $1 AND coalesce(team_id, owner_id) = $2",
+    )
+    .bind(id)
+    .bind(holder)
+    .execute(&state.db)
+    .await?;
     if done.rows_affected() == 0 {
         return Err(AppError::NotFound);
     }
@@ -268,17 +372,26 @@ fn document_view(row: &DocumentRow, owner: Uuid, key: &DataKey) -> Result<Docume
     })
 }
 
-/// A base with its documents and the owner's agents: its page. One owner
-/// check (the base's); the lists below are scoped to the owner too.
+/// A base with its documents and the agents where it is (the user's own,
+/// or the team's): its page. One access check (the base's); the lists
+/// below are scoped to its holder too.
 pub async fn page(
-    db: &PgPool,
-    owner: Uuid,
+    state: &AppState,
+    user: Uuid,
     key: &DataKey,
     base: Uuid,
 ) -> Result<super::api::BasePage, AppError> {
+    let reached = reach(state, user, key, base).await?;
+    let (db, owner, key) = (&state.db, reached.holder, &reached.key);
     let row = base_row(db, owner, base).await?;
+    let mut view = base_view(&row, owner, key)?;
+    view.team_id = reached.team.map(|t| t.to_string());
+    view.can_edit = reached.can_edit;
+    if let Some(team) = reached.team {
+        view.team = Some(crate::teams::server::team_name(state, team, user).await?);
+    }
     Ok(super::api::BasePage {
-        base: base_view(&row, owner, key)?,
+        base: view,
         documents: documents(db, owner, key, base).await?,
         agents: base_agents(db, owner, key, base).await?,
     })
@@ -294,7 +407,7 @@ async fn documents(
 ) -> Result<Vec<DocumentView>, AppError> {
     let rows: Vec<DocumentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {DOCUMENT_COLUMNS} FROM knowledge_documents
-         WHERE base_id = $1 AND owner_id = $2 ORDER BY created_at, id"
+         WHERE base_id = $1 AND coalesce(team_id, owner_id) = $2 ORDER BY created_at, id"
     )))
     .bind(base)
     .bind(owner)
@@ -326,12 +439,17 @@ pub(crate) fn clean_name(name: &str) -> String {
 /// the rest are queued for ingestion.
 pub async fn add_document(
     state: &AppState,
-    owner: Uuid,
-    key: &DataKey,
+    user: Uuid,
+    user_key: &DataKey,
     base: Uuid,
     name: &str,
     bytes: &[u8],
 ) -> Result<Uuid, AppError> {
+    let reached = reach(state, user, user_key, base).await?;
+    if !reached.can_edit {
+        return Err(not_an_editor());
+    }
+    let (owner, key) = (reached.holder, &reached.key);
     base_row(&state.db, owner, base).await?;
     let id = Uuid::new_v4();
     let t = "knowledge_documents";
@@ -354,25 +472,28 @@ pub async fn add_document(
     };
     sqlx::query(
         "INSERT INTO knowledge_documents
-           (id, base_id, owner_id, name, kind, size_bytes, source, state, error)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+           (id, base_id, owner_id, name, kind, size_bytes, source, state, error, team_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(id)
     .bind(base)
-    .bind(owner)
+    .bind(user)
     .bind(key.seal_str(place(t, "name", id, owner), &name))
     .bind(kind)
     .bind(bytes.len() as i64)
     .bind(source)
     .bind(doc_state.as_str())
     .bind(error)
+    .bind(reached.team)
     .execute(&mut *tx)
     .await?;
     if sniffed.is_ok() {
+        // The job is the uploader's (sealed with their key); it opens the
+        // team's key again when it runs, while they are still in the team.
         jobs::enqueue(
             &mut tx,
             NewJob::new(Kind::Ingest)
-                .for_owner(owner, key, &IngestPayload { document: id })
+                .for_owner(user, user_key, &IngestPayload { document: id })
                 .idempotency_key(format!("ingest:{id}")),
         )
         .await?;
@@ -383,12 +504,22 @@ pub async fn add_document(
 }
 
 /// Deletes a document with its passages and vectors.
-pub async fn delete_document(state: &AppState, owner: Uuid, id: Uuid) -> Result<(), AppError> {
+pub async fn delete_document(state: &AppState, user: Uuid, id: Uuid) -> Result<(), AppError> {
+    let base: Option<Uuid> =
+        sqlx::query_scalar("SELECT base_id FROM knowledge_documents WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&state.db)
+            .await?;
+    let (holder, _, can_edit) = reach_row(&state.db, user, base.ok_or(AppError::NotFound)?).await?;
+    if !can_edit {
+        return Err(not_an_editor());
+    }
     let base: Option<Uuid> = sqlx::query_scalar(
-        "DELETE FROM knowledge_documents WHERE id = $1 AND owner_id = $2 RETURNING base_id",
+        "DELETE FROM knowledge_documents WHERE id = $1 AND coalesce(team_id, owner_id) = $2
+         RETURNING base_id",
     )
     .bind(id)
-    .bind(owner)
+    .bind(holder)
     .fetch_optional(&state.db)
     .await?;
     let base = base.ok_or(AppError::NotFound)?;
@@ -406,18 +537,26 @@ async fn bump_version(db: &PgPool, base: Uuid) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// How a base embeds: its wire format, address, model and key.
+/// How a base embeds: its wire format, address, model and key. `owner`
+/// and `key` are the base's holder; the provider key is found for `payer`
+/// (the user adding documents or searching: a team's base chooses none).
 async fn embedder(
     state: &AppState,
     owner: Uuid,
     key: &DataKey,
     row: &BaseRow,
+    payer: (Uuid, &DataKey),
 ) -> Result<Embedder, AppError> {
     let provider = Provider::parse(&row.provider).ok_or(AppError::NotFound)?;
-    let resolved =
-        crate::provider_keys::server::resolve(state, owner, key, provider, row.provider_key_id)
-            .await?;
-    let secret = resolved.secret(key)?;
+    let resolved = crate::provider_keys::server::resolve(
+        state,
+        payer.0,
+        payer.1,
+        provider,
+        row.provider_key_id,
+    )
+    .await?;
+    let secret = resolved.secret(payer.1)?;
     let urls = &state.settings.provider_urls;
     let base_url = match provider {
         Provider::Google => urls.google.clone(),
@@ -459,28 +598,37 @@ struct IngestRow {
     kind: Option<String>,
     source: Option<Sealed>,
     state: String,
+    team_id: Option<Uuid>,
 }
 
 /// The ingestion job: parse and split (if not done yet), then embed the
 /// passages that have no vector, a batch at a time, then ready.
-pub async fn ingest(state: &AppState, job: &Job, key: &DataKey) -> Result<(), JobError> {
-    let owner = job
+pub async fn ingest(state: &AppState, job: &Job, user_key: &DataKey) -> Result<(), JobError> {
+    let user = job
         .owner
         .ok_or_else(|| JobError::fatal("The job has no owner."))?;
-    let payload: IngestPayload = job.payload(key)?;
+    let payload: IngestPayload = job.payload(user_key)?;
     let id = payload.document;
     let db_error = |_| JobError::retry("The database was not reachable.");
     let row: Option<IngestRow> = sqlx::query_as(
-        "SELECT base_id, kind, source, state FROM knowledge_documents
+        "SELECT base_id, kind, source, state, team_id FROM knowledge_documents
          WHERE id = $1 AND owner_id = $2",
     )
     .bind(id)
-    .bind(owner)
+    .bind(user)
     .fetch_optional(&state.db)
     .await
     .map_err(db_error)?;
     // Deleted meanwhile, or done: nothing to do.
     let Some(row) = row else { return Ok(()) };
+    // A team's document opens with the team's key, while the uploader is
+    // still in the team; else it cannot be read and stays as it is.
+    let (key, owner) = match Keys::new(state, user, user_key).for_row(row.team_id).await {
+        Ok(found) => found,
+        Err(AppError::NotFound) => return Ok(()),
+        Err(_) => return Err(JobError::retry("The team's key could not be opened.")),
+    };
+    let key = &key;
     let doc_state = DocState::parse(&row.state);
     if matches!(doc_state, DocState::Ready | DocState::Failed) {
         return Ok(());
@@ -514,15 +662,25 @@ pub async fn ingest(state: &AppState, job: &Job, key: &DataKey) -> Result<(), Jo
         if passages.is_empty() {
             return fail(state, owner, key, id, &ParseError::NoText.to_string()).await;
         }
-        store_passages(state, owner, key, row.base_id, id, pages, &passages)
-            .await
-            .map_err(db_error)?;
+        let made_by = (user, row.team_id);
+        store_passages(
+            state,
+            owner,
+            key,
+            made_by,
+            row.base_id,
+            id,
+            pages,
+            &passages,
+        )
+        .await
+        .map_err(db_error)?;
     }
     let base = match base_row(&state.db, owner, row.base_id).await {
         Ok(base) => base,
         Err(_) => return Ok(()),
     };
-    let embedder = match embedder(state, owner, key, &base).await {
+    let embedder = match embedder(state, owner, key, &base, (user, user_key)).await {
         Ok(e) => e,
         Err(err) => return fail(state, owner, key, id, &err.to_string()).await,
     };
@@ -625,10 +783,13 @@ async fn fail(
 
 /// Replaces a document's passages (a parse that ran before a restart may
 /// have stored some) and moves it on to embedding, in one transaction.
+/// `owner` and `key` are the holder's; `made_by` the uploader and team.
+#[allow(clippy::too_many_arguments)]
 async fn store_passages(
     state: &AppState,
     owner: Uuid,
     key: &DataKey,
+    made_by: (Uuid, Option<Uuid>),
     base: Uuid,
     id: Uuid,
     pages: Option<u32>,
@@ -643,13 +804,14 @@ async fn store_passages(
         let chunk = Uuid::new_v4();
         let location = serde_json::to_string(&passage.location).unwrap_or_default();
         sqlx::query(
-            "INSERT INTO knowledge_chunks (id, document_id, base_id, owner_id, seq, text, location)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO knowledge_chunks
+               (id, document_id, base_id, owner_id, seq, text, location, team_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(chunk)
         .bind(id)
         .bind(base)
-        .bind(owner)
+        .bind(made_by.0)
         .bind(seq as i32)
         .bind(key.seal_str(
             place("knowledge_chunks", "text", chunk, owner),
@@ -659,6 +821,7 @@ async fn store_passages(
             place("knowledge_chunks", "location", chunk, owner),
             &location,
         ))
+        .bind(made_by.1)
         .execute(&mut *tx)
         .await?;
     }
@@ -690,7 +853,7 @@ async fn matrix(
     }
     let rows: Vec<(Uuid, Sealed)> = sqlx::query_as(
         "SELECT id, vector FROM knowledge_chunks
-         WHERE base_id = $1 AND owner_id = $2 AND vector IS NOT NULL",
+         WHERE base_id = $1 AND coalesce(team_id, owner_id) = $2 AND vector IS NOT NULL",
     )
     .bind(base.id)
     .bind(owner)
@@ -728,15 +891,20 @@ pub async fn search(
     if query.is_empty() {
         return Err(AppError::invalid("query", "Type what to look for."));
     }
+    let user = owner;
     let mut hits: Vec<(Uuid, f32)> = Vec::new();
+    // Each base's holder and key (the user's own, or a team's).
+    let mut holders: Vec<(Uuid, DataKey, Vec<Uuid>)> = Vec::new();
     // Bases on the same embedder share one embedding of the query.
     let mut asked: Vec<(Embedder, Vec<f32>)> = Vec::new();
     for base_id in bases {
+        let reached = reach(state, user, key, *base_id).await?;
+        let (owner, hkey) = (reached.holder, &reached.key);
         let base = base_row(&state.db, owner, *base_id).await?;
-        let Some(m) = matrix(state, owner, key, &base).await? else {
+        let Some(m) = matrix(state, owner, hkey, &base).await? else {
             continue;
         };
-        let embedder = embedder(state, owner, key, &base).await?;
+        let embedder = embedder(state, owner, hkey, &base, (user, key)).await?;
         let q = match asked.iter().find(|(e, _)| e.same_as(&embedder)) {
             Some((_, q)) => q.clone(),
             None => {
@@ -753,13 +921,31 @@ pub async fn search(
             }
         };
         if q.len() == m.dims() {
-            hits.extend(m.top_k(&q, k));
+            let top = m.top_k(&q, k);
+            match holders.iter_mut().find(|(h, _, _)| *h == owner) {
+                Some((_, _, ids)) => ids.extend(top.iter().map(|t| t.0)),
+                None => holders.push((
+                    owner,
+                    reached.key.clone(),
+                    top.iter().map(|t| t.0).collect(),
+                )),
+            }
+            hits.extend(top);
         }
     }
     hits.sort_by(|a, b| b.1.total_cmp(&a.1));
     hits.truncate(k);
-    let ids: Vec<Uuid> = hits.iter().map(|h| h.0).collect();
-    let mut found = passages(&state.db, owner, key, &ids).await?;
+    let mut found = std::collections::HashMap::new();
+    for (holder, hkey, ids) in &holders {
+        let ids: Vec<Uuid> = ids
+            .iter()
+            .filter(|id| hits.iter().any(|h| h.0 == **id))
+            .copied()
+            .collect();
+        if !ids.is_empty() {
+            found.extend(passages(&state.db, *holder, hkey, &ids).await?);
+        }
+    }
     Ok(hits
         .into_iter()
         .filter_map(|(chunk, score)| {
@@ -780,7 +966,7 @@ async fn passages(
     let rows: Vec<(Uuid, Uuid, Sealed, Sealed, Sealed)> = sqlx::query_as(
         "SELECT c.id, d.id, d.name, c.text, c.location
          FROM knowledge_chunks c JOIN knowledge_documents d ON d.id = c.document_id
-         WHERE c.id = ANY($1) AND c.owner_id = $2",
+         WHERE c.id = ANY($1) AND coalesce(c.team_id, c.owner_id) = $2",
     )
     .bind(ids)
     .bind(owner)
@@ -825,7 +1011,7 @@ async fn base_agents(
         "SELECT a.id, a.name,
                 EXISTS (SELECT 1 FROM agent_knowledge_bases ak
                         WHERE ak.agent_id = a.id AND ak.base_id = $2)
-         FROM agents a WHERE a.owner_id = $1 AND a.team_id IS NULL ORDER BY a.created_at",
+         FROM agents a WHERE coalesce(a.team_id, a.owner_id) = $1 ORDER BY a.created_at",
     )
     .bind(owner)
     .bind(base)
@@ -846,28 +1032,32 @@ async fn base_agents(
 /// the agent's whole set is then written as the agent form writes it.
 pub async fn set_agent_base(
     db: &PgPool,
-    owner: Uuid,
+    user: Uuid,
     agent: Uuid,
     base: Uuid,
     uses: bool,
 ) -> Result<(), AppError> {
-    base_row(db, owner, base).await?;
-    // A personal base goes on the user's own agents only.
-    let own: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM agents WHERE id = $1 AND owner_id = $2 AND team_id IS NULL)",
+    let (owner, _, can_edit) = reach_row(db, user, base).await?;
+    if !can_edit {
+        return Err(not_an_editor());
+    }
+    // A base goes on the agents where it is: a user's own base on their
+    // own agents, a team's on the team's.
+    let same_place: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM agents WHERE id = $1 AND coalesce(team_id, owner_id) = $2)",
     )
     .bind(agent)
     .bind(owner)
     .fetch_one(db)
     .await?;
-    if !own {
+    if !same_place {
         return Err(AppError::NotFound);
     }
     let mut tx = db.begin().await?;
     let mut bases: Vec<Uuid> = sqlx::query_scalar(
         "SELECT ak.base_id FROM agent_knowledge_bases ak
          JOIN agents a ON a.id = ak.agent_id
-         WHERE ak.agent_id = $1 AND a.owner_id = $2 AND a.team_id IS NULL FOR UPDATE OF a",
+         WHERE ak.agent_id = $1 AND coalesce(a.team_id, a.owner_id) = $2 FOR UPDATE OF a",
     )
     .bind(agent)
     .bind(owner)
@@ -893,7 +1083,8 @@ pub async fn agent_bases(
     let rows: Vec<(Uuid, Sealed)> = sqlx::query_as(
         "SELECT b.id, b.name FROM agent_knowledge_bases ak
          JOIN knowledge_bases b ON b.id = ak.base_id
-         WHERE ak.agent_id = $1 AND b.owner_id = $2 ORDER BY b.created_at, b.id",
+         WHERE ak.agent_id = $1 AND coalesce(b.team_id, b.owner_id) = $2
+         ORDER BY b.created_at, b.id",
     )
     .bind(agent)
     .bind(owner)
@@ -928,7 +1119,7 @@ pub async fn replace_agent_bases(
         ));
     }
     let mine: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM knowledge_bases WHERE id = ANY($1) AND owner_id = $2",
+        "SELECT count(*) FROM knowledge_bases WHERE id = ANY($1) AND coalesce(team_id, owner_id) = $2",
     )
     .bind(&bases)
     .bind(owner)
@@ -968,7 +1159,7 @@ pub async fn export(
     // Every passage of the owner's in one read, by document.
     let rows: Vec<(Uuid, Uuid, Sealed, Sealed)> = sqlx::query_as(
         "SELECT id, document_id, text, location FROM knowledge_chunks
-         WHERE owner_id = $1 ORDER BY document_id, seq",
+         WHERE coalesce(team_id, owner_id) = $1 ORDER BY document_id, seq",
     )
     .bind(owner)
     .fetch_all(db)
@@ -1067,12 +1258,18 @@ pub fn retrieval(
 
 /// One passage by id (a citation opened).
 pub async fn passage(
-    db: &PgPool,
-    owner: Uuid,
+    state: &AppState,
+    user: Uuid,
     key: &DataKey,
     chunk: Uuid,
 ) -> Result<Passage, AppError> {
-    passages(db, owner, key, &[chunk])
+    let base: Uuid = sqlx::query_scalar("SELECT base_id FROM knowledge_chunks WHERE id = $1")
+        .bind(chunk)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let reached = reach(state, user, key, base).await?;
+    passages(&state.db, reached.holder, &reached.key, &[chunk])
         .await?
         .remove(&chunk)
         .ok_or(AppError::NotFound)

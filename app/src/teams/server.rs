@@ -58,7 +58,13 @@ pub const SEALED: &[SealedColumn] = &[
 
 /// The tables whose rows a team can hold (`team_id`), each made by one of
 /// its people (`owner_id`).
-const SHARED_TABLES: [&str; 2] = ["agents", "connections"];
+const SHARED_TABLES: [&str; 5] = [
+    "agents",
+    "connections",
+    "knowledge_bases",
+    "knowledge_documents",
+    "knowledge_chunks",
+];
 
 /// How long an invitation link works.
 const INVITATION_DAYS: i32 = 7;

@@ -1024,3 +1024,217 @@ async fn a_team_agent_uses_the_teams_connections_and_nobody_elses(db: PgPool) {
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     let _ = fake;
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_team_knowledge_base_answers_the_teams_agents_and_nobody_elses(db: PgPool) {
+    use crate::knowledge::ingestion::{HANDBOOK, settled, upload};
+    let (app, _) = app(db).await;
+    let owner = app.signed_up("owner@example.com").await;
+    let team = create_team(&app, &owner, "Finance").await;
+    let member = join(&app, &owner, &team, "member@example.com", "member", 0).await;
+    let outsider = app.signed_up("outsider@example.com").await;
+    let new_base = |name: &'static str, team: String| {
+        vec![
+            ("name", name.to_owned()),
+            ("description", "What finance knows".to_owned()),
+            ("provider", "openai".to_owned()),
+            ("model", "text-embedding-3-small".to_owned()),
+            ("team", team),
+        ]
+    };
+    let create = |client: Client, form: Vec<(&'static str, String)>| {
+        let app = &app;
+        async move {
+            let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            app.call(&client, "create_knowledge_base", &form).await
+        }
+    };
+    // Admins and owners make a team's base; a member cannot.
+    let res = create(member.clone(), new_base("Sneaky base", team.clone())).await;
+    assert_eq!(res.status(), 422);
+    let base: String = ok_json(create(owner.clone(), new_base("Ledger", team.clone())).await)
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let own_base: String =
+        ok_json(create(owner.clone(), new_base("Owner's notes", String::new())).await)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned();
+    let res = upload(
+        &app,
+        &owner,
+        &base,
+        vec![("handbook.md", HANDBOOK.as_bytes().to_vec())],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    settled(&app, &owner, &base).await;
+    let chunks: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM knowledge_chunks WHERE team_id = $1::uuid")
+            .bind(&team)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(chunks > 0, "its passages are the team's");
+
+    // The member reads and searches it, and changes nothing.
+    let listed = ok_json(app.call(&member, "list_knowledge_bases", &[]).await).await;
+    let row = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == base.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(row["team"], "Finance");
+    assert_eq!(row["can_edit"], false);
+    assert!(!listed.to_string().contains("Owner's notes"));
+    let page = settled(&app, &member, &base).await;
+    assert_eq!(page["documents"][0]["state"], "ready");
+    let found = ok_json(
+        app.call(
+            &member,
+            "search_knowledge_base",
+            &[("id", &base), ("query", "When are invoices paid?")],
+        )
+        .await,
+    )
+    .await;
+    assert!(found.to_string().contains("thirty days"), "{found}");
+    let doc = page["documents"][0]["id"].as_str().unwrap().to_owned();
+    for (who, client, want) in [("member", &member, 422), ("outsider", &outsider, 404)] {
+        let res = upload(
+            &app,
+            client,
+            &base,
+            vec![("more.md", b"# More\nText.".to_vec())],
+        )
+        .await;
+        assert_eq!(res.status(), want, "upload as {who}");
+        let res = app
+            .call(
+                client,
+                "delete_knowledge_document",
+                &[("base", &base), ("id", &doc)],
+            )
+            .await;
+        assert_eq!(res.status(), want, "delete_knowledge_document as {who}");
+        let res = app
+            .call(client, "delete_knowledge_base", &[("id", &base)])
+            .await;
+        assert_eq!(res.status(), want, "delete_knowledge_base as {who}");
+    }
+    for name in ["knowledge_base", "search_knowledge_base"] {
+        let res = app
+            .call(&outsider, name, &[("id", &base), ("query", "invoices")])
+            .await;
+        assert_eq!(res.status(), 404, "{name} as the outsider");
+    }
+
+    // Agents answer from bases where they are: the team's from the team's.
+    let agent_form = |name: &'static str, base: String, team: String| {
+        vec![
+            ("name", name.to_owned()),
+            ("description", String::new()),
+            ("system_prompt", String::new()),
+            ("provider", "openai".to_owned()),
+            ("model", "demo".to_owned()),
+            ("temperature", String::new()),
+            ("top_p", String::new()),
+            ("max_output_tokens", String::new()),
+            ("avatar", String::new()),
+            ("knowledge[]", base),
+            ("team", team),
+        ]
+    };
+    for (form, want) in [
+        (
+            agent_form("Own from team's", base.clone(), String::new()),
+            422,
+        ),
+        (
+            agent_form("Team from own", own_base.clone(), team.clone()),
+            422,
+        ),
+        (agent_form("Bookkeeper", base.clone(), team.clone()), 200),
+    ] {
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let res = app.call(&owner, "create_agent", &form).await;
+        assert_eq!(res.status(), want, "{:?}", form[0]);
+    }
+    let agent = agent_named(&app, &member, "Bookkeeper").await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let detail = ok_json(app.call(&member, "get_agent", &[("id", &agent)]).await).await;
+    assert_eq!(detail["knowledge"][0]["name"], "Ledger");
+    let sent = send_new(&app, &member, &agent, "When are invoices paid?").await;
+    let reply = crate::common::reply_when(
+        &app,
+        &member,
+        sent["conversation_id"].as_str().unwrap(),
+        "complete",
+    )
+    .await;
+    let body = reply["body"].as_str().unwrap();
+    assert!(
+        body.contains("thirty days") && body.contains("[1]"),
+        "{body}"
+    );
+    let sources = reply["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["type"] == "sources")
+        .unwrap()["sources"]
+        .clone();
+    let chunk = sources[0]["chunk_id"].as_str().unwrap().to_owned();
+    let passage = ok_json(
+        app.call(&member, "knowledge_passage", &[("id", &chunk)])
+            .await,
+    )
+    .await;
+    assert!(passage["text"].as_str().unwrap().contains("thirty days"));
+    assert_eq!(
+        app.call(&outsider, "knowledge_passage", &[("id", &chunk)])
+            .await
+            .status(),
+        404
+    );
+
+    // Removed, the member reaches none of it.
+    let member_id = ok_json(app.call(&owner, "get_team", &[("id", &team)]).await).await["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "member")
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let res = app
+        .call(
+            &owner,
+            "remove_team_member",
+            &[("id", &team), ("member", &member_id)],
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    for (name, form) in [
+        ("knowledge_base", vec![("id", base.as_str())]),
+        (
+            "search_knowledge_base",
+            vec![("id", base.as_str()), ("query", "invoices")],
+        ),
+        ("knowledge_passage", vec![("id", chunk.as_str())]),
+    ] {
+        assert_eq!(app.call(&member, name, &form).await.status(), 404, "{name}");
+    }
+    assert_eq!(
+        ok_json(app.call(&member, "list_knowledge_bases", &[]).await).await,
+        serde_json::json!([])
+    );
+}
