@@ -22,7 +22,7 @@ test("an owner shares an agent with a team, and removing a member takes it away"
   await ownerPage.getByRole("button", { name: "Make team" }).click();
   await expect(ownerPage).toHaveURL(/\/teams\/[0-9a-f-]{36}$/);
   await expect(ownerPage.getByRole("heading", { name: "Lighthouse crew" })).toBeVisible();
-  await expect(ownerPage.getByTestId("your-role")).toContainText("You are owner here");
+  await expect(ownerPage.getByTestId("your-role")).toContainText("You are an owner here");
   await hydrated(ownerPage);
   await ownerPage.getByLabel("Email address").fill(member.email);
   await ownerPage.getByLabel("Role").selectOption("member");
@@ -39,7 +39,7 @@ test("an owner shares an agent with a team, and removing a member takes it away"
   await hydrated(memberPage);
   await memberPage.getByRole("button", { name: "Join the team" }).click();
   await expect(memberPage).toHaveURL(/\/teams\/[0-9a-f-]{36}$/);
-  await expect(memberPage.getByTestId("your-role")).toContainText("You are member here");
+  await expect(memberPage.getByTestId("your-role")).toContainText("You are a member here");
   await expect(memberPage.getByTestId("member")).toHaveCount(2);
   // A member has no invitation form and no settings.
   await expect(memberPage.getByRole("button", { name: "Send invitation" })).toHaveCount(0);

@@ -24,16 +24,9 @@ pub struct AgentSummary {
     pub provider: Provider,
     pub model: String,
     pub avatar: String,
-    /// The team it belongs to (`None`: the user's own).
-    #[serde(default)]
-    pub team_id: Option<String>,
-    /// That team's name.
-    #[serde(default)]
-    pub team: Option<String>,
-    /// The user may change and delete it (their own, or a team's where
-    /// they are an admin or owner).
-    #[serde(default)]
-    pub can_edit: bool,
+    /// Whose it is, for the user looking.
+    #[serde(flatten)]
+    pub sharing: crate::teams::Sharing,
 }
 
 /// One agent, in full (never with a key's secret).
@@ -45,15 +38,9 @@ pub struct AgentDetail {
     pub key_source: KeySource,
     /// The knowledge bases it answers from.
     pub knowledge: Vec<crate::knowledge::BaseRef>,
-    /// The team it belongs to (`None`: the user's own).
-    #[serde(default)]
-    pub team_id: Option<String>,
-    /// That team's name.
-    #[serde(default)]
-    pub team: Option<String>,
-    /// The user may change and delete it.
-    #[serde(default)]
-    pub can_edit: bool,
+    /// Whose it is, for the user looking.
+    #[serde(flatten)]
+    pub sharing: crate::teams::Sharing,
 }
 
 /// An agent's name as a programs write it (`model` in the OpenAI-compatible

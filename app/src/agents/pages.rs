@@ -89,7 +89,7 @@ fn AgentList() -> impl IntoView {
                                                 <div>
                                                     <a href=format!("/agents/{}", agent.id)>{agent.name}</a>
                                                     {agent
-                                                        .team
+                                                        .sharing.team
                                                         .map(|team| view! { <span class="badge" data-testid="agent-team-badge">{team}</span> })}
                                                     <p class="muted">{agent.description}</p>
                                                 </div>
@@ -561,14 +561,14 @@ fn AgentNew() -> impl IntoView {
                     .await
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|c| c.team_id == in_team)
+                    .filter(|c| c.sharing.team_id == in_team)
                     .collect();
                 let mcp_servers = mcp_servers.await.unwrap_or_default().into_iter().filter(|_| personal).collect();
                 let bases = bases
                     .await
                     .unwrap_or_default()
                     .into_iter()
-                    .filter(|b| b.team_id == in_team)
+                    .filter(|b| b.sharing.team_id == in_team)
                     .collect();
                 let teams = teams.await.unwrap_or_default();
                 let initial = AgentForm {
@@ -577,33 +577,14 @@ fn AgentNew() -> impl IntoView {
                     tools: ToolConfig::starter(),
                     ..AgentForm::default()
                 };
-                let owner_choice = (!teams.is_empty())
-                    .then(|| {
-                        view! {
-                            <div class="field" class:invalid=move || team_error().is_some()>
-                                <label for="field-team">"Belongs to"</label>
-                                <select id="field-team" name="team">
-                                    <option value="" selected=in_team.is_none()>"Only you"</option>
-                                    {teams
-                                        .into_iter()
-                                        .map(|t| {
-                                            let chosen = in_team.as_deref() == Some(t.id.as_str());
-                                            view! {
-                                                <option value=t.id selected=chosen>
-                                                    {format!("The team {}", t.name)}
-                                                </option>
-                                            }
-                                        })
-                                        .collect_view()}
-                                </select>
-                                <p class="field-hint">
-                                    "A team's agent is used by all its members and changed by its admins. "
-                                    "It runs on the key of whoever chats with it."
-                                </p>
-                                <p class="field-error">{team_error}</p>
-                            </div>
-                        }
-                    });
+                let owner_choice = view! {
+                    <crate::teams::pages::BelongsTo
+                        teams=teams
+                        chosen=in_team.clone()
+                        hint="A team's agent is used by all its members and changed by its admins. It runs on the key of whoever chats with it."
+                        error=Some(Signal::derive(team_error))
+                    />
+                };
                 view! {
                     <ActionForm action=action attr:class="card agent-form">
                         {owner_choice}
@@ -660,16 +641,16 @@ fn AgentEdit() -> impl IntoView {
                 match (agent.await, keys.await) {
                     (Ok(agent), Ok(keys)) => {
                         // A team's agent takes nothing personal.
-                        let personal = agent.team_id.is_none();
+                        let personal = agent.sharing.team_id.is_none();
                         let keys = keys.into_iter().filter(|_| personal).collect();
                         let connections = connections
                             .into_iter()
-                            .filter(|c| c.team_id == agent.team_id)
+                            .filter(|c| c.sharing.team_id == agent.sharing.team_id)
                             .collect();
                         let mcp_servers = mcp_servers.into_iter().filter(|_| personal).collect();
                         let bases = bases
                             .into_iter()
-                            .filter(|b| b.team_id == agent.team_id)
+                            .filter(|b| b.sharing.team_id == agent.sharing.team_id)
                             .collect();
                         Either::Left(view! {
                             <h1>"Edit " {agent.spec.name.clone()}</h1>
@@ -767,7 +748,7 @@ fn AgentCard(
     let key_missing = matches!(agent.key_source, KeySource::Missing { .. });
     let setting = |value: Option<String>| value.unwrap_or_else(|| "provider default".to_owned());
     let (id_duplicate, id_delete) = (agent.id.clone(), agent.id.clone());
-    let can_edit = agent.can_edit;
+    let can_edit = agent.sharing.can_edit;
     let edit_href = format!("/agents/{}/edit", agent.id);
     let chat_href = format!("/agents/{}/chat", agent.id);
     let export_href = format!("/api/agents/{}/export", agent.id);
@@ -777,7 +758,7 @@ fn AgentCard(
             <span class="avatar big" aria-hidden="true">{spec.avatar.clone()}</span>
             <h1>{spec.name.clone()}</h1>
             <a class="button primary" href=chat_href>"Chat"</a>
-            {agent.can_edit.then(|| view! { <a class="button" href=edit_href>"Edit"</a> })}
+            {agent.sharing.can_edit.then(|| view! { <a class="button" href=edit_href>"Edit"</a> })}
             <ActionForm action=duplicate attr:class="inline">
                 <input type="hidden" name="id" value=id_duplicate/>
                 <button type="submit">"Duplicate"</button>
@@ -788,10 +769,10 @@ fn AgentCard(
         </div>
         <p class="lead">{spec.description.clone()}</p>
         {agent
-            .team_id
+            .sharing.team_id
             .clone()
             .map(|team| {
-                let note = if agent.can_edit {
+                let note = if agent.sharing.can_edit {
                     "its members use it; you and the other admins can change it."
                 } else {
                     "you can chat with it; its admins change it."
@@ -799,7 +780,7 @@ fn AgentCard(
                 view! {
                     <p class="muted" data-testid="agent-team">
                         "Belongs to the team "
-                        <a href=format!("/teams/{team}")>{agent.team.clone().unwrap_or_default()}</a>
+                        <a href=format!("/teams/{team}")>{agent.sharing.team.clone().unwrap_or_default()}</a>
                         ": " {note} " Your conversations with it are yours alone."
                     </p>
                 }

@@ -15,7 +15,7 @@
 
 use uuid::Uuid;
 
-use crate::teams::server::Keys;
+use crate::teams::{Sharing, server::Keys};
 
 use super::{
     AgentDetail, AgentSummary,
@@ -137,16 +137,8 @@ pub async fn list_agents(
     .fetch_all(&state.db)
     .await?;
     let needle = query.trim().to_lowercase();
-    let team_names: std::collections::HashMap<String, String> =
-        if rows.iter().any(|r| r.team_id.is_some()) {
-            crate::teams::server::list(state, owner)
-                .await?
-                .into_iter()
-                .map(|t| (t.id, t.name))
-                .collect()
-        } else {
-            Default::default()
-        };
+    let team_names =
+        crate::teams::server::names(state, owner, rows.iter().any(|r| r.team_id.is_some())).await?;
     let mut keys = Keys::new(state, owner, key);
     let mut agents = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -163,11 +155,13 @@ pub async fn list_agents(
                 provider: spec.provider,
                 model: spec.model,
                 avatar: spec.avatar,
-                team_id: row.team_id.map(|t| t.to_string()),
-                team: row
-                    .team_id
-                    .and_then(|t| team_names.get(&t.to_string()).cloned()),
-                can_edit: row.can_edit,
+                sharing: Sharing {
+                    team_id: row.team_id.map(|t| t.to_string()),
+                    team: row
+                        .team_id
+                        .and_then(|t| team_names.get(&t.to_string()).cloned()),
+                    can_edit: row.can_edit,
+                },
             });
         }
     }
@@ -241,9 +235,11 @@ pub async fn get_agent(
             let (key, holder) = Keys::new(state, owner, key).for_row(loaded.team).await?;
             crate::knowledge::server::agent_bases(&state.db, holder, &key, id).await?
         },
-        team_id: loaded.team.map(|t| t.to_string()),
-        team,
-        can_edit: loaded.can_edit,
+        sharing: Sharing {
+            team_id: loaded.team.map(|t| t.to_string()),
+            team,
+            can_edit: loaded.can_edit,
+        },
     })
 }
 

@@ -116,16 +116,9 @@ pub struct ConnectionView {
     pub label: String,
     pub masked: String,
     pub settings: ConnectionSettings,
-    /// The team it belongs to (`None`: the user's own).
-    #[serde(default)]
-    pub team_id: Option<String>,
-    /// That team's name.
-    #[serde(default)]
-    pub team: Option<String>,
-    /// The user may test, replace and delete it (their own, or a team's
-    /// where they are an admin or owner).
-    #[serde(default)]
-    pub can_edit: bool,
+    /// Whose it is, for the user looking.
+    #[serde(flatten)]
+    pub sharing: crate::teams::Sharing,
 }
 
 /// The outcome of testing a connection.

@@ -13,6 +13,7 @@ use super::{
 };
 use crate::{
     action_error,
+    teams::pages::BelongsTo,
     ui::{Field, FormError, RequireUser, error_view, field_message},
 };
 
@@ -90,25 +91,12 @@ fn Connections() -> impl IntoView {
                 </div>
                 <Transition fallback=|| ()>
                     {move || Suspend::new(async move {
-                        let teams = teams.await.unwrap_or_default();
-                        (!teams.is_empty())
-                            .then(|| {
-                                view! {
-                                    <div class="field">
-                                        <label for="field-team">"Belongs to"</label>
-                                        <select id="field-team" name="team">
-                                            <option value="">"Only you"</option>
-                                            {teams
-                                                .into_iter()
-                                                .map(|t| view! { <option value=t.id>{format!("The team {}", t.name)}</option> })
-                                                .collect_view()}
-                                        </select>
-                                        <p class="field-hint">
-                                            "A team's connection is used by the team's agents only, and managed by its admins."
-                                        </p>
-                                    </div>
-                                }
-                            })
+                        view! {
+                            <BelongsTo
+                                teams=teams.await.unwrap_or_default()
+                                hint="A team's connection is used by the team's agents only, and managed by its admins."
+                            />
+                        }
                     })}
                 </Transition>
                 <Field
@@ -179,13 +167,13 @@ fn ConnectionRow(
                 <strong>{connection.label.clone()}</strong>
                 <span class="muted">" · " {connection.kind.label()}</span>
                 {connection
-                    .team
+                    .sharing.team
                     .clone()
                     .map(|team| view! { <span class="badge" data-testid="connection-team">{team}</span> })}
                 <code class="masked">{connection.masked.clone()}</code>
                 {detail.map(|d| view! { <p class="muted">{d}</p> })}
             </div>
-            {connection.can_edit.then(move || view! {
+            {connection.sharing.can_edit.then(move || view! {
             <div class="actions">
                 <ActionForm action=test attr:class="inline">
                     <input type="hidden" name="id" value=id_test/>

@@ -73,9 +73,11 @@ impl Row {
             label: key.open_text(place("label", self.id, sealer), &self.label)?,
             masked: key.open_text(place("masked", self.id, sealer), &self.masked)?,
             settings: serde_json::from_str(&settings).map_err(AppError::internal)?,
-            team_id: self.team_id.map(|t| t.to_string()),
-            team: None,
-            can_edit: self.can_edit,
+            sharing: crate::teams::Sharing {
+                team_id: self.team_id.map(|t| t.to_string()),
+                team: None,
+                can_edit: self.can_edit,
+            },
         })
     }
 }
@@ -93,22 +95,15 @@ pub async fn list(
     .bind(owner)
     .fetch_all(&state.db)
     .await?;
-    let team_names: std::collections::HashMap<String, String> =
-        if rows.iter().any(|r| r.team_id.is_some()) {
-            crate::teams::server::list(state, owner)
-                .await?
-                .into_iter()
-                .map(|t| (t.id, t.name))
-                .collect()
-        } else {
-            Default::default()
-        };
+    let team_names =
+        crate::teams::server::names(state, owner, rows.iter().any(|r| r.team_id.is_some())).await?;
     let mut keys = Keys::new(state, owner, key);
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
         let (key, sealer) = keys.for_row(row.team_id).await?;
         let mut view = row.view(&key, sealer)?;
-        view.team = view
+        view.sharing.team = view
+            .sharing
             .team_id
             .as_ref()
             .and_then(|t| team_names.get(t).cloned());
@@ -126,7 +121,7 @@ pub async fn list_own(
     Ok(list(state, owner, key)
         .await?
         .into_iter()
-        .filter(|c| c.team_id.is_none())
+        .filter(|c| c.sharing.team_id.is_none())
         .collect())
 }
 

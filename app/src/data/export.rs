@@ -445,7 +445,7 @@ pub mod server {
         for agent in &agents {
             let id = Uuid::parse_str(&agent.id).map_err(AppError::internal)?;
             agent_names.insert(agent.id.clone(), agent.name.clone());
-            if agent.team_id.is_some() {
+            if agent.sharing.team_id.is_some() {
                 // A team's agent is the team's, listed under teams.json.
                 continue;
             }
@@ -465,7 +465,7 @@ pub mod server {
             .map(|t| {
                 let shared: Vec<&str> = agents
                     .iter()
-                    .filter(|a| a.team_id.as_deref() == Some(t.id.as_str()))
+                    .filter(|a| a.sharing.team_id.as_deref() == Some(t.id.as_str()))
                     .map(|a| a.name.as_str())
                     .collect();
                 json!({ "id": t.id, "name": t.name, "role": t.role, "agents": shared })

@@ -138,15 +138,9 @@ pub struct BaseView {
     pub model: String,
     pub documents: u32,
     pub passages: u32,
-    /// The team it belongs to (`None`: the user's own).
-    #[serde(default)]
-    pub team_id: Option<String>,
-    /// That team's name.
-    #[serde(default)]
-    pub team: Option<String>,
-    /// The user may add and delete documents, and delete it.
-    #[serde(default)]
-    pub can_edit: bool,
+    /// Whose it is, for the user looking.
+    #[serde(flatten)]
+    pub sharing: crate::teams::Sharing,
 }
 
 /// A document in a base, with its progress.

@@ -65,7 +65,7 @@ fn KnowledgeList() -> impl IntoView {
                                                 <a href=format!("/knowledge/{}", b.id)>
                                                     <strong>{b.name}</strong>
                                                 </a>
-                                                {b.team.map(|team| view! { <span class="badge" data-testid="base-team">{team}</span> })}
+                                                {b.sharing.team.map(|team| view! { <span class="badge" data-testid="base-team">{team}</span> })}
                                                 <p class="muted">{b.description}</p>
                                                 <p class="muted">
                                                     {format!(
@@ -94,26 +94,12 @@ fn KnowledgeList() -> impl IntoView {
                 <Field label="Description" name="description" required=false error=error/>
                 <Transition fallback=|| ()>
                     {move || Suspend::new(async move {
-                        let teams = teams.await.unwrap_or_default();
-                        (!teams.is_empty())
-                            .then(|| {
-                                view! {
-                                    <div class="field">
-                                        <label for="field-team">"Belongs to"</label>
-                                        <select id="field-team" name="team">
-                                            <option value="">"Only you"</option>
-                                            {teams
-                                                .into_iter()
-                                                .map(|t| view! { <option value=t.id>{format!("The team {}", t.name)}</option> })
-                                                .collect_view()}
-                                        </select>
-                                        <p class="field-hint">
-                                            "A team's base is searched by the team's agents and changed by its admins; "
-                                            "it embeds on the key of whoever adds documents or searches it."
-                                        </p>
-                                    </div>
-                                }
-                            })
+                        view! {
+                            <crate::teams::pages::BelongsTo
+                                teams=teams.await.unwrap_or_default()
+                                hint="A team's base is searched by the team's agents and changed by its admins; it embeds on the key of whoever adds documents or searches it."
+                            />
+                        }
                     })}
                 </Transition>
                 <div class="field">
@@ -226,7 +212,7 @@ fn KnowledgeBase() -> impl IntoView {
                     Err(err) => not_found_or(err).into_any(),
                     Ok(BasePage { base, documents, agents }) => {
                         let base_id = base.id.clone();
-                        let can_edit = base.can_edit;
+                        let can_edit = base.sharing.can_edit;
                         let (for_docs, for_agents) = (base_id.clone(), base_id.clone());
                         let busy = documents.iter().any(|d| d.state.is_busy());
                         view! {
@@ -237,13 +223,13 @@ fn KnowledgeBase() -> impl IntoView {
                                 {format!("Embeddings: {} ({})", base.model, base.provider)}
                             </p>
                             {base
-                                .team
+                                .sharing.team
                                 .clone()
                                 .map(|team| {
                                     view! {
                                         <p class="muted" data-testid="base-team">
                                             "Belongs to the team "
-                                            <a href=format!("/teams/{}", base.team_id.clone().unwrap_or_default())>{team}</a>
+                                            <a href=format!("/teams/{}", base.sharing.team_id.clone().unwrap_or_default())>{team}</a>
                                             {if can_edit {
                                                 ": its agents answer from it; you and the other admins change it."
                                             } else {

@@ -261,9 +261,7 @@ fn base_view(row: &BaseRow, owner: Uuid, key: &DataKey) -> Result<BaseView, AppE
         model: key.open_text(place(t, "model", row.id, owner), &row.model)?,
         documents: row.documents as u32,
         passages: row.passages as u32,
-        team_id: None,
-        team: None,
-        can_edit: true,
+        sharing: crate::teams::Sharing::own(),
     })
 }
 
@@ -295,9 +293,9 @@ pub async fn list_usable(
         let id = Uuid::parse_str(&team.id).map_err(AppError::internal)?;
         let (team_key, _) = keys.for_row(Some(id)).await?;
         for mut base in list_bases(&state.db, id, &team_key).await? {
-            base.team_id = Some(team.id.clone());
-            base.team = Some(team.name.clone());
-            base.can_edit = team.role.can_edit();
+            base.sharing.team_id = Some(team.id.clone());
+            base.sharing.team = Some(team.name.clone());
+            base.sharing.can_edit = team.role.can_edit();
             bases.push(base);
         }
     }
@@ -385,10 +383,10 @@ pub async fn page(
     let (db, owner, key) = (&state.db, reached.holder, &reached.key);
     let row = base_row(db, owner, base).await?;
     let mut view = base_view(&row, owner, key)?;
-    view.team_id = reached.team.map(|t| t.to_string());
-    view.can_edit = reached.can_edit;
+    view.sharing.team_id = reached.team.map(|t| t.to_string());
+    view.sharing.can_edit = reached.can_edit;
     if let Some(team) = reached.team {
-        view.team = Some(crate::teams::server::team_name(state, team, user).await?);
+        view.sharing.team = Some(crate::teams::server::team_name(state, team, user).await?);
     }
     Ok(super::api::BasePage {
         base: view,

@@ -47,12 +47,30 @@ impl Role {
         }
     }
 
-    /// What the role allows, for the invitation form and the team page.
+    /// "an owner", "an admin", "a member".
+    pub fn with_article(self) -> &'static str {
+        match self {
+            Role::Owner => "an owner",
+            Role::Admin => "an admin",
+            Role::Member => "a member",
+        }
+    }
+
+    /// What the role lets you do, for the team page and an invitation.
     pub fn explain(self) -> &'static str {
         match self {
-            Role::Owner => "Manages the team's people and can delete the team.",
-            Role::Admin => "Invites people, and makes and edits the team's agents.",
-            Role::Member => "Chats with the team's agents.",
+            Role::Owner => {
+                "You manage the team's people, and can rename or delete the team; you also make \
+                 and change what it shares."
+            }
+            Role::Admin => {
+                "You invite people, and make and change the team's agents, connections and \
+                 knowledge bases."
+            }
+            Role::Member => {
+                "You chat with the team's agents and search its knowledge bases; your \
+                 conversations stay yours alone."
+            }
         }
     }
 
@@ -64,6 +82,33 @@ impl Role {
     /// Changes roles, removes people, renames and deletes the team.
     pub fn can_manage(self) -> bool {
         self == Role::Owner
+    }
+}
+
+/// Where an agent, connection or knowledge base is, for the user looking:
+/// their own, or a team's. Flattened into each view (`team_id`, `team`,
+/// `can_edit` on the wire).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sharing {
+    /// The team it belongs to (`None`: the user's own).
+    #[serde(default)]
+    pub team_id: Option<String>,
+    /// That team's name.
+    #[serde(default)]
+    pub team: Option<String>,
+    /// The user may change and delete it: their own, or a team's where
+    /// they are an admin or owner.
+    #[serde(default)]
+    pub can_edit: bool,
+}
+
+impl Sharing {
+    /// The user's own.
+    pub fn own() -> Self {
+        Sharing {
+            can_edit: true,
+            ..Sharing::default()
+        }
     }
 }
 

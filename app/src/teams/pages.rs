@@ -8,7 +8,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
 use super::{
-    InvitationView, MemberView, Role, TeamDetail,
+    InvitationView, MemberView, Role, TeamChoice, TeamDetail,
     api::{
         AcceptInvitationAction, CreateTeamAction, DeleteTeamAction, InviteAction, LeaveTeamAction,
         RemoveMemberAction, RenameTeamAction, SetRoleAction, WithdrawInvitationAction, get_team,
@@ -19,6 +19,43 @@ use crate::{
     action_error,
     ui::{Field, FormError, RequireUser, error_view, missing_or},
 };
+
+/// The "Belongs to" choice of a form that makes something a team can
+/// share: only you, or a team where you are an admin or owner (`teams`,
+/// from `team_choices`), `chosen` preselected. Nothing when you have no
+/// such team. Posts `team` (empty: your own).
+#[component]
+pub fn BelongsTo(
+    teams: Vec<TeamChoice>,
+    #[prop(default = None)] chosen: Option<String>,
+    hint: &'static str,
+    #[prop(default = None)] error: Option<Signal<Option<String>>>,
+) -> impl IntoView {
+    (!teams.is_empty()).then(|| {
+        let invalid = move || error.is_some_and(|e| e.get().is_some());
+        view! {
+            <div class="field" class:invalid=invalid>
+                <label for="field-team">"Belongs to"</label>
+                <select id="field-team" name="team">
+                    <option value="" selected=chosen.is_none()>"Only you"</option>
+                    {teams
+                        .into_iter()
+                        .map(|t| {
+                            let selected = chosen.as_deref() == Some(t.id.as_str());
+                            view! {
+                                <option value=t.id selected=selected>
+                                    {format!("The team {}", t.name)}
+                                </option>
+                            }
+                        })
+                        .collect_view()}
+                </select>
+                <p class="field-hint">{hint}</p>
+                <p class="field-error">{move || error.and_then(|e| e.get())}</p>
+            </div>
+        }
+    })
+}
 
 #[component]
 pub fn TeamsPage() -> impl IntoView {
@@ -201,7 +238,7 @@ fn TeamView(detail: TeamDetail, actions: TeamActions) -> impl IntoView {
         <Title text=name.clone()/>
         <h1>{name.clone()}</h1>
         <p class="muted" data-testid="your-role">
-            {format!("You are {} here. {}", role.label().to_lowercase(), role.explain())}
+            {format!("You are {} here. {}", role.with_article(), role.explain())}
         </p>
         <section class="card" aria-labelledby="team-agents">
             <h2 id="team-agents">"The team's agents"</h2>
@@ -281,12 +318,19 @@ fn TeamView(detail: TeamDetail, actions: TeamActions) -> impl IntoView {
                             <Field label="Team name" name="name" value=name.clone() error=rename_error/>
                             <button type="submit">"Rename"</button>
                         </ActionForm>
+                    </section>
+                    <section class="card danger-zone" aria-labelledby="team-delete">
+                        <h2 id="team-delete">"Delete this team"</h2>
+                        <p>
+                            "Its agents, connections and knowledge bases are erased with its key, "
+                            "and so is every conversation anyone had with its agents."
+                        </p>
                         <ActionForm action=actions.delete>
                             <FormError error=delete_error/>
                             <input type="hidden" name="id" value=for_delete/>
-                            <label>
+                            <label class="checkbox">
                                 <input type="checkbox" name="confirm" value="yes"/>
-                                " Delete the team, its agents and every conversation with them"
+                                " Yes, delete the team and everything it shares"
                             </label>
                             <button type="submit" class="danger">"Delete team"</button>
                         </ActionForm>
@@ -430,7 +474,7 @@ fn JoinTeam() -> impl IntoView {
                                         p.invited_by,
                                         p.email,
                                         p.team,
-                                        p.role.label().to_lowercase(),
+                                        p.role.with_article(),
                                     )}
                                 </p>
                                 <p class="muted">{p.role.explain()}</p>

@@ -191,6 +191,23 @@ pub async fn choices(state: &AppState, user: Uuid) -> Result<Vec<TeamChoice>, Ap
         .collect())
 }
 
+/// The names of the user's teams by id, read only when `needed` (a list
+/// that holds something of a team's).
+pub async fn names(
+    state: &AppState,
+    user: Uuid,
+    needed: bool,
+) -> Result<HashMap<String, String>, AppError> {
+    if !needed {
+        return Ok(HashMap::new());
+    }
+    Ok(list(state, user)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.name))
+        .collect())
+}
+
 /// The name of a team the user belongs to (`NotFound` otherwise).
 pub async fn team_name(state: &AppState, team: Uuid, user: Uuid) -> Result<String, AppError> {
     let key = keystore::team_key_for_member(&state.db, &state.crypto.keyring, team, user).await?;
@@ -407,7 +424,7 @@ pub async fn detail(
     let agents = crate::agents::server::list_agents(state, user, key, "")
         .await?
         .into_iter()
-        .filter(|a| a.team_id.as_deref() == Some(team_id.as_str()))
+        .filter(|a| a.sharing.team_id.as_deref() == Some(team_id.as_str()))
         .collect();
     Ok(TeamDetail {
         id: team_id,
@@ -784,7 +801,7 @@ pub async fn invite(
 }
 
 fn invitation_mail(email: &str, inviter: &str, team: &str, role: Role, link: &str) -> Outgoing {
-    let role = role.label().to_lowercase();
+    let role = role.with_article();
     let text = format!(
         "Hello,\n\n{inviter} invited you to the team \"{team}\" on Enclave, as {role}.\n\n\
          Open this link within {INVITATION_DAYS} days to join, signed in (or signing up) with \
