@@ -261,8 +261,8 @@ pub async fn check_usable(db: &sqlx::PgPool, user: Uuid, id: Uuid) -> Result<(),
     }
 }
 
-/// The user may change agent `id`: `NotFound` for an agent they cannot
-/// use, a plain refusal for a team's agent they only use.
+/// The user may change agent `id`: `NotFound` otherwise (an agent they
+/// cannot use, or a team's they only use: allowed or 404).
 pub async fn check_editable(db: &sqlx::PgPool, user: Uuid, id: Uuid) -> Result<(), AppError> {
     let can_edit: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT (a.team_id IS NULL OR tm.role IN ('owner', 'admin')) FROM {ACCESS} AND a.id = $2"
@@ -272,11 +272,7 @@ pub async fn check_editable(db: &sqlx::PgPool, user: Uuid, id: Uuid) -> Result<(
     .fetch_optional(db)
     .await?;
     match can_edit {
-        None => Err(AppError::NotFound),
-        Some(false) => Err(AppError::invalid(
-            "agent",
-            "This is a team's agent: only the team's admins and owners can change it.",
-        )),
+        Some(false) | None => Err(AppError::NotFound),
         Some(true) => Ok(()),
     }
 }

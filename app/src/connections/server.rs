@@ -158,8 +158,8 @@ pub async fn add(
     Ok(id)
 }
 
-/// The team of connection `id` if the user may manage it: `NotFound` when
-/// they cannot use it, a plain refusal when they only use it.
+/// The team of connection `id` if the user may manage it; `NotFound`
+/// otherwise (one they cannot use, or a team's they only use).
 async fn editable(state: &AppState, user: Uuid, id: Uuid) -> Result<Option<Uuid>, AppError> {
     let row: Option<(Option<Uuid>, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT c.team_id, {EDITS} FROM {ACCESS} AND c.id = $2"
@@ -169,12 +169,8 @@ async fn editable(state: &AppState, user: Uuid, id: Uuid) -> Result<Option<Uuid>
     .fetch_optional(&state.db)
     .await?;
     match row {
-        None => Err(AppError::NotFound),
-        Some((_, false)) => Err(AppError::invalid(
-            "connection",
-            "This is a team's connection: only the team's admins and owners can change it.",
-        )),
         Some((team, true)) => Ok(team),
+        _ => Err(AppError::NotFound),
     }
 }
 

@@ -92,11 +92,10 @@ pub async fn reach(
     })
 }
 
+/// A team's base the user only uses: to them it cannot be changed, like
+/// one that does not exist (allowed or 404).
 fn not_an_editor() -> AppError {
-    AppError::invalid(
-        "base",
-        "This is a team's knowledge base: only the team's admins and owners can change it.",
-    )
+    AppError::NotFound
 }
 
 fn place(table: &'static str, column: &'static str, id: Uuid, owner: Uuid) -> Place {

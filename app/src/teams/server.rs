@@ -2,9 +2,10 @@
 //! of a team.
 //!
 //! Every function names the acting user and reads their role afresh in
-//! the statement that does the work: someone outside the team meets
-//! `NotFound`, exactly like a team that does not exist; someone inside it
-//! without the role meets a plain refusal. What a team shares is sealed
+//! the statement that does the work: someone outside the team, and someone
+//! inside it without the role, meet `NotFound`, exactly like a team that
+//! does not exist (every action is allowed or 404). Rules that are not
+//! about permission (the last owner stays) answer with their reason. What a team shares is sealed
 //! with the team's key, which opens only for a member
 //! (`keystore::team_key_for_member`), so a removed member's next request
 //! opens nothing of the team's.
@@ -153,17 +154,16 @@ pub async fn role_of(db: &sqlx::PgPool, team: Uuid, user: Uuid) -> Result<Role, 
         .ok_or(AppError::NotFound)
 }
 
-/// `role_of`, refusing a member: only admins and owners make and edit
-/// what a team shares.
+/// `role_of`, for admins and owners only (who make and edit what a team
+/// shares). Like anything else a role does not allow, a member meets
+/// `NotFound`: every action is allowed or 404 (the pages offer a member
+/// none of these).
 pub async fn require_editor(db: &sqlx::PgPool, team: Uuid, user: Uuid) -> Result<Role, AppError> {
     let role = role_of(db, team, user).await?;
     if role.can_edit() {
         Ok(role)
     } else {
-        Err(AppError::invalid(
-            "team",
-            "Only the team's admins and owners can do that. Ask one of them.",
-        ))
+        Err(AppError::NotFound)
     }
 }
 
@@ -171,10 +171,7 @@ async fn require_owner(db: &sqlx::PgPool, team: Uuid, user: Uuid) -> Result<(), 
     if role_of(db, team, user).await?.can_manage() {
         Ok(())
     } else {
-        Err(AppError::invalid(
-            "team",
-            "Only the team's owners can do that. Ask one of them.",
-        ))
+        Err(AppError::NotFound)
     }
 }
 
@@ -503,10 +500,7 @@ pub async fn set_role(
         .await?
         .ok_or(AppError::NotFound)?;
     if !mine.can_manage() {
-        return Err(AppError::invalid(
-            "team",
-            "Only the team's owners can change roles.",
-        ));
+        return Err(AppError::NotFound);
     }
     let theirs = member_role(&mut tx, team, member)
         .await?
@@ -559,11 +553,9 @@ pub async fn remove(
     let theirs = member_role(&mut tx, team, member)
         .await?
         .ok_or(AppError::NotFound)?;
+    // Owners remove anyone; admins remove members.
     if !(mine.can_manage() || (mine.can_edit() && theirs == Role::Member)) {
-        return Err(AppError::invalid(
-            "team",
-            "Owners remove anyone; admins remove members. Ask an owner.",
-        ));
+        return Err(AppError::NotFound);
     }
     if theirs == Role::Owner && owners(&mut tx, team).await? <= 1 {
         return Err(AppError::invalid("team", LAST_OWNER));

@@ -191,7 +191,7 @@ async fn every_action_is_allowed_or_404_by_role(db: PgPool) {
     for (who, client, want) in [
         ("owner", &owner, 200),
         ("admin", &admin, 200),
-        ("member", &member, 422),
+        ("member", &member, 404),
         ("outsider", &outsider, 404),
     ] {
         let name = format!("Made by {who}");
@@ -226,7 +226,7 @@ async fn every_action_is_allowed_or_404_by_role(db: PgPool) {
     for (who, client, want) in [
         ("owner", &owner, 200),
         ("admin", &admin, 200),
-        ("member", &member, 422),
+        ("member", &member, 404),
         ("outsider", &outsider, 404),
     ] {
         let name = format!("Renamed by {who}");
@@ -286,7 +286,7 @@ async fn every_action_is_allowed_or_404_by_role(db: PgPool) {
     for (who, client, want) in [
         ("owner", &owner, 200),
         ("admin", &admin, 200),
-        ("member", &member, 422),
+        ("member", &member, 404),
         ("outsider", &outsider, 404),
     ] {
         let email = format!("guest-{who}@example.com");
@@ -311,7 +311,7 @@ async fn every_action_is_allowed_or_404_by_role(db: PgPool) {
     let first = invitations[0]["id"].as_str().unwrap();
     let second = invitations[1]["id"].as_str().unwrap();
     for (who, client, invitation, want) in [
-        ("member", &member, first, 422),
+        ("member", &member, first, 404),
         ("outsider", &outsider, first, 404),
         ("admin", &admin, first, 200),
         ("owner", &owner, second, 200),
@@ -328,8 +328,8 @@ async fn every_action_is_allowed_or_404_by_role(db: PgPool) {
 
     // Roles and the name: owners only.
     for (who, client, want) in [
-        ("admin", &admin, 422),
-        ("member", &member, 422),
+        ("admin", &admin, 404),
+        ("member", &member, 404),
         ("outsider", &outsider, 404),
         ("owner", &owner, 200),
     ] {
@@ -349,7 +349,7 @@ async fn every_action_is_allowed_or_404_by_role(db: PgPool) {
 
     // Deleting an agent of the team: admins and owners.
     for (who, client, want) in [
-        ("member", &member, 422),
+        ("member", &member, 404),
         ("outsider", &outsider, 404),
         ("admin", &admin, 200),
     ] {
@@ -380,8 +380,8 @@ async fn every_action_is_allowed_or_404_by_role(db: PgPool) {
 
     // Deleting the team: owners; its agents and their conversations go.
     for (who, client, want) in [
-        ("admin", &admin, 422),
-        ("member", &member, 422),
+        ("admin", &admin, 404),
+        ("member", &member, 404),
         ("outsider", &outsider, 404),
         ("owner", &owner, 200),
     ] {
@@ -929,7 +929,7 @@ async fn a_team_agent_uses_the_teams_connections_and_nobody_elses(db: PgPool) {
             .to_string()
             .contains("Team GitHub")
     );
-    for (who, client, want) in [("member", &member, 422), ("outsider", &outsider, 404)] {
+    for (who, client, want) in [("member", &member, 404), ("outsider", &outsider, 404)] {
         for (name, form) in [
             ("test_connection", vec![("id", shared.as_str())]),
             (
@@ -964,7 +964,7 @@ async fn a_team_agent_uses_the_teams_connections_and_nobody_elses(db: PgPool) {
             ],
         )
         .await;
-    assert_eq!(res.status(), 422);
+    assert_eq!(res.status(), 404);
 
     // Each agent takes connections only from where it is.
     let agent_form = |name: &'static str, connection: String, team: String| {
@@ -1040,7 +1040,7 @@ async fn a_team_knowledge_base_answers_the_teams_agents_and_nobody_elses(db: PgP
     };
     // Admins and owners make a team's base; a member cannot.
     let res = create(member.clone(), new_base("Sneaky base", team.clone())).await;
-    assert_eq!(res.status(), 422);
+    assert_eq!(res.status(), 404);
     let base: String = ok_json(create(owner.clone(), new_base("Ledger", team.clone())).await)
         .await
         .as_str()
@@ -1094,7 +1094,7 @@ async fn a_team_knowledge_base_answers_the_teams_agents_and_nobody_elses(db: PgP
     .await;
     assert!(found.to_string().contains("thirty days"), "{found}");
     let doc = page["documents"][0]["id"].as_str().unwrap().to_owned();
-    for (who, client, want) in [("member", &member, 422), ("outsider", &outsider, 404)] {
+    for (who, client, want) in [("member", &member, 404), ("outsider", &outsider, 404)] {
         let res = upload(
             &app,
             client,
