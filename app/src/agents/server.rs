@@ -130,10 +130,33 @@ pub async fn list_agents(
     key: &DataKey,
     query: &str,
 ) -> Result<Vec<AgentSummary>, AppError> {
+    list_matching(state, owner, key, query, None).await
+}
+
+/// The agents of `team` (the user must be in it), newest first: the
+/// team's page, reading only the team's rows.
+pub async fn list_in(
+    state: &AppState,
+    user: Uuid,
+    key: &DataKey,
+    team: Uuid,
+) -> Result<Vec<AgentSummary>, AppError> {
+    list_matching(state, user, key, "", Some(team)).await
+}
+
+async fn list_matching(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    query: &str,
+    team: Option<Uuid>,
+) -> Result<Vec<AgentSummary>, AppError> {
     let rows: Vec<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {AGENT_COLUMNS} FROM {ACCESS} ORDER BY a.created_at DESC, a.id"
+        "SELECT {AGENT_COLUMNS} FROM {ACCESS} AND ($2::uuid IS NULL OR a.team_id = $2)
+         ORDER BY a.created_at DESC, a.id"
     )))
     .bind(owner)
+    .bind(team)
     .fetch_all(&state.db)
     .await?;
     let needle = query.trim().to_lowercase();

@@ -198,11 +198,22 @@ pub async fn names(
     if !needed {
         return Ok(HashMap::new());
     }
-    Ok(list(state, user)
-        .await?
-        .into_iter()
-        .map(|t| (t.id, t.name))
-        .collect())
+    // Names only: not `list`, which also counts each team's people and agents.
+    let rows: Vec<(Uuid, Sealed, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT t.id, t.name, k.kek_id, k.wrapped_key
+         FROM team_members m JOIN teams t ON t.id = m.team_id
+         JOIN team_keys k ON k.team_id = t.id
+         WHERE m.user_id = $1",
+    )
+    .bind(user)
+    .fetch_all(&state.db)
+    .await?;
+    rows.into_iter()
+        .map(|(id, name, kek_id, wrapped)| {
+            let key = keystore::open_team_key(&state.crypto.keyring, id, kek_id, wrapped)?;
+            Ok((id.to_string(), key.open_text(name_place(id), &name)?))
+        })
+        .collect()
 }
 
 /// The name of a team the user belongs to (`NotFound` otherwise).
@@ -418,11 +429,7 @@ pub async fn detail(
         Vec::new()
     };
     let team_id = team.to_string();
-    let agents = crate::agents::server::list_agents(state, user, key, "")
-        .await?
-        .into_iter()
-        .filter(|a| a.sharing.team_id.as_deref() == Some(team_id.as_str()))
-        .collect();
+    let agents = crate::agents::server::list_in(state, user, key, team).await?;
     Ok(TeamDetail {
         id: team_id,
         name: team_key.open_text(name_place(team), &name)?,
@@ -560,7 +567,7 @@ pub async fn remove(
     if theirs == Role::Owner && owners(&mut tx, team).await? <= 1 {
         return Err(AppError::invalid("team", LAST_OWNER));
     }
-    take_out(state, &mut tx, team, member).await?;
+    take_out(&mut tx, team, member).await?;
     tx.commit().await?;
     after_leaving(state, team, member, Event::RemovedFromTeam).await;
     note(state, session, Event::TeamMemberRemoved, None).await;
@@ -577,7 +584,7 @@ pub async fn leave(state: &AppState, session: &AuthSession, team: Uuid) -> Resul
     if mine == Role::Owner && owners(&mut tx, team).await? <= 1 {
         return Err(AppError::invalid("team", LAST_OWNER));
     }
-    take_out(state, &mut tx, team, session.user_id).await?;
+    take_out(&mut tx, team, session.user_id).await?;
     tx.commit().await?;
     after_leaving(state, team, session.user_id, Event::LeftTeam).await;
     Ok(())
@@ -585,12 +592,7 @@ pub async fn leave(state: &AppState, session: &AuthSession, team: Uuid) -> Resul
 
 /// Deletes the membership. Agents `member` made for the team stay the
 /// team's, now in the name of an owner.
-async fn take_out(
-    _state: &AppState,
-    tx: &mut sqlx::PgConnection,
-    team: Uuid,
-    member: Uuid,
-) -> Result<(), AppError> {
+async fn take_out(tx: &mut sqlx::PgConnection, team: Uuid, member: Uuid) -> Result<(), AppError> {
     sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND user_id = $2")
         .bind(team)
         .bind(member)
