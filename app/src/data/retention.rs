@@ -69,6 +69,7 @@ pub mod server {
         pub schedule_runs: u64,
         pub api_keys: u64,
         pub transient_conversations: u64,
+        pub team_invitations: u64,
     }
 
     /// Enqueues this hour's retention job, unless a server did already.
@@ -109,6 +110,7 @@ pub mod server {
             drain(|| crate::api_keys::server::purge(db, retention.activity_days, BATCH)).await?;
         let transient_conversations =
             drain(|| crate::chat::server::purge_transient(db, BATCH)).await?;
+        let team_invitations = drain(|| crate::teams::server::purge_invitations(db, BATCH)).await?;
         Ok(Report {
             accounts,
             conversations,
@@ -119,6 +121,7 @@ pub mod server {
             schedule_runs,
             api_keys,
             transient_conversations,
+            team_invitations,
         })
     }
 

@@ -819,6 +819,20 @@ fn invitation_mail(email: &str, inviter: &str, team: &str, role: Role, link: &st
     }
 }
 
+/// Retention: an invitation whose link has expired (its sealed address
+/// with it) is deleted; nobody can use it any more.
+pub async fn purge_invitations(db: &sqlx::PgPool, batch: i64) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM team_invitations WHERE id IN (
+             SELECT id FROM team_invitations WHERE expires_at < now()
+             LIMIT $1 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(batch)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
 /// Withdraws an invitation (admins and owners): its link stops working.
 pub async fn withdraw(
     state: &AppState,

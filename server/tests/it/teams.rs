@@ -625,6 +625,13 @@ async fn invitations_are_single_use_links_for_one_address(db: PgPool) {
     .await
     .unwrap();
     assert_eq!(stored, 0);
+    // Retention deletes the expired invitation (and its sealed address).
+    let report =
+        app::data::retention::server::run(&app.db, &app::platform::settings::Retention::default())
+            .await
+            .unwrap();
+    assert_eq!(report.team_invitations, 1);
+    assert_eq!(app.count("SELECT count(*) FROM team_invitations").await, 0);
 
     // A team keeps an owner: the last one can neither leave nor step down.
     let owner_id = ok_json(app.call(&owner, "get_team", &[("id", &team)]).await).await["members"]
