@@ -78,6 +78,9 @@ async fn run(state: &AppState, job: Job) -> Result<(), JobError> {
                 unsent_files = report.unsent_files,
                 schedule_runs = report.schedule_runs,
                 api_keys = report.api_keys,
+                team_invitations = report.team_invitations,
+                usage_entries = report.usage_entries,
+                credit_holds = report.credit_holds,
                 "retention pass done"
             );
             Ok(())

@@ -50,6 +50,7 @@ pub mod telegram;
 pub mod theme;
 pub mod tools;
 pub mod ui;
+pub mod usage;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
@@ -100,6 +101,7 @@ pub fn sealed_columns() -> &'static [platform::keystore::SealedColumn] {
                 schedules::server::SEALED,
                 telegram::server::SEALED,
                 teams::server::SEALED,
+                usage::server::SEALED,
                 api_keys::server::SEALED,
                 tools::server::SEALED,
                 connections::server::SEALED,
@@ -236,6 +238,7 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("admin") view=AdminPage ssr=SsrMode::Async/>
                     <Route path=StaticSegment("teams") view=crate::teams::pages::TeamsPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("usage") view=crate::usage::pages::UsagePage ssr=SsrMode::Async/>
                     <Route
                         path=(StaticSegment("teams"), StaticSegment("join"))
                         view=crate::teams::pages::JoinTeamPage

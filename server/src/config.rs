@@ -116,6 +116,149 @@ fn parse<T: std::str::FromStr>(
     }
 }
 
+/// An amount of money as the operator writes it ("5", "2.50") in
+/// micro-units; at most six decimals, never negative.
+fn money(name: &'static str, raw: &str) -> Result<i64, ConfigError> {
+    app::usage::parse_amount(raw).ok_or_else(|| ConfigError::Invalid {
+        name,
+        why: format!("{raw:?} is not an amount like 5 or 2.50"),
+    })
+}
+
+/// How model calls are paid for: `ENCLAVE_BILLING` (`unlimited`, `quotas`
+/// or `credits`) and the settings of each mode.
+fn billing(src: &dyn Source) -> Result<app::platform::settings::Billing, ConfigError> {
+    use app::platform::settings::{
+        Billing, BillingMode, QuotaPeriod, QuotaUnit, Quotas, Settings, Stripe,
+    };
+    let defaults = Settings::default().billing;
+    let currency = src
+        .get("ENCLAVE_CURRENCY")
+        .map(|c| c.trim().to_ascii_lowercase())
+        .unwrap_or(defaults.currency);
+    if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_lowercase()) {
+        return Err(ConfigError::Invalid {
+            name: "ENCLAVE_CURRENCY",
+            why: format!("{currency:?} is not a three-letter ISO code such as usd or eur"),
+        });
+    }
+    let mode = match src.get("ENCLAVE_BILLING").as_deref().map(str::trim) {
+        None | Some("unlimited") => BillingMode::Unlimited,
+        Some("credits") => BillingMode::Credits,
+        Some("quotas") => {
+            let period = match src.get("ENCLAVE_QUOTA_PERIOD").as_deref().map(str::trim) {
+                None | Some("month") => QuotaPeriod::Month,
+                Some("day") => QuotaPeriod::Day,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        name: "ENCLAVE_QUOTA_PERIOD",
+                        why: format!("{other:?} is neither \"day\" nor \"month\""),
+                    });
+                }
+            };
+            let unit = match src.get("ENCLAVE_QUOTA_UNIT").as_deref().map(str::trim) {
+                None | Some("tokens") => QuotaUnit::Tokens,
+                Some("cost") => QuotaUnit::Cost,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        name: "ENCLAVE_QUOTA_UNIT",
+                        why: format!("{other:?} is neither \"tokens\" nor \"cost\""),
+                    });
+                }
+            };
+            let limit = |name: &'static str| -> Result<Option<u64>, ConfigError> {
+                let Some(raw) = src.get(name) else {
+                    return Ok(None);
+                };
+                let value = match unit {
+                    QuotaUnit::Tokens => {
+                        raw.trim()
+                            .parse::<u64>()
+                            .map_err(|_| ConfigError::Invalid {
+                                name,
+                                why: format!("{raw:?} is not a number of tokens"),
+                            })?
+                    }
+                    QuotaUnit::Cost => money(name, &raw)? as u64,
+                };
+                Ok(Some(value))
+            };
+            let quotas = Quotas {
+                period,
+                unit,
+                per_user: limit("ENCLAVE_QUOTA_PER_USER")?,
+                per_team: limit("ENCLAVE_QUOTA_PER_TEAM")?,
+            };
+            if quotas.per_user.is_none() && quotas.per_team.is_none() {
+                return Err(ConfigError::Invalid {
+                    name: "ENCLAVE_BILLING",
+                    why: "quotas need ENCLAVE_QUOTA_PER_USER or ENCLAVE_QUOTA_PER_TEAM".into(),
+                });
+            }
+            BillingMode::Quotas(quotas)
+        }
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: "ENCLAVE_BILLING",
+                why: format!("{other:?} is not \"unlimited\", \"quotas\" or \"credits\""),
+            });
+        }
+    };
+    let secret_key = secret(src, "ENCLAVE_STRIPE_SECRET_KEY")?;
+    let webhook_secret = secret(src, "ENCLAVE_STRIPE_WEBHOOK_SECRET")?;
+    let stripe = match (secret_key, webhook_secret) {
+        (None, None) => None,
+        (Some(secret_key), Some(webhook_secret)) => {
+            if mode != BillingMode::Credits {
+                return Err(ConfigError::Invalid {
+                    name: "ENCLAVE_STRIPE_SECRET_KEY",
+                    why: "card payments buy credits: set ENCLAVE_BILLING=credits too".into(),
+                });
+            }
+            let api_url = src
+                .get("ENCLAVE_STRIPE_API_URL")
+                .unwrap_or_else(|| "https://api.stripe.com".to_owned());
+            if !api_url.starts_with("https://") && !api_url.starts_with("http://") {
+                return Err(ConfigError::Invalid {
+                    name: "ENCLAVE_STRIPE_API_URL",
+                    why: "it must be an http(s) address".into(),
+                });
+            }
+            Some(Stripe {
+                api_url,
+                secret_key,
+                webhook_secret,
+            })
+        }
+        (Some(_), None) => {
+            return Err(ConfigError::Missing(
+                "ENCLAVE_STRIPE_WEBHOOK_SECRET",
+                "Card payments need the webhook's signing secret (whsec_...) too.",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::Missing(
+                "ENCLAVE_STRIPE_SECRET_KEY",
+                "Card payments need the Stripe secret key (sk_...) too.",
+            ));
+        }
+    };
+    let top_ups = match src.get("ENCLAVE_CREDIT_TOP_UPS") {
+        None => defaults.top_ups,
+        Some(raw) => raw
+            .split(',')
+            .map(|a| money("ENCLAVE_CREDIT_TOP_UPS", a))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    Ok(Billing {
+        mode,
+        charge_own_keys: parse(src, "ENCLAVE_BILLING_CHARGE_OWN_KEYS", false)?,
+        currency,
+        stripe,
+        top_ups,
+    })
+}
+
 /// A retention period in days: 1 to 100 years' worth.
 fn days(src: &dyn Source, name: &'static str, default: u32) -> Result<u32, ConfigError> {
     let value: u32 = parse(src, name, default)?;
@@ -531,6 +674,7 @@ impl Config {
                     defaults.retention.deletion_grace_days,
                 )?,
             },
+            billing: billing(src)?,
         };
         if settings.require_verified_email
             && matches!(settings.mailer, app::platform::mail::Mailer::Off)

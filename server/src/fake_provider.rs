@@ -1072,6 +1072,8 @@ pub fn router() -> Router {
         .merge(oauth.router())
         // An OpenID Connect provider to sign in with (`fake_oidc`).
         .merge(crate::fake_oidc::router())
+        // Stripe's Checkout and webhooks (`fake_stripe`).
+        .merge(crate::fake_stripe::router())
 }
 
 /// Serves the fake on `listener` until the task is dropped.

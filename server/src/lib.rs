@@ -4,6 +4,8 @@
 
 pub mod admin_cli;
 pub mod api_v1;
+pub mod billing;
+pub mod billing_cli;
 pub mod chat_stream;
 pub mod config;
 pub mod fake_mcp;
@@ -11,6 +13,7 @@ pub mod fake_oauth;
 pub mod fake_oidc;
 pub mod fake_provider;
 pub mod fake_services;
+pub mod fake_stripe;
 pub mod forms;
 pub mod keys;
 pub mod middleware;
@@ -220,6 +223,9 @@ pub fn router(state: AppState, public_url: &str) -> Router {
             "/settings/api-keys",
             axum::routing::post(forms::create_api_key),
         )
+        .route("/usage.csv", get(billing::csv))
+        .route("/usage/credits", axum::routing::post(billing::top_up))
+        .route("/stripe/webhook", axum::routing::post(billing::webhook))
         .route("/v1/models", get(v1::models))
         .merge(api_v1_routes)
         .merge(api_docs)

@@ -5,6 +5,8 @@
 //! `server admin grant|revoke EMAIL`  make an account an administrator, or not
 //! `server policy publish privacy|cookies FILE YYYY-MM-DD SUMMARY`
 //!                         publish a new policy version (mails every user)
+//! `server prices list|set PROVIDER MODEL INPUT OUTPUT`  model prices
+//! `server credits grant EMAIL AMOUNT`  add credits to an account
 //! `server fake-provider ADDR`  serve the fake model provider (tests, demos)
 
 use std::process::ExitCode;
@@ -18,7 +20,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage: server [serve | keys generate | keys rotate | keys verify | \
      admin grant|revoke EMAIL | policy publish privacy|cookies FILE YYYY-MM-DD SUMMARY | \
-     fake-provider ADDR]";
+     prices list|set PROVIDER MODEL INPUT OUTPUT | credits grant EMAIL AMOUNT | fake-provider ADDR]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -53,6 +55,8 @@ async fn main() -> ExitCode {
             | ["keys", "rotate"]
             | ["keys", "verify"]
             | ["admin", ..]
+            | ["prices", ..]
+            | ["credits", ..]
             | ["policy", "publish", ..]
     ) {
         eprintln!("{USAGE}");
@@ -71,6 +75,8 @@ async fn main() -> ExitCode {
         ["keys", "verify"] => server::keys::verify(&config).await,
         ["policy", "publish", rest @ ..] => server::policy::publish(&config, rest).await,
         ["admin", rest @ ..] => server::admin_cli::run(&config, rest).await,
+        ["prices", rest @ ..] => server::billing_cli::prices(&config, rest).await,
+        ["credits", rest @ ..] => server::billing_cli::credits(&config, rest).await,
         _ => serve(config).await,
     };
     match result {

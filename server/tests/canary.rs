@@ -107,6 +107,11 @@ const TEAM_BASE_NAME: &str = "Kanarie team knowledge";
 /// A schedule's name and prompt.
 const SCHEDULE_NAME: &str = "Kanarie schedule";
 const SCHEDULE_PROMPT: &str = "Kanarie scheduled prompt";
+/// Credits granted by the operator (the note is sealed), and the Stripe
+/// webhook's signing secret and API key (never stored, never logged).
+const GRANT_NOTE: &str = "Kanarie grant for the pilot";
+const STRIPE_WEBHOOK_SECRET: &str = "whsec_kanarie_signing_secret";
+const STRIPE_SECRET_KEY: &str = "sk_test_kanarie_stripe_key";
 /// The fake provider rejects this one and echoes it in its error body.
 const REJECTED_KEY: &str = "bad-kanarie-api-key-1313";
 
@@ -156,6 +161,14 @@ async fn store_everything(app: &TestApp) {
     ];
     assert_eq!(app.call(&client, "sign_up", &form).await.status(), 200);
     assert_eq!(app.sign_in(&client, EMAIL, PASSWORD).await.status(), 200);
+    // This server runs on credits: the operator grants some (each reply
+    // then records a charge naming its agent, sealed).
+    let (user, key) = common::account_key(app, EMAIL).await;
+    let mut tx = app.db.begin().await.unwrap();
+    app::usage::server::credit(&mut tx, user, &key, "grant", 1_000_000_000, GRANT_NOTE)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
     let browser = reqwest::Client::builder()
         .cookie_store(true)
         .user_agent(USER_AGENT)
@@ -1144,6 +1157,32 @@ async fn store_everything(app: &TestApp) {
         "{page}"
     );
 
+    // Credits bought with a card through (the fake) Stripe: the checkout,
+    // the signed webhook, the top-up.
+    let res = client
+        .post(app.url("/usage/credits"))
+        .form(&[("amount", "5000000")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let pay = res.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(client.post(&pay).send().await.unwrap().status(), 303);
+    let top_ups: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM credit_transactions WHERE kind = 'top_up'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(top_ups, 1, "the webhook added the credits");
+    let usage = app.call(&client, "get_usage", &[]).await;
+    assert_eq!(usage.status(), 200);
+    let charged: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM credit_transactions WHERE kind = 'charge'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(charged > 0, "replies were charged");
+
     // An export of everything: built by its job and sealed while it waits
     // (so the dump below holds it), then downloaded.
     let res = app.call(&client, "request_export", &[]).await;
@@ -1206,9 +1245,30 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
     let fake = server::fake_provider::start().await.unwrap();
     let settings = app::platform::Settings {
         oidc_providers: vec![common::oidc::fake_provider(fake)],
+        billing: app::platform::settings::Billing {
+            mode: app::platform::settings::BillingMode::Credits,
+            charge_own_keys: true,
+            stripe: Some(app::platform::settings::Stripe {
+                api_url: format!("http://{fake}/stripe"),
+                secret_key: STRIPE_SECRET_KEY.into(),
+                webhook_secret: STRIPE_WEBHOOK_SECRET.into(),
+            }),
+            ..app::platform::Settings::default().billing
+        },
         ..common::with_fake_provider(common::relaxed_settings(), fake)
     };
     let app = TestApp::spawn_full(db.clone(), settings, common::keyring(1, &[])).await;
+    let res = reqwest::Client::new()
+        .post(format!("http://{fake}/fakes/stripe/config"))
+        .json(&serde_json::json!({
+            "webhook_url": app.url("/stripe/webhook"),
+            "webhook_secret": STRIPE_WEBHOOK_SECRET,
+            "secret_key": STRIPE_SECRET_KEY,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
     store_everything(&app).await;
     // The activity log took the canary browser, and the canary key and
     // connection names as its entries' details.
@@ -1253,6 +1313,7 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         API_AGENT_PROMPT,
         TEAM_NAME,
         TEAM_AGENT_NAME,
+        GRANT_NOTE,
     ] {
         assert!(everything.contains(kept), "the export lacks {kept:?}");
     }
@@ -1270,6 +1331,8 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         TELEGRAM_TOKEN,
         token.as_str(),
         API_SECRET.get().unwrap().as_str(),
+        STRIPE_SECRET_KEY,
+        STRIPE_WEBHOOK_SECRET,
     ];
     secrets.extend(TWO_FACTOR.get().unwrap().iter().map(String::as_str));
     for secret in secrets {

@@ -52,6 +52,9 @@ pub struct Job {
     /// Context looked up when the run starts (the agent's knowledge): text
     /// for the system prompt, and the passages it cites.
     pub retrieval: Option<Retrieval>,
+    /// Writes each model call to the usage ledger (and settles the reply's
+    /// credits when it ends).
+    pub meter: Option<crate::usage::server::Meter>,
 }
 
 /// What a retrieval gives a run: the system prompt's addition and the
@@ -481,6 +484,7 @@ impl Runs {
             runs: self.clone(),
             message: reply.message,
         };
+        let meter = job.meter.clone();
         tokio::spawn(async move {
             // The steps run in a task of their own, so that a panic there
             // ends the reply as interrupted instead of leaving it live.
@@ -497,6 +501,9 @@ impl Runs {
             };
             let parts = settle_calls(&run);
             save_final(&state, reply, &run.key, &parts, &outcome).await;
+            if let Some(meter) = &meter {
+                meter.settle().await;
+            }
             drop(registered);
             run.done(StreamUpdate::Done {
                 status: outcome.status,
@@ -560,7 +567,34 @@ async fn step(
     model: &Model,
     request: ChatRequest,
     usage: &mut Option<Usage>,
+    meter: Option<&crate::usage::server::Meter>,
 ) -> Result<(String, Vec<Asked>), Outcome> {
+    let result = stream_step(run, model, request, usage).await;
+    if let Some(meter) = meter {
+        let step_usage = match &result {
+            Ok((_, _, u)) => *u,
+            Err((_, u)) => *u,
+        };
+        if let Some(u) = step_usage {
+            meter.record(u, false).await;
+        }
+    }
+    match result {
+        Ok((text, asked, _)) => Ok((text, asked)),
+        Err((outcome, _)) => Err(outcome),
+    }
+}
+
+/// What one step's stream said, and the usage it reported (also on
+/// failure, for the ledger).
+type StepResult = Result<(String, Vec<Asked>, Option<Usage>), (Outcome, Option<Usage>)>;
+
+async fn stream_step(
+    run: &Run,
+    model: &Model,
+    request: ChatRequest,
+    usage: &mut Option<Usage>,
+) -> StepResult {
     let mut events = model(request);
     let mut text = String::new();
     let mut asked: std::collections::BTreeMap<u32, Asked> = Default::default();
@@ -570,7 +604,7 @@ async fn step(
             item = events.next() => match item {
                 None => break,
                 Some(Err(err)) => {
-                    return Err(Outcome::failed(err.code(), err.to_string(), add_usage(*usage, step_usage)));
+                    return Err((Outcome::failed(err.code(), err.to_string(), add_usage(*usage, step_usage)), step_usage));
                 }
                 Some(Ok(StreamEvent::Text(piece))) => {
                     text.push_str(&piece);
@@ -589,11 +623,11 @@ async fn step(
                 }
                 Some(Ok(StreamEvent::Finish(_))) => {}
             },
-            reason = run.stopped() => return Err(stopped(reason, add_usage(*usage, step_usage))),
+            reason = run.stopped() => return Err((stopped(reason, add_usage(*usage, step_usage)), step_usage)),
         }
     }
     *usage = add_usage(*usage, step_usage);
-    Ok((text, asked.into_values().collect()))
+    Ok((text, asked.into_values().collect(), step_usage))
 }
 
 /// A call the model asked for, with its part's index.
@@ -715,6 +749,7 @@ async fn drive(run: Arc<Run>, model: Model, job: Job) -> Outcome {
         tools,
         resume,
         retrieval,
+        meter,
     } = job;
     if let Some(retrieval) = retrieval
         && let Some((context, citations)) = retrieval.await
@@ -766,10 +801,11 @@ async fn drive(run: Arc<Run>, model: Model, job: Job) -> Outcome {
     }
     loop {
         steps += 1;
-        let (text, asked) = match step(&run, &model, request.clone(), &mut usage).await {
-            Ok(answer) => answer,
-            Err(outcome) => return outcome,
-        };
+        let (text, asked) =
+            match step(&run, &model, request.clone(), &mut usage, meter.as_ref()).await {
+                Ok(answer) => answer,
+                Err(outcome) => return outcome,
+            };
         if asked.is_empty() {
             break;
         }
@@ -1209,6 +1245,7 @@ mod tests {
             tools: None,
             resume: vec![],
             retrieval: None,
+            meter: None,
         };
         let outcome = drive(run.clone(), model, job).await;
         assert_eq!(outcome.status, MessageStatus::Complete);

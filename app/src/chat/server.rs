@@ -84,6 +84,8 @@ struct Ready {
     spec: crate::agents::domain::AgentSpec,
     api_key: String,
     key: DataKey,
+    /// How the reply is paid for (decided before anything is stored).
+    plan: crate::usage::server::Plan,
 }
 
 /// Counts a request for a reply against the user's limit (each one calls
@@ -113,15 +115,26 @@ async fn ready(
             "The offline demo model runs only on development servers; choose another provider for this agent.",
         ));
     }
-    let api_key = provider_keys::server::resolve(state, owner, key, spec.provider, chosen_key)
-        .await?
-        .secret(key)?;
+    let resolved =
+        provider_keys::server::resolve(state, owner, key, spec.provider, chosen_key).await?;
+    let api_key = resolved.secret(key)?;
+    let plan = crate::usage::server::admit(
+        state,
+        owner,
+        team,
+        spec.provider,
+        &spec.model,
+        spec.max_output_tokens,
+        resolved.is_operators(),
+    )
+    .await?;
     Ok(Ready {
         agent_id,
         team,
         spec,
         api_key,
         key: key.clone(),
+        plan,
     })
 }
 
@@ -250,6 +263,7 @@ async fn queue_reply(
         queue.replaces,
     )
     .await?;
+    crate::usage::server::reserve(state, &mut *tx, owner, reply_id, &ready.plan).await?;
     let Ready { spec, key, .. } = ready;
     sqlx::query(
         "INSERT INTO messages
@@ -291,6 +305,7 @@ async fn build_job(
         spec,
         api_key,
         key,
+        plan,
     } = ready;
     let rows: Vec<(Uuid, String, Sealed)> = sqlx::query_as(
         "SELECT id, role, body FROM (
@@ -377,11 +392,39 @@ async fn build_job(
     let retrieval = question.filter(|_| !bases.is_empty()).map(|question| {
         crate::knowledge::server::retrieval(state.clone(), owner, key.clone(), bases, question)
     });
+    let team_key = match team {
+        Some(team) => Some((
+            *team,
+            crate::platform::keystore::team_key_for_member(
+                &state.db,
+                &state.crypto.keyring,
+                *team,
+                owner,
+            )
+            .await?,
+        )),
+        None => None,
+    };
+    let meter = crate::usage::server::Meter::new(
+        state,
+        crate::usage::server::Subject {
+            owner,
+            key,
+            team: team_key,
+            kind: "reply",
+            agent: Some((*agent_id, spec.name.clone())),
+            provider: spec.provider,
+            model: &spec.model,
+        },
+        plan,
+        Some(reply_id),
+    );
     Ok(Job {
         request,
         tools: (!toolbox.is_empty()).then_some(toolbox),
         resume: Vec::new(),
         retrieval,
+        meter: Some(meter),
     })
 }
 
@@ -461,6 +504,7 @@ pub async fn decide(
     }
     let mut job = build_job(state, &mut tx, owner, conversation, &ready, message, None).await?;
     job.resume = parts;
+    crate::usage::server::reserve(state, &mut tx, owner, message, &ready.plan).await?;
     sqlx::query(
         "UPDATE messages SET parts = $3, status = 'streaming', runner = $4, updated_at = now()
          WHERE id = $1 AND owner_id = $2",

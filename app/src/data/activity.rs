@@ -67,6 +67,9 @@ pub enum Event {
     TeamRoleChanged,
     TeamMemberRemoved,
     RemovedFromTeam,
+    CreditsAdded,
+    UsageSpike,
+    BudgetReached,
 }
 
 impl Event {
@@ -119,6 +122,9 @@ impl Event {
         Event::TeamRoleChanged,
         Event::TeamMemberRemoved,
         Event::RemovedFromTeam,
+        Event::CreditsAdded,
+        Event::UsageSpike,
+        Event::BudgetReached,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -171,6 +177,9 @@ impl Event {
             Event::TeamRoleChanged => "team_role_changed",
             Event::TeamMemberRemoved => "team_member_removed",
             Event::RemovedFromTeam => "removed_from_team",
+            Event::CreditsAdded => "credits_added",
+            Event::UsageSpike => "usage_spike",
+            Event::BudgetReached => "budget_reached",
         }
     }
 
@@ -229,6 +238,9 @@ impl Event {
             Event::TeamRoleChanged => "Changed someone's role in a team",
             Event::TeamMemberRemoved => "Removed someone from a team",
             Event::RemovedFromTeam => "Was removed from a team",
+            Event::CreditsAdded => "Credits were added",
+            Event::UsageSpike => "Unusually high model usage",
+            Event::BudgetReached => "A usage budget was reached",
         }
     }
 }

@@ -501,6 +501,10 @@ pub mod server {
             pretty(&crate::schedules::server::export(state, owner, key).await?)?,
         ));
         files.push((
+            "usage.json".into(),
+            pretty(&crate::usage::server::export(state, owner, key).await?)?,
+        ));
+        files.push((
             "tool_calls.json".into(),
             pretty(&crate::tools::activity::server::list(state, owner, key, i64::MAX).await?)?,
         ));

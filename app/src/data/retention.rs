@@ -70,6 +70,8 @@ pub mod server {
         pub api_keys: u64,
         pub transient_conversations: u64,
         pub team_invitations: u64,
+        pub usage_entries: u64,
+        pub credit_holds: u64,
     }
 
     /// Enqueues this hour's retention job, unless a server did already.
@@ -111,6 +113,9 @@ pub mod server {
         let transient_conversations =
             drain(|| crate::chat::server::purge_transient(db, BATCH)).await?;
         let team_invitations = drain(|| crate::teams::server::purge_invitations(db, BATCH)).await?;
+        let usage_entries =
+            drain(|| crate::usage::server::purge(db, retention.conversation_days, BATCH)).await?;
+        let credit_holds = crate::usage::server::release_orphan_holds(db).await?;
         Ok(Report {
             accounts,
             conversations,
@@ -122,6 +127,8 @@ pub mod server {
             api_keys,
             transient_conversations,
             team_invitations,
+            usage_entries,
+            credit_holds,
         })
     }
 

@@ -41,6 +41,8 @@ pub struct Embedder {
     pub key: Option<String>,
     /// Ask for this many dimensions (models that can shorten theirs).
     pub dimensions: Option<u32>,
+    /// Writes each request to the usage ledger (on whoever embeds).
+    pub meter: Option<crate::usage::server::Meter>,
 }
 
 impl std::fmt::Debug for Embedder {
@@ -89,6 +91,30 @@ async fn embed_batch(
     let mut attempt = 1;
     loop {
         let result = send(egress, embedder, &url, headers.clone(), &body, texts.len()).await;
+        if let (Ok((_, tokens)), Some(meter)) = (&result, &embedder.meter) {
+            // Gemini reports no token counts: about four characters a token.
+            let (input, estimated) = match tokens {
+                Some(n) => (*n, false),
+                None => (
+                    texts
+                        .iter()
+                        .map(|t| t.len() as u64)
+                        .sum::<u64>()
+                        .div_ceil(4),
+                    true,
+                ),
+            };
+            meter
+                .record(
+                    crate::llm::Usage {
+                        input_tokens: input,
+                        output_tokens: 0,
+                    },
+                    estimated,
+                )
+                .await;
+        }
+        let result = result.map(|(vectors, _)| vectors);
         match result {
             Err(err) if err.is_retryable() && attempt < ATTEMPTS => {
                 let pause = match &err {
@@ -170,7 +196,7 @@ async fn send(
     headers: HeaderMap,
     body: &[u8],
     expected: usize,
-) -> Result<Vec<Vec<f32>>, LlmError> {
+) -> Result<(Vec<Vec<f32>>, Option<u64>), LlmError> {
     let fetched = egress
         .send_body(Method::POST, url, headers, Some(body.to_vec()))
         .await
@@ -209,7 +235,11 @@ async fn send(
     if vectors.len() != expected || vectors.iter().any(Vec::is_empty) {
         return Err(LlmError::Protocol);
     }
-    Ok(vectors)
+    // What the provider says it counted (OpenAI and compatible servers).
+    let tokens = json["usage"]["prompt_tokens"]
+        .as_u64()
+        .or_else(|| json["usage"]["total_tokens"].as_u64());
+    Ok((vectors, tokens))
 }
 
 fn numbers(value: &Value) -> Result<Vec<f32>, LlmError> {

@@ -554,6 +554,25 @@ async fn embedder(
     )
     .await?;
     let secret = resolved.secret(payer.1)?;
+    let model = key.open_text(place("knowledge_bases", "model", row.id, owner), &row.model)?;
+    let meter = crate::usage::server::Meter::for_embeddings(
+        state,
+        crate::usage::server::Subject {
+            owner: payer.0,
+            key: payer.1,
+            // A team's base: `owner` is the team, `key` its key.
+            team: (owner != payer.0).then(|| (owner, key.clone())),
+            kind: "embedding",
+            agent: Some((
+                row.id,
+                key.open_text(place("knowledge_bases", "name", row.id, owner), &row.name)?,
+            )),
+            provider,
+            model: &model,
+        },
+        resolved.is_operators(),
+    )
+    .await?;
     let urls = &state.settings.provider_urls;
     let base_url = match provider {
         Provider::Google => urls.google.clone(),
@@ -573,9 +592,10 @@ async fn embedder(
             EmbeddingApi::OpenAi
         },
         base_url,
-        model: key.open_text(place("knowledge_bases", "model", row.id, owner), &row.model)?,
+        model,
         key: Some(secret).filter(|s| !s.is_empty()),
         dimensions: None,
+        meter: Some(meter),
     })
 }
 

@@ -149,6 +149,79 @@ pub struct Settings {
     pub oidc_providers: Vec<OidcProvider>,
     /// How long what users leave behind is kept (the policies' numbers).
     pub retention: Retention,
+    /// Budgets and credits: who may spend how much on model calls.
+    pub billing: Billing,
+}
+
+/// How model calls are paid for (`ENCLAVE_BILLING`).
+#[derive(Debug, Clone, Default)]
+pub struct Billing {
+    pub mode: BillingMode,
+    /// `ENCLAVE_BILLING_CHARGE_OWN_KEYS`: calls on a user's own provider
+    /// key count too (by default only the operator's keys are charged).
+    pub charge_own_keys: bool,
+    /// `ENCLAVE_CURRENCY`: the ISO code amounts are in (lowercase, as
+    /// Stripe takes it).
+    pub currency: String,
+    /// Card payments for credits (`ENCLAVE_STRIPE_*`).
+    pub stripe: Option<Stripe>,
+    /// What "Add credits" offers, in micro-units.
+    pub top_ups: Vec<i64>,
+}
+
+/// The three ways a deployment can run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BillingMode {
+    /// Nothing is limited (usage is still recorded).
+    #[default]
+    Unlimited,
+    /// Each user (and each team) may use so much per day or month.
+    Quotas(Quotas),
+    /// Users buy credits first; each charged call spends them.
+    Credits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    pub period: QuotaPeriod,
+    pub unit: QuotaUnit,
+    /// Per user (`None`: no limit), in tokens or micro-units.
+    pub per_user: Option<u64>,
+    /// Per team, for its agents.
+    pub per_team: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaPeriod {
+    Day,
+    Month,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaUnit {
+    Tokens,
+    Cost,
+}
+
+/// Stripe Checkout for buying credits.
+#[derive(Clone)]
+pub struct Stripe {
+    /// `ENCLAVE_STRIPE_API_URL` (default `https://api.stripe.com`).
+    pub api_url: String,
+    /// `ENCLAVE_STRIPE_SECRET_KEY` (`sk_...`).
+    pub secret_key: String,
+    /// `ENCLAVE_STRIPE_WEBHOOK_SECRET` (`whsec_...`).
+    pub webhook_secret: String,
+}
+
+impl std::fmt::Debug for Stripe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stripe")
+            .field("api_url", &self.api_url)
+            .field("secret_key", &"<redacted>")
+            .field("webhook_secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// How long data is kept, in days: the privacy policy's numbers by
@@ -226,6 +299,11 @@ impl Default for Settings {
             require_verified_email: false,
             oidc_providers: Vec::new(),
             retention: Retention::default(),
+            billing: Billing {
+                currency: "usd".to_owned(),
+                top_ups: vec![5_000_000, 20_000_000, 50_000_000],
+                ..Billing::default()
+            },
         }
     }
 }

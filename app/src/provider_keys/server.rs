@@ -222,6 +222,12 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// The call goes on the operator's key (or the demo model): what
+    /// budgets and credits charge.
+    pub fn is_operators(&self) -> bool {
+        matches!(self.source, KeySource::Platform | KeySource::NotNeeded)
+    }
+
     /// The secret for the request to the provider, or `Missing`'s message.
     pub fn secret(&self, key: &DataKey) -> Result<String, AppError> {
         match (&self.source, &self.secret, self.secret_place) {

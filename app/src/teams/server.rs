@@ -356,7 +356,11 @@ struct MemberRow {
 
 /// The people of a team: each one's name and address are opened with
 /// their own key (`KeyUse::Team`: fellow members see who is in the team).
-async fn members(state: &AppState, team: Uuid, viewer: Uuid) -> Result<Vec<MemberView>, AppError> {
+pub(crate) async fn members(
+    state: &AppState,
+    team: Uuid,
+    viewer: Uuid,
+) -> Result<Vec<MemberView>, AppError> {
     let rows: Vec<MemberRow> = sqlx::query_as(
         "SELECT m.user_id, m.role, m.joined_at, u.email, u.first_name, u.last_name,
                 k.kek_id, k.wrapped_key
@@ -459,11 +463,14 @@ pub async fn delete(state: &AppState, session: &AuthSession, team: Uuid) -> Resu
     require_owner(&state.db, team, session.user_id).await?;
     let name = team_name(state, team, session.user_id).await?;
     stop_team_replies(state, team, None).await?;
+    let mut tx = state.db.begin().await?;
+    crate::usage::server::forget_team(&mut tx, team).await?;
     let done = sqlx::query("DELETE FROM teams WHERE id = $1")
         .bind(team)
-        .execute(&state.db)
+        .execute(&mut *tx)
         .await?;
     crate::error::found(done)?;
+    tx.commit().await?;
     tracing::info!(team_id = %team, user_id = %session.user_id, "team deleted");
     note(state, session, Event::TeamDeleted, Some(&name)).await;
     Ok(())

@@ -76,6 +76,7 @@ pub fn Header() -> impl IntoView {
                                     <a href="/agents">"Agents"</a>
                                     <a href="/knowledge">"Knowledge"</a>
                                     <a href="/teams">"Teams"</a>
+                                    <a href="/usage">"Usage"</a>
                                     <a href="/settings">"Settings"</a>
                                     {user.is_admin.then(|| view! { <a href="/admin">"Admin"</a> })}
                                     <span class="who" data-testid="signed-in-as">

@@ -946,6 +946,7 @@ async fn a_run_that_panics_ends_interrupted_and_frees_its_conversation(db: PgPoo
             tools: None,
             resume: vec![],
             retrieval: None,
+            meter: None,
         },
         model,
     );

@@ -28,6 +28,7 @@ fn openai(addr: std::net::SocketAddr, model: &str) -> Embedder {
         model: model.to_owned(),
         key: Some("sk-test-embeddings".to_owned()),
         dimensions: None,
+        meter: None,
     }
 }
 
@@ -55,6 +56,7 @@ async fn openai_embeddings_come_back_in_order_in_batches_and_rank_the_right_pass
     // Shorter vectors when asked.
     let short = Embedder {
         dimensions: Some(256),
+        meter: None,
         ..embedder.clone()
     };
     assert_eq!(
@@ -96,6 +98,7 @@ async fn gemini_batch_embeddings_use_their_own_wire_format() {
         model: "text-embedding-004".to_owned(),
         key: Some("AIza-test".to_owned()),
         dimensions: None,
+        meter: None,
     };
     let texts = vec!["one".to_owned(), "two".to_owned(), "three".to_owned()];
     let vectors = embed(&egress, &embedder, &texts).await.unwrap();

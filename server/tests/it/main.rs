@@ -31,4 +31,5 @@ mod teams;
 mod telegram;
 mod tools;
 mod two_factor;
+mod usage;
 mod v1;

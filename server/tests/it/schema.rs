@@ -265,6 +265,36 @@ const PLAIN: &[(&str, &str, &str)] = &[
         "status",
         "queued, running, complete, waiting or failed (checked by the schema)",
     ),
+    (
+        "model_prices",
+        "provider",
+        "the operator's price table: a provider's name (checked by the code)",
+    ),
+    (
+        "model_prices",
+        "model",
+        "the operator's price table: a model's name or *, set by the operator, never by a user",
+    ),
+    (
+        "credit_transactions",
+        "kind",
+        "top_up, grant or charge (checked by the schema)",
+    ),
+    (
+        "credit_checkouts",
+        "session_hash",
+        "SHA-256 of Stripe's Checkout Session id (the id itself is kept nowhere)",
+    ),
+    (
+        "credit_checkouts",
+        "status",
+        "open, paid or expired (checked by the schema)",
+    ),
+    (
+        "stripe_events",
+        "event_id",
+        "Stripe's id of a webhook event (evt_…), kept so a repeated delivery changes nothing",
+    ),
 ];
 
 /// Types that can carry text or arbitrary bytes.
@@ -774,6 +804,35 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
             )
             .await;
         assert_eq!(res.status(), 200);
+        // A reply from it: a usage entry with the team's copy of its details.
+        let agents: serde_json::Value = app
+            .call(&client, "list_agents", &[])
+            .await
+            .json()
+            .await
+            .unwrap();
+        let agent = agents
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == "Team agent")
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let sent = crate::common::send_new(&app, &client, &agent, "Hello team").await;
+        crate::common::reply_when(&app, &client, sent["conversation_id"].as_str().unwrap(), "")
+            .await;
+    }
+
+    // Credits granted (the transaction's note).
+    {
+        let (user, key) = crate::common::account_key(&app, "verify@example.com").await;
+        let mut tx = db.begin().await.unwrap();
+        app::usage::server::credit(&mut tx, user, &key, "grant", 1_000_000, "Schema grant")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
     }
 
     // An export of it all, ready (its sealed zip).
@@ -819,6 +878,8 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         ("mcp_oauth_states", "state"),
         ("knowledge_chunks", "vector"),
         ("teams", "name"),
+        ("usage_entries", "team_details"),
+        ("credit_transactions", "note"),
     ] {
         let sql = format!(
             "UPDATE {table} SET {column} = set_byte({column}, 20, get_byte({column}, 20) # 1)
@@ -845,7 +906,9 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
             "mcp_servers.oauth_tokens",
             "mcp_oauth_states.state",
             "knowledge_chunks.vector",
-            "teams.name"
+            "teams.name",
+            "usage_entries.team_details",
+            "credit_transactions.note"
         ])
     );
 }
