@@ -43,9 +43,11 @@ else
 fi
 export DATABASE_URL="$base/postgres"
 server_pid=""
+billing_pid=""
 fake_pid=""
 cleanup() {
   [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+  [ -n "$billing_pid" ] && kill "$billing_pid" 2>/dev/null && wait "$billing_pid" 2>/dev/null || true
   [ -n "$fake_pid" ] && kill "$fake_pid" 2>/dev/null && wait "$fake_pid" 2>/dev/null || true
   [ -d .data/test-pg ] && .ci/pg.sh stop .data/test-pg || true
 }
@@ -104,10 +106,43 @@ for _ in $(seq 1 100); do
   kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
   sleep 0.2
 done
+# A second server, on its own database, that runs on prepaid credits with
+# card payments through the fake Stripe (usage.spec.ts): the billing mode
+# is per deployment, and the other browser tests chat without credits.
+psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS enclave_e2e_billing" -c "CREATE DATABASE enclave_e2e_billing" >/dev/null
+billing_port=$(free_port)
+billing_log="$root/target/e2e-billing-server.log"
+stripe_webhook_secret="whsec_e2e_$(head -c 18 /dev/urandom | base64 | tr -dc 'a-zA-Z0-9')"
+LEPTOS_SITE_ROOT="$root/target/site" \
+ENCLAVE_DATABASE_URL="${DATABASE_URL%/*}/enclave_e2e_billing" \
+ENCLAVE_ADDR="127.0.0.1:$billing_port" \
+ENCLAVE_PUBLIC_URL="http://localhost:$billing_port" \
+ENCLAVE_MASTER_KEY="$e2e_key" \
+ENCLAVE_LOG="info" \
+ENCLAVE_SIGN_UP_LIMIT_PER_IP=10000 \
+ENCLAVE_SIGN_IN_LIMIT_PER_IP=10000 \
+ENCLAVE_OPENAI_BASE_URL="http://127.0.0.1:$fake_port/openai/v1" \
+ENCLAVE_OPENAI_API_KEY="e2e-platform-key" \
+ENCLAVE_EGRESS_ALLOW="127.0.0.1:$fake_port" \
+ENCLAVE_MAIL_CATCHER=true \
+ENCLAVE_BILLING=credits \
+ENCLAVE_STRIPE_API_URL="http://127.0.0.1:$fake_port/stripe" \
+ENCLAVE_STRIPE_SECRET_KEY="sk_test_e2e_enclave" \
+ENCLAVE_STRIPE_WEBHOOK_SECRET="$stripe_webhook_secret" \
+  target/debug/server >"$billing_log" 2>&1 &
+billing_pid=$!
+for _ in $(seq 1 100); do
+  curl -fsS "http://127.0.0.1:$billing_port/health" >/dev/null 2>&1 && break
+  kill -0 "$billing_pid" 2>/dev/null || { cat "$billing_log" >&2; exit 1; }
+  sleep 0.2
+done
+curl -fsS -X POST "http://127.0.0.1:$fake_port/fakes/stripe/config" -H 'content-type: application/json' \
+  -d "{\"webhook_url\": \"http://127.0.0.1:$billing_port/stripe/webhook\", \"webhook_secret\": \"$stripe_webhook_secret\", \"secret_key\": \"sk_test_e2e_enclave\"}"
 e2e_out="$root/target/e2e-playwright.txt"
 node_dir=$(.ci/node.sh)
 set +e
 (cd end2end && PATH="$node_dir:$PATH" BASE_URL="http://localhost:$port" FAKE_URL="http://127.0.0.1:$fake_port" \
+  BILLING_URL="http://localhost:$billing_port" \
   ENCLAVE_DATABASE_URL="$e2e_db" ENCLAVE_MASTER_KEY="$e2e_key" ENCLAVE_PUBLIC_URL="http://localhost:$port" \
   npx playwright test) 2>&1 | tee "$e2e_out"
 e2e_rc=${PIPESTATUS[0]}
@@ -116,14 +151,20 @@ set -e
 step "no secret in the server log"
 # Every password and email the browser tests typed carries this canary
 # (end2end/tests/helpers.ts); none may reach a log line.
-canary_hits=$(grep -c "canary7f3e" "$log" || true)
-if [ "$canary_hits" -ne 0 ]; then
-  echo "the server log holds $canary_hits line(s) with a password or email typed in the browser tests:" >&2
-  grep "canary7f3e" "$log" | head -5 | cut -c1-200 >&2
-  exit 1
-fi
-[ -s "$log" ] || { echo "the server wrote no log at all: the check above proves nothing" >&2; exit 1; }
-echo "ok: $(wc -l < "$log") log lines, no canary"
+for server_log in "$log" "$billing_log"; do
+  canary_hits=$(grep -c "canary7f3e" "$server_log" || true)
+  if [ "$canary_hits" -ne 0 ]; then
+    echo "$server_log holds $canary_hits line(s) with a password or email typed in the browser tests:" >&2
+    grep "canary7f3e" "$server_log" | head -5 | cut -c1-200 >&2
+    exit 1
+  fi
+  [ -s "$server_log" ] || { echo "$server_log is empty: the check above proves nothing" >&2; exit 1; }
+  if grep -q -e "$stripe_webhook_secret" -e "sk_test_e2e_enclave" "$server_log"; then
+    echo "$server_log holds a Stripe secret" >&2
+    exit 1
+  fi
+  echo "ok: $(wc -l < "$server_log") log lines in $(basename "$server_log"), no canary, no Stripe secret"
+done
 
 passed=$(grep -oE '[0-9]+ passed' "$e2e_out" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
 failed=$(grep -oE '[0-9]+ failed' "$e2e_out" | tail -n 1 | grep -oE '[0-9]+' || echo 0)

@@ -113,3 +113,11 @@ CREATE TABLE credit_holds (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX credit_holds_owner_idx ON credit_holds (owner_id);
+
+-- Alerts sent (80%, 100%, credits low, a spike), by a key of ids and the
+-- period, so each is mailed once however many calls cross the line.
+CREATE TABLE usage_alerts (
+    key        text PRIMARY KEY,
+    owner_id   uuid NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at timestamptz NOT NULL DEFAULT now()
+);

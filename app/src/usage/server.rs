@@ -825,8 +825,22 @@ fn period_start(period: QuotaPeriod) -> String {
     }
 }
 
-/// Mails `owner` once per `idempotency` (the job queue refuses a second
-/// job with the same key), and at 100% notes it in the activity log.
+/// Records the alert `key` (ids and a period, never user data); false when
+/// it was sent already.
+async fn first_time(db: &PgPool, owner: Uuid, key: &str) -> Result<bool, AppError> {
+    Ok(sqlx::query_scalar::<_, String>(
+        "INSERT INTO usage_alerts (key, owner_id) VALUES ($1, $2)
+         ON CONFLICT DO NOTHING RETURNING key",
+    )
+    .bind(key)
+    .bind(owner)
+    .fetch_optional(db)
+    .await?
+    .is_some())
+}
+
+/// Mails `owner` once per `idempotency`, and at 100% notes it in the
+/// activity log.
 async fn notify(
     state: &AppState,
     owner: Uuid,
@@ -836,6 +850,9 @@ async fn notify(
     sentence: &str,
     reached: bool,
 ) -> Result<(), AppError> {
+    if !first_time(&state.db, owner, idempotency).await? {
+        return Ok(());
+    }
     let (email, first_name) = crate::data::activity::server::contact(&state.db, owner, key).await?;
     let usage = format!("{}/usage", state.settings.public_url.trim_end_matches('/'));
     let mail = Outgoing {
@@ -906,6 +923,9 @@ async fn spike(state: &AppState, owner: Uuid, key: &DataKey) {
             Money(usual).display(currency),
         );
         let hour = Utc::now().format("%Y-%m-%dT%H");
+        if !first_time(&state.db, owner, &format!("usage-spike:{owner}:{hour}")).await? {
+            return Ok(());
+        }
         let (email, first_name) =
             crate::data::activity::server::contact(&state.db, owner, key).await?;
         let usage = format!("{}/usage", state.settings.public_url.trim_end_matches('/'));
@@ -1281,7 +1301,16 @@ pub async fn purge(db: &PgPool, days: u32, batch: i64) -> Result<u64, sqlx::Erro
     )
     .execute(db)
     .await?;
-    Ok(entries + events)
+    // Longer than the longest period an alert is for (a month).
+    let alerts = sqlx::query(
+        "DELETE FROM usage_alerts WHERE key IN (
+           SELECT key FROM usage_alerts WHERE created_at < now() - interval '40 days' LIMIT $1)",
+    )
+    .bind(batch)
+    .execute(db)
+    .await?
+    .rows_affected();
+    Ok(entries + events + alerts)
 }
 
 /// Everything the ledger holds about `owner`, for their export: each model

@@ -291,6 +291,11 @@ const PLAIN: &[(&str, &str, &str)] = &[
         "open, paid or expired (checked by the schema)",
     ),
     (
+        "usage_alerts",
+        "key",
+        "which alert went out for which ids and period (quota-80:user:<uuid>:2026-12), no user data",
+    ),
+    (
         "stripe_events",
         "event_id",
         "Stripe's id of a webhook event (evt_…), kept so a repeated delivery changes nothing",

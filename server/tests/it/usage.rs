@@ -712,3 +712,98 @@ async fn a_stripe_top_up_is_credited_once_by_the_signed_webhook_only(db: PgPool)
         2
     );
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn an_hour_at_ten_times_the_usual_spend_is_logged_and_mailed(db: PgPool) {
+    let (app, fake) = app_with(db, billing(BillingMode::Unlimited)).await;
+    let client = app.signed_up("ada@example.com").await;
+    let model = "fake:tokens=5,id=spike";
+    // Each reply costs 11 + 5 × 1,000 = 5,011 micro-units.
+    usage::set_price(&app.db, Provider::Openai, model, 1_000_000, 1_000_000_000)
+        .await
+        .unwrap();
+    let agent = platform_agent(&app, &client, fake, model).await;
+    // A usual week: four hours of 400 each.
+    let (user, key) = account_key(&app, "ada@example.com").await;
+    for hours_ago in [30, 50, 70, 90] {
+        let id = uuid::Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO usage_entries
+               (id, owner_id, input_tokens, output_tokens, cost, charged, details, created_at)
+             VALUES ($1, $2, 10, 10, 400, true, $3, now() - make_interval(hours => $4))",
+        )
+        .bind(id)
+        .bind(user)
+        .bind(key.seal_str(usage::place("usage_entries", "details", id, user), "{}"))
+        .bind(hours_ago)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    }
+    // One reply is 12 times the usual hour: noted once, mailed once.
+    assert_eq!(
+        chat(&app, &client, &agent, "Big one").await["status"],
+        "complete"
+    );
+    let mail = mail_with_subject(&app, "Unusually high usage on your Enclave account", 1).await;
+    assert!(
+        mail.contains("$0.005011") && mail.contains("$0.0004"),
+        "{mail}"
+    );
+    chat(&app, &client, &agent, "Another").await;
+    assert_eq!(
+        app.count("SELECT count(*) FROM activity WHERE kind = 'usage_spike'")
+            .await,
+        1,
+        "once an hour"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM usage_alerts WHERE key LIKE 'usage-spike:%'")
+            .await,
+        1
+    );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn embeddings_are_in_the_ledger_with_the_providers_count(db: PgPool) {
+    use crate::knowledge::ingestion::{create_base, search, settled, upload};
+    let (app, _fake) = app_with(db, billing(BillingMode::Unlimited)).await;
+    let client = app.signed_up("ada@example.com").await;
+    let base = create_base(&app, &client, "Handbook").await;
+    let res = upload(
+        &app,
+        &client,
+        &base,
+        vec![("notes.txt", b"Invoices are paid in thirty days.".to_vec())],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    settled(&app, &client, &base).await;
+    search(&app, &client, &base, "when are invoices paid").await;
+    // The fake counts a token per word: six for the passage, four for the
+    // search; text-embedding-3-small costs 0.02 per million.
+    let rows = ledger(&app.db).await;
+    assert_eq!(
+        rows,
+        vec![
+            Row {
+                input_tokens: 6,
+                output_tokens: 0,
+                cost: 1,
+                charged: true
+            },
+            Row {
+                input_tokens: 4,
+                output_tokens: 0,
+                cost: 1,
+                charged: true
+            },
+        ]
+    );
+    let report = ok_json(app.call(&client, "get_usage", &[]).await).await;
+    assert_eq!(report["by_agent"][0]["label"], "Handbook");
+    assert_eq!(
+        report["by_model"][0]["label"],
+        "openai text-embedding-3-small"
+    );
+}
