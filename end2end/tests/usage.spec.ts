@@ -33,7 +33,12 @@ test("without credits a reply is refused; a card top-up through Stripe adds them
 
   // No credits yet: refused before the provider is asked, in plain words.
   await send(page, "Hello with no credits");
-  await expect(page.getByRole("alert")).toContainText("You have no credits left");
+  await expect(
+    page.getByText("You have no credits left: add credits on the Usage page to keep chatting."),
+  ).toBeVisible();
+  // Nothing is lost: the message waits in the composer, nothing was stored.
+  await expect(page.getByLabel("Message", { exact: true })).toHaveValue("Hello with no credits");
+  await expect(page.getByTestId("user-message")).toHaveCount(0);
 
   // Usage → Add credits → Stripe's page → back, credited by the webhook.
   await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Usage" }).click();
@@ -55,6 +60,7 @@ test("without credits a reply is refused; a card top-up through Stripe adds them
   // Now the agent answers, and the reply is charged.
   await page.goto(chat);
   await hydrated(page);
+  await page.getByLabel("Message", { exact: true }).fill("");
   await send(page, "Hello with credits");
   const reply = page.getByTestId("assistant-message").last();
   await expect(reply).toHaveAttribute("data-status", "complete", { timeout: 20_000 });

@@ -37,15 +37,24 @@ fn content_security_policy(nonce: &str, form_targets: &str) -> String {
     )
 }
 
-/// The origins of the configured sign-in providers: a "Sign in with …" form
-/// posts here and is redirected there, which `form-action` must allow.
+/// The origins of the configured sign-in providers and of Stripe's payment
+/// pages: a "Sign in with …" or "Pay with card" form posts here and is
+/// redirected there, which `form-action` must allow.
 fn provider_origins(state: &AppState) -> String {
+    let stripe = state
+        .settings
+        .billing
+        .stripe
+        .as_ref()
+        .and_then(app::usage::stripe::page_origin);
     state
         .settings
         .oidc_providers
         .iter()
         .filter_map(|p| url::Url::parse(&p.issuer).ok())
-        .map(|u| format!(" {}", u.origin().ascii_serialization()))
+        .map(|u| u.origin().ascii_serialization())
+        .chain(stripe)
+        .map(|origin| format!(" {origin}"))
         .collect()
 }
 

@@ -1258,17 +1258,7 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         ..common::with_fake_provider(common::relaxed_settings(), fake)
     };
     let app = TestApp::spawn_full(db.clone(), settings, common::keyring(1, &[])).await;
-    let res = reqwest::Client::new()
-        .post(format!("http://{fake}/fakes/stripe/config"))
-        .json(&serde_json::json!({
-            "webhook_url": app.url("/stripe/webhook"),
-            "webhook_secret": STRIPE_WEBHOOK_SECRET,
-            "secret_key": STRIPE_SECRET_KEY,
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    common::configure_fake_stripe(fake, &app, STRIPE_WEBHOOK_SECRET, STRIPE_SECRET_KEY).await;
     store_everything(&app).await;
     // The activity log took the canary browser, and the canary key and
     // connection names as its entries' details.

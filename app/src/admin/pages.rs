@@ -8,13 +8,15 @@ use leptos_router::hooks::use_query_map;
 use super::{
     AdminTeam, AdminUser, Overview,
     api::{
-        DeleteUserAction, DisableUserAction, EnableUserAction, admin_overview, admin_teams,
-        admin_users,
+        DeleteUserAction, DisableUserAction, EnableUserAction, SetPriceAction, admin_overview,
+        admin_prices, admin_teams, admin_users,
     },
 };
 use crate::{
     action_error,
-    ui::{FormError, RequireUser, error_view},
+    provider::Provider,
+    ui::{Field, FormError, RequireUser, error_view},
+    usage::{Money, PriceView},
 };
 
 #[component]
@@ -117,6 +119,102 @@ fn Admin() -> impl IntoView {
                 }
             })}
         </Transition>
+        <Prices/>
+    }
+}
+
+/// The model prices in force, and a form to set one (a new version).
+#[component]
+fn Prices() -> impl IntoView {
+    let set = SetPriceAction::new();
+    let prices = Resource::new(move || set.version().get(), |_| admin_prices());
+    let error = action_error!(set);
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match prices.await {
+                    Err(_) => ().into_any(),
+                    Ok((currency, list)) => {
+                        view! {
+                            <h2>"Model prices"</h2>
+                            <p class="muted">
+                                "Per million tokens. A change applies from now on: what was used "
+                                "before keeps the price it was charged at. * is the price of a "
+                                "provider's other models."
+                            </p>
+                            <PriceTable currency=currency prices=list/>
+                            <section class="card">
+                                <h3>"Set a price"</h3>
+                                <ActionForm action=set>
+                                    <FormError error=error/>
+                                    <div class="field">
+                                        <label for="price-provider">"Provider"</label>
+                                        <select id="price-provider" name="provider">
+                                            {Provider::ALL
+                                                .into_iter()
+                                                .map(|p| {
+                                                    view! { <option value=p.as_str()>{p.label()}</option> }
+                                                })
+                                                .collect_view()}
+                                        </select>
+                                    </div>
+                                    <Field label="Model" name="model" hint="Its exact name, or *" error=error/>
+                                    <Field
+                                        label="Input, per million tokens"
+                                        name="input"
+                                        hint="Like 2.50"
+                                        error=error
+                                    />
+                                    <Field
+                                        label="Output, per million tokens"
+                                        name="output"
+                                        hint="Like 10.00"
+                                        error=error
+                                    />
+                                    <button type="submit" class="primary">"Set price"</button>
+                                </ActionForm>
+                            </section>
+                        }
+                            .into_any()
+                    }
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn PriceTable(currency: String, prices: Vec<PriceView>) -> impl IntoView {
+    view! {
+        <div class="table-wrap">
+            <table class="usage-table" data-testid="prices">
+                <thead>
+                    <tr>
+                        <th scope="col">"Provider"</th>
+                        <th scope="col">"Model"</th>
+                        <th scope="col" class="num">"Input"</th>
+                        <th scope="col" class="num">"Output"</th>
+                        <th scope="col">"Since"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {prices
+                        .into_iter()
+                        .map(|p| {
+                            view! {
+                                <tr>
+                                    <td>{p.provider}</td>
+                                    <td>{p.model}</td>
+                                    <td class="num">{Money(p.input_per_mtok).display(&currency)}</td>
+                                    <td class="num">{Money(p.output_per_mtok).display(&currency)}</td>
+                                    <td>{p.since}</td>
+                                </tr>
+                            }
+                        })
+                        .collect_view()}
+                </tbody>
+            </table>
+        </div>
     }
 }
 

@@ -21,24 +21,24 @@ use serde::{Deserialize, Serialize};
 pub struct Money(pub i64);
 
 impl Money {
-    /// "$1.25", "$0.0031" (small amounts keep their significant digits),
-    /// "12.50 EUR" for other currencies.
+    /// "$1.25", "$19.9999", "$0.0031" (whole cents with two decimals, any
+    /// other amount exactly, trailing zeros dropped: never rounded), "€2.00",
+    /// "12.50 CHF" for other currencies.
     pub fn display(self, currency: &str) -> String {
         let negative = self.0 < 0;
         let micros = self.0.unsigned_abs();
         let whole = micros / 1_000_000;
         let fraction = micros % 1_000_000;
-        let digits = if fraction.is_multiple_of(10_000) || whole > 0 {
-            // Cents: rounded to the nearest.
-            let cents = (micros + 5_000) / 10_000;
-            format!("{}.{:02}", thousands((cents / 100) as i64), cents % 100)
+        let mut digits = format!("{}.{fraction:06}", thousands(whole as i64));
+        if fraction.is_multiple_of(10_000) {
+            // Whole cents: two decimals.
+            digits.truncate(digits.len() - 4);
         } else {
-            let mut s = format!("0.{fraction:06}");
-            while s.ends_with('0') {
-                s.pop();
+            // A non-zero digit below the cents ends it.
+            while digits.ends_with('0') {
+                digits.pop();
             }
-            s
-        };
+        }
         let sign = if negative { "-" } else { "" };
         match currency.to_ascii_lowercase().as_str() {
             "usd" => format!("{sign}${digits}"),
@@ -299,6 +299,12 @@ mod tests {
         assert_eq!(Money(1_250_000).display("usd"), "$1.25");
         assert_eq!(Money(0).display("usd"), "$0.00");
         assert_eq!(Money(3_100).display("usd"), "$0.0031");
+        assert_eq!(
+            Money(19_999_900).display("usd"),
+            "$19.9999",
+            "never rounded up"
+        );
+        assert_eq!(Money(1_000_001).display("eur"), "€1.000001");
         assert_eq!(Money(-20_000_000).display("usd"), "-$20.00");
         assert_eq!(Money(1_234_567_890_000).display("usd"), "$1,234,567.89");
         assert_eq!(Money(12_500_000).display("chf"), "12.50 CHF");

@@ -369,7 +369,7 @@ fn LineTable(
                 view! { <p class="muted">"Nothing used in this period."</p> }.into_any()
             } else {
                 view! {
-                    <div class="table-scroll">
+                    <div class="table-wrap">
                         <table class="usage-table" data-testid=format!("usage-{}", first.to_lowercase())>
                             <thead>
                                 <tr>

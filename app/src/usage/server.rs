@@ -551,7 +551,7 @@ impl Meter {
             if let BillingMode::Credits = m.state.settings.billing.mode {
                 // Embeddings (no reservation) are charged as they happen.
                 if m.reply.is_none() && cost > 0 {
-                    charge(&m.state, m.owner, &m.key, 0, cost, &self.note(cost)).await?;
+                    charge(&m.state, m.owner, &m.key, 0, cost, &self.note()).await?;
                 }
             }
             alerts(&m.state, m.owner, &m.key, m.team.as_ref().map(|(t, _)| *t)).await;
@@ -560,19 +560,15 @@ impl Meter {
         Ok(())
     }
 
-    fn note(&self, cost: i64) -> String {
+    /// What a charge was for (its amount is the transaction's own).
+    fn note(&self) -> String {
         let d = &self.inner.details;
         let what = match (&d.agent, d.kind.as_str()) {
             (Some(agent), "embedding") => format!("Embeddings for “{agent}”"),
             (Some(agent), _) => format!("Reply from “{agent}”"),
             (None, _) => "Model use".to_owned(),
         };
-        format!(
-            "{what} ({} {}): {}",
-            d.provider,
-            d.model,
-            Money(cost).display(&self.inner.state.settings.billing.currency)
-        )
+        format!("{what} ({} {})", d.provider, d.model)
     }
 
     /// The reply ended: its reservation is given back, less what its calls
@@ -595,7 +591,7 @@ impl Meter {
             let Some(held) = held else {
                 return Ok::<_, AppError>(());
             };
-            settle_in(&mut tx, m.owner, &m.key, held, cost, &self.note(cost)).await?;
+            settle_in(&mut tx, m.owner, &m.key, held, cost, &self.note()).await?;
             tx.commit().await?;
             Ok(())
         }

@@ -34,6 +34,18 @@ pub const TOLERANCE_SECS: i64 = 300;
 const MIN_TOP_UP: i64 = 1_000_000;
 const MAX_TOP_UP: i64 = 1_000_000_000;
 
+/// Where Stripe's payment pages are: `https://checkout.stripe.com` for the
+/// real API, else the API's own origin (a test double serves both). The
+/// browser is only ever sent there, and the pages' CSP `form-action`
+/// allows it (a form posts to Enclave and is redirected there).
+pub fn page_origin(stripe: &crate::platform::settings::Stripe) -> Option<String> {
+    let api = url::Url::parse(&stripe.api_url).ok()?;
+    if api.host_str() == Some("api.stripe.com") {
+        return Some("https://checkout.stripe.com".to_owned());
+    }
+    Some(api.origin().ascii_serialization())
+}
+
 /// Starts a top-up of `amount` micro-units for the signed-in user; returns
 /// the Stripe page to send the browser to.
 pub async fn start_checkout(
@@ -139,7 +151,12 @@ pub async fn start_checkout(
     let (Some(session_id), Some(page)) = (json["id"].as_str(), json["url"].as_str()) else {
         return Err(unavailable());
     };
-    if !page.starts_with("https://") && !page.starts_with("http://") {
+    let expected = page_origin(stripe);
+    let origin = url::Url::parse(page)
+        .ok()
+        .map(|u| u.origin().ascii_serialization());
+    if origin.is_none() || origin != expected {
+        tracing::warn!("Stripe answered a checkout page on an unexpected origin");
         return Err(unavailable());
     }
     sqlx::query("UPDATE credit_checkouts SET session_hash = $2 WHERE id = $1")

@@ -46,6 +46,50 @@ async fn platform_agent(app: &TestApp, client: &Client, fake: SocketAddr, script
     scripted_agent(app, client, fake, "openai", script, &[], &[], "").await
 }
 
+/// An agent named `name` on the operator's OpenAI key, with at most
+/// `max_output` tokens (empty: no limit), belonging to `team` (empty: its
+/// maker's own). Its id.
+async fn agent_on_openai(
+    app: &TestApp,
+    client: &Client,
+    name: &str,
+    model: &str,
+    max_output: &str,
+    team: &str,
+) -> String {
+    let res = app
+        .call(
+            client,
+            "create_agent",
+            &[
+                ("name", name),
+                ("description", ""),
+                ("system_prompt", ""),
+                ("provider", "openai"),
+                ("model", model),
+                ("base_url", ""),
+                ("temperature", ""),
+                ("top_p", ""),
+                ("max_output_tokens", max_output),
+                ("avatar", ""),
+                ("step_limit", ""),
+                ("team", team),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let agents = ok_json(app.call(client, "list_agents", &[]).await).await;
+    agents
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 async fn requests(fake: SocketAddr, model: &str) -> u64 {
     let url = format!("http://{fake}/requests/{}", percent_encode(model));
     reqwest::get(url)
@@ -288,32 +332,7 @@ async fn a_team_quota_counts_the_teams_agents(db: PgPool) {
     .await;
     let team = team.as_str().unwrap();
     let model = "fake:tokens=5,id=team";
-    let res = app
-        .call(
-            &owner,
-            "create_agent",
-            &[
-                ("name", "Team helper"),
-                ("description", ""),
-                ("system_prompt", ""),
-                ("provider", "openai"),
-                ("model", model),
-                ("base_url", ""),
-                ("temperature", ""),
-                ("top_p", ""),
-                ("max_output_tokens", ""),
-                ("avatar", ""),
-                ("step_limit", ""),
-                ("team", team),
-            ],
-        )
-        .await;
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-    let agents = ok_json(app.call(&owner, "list_agents", &[]).await).await;
-    let agent = agents.as_array().unwrap()[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let agent = agent_on_openai(&app, &owner, "Team helper", model, "", team).await;
     assert_eq!(
         chat(&app, &owner, &agent, "One").await["status"],
         "complete"
@@ -459,28 +478,7 @@ async fn a_reply_that_crosses_the_balance_finishes_and_the_balance_stops_at_zero
     usage::set_price(&app.db, Provider::Openai, model, 0, 1_000_000)
         .await
         .unwrap();
-    let res = app
-        .call(
-            &client,
-            "create_agent",
-            &[
-                ("name", "Edge"),
-                ("description", ""),
-                ("system_prompt", ""),
-                ("provider", "openai"),
-                ("model", model),
-                ("base_url", ""),
-                ("temperature", ""),
-                ("top_p", ""),
-                ("max_output_tokens", "1"),
-                ("avatar", ""),
-                ("step_limit", ""),
-            ],
-        )
-        .await;
-    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
-    let agents = ok_json(app.call(&client, "list_agents", &[]).await).await;
-    let agent = agents[0]["id"].as_str().unwrap().to_owned();
+    let agent = agent_on_openai(&app, &client, "Edge", model, "1", "").await;
     grant(&app, "ada@example.com", 2).await;
     let reply = chat(&app, &client, &agent, "Go").await;
     assert_eq!(reply["status"], "complete");
@@ -537,17 +535,7 @@ async fn stripe_app(db: PgPool) -> (TestApp, SocketAddr) {
         ..with_mail_catcher(chat_settings(fake))
     };
     let app = TestApp::spawn_full(db, settings, keyring(1, &[])).await;
-    let res = reqwest::Client::new()
-        .post(format!("http://{fake}/fakes/stripe/config"))
-        .json(&json!({
-            "webhook_url": app.url("/stripe/webhook"),
-            "webhook_secret": WEBHOOK_SECRET,
-            "secret_key": STRIPE_KEY,
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    crate::common::configure_fake_stripe(fake, &app, WEBHOOK_SECRET, STRIPE_KEY).await;
     (app, fake)
 }
 
@@ -806,4 +794,56 @@ async fn embeddings_are_in_the_ledger_with_the_providers_count(db: PgPool) {
         report["by_model"][0]["label"],
         "openai text-embedding-3-small"
     );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_administrator_sets_prices_and_nobody_else_does(db: PgPool) {
+    let (app, _fake) = app_with(db, billing(BillingMode::Unlimited)).await;
+    // The first account administers the server.
+    let admin = app.signed_up("admin@example.com").await;
+    let other = app.signed_up("eve@example.com").await;
+    let set = [
+        ("provider", "openai"),
+        ("model", "gpt-new"),
+        ("input", "1.25"),
+        ("output", "5"),
+    ];
+    let res = app.call(&other, "admin_set_price", &set).await;
+    assert_eq!(res.status(), 404);
+    assert_eq!(app.call(&other, "admin_prices", &[]).await.status(), 404);
+    let res = app.call(&admin, "admin_set_price", &set).await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let bad = app
+        .call(
+            &admin,
+            "admin_set_price",
+            &[
+                ("provider", "openai"),
+                ("model", "x"),
+                ("input", "-1"),
+                ("output", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status(), 422);
+    let (currency, prices): (String, Vec<Value>) =
+        serde_json::from_value(ok_json(app.call(&admin, "admin_prices", &[]).await).await).unwrap();
+    assert_eq!(currency, "usd");
+    let new = prices.iter().find(|p| p["model"] == "gpt-new").unwrap();
+    assert_eq!(
+        (
+            new["input_per_mtok"].as_i64(),
+            new["output_per_mtok"].as_i64()
+        ),
+        (Some(1_250_000), Some(5_000_000))
+    );
+    let price = usage::price_of(&app.db, Provider::Openai, "gpt-new")
+        .await
+        .unwrap();
+    assert_eq!(price.cost(1_000_000, 1_000_000), 6_250_000);
+    // An unknown model of the provider takes its default (`*`).
+    let default = usage::price_of(&app.db, Provider::Openai, "gpt-unknown")
+        .await
+        .unwrap();
+    assert_eq!(default.input_per_mtok, 2_500_000);
 }

@@ -594,3 +594,24 @@ pub async fn stored_passkey(app: &TestApp, email: &str, name: &str) -> uuid::Uui
     .unwrap();
     id
 }
+
+/// Points the fake Stripe at `app`'s webhook, signing with
+/// `webhook_secret` and expecting `secret_key`.
+pub async fn configure_fake_stripe(
+    fake: SocketAddr,
+    app: &TestApp,
+    webhook_secret: &str,
+    secret_key: &str,
+) {
+    let res = Client::new()
+        .post(format!("http://{fake}/fakes/stripe/config"))
+        .json(&serde_json::json!({
+            "webhook_url": app.url("/stripe/webhook"),
+            "webhook_secret": webhook_secret,
+            "secret_key": secret_key,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+}
