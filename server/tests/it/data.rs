@@ -444,6 +444,22 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
         )
         .await;
     assert_eq!(res.status(), 200);
+    // Credits, granted (their history's notes are sealed) and one card
+    // payment begun.
+    {
+        let (ada, key) = account_key(&app, "ada@example.com").await;
+        let mut tx = app.db.begin().await.unwrap();
+        app::usage::server::credit(&mut tx, ada, &key, "grant", 5_000_000, "Ada's grant")
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO credit_checkouts (id, owner_id, amount) VALUES ($1, $2, 5000000)")
+            .bind(Uuid::new_v4())
+            .bind(ada)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
     // A knowledge base with a document (refused at once: no embedding
     // needed, and its reason is sealed too).
     let base = crate::knowledge::ingestion::create_base(&app, &client, "Ada's notes").await;
@@ -586,6 +602,11 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
         "schedule_runs",
         "telegram_channels",
         "api_keys",
+        "usage_entries",
+        "credit_balances",
+        "credit_transactions",
+        "credit_checkouts",
+        "usage_alerts",
     ] {
         let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
             "SELECT count(*) FROM {table} WHERE owner_id = $1"
@@ -757,6 +778,16 @@ async fn retention_erases_only_what_is_due_with_two_servers_running(db: PgPool) 
         .unwrap();
         age(&db, "activity", "at", id, days).await;
     }
+    // Usage entries go with the conversations: one of Ada's three made 91
+    // days old.
+    let usage: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM usage_entries WHERE owner_id = $1 ORDER BY id")
+            .bind(ada)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(usage.len(), 3, "a usage entry per reply");
+    age(&db, "usage_entries", "created_at", usage[0], 91).await;
     // Deleted accounts: Carol 31 days ago (due), Dan 29 days ago (kept).
     for (email, days) in [("carol@example.com", 31), ("dan@example.com", 29)] {
         let client = one.signed_up(email).await;
@@ -822,6 +853,17 @@ async fn retention_erases_only_what_is_due_with_two_servers_running(db: PgPool) 
         left as usize,
         ada_entries_before + 1,
         "the 91-day-old entry went"
+    );
+    let usage_left: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM usage_entries WHERE owner_id = $1 ORDER BY id")
+            .bind(ada)
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(
+        usage_left,
+        usage[1..].to_vec(),
+        "the 91-day-old usage entry went"
     );
     assert_eq!(
         one.count("SELECT count(*) FROM users").await,

@@ -109,6 +109,7 @@ const SIX_TIMES_SEVEN: &str = r#"{"expression":"6*7"}"#;
 async fn a_tool_call_runs_and_the_model_answers_with_its_result_on_every_provider(db: PgPool) {
     let t = spawn(db).await;
     let client = t.app.signed_up("loop@example.com").await;
+    let mut model_calls = 0;
     for provider in ["openai", "anthropic", "google", "openai_compatible"] {
         let agent = agent(
             &t,
@@ -137,6 +138,14 @@ async fn a_tool_call_runs_and_the_model_answers_with_its_result_on_every_provide
             serde_json::from_str::<Value>(reply["parts"][1]["arguments"].as_str().unwrap())
                 .unwrap(),
             json!({"expression": "6*7"})
+        );
+        // The loop asked the model twice (the call, then the answer): a
+        // usage entry for each.
+        model_calls += 2;
+        assert_eq!(
+            t.app.count("SELECT count(*) FROM usage_entries").await,
+            model_calls,
+            "{provider}"
         );
         assert_eq!(
             reply["body"], "Hello from the fake model.The tools said: 6*7 = 42",

@@ -197,6 +197,13 @@ async fn a_streamed_reply_comes_in_chunks_with_usage_at_the_end(db: PgPool) {
     .await;
     let plain = sse_data(&res.text().await.unwrap());
     assert!(plain.iter().all(|e| !e.contains("\"usage\"")), "{plain:?}");
+    // Both replies are in the usage ledger, with the tokens the API reported.
+    let ledger: Vec<(i64, bool)> =
+        sqlx::query_as("SELECT input_tokens, charged FROM usage_entries ORDER BY created_at")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(ledger, vec![(11, true), (11, true)]);
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
