@@ -143,7 +143,7 @@ if [ "$mode" = test ]; then
   # virtual environment (never the system's Python).
   py_mark="$here/.ci/peers/python/.installed-$(sha256sum "$here/.ci/peers/requirements.txt" | cut -c1-16)"
   if [ ! -e "$py_mark" ]; then
-    log "pip install in .ci/peers/python (the openai SDK and schemathesis)"
+    log "pip install in .ci/peers/python (the openai SDK, schemathesis, stripe)"
     rm -rf "$here/.ci/peers/python"
     python3 -m venv "$here/.ci/peers/python"
     "$here/.ci/peers/python/bin/pip" install -q --disable-pip-version-check \

@@ -847,3 +847,79 @@ async fn the_administrator_sets_prices_and_nobody_else_does(db: PgPool) {
         .unwrap();
     assert_eq!(default.input_per_mtok, 2_500_000);
 }
+
+/// Runs `sdk/stripe_signature.py` (Stripe's own library); what it printed.
+async fn stripe_library(mode: &str, payload: &str, header: &str) -> String {
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it/sdk/stripe_signature.py");
+    let (ok, stdout, stderr) = crate::common::peers::run(
+        crate::common::peers::python(),
+        &[script.into(), mode.into()],
+        &[
+            ("PAYLOAD", payload.to_owned()),
+            ("SECRET", WEBHOOK_SECRET.to_owned()),
+            ("HEADER", header.to_owned()),
+        ],
+    )
+    .await;
+    assert!(ok, "the stripe library failed:\n{stderr}\n{stdout}");
+    stdout.trim().to_owned()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn stripes_own_library_signs_what_enclave_accepts_and_accepts_what_the_fake_signs(
+    db: PgPool,
+) {
+    let (app, _fake) = stripe_app(db).await;
+    let client = app.signed_up("ada@example.com").await;
+    let res = client
+        .post(app.url("/usage/credits"))
+        .form(&[("amount", "5000000")])
+        .send()
+        .await
+        .unwrap();
+    let pay_url = res.headers()["location"].to_str().unwrap().to_owned();
+    let session_id = pay_url.rsplit('/').next().unwrap().to_owned();
+    let checkout: uuid::Uuid = sqlx::query_scalar("SELECT id FROM credit_checkouts")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let body = json!({
+        "id": "evt_library_1",
+        "object": "event",
+        "type": "checkout.session.completed",
+        "data": {"object": {
+            "id": session_id, "object": "checkout.session", "payment_status": "paid",
+            "client_reference_id": checkout.to_string(), "amount_total": 500, "currency": "usd"
+        }}
+    })
+    .to_string();
+    // Signed by Stripe's library: Enclave accepts it and credits once.
+    let header = stripe_library("sign", &body, "").await;
+    assert!(
+        header.starts_with("t=") && header.contains(",v1="),
+        "{header}"
+    );
+    let (status, _) = post_webhook(&app, &header, &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(balance(&app, "ada@example.com").await, 5_000_000);
+    // Signed by the fake: Stripe's library accepts it; changed, it refuses.
+    let now = chrono::Utc::now().timestamp();
+    let signed = server::fake_stripe::signature_header(WEBHOOK_SECRET, now, body.as_bytes());
+    assert_eq!(
+        stripe_library("verify", &body, &signed).await,
+        "checkout.session.completed"
+    );
+    let changed = body.replace("500", "900");
+    assert!(
+        stripe_library("verify", &changed, &signed)
+            .await
+            .starts_with("refused")
+    );
+    let old = server::fake_stripe::signature_header(WEBHOOK_SECRET, now - 400, body.as_bytes());
+    assert!(
+        stripe_library("verify", &body, &old)
+            .await
+            .starts_with("refused")
+    );
+}
