@@ -213,6 +213,7 @@ pub fn router(state: AppState, public_url: &str) -> Router {
         .into();
     let router = Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/api/agents/{id}/export", get(export_agent))
         .route("/api/chat/stream/{id}", get(chat_stream::stream_reply))
         .route("/settings/mcp/oauth/callback", get(mcp_oauth_callback))
@@ -487,6 +488,44 @@ async fn health(
     match sqlx::query("SELECT 1").execute(&state.db).await {
         Ok(_) => (StatusCode::OK, "ok"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable"),
+    }
+}
+
+/// Whether this server can serve, or the plain reason it cannot: the
+/// database answers, every migration this binary knows is applied, and
+/// the master key opens the database's keys. Never an internal detail.
+pub async fn readiness(state: &AppState) -> Result<(), &'static str> {
+    const DATABASE: &str = "The database is not reachable.";
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&state.db)
+            .await
+            .map_err(|_| DATABASE)?;
+    let latest = MIGRATOR.iter().map(|m| m.version).max();
+    if applied < latest {
+        return Err(
+            "The database schema is older than this server: restart it to apply the migrations.",
+        );
+    }
+    if !state
+        .crypto
+        .still_opens(&state.db)
+        .await
+        .map_err(|_| DATABASE)?
+    {
+        return Err("The master key does not open this database's keys.");
+    }
+    Ok(())
+}
+
+/// `GET /ready`: 200 when the server can serve (for a load balancer), else
+/// 503 with the reason. `/health` stays liveness.
+async fn ready(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> (StatusCode, &'static str) {
+    match readiness(&state).await {
+        Ok(()) => (StatusCode::OK, "ready"),
+        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
     }
 }
 

@@ -12,7 +12,6 @@ mod common;
 
 use std::{
     io::Write,
-    process::Command,
     sync::{Arc, Mutex},
 };
 
@@ -126,27 +125,6 @@ impl Write for Capture {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn pg_dump(url: &str) -> String {
-    let candidates = std::iter::once("pg_dump".to_owned()).chain(
-        std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|dir| format!("{}/bin/pg_dump", dir.path().display())),
-    );
-    for program in candidates {
-        if let Ok(out) = Command::new(&program).arg("--dbname").arg(url).output() {
-            assert!(
-                out.status.success(),
-                "pg_dump failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return String::from_utf8(out.stdout).unwrap();
-        }
-    }
-    panic!("pg_dump not found: install postgresql-client");
 }
 
 /// Drives every request that stores or checks a user-entered value.
@@ -1339,7 +1317,7 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         "a readable copy of each conversation"
     );
 
-    let dump = pg_dump(&common::database_url(&db).await);
+    let dump = common::pg_dump(&common::database_url(&db).await);
     assert!(
         dump.contains("COPY public.users"),
         "the dump holds the users table"

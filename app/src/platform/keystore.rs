@@ -105,6 +105,22 @@ impl Crypto {
         })
     }
 
+    /// Whether the master key still opens this database's system key (the
+    /// database may have been restored from another deployment's dump
+    /// since this process started). For `/ready`.
+    pub async fn still_opens(&self, db: &PgPool) -> Result<bool, sqlx::Error> {
+        let row: Option<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT kek_id, wrapped_key FROM system_keys WHERE name = $1")
+                .bind(BLIND_INDEX_KEY)
+                .fetch_optional(db)
+                .await?;
+        Ok(row.is_some_and(|(kek_id, bytes)| {
+            self.keyring
+                .unwrap_system_key(&WrappedKey { kek_id, bytes }, BLIND_INDEX_KEY)
+                .is_ok()
+        }))
+    }
+
     /// The blind index of a normalised email address.
     pub fn email_index(&self, email: &str) -> Vec<u8> {
         self.blind_index.index("email", email)

@@ -23,6 +23,7 @@ mod llm;
 mod mcp;
 mod oidc;
 mod openai_sdk;
+mod ops;
 mod passkeys;
 mod schedules;
 mod schema;

@@ -615,3 +615,62 @@ pub async fn configure_fake_stripe(
         .unwrap();
     assert_eq!(res.status(), 204);
 }
+
+/// A PostgreSQL client program (`pg_dump`, `psql`): on the PATH, or
+/// Debian's under /usr/lib/postgresql.
+fn pg_program(name: &str) -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| {
+        std::env::split_paths(&p)
+            .map(|dir| dir.join(name))
+            .collect::<Vec<_>>()
+    });
+    let debian = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|dir| dir.path().join("bin").join(name));
+    on_path
+        .chain(debian)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} not found: install postgresql-client"))
+}
+
+/// A plain SQL dump of the database at `url`.
+pub fn pg_dump(url: &str) -> String {
+    let out = std::process::Command::new(pg_program("pg_dump"))
+        .arg("--dbname")
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Restores a plain SQL `dump` into the (empty) database at `url`, stopping
+/// at the first error.
+pub fn psql_restore(url: &str, dump: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(pg_program("psql"))
+        .args(["-q", "-v", "ON_ERROR_STOP=1", "--dbname", url])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dump.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,266 @@
+//! Running it for real: `/ready` says whether a load balancer may send
+//! traffic (and why not); a `pg_dump` restores into a fresh database that
+//! opens with the same master key and refuses any other, changing nothing;
+//! two servers starting at once on an empty database migrate it once.
+
+use std::collections::HashMap;
+
+use reqwest::Client;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::common::{
+    PASSWORD, TestApp, chat_settings, database_url, keyring, ok_json, pg_dump, psql_restore,
+    reply_when, scripted_agent, send_new,
+};
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn ready_answers_only_when_the_server_can_serve_and_says_why_not(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let client = Client::new();
+    let ready = |client: Client, url: String| async move {
+        let res = client.get(url).send().await.unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    };
+    assert_eq!(
+        ready(client.clone(), app.url("/ready")).await,
+        (200, "ready".into())
+    );
+    // A migration this binary knows is missing: not ready, in plain words.
+    let latest: i64 = sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    let row: (String, Vec<u8>, i64) = sqlx::query_as(
+        "SELECT description, checksum, execution_time FROM _sqlx_migrations WHERE version = $1",
+    )
+    .bind(latest)
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = $1")
+        .bind(latest)
+        .execute(&db)
+        .await
+        .unwrap();
+    let (status, reason) = ready(client.clone(), app.url("/ready")).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        reason,
+        "The database schema is older than this server: restart it to apply the migrations."
+    );
+    // Liveness is another matter: the process is up.
+    assert_eq!(ready(client.clone(), app.url("/health")).await.0, 200);
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES ($1, $2, true, $3, $4)",
+    )
+    .bind(latest)
+    .bind(row.0)
+    .bind(row.1)
+    .bind(row.2)
+    .execute(&db)
+    .await
+    .unwrap();
+    assert_eq!(ready(client.clone(), app.url("/ready")).await.0, 200);
+    // The database now holds another deployment's keys (a wrong restore).
+    let other = app::platform::crypto::Keyring::new(crate::common::kek(9), vec![]);
+    let wrapped = other.wrap_system_key(
+        &app::platform::crypto::BlindIndexKey::generate(),
+        "blind-index",
+    );
+    sqlx::query("UPDATE system_keys SET kek_id = $1, wrapped_key = $2 WHERE name = 'blind-index'")
+        .bind(&wrapped.kek_id)
+        .bind(&wrapped.bytes)
+        .execute(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        ready(client.clone(), app.url("/ready")).await,
+        (
+            503,
+            "The master key does not open this database's keys.".into()
+        )
+    );
+    // The database gone: not ready, and nothing internal said.
+    app.db.close().await;
+    let (status, reason) = ready(client, app.url("/ready")).await;
+    assert_eq!(
+        (status, reason.as_str()),
+        (503, "The database is not reachable.")
+    );
+}
+
+/// What a user sees of their conversations: each one's messages' bodies.
+async fn conversations(app: &TestApp, client: &Client, agent: &str) -> Vec<Vec<String>> {
+    let list = ok_json(
+        app.call(client, "list_conversations", &[("agent_id", agent)])
+            .await,
+    )
+    .await;
+    let mut out = Vec::new();
+    for c in list.as_array().unwrap() {
+        let conversation = ok_json(
+            app.call(
+                client,
+                "get_conversation",
+                &[("id", c["id"].as_str().unwrap())],
+            )
+            .await,
+        )
+        .await;
+        out.push(
+            conversation["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["body"].as_str().unwrap().to_owned())
+                .collect(),
+        );
+    }
+    out
+}
+
+fn config(url: &str, master_key: u8) -> server::config::Config {
+    use base64::Engine as _;
+    let key = base64::engine::general_purpose::STANDARD.encode([master_key; 32]);
+    let env: HashMap<&str, &str> = HashMap::from([
+        ("ENCLAVE_DATABASE_URL", url),
+        ("ENCLAVE_MASTER_KEY", key.as_str()),
+    ]);
+    server::config::Config::from_source(&env).unwrap()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_dump_restores_and_opens_with_the_same_master_key_and_no_other(db: PgPool) {
+    let fake = server::fake_provider::start().await.unwrap();
+    let app = TestApp::spawn_full(db.clone(), chat_settings(fake), keyring(1, &[])).await;
+    // Two people with agents, a provider key and conversations.
+    let mut people = Vec::new();
+    for email in ["ada@example.com", "bob@example.com"] {
+        let client = app.signed_up(email).await;
+        let res = app
+            .call(
+                &client,
+                "add_provider_key",
+                &[
+                    ("provider", "anthropic"),
+                    ("label", "Mine"),
+                    ("secret", "sk-ant-test-123456"),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        let agent = scripted_agent(&app, &client, fake, "openai", "fake:echo", &[], &[], "").await;
+        for text in ["First question", "Second question"] {
+            let sent = send_new(&app, &client, &agent, &format!("{text} from {email}")).await;
+            reply_when(
+                &app,
+                &client,
+                sent["conversation_id"].as_str().unwrap(),
+                "complete",
+            )
+            .await;
+        }
+        let seen = conversations(&app, &client, &agent).await;
+        assert_eq!(seen.len(), 2);
+        people.push((email, agent, seen));
+    }
+    let dump = pg_dump(&database_url(&db).await);
+
+    // Restored into a fresh database, and served with the same master key.
+    let name = format!("restore_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&db)
+        .await
+        .unwrap();
+    let base = database_url(&db).await;
+    let restored_url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    psql_restore(&restored_url, &dump);
+    let restored_db = PgPool::connect(&restored_url).await.unwrap();
+    let keys_before: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT kek_id, wrapped_key FROM system_keys ORDER BY name")
+            .fetch_all(&restored_db)
+            .await
+            .unwrap();
+
+    // Another master key: the server refuses to start, in plain words, and
+    // the restored keys are as they were.
+    let err = server::app_state(&config(&restored_url, 2), server::leptos_options())
+        .await
+        .err()
+        .expect("another master key is refused");
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("cannot be opened with the configured master key"),
+        "{message}"
+    );
+    let keys_after: Vec<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT kek_id, wrapped_key FROM system_keys ORDER BY name")
+            .fetch_all(&restored_db)
+            .await
+            .unwrap();
+    assert_eq!(keys_before, keys_after, "nothing was overwritten");
+
+    // The same key: everyone signs in and reads everything.
+    let restored =
+        TestApp::spawn_full(restored_db.clone(), chat_settings(fake), keyring(1, &[])).await;
+    for (email, agent, seen) in &people {
+        let client = restored.client();
+        assert_eq!(
+            restored.sign_in(&client, email, PASSWORD).await.status(),
+            200
+        );
+        assert_eq!(&conversations(&restored, &client, agent).await, seen);
+        let keys: Value = ok_json(restored.call(&client, "list_provider_keys", &[]).await).await;
+        assert_eq!(keys[0]["label"], "Mine");
+    }
+    let report = app::platform::keystore::verify(
+        &restored_db,
+        &keyring(1, &[]),
+        app::sealed_columns(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.failures, vec![]);
+    drop(restored);
+    restored_db.close().await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&db)
+    .await
+    .unwrap();
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_servers_starting_at_once_on_an_empty_database_migrate_it_once(db: PgPool) {
+    let url = database_url(&db).await;
+    let (a, b) = tokio::join!(server::connect_db(&url), server::connect_db(&url));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(applied as usize, server::MIGRATOR.iter().count());
+    // Both load the same system keys (the first to insert wins).
+    let (ca, cb) = tokio::join!(
+        app::platform::keystore::Crypto::load(&a, keyring(1, &[])),
+        app::platform::keystore::Crypto::load(&b, keyring(1, &[]))
+    );
+    let (ca, cb) = (ca.unwrap(), cb.unwrap());
+    assert_eq!(
+        ca.email_index("ada@example.com"),
+        cb.email_index("ada@example.com")
+    );
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM system_keys")
+            .fetch_one(&db)
+            .await
+            .unwrap(),
+        1
+    );
+    a.close().await;
+    b.close().await;
+}
