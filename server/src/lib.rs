@@ -21,6 +21,7 @@ pub mod oidc;
 pub mod policy;
 pub mod telemetry;
 pub mod uploads;
+pub mod users_cli;
 pub mod v1;
 
 use std::{sync::Arc, time::Duration};

@@ -7,6 +7,7 @@
 //!                         publish a new policy version (mails every user)
 //! `server prices list|set PROVIDER MODEL INPUT OUTPUT`  model prices
 //! `server credits grant EMAIL AMOUNT`  add credits to an account
+//! `server users list [TEXT] | users disable|enable|delete EMAIL`  accounts
 //! `server fake-provider ADDR`  serve the fake model provider (tests, demos)
 
 use std::process::ExitCode;
@@ -20,7 +21,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage: server [serve | keys generate | keys rotate | keys verify | \
      admin grant|revoke EMAIL | policy publish privacy|cookies FILE YYYY-MM-DD SUMMARY | \
-     prices list|set PROVIDER MODEL INPUT OUTPUT | credits grant EMAIL AMOUNT | fake-provider ADDR]";
+     prices list|set PROVIDER MODEL INPUT OUTPUT | credits grant EMAIL AMOUNT | \
+     users list [TEXT] | users disable|enable|delete EMAIL | fake-provider ADDR]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -57,6 +59,7 @@ async fn main() -> ExitCode {
             | ["admin", ..]
             | ["prices", ..]
             | ["credits", ..]
+            | ["users", ..]
             | ["policy", "publish", ..]
     ) {
         eprintln!("{USAGE}");
@@ -77,6 +80,7 @@ async fn main() -> ExitCode {
         ["admin", rest @ ..] => server::admin_cli::run(&config, rest).await,
         ["prices", rest @ ..] => server::billing_cli::prices(&config, rest).await,
         ["credits", rest @ ..] => server::billing_cli::credits(&config, rest).await,
+        ["users", rest @ ..] => server::users_cli::run(&config, rest).await,
         _ => serve(config).await,
     };
     match result {

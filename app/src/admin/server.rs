@@ -146,13 +146,37 @@ struct UserRow {
     wrapped_key: Vec<u8>,
 }
 
+/// Who acts on an account: an administrator (signed in), or the operator
+/// on the server's command line (`server users …`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    Admin(Uuid),
+    Operator,
+}
+
+impl Actor {
+    fn admin_id(self) -> Option<Uuid> {
+        match self {
+            Actor::Admin(id) => Some(id),
+            Actor::Operator => None,
+        }
+    }
+}
+
+impl From<&AuthSession> for Actor {
+    fn from(session: &AuthSession) -> Self {
+        Actor::Admin(session.user_id)
+    }
+}
+
 /// The accounts whose address or name holds `query` (all when empty),
 /// newest first: metadata and counts only.
 pub async fn users(
     state: &AppState,
-    admin: &AuthSession,
+    admin: impl Into<Actor>,
     query: &str,
 ) -> Result<Vec<AdminUser>, AppError> {
+    let admin: Actor = admin.into();
     let rows: Vec<UserRow> = sqlx::query_as(
         "SELECT u.id, u.email, u.first_name, u.last_name, u.created_at,
                 (SELECT max(s.last_seen_at) FROM sessions s
@@ -168,7 +192,7 @@ pub async fn users(
     .bind(LIST_SCAN)
     .fetch_all(&state.db)
     .await?;
-    tracing::info!(admin_id = %admin.user_id, accounts = rows.len(), key_use = KeyUse::Admin.as_str(), "administrator listed accounts");
+    tracing::info!(admin_id = ?admin.admin_id(), accounts = rows.len(), key_use = KeyUse::Admin.as_str(), "administrator listed accounts");
     let wanted = query.trim().to_lowercase();
     let mut out = Vec::new();
     for row in rows {
@@ -201,7 +225,7 @@ pub async fn users(
             is_admin: row.is_admin,
             disabled: row.disabled,
             deleting: row.deleting,
-            you: row.id == admin.user_id,
+            you: admin.admin_id() == Some(row.id),
         });
         if out.len() == LIST_SHOWN {
             break;
@@ -263,8 +287,8 @@ pub async fn teams(
         .collect()
 }
 
-fn not_yourself(admin: &AuthSession, user: Uuid) -> Result<(), AppError> {
-    if admin.user_id == user {
+fn not_yourself(admin: Actor, user: Uuid) -> Result<(), AppError> {
+    if admin.admin_id() == Some(user) {
         return Err(AppError::invalid(
             "user",
             "That is your own account: another administrator can do this.",
@@ -299,10 +323,11 @@ async fn tell(state: &AppState, user: Uuid, event: Event) {
 /// Disables (`true`) or enables the account `user`.
 pub async fn set_disabled(
     state: &AppState,
-    admin: &AuthSession,
+    admin: impl Into<Actor>,
     user: Uuid,
     disabled: bool,
 ) -> Result<(), AppError> {
+    let admin: Actor = admin.into();
     not_yourself(admin, user)?;
     let found: Option<Uuid> = sqlx::query_scalar(
         "UPDATE users SET disabled_at = CASE WHEN $2 THEN coalesce(disabled_at, now()) END
@@ -313,7 +338,7 @@ pub async fn set_disabled(
     .fetch_optional(&state.db)
     .await?;
     found.ok_or(AppError::NotFound)?;
-    tracing::info!(admin_id = %admin.user_id, user_id = %user, disabled, "account access changed by an administrator");
+    tracing::info!(admin_id = ?admin.admin_id(), user_id = %user, disabled, "account access changed by an administrator");
     if disabled {
         cut_off(state, user).await?;
         tell(state, user, Event::AccountDisabled).await;
@@ -327,9 +352,10 @@ pub async fn set_disabled(
 /// it holds after the deletion grace period (as when its owner asks).
 pub async fn delete_user(
     state: &AppState,
-    admin: &AuthSession,
+    admin: impl Into<Actor>,
     user: Uuid,
 ) -> Result<(), AppError> {
+    let admin: Actor = admin.into();
     not_yourself(admin, user)?;
     let found: Option<Uuid> = sqlx::query_scalar(
         "UPDATE users SET deleted_at = coalesce(deleted_at, now()),
@@ -340,7 +366,7 @@ pub async fn delete_user(
     .fetch_optional(&state.db)
     .await?;
     found.ok_or(AppError::NotFound)?;
-    tracing::info!(admin_id = %admin.user_id, user_id = %user, "account deletion asked for by an administrator");
+    tracing::info!(admin_id = ?admin.admin_id(), user_id = %user, "account deletion asked for by an administrator");
     cut_off(state, user).await?;
     tell(state, user, Event::DeletionRequested).await;
     Ok(())

@@ -264,3 +264,53 @@ async fn two_servers_starting_at_once_on_an_empty_database_migrate_it_once(db: P
     a.close().await;
     b.close().await;
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_operator_disables_enables_and_deletes_accounts_from_the_command_line(db: PgPool) {
+    let app = TestApp::spawn(db.clone()).await;
+    let _first = app.signed_up("ada@example.com").await;
+    let bob = app.signed_up("bob@example.com").await;
+    let config = config(&database_url(&db).await, 1);
+    let users = |args: &'static [&'static str]| {
+        let config = &config;
+        async move { server::users_cli::run(config, args).await }
+    };
+    users(&["list"]).await.unwrap();
+    users(&["list", "bob"]).await.unwrap();
+    let err = users(&["disable", "nobody@example.com"]).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no account has the address nobody@example.com"
+    );
+    assert!(users(&["frobnicate"]).await.is_err());
+
+    // Disabled: signed out at once, and signing in says why.
+    users(&["disable", "Bob@Example.com"]).await.unwrap();
+    assert_eq!(app.current_user(&bob).await, Value::Null);
+    let again = app.client();
+    let res = app.sign_in(&again, "bob@example.com", PASSWORD).await;
+    assert_ne!(res.status(), 200);
+    assert_eq!(
+        app.count("SELECT count(*) FROM activity WHERE kind = 'account_disabled'")
+            .await,
+        1
+    );
+    // Enabled: back in.
+    users(&["enable", "bob@example.com"]).await.unwrap();
+    assert_eq!(
+        app.sign_in(&again, "bob@example.com", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    // Deleted: disabled now, erased after the grace period.
+    users(&["delete", "bob@example.com"]).await.unwrap();
+    assert_eq!(app.current_user(&again).await, Value::Null);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM users WHERE deleted_at IS NOT NULL AND disabled_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+}
