@@ -39,16 +39,37 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
 /// Connects to PostgreSQL and brings the schema up to date.
 pub async fn connect_db(url: &str) -> anyhow::Result<PgPool> {
+    connect_db_with(url, &MIGRATOR).await
+}
+
+/// `connect_db` with `migrator`'s migrations. Each runs in a transaction
+/// of its own (sqlx's default; none of ours opts out), under PostgreSQL's
+/// advisory lock, so two servers starting together migrate once; a failing
+/// one leaves the database as it was before it, and the error names it.
+pub async fn connect_db_with(
+    url: &str,
+    migrator: &sqlx::migrate::Migrator,
+) -> anyhow::Result<PgPool> {
     let pool = PgPoolOptions::new()
         .max_connections(20)
         .acquire_timeout(Duration::from_secs(5))
         .connect(url)
         .await
         .map_err(|e| anyhow::anyhow!("could not connect to PostgreSQL: {e}"))?;
-    MIGRATOR
-        .run(&pool)
-        .await
-        .map_err(|e| anyhow::anyhow!("could not apply database migrations: {e}"))?;
+    migrator.run(&pool).await.map_err(|e| match &e {
+        sqlx::migrate::MigrateError::ExecuteMigration(cause, version) => {
+            let name = migrator
+                .iter()
+                .find(|m| m.version == *version)
+                .map(|m| m.description.to_string())
+                .unwrap_or_default();
+            anyhow::anyhow!(
+                "database migration {version} ({name}) failed and was rolled back; \
+                 the database is as it was before it: {cause}"
+            )
+        }
+        _ => anyhow::anyhow!("could not apply database migrations: {e}"),
+    })?;
     Ok(pool)
 }
 

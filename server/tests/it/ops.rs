@@ -314,3 +314,111 @@ async fn the_operator_disables_enables_and_deletes_accounts_from_the_command_lin
         1
     );
 }
+
+/// A database made with the schema of 2026-12-01 holding a sealed value of
+/// every kind there was (the data of `schema::keys_verify_…`, master key
+/// `kek(1)`), dumped with `ENCLAVE_WRITE_UPGRADE_FIXTURE=path`. Kept as it
+/// is: every later migration is tested on it.
+const FIXTURE_2026_12_01: &str = include_str!("../fixtures/upgrade-20261201.sql");
+
+#[sqlx::test(migrations = false)]
+async fn a_database_from_an_older_release_upgrades_and_every_sealed_value_still_opens(db: PgPool) {
+    let url = database_url(&db).await;
+    psql_restore(&url, FIXTURE_2026_12_01);
+    let before: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    // The server's own start: the newer migrations apply on the old data.
+    let pool = server::connect_db(&url).await.unwrap();
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(applied as usize, server::MIGRATOR.iter().count());
+    assert!(applied >= before);
+    let report =
+        app::platform::keystore::verify(&pool, &keyring(1, &[]), app::sealed_columns(), |_| {})
+            .await
+            .unwrap();
+    assert_eq!(report.failures, vec![], "every old value opens");
+    assert!(
+        report.values >= 100,
+        "the fixture holds values: {}",
+        report.values
+    );
+    // Its account signs in (password, then the code of its authenticator,
+    // whose secret it sealed back then) and finds its agents.
+    let app = TestApp::spawn(pool.clone()).await;
+    let client = app.client();
+    assert_eq!(
+        app.sign_in(&client, "verify@example.com", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    let (user, key) = crate::common::account_key(&app, "verify@example.com").await;
+    let sealed: Vec<u8> = sqlx::query_scalar("SELECT secret FROM totp_factors WHERE user_id = $1")
+        .bind(user)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let secret = key
+        .open(
+            app::platform::crypto::Place::new("totp_factors", "secret", user, user),
+            &app::platform::crypto::Sealed::from_stored(sealed),
+        )
+        .unwrap();
+    let base32 = totp_rs::Secret::from(secret).to_base32();
+    let code = crate::common::totp_code(&base32, 0);
+    let res = app
+        .call(&client, "complete_sign_in", &[("code", code.as_str())])
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let agents = ok_json(app.call(&client, "list_agents", &[]).await).await;
+    assert!(!agents.as_array().unwrap().is_empty(), "{agents}");
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_failing_migration_leaves_the_database_as_it_was_and_is_named(db: PgPool) {
+    // Today's migrations and a broken one after them, in a folder of their own.
+    let dir = std::env::temp_dir().join(format!("enclave-migrations-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ours = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../migrations");
+    for entry in std::fs::read_dir(&ours).unwrap().flatten() {
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    std::fs::write(
+        dir.join("20991231000001_broken_upgrade.sql"),
+        "CREATE TABLE half_done (id int);\nUPDATE users SET first_name = first_name;\nSELECT 1 / 0;\n",
+    )
+    .unwrap();
+    let migrator = sqlx::migrate::Migrator::new(dir.as_path()).await.unwrap();
+    let url = database_url(&db).await;
+    let err = server::connect_db_with(&url, &migrator)
+        .await
+        .expect_err("the broken migration fails");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(
+            "database migration 20991231000001 (broken upgrade) failed and was rolled back"
+        ),
+        "{message}"
+    );
+    // Everything before it applied; nothing of it did.
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&db)
+            .await
+            .unwrap();
+    assert_eq!(applied.len(), server::MIGRATOR.iter().count());
+    assert!(!applied.contains(&20991231000001));
+    let half: bool = sqlx::query_scalar("SELECT to_regclass('half_done') IS NOT NULL")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(!half, "the broken migration's table is not there");
+    // The server's own migrations still start it.
+    server::connect_db(&url).await.unwrap().close().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -870,6 +870,12 @@ async fn keys_verify_opens_every_sealed_column_and_reports_each_broken_one(db: P
         .unwrap();
     assert_eq!(report.failures, vec![]);
     assert!(report.values as usize >= app::sealed_columns().len());
+    // A database with a sealed value of every kind: what the upgrade
+    // fixture (`tests/fixtures/`) is made from, when asked to write one.
+    if let Some(path) = std::env::var_os("ENCLAVE_WRITE_UPGRADE_FIXTURE") {
+        let dump = crate::common::pg_dump(&crate::common::database_url(&db).await);
+        std::fs::write(path, dump).unwrap();
+    }
 
     // Break one value in each table that holds user content: each is found.
     for (table, column) in [

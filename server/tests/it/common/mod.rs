@@ -635,10 +635,11 @@ fn pg_program(name: &str) -> std::path::PathBuf {
         .unwrap_or_else(|| panic!("{name} not found: install postgresql-client"))
 }
 
-/// A plain SQL dump of the database at `url`.
+/// A plain SQL dump of the database at `url` (without owners or grants,
+/// so it restores as any role).
 pub fn pg_dump(url: &str) -> String {
     let out = std::process::Command::new(pg_program("pg_dump"))
-        .arg("--dbname")
+        .args(["--no-owner", "--no-privileges", "--dbname"])
         .arg(url)
         .output()
         .unwrap();
