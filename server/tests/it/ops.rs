@@ -422,3 +422,126 @@ async fn a_failing_migration_leaves_the_database_as_it_was_and_is_named(db: PgPo
     server::connect_db(&url).await.unwrap().close().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `server/deploy/enclave.service` with the release folder at `dir`.
+fn unit_at(dir: &std::path::Path) -> String {
+    let unit = std::fs::read_to_string(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/enclave.service"),
+    )
+    .unwrap();
+    unit.replace("/opt/enclave", &dir.display().to_string())
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_systemd_unit_is_valid_hardened_and_its_environment_starts_the_server(db: PgPool) {
+    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_server"));
+    let release = binary.parent().unwrap();
+    let unit = unit_at(release);
+    let lines: Vec<&str> = unit.lines().map(str::trim).collect();
+    for wanted in [
+        "User=enclave",
+        "NoNewPrivileges=true",
+        "ProtectSystem=strict",
+        "ProtectHome=true",
+        "PrivateTmp=true",
+        "CapabilityBoundingSet=",
+        "LoadCredential=master-key:/etc/enclave/master.key",
+    ] {
+        assert!(lines.contains(&wanted), "the unit lacks {wanted}");
+    }
+    // systemd's own check: every key known, every value valid (an unknown
+    // key is only a warning, so nothing may be printed either).
+    let dir = std::env::temp_dir().join(format!("enclave-unit-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("enclave.service");
+    std::fs::write(&path, &unit).unwrap();
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze (Debian's systemd) is installed");
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success() && said.trim().is_empty(), "{said}");
+
+    // Exactly the environment the unit gives: its Environment= lines (the
+    // credential directory for %d), then the EnvironmentFile's.
+    let credentials = dir.join("credentials");
+    std::fs::create_dir_all(&credentials).unwrap();
+    use base64::Engine as _;
+    std::fs::write(
+        credentials.join("master-key"),
+        base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+    )
+    .unwrap();
+    let mut env: Vec<(String, String)> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("Environment="))
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (
+                k.to_owned(),
+                v.replace("%d", &credentials.display().to_string()),
+            )
+        })
+        .collect();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // What the operator writes in /etc/enclave/enclave.env.
+    let env_file = format!(
+        "ENCLAVE_DATABASE_URL={}\nENCLAVE_ADDR=127.0.0.1:{port}\nENCLAVE_PUBLIC_URL=https://enclave.example.com\n",
+        database_url(&db).await
+    );
+    env.extend(env_file.lines().map(|l| {
+        let (k, v) = l.split_once('=').unwrap();
+        (k.to_owned(), v.to_owned())
+    }));
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "ENCLAVE_ENV" && v == "production"),
+        "the unit runs in production mode"
+    );
+    let exec = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let mut words = exec.split_whitespace();
+    /// Stops the server however the test ends.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Running(
+        std::process::Command::new(words.next().unwrap())
+            .args(words)
+            .env_clear()
+            .envs(env)
+            .current_dir(release)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    app::platform::tls::init();
+    let mut ready = false;
+    for _ in 0..200 {
+        if let Ok(res) = reqwest::get(format!("http://127.0.0.1:{port}/ready")).await {
+            ready = res.status() == 200;
+            if ready {
+                break;
+            }
+        }
+        if let Ok(Some(status)) = child.0.try_wait() {
+            panic!("the server exited: {status}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(ready, "the server never became ready");
+    drop(child);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
