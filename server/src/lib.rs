@@ -8,6 +8,7 @@ pub mod billing;
 pub mod billing_cli;
 pub mod chat_stream;
 pub mod config;
+pub mod doctor;
 pub mod fake_mcp;
 pub mod fake_oauth;
 pub mod fake_oidc;

@@ -8,6 +8,7 @@
 //! `server prices list|set PROVIDER MODEL INPUT OUTPUT`  model prices
 //! `server credits grant EMAIL AMOUNT`  add credits to an account
 //! `server users list [TEXT] | users disable|enable|delete EMAIL`  accounts
+//! `server doctor`     check the database, key, providers, mail; what to fix
 //! `server fake-provider ADDR`  serve the fake model provider (tests, demos)
 
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE: &str = "usage: server [serve | keys generate | keys rotate | keys verify | \
      admin grant|revoke EMAIL | policy publish privacy|cookies FILE YYYY-MM-DD SUMMARY | \
      prices list|set PROVIDER MODEL INPUT OUTPUT | credits grant EMAIL AMOUNT | \
-     users list [TEXT] | users disable|enable|delete EMAIL | fake-provider ADDR]";
+     users list [TEXT] | users disable|enable|delete EMAIL | doctor | fake-provider ADDR]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -60,6 +61,7 @@ async fn main() -> ExitCode {
             | ["prices", ..]
             | ["credits", ..]
             | ["users", ..]
+            | ["doctor"]
             | ["policy", "publish", ..]
     ) {
         eprintln!("{USAGE}");
@@ -81,6 +83,7 @@ async fn main() -> ExitCode {
         ["prices", rest @ ..] => server::billing_cli::prices(&config, rest).await,
         ["credits", rest @ ..] => server::billing_cli::credits(&config, rest).await,
         ["users", rest @ ..] => server::users_cli::run(&config, rest).await,
+        ["doctor"] => server::doctor::run(&config).await,
         _ => serve(config).await,
     };
     match result {

@@ -146,6 +146,38 @@ impl Mailer {
         })
     }
 
+    /// Whether Enclave's mail can go out, in one plain sentence (for
+    /// `server doctor`): the SMTP server answers (connects, greets, TLS and
+    /// login as configured), or why not, never with the URL or password.
+    pub async fn check(&self) -> Result<&'static str, String> {
+        match self {
+            Mailer::Off => Err(
+                "mail is off: sign-up confirmations, password resets and alerts are not sent; \
+                 set ENCLAVE_SMTP_URL and ENCLAVE_MAIL_FROM"
+                    .into(),
+            ),
+            Mailer::Catcher { .. } => Err(
+                "mail goes to the development catcher: set ENCLAVE_SMTP_URL in production".into(),
+            ),
+            Mailer::Smtp { transport, .. } => match transport.test_connection().await {
+                Ok(true) => Ok("the mail server answers"),
+                Ok(false) => Err("the mail server did not accept the connection".into()),
+                Err(err) => Err(format!(
+                    "the mail server could not be reached or refused the login ({})",
+                    if err.is_permanent() {
+                        "permanent error"
+                    } else if err.is_timeout() {
+                        "timeout"
+                    } else if err.is_tls() {
+                        "TLS"
+                    } else {
+                        "connection"
+                    }
+                )),
+            },
+        }
+    }
+
     pub fn is_catcher(&self) -> bool {
         matches!(self, Mailer::Catcher { .. })
     }

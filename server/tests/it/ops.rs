@@ -545,3 +545,91 @@ async fn the_systemd_unit_is_valid_hardened_and_its_environment_starts_the_serve
     drop(child);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn doctor_says_what_works_and_what_to_fix_without_a_secret(db: PgPool) {
+    use base64::Engine as _;
+    let fake = server::fake_provider::start().await.unwrap();
+    let url = database_url(&db).await;
+    let master = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
+    let base = format!("http://{fake}/openai/v1");
+    let allow = fake.to_string();
+    let report = |key: &'static str, extra: &'static [(&'static str, &'static str)]| {
+        let mut env: HashMap<&str, &str> = HashMap::from([
+            ("ENCLAVE_DATABASE_URL", url.as_str()),
+            ("ENCLAVE_MASTER_KEY", master.as_str()),
+            ("ENCLAVE_OPENAI_BASE_URL", base.as_str()),
+            ("ENCLAVE_OPENAI_API_KEY", key),
+            ("ENCLAVE_EGRESS_ALLOW", allow.as_str()),
+        ]);
+        env.extend(extra.iter().copied());
+        let config = server::config::Config::from_source(&env).unwrap();
+        async move { server::doctor::check(&config).await }
+    };
+    let lines = report("sk-doctor-good-key", &[]).await;
+    let shown: Vec<String> = lines.iter().map(ToString::to_string).collect();
+    let text = shown.join("\n");
+    let part = |name: &str| lines.iter().find(|l| l.part == name).unwrap().clone();
+    assert!(
+        part("database").ok && part("database").said.starts_with("PostgreSQL "),
+        "{text}"
+    );
+    assert!(part("master key").ok, "{text}");
+    assert!(
+        part("egress").ok && part("egress").said.contains(&allow),
+        "{text}"
+    );
+    assert!(part("openai key").ok, "{text}");
+    assert_eq!(part("openai key").said, "the provider answers (2 models)");
+    assert!(
+        !part("mail").ok && part("mail").said.starts_with("mail is off"),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("FIX  mail")), "{text}");
+    assert!(
+        !text.contains("sk-doctor-good-key"),
+        "no secret in the report"
+    );
+    assert!(
+        server::doctor::run(&{
+            let env: HashMap<&str, &str> = HashMap::from([
+                ("ENCLAVE_DATABASE_URL", url.as_str()),
+                ("ENCLAVE_MASTER_KEY", master.as_str()),
+            ]);
+            server::config::Config::from_source(&env).unwrap()
+        })
+        .await
+        .is_err(),
+        "something to fix: an error (non-zero exit)"
+    );
+
+    // A key the provider refuses, and the development mail catcher.
+    let lines = report("bad-doctor-key-777", &[("ENCLAVE_MAIL_CATCHER", "true")]).await;
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let key = lines.iter().find(|l| l.part == "openai key").unwrap();
+    assert!(
+        !key.ok && key.said.ends_with("Check ENCLAVE_OPENAI_API_KEY."),
+        "{text}"
+    );
+    assert!(!text.contains("bad-doctor-key-777"), "{text}");
+    let mail = lines.iter().find(|l| l.part == "mail").unwrap();
+    assert!(
+        !mail.ok && mail.said.contains("development catcher"),
+        "{text}"
+    );
+
+    // Another master key: said, and nothing after it is checked.
+    let other = base64::engine::general_purpose::STANDARD.encode([2u8; 32]);
+    let env: HashMap<&str, &str> = HashMap::from([
+        ("ENCLAVE_DATABASE_URL", url.as_str()),
+        ("ENCLAVE_MASTER_KEY", other.as_str()),
+    ]);
+    let lines = server::doctor::check(&server::config::Config::from_source(&env).unwrap()).await;
+    assert_eq!(lines.len(), 2);
+    assert!(
+        !lines[1].ok
+            && lines[1]
+                .said
+                .contains("cannot be opened with the configured master key")
+    );
+}
