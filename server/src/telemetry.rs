@@ -25,13 +25,39 @@ pub fn filter(base: EnvFilter) -> EnvFilter {
     base.add_directive("rmcp=off".parse().expect("a valid directive"))
 }
 
+/// This request's id: made by the server for every request (a client's
+/// `X-Request-Id` is never taken: it would let anyone write into the log),
+/// in the request's log span (so every line of the request, and of a reply
+/// it starts, carries it) and sent back as `X-Request-Id`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+async fn request_id(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut res = next.run(req).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        res.headers_mut().insert("x-request-id", value);
+    }
+    res
+}
+
 /// Adds one log line per request: method, path (never the query string, which
-/// may carry one-time tokens), status and latency. No headers, no bodies.
+/// may carry one-time tokens), status and latency, in a span with the
+/// request's id. No headers, no bodies.
 pub fn with_request_log(router: axum::Router) -> axum::Router {
     use axum::{body::Body, http};
     let layer = tower_http::trace::TraceLayer::new_for_http()
         .make_span_with(|req: &http::Request<Body>| {
-            tracing::info_span!("request", method = %req.method(), path = %req.uri().path())
+            let id = req
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.0.as_str())
+                .unwrap_or_default();
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
         })
         .on_request(())
         .on_response(
@@ -46,5 +72,8 @@ pub fn with_request_log(router: axum::Router) -> axum::Router {
         .on_body_chunk(())
         .on_eos(())
         .on_failure(());
-    router.layer(layer)
+    // The id is made outside the trace layer, so its span can carry it.
+    router
+        .layer(layer)
+        .layer(axum::middleware::from_fn(request_id))
 }

@@ -1394,6 +1394,16 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         );
     }
     assert!(logs.contains("account created"), "the log was captured");
+    // Every line of a request carries its id, and so does the reply it
+    // started, though the reply ends after the request.
+    let finished = logs
+        .lines()
+        .find(|l| l.contains("run finished"))
+        .expect("a run finished");
+    assert!(
+        finished.contains("request{request_id=") && finished.contains("run{message_id="),
+        "{finished}"
+    );
     assert!(
         !logs.to_lowercase().contains(MARK),
         "a canary reached the log: {}",

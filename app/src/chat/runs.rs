@@ -485,34 +485,46 @@ impl Runs {
             message: reply.message,
         };
         let meter = job.meter.clone();
-        tokio::spawn(async move {
-            // The steps run in a task of their own, so that a panic there
-            // ends the reply as interrupted instead of leaving it live.
-            let outcome = match tokio::spawn(drive(run.clone(), model, job)).await {
-                Ok(outcome) => outcome,
-                Err(err) => {
-                    tracing::error!(message_id = %reply.message, panicked = err.is_panic(), "a run failed");
-                    Outcome::failed(
-                        "run_failed",
-                        "Something went wrong on our side while writing this reply.".into(),
-                        None,
-                    )
+        // The run outlives the request that started it, and logs under its
+        // span (its request id) all the same.
+        let span = tracing::info_span!("run", message_id = %reply.message);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                // The steps run in a task of their own, so that a panic there
+                // ends the reply as interrupted instead of leaving it live.
+                let outcome = match tokio::spawn(tracing::Instrument::in_current_span(drive(
+                    run.clone(),
+                    model,
+                    job,
+                )))
+                .await
+                {
+                    Ok(outcome) => outcome,
+                    Err(err) => {
+                        tracing::error!(message_id = %reply.message, panicked = err.is_panic(), "a run failed");
+                        Outcome::failed(
+                            "run_failed",
+                            "Something went wrong on our side while writing this reply.".into(),
+                            None,
+                        )
+                    }
+                };
+                let parts = settle_calls(&run);
+                save_final(&state, reply, &run.key, &parts, &outcome).await;
+                if let Some(meter) = &meter {
+                    meter.settle().await;
                 }
-            };
-            let parts = settle_calls(&run);
-            save_final(&state, reply, &run.key, &parts, &outcome).await;
-            if let Some(meter) = &meter {
-                meter.settle().await;
-            }
-            drop(registered);
-            run.done(StreamUpdate::Done {
-                status: outcome.status,
-                error: outcome.error.map(|(_, sentence)| sentence),
-                input_tokens: outcome.usage.map(|u| u.input_tokens as u32),
-                output_tokens: outcome.usage.map(|u| u.output_tokens as u32),
-            });
-            tracing::info!(message_id = %reply.message, status = outcome.status.as_str(), "run finished");
-        });
+                drop(registered);
+                run.done(StreamUpdate::Done {
+                    status: outcome.status,
+                    error: outcome.error.map(|(_, sentence)| sentence),
+                    input_tokens: outcome.usage.map(|u| u.input_tokens as u32),
+                    output_tokens: outcome.usage.map(|u| u.output_tokens as u32),
+                });
+                tracing::info!(message_id = %reply.message, status = outcome.status.as_str(), "run finished");
+            },
+            span,
+        ));
     }
 }
 

@@ -633,3 +633,24 @@ async fn doctor_says_what_works_and_what_to_fix_without_a_secret(db: PgPool) {
                 .contains("cannot be opened with the configured master key")
     );
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn every_response_carries_its_own_request_id_never_the_clients(db: PgPool) {
+    let app = TestApp::spawn(db).await;
+    let client = Client::new();
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let res = client
+            .get(app.url("/health"))
+            .header("x-request-id", "0123456789abcdef0123456789abcdef")
+            .send()
+            .await
+            .unwrap();
+        let id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert_ne!(id, "0123456789abcdef0123456789abcdef", "not the client's");
+        seen.push(id);
+    }
+    assert_ne!(seen[0], seen[1], "one per request");
+}
