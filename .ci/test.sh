@@ -68,6 +68,17 @@ cargo leptos build
 step "browser tests (Playwright, Debian Chromium)"
 psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS enclave_e2e" -c "CREATE DATABASE enclave_e2e" >/dev/null
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Waits until the server on port $1 (process $2, log $3) is ready to serve.
+wait_ready() {
+  for _ in $(seq 1 100); do
+    curl -fsS "http://127.0.0.1:$1/ready" >/dev/null 2>&1 && return 0
+    kill -0 "$2" 2>/dev/null || { cat "$3" >&2; exit 1; }
+    sleep 0.2
+  done
+  echo "the server on port $1 did not become ready" >&2
+  cat "$3" >&2
+  exit 1
+}
 # The fake model provider (a real HTTP server speaking the providers' formats).
 fake_port=$(free_port)
 target/debug/server fake-provider "127.0.0.1:$fake_port" >"$root/target/e2e-fake-provider.log" 2>&1 &
@@ -101,11 +112,7 @@ ENCLAVE_OIDC_FAKE_CLIENT_SECRET=fake-oidc-client-secret \
 ENCLAVE_SIGN_IN_LIMIT_PER_IP=10000 \
   target/debug/server >"$log" 2>&1 &
 server_pid=$!
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$log" >&2; exit 1; }
-  sleep 0.2
-done
+wait_ready "$port" "$server_pid" "$log"
 # A second server, on its own database, that runs on prepaid credits with
 # card payments through the fake Stripe (usage.spec.ts): the billing mode
 # is per deployment, and the other browser tests chat without credits.
@@ -131,11 +138,7 @@ ENCLAVE_STRIPE_SECRET_KEY="sk_test_e2e_enclave" \
 ENCLAVE_STRIPE_WEBHOOK_SECRET="$stripe_webhook_secret" \
   target/debug/server >"$billing_log" 2>&1 &
 billing_pid=$!
-for _ in $(seq 1 100); do
-  curl -fsS "http://127.0.0.1:$billing_port/health" >/dev/null 2>&1 && break
-  kill -0 "$billing_pid" 2>/dev/null || { cat "$billing_log" >&2; exit 1; }
-  sleep 0.2
-done
+wait_ready "$billing_port" "$billing_pid" "$billing_log"
 curl -fsS -X POST "http://127.0.0.1:$fake_port/fakes/stripe/config" -H 'content-type: application/json' \
   -d "{\"webhook_url\": \"http://127.0.0.1:$billing_port/stripe/webhook\", \"webhook_secret\": \"$stripe_webhook_secret\", \"secret_key\": \"sk_test_e2e_enclave\"}"
 e2e_out="$root/target/e2e-playwright.txt"

@@ -1,25 +1,5 @@
-import { expect, type Page, test } from "@playwright/test";
-import { hydrated, signUp, watchErrors } from "./helpers";
-
-/** Creates an OpenAI agent on the fake provider (scripted by the model name). */
-async function agentWithModel(page: Page, model: string, starter = "") {
-  await page.goto("/agents/new");
-  await hydrated(page);
-  await page.getByLabel("Name").fill(`Fake ${model}`);
-  await page.getByLabel("Model").fill(model);
-  if (starter) await page.getByLabel("Conversation starter 1").fill(starter);
-  await page.getByRole("button", { name: "Create agent" }).click();
-  await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
-  await hydrated(page);
-  await page.getByRole("link", { name: "Chat", exact: true }).click();
-  await expect(page).toHaveURL(/\/chat$/);
-  await hydrated(page);
-}
-
-async function send(page: Page, text: string) {
-  await page.getByLabel("Message", { exact: true }).fill(text);
-  await page.getByLabel("Message", { exact: true }).press("Enter");
-}
+import { expect, test } from "@playwright/test";
+import { agentWithModel, hydrated, send, signUp, watchErrors } from "./helpers";
 
 test("a reply streams in piece by piece, is kept, and reloads with the history", async ({ page }) => {
   const errors = watchErrors(page);

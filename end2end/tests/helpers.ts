@@ -96,3 +96,26 @@ export async function caughtMail(page: Page, texts: string[], count = 1) {
   }).toPass({ timeout: 20_000 });
   return mails;
 }
+
+/** Creates an OpenAI agent on the fake provider (scripted by the model
+ * name), named `name`, with `starter` as its first conversation starter,
+ * and opens its chat. */
+export async function agentWithModel(page: Page, model: string, starter = "", name = `Fake ${model}`) {
+  await page.goto("/agents/new");
+  await hydrated(page);
+  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Model").fill(model);
+  if (starter) await page.getByLabel("Conversation starter 1").fill(starter);
+  await page.getByRole("button", { name: "Create agent" }).click();
+  await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
+  await hydrated(page);
+  await page.getByRole("link", { name: "Chat", exact: true }).click();
+  await expect(page).toHaveURL(/\/chat$/);
+  await hydrated(page);
+}
+
+/** Types `text` into the chat composer and sends it with Enter. */
+export async function send(page: Page, text: string) {
+  await page.getByLabel("Message", { exact: true }).fill(text);
+  await page.getByLabel("Message", { exact: true }).press("Enter");
+}

@@ -1,5 +1,5 @@
-import { expect, test, type Page } from "@playwright/test";
-import { hydrated, signUp, watchErrors } from "./helpers";
+import { expect, test } from "@playwright/test";
+import { agentWithModel, hydrated, send, signUp, watchErrors } from "./helpers";
 
 // These run against the second server .ci/test.sh starts: it runs on
 // prepaid credits, with card payments through the fake Stripe.
@@ -7,28 +7,10 @@ const billing = process.env.BILLING_URL;
 if (!billing) throw new Error("BILLING_URL is not set: run these through .ci/test.sh");
 test.use({ baseURL: billing });
 
-async function agent(page: Page, name: string) {
-  await page.goto("/agents/new");
-  await hydrated(page);
-  await page.getByLabel("Name").fill(name);
-  await page.getByLabel("Model").fill("fake:echo");
-  await page.getByRole("button", { name: "Create agent" }).click();
-  await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
-  await hydrated(page);
-  await page.getByRole("link", { name: "Chat", exact: true }).click();
-  await expect(page).toHaveURL(/\/chat$/);
-  await hydrated(page);
-}
-
-async function send(page: Page, text: string) {
-  await page.getByLabel("Message", { exact: true }).fill(text);
-  await page.getByLabel("Message", { exact: true }).press("Enter");
-}
-
 test("without credits a reply is refused; a card top-up through Stripe adds them once, and the usage shows", async ({ page }) => {
   const errors = watchErrors(page);
   await signUp(page);
-  await agent(page, "Ledger helper");
+  await agentWithModel(page, "fake:echo", "", "Ledger helper");
   const chat = page.url();
 
   // No credits yet: refused before the provider is asked, in plain words.

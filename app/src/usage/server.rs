@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use super::{Money, PriceView};
 use crate::{
+    data::activity::Event,
     error::AppError,
     llm::Usage,
     platform::{
@@ -305,13 +306,20 @@ pub enum Holder {
     Team(Uuid),
 }
 
+impl Holder {
+    /// The `usage_entries` column that names the holder, and its id.
+    fn column(self) -> (&'static str, Uuid) {
+        match self {
+            Holder::User(id) => ("owner_id", id),
+            Holder::Team(id) => ("team_id", id),
+        }
+    }
+}
+
 /// What `holder` used in the quota's current period (charged calls), in
 /// the quota's unit.
 pub async fn used(db: &PgPool, holder: Holder, quotas: Quotas) -> Result<i64, AppError> {
-    let (column, id) = match holder {
-        Holder::User(id) => ("owner_id", id),
-        Holder::Team(id) => ("team_id", id),
-    };
+    let (column, id) = holder.column();
     let amount = match quotas.unit {
         QuotaUnit::Tokens => "input_tokens + output_tokens",
         QuotaUnit::Cost => "cost",
@@ -446,6 +454,9 @@ struct MeterInner {
     charged: bool,
     /// The reply whose reservation `settle` gives back (credits mode).
     reply: Option<Uuid>,
+    /// A reply's meter: alerts and spikes are checked once when it ends
+    /// (`settle`), not after each model call of its tool loop.
+    per_run: bool,
     /// What the calls so far cost.
     spent: AtomicI64,
 }
@@ -485,6 +496,7 @@ impl Meter {
                 price: plan.price,
                 charged: plan.charged,
                 reply: reply.filter(|_| plan.hold > 0),
+                per_run: reply.is_some(),
                 spent: AtomicI64::new(0),
             }),
         }
@@ -547,17 +559,23 @@ impl Meter {
         .execute(&m.state.db)
         .await?;
         m.spent.fetch_add(cost, Ordering::Relaxed);
-        if m.charged {
-            if let BillingMode::Credits = m.state.settings.billing.mode {
-                // Embeddings (no reservation) are charged as they happen.
-                if m.reply.is_none() && cost > 0 {
-                    charge(&m.state, m.owner, &m.key, 0, cost, &self.note()).await?;
-                }
+        if !m.per_run {
+            // Embeddings (no reservation) are charged as they happen.
+            if m.charged && m.state.settings.billing.mode == BillingMode::Credits && cost > 0 {
+                charge(&m.state, m.owner, &m.key, 0, cost, &self.note()).await?;
             }
+            self.check().await;
+        }
+        Ok(())
+    }
+
+    /// Alerts for the budget (charged use only) and a spike.
+    async fn check(&self) {
+        let m = &self.inner;
+        if m.charged {
             alerts(&m.state, m.owner, &m.key, m.team.as_ref().map(|(t, _)| *t)).await;
         }
         spike(&m.state, m.owner, &m.key).await;
-        Ok(())
     }
 
     /// What a charge was for (its amount is the transaction's own).
@@ -572,8 +590,14 @@ impl Meter {
     }
 
     /// The reply ended: its reservation is given back, less what its calls
-    /// cost (the balance stops at zero when they cost more). Once.
+    /// cost (the balance stops at zero when they cost more), once; then
+    /// the budget's alerts and a spike are checked.
     pub async fn settle(&self) {
+        self.give_back().await;
+        self.check().await;
+    }
+
+    async fn give_back(&self) {
         let m = &self.inner;
         let Some(reply) = m.reply else {
             return;
@@ -596,11 +620,8 @@ impl Meter {
             Ok(())
         }
         .await;
-        match result {
-            Ok(()) => alerts(&m.state, m.owner, &m.key, None).await,
-            Err(err) => {
-                tracing::warn!(user_id = %m.owner, error = %err, "could not settle a reply's credits")
-            }
+        if let Err(err) = result {
+            tracing::warn!(user_id = %m.owner, error = %err, "could not settle a reply's credits");
         }
     }
 }
@@ -742,7 +763,7 @@ async fn alerts(state: &AppState, owner: Uuid, key: &DataKey, team: Option<Uuid>
                     &format!("credits-{level}:{owner}:{top_up}"),
                     subject,
                     &sentence,
-                    level == "100",
+                    (level == "100").then_some(Event::BudgetReached),
                 )
                 .await?;
             }
@@ -808,9 +829,10 @@ async fn quota_alert(
         &format!("quota-{level}:{holder}:{period}"),
         subject,
         &sentence,
-        level == 100,
+        (level == 100).then_some(Event::BudgetReached),
     )
-    .await
+    .await?;
+    Ok(())
 }
 
 fn period_start(period: QuotaPeriod) -> String {
@@ -835,8 +857,8 @@ async fn first_time(db: &PgPool, owner: Uuid, key: &str) -> Result<bool, AppErro
     .is_some())
 }
 
-/// Mails `owner` once per `idempotency`, and at 100% notes it in the
-/// activity log.
+/// Mails `owner` once per `idempotency` (and writes `activity`, if any, to
+/// their activity log with the sentence). Whether it was the first time.
 async fn notify(
     state: &AppState,
     owner: Uuid,
@@ -844,10 +866,10 @@ async fn notify(
     idempotency: &str,
     subject: &str,
     sentence: &str,
-    reached: bool,
-) -> Result<(), AppError> {
+    activity: Option<Event>,
+) -> Result<bool, AppError> {
     if !first_time(&state.db, owner, idempotency).await? {
-        return Ok(());
+        return Ok(false);
     }
     let (email, first_name) = crate::data::activity::server::contact(&state.db, owner, key).await?;
     let usage = format!("{}/usage", state.settings.public_url.trim_end_matches('/'));
@@ -873,19 +895,12 @@ async fn notify(
     drop(conn);
     if queued.is_some() {
         state.jobs.wake();
-        if reached {
-            crate::data::activity::server::note_for(
-                state,
-                owner,
-                key,
-                crate::data::activity::Event::BudgetReached,
-                None,
-                Some(subject),
-            )
-            .await;
-        }
     }
-    Ok(())
+    if let Some(event) = activity {
+        crate::data::activity::server::note_for(state, owner, key, event, None, Some(sentence))
+            .await;
+    }
+    Ok(true)
 }
 
 /// A spike: this hour's spend at `SPIKE_FACTOR` times the user's usual
@@ -919,44 +934,18 @@ async fn spike(state: &AppState, owner: Uuid, key: &DataKey) {
             Money(usual).display(currency),
         );
         let hour = Utc::now().format("%Y-%m-%dT%H");
-        if !first_time(&state.db, owner, &format!("usage-spike:{owner}:{hour}")).await? {
-            return Ok(());
-        }
-        let (email, first_name) =
-            crate::data::activity::server::contact(&state.db, owner, key).await?;
-        let usage = format!("{}/usage", state.settings.public_url.trim_end_matches('/'));
-        let mail = Outgoing {
-            to: email,
-            subject: "Unusually high usage on your Enclave account".to_owned(),
-            text: format!("Hello {first_name},\n\n{sentence}\n\nYour usage:\n\n{usage}\n"),
-            html: format!(
-                "<p>Hello {},</p><p>{}</p><p><a href=\"{}\">Your usage</a></p>",
-                crate::platform::mail::escape_html(&first_name),
-                crate::platform::mail::escape_html(&sentence),
-                crate::platform::mail::escape_html(&usage)
-            ),
-        };
-        let mut conn = state.db.acquire().await?;
-        let queued = jobs::enqueue(
-            &mut conn,
-            NewJob::new(Kind::Mail)
-                .for_owner(owner, key, &mail)
-                .idempotency_key(format!("usage-spike:{owner}:{hour}")),
+        let first = notify(
+            state,
+            owner,
+            key,
+            &format!("usage-spike:{owner}:{hour}"),
+            "Unusually high usage on your Enclave account",
+            &sentence,
+            Some(Event::UsageSpike),
         )
         .await?;
-        drop(conn);
-        if queued.is_some() {
-            state.jobs.wake();
+        if first {
             tracing::warn!(user_id = %owner, "unusual usage");
-            crate::data::activity::server::note_for(
-                state,
-                owner,
-                key,
-                crate::data::activity::Event::UsageSpike,
-                None,
-                Some(&sentence),
-            )
-            .await;
         }
         Ok(())
     }
@@ -1001,26 +990,17 @@ pub async fn entries(
         team_details: Option<Sealed>,
         created_at: DateTime<Utc>,
     }
-    let sql = match holder {
-        Holder::User(_) => {
-            "SELECT id, owner_id, team_id, input_tokens, output_tokens, cost, charged, details,
-                    team_details, created_at
-             FROM usage_entries WHERE owner_id = $1 AND created_at >= $2 ORDER BY created_at, id"
-        }
-        Holder::Team(_) => {
-            "SELECT id, owner_id, team_id, input_tokens, output_tokens, cost, charged, details,
-                    team_details, created_at
-             FROM usage_entries WHERE team_id = $1 AND created_at >= $2 ORDER BY created_at, id"
-        }
-    };
-    let id = match holder {
-        Holder::User(id) | Holder::Team(id) => id,
-    };
-    let rows: Vec<Row> = sqlx::query_as(sql)
-        .bind(id)
-        .bind(since)
-        .fetch_all(db)
-        .await?;
+    let (column, id) = holder.column();
+    // The column is one of two fixed names, never input.
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT id, owner_id, team_id, input_tokens, output_tokens, cost, charged, details,
+                team_details, created_at
+         FROM usage_entries WHERE {column} = $1 AND created_at >= $2 ORDER BY created_at, id"
+    )))
+    .bind(id)
+    .bind(since)
+    .fetch_all(db)
+    .await?;
     rows.into_iter()
         .map(|row| {
             let opened = match holder {
@@ -1088,12 +1068,8 @@ pub async fn report(
         .collect();
     let billing = &state.settings.billing;
     let currency = billing.currency.clone();
-    let mut teams = Vec::new();
-    for t in crate::teams::server::list(state, user).await? {
-        if t.role.can_edit() {
-            teams.push((t.id, t.name));
-        }
-    }
+    // The teams whose usage this user may see: those they administer.
+    let teams = crate::teams::server::choices(state, user).await?;
     let (entries, shown, people) = match team {
         None => (
             entries(&state.db, Holder::User(user), key, since).await?,
@@ -1101,10 +1077,12 @@ pub async fn report(
             std::collections::HashMap::new(),
         ),
         Some(team) => {
-            let role = crate::teams::server::role_of(&state.db, team, user).await?;
-            if !role.can_edit() {
-                return Err(AppError::NotFound);
-            }
+            // Only a team this user administers (anything else: not found).
+            let name = teams
+                .iter()
+                .find(|t| t.id == team.to_string())
+                .map(|t| t.name.clone())
+                .ok_or(AppError::NotFound)?;
             let team_key = crate::platform::keystore::team_key_for_member(
                 &state.db,
                 &state.crypto.keyring,
@@ -1112,7 +1090,6 @@ pub async fn report(
                 user,
             )
             .await?;
-            let name = crate::teams::server::team_name(state, team, user).await?;
             let people: std::collections::HashMap<String, String> =
                 crate::teams::server::members(state, team, user)
                     .await?
@@ -1246,10 +1223,7 @@ pub async fn report(
             }
             .to_owned(),
             team: shown,
-            teams: teams
-                .into_iter()
-                .map(|(id, name)| (id.to_string(), name))
-                .collect(),
+            teams: teams.into_iter().map(|t| (t.id, t.name)).collect(),
             days,
             currency,
             by_day,
@@ -1271,41 +1245,33 @@ pub async fn report(
 /// transactions stay while the account does (they are its balance's
 /// history).
 pub async fn purge(db: &PgPool, days: u32, batch: i64) -> Result<u64, sqlx::Error> {
-    let entries = sqlx::query(
-        "DELETE FROM usage_entries WHERE id IN (
-           SELECT id FROM usage_entries WHERE created_at < now() - make_interval(days => $1)
-           LIMIT $2)",
-    )
-    .bind(days as i32)
-    .bind(batch)
-    .execute(db)
-    .await?
-    .rows_affected();
-    let events = sqlx::query(
-        "DELETE FROM stripe_events WHERE event_id IN (
-           SELECT event_id FROM stripe_events WHERE received_at < now() - make_interval(days => $1)
-           LIMIT $2)",
-    )
-    .bind(days as i32)
-    .bind(batch)
-    .execute(db)
-    .await?
-    .rows_affected();
+    // Table, key and time column: fixed names, never input.
+    let older = |table: &str, id: &str, at: &str, days: u32| {
+        let sql = format!(
+            "DELETE FROM {table} WHERE {id} IN (
+               SELECT {id} FROM {table} WHERE {at} < now() - make_interval(days => $1) LIMIT $2)"
+        );
+        async move {
+            Ok::<_, sqlx::Error>(
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(days as i32)
+                    .bind(batch)
+                    .execute(db)
+                    .await?
+                    .rows_affected(),
+            )
+        }
+    };
+    let entries = older("usage_entries", "id", "created_at", days).await?;
+    let events = older("stripe_events", "event_id", "received_at", days).await?;
+    // Longer than the longest period an alert is for (a month).
+    let alerts = older("usage_alerts", "key", "created_at", 40).await?;
     sqlx::query(
         "UPDATE credit_checkouts SET status = 'expired'
          WHERE status = 'open' AND created_at < now() - interval '1 day'",
     )
     .execute(db)
     .await?;
-    // Longer than the longest period an alert is for (a month).
-    let alerts = sqlx::query(
-        "DELETE FROM usage_alerts WHERE key IN (
-           SELECT key FROM usage_alerts WHERE created_at < now() - interval '40 days' LIMIT $1)",
-    )
-    .bind(batch)
-    .execute(db)
-    .await?
-    .rows_affected();
     Ok(entries + events + alerts)
 }
 

@@ -606,6 +606,7 @@ async fn after_the_grace_period_the_account_is_erased_and_an_old_dump_cannot_be_
         "credit_balances",
         "credit_transactions",
         "credit_checkouts",
+        "credit_holds",
         "usage_alerts",
     ] {
         let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(

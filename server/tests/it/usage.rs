@@ -111,6 +111,20 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
+/// Sends `text` to `agent` and expects the budget to refuse it (422):
+/// the sentence the user reads.
+async fn refused(app: &TestApp, client: &Client, agent: &str, text: &str) -> String {
+    let res = app
+        .call(
+            client,
+            "send_message",
+            &[("agent_id", agent), ("message", text)],
+        )
+        .await;
+    assert_eq!(res.status(), 422);
+    res.text().await.unwrap()
+}
+
 /// Sends and waits for the reply to end; the reply.
 async fn chat(app: &TestApp, client: &Client, agent: &str, text: &str) -> Value {
     let sent = send_new(app, client, agent, text).await;
@@ -266,15 +280,7 @@ async fn a_used_up_quota_refuses_before_the_provider_is_called(db: PgPool) {
     let asked = requests(fake, model).await;
     assert_eq!(asked, 2);
     // The third is refused with a plain sentence; the provider never hears of it.
-    let res = app
-        .call(
-            &client,
-            "send_message",
-            &[("agent_id", &agent), ("message", "Three")],
-        )
-        .await;
-    assert_eq!(res.status(), 422);
-    let body = res.text().await.unwrap();
+    let body = refused(&app, &client, &agent, "Three").await;
     assert!(
         body.contains("You have used your daily allowance (20 tokens)"),
         "{body}"
@@ -337,18 +343,9 @@ async fn a_team_quota_counts_the_teams_agents(db: PgPool) {
         chat(&app, &owner, &agent, "One").await["status"],
         "complete"
     );
-    let res = app
-        .call(
-            &owner,
-            "send_message",
-            &[("agent_id", &agent), ("message", "Two")],
-        )
-        .await;
-    assert_eq!(res.status(), 422);
     assert!(
-        res.text()
+        refused(&app, &owner, &agent, "Two")
             .await
-            .unwrap()
             .contains("This team has used its daily allowance")
     );
     assert_eq!(
@@ -401,18 +398,9 @@ async fn credits_refuse_without_balance_and_two_replies_never_overdraw(db: PgPoo
     let client = app.signed_up("ada@example.com").await;
     let model = "fake:tokens=5,delay_ms=30,id=credits";
     let agent = platform_agent(&app, &client, fake, model).await;
-    let res = app
-        .call(
-            &client,
-            "send_message",
-            &[("agent_id", &agent), ("message", "Hi")],
-        )
-        .await;
-    assert_eq!(res.status(), 422);
     assert!(
-        res.text()
+        refused(&app, &client, &agent, "Hi")
             .await
-            .unwrap()
             .contains("You have no credits left")
     );
     assert_eq!(requests(fake, model).await, 0);
@@ -505,14 +493,7 @@ async fn a_reply_that_crosses_the_balance_finishes_and_the_balance_stops_at_zero
     );
     assert_eq!(ledger(&app.db).await[0].cost, 5);
     mail_with_subject(&app, "Your Enclave credits are used up", 1).await;
-    let res = app
-        .call(
-            &client,
-            "send_message",
-            &[("agent_id", &agent), ("message", "More")],
-        )
-        .await;
-    assert_eq!(res.status(), 422);
+    refused(&app, &client, &agent, "More").await;
     assert_eq!(requests(fake, model).await, 1);
 }
 
