@@ -1,6 +1,6 @@
 MAKEFLAGS += --no-print-directory
 
-.PHONY: dev test bench
+.PHONY: dev test bench audit
 
 # Build and serve Enclave on http://127.0.0.1:3000 (installs what is missing).
 dev:
@@ -9,6 +9,11 @@ dev:
 # Run every test: lints, Rust tests on PostgreSQL, browser tests in Chromium.
 test:
 	./.ci/test.sh
+
+# Known vulnerabilities in the dependencies (needs the network: the RustSec
+# advisory database and the npm registry's audit service).
+audit:
+	./.ci/audit.sh
 
 # The chat-path benchmark (figures, not pass/fail; see BENCHMARKS.md).
 bench:

@@ -20,6 +20,11 @@ cargo clippy -p app -p server --features app/ssr --all-targets -- -D warnings
 step "clippy (WASM side)"
 cargo clippy -p app -p frontend --features app/hydrate --target wasm32-unknown-unknown -- -D warnings
 
+step "dependency policy (cargo deny: licenses, banned crates, sources; offline)"
+# deny.toml: licenses from an allow list, no OpenSSL or second TLS stack,
+# only the crate registry. Duplicate versions are reported as warnings.
+cargo deny --offline --log-level error check bans licenses sources
+
 step "no server-only crate in the WASM bundle"
 forbidden='^(sqlx|sqlx-core|sqlx-postgres|tokio|axum|hyper|argon2|sha2|hmac|cookie|leptos_axum|reqwest|eventsource-stream|tower|tower-http|aes-gcm|zeroize|tracing-subscriber|rustls|ring)$'
 leaks=$(cargo tree -p frontend --target wasm32-unknown-unknown -e normal,no-proc-macro --prefix none --format '{p}' \

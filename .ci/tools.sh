@@ -26,6 +26,8 @@ CARGO_LEPTOS_VERSION=0.3.11
 # Release builds only. Not Debian's binaryen (wasm-opt 108): its output makes
 # the browser throw `WebAssembly.Table.set(): Argument 1 is invalid`.
 WASM_OPT_VERSION=0.116.1
+# The dependency policy (deny.toml), checked offline by `make test`.
+CARGO_DENY_VERSION=0.20.2
 mode=${1:-build}
 here=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -116,6 +118,11 @@ fi
 if [ "$mode" = bench ] && ! cargo install --list | grep -q "^wasm-opt v$WASM_OPT_VERSION:"; then
   log "installing wasm-opt $WASM_OPT_VERSION (binaryen 116, about 12 min, once)"
   cargo install -q --locked wasm-opt --version "$WASM_OPT_VERSION"
+fi
+
+if [ "$mode" = test ] && ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
+  log "installing cargo-deny $CARGO_DENY_VERSION (about 2 min, once)"
+  cargo install -q --locked cargo-deny --version "$CARGO_DENY_VERSION"
 fi
 
 if [ "$mode" = test ]; then
