@@ -33,6 +33,8 @@ pub struct Config {
     pub log_json: bool,
     /// Serve the offline demo model (development only).
     pub demo_model: bool,
+    /// Where Prometheus metrics are served, if anywhere.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 /// The database URL may hold a password, so `Debug` leaves it out.
@@ -47,6 +49,7 @@ impl std::fmt::Debug for Config {
             .field("settings", &self.settings)
             .field("log_json", &self.log_json)
             .field("demo_model", &self.demo_model)
+            .field("metrics", &self.metrics)
             .finish()
     }
 }
@@ -499,6 +502,29 @@ fn proxy_hops(src: &dyn Source) -> Result<u8, ConfigError> {
     }
 }
 
+/// `ENCLAVE_METRICS_ADDR` (an address of their own) and
+/// `ENCLAVE_METRICS_TOKEN` (`_FILE`; `/metrics` on the main address with it
+/// as a bearer token). Neither: no metrics.
+fn metrics(src: &dyn Source) -> Result<crate::metrics::MetricsConfig, ConfigError> {
+    let addr = match src.get("ENCLAVE_METRICS_ADDR") {
+        None => None,
+        Some(raw) => Some(raw.trim().parse().map_err(|_| ConfigError::Invalid {
+            name: "ENCLAVE_METRICS_ADDR",
+            why: format!("{raw:?} is not an address like 127.0.0.1:9464"),
+        })?),
+    };
+    let token = secret(src, "ENCLAVE_METRICS_TOKEN")?.map(|t| t.trim().to_owned());
+    if let Some(token) = &token
+        && token.chars().count() < 16
+    {
+        return Err(ConfigError::Invalid {
+            name: "ENCLAVE_METRICS_TOKEN",
+            why: "it must be at least 16 characters (`openssl rand -hex 24` makes one)".into(),
+        });
+    }
+    Ok(crate::metrics::MetricsConfig { addr, token })
+}
+
 /// A whole number of at least 1.
 fn positive(src: &dyn Source, name: &'static str, default: u64) -> Result<u64, ConfigError> {
     let value = parse(src, name, default)?;
@@ -702,6 +728,7 @@ impl Config {
             settings,
             log_json: src.get("ENCLAVE_LOG_FORMAT").as_deref() == Some("json"),
             demo_model,
+            metrics: metrics(src)?,
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod fake_services;
 pub mod fake_stripe;
 pub mod forms;
 pub mod keys;
+pub mod metrics;
 pub mod middleware;
 pub mod oidc;
 pub mod policy;

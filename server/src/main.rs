@@ -100,9 +100,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = config.addr.unwrap_or(leptos_options.site_addr);
     let state = server::app_state(&config, leptos_options).await?;
     let router = server::router(state.clone(), &config.public_url);
+    let router = server::metrics::attach(router, &state, &config.metrics);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("could not listen on {addr}: {e}"))?;
+    if let Some(metrics_addr) = config.metrics.addr {
+        let metrics_listener = tokio::net::TcpListener::bind(metrics_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("could not listen on {metrics_addr} for metrics: {e}"))?;
+        let metrics_router = server::metrics::operator_router(state.clone());
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(metrics_listener, metrics_router).await {
+                tracing::error!(error = %err, "the metrics address stopped serving");
+            }
+        });
+        tracing::info!("metrics on http://{metrics_addr}/metrics");
+    }
     tracing::info!("Enclave listening on http://{}", listener.local_addr()?);
     server::serve(listener, router, state, server::shutdown_signal()).await?;
     Ok(())

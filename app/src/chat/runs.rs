@@ -155,6 +155,10 @@ struct Run {
     updates: broadcast::Sender<StreamUpdate>,
     stop: Notify,
     stop_reason: Mutex<Option<StopReason>>,
+    /// When the run started, and whether its first text has come (for the
+    /// time-to-first-token metric).
+    started: std::time::Instant,
+    first_text: std::sync::atomic::AtomicBool,
 }
 
 impl Run {
@@ -178,6 +182,8 @@ impl Run {
             updates,
             stop: Notify::new(),
             stop_reason: Mutex::new(None),
+            started: std::time::Instant::now(),
+            first_text: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -521,6 +527,8 @@ impl Runs {
                     input_tokens: outcome.usage.map(|u| u.input_tokens as u32),
                     output_tokens: outcome.usage.map(|u| u.output_tokens as u32),
                 });
+                metrics::counter!("enclave_runs_total", "status" => outcome.status.as_str())
+                    .increment(1);
                 tracing::info!(message_id = %reply.message, status = outcome.status.as_str(), "run finished");
             },
             span,
@@ -607,6 +615,7 @@ async fn stream_step(
     request: ChatRequest,
     usage: &mut Option<Usage>,
 ) -> StepResult {
+    let provider = request.provider.as_str();
     let mut events = model(request);
     let mut text = String::new();
     let mut asked: std::collections::BTreeMap<u32, Asked> = Default::default();
@@ -616,9 +625,14 @@ async fn stream_step(
             item = events.next() => match item {
                 None => break,
                 Some(Err(err)) => {
+                    metrics::counter!("enclave_provider_errors_total", "provider" => provider, "kind" => err.code()).increment(1);
                     return Err((Outcome::failed(err.code(), err.to_string(), add_usage(*usage, step_usage)), step_usage));
                 }
                 Some(Ok(StreamEvent::Text(piece))) => {
+                    if !run.first_text.swap(true, Ordering::Relaxed) {
+                        metrics::histogram!("enclave_time_to_first_token_seconds", "provider" => provider)
+                            .record(run.started.elapsed().as_secs_f64());
+                    }
                     text.push_str(&piece);
                     run.append(piece);
                 }

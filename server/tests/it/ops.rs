@@ -654,3 +654,220 @@ async fn every_response_carries_its_own_request_id_never_the_clients(db: PgPool)
     }
     assert_ne!(seen[0], seen[1], "one per request");
 }
+
+/// The exposition parsed by the Prometheus project's own Python client
+/// (`prometheus_client.parser`): every family with its type and samples.
+fn parse_exposition(text: &str) -> serde_json::Value {
+    use std::io::Write as _;
+    let script = "import json, sys\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = [{'name': f.name, 'type': f.type, 'samples': [\n\
+            {'name': s.name, 'labels': s.labels, 'value': s.value} for s in f.samples]}\n\
+            for f in text_string_to_metric_families(sys.stdin.read())]\n\
+        print(json.dumps(out))\n";
+    let mut child = std::process::Command::new(crate::common::peers::python())
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused the exposition: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The samples named `name` whose labels include `labels`.
+fn samples<'a>(
+    families: &'a serde_json::Value,
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Vec<&'a serde_json::Value> {
+    families
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["samples"].as_array().unwrap())
+        .filter(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .collect()
+}
+
+fn family_type<'a>(families: &'a serde_json::Value, name: &str) -> &'a str {
+    families
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no family {name}"))["type"]
+        .as_str()
+        .unwrap()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn metrics_are_off_by_default_and_behind_the_token_hold_no_user_data(db: PgPool) {
+    let fake = server::fake_provider::start().await.unwrap();
+    // Off unless asked for: /metrics is the app's 404 page.
+    let plain = TestApp::spawn_with(db.clone(), crate::common::chat_settings(fake)).await;
+    let res = reqwest::get(plain.url("/metrics")).await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(!res.text().await.unwrap().contains("enclave_http"));
+
+    let token = "operator-metrics-token-5f1c9a";
+    let app = TestApp::spawn_serving(
+        db,
+        crate::common::chat_settings(fake),
+        crate::common::keyring(1, &[]),
+        &server::metrics::MetricsConfig {
+            addr: None,
+            token: Some(token.into()),
+        },
+    )
+    .await;
+    let email = "canary-metrics-9e1f@example.com";
+    let client = app.signed_up(email).await;
+    let agent = scripted_agent(&app, &client, fake, "openai", "fake:echo", &[], &[], "").await;
+    let secret_text = "canary metrics message 7b3d";
+    let started = crate::common::send_new(&app, &client, &agent, secret_text).await;
+    let conversation = started["conversation_id"].as_str().unwrap().to_owned();
+    let reply = reply_when(&app, &client, &conversation, "complete").await;
+    assert!(reply["body"].as_str().unwrap().contains(secret_text));
+    // A reply the provider breaks off: an error of a kind, by provider.
+    let failing = scripted_agent(
+        &app,
+        &client,
+        fake,
+        "openai",
+        "fake:tokens=5,error_after=2",
+        &[],
+        &[],
+        "",
+    )
+    .await;
+    let broken = crate::common::send_new(&app, &client, &failing, "break it").await;
+    reply_when(
+        &app,
+        &client,
+        broken["conversation_id"].as_str().unwrap(),
+        "",
+    )
+    .await;
+
+    let http = reqwest::Client::new();
+    for auth in [None, Some("Bearer wrong-token-of-enough-length")] {
+        let mut req = http.get(app.url("/metrics"));
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 401, "{auth:?}");
+        assert!(!res.text().await.unwrap().contains("enclave_http"));
+    }
+    let res = http
+        .get(app.url("/metrics"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = res.text().await.unwrap();
+    let families = parse_exposition(&text);
+
+    // Requests by route template, method and status, with latency buckets.
+    assert_eq!(family_type(&families, "enclave_http_requests"), "counter");
+    let sends = samples(
+        &families,
+        "enclave_http_requests_total",
+        &[("method", "POST"), ("status", "200")],
+    );
+    assert!(
+        sends.iter().any(|s| s["labels"]["route"]
+            .as_str()
+            .unwrap()
+            .starts_with("/api/send_message")),
+        "{sends:?}"
+    );
+    assert_eq!(
+        family_type(&families, "enclave_http_request_duration_seconds"),
+        "histogram"
+    );
+    assert!(
+        !samples(
+            &families,
+            "enclave_http_request_duration_seconds_bucket",
+            &[("le", "0.005")]
+        )
+        .is_empty()
+    );
+    // Replies: time to first token by provider, errors by kind, live runs.
+    assert_eq!(
+        family_type(&families, "enclave_time_to_first_token_seconds"),
+        "histogram"
+    );
+    let first_tokens = samples(
+        &families,
+        "enclave_time_to_first_token_seconds_count",
+        &[("provider", "openai")],
+    );
+    assert!(first_tokens[0]["value"].as_f64().unwrap() >= 2.0);
+    let errors = samples(
+        &families,
+        "enclave_provider_errors_total",
+        &[("provider", "openai")],
+    );
+    assert!(
+        errors.iter().any(|s| s["value"].as_f64().unwrap() >= 1.0),
+        "{errors:?}"
+    );
+    assert_eq!(family_type(&families, "enclave_runs_live"), "gauge");
+    assert!(!samples(&families, "enclave_runs_total", &[("status", "complete")]).is_empty());
+    // The database pool and the job queue.
+    assert!(
+        !samples(
+            &families,
+            "enclave_db_pool_connections",
+            &[("state", "idle")]
+        )
+        .is_empty()
+    );
+    assert!(
+        samples(&families, "enclave_db_pool_max_connections", &[])[0]["value"]
+            .as_f64()
+            .unwrap()
+            >= 1.0
+    );
+    assert!(!samples(&families, "enclave_jobs_oldest_age_seconds", &[]).is_empty());
+
+    // Nothing of a user: no email, no message, no id, no model name.
+    let user_id: String = sqlx::query_scalar("SELECT id::text FROM users")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    for private in [
+        email,
+        "canary",
+        secret_text,
+        &agent,
+        &conversation,
+        &user_id,
+        "fake:echo",
+        "error_after",
+    ] {
+        assert!(!text.contains(private), "the metrics hold {private:?}");
+    }
+}

@@ -100,6 +100,16 @@ impl TestApp {
     }
 
     pub async fn spawn_full(db: PgPool, settings: Settings, keyring: Keyring) -> Self {
+        Self::spawn_serving(db, settings, keyring, &Default::default()).await
+    }
+
+    /// A server with Prometheus metrics as `metrics` asks (as `serve` does).
+    pub async fn spawn_serving(
+        db: PgPool,
+        settings: Settings,
+        keyring: Keyring,
+        metrics: &server::metrics::MetricsConfig,
+    ) -> Self {
         // The server gets a pool of its own on the test's database, sized
         // like production's: sqlx's test pool allows five connections and
         // borrows them from one pool of twenty shared by every test running
@@ -128,6 +138,7 @@ impl TestApp {
         }
         let state = AppState::new(options, db.clone(), settings.clone(), crypto);
         let router = server::router(state.clone(), &format!("http://{addr}"));
+        let router = server::metrics::attach(router, &state, metrics);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         server::start_jobs(&state).await;
         let serving = state.clone();
