@@ -21,7 +21,9 @@ fi
 # A development master key, made once and kept (git-ignored) in .data/.
 if [ -z "${ENCLAVE_MASTER_KEY:-}" ] && [ -z "${ENCLAVE_MASTER_KEY_FILE:-}" ]; then
   if [ ! -s .data/master.key ]; then
-    (umask 077 && head -c 32 /dev/urandom | base64 > .data/master.key)
+    # Marked as a development key (its first 16 bytes), which production
+    # refuses: `server config check`.
+    (umask 077 && { printf 'enclave-dev-key:'; head -c 16 /dev/urandom; } | base64 -w0 > .data/master.key)
     echo "[dev] created a development master key in .data/master.key"
   fi
   export ENCLAVE_MASTER_KEY_FILE="$root/.data/master.key"

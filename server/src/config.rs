@@ -472,14 +472,8 @@ fn mailer(
     let from = src
         .get("ENCLAVE_MAIL_FROM")
         .unwrap_or_else(|| "Enclave <enclave@localhost>".to_owned());
-    let catcher = parse(src, "ENCLAVE_MAIL_CATCHER", false)?;
-    if catcher && mode == Mode::Production {
-        return Err(ConfigError::Invalid {
-            name: "ENCLAVE_MAIL_CATCHER",
-            why: "the mail catcher is for development only; set ENCLAVE_SMTP_URL in production"
-                .into(),
-        });
-    }
+    // Production refuses the catcher (`config_check::production_problems`).
+    let catcher = parse(src, "ENCLAVE_MAIL_CATCHER", false)? && mode == Mode::Development;
     match secret(src, "ENCLAVE_SMTP_URL")? {
         Some(url) => Mailer::smtp(&url, &from, roots).map_err(|why| ConfigError::Invalid {
             name: "ENCLAVE_SMTP_URL",
@@ -571,6 +565,14 @@ impl Config {
              (DATABASE_URL is not read).",
         ))?;
         let keyring = keyring(src)?;
+        // What production refuses (the demo model, the mail catcher, a
+        // development master key, an http public URL): the first of them.
+        if let Some(problem) = crate::config_check::production_problems(src, mode)
+            .into_iter()
+            .next()
+        {
+            return Err(problem);
+        }
         let addr = match src.get("ENCLAVE_ADDR") {
             None => None,
             Some(raw) => Some(raw.parse().map_err(|_| ConfigError::Invalid {
@@ -711,14 +713,8 @@ impl Config {
                     .into(),
             });
         }
-        let demo_model = parse(src, "ENCLAVE_DEMO_MODEL", false)?;
-        if demo_model && mode == Mode::Production {
-            return Err(ConfigError::Invalid {
-                name: "ENCLAVE_DEMO_MODEL",
-                why: "the offline demo model is for development only; unset it in production"
-                    .into(),
-            });
-        }
+        // Production refuses it (`config_check::production_problems`).
+        let demo_model = parse(src, "ENCLAVE_DEMO_MODEL", false)? && mode == Mode::Development;
         Ok(Config {
             mode,
             addr,
@@ -791,6 +787,7 @@ mod tests {
         let mut env = base();
         env.remove("ENCLAVE_MASTER_KEY");
         env.insert("ENCLAVE_ENV", "production");
+        env.insert("ENCLAVE_PUBLIC_URL", "https://enclave.example.com");
         env.insert("ENCLAVE_MASTER_KEY_FILE", &path);
         let config = Config::from_source(&env).unwrap();
         let expected = Kek::from_bytes(&STANDARD.decode(KEY_B).unwrap()).unwrap();
@@ -938,6 +935,7 @@ mod tests {
                 .is_catcher()
         );
         env.insert("ENCLAVE_ENV", "production");
+        env.insert("ENCLAVE_PUBLIC_URL", "https://enclave.example.com");
         let err = Config::from_source(&env).unwrap_err();
         assert!(err.to_string().contains("ENCLAVE_MAIL_CATCHER"), "{err}");
         env.remove("ENCLAVE_MAIL_CATCHER");

@@ -8,6 +8,7 @@ pub mod billing;
 pub mod billing_cli;
 pub mod chat_stream;
 pub mod config;
+pub mod config_check;
 pub mod doctor;
 pub mod fake_mcp;
 pub mod fake_oauth;
@@ -205,10 +206,27 @@ pub fn leptos_options() -> LeptosOptions {
         Ok(conf) => conf.leptos_options,
         Err(_) => LeptosOptions::builder()
             .output_name("enclave")
-            .site_root(std::env::var("LEPTOS_SITE_ROOT").unwrap_or_else(|_| "target/site".into()))
+            .site_root(site_root())
             .site_pkg_dir("pkg")
             .build(),
     }
+}
+
+/// Where the site (CSS, JS, WASM) is: `LEPTOS_SITE_ROOT`, else the `site`
+/// folder next to the server binary (the release folder's layout), else
+/// `target/site` (a checkout).
+pub fn site_root() -> String {
+    if let Ok(root) = std::env::var("LEPTOS_SITE_ROOT")
+        && !root.is_empty()
+    {
+        return root;
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("site")))
+        .filter(|site| site.join("pkg").is_dir())
+        .map(|site| site.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "target/site".into())
 }
 
 /// The largest request body accepted (an agent import is at most 256 KiB).

@@ -9,6 +9,9 @@
 //! `server credits grant EMAIL AMOUNT`  add credits to an account
 //! `server users list [TEXT] | users disable|enable|delete EMAIL`  accounts
 //! `server doctor`     check the database, key, providers, mail; what to fix
+//! `server config check`  every setting in force, where it came from, and
+//!                     what production refuses (exit 1 if the server would)
+//! `server config reference`  the README's configuration tables
 //! `server fake-provider ADDR`  serve the fake model provider (tests, demos)
 
 use std::process::ExitCode;
@@ -23,7 +26,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE: &str = "usage: server [serve | keys generate | keys rotate | keys verify | \
      admin grant|revoke EMAIL | policy publish privacy|cookies FILE YYYY-MM-DD SUMMARY | \
      prices list|set PROVIDER MODEL INPUT OUTPUT | credits grant EMAIL AMOUNT | \
-     users list [TEXT] | users disable|enable|delete EMAIL | doctor | fake-provider ADDR]";
+     users list [TEXT] | users disable|enable|delete EMAIL | doctor | config check | \
+     config reference | fake-provider ADDR]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -47,6 +51,23 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if args == ["config", "check"] {
+        let environment: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect();
+        let mut out = String::new();
+        let fine = server::config_check::check(&server::config::Env, &environment, &mut out);
+        print!("{out}");
+        return if fine {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    if args == ["config", "reference"] {
+        println!("{}", server::config_check::reference());
+        return ExitCode::SUCCESS;
     }
     if args == ["keys", "generate"] {
         println!("{}", server::keys::generate());

@@ -470,7 +470,8 @@ async fn the_systemd_unit_is_valid_hardened_and_its_environment_starts_the_serve
     use base64::Engine as _;
     std::fs::write(
         credentials.join("master-key"),
-        base64::engine::general_purpose::STANDARD.encode([7u8; 32]),
+        // Random: production refuses a key anyone could guess.
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>()),
     )
     .unwrap();
     let mut env: Vec<(String, String)> = lines
