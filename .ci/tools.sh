@@ -129,6 +129,20 @@ if [ "$mode" = test ]; then
   if [ ! -x /usr/bin/chromium ]; then
     apt_install chromium
   fi
+  # nginx and openssl's command line for the production walk-through (TLS
+  # in front of the release build). Debian starts a newly installed nginx
+  # on port 80: a policy-rc.d for the install keeps it from starting (the
+  # walk-through runs its own on a free port).
+  if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    policy_made=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+      $SUDO chmod +x /usr/sbin/policy-rc.d
+      policy_made=1
+    fi
+    apt_install nginx-light openssl
+    [ -n "$policy_made" ] && $SUDO rm -f /usr/sbin/policy-rc.d
+  fi
   # Playwright needs Node 20 or newer: a pinned one when the system's is older.
   node_dir=$("$here/.ci/node.sh")
   if [ ! -d "$here/end2end/node_modules/@playwright/test" ]; then

@@ -106,12 +106,29 @@ pub async fn app_state(
     Ok(state)
 }
 
-/// Starts this process's background workers.
+/// Starts this process's background workers, and its ear on the control
+/// channel (signals from the other servers and the operator's command line).
 pub async fn start_jobs(state: &AppState) {
     state
         .jobs
         .start(state.db.clone(), app::background::handler(state.clone()))
         .await;
+    let runs = state.runs.clone();
+    let (ready, listening) = tokio::sync::oneshot::channel();
+    tokio::spawn(app::platform::control::listen(
+        state.db.clone(),
+        move |signal| match signal {
+            app::platform::control::Signal::StopOwner(user) => {
+                let stopped = runs.stop_owner(user);
+                if stopped > 0 {
+                    tracing::info!(user_id = %user, replies_stopped = stopped, "stopped an account's replies on a signal");
+                }
+            }
+        },
+        Some(ready),
+    ));
+    // Serve only once signals reach this server (at most a few seconds).
+    let _ = tokio::time::timeout(Duration::from_secs(5), listening).await;
 }
 
 /// Runs the fake provider in-process on a loopback port as the offline demo
@@ -200,16 +217,18 @@ fn spawn_telegram_poller(state: AppState) {
 }
 
 /// Leptos' build settings: from the variables cargo-leptos sets (at build or
-/// run time), or the workspace defaults when run some other way.
+/// run time), or the workspace defaults when run some other way. The site
+/// is found by `site_root`.
 pub fn leptos_options() -> LeptosOptions {
-    match get_configuration(None) {
+    let mut options = match get_configuration(None) {
         Ok(conf) => conf.leptos_options,
         Err(_) => LeptosOptions::builder()
             .output_name("enclave")
-            .site_root(site_root())
             .site_pkg_dir("pkg")
             .build(),
-    }
+    };
+    options.site_root = site_root().into();
+    options
 }
 
 /// Where the site (CSS, JS, WASM) is: `LEPTOS_SITE_ROOT`, else the `site`

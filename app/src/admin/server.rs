@@ -11,6 +11,7 @@ use crate::{
     data::activity::{Event, server::note_for},
     error::AppError,
     platform::{
+        control,
         crypto::Sealed,
         keystore::{self, Crypto, KeyUse},
     },
@@ -306,6 +307,10 @@ async fn cut_off(state: &AppState, user: Uuid) -> Result<(), AppError> {
         .execute(&state.db)
         .await?;
     let stopped = state.runs.stop_owner(user);
+    // And on every other server (the operator's command line runs none).
+    if let Err(err) = control::send(&state.db, control::Signal::StopOwner(user)).await {
+        tracing::warn!(error = %err, "could not tell the other servers to stop the account's replies");
+    }
     tracing::info!(user_id = %user, replies_stopped = stopped, "account cut off");
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! queue, Enclave's own mail and what the middleware leaves in a request. It imports no slice; slices import it.
 //! (`AppState`, which also holds slice machinery, is the crate's `state`.)
 
+pub mod control;
 pub mod crypto;
 pub mod egress;
 pub mod jobs;

@@ -267,9 +267,26 @@ async fn two_servers_starting_at_once_on_an_empty_database_migrate_it_once(db: P
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn the_operator_disables_enables_and_deletes_accounts_from_the_command_line(db: PgPool) {
-    let app = TestApp::spawn(db.clone()).await;
+    let fake = server::fake_provider::start().await.unwrap();
+    let app = TestApp::spawn_with(db.clone(), chat_settings(fake)).await;
     let _first = app.signed_up("ada@example.com").await;
     let bob = app.signed_up("bob@example.com").await;
+    // A long reply being written by the server (not by the command line,
+    // which is a process of its own).
+    let agent = scripted_agent(
+        &app,
+        &bob,
+        fake,
+        "openai",
+        "fake:tokens=400,delay_ms=50",
+        &[],
+        &[],
+        "",
+    )
+    .await;
+    let started = send_new(&app, &bob, &agent, "A long one").await;
+    let conversation = started["conversation_id"].as_str().unwrap().to_owned();
+    reply_when(&app, &bob, &conversation, "streaming").await;
     let config = config(&database_url(&db).await, 1);
     let users = |args: &'static [&'static str]| {
         let config = &config;
@@ -284,9 +301,25 @@ async fn the_operator_disables_enables_and_deletes_accounts_from_the_command_lin
     );
     assert!(users(&["frobnicate"]).await.is_err());
 
-    // Disabled: signed out at once, and signing in says why.
+    // Disabled: signed out at once, the reply stops on the server writing
+    // it (told through the database), and signing in says why.
     users(&["disable", "Bob@Example.com"]).await.unwrap();
     assert_eq!(app.current_user(&bob).await, Value::Null);
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = sqlx::query_scalar("SELECT status FROM messages WHERE role = 'assistant'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        if status != "streaming" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        status, "stopped",
+        "the reply went on after the account was disabled"
+    );
     let again = app.client();
     let res = app.sign_in(&again, "bob@example.com", PASSWORD).await;
     assert_ne!(res.status(), 200);
