@@ -178,4 +178,10 @@ passed=$(grep -oE '[0-9]+ passed' "$e2e_out" | tail -n 1 | grep -oE '[0-9]+' || 
 failed=$(grep -oE '[0-9]+ failed' "$e2e_out" | tail -n 1 | grep -oE '[0-9]+' || echo 0)
 echo
 echo "browser tests: $passed passed, $failed failed"
-exit "$e2e_rc"
+[ "$e2e_rc" -eq 0 ] || exit "$e2e_rc"
+
+step "the release folder (make release)"
+RELEASE_DIR="$root/target/dist/enclave" .ci/release.sh
+
+step "README \"Run in production\", step by step, over the release (.ci/tests/production.sh)"
+.ci/tests/production.sh "$root/target/dist/enclave"

@@ -124,6 +124,11 @@ pub async fn start_jobs(state: &AppState) {
                     tracing::info!(user_id = %user, replies_stopped = stopped, "stopped an account's replies on a signal");
                 }
             }
+            // The owner is checked here too: the registry only stops the
+            // run if it is that owner's.
+            app::platform::control::Signal::Stop { message, owner } => {
+                runs.stop(message, owner);
+            }
         },
         Some(ready),
     ));

@@ -12,6 +12,7 @@ use crate::{
     error::AppError,
     llm::{ChatRequest, Role, Turn},
     platform::{
+        control,
         crypto::{DataKey, Place, Sealed},
         keystore::SealedColumn,
         rate_limit,
@@ -998,8 +999,13 @@ pub async fn stop(
     .bind(owner)
     .execute(&state.db)
     .await?;
-    // Not live here: finished already, or someone else's (then not found).
-    stored_reply(state, owner, key, message).await.map(|_| ())
+    // Not live here: finished already, someone else's (then not found), or
+    // being written by another server, which is told to stop it.
+    let stored = stored_reply(state, owner, key, message).await?;
+    if stored.status == MessageStatus::Streaming {
+        control::send(&state.db, control::Signal::Stop { message, owner }).await?;
+    }
+    Ok(())
 }
 
 pub async fn rename(

@@ -20,12 +20,16 @@ pub const CHANNEL: &str = "enclave_control";
 pub enum Signal {
     /// Stop every reply this account has running (it was disabled or deleted).
     StopOwner(Uuid),
+    /// Stop this reply of this owner (asked on another server than the one
+    /// writing it).
+    Stop { message: Uuid, owner: Uuid },
 }
 
 impl Signal {
     fn payload(self) -> String {
         match self {
             Signal::StopOwner(user) => format!("stop_owner:{user}"),
+            Signal::Stop { message, owner } => format!("stop:{message}:{owner}"),
         }
     }
 
@@ -33,6 +37,13 @@ impl Signal {
         let (kind, id) = payload.split_once(':')?;
         match kind {
             "stop_owner" => Uuid::parse_str(id).ok().map(Signal::StopOwner),
+            "stop" => {
+                let (message, owner) = id.split_once(':')?;
+                Some(Signal::Stop {
+                    message: Uuid::parse_str(message).ok()?,
+                    owner: Uuid::parse_str(owner).ok()?,
+                })
+            }
             _ => None,
         }
     }
@@ -92,9 +103,24 @@ mod tests {
     #[test]
     fn signals_round_trip_and_nonsense_is_ignored() {
         let user = Uuid::new_v4();
-        let signal = Signal::StopOwner(user);
-        assert_eq!(Signal::parse(&signal.payload()), Some(signal));
-        for bad in ["", "stop_owner", "stop_owner:nope", "shutdown:all", ":"] {
+        for signal in [
+            Signal::StopOwner(user),
+            Signal::Stop {
+                message: Uuid::new_v4(),
+                owner: user,
+            },
+        ] {
+            assert_eq!(Signal::parse(&signal.payload()), Some(signal));
+        }
+        for bad in [
+            "",
+            "stop_owner",
+            "stop_owner:nope",
+            "shutdown:all",
+            ":",
+            "stop:1:2",
+            &format!("stop:{user}"),
+        ] {
             assert_eq!(Signal::parse(bad), None, "{bad}");
         }
     }

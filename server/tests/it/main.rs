@@ -25,6 +25,7 @@ mod oidc;
 mod openai_sdk;
 mod ops;
 mod passkeys;
+mod replicas;
 mod schedules;
 mod schema;
 mod sessions;
