@@ -6,7 +6,10 @@
 //! live. A live run sends a `snapshot` of everything so far, then `delta`s,
 //! then `done`; a finished one sends its stored text and `done`. A reader
 //! that falls behind is sent a new `snapshot` rather than losing pieces.
-//! Closing the stream does not stop the run.
+//! A reply another server is writing (stored as `streaming`, not live here)
+//! is followed from there: that server publishes it, sealed, through
+//! PostgreSQL notifications (`Runs::follow_remote`). Closing the stream
+//! does not stop the run.
 
 use std::convert::Infallible;
 
@@ -60,7 +63,16 @@ pub async fn stream_reply(
                         return (status, err.to_string()).into_response();
                     }
                 };
-                // Still `streaming` here means another replica may be writing it.
+                // Still `streaming`: another server is writing it; follow
+                // it from there (through the database's notifications).
+                if stored.status == app::chat::MessageStatus::Streaming {
+                    let updates = state
+                        .runs
+                        .follow_remote(state.clone(), id, owner, session.key.clone());
+                    return Sse::new(updates.map(|update| Ok::<_, Infallible>(event(&update))))
+                        .keep_alive(KeepAlive::default())
+                        .into_response();
+                }
                 let done = StreamUpdate::Done {
                     status: stored.status,
                     error: stored.error.clone(),

@@ -114,6 +114,7 @@ pub async fn start_jobs(state: &AppState) {
         .start(state.db.clone(), app::background::handler(state.clone()))
         .await;
     let runs = state.runs.clone();
+    let db = state.db.clone();
     let (ready, listening) = tokio::sync::oneshot::channel();
     tokio::spawn(app::platform::control::listen(
         state.db.clone(),
@@ -129,6 +130,16 @@ pub async fn start_jobs(state: &AppState) {
             app::platform::control::Signal::Stop { message, owner } => {
                 runs.stop(message, owner);
             }
+            app::platform::control::Signal::Follow { message, owner } => {
+                runs.publish(db.clone(), message, owner);
+            }
+            app::platform::control::Signal::Piece {
+                message,
+                seq,
+                index,
+                count,
+                data,
+            } => runs.remote_piece(message, seq, index, count, data),
         },
         Some(ready),
     ));

@@ -11,6 +11,14 @@
 //! the final write, then leaving the registry, then `Done` to every reader.
 //!
 //! Subscribing checks the owner: another user's run is simply not there.
+//!
+//! Several servers on one database: a reply is written by the server that
+//! started it. Another server's reader asks for it on the control channel
+//! (`Follow`); the writer then publishes the run (`publish`: a snapshot,
+//! then each update, sealed with the owner's key, in pieces under
+//! PostgreSQL's notification limit) on the stream channel, and the
+//! reader's server hands the pieces to its followers (`follow_remote`).
+//! Nothing is published while nobody elsewhere follows.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -159,6 +167,10 @@ struct Run {
     /// time-to-first-token metric).
     started: std::time::Instant,
     first_text: std::sync::atomic::AtomicBool,
+    /// Published on the stream channel for followers on other servers
+    /// (`Runs::publish`), and the nudge that sends them a fresh snapshot.
+    published: std::sync::atomic::AtomicBool,
+    resync: Notify,
 }
 
 impl Run {
@@ -184,6 +196,8 @@ impl Run {
             stop_reason: Mutex::new(None),
             started: std::time::Instant::now(),
             first_text: std::sync::atomic::AtomicBool::new(false),
+            published: std::sync::atomic::AtomicBool::new(false),
+            resync: Notify::new(),
         }
     }
 
@@ -279,9 +293,22 @@ impl Run {
     }
 }
 
+/// A published update as it arrives from the stream channel: piece
+/// `index` of `count` of update `seq`.
+#[derive(Clone)]
+struct Piece {
+    seq: u64,
+    index: u32,
+    count: u32,
+    data: Arc<str>,
+}
+
 #[derive(Clone)]
 pub struct Runs {
     live: Arc<Mutex<HashMap<Uuid, Arc<Run>>>>,
+    /// Replies written by other servers that someone here follows: the
+    /// pieces the control listener hands over (`Runs::remote_piece`).
+    remote: Arc<Mutex<HashMap<Uuid, broadcast::Sender<Piece>>>>,
     checkpointer: Arc<OnceLock<()>>,
     /// Which server process runs these replies (stored with each reply, so
     /// a restarted server knows which `streaming` rows were its own).
@@ -322,6 +349,7 @@ impl Runs {
     pub fn new(instance: impl Into<String>) -> Self {
         Runs {
             live: Arc::default(),
+            remote: Arc::default(),
             checkpointer: Arc::default(),
             instance: Arc::from(instance.into()),
             left: Arc::default(),
@@ -382,6 +410,78 @@ impl Runs {
                 }
             },
         ))
+    }
+
+    /// Publishes `owner`'s run for `message` on the stream channel (someone
+    /// follows it from another server): a snapshot, then every update until
+    /// `Done`. Already published: a fresh snapshot for the newcomer. Not
+    /// here, or not this owner's: nothing.
+    pub fn publish(&self, db: sqlx::PgPool, message: Uuid, owner: Uuid) {
+        let Some(run) = self.get(message, owner) else {
+            return;
+        };
+        if run.published.swap(true, Ordering::SeqCst) {
+            run.resync.notify_one();
+            return;
+        }
+        tokio::spawn(publish(db, message, run));
+    }
+
+    /// A piece of a published reply, from the control listener: handed to
+    /// whoever here follows it (nobody: dropped).
+    pub fn remote_piece(&self, message: Uuid, seq: u64, index: u32, count: u32, data: String) {
+        if let Ok(remote) = self.remote.lock()
+            && let Some(tx) = remote.get(&message)
+        {
+            let _ = tx.send(Piece {
+                seq,
+                index,
+                count,
+                data: Arc::from(data),
+            });
+        }
+    }
+
+    /// Follows `owner`'s reply `message` that another server is writing:
+    /// asks it to publish, then yields what it sends (a snapshot, updates,
+    /// `Done`), opened with the owner's `key`. While nothing arrives, the
+    /// stored row is checked every few seconds: a reply that ended (its
+    /// server stopped, say) ends here with what was saved.
+    pub fn follow_remote(
+        &self,
+        state: AppState,
+        message: Uuid,
+        owner: Uuid,
+        key: DataKey,
+    ) -> impl Stream<Item = StreamUpdate> + Send + 'static {
+        let rx = {
+            let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+            remote
+                .entry(message)
+                .or_insert_with(|| broadcast::channel(256).0)
+                .subscribe()
+        };
+        let following = Following {
+            runs: self.clone(),
+            message,
+        };
+        let follower = RemoteFollower {
+            state,
+            message,
+            owner,
+            key,
+            rx,
+            asked: false,
+            synced: false,
+            assembling: HashMap::new(),
+            pending_done: None,
+            ended: false,
+            _following: following,
+        };
+        futures::stream::unfold(follower, |mut f| async move {
+            let update = f.next().await?;
+            Some((update, f))
+        })
     }
 
     /// Asks `owner`'s run for `message` to stop; false if there is none.
@@ -533,6 +633,246 @@ impl Runs {
             },
             span,
         ));
+    }
+}
+
+/// Leaves the followers' map when the last follower of a reply goes.
+struct Following {
+    runs: Runs,
+    message: Uuid,
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        if let Ok(mut remote) = self.runs.remote.lock()
+            && remote
+                .get(&self.message)
+                .is_some_and(|tx| tx.receiver_count() <= 1)
+        {
+            remote.remove(&self.message);
+        }
+    }
+}
+
+/// How long a follower waits for a piece before it checks the stored row
+/// (and asks again).
+const REMOTE_PATIENCE: Duration = Duration::from_secs(3);
+
+/// The associated data of a published update: this reply, this owner.
+fn published_place(message: Uuid, owner: Uuid) -> crate::platform::crypto::Place {
+    crate::platform::crypto::Place::new("messages", "published", message, owner)
+}
+
+struct RemoteFollower {
+    state: AppState,
+    message: Uuid,
+    owner: Uuid,
+    key: DataKey,
+    rx: broadcast::Receiver<Piece>,
+    /// Whether the writing server was asked to publish (again).
+    asked: bool,
+    /// Whether a snapshot came since the last (re)start: updates before it
+    /// are already in it.
+    synced: bool,
+    assembling: HashMap<u64, Vec<Option<Arc<str>>>>,
+    /// `Done` read from the stored row, sent after its snapshot.
+    pending_done: Option<StreamUpdate>,
+    ended: bool,
+    _following: Following,
+}
+
+impl RemoteFollower {
+    async fn ask(&mut self) {
+        let signal = crate::platform::control::Signal::Follow {
+            message: self.message,
+            owner: self.owner,
+        };
+        if let Err(err) = crate::platform::control::send(&self.state.db, signal).await {
+            tracing::warn!(error = %err, "could not ask for a reply being written elsewhere");
+        }
+        self.asked = true;
+    }
+
+    /// The next update to send, or `None` once `Done` was sent.
+    async fn next(&mut self) -> Option<StreamUpdate> {
+        if let Some(done) = self.pending_done.take() {
+            return Some(done);
+        }
+        if self.ended {
+            return None;
+        }
+        loop {
+            if !self.asked {
+                self.ask().await;
+            }
+            match tokio::time::timeout(REMOTE_PATIENCE, self.rx.recv()).await {
+                Ok(Ok(piece)) => {
+                    let Some(update) = self.assemble(piece) else {
+                        continue;
+                    };
+                    if matches!(update, StreamUpdate::Snapshot { .. }) {
+                        self.synced = true;
+                    } else if !self.synced {
+                        continue;
+                    }
+                    self.ended = matches!(update, StreamUpdate::Done { .. });
+                    return Some(update);
+                }
+                Ok(Err(RecvError::Lagged(_))) => {
+                    // Fell behind: start again from a fresh snapshot.
+                    self.synced = false;
+                    self.assembling.clear();
+                    self.asked = false;
+                }
+                Ok(Err(RecvError::Closed)) => return None,
+                Err(_) => {
+                    // Quiet: the reply may have ended where nobody published
+                    // it (its server stopped); else ask again.
+                    match super::server::stored_reply(
+                        &self.state,
+                        self.owner,
+                        &self.key,
+                        self.message,
+                    )
+                    .await
+                    {
+                        Ok(stored) if stored.status != MessageStatus::Streaming => {
+                            self.ended = true;
+                            // Sent as a snapshot; `Done` follows on the next call.
+                            let done = StreamUpdate::Done {
+                                status: stored.status,
+                                error: stored.error.clone(),
+                                input_tokens: stored.input_tokens,
+                                output_tokens: stored.output_tokens,
+                            };
+                            self.assembling.clear();
+                            self.pending_done = Some(done);
+                            return Some(StreamUpdate::Snapshot {
+                                text: stored.body,
+                                parts: stored.parts,
+                            });
+                        }
+                        Ok(_) => self.asked = false,
+                        Err(_) => return None,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds a piece; the update once all its pieces are in.
+    fn assemble(&mut self, piece: Piece) -> Option<StreamUpdate> {
+        let count = piece.count.clamp(1, 64) as usize;
+        let slots = self
+            .assembling
+            .entry(piece.seq)
+            .or_insert_with(|| vec![None; count]);
+        if slots.len() != count || piece.index as usize >= count {
+            self.assembling.remove(&piece.seq);
+            return None;
+        }
+        slots[piece.index as usize] = Some(piece.data);
+        if slots.iter().any(Option::is_none) {
+            // Keep a few partial updates only (a lost piece never completes).
+            if self.assembling.len() > 8
+                && let Some(oldest) = self.assembling.keys().min().copied()
+            {
+                self.assembling.remove(&oldest);
+            }
+            return None;
+        }
+        let slots = self.assembling.remove(&piece.seq)?;
+        let encoded: String = slots.into_iter().flatten().map(|s| s.to_string()).collect();
+        use base64::Engine as _;
+        let sealed = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
+        let json = self
+            .key
+            .open(
+                published_place(self.message, self.owner),
+                &Sealed::from_stored(sealed),
+            )
+            .ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+}
+
+/// Sends `run`'s updates on the stream channel until it is done: a
+/// snapshot first (and again whenever a follower asks or this falls
+/// behind), each update sealed with the owner's key, in pieces small
+/// enough for a notification.
+async fn publish(db: sqlx::PgPool, message: Uuid, run: Arc<Run>) {
+    let mut seq = 0u64;
+    let send = |update: StreamUpdate, seq: u64| {
+        let db = db.clone();
+        let run = run.clone();
+        async move {
+            let Ok(json) = serde_json::to_vec(&update) else {
+                return;
+            };
+            use base64::Engine as _;
+            let sealed = run.key.seal(published_place(message, run.owner), &json);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(sealed.as_bytes());
+            let pieces: Vec<&str> = encoded
+                .as_bytes()
+                .chunks(crate::platform::control::PIECE_BYTES)
+                .map(|c| std::str::from_utf8(c).unwrap_or_default())
+                .collect();
+            let count = pieces.len() as u32;
+            for (index, data) in pieces.into_iter().enumerate() {
+                let signal = crate::platform::control::Signal::Piece {
+                    message,
+                    seq,
+                    index: index as u32,
+                    count,
+                    data: data.to_owned(),
+                };
+                if let Err(err) = crate::platform::control::send(&db, signal).await {
+                    tracing::warn!(error = %err, "could not publish a reply's update");
+                    return;
+                }
+            }
+        }
+    };
+    let Some((snapshot, mut rx, done)) = run.subscribe() else {
+        return;
+    };
+    send(snapshot, seq).await;
+    seq += 1;
+    if let Some(done) = done {
+        send(done, seq).await;
+        return;
+    }
+    loop {
+        let resync = tokio::select! {
+            received = rx.recv() => match received {
+                Ok(update) => {
+                    let end = matches!(update, StreamUpdate::Done { .. });
+                    send(update, seq).await;
+                    seq += 1;
+                    if end {
+                        return;
+                    }
+                    false
+                }
+                Err(RecvError::Lagged(_)) => true,
+                Err(RecvError::Closed) => return,
+            },
+            _ = run.resync.notified() => true,
+        };
+        if resync {
+            let Some((snapshot, fresh, done)) = run.subscribe() else {
+                return;
+            };
+            rx = fresh;
+            send(snapshot, seq).await;
+            seq += 1;
+            if let Some(done) = done {
+                send(done, seq).await;
+                return;
+            }
+        }
     }
 }
 

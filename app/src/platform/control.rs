@@ -6,42 +6,95 @@
 //! a faster path for something the database also records (a disabled
 //! account is refused on every later check anyway).
 //!
-//! Payloads are ids, never user content.
+//! Control payloads are ids, never user content. A reply followed from
+//! another server crosses as pieces on `STREAM_CHANNEL`, sealed with its
+//! owner's key (the database only relays ciphertext).
 
 use std::time::Duration;
 
 use sqlx::{PgPool, postgres::PgListener};
 use uuid::Uuid;
 
-/// The one channel every server listens on.
+/// The channel of signals every server listens on.
 pub const CHANNEL: &str = "enclave_control";
+/// The channel of live replies' pieces, for the servers following them.
+pub const STREAM_CHANNEL: &str = "enclave_stream";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The largest piece of a sealed update in one notification (PostgreSQL
+/// takes payloads under 8000 bytes).
+pub const PIECE_BYTES: usize = 7000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
     /// Stop every reply this account has running (it was disabled or deleted).
     StopOwner(Uuid),
     /// Stop this reply of this owner (asked on another server than the one
     /// writing it).
     Stop { message: Uuid, owner: Uuid },
+    /// Someone follows this reply from another server: the server writing
+    /// it publishes it (from a fresh snapshot) on `STREAM_CHANNEL`.
+    Follow { message: Uuid, owner: Uuid },
+    /// A piece of a published update: `index` of `count` pieces of update
+    /// `seq` of the reply `message`, base64 of the sealed JSON.
+    Piece {
+        message: Uuid,
+        seq: u64,
+        index: u32,
+        count: u32,
+        data: String,
+    },
 }
 
 impl Signal {
-    fn payload(self) -> String {
+    fn channel(&self) -> &'static str {
         match self {
-            Signal::StopOwner(user) => format!("stop_owner:{user}"),
-            Signal::Stop { message, owner } => format!("stop:{message}:{owner}"),
+            Signal::Piece { .. } => STREAM_CHANNEL,
+            _ => CHANNEL,
         }
     }
 
-    fn parse(payload: &str) -> Option<Signal> {
+    fn payload(&self) -> String {
+        match self {
+            Signal::StopOwner(user) => format!("stop_owner:{user}"),
+            Signal::Stop { message, owner } => format!("stop:{message}:{owner}"),
+            Signal::Follow { message, owner } => format!("follow:{message}:{owner}"),
+            Signal::Piece {
+                message,
+                seq,
+                index,
+                count,
+                data,
+            } => format!("{message}:{seq}:{index}:{count}:{data}"),
+        }
+    }
+
+    fn parse(channel: &str, payload: &str) -> Option<Signal> {
+        if channel == STREAM_CHANNEL {
+            let mut fields = payload.splitn(5, ':');
+            let message = Uuid::parse_str(fields.next()?).ok()?;
+            let seq = fields.next()?.parse().ok()?;
+            let index = fields.next()?.parse().ok()?;
+            let count = fields.next()?.parse().ok()?;
+            let data = fields.next()?.to_owned();
+            return (index < count).then_some(Signal::Piece {
+                message,
+                seq,
+                index,
+                count,
+                data,
+            });
+        }
         let (kind, id) = payload.split_once(':')?;
         match kind {
             "stop_owner" => Uuid::parse_str(id).ok().map(Signal::StopOwner),
-            "stop" => {
+            "stop" | "follow" => {
                 let (message, owner) = id.split_once(':')?;
-                Some(Signal::Stop {
-                    message: Uuid::parse_str(message).ok()?,
-                    owner: Uuid::parse_str(owner).ok()?,
+                let message = Uuid::parse_str(message).ok()?;
+                let owner = Uuid::parse_str(owner).ok()?;
+                Some(if kind == "stop" {
+                    Signal::Stop { message, owner }
+                } else {
+                    Signal::Follow { message, owner }
                 })
             }
             _ => None,
@@ -52,7 +105,7 @@ impl Signal {
 /// Tells every server (this one included) about `signal`.
 pub async fn send(db: &PgPool, signal: Signal) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
+        .bind(signal.channel())
         .bind(signal.payload())
         .execute(db)
         .await?;
@@ -70,14 +123,14 @@ pub async fn listen(
     let mut ready = ready;
     loop {
         match PgListener::connect_with(&db).await {
-            Ok(mut listener) => match listener.listen(CHANNEL).await {
+            Ok(mut listener) => match listener.listen_all([CHANNEL, STREAM_CHANNEL]).await {
                 Ok(()) => {
                     if let Some(ready) = ready.take() {
                         let _ = ready.send(());
                     }
                     loop {
                         match listener.recv().await {
-                            Ok(note) => match Signal::parse(note.payload()) {
+                            Ok(note) => match Signal::parse(note.channel(), note.payload()) {
                                 Some(signal) => on(signal),
                                 None => tracing::warn!("an unknown control signal"),
                             },
@@ -109,8 +162,22 @@ mod tests {
                 message: Uuid::new_v4(),
                 owner: user,
             },
+            Signal::Follow {
+                message: Uuid::new_v4(),
+                owner: user,
+            },
+            Signal::Piece {
+                message: Uuid::new_v4(),
+                seq: 7,
+                index: 1,
+                count: 2,
+                data: "c2VhbGVk:+/=".into(),
+            },
         ] {
-            assert_eq!(Signal::parse(&signal.payload()), Some(signal));
+            assert_eq!(
+                Signal::parse(signal.channel(), &signal.payload()),
+                Some(signal)
+            );
         }
         for bad in [
             "",
@@ -121,7 +188,8 @@ mod tests {
             "stop:1:2",
             &format!("stop:{user}"),
         ] {
-            assert_eq!(Signal::parse(bad), None, "{bad}");
+            assert_eq!(Signal::parse(CHANNEL, bad), None, "{bad}");
+            assert_eq!(Signal::parse(STREAM_CHANNEL, bad), None, "{bad}");
         }
     }
 }

@@ -64,3 +64,208 @@ async fn a_reply_stops_from_the_replica_that_does_not_write_it(db: PgPool) {
         .unwrap();
     assert_eq!(status, "streaming", "another user's stop reached the run");
 }
+
+/// Reads a reply's SSE stream until `done`: (event name, payload) pairs.
+async fn read_stream(
+    app: &TestApp,
+    client: &reqwest::Client,
+    reply: &str,
+) -> Vec<(String, serde_json::Value)> {
+    use eventsource_stream::Eventsource as _;
+    use futures::StreamExt as _;
+    let res = client
+        .get(app.url(&format!("/api/chat/stream/{reply}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut events = res.bytes_stream().eventsource();
+    let mut out = Vec::new();
+    let read = async {
+        while let Some(Ok(event)) = events.next().await {
+            let done = event.event == "done";
+            out.push((event.event, serde_json::from_str(&event.data).unwrap()));
+            if done {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), read)
+        .await
+        .expect("the stream ended with done within 30 s");
+    out
+}
+
+fn text_of(events: &[(String, serde_json::Value)]) -> String {
+    let mut text = String::new();
+    for (name, data) in events {
+        match name.as_str() {
+            "snapshot" => text = data["text"].as_str().unwrap().to_owned(),
+            "delta" => text.push_str(data["text"].as_str().unwrap()),
+            _ => {}
+        }
+    }
+    text
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_reply_is_followed_token_by_token_from_the_replica_that_does_not_write_it(db: PgPool) {
+    let (a, b, fake) = two_replicas(db.clone()).await;
+    let client = a.signed_up("follower@example.com").await;
+    let agent = scripted_agent(
+        &a,
+        &client,
+        fake,
+        "openai",
+        "fake:tokens=60,delay_ms=30",
+        &[],
+        &[],
+        "",
+    )
+    .await;
+    let started = send_new(&a, &client, &agent, "Tell me a long story").await;
+    let conversation = started["conversation_id"].as_str().unwrap().to_owned();
+    let reply = started["reply_id"].as_str().unwrap().to_owned();
+    reply_when(&a, &client, &conversation, "streaming").await;
+    assert_eq!(b.state.runs.live_count(), 0);
+    // Everything that crosses the database, as a third listener hears it.
+    let mut listener = sqlx::postgres::PgListener::connect_with(&db).await.unwrap();
+    listener
+        .listen(app::platform::control::STREAM_CHANNEL)
+        .await
+        .unwrap();
+    let heard = tokio::spawn(async move {
+        let mut payloads = Vec::new();
+        while let Ok(Ok(note)) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), listener.recv()).await
+        {
+            payloads.push(note.payload().to_owned());
+        }
+        payloads
+    });
+
+    // Followed through both at once: the replica writing it, and the other.
+    let (here, there) = tokio::join!(
+        read_stream(&a, &client, &reply),
+        read_stream(&b, &client, &reply)
+    );
+    let stored = reply_when(&a, &client, &conversation, "complete").await;
+    let body = stored["body"].as_str().unwrap();
+    assert!(!body.is_empty());
+    assert_eq!(text_of(&here), body);
+    assert_eq!(
+        text_of(&there),
+        body,
+        "the other replica lost or repeated a token"
+    );
+    let deltas = there.iter().filter(|(name, _)| name == "delta").count();
+    assert!(
+        deltas >= 10,
+        "the other replica sent {deltas} deltas, not the tokens as they came"
+    );
+    assert_eq!(there.last().unwrap().0, "done");
+    assert_eq!(there.last().unwrap().1["status"], "complete");
+
+    // The other replica checks the owner as the first does.
+    let stranger = b.signed_up("stranger@example.com").await;
+    let started = send_new(&a, &client, &agent, "Another story").await;
+    let reply = started["reply_id"].as_str().unwrap().to_owned();
+    for app in [&a, &b] {
+        let res = stranger
+            .get(app.url(&format!("/api/chat/stream/{reply}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 404);
+    }
+    // What crossed the database was sealed: no word of the reply in it.
+    let payloads = heard.await.unwrap();
+    assert!(payloads.len() >= 10, "{payloads:?}");
+    use base64::Engine as _;
+    for token in ["t10 ", "t25 ", "t40 "] {
+        assert!(body.contains(token));
+        for payload in &payloads {
+            let data = payload.splitn(5, ':').nth(4).unwrap();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap();
+            assert!(
+                !payload.contains(token)
+                    && !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+                "{token:?} crossed the database in the clear"
+            );
+        }
+    }
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_follower_on_the_other_replica_ends_with_what_was_saved_when_the_writer_stops(
+    db: PgPool,
+) {
+    let (mut a, b, fake) = two_replicas(db.clone()).await;
+    let client = a.signed_up("survivor@example.com").await;
+    let agent = scripted_agent(
+        &a,
+        &client,
+        fake,
+        "openai",
+        "fake:tokens=400,delay_ms=40",
+        &[],
+        &[],
+        "",
+    )
+    .await;
+    let started = send_new(&a, &client, &agent, "A very long story").await;
+    let conversation = started["conversation_id"].as_str().unwrap().to_owned();
+    let reply = started["reply_id"].as_str().unwrap().to_owned();
+    reply_when(&a, &client, &conversation, "streaming").await;
+    let following = {
+        let client = client.clone();
+        let reply = reply.clone();
+        let url = b.url("");
+        tokio::spawn(async move {
+            use eventsource_stream::Eventsource as _;
+            use futures::StreamExt as _;
+            let res = client
+                .get(format!("{url}/api/chat/stream/{reply}"))
+                .send()
+                .await
+                .unwrap();
+            let mut events = res.bytes_stream().eventsource();
+            let mut out = Vec::new();
+            while let Some(Ok(event)) = events.next().await {
+                let done = event.event == "done";
+                out.push((
+                    event.event,
+                    serde_json::from_str::<serde_json::Value>(&event.data).unwrap(),
+                ));
+                if done {
+                    break;
+                }
+            }
+            out
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // The writing replica shuts down (SIGTERM): the reply is saved as
+    // interrupted with every token so far, and the follower on the other
+    // replica ends with that text.
+    a.shut_down().await;
+    let events = tokio::time::timeout(std::time::Duration::from_secs(20), following)
+        .await
+        .expect("the follower ended")
+        .unwrap();
+    let (status, body): (String, Option<Vec<u8>>) =
+        sqlx::query_as("SELECT status, body FROM messages WHERE id = $1::uuid")
+            .bind(&reply)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(status, "interrupted");
+    assert!(body.is_some());
+    assert_eq!(events.last().unwrap().0, "done");
+    assert_eq!(events.last().unwrap().1["status"], "interrupted");
+    let stored = crate::common::reply_when(&b, &client, &conversation, "interrupted").await;
+    assert_eq!(text_of(&events), stored["body"].as_str().unwrap());
+    assert!(!text_of(&events).is_empty());
+}
