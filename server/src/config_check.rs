@@ -68,7 +68,7 @@ pub const SETTINGS: &[Setting] = &[
         name: "ENCLAVE_INSTANCE",
         secret: false,
         default: r#"host name and port"#,
-        meaning: r#"this server process's name, stored with the replies it writes so that after a restart it ends its own unfinished ones at once"#,
+        meaning: r#"this server process's name, unique among the servers on one database: stored with the replies it writes (after a restart it ends its own unfinished ones at once) and with its heartbeat (other servers end a stopped server's replies within seconds, and never a beating one's)"#,
     },
     Setting {
         group: r#"Server"#,

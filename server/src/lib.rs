@@ -113,6 +113,19 @@ pub async fn start_jobs(state: &AppState) {
         .jobs
         .start(state.db.clone(), app::background::handler(state.clone()))
         .await;
+    // This server's heartbeat: its replies are never taken for orphans
+    // while it beats.
+    let beating = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(app::chat::runs::HEARTBEAT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(err) = app::chat::runs::heartbeat(&beating.db, &beating.runs).await {
+                tracing::warn!(error = %err, "could not write this server's heartbeat");
+            }
+        }
+    });
     let runs = state.runs.clone();
     let db = state.db.clone();
     let (ready, listening) = tokio::sync::oneshot::channel();
@@ -172,9 +185,13 @@ pub const INTERRUPTED_AFTER: Duration = Duration::from_secs(300);
 
 fn spawn_interrupted_sweeper(state: AppState) {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        // Every 5 s: a server that stopped beating has its replies marked
+        // within seconds (`runs::HEARTBEAT_DEAD` plus this).
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        let mut round: u64 = 0;
         loop {
             tick.tick().await;
+            round += 1;
             match app::chat::runs::recover_interrupted(&state.db, &state.runs, INTERRUPTED_AFTER)
                 .await
             {
@@ -185,7 +202,19 @@ fn spawn_interrupted_sweeper(state: AppState) {
                 ),
                 Err(err) => tracing::warn!(error = %err, "could not sweep interrupted replies"),
             }
-            // This hour's retention job, unless another server queued it.
+            // This hour's retention job, unless another server queued it
+            // (looked at once a minute).
+            if round % 12 != 1 {
+                continue;
+            }
+            // Servers gone for a day leave their heartbeat row behind.
+            if let Err(err) =
+                sqlx::query("DELETE FROM instances WHERE heartbeat_at < now() - interval '1 day'")
+                    .execute(&state.db)
+                    .await
+            {
+                tracing::warn!(error = %err, "could not forget stopped servers");
+            }
             if let Err(err) = app::data::retention::server::schedule(&state).await {
                 tracing::warn!(error = %err, "could not queue the retention job");
             }

@@ -1416,10 +1416,11 @@ async fn finish(
         "WITH reply AS (
            UPDATE messages SET body = $3, status = $4, error_code = $5, error = $6,
              input_tokens = $7, output_tokens = $8, parts = $11, updated_at = now()
-           WHERE id = $1 AND owner_id = $2
+           WHERE id = $1 AND owner_id = $2 AND status = 'streaming'
            RETURNING conversation_id
          ), replaced AS (
            DELETE FROM messages WHERE id = $9 AND owner_id = $2 AND $10
+             AND EXISTS (SELECT 1 FROM reply)
          )
          UPDATE conversations SET updated_at = now()
          WHERE id = (SELECT conversation_id FROM reply) AND owner_id = $2",
@@ -1441,18 +1442,48 @@ async fn finish(
     Ok(())
 }
 
-/// Marks replies left `streaming` by a server that died as interrupted.
-/// Live runs touch their row at least every `CHECKPOINT_EVERY` while tokens
-/// flow, so `stale_after` must be well above it (and above a slow first token).
+/// How often each server says it is alive (`heartbeat`).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+/// A server silent this long is taken for stopped.
+pub const HEARTBEAT_DEAD: Duration = Duration::from_secs(10);
+
+/// This server is alive: its row in `instances`, now.
+pub async fn heartbeat(db: &sqlx::PgPool, runs: &Runs) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO instances (name, heartbeat_at) VALUES ($1, now())
+         ON CONFLICT (name) DO UPDATE SET heartbeat_at = now()",
+    )
+    .bind(runs.instance())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Marks replies left `streaming` by a server that stopped as interrupted:
+/// - this server's own that it no longer runs (silent `HEARTBEAT_DEAD`);
+/// - those of a server whose heartbeat is `HEARTBEAT_DEAD` old;
+/// - those of a server that never beat (an older version), silent
+///   `stale_after` (live runs touch their row every `CHECKPOINT_EVERY`
+///   while tokens flow).
+///
+/// A reply whose server beats is never marked, however long it is silent.
 pub async fn recover_interrupted(
     db: &sqlx::PgPool,
     runs: &Runs,
     stale_after: Duration,
 ) -> Result<u64, sqlx::Error> {
     let stale: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM messages WHERE status = 'streaming' AND updated_at < now() - make_interval(secs => $1)",
+        "SELECT m.id FROM messages m LEFT JOIN instances i ON i.name = m.runner
+         WHERE m.status = 'streaming'
+           AND CASE
+             WHEN m.runner = $3 THEN m.updated_at < now() - make_interval(secs => $2)
+             WHEN i.name IS NOT NULL THEN i.heartbeat_at < now() - make_interval(secs => $2)
+             ELSE m.updated_at < now() - make_interval(secs => $1)
+           END",
     )
     .bind(stale_after.as_secs_f64())
+    .bind(HEARTBEAT_DEAD.as_secs_f64())
+    .bind(runs.instance())
     .fetch_all(db)
     .await?;
     let mut marked = 0;

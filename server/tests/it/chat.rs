@@ -294,9 +294,10 @@ async fn replies_left_streaming_by_a_crashed_server_are_marked_interrupted(db: P
         .execute(&db)
         .await
         .unwrap();
+    // The same server, started again (its registry empty).
     let marked = runs::recover_interrupted(
         &db,
-        &app::chat::runs::Runs::default(),
+        &app::chat::runs::Runs::new(app.settings.instance.clone()),
         Duration::from_secs(300),
     )
     .await

@@ -269,3 +269,125 @@ async fn a_follower_on_the_other_replica_ends_with_what_was_saved_when_the_write
     assert_eq!(text_of(&events), stored["body"].as_str().unwrap());
     assert!(!text_of(&events).is_empty());
 }
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_sweep_never_marks_a_beating_replicas_reply_and_marks_a_dead_ones_in_seconds(
+    db: PgPool,
+) {
+    let (a, b, fake) = two_replicas(db.clone()).await;
+    let client = a.signed_up("sweep@example.com").await;
+    let agent = scripted_agent(&a, &client, fake, "openai", "fake:tokens=3", &[], &[], "").await;
+    let mut replies = Vec::new();
+    for text in ["one", "two", "three"] {
+        let started = send_new(&a, &client, &agent, text).await;
+        let conversation = started["conversation_id"].as_str().unwrap().to_owned();
+        reply_when(&a, &client, &conversation, "complete").await;
+        replies.push(started["reply_id"].as_str().unwrap().to_owned());
+    }
+    // Both replicas beat (every 2 s, from the start).
+    let beating: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM instances WHERE heartbeat_at > now() - interval '5 seconds'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(beating, 2);
+    // As the sweep finds them: a reply of the live replica A silent for ten
+    // minutes (a long Retry-After wait, say), one of a replica whose last
+    // beat was a minute ago, one of a server that never beat (an older
+    // version) silent for ten minutes.
+    sqlx::query("INSERT INTO instances (name, heartbeat_at) VALUES ('gone:3000', now() - interval '1 minute')")
+        .execute(&db)
+        .await
+        .unwrap();
+    for (reply, runner) in
+        replies
+            .iter()
+            .zip([a.settings.instance.as_str(), "gone:3000", "old:3000"])
+    {
+        sqlx::query(
+            "UPDATE messages SET status = 'streaming', runner = $2, updated_at = now() - interval '10 minutes'
+             WHERE id = $1::uuid",
+        )
+        .bind(reply)
+        .bind(runner)
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    // B sweeps (A's reply is not live in B, nor, here, in A: only the
+    // heartbeat keeps it).
+    let marked = app::chat::runs::recover_interrupted(
+        &db,
+        &b.state.runs,
+        std::time::Duration::from_secs(300),
+    )
+    .await
+    .unwrap();
+    assert_eq!(marked, 2);
+    let status = |id: &str| {
+        let db = db.clone();
+        let id = id.to_owned();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM messages WHERE id = $1::uuid")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        status(&replies[0]).await,
+        "streaming",
+        "a beating replica's reply was marked"
+    );
+    assert_eq!(status(&replies[1]).await, "interrupted");
+    assert_eq!(status(&replies[2]).await, "interrupted");
+    // A itself knows the reply is not running there: its own sweep marks it.
+    let marked = app::chat::runs::recover_interrupted(
+        &db,
+        &a.state.runs,
+        std::time::Duration::from_secs(300),
+    )
+    .await
+    .unwrap();
+    assert_eq!(marked, 1);
+    assert_eq!(status(&replies[0]).await, "interrupted");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_final_write_never_flips_back_a_reply_that_is_no_longer_streaming(db: PgPool) {
+    let (a, _b, fake) = two_replicas(db.clone()).await;
+    let client = a.signed_up("final@example.com").await;
+    let agent = scripted_agent(
+        &a,
+        &client,
+        fake,
+        "openai",
+        "fake:tokens=60,delay_ms=20",
+        &[],
+        &[],
+        "",
+    )
+    .await;
+    let started = send_new(&a, &client, &agent, "Go").await;
+    let conversation = started["conversation_id"].as_str().unwrap().to_owned();
+    let reply = started["reply_id"].as_str().unwrap().to_owned();
+    reply_when(&a, &client, &conversation, "streaming").await;
+    // Marked interrupted by someone else while the run goes on.
+    sqlx::query("UPDATE messages SET status = 'interrupted', error_code = 'server_stopped' WHERE id = $1::uuid")
+        .bind(&reply)
+        .execute(&db)
+        .await
+        .unwrap();
+    a.state.runs.ended(reply.parse().unwrap()).await;
+    let status: String = sqlx::query_scalar("SELECT status FROM messages WHERE id = $1::uuid")
+        .bind(&reply)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(
+        status, "interrupted",
+        "the run's final write flipped the row back"
+    );
+}

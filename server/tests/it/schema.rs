@@ -172,6 +172,11 @@ const PLAIN: &[(&str, &str, &str)] = &[
         "runner",
         "the server process writing the reply (operator's host name)",
     ),
+    (
+        "instances",
+        "name",
+        "a server process's name (operator's host name and port)",
+    ),
     ("tool_calls", "status", "one of a fixed list of outcomes"),
     (
         "policy_versions",

@@ -132,6 +132,10 @@ impl TestApp {
             public_url: format!("http://{addr}"),
             ..settings
         };
+        // Each server its own name, as in production (host and port).
+        if settings.instance == "local" {
+            settings.instance = format!("test-{addr}");
+        }
         // A test that wants Telegram webhooks names `self`: this server.
         if settings.service_urls.telegram_webhook.as_deref() == Some("self") {
             settings.service_urls.telegram_webhook = Some(format!("http://{addr}"));
