@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::common::{TestApp, keyring, relaxed_settings, with_fake_provider};
+use crate::common::{TestApp, keyring, read_stream, relaxed_settings, text_of, with_fake_provider};
 use app::{agents::domain::Provider, chat::runs, platform::settings::PlatformKeys};
 use eventsource_stream::Eventsource as _;
 use futures::StreamExt as _;
@@ -66,43 +66,6 @@ async fn send(
     let res = app.call(client, "send_message", &form).await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
-}
-
-/// Reads a reply's SSE stream: (event name, payload) pairs, up to `limit`.
-async fn read_stream(
-    app: &TestApp,
-    client: &Client,
-    reply: &str,
-    limit: usize,
-) -> Vec<(String, Value)> {
-    let res = client
-        .get(app.url(&format!("/api/chat/stream/{reply}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let mut events = res.bytes_stream().eventsource();
-    let mut out = Vec::new();
-    while let Some(Ok(event)) = events.next().await {
-        let done = event.event == "done";
-        out.push((event.event, serde_json::from_str(&event.data).unwrap()));
-        if done || out.len() >= limit {
-            break;
-        }
-    }
-    out
-}
-
-fn text_of(events: &[(String, Value)]) -> String {
-    let mut text = String::new();
-    for (name, data) in events {
-        match name.as_str() {
-            "snapshot" => text = data["text"].as_str().unwrap().to_owned(),
-            "delta" => text.push_str(data["text"].as_str().unwrap()),
-            _ => {}
-        }
-    }
-    text
 }
 
 async fn conversation(app: &TestApp, client: &Client, id: &str) -> Value {

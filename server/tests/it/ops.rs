@@ -273,20 +273,14 @@ async fn the_operator_disables_enables_and_deletes_accounts_from_the_command_lin
     let bob = app.signed_up("bob@example.com").await;
     // A long reply being written by the server (not by the command line,
     // which is a process of its own).
-    let agent = scripted_agent(
+    crate::common::streaming_reply(
         &app,
         &bob,
         fake,
-        "openai",
         "fake:tokens=400,delay_ms=50",
-        &[],
-        &[],
-        "",
+        "A long one",
     )
     .await;
-    let started = send_new(&app, &bob, &agent, "A long one").await;
-    let conversation = started["conversation_id"].as_str().unwrap().to_owned();
-    reply_when(&app, &bob, &conversation, "streaming").await;
     let config = config(&database_url(&db).await, 1);
     let users = |args: &'static [&'static str]| {
         let config = &config;
@@ -692,33 +686,16 @@ async fn every_response_carries_its_own_request_id_never_the_clients(db: PgPool)
 /// The exposition parsed by the Prometheus project's own Python client
 /// (`prometheus_client.parser`): every family with its type and samples.
 fn parse_exposition(text: &str) -> serde_json::Value {
-    use std::io::Write as _;
     let script = "import json, sys\n\
         from prometheus_client.parser import text_string_to_metric_families\n\
         out = [{'name': f.name, 'type': f.type, 'samples': [\n\
             {'name': s.name, 'labels': s.labels, 'value': s.value} for s in f.samples]}\n\
             for f in text_string_to_metric_families(sys.stdin.read())]\n\
         print(json.dumps(out))\n";
-    let mut child = std::process::Command::new(crate::common::peers::python())
-        .args(["-c", script])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the Prometheus parser refused the exposition: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let mut python = std::process::Command::new(crate::common::peers::python());
+    python.args(["-c", script]);
+    let out = crate::common::run_with_input(python, text.as_bytes(), "the Prometheus parser");
+    serde_json::from_slice(&out).unwrap()
 }
 
 /// The samples named `name` whose labels include `labels`.

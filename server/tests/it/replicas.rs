@@ -5,7 +5,10 @@
 
 use sqlx::PgPool;
 
-use crate::common::{TestApp, chat_settings, keyring, reply_when, scripted_agent, send_new};
+use crate::common::{
+    TestApp, chat_settings, keyring, read_stream, reply_when, scripted_agent, send_new,
+    streaming_reply, text_of,
+};
 
 async fn two_replicas(db: PgPool) -> (TestApp, TestApp, std::net::SocketAddr) {
     let fake = server::fake_provider::start().await.unwrap();
@@ -18,21 +21,14 @@ async fn two_replicas(db: PgPool) -> (TestApp, TestApp, std::net::SocketAddr) {
 async fn a_reply_stops_from_the_replica_that_does_not_write_it(db: PgPool) {
     let (a, b, fake) = two_replicas(db.clone()).await;
     let client = a.signed_up("stopper@example.com").await;
-    let agent = scripted_agent(
+    let (conversation, message) = streaming_reply(
         &a,
         &client,
         fake,
-        "openai",
         "fake:tokens=400,delay_ms=50",
-        &[],
-        &[],
-        "",
+        "A long reply",
     )
     .await;
-    let started = send_new(&a, &client, &agent, "A long reply").await;
-    let conversation = started["conversation_id"].as_str().unwrap().to_owned();
-    let message = started["reply_id"].as_str().unwrap().to_owned();
-    reply_when(&a, &client, &conversation, "streaming").await;
     assert!(a.state.runs.live_count() == 1 && b.state.runs.live_count() == 0);
 
     // The same browser, through the other replica (sessions live in the
@@ -46,10 +42,14 @@ async fn a_reply_stops_from_the_replica_that_does_not_write_it(db: PgPool) {
 
     // Someone else cannot stop a reply through either replica.
     let other = b.signed_up("other@example.com").await;
-    let started = send_new(&a, &client, &agent, "Another long reply").await;
-    let conversation = started["conversation_id"].as_str().unwrap().to_owned();
-    let message = started["reply_id"].as_str().unwrap().to_owned();
-    reply_when(&a, &client, &conversation, "streaming").await;
+    let (_, message) = streaming_reply(
+        &a,
+        &client,
+        fake,
+        "fake:tokens=400,delay_ms=50",
+        "Another long reply",
+    )
+    .await;
     for app in [&a, &b] {
         let res = app
             .call(&other, "stop_reply", &[("message_id", &message)])
@@ -65,68 +65,32 @@ async fn a_reply_stops_from_the_replica_that_does_not_write_it(db: PgPool) {
     assert_eq!(status, "streaming", "another user's stop reached the run");
 }
 
-/// Reads a reply's SSE stream until `done`: (event name, payload) pairs.
-async fn read_stream(
+/// A reply's SSE stream until `done`, within 30 s.
+async fn read_to_done(
     app: &TestApp,
     client: &reqwest::Client,
     reply: &str,
 ) -> Vec<(String, serde_json::Value)> {
-    use eventsource_stream::Eventsource as _;
-    use futures::StreamExt as _;
-    let res = client
-        .get(app.url(&format!("/api/chat/stream/{reply}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let mut events = res.bytes_stream().eventsource();
-    let mut out = Vec::new();
-    let read = async {
-        while let Some(Ok(event)) = events.next().await {
-            let done = event.event == "done";
-            out.push((event.event, serde_json::from_str(&event.data).unwrap()));
-            if done {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(30), read)
-        .await
-        .expect("the stream ended with done within 30 s");
-    out
-}
-
-fn text_of(events: &[(String, serde_json::Value)]) -> String {
-    let mut text = String::new();
-    for (name, data) in events {
-        match name.as_str() {
-            "snapshot" => text = data["text"].as_str().unwrap().to_owned(),
-            "delta" => text.push_str(data["text"].as_str().unwrap()),
-            _ => {}
-        }
-    }
-    text
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        read_stream(app, client, reply, usize::MAX),
+    )
+    .await
+    .expect("the stream ended with done within 30 s")
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn a_reply_is_followed_token_by_token_from_the_replica_that_does_not_write_it(db: PgPool) {
     let (a, b, fake) = two_replicas(db.clone()).await;
     let client = a.signed_up("follower@example.com").await;
-    let agent = scripted_agent(
+    let (conversation, reply) = streaming_reply(
         &a,
         &client,
         fake,
-        "openai",
         "fake:tokens=60,delay_ms=30",
-        &[],
-        &[],
-        "",
+        "Tell me a long story",
     )
     .await;
-    let started = send_new(&a, &client, &agent, "Tell me a long story").await;
-    let conversation = started["conversation_id"].as_str().unwrap().to_owned();
-    let reply = started["reply_id"].as_str().unwrap().to_owned();
-    reply_when(&a, &client, &conversation, "streaming").await;
     assert_eq!(b.state.runs.live_count(), 0);
     // Everything that crosses the database, as a third listener hears it.
     let mut listener = sqlx::postgres::PgListener::connect_with(&db).await.unwrap();
@@ -146,8 +110,8 @@ async fn a_reply_is_followed_token_by_token_from_the_replica_that_does_not_write
 
     // Followed through both at once: the replica writing it, and the other.
     let (here, there) = tokio::join!(
-        read_stream(&a, &client, &reply),
-        read_stream(&b, &client, &reply)
+        read_to_done(&a, &client, &reply),
+        read_to_done(&b, &client, &reply)
     );
     let stored = reply_when(&a, &client, &conversation, "complete").await;
     let body = stored["body"].as_str().unwrap();
@@ -168,8 +132,14 @@ async fn a_reply_is_followed_token_by_token_from_the_replica_that_does_not_write
 
     // The other replica checks the owner as the first does.
     let stranger = b.signed_up("stranger@example.com").await;
-    let started = send_new(&a, &client, &agent, "Another story").await;
-    let reply = started["reply_id"].as_str().unwrap().to_owned();
+    let (_, reply) = streaming_reply(
+        &a,
+        &client,
+        fake,
+        "fake:tokens=60,delay_ms=30",
+        "Another story",
+    )
+    .await;
     for app in [&a, &b] {
         let res = stranger
             .get(app.url(&format!("/api/chat/stream/{reply}")))
@@ -204,21 +174,14 @@ async fn a_follower_on_the_other_replica_ends_with_what_was_saved_when_the_write
 ) {
     let (mut a, b, fake) = two_replicas(db.clone()).await;
     let client = a.signed_up("survivor@example.com").await;
-    let agent = scripted_agent(
+    let (conversation, reply) = streaming_reply(
         &a,
         &client,
         fake,
-        "openai",
         "fake:tokens=400,delay_ms=40",
-        &[],
-        &[],
-        "",
+        "A very long story",
     )
     .await;
-    let started = send_new(&a, &client, &agent, "A very long story").await;
-    let conversation = started["conversation_id"].as_str().unwrap().to_owned();
-    let reply = started["reply_id"].as_str().unwrap().to_owned();
-    reply_when(&a, &client, &conversation, "streaming").await;
     let following = {
         let client = client.clone();
         let reply = reply.clone();
@@ -359,21 +322,7 @@ async fn the_sweep_never_marks_a_beating_replicas_reply_and_marks_a_dead_ones_in
 async fn a_final_write_never_flips_back_a_reply_that_is_no_longer_streaming(db: PgPool) {
     let (a, _b, fake) = two_replicas(db.clone()).await;
     let client = a.signed_up("final@example.com").await;
-    let agent = scripted_agent(
-        &a,
-        &client,
-        fake,
-        "openai",
-        "fake:tokens=60,delay_ms=20",
-        &[],
-        &[],
-        "",
-    )
-    .await;
-    let started = send_new(&a, &client, &agent, "Go").await;
-    let conversation = started["conversation_id"].as_str().unwrap().to_owned();
-    let reply = started["reply_id"].as_str().unwrap().to_owned();
-    reply_when(&a, &client, &conversation, "streaming").await;
+    let (_, reply) = streaming_reply(&a, &client, fake, "fake:tokens=60,delay_ms=20", "Go").await;
     // Marked interrupted by someone else while the run goes on.
     sqlx::query("UPDATE messages SET status = 'interrupted', error_code = 'server_stopped' WHERE id = $1::uuid")
         .bind(&reply)

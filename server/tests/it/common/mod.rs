@@ -669,24 +669,86 @@ pub fn pg_dump(url: &str) -> String {
 /// Restores a plain SQL `dump` into the (empty) database at `url`, stopping
 /// at the first error.
 pub fn psql_restore(url: &str, dump: &str) {
+    let mut psql = std::process::Command::new(pg_program("psql"));
+    psql.args(["-q", "-v", "ON_ERROR_STOP=1", "--dbname", url]);
+    run_with_input(psql, dump.as_bytes(), "psql");
+}
+
+/// Runs `command` with `input` on its standard input; its standard output,
+/// or a panic naming `what` with what it said on standard error.
+pub fn run_with_input(mut command: std::process::Command, input: &[u8], what: &str) -> Vec<u8> {
     use std::io::Write as _;
-    let mut child = std::process::Command::new(pg_program("psql"))
-        .args(["-q", "-v", "ON_ERROR_STOP=1", "--dbname", url])
+    let mut child = command
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(dump.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "psql failed: {}",
+        "{what} failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out.stdout
+}
+
+/// Reads a reply's SSE stream: (event name, payload) pairs, up to `limit`
+/// or `done`.
+pub async fn read_stream(
+    app: &TestApp,
+    client: &Client,
+    reply: &str,
+    limit: usize,
+) -> Vec<(String, serde_json::Value)> {
+    use eventsource_stream::Eventsource as _;
+    use futures::StreamExt as _;
+    let res = client
+        .get(app.url(&format!("/api/chat/stream/{reply}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let mut events = res.bytes_stream().eventsource();
+    let mut out = Vec::new();
+    while let Some(Ok(event)) = events.next().await {
+        let done = event.event == "done";
+        out.push((event.event, serde_json::from_str(&event.data).unwrap()));
+        if done || out.len() >= limit {
+            break;
+        }
+    }
+    out
+}
+
+/// The text a reader of `events` shows: the last snapshot and the deltas after it.
+pub fn text_of(events: &[(String, serde_json::Value)]) -> String {
+    let mut text = String::new();
+    for (name, data) in events {
+        match name.as_str() {
+            "snapshot" => text = data["text"].as_str().unwrap().to_owned(),
+            "delta" => text.push_str(data["text"].as_str().unwrap()),
+            _ => {}
+        }
+    }
+    text
+}
+
+/// A reply to `text` in a new conversation with an OpenAI agent scripted
+/// `script` on the fake at `fake`, once it is being written:
+/// (conversation id, reply id).
+pub async fn streaming_reply(
+    app: &TestApp,
+    client: &Client,
+    fake: SocketAddr,
+    script: &str,
+    text: &str,
+) -> (String, String) {
+    let agent = scripted_agent(app, client, fake, "openai", script, &[], &[], "").await;
+    let started = send_new(app, client, &agent, text).await;
+    let conversation = started["conversation_id"].as_str().unwrap().to_owned();
+    let reply = started["reply_id"].as_str().unwrap().to_owned();
+    reply_when(app, client, &conversation, "streaming").await;
+    (conversation, reply)
 }
