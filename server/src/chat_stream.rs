@@ -63,30 +63,14 @@ pub async fn stream_reply(
                         return (status, err.to_string()).into_response();
                     }
                 };
-                // Still `streaming`: another server is writing it; follow
-                // it from there (through the database's notifications).
                 if stored.status == app::chat::MessageStatus::Streaming {
-                    let updates = state
-                        .runs
-                        .follow_remote(state.clone(), id, owner, session.key.clone());
-                    return Sse::new(updates.map(|update| Ok::<_, Infallible>(event(&update))))
-                        .keep_alive(KeepAlive::default())
-                        .into_response();
+                    // Another server is writing it: followed from there
+                    // (through the database's notifications).
+                    let updates = state.runs.follow_remote(state.clone(), id, owner, session.key.clone());
+                    Box::pin(updates.map(|update| Ok(event(&update))))
+                } else {
+                    Box::pin(stream::iter(stored.into_updates().map(|update| Ok(event(&update)))))
                 }
-                let done = StreamUpdate::Done {
-                    status: stored.status,
-                    error: stored.error.clone(),
-                    input_tokens: stored.input_tokens,
-                    output_tokens: stored.output_tokens,
-                };
-                let events = vec![
-                    Ok(event(&StreamUpdate::Snapshot {
-                        text: stored.body,
-                        parts: stored.parts,
-                    })),
-                    Ok(event(&done)),
-                ];
-                Box::pin(stream::iter(events))
             }
         };
     Sse::new(updates)

@@ -126,34 +126,11 @@ pub async fn start_jobs(state: &AppState) {
             }
         }
     });
-    let runs = state.runs.clone();
-    let db = state.db.clone();
+    let (runs, db) = (state.runs.clone(), state.db.clone());
     let (ready, listening) = tokio::sync::oneshot::channel();
     tokio::spawn(app::platform::control::listen(
         state.db.clone(),
-        move |signal| match signal {
-            app::platform::control::Signal::StopOwner(user) => {
-                let stopped = runs.stop_owner(user);
-                if stopped > 0 {
-                    tracing::info!(user_id = %user, replies_stopped = stopped, "stopped an account's replies on a signal");
-                }
-            }
-            // The owner is checked here too: the registry only stops the
-            // run if it is that owner's.
-            app::platform::control::Signal::Stop { message, owner } => {
-                runs.stop(message, owner);
-            }
-            app::platform::control::Signal::Follow { message, owner } => {
-                runs.publish(db.clone(), message, owner);
-            }
-            app::platform::control::Signal::Piece {
-                message,
-                seq,
-                index,
-                count,
-                data,
-            } => runs.remote_piece(message, seq, index, count, data),
-        },
+        move |signal| runs.on_signal(&db, signal),
         Some(ready),
     ));
     // Serve only once signals reach this server (at most a few seconds).

@@ -189,6 +189,25 @@ pub struct MessageView {
     pub output_tokens: Option<u32>,
 }
 
+impl MessageView {
+    /// A stored reply as a reader of its stream gets it: its whole text,
+    /// then how it ended (still `streaming` when another server writes it).
+    pub fn into_updates(self) -> [StreamUpdate; 2] {
+        [
+            StreamUpdate::Snapshot {
+                text: self.body,
+                parts: self.parts,
+            },
+            StreamUpdate::Done {
+                status: self.status,
+                error: self.error,
+                input_tokens: self.input_tokens,
+                output_tokens: self.output_tokens,
+            },
+        ]
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConversationView {
     pub id: String,

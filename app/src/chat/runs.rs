@@ -412,6 +412,31 @@ impl Runs {
         ))
     }
 
+    /// Acts on a signal from another server (or the operator's command
+    /// line): every check of ownership is the registry's own.
+    pub fn on_signal(&self, db: &sqlx::PgPool, signal: crate::platform::control::Signal) {
+        use crate::platform::control::Signal;
+        match signal {
+            Signal::StopOwner(user) => {
+                let stopped = self.stop_owner(user);
+                if stopped > 0 {
+                    tracing::info!(user_id = %user, replies_stopped = stopped, "stopped an account's replies on a signal");
+                }
+            }
+            Signal::Stop { message, owner } => {
+                self.stop(message, owner);
+            }
+            Signal::Follow { message, owner } => self.publish(db.clone(), message, owner),
+            Signal::Piece {
+                message,
+                seq,
+                index,
+                count,
+                data,
+            } => self.remote_piece(message, seq, index, count, data),
+        }
+    }
+
     /// Publishes `owner`'s run for `message` on the stream channel (someone
     /// follows it from another server): a snapshot, then every update until
     /// `Done`. Already published: a fresh snapshot for the newcomer. Not
@@ -464,19 +489,19 @@ impl Runs {
         let following = Following {
             runs: self.clone(),
             message,
+            rx,
         };
         let follower = RemoteFollower {
             state,
             message,
             owner,
             key,
-            rx,
+            following,
             asked: false,
             synced: false,
             assembling: HashMap::new(),
             pending_done: None,
             ended: false,
-            _following: following,
         };
         futures::stream::unfold(follower, |mut f| async move {
             let update = f.next().await?;
@@ -636,10 +661,13 @@ impl Runs {
     }
 }
 
-/// Leaves the followers' map when the last follower of a reply goes.
+/// A follower's receiver of the pieces of a reply written elsewhere. The
+/// last one to go takes the reply out of the followers' map (its own
+/// receiver still counts while `drop` runs, hence `<= 1`).
 struct Following {
     runs: Runs,
     message: Uuid,
+    rx: broadcast::Receiver<Piece>,
 }
 
 impl Drop for Following {
@@ -668,7 +696,7 @@ struct RemoteFollower {
     message: Uuid,
     owner: Uuid,
     key: DataKey,
-    rx: broadcast::Receiver<Piece>,
+    following: Following,
     /// Whether the writing server was asked to publish (again).
     asked: bool,
     /// Whether a snapshot came since the last (re)start: updates before it
@@ -678,7 +706,6 @@ struct RemoteFollower {
     /// `Done` read from the stored row, sent after its snapshot.
     pending_done: Option<StreamUpdate>,
     ended: bool,
-    _following: Following,
 }
 
 impl RemoteFollower {
@@ -705,7 +732,7 @@ impl RemoteFollower {
             if !self.asked {
                 self.ask().await;
             }
-            match tokio::time::timeout(REMOTE_PATIENCE, self.rx.recv()).await {
+            match tokio::time::timeout(REMOTE_PATIENCE, self.following.rx.recv()).await {
                 Ok(Ok(piece)) => {
                     let Some(update) = self.assemble(piece) else {
                         continue;
@@ -737,20 +764,11 @@ impl RemoteFollower {
                     .await
                     {
                         Ok(stored) if stored.status != MessageStatus::Streaming => {
+                            // Its text now, its `Done` on the next call.
+                            let [snapshot, done] = stored.into_updates();
                             self.ended = true;
-                            // Sent as a snapshot; `Done` follows on the next call.
-                            let done = StreamUpdate::Done {
-                                status: stored.status,
-                                error: stored.error.clone(),
-                                input_tokens: stored.input_tokens,
-                                output_tokens: stored.output_tokens,
-                            };
-                            self.assembling.clear();
                             self.pending_done = Some(done);
-                            return Some(StreamUpdate::Snapshot {
-                                text: stored.body,
-                                parts: stored.parts,
-                            });
+                            return Some(snapshot);
                         }
                         Ok(_) => self.asked = false,
                         Err(_) => return None,
@@ -800,78 +818,72 @@ impl RemoteFollower {
 
 /// Sends `run`'s updates on the stream channel until it is done: a
 /// snapshot first (and again whenever a follower asks or this falls
-/// behind), each update sealed with the owner's key, in pieces small
-/// enough for a notification.
+/// behind), then each update.
 async fn publish(db: sqlx::PgPool, message: Uuid, run: Arc<Run>) {
     let mut seq = 0u64;
-    let send = |update: StreamUpdate, seq: u64| {
-        let db = db.clone();
-        let run = run.clone();
-        async move {
-            let Ok(json) = serde_json::to_vec(&update) else {
-                return;
-            };
-            use base64::Engine as _;
-            let sealed = run.key.seal(published_place(message, run.owner), &json);
-            let encoded = base64::engine::general_purpose::STANDARD.encode(sealed.as_bytes());
-            let pieces: Vec<&str> = encoded
-                .as_bytes()
-                .chunks(crate::platform::control::PIECE_BYTES)
-                .map(|c| std::str::from_utf8(c).unwrap_or_default())
-                .collect();
-            let count = pieces.len() as u32;
-            for (index, data) in pieces.into_iter().enumerate() {
-                let signal = crate::platform::control::Signal::Piece {
-                    message,
-                    seq,
-                    index: index as u32,
-                    count,
-                    data: data.to_owned(),
-                };
-                if let Err(err) = crate::platform::control::send(&db, signal).await {
-                    tracing::warn!(error = %err, "could not publish a reply's update");
-                    return;
-                }
+    let mut send = async |update: &StreamUpdate| {
+        seq += 1;
+        publish_update(&db, message, &run, seq, update).await;
+        matches!(update, StreamUpdate::Done { .. })
+    };
+    loop {
+        let Some((snapshot, mut rx, done)) = run.subscribe() else {
+            return;
+        };
+        send(&snapshot).await;
+        if let Some(done) = done {
+            send(&done).await;
+            return;
+        }
+        // Until it ends, or a fresh snapshot is due.
+        loop {
+            tokio::select! {
+                received = rx.recv() => match received {
+                    Ok(update) => {
+                        if send(&update).await {
+                            return;
+                        }
+                    }
+                    Err(RecvError::Lagged(_)) => break,
+                    Err(RecvError::Closed) => return,
+                },
+                _ = run.resync.notified() => break,
             }
         }
-    };
-    let Some((snapshot, mut rx, done)) = run.subscribe() else {
-        return;
-    };
-    send(snapshot, seq).await;
-    seq += 1;
-    if let Some(done) = done {
-        send(done, seq).await;
-        return;
     }
-    loop {
-        let resync = tokio::select! {
-            received = rx.recv() => match received {
-                Ok(update) => {
-                    let end = matches!(update, StreamUpdate::Done { .. });
-                    send(update, seq).await;
-                    seq += 1;
-                    if end {
-                        return;
-                    }
-                    false
-                }
-                Err(RecvError::Lagged(_)) => true,
-                Err(RecvError::Closed) => return,
-            },
-            _ = run.resync.notified() => true,
+}
+
+/// One update on the stream channel: JSON sealed with the owner's key,
+/// base64, in numbered pieces small enough for a notification.
+async fn publish_update(
+    db: &sqlx::PgPool,
+    message: Uuid,
+    run: &Run,
+    seq: u64,
+    update: &StreamUpdate,
+) {
+    use crate::platform::control::{self, PIECE_BYTES, Signal};
+    use base64::Engine as _;
+    let Ok(json) = serde_json::to_vec(update) else {
+        return;
+    };
+    let sealed = run.key.seal(published_place(message, run.owner), &json);
+    // base64 is ASCII, so any byte boundary is a character boundary.
+    let encoded = base64::engine::general_purpose::STANDARD.encode(sealed.as_bytes());
+    let count = encoded.len().div_ceil(PIECE_BYTES).max(1) as u32;
+    for index in 0..count {
+        let start = index as usize * PIECE_BYTES;
+        let data = encoded[start..(start + PIECE_BYTES).min(encoded.len())].to_owned();
+        let signal = Signal::Piece {
+            message,
+            seq,
+            index,
+            count,
+            data,
         };
-        if resync {
-            let Some((snapshot, fresh, done)) = run.subscribe() else {
-                return;
-            };
-            rx = fresh;
-            send(snapshot, seq).await;
-            seq += 1;
-            if let Some(done) = done {
-                send(done, seq).await;
-                return;
-            }
+        if let Err(err) = control::send(db, signal).await {
+            tracing::warn!(error = %err, "could not publish a reply's update");
+            return;
         }
     }
 }
@@ -969,7 +981,9 @@ async fn stream_step(
                     return Err((Outcome::failed(err.code(), err.to_string(), add_usage(*usage, step_usage)), step_usage));
                 }
                 Some(Ok(StreamEvent::Text(piece))) => {
-                    if !run.first_text.swap(true, Ordering::Relaxed) {
+                    if !run.first_text.load(Ordering::Relaxed)
+                        && !run.first_text.swap(true, Ordering::Relaxed)
+                    {
                         metrics::histogram!("enclave_time_to_first_token_seconds", "provider" => provider)
                             .record(run.started.elapsed().as_secs_f64());
                     }

@@ -109,10 +109,14 @@ async fn a_reply_is_followed_token_by_token_from_the_replica_that_does_not_write
     });
 
     // Followed through both at once: the replica writing it, and the other.
-    let (here, there) = tokio::join!(
+    // A second tab on the other replica reads the start and closes: the
+    // first reader there goes on to the end.
+    let (here, there, glance) = tokio::join!(
         read_to_done(&a, &client, &reply),
-        read_to_done(&b, &client, &reply)
+        read_to_done(&b, &client, &reply),
+        read_stream(&b, &client, &reply, 3)
     );
+    assert_eq!(glance.len(), 3);
     let stored = reply_when(&a, &client, &conversation, "complete").await;
     let body = stored["body"].as_str().unwrap();
     assert!(!body.is_empty());
