@@ -73,15 +73,7 @@ pub async fn credits(config: &Config, args: &[&str]) -> anyhow::Result<()> {
     }
     let db = crate::connect_db(&config.database_url).await?;
     let crypto = Crypto::load(&db, config.keyring.clone()).await?;
-    let index = crypto.email_index(&email.trim().to_lowercase());
-    let user: Option<uuid::Uuid> =
-        sqlx::query_scalar("SELECT id FROM users WHERE email_index = $1")
-            .bind(index)
-            .fetch_optional(&db)
-            .await?;
-    let Some(user) = user else {
-        anyhow::bail!("no account has the address {email}");
-    };
+    let user = crate::users_cli::account_by_email(&db, &crypto, email).await?;
     let key = keystore::user_key(&db, &crypto.keyring, user, KeyUse::Operator)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

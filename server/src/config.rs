@@ -88,7 +88,7 @@ impl Source for HashMap<&str, &str> {
 }
 
 /// A value from `NAME`, or from the file named by `NAME_FILE`.
-fn secret(src: &dyn Source, name: &str) -> Result<Option<String>, ConfigError> {
+pub(crate) fn secret(src: &dyn Source, name: &str) -> Result<Option<String>, ConfigError> {
     if let Some(value) = src.get(name) {
         return Ok(Some(value));
     }
@@ -105,7 +105,7 @@ fn secret(src: &dyn Source, name: &str) -> Result<Option<String>, ConfigError> {
     }
 }
 
-fn parse<T: std::str::FromStr>(
+pub(crate) fn parse<T: std::str::FromStr>(
     src: &dyn Source,
     name: &'static str,
     default: T,
@@ -519,6 +519,18 @@ fn metrics(src: &dyn Source) -> Result<crate::metrics::MetricsConfig, ConfigErro
     Ok(crate::metrics::MetricsConfig { addr, token })
 }
 
+/// `ENCLAVE_ENV`: development unless it says production.
+pub(crate) fn mode(src: &dyn Source) -> Result<Mode, ConfigError> {
+    match src.get("ENCLAVE_ENV").as_deref() {
+        None | Some("development") | Some("dev") => Ok(Mode::Development),
+        Some("production") | Some("prod") => Ok(Mode::Production),
+        Some(other) => Err(ConfigError::Invalid {
+            name: "ENCLAVE_ENV",
+            why: format!("{other:?} is neither \"development\" nor \"production\""),
+        }),
+    }
+}
+
 /// A whole number of at least 1.
 fn positive(src: &dyn Source, name: &'static str, default: u64) -> Result<u64, ConfigError> {
     let value = parse(src, name, default)?;
@@ -547,16 +559,7 @@ impl Config {
     }
 
     pub fn from_source(src: &dyn Source) -> Result<Self, ConfigError> {
-        let mode = match src.get("ENCLAVE_ENV").as_deref() {
-            None | Some("development") | Some("dev") => Mode::Development,
-            Some("production") | Some("prod") => Mode::Production,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "ENCLAVE_ENV",
-                    why: format!("{other:?} is neither \"development\" nor \"production\""),
-                });
-            }
-        };
+        let mode = mode(src)?;
         // Only our own variable: a generic DATABASE_URL left in a shell may
         // name another project's database, which startup would migrate.
         let database_url = secret(src, "ENCLAVE_DATABASE_URL")?.ok_or(ConfigError::Missing(

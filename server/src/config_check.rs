@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 
-use crate::config::{Config, ConfigError, Mode, Source};
+use crate::config::{Config, ConfigError, Mode, Source, parse, secret};
 
 /// One environment variable.
 pub struct Setting {
@@ -494,10 +494,8 @@ pub fn production_problems(src: &dyn Source, mode: Mode) -> Vec<ConfigError> {
     if mode != Mode::Production {
         return Vec::new();
     }
-    let on = |name: &str| {
-        src.get(name)
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
-    };
+    // A value that is not a boolean is the server's own error to name.
+    let on = |name: &'static str| parse(src, name, false).unwrap_or(false);
     let mut problems = Vec::new();
     if on("ENCLAVE_DEMO_MODEL") {
         problems.push(ConfigError::Invalid {
@@ -512,17 +510,11 @@ pub fn production_problems(src: &dyn Source, mode: Mode) -> Vec<ConfigError> {
                 .into(),
         });
     }
-    let file = src.get("ENCLAVE_MASTER_KEY_FILE");
-    let key = src.get("ENCLAVE_MASTER_KEY").or_else(|| {
-        file.as_ref()
-            .and_then(|path| std::fs::read_to_string(path).ok())
-            .map(|k| k.trim().to_owned())
-    });
-    let from_file = src
-        .get("ENCLAVE_MASTER_KEY")
-        .is_none()
-        .then_some(file)
-        .flatten();
+    let key = secret(src, "ENCLAVE_MASTER_KEY").ok().flatten();
+    let from_file = match src.get("ENCLAVE_MASTER_KEY") {
+        Some(_) => None,
+        None => src.get("ENCLAVE_MASTER_KEY_FILE"),
+    };
     if let Some(bytes) = key.and_then(|k| STANDARD.decode(k.trim()).ok())
         && is_development_key(&bytes, from_file.as_deref())
     {
@@ -549,10 +541,8 @@ pub fn production_problems(src: &dyn Source, mode: Mode) -> Vec<ConfigError> {
 /// variables that look like settings but are not, and what production
 /// refuses. Returns whether the configuration may serve.
 pub fn check(src: &dyn Source, environment: &[String], out: &mut String) -> bool {
-    let mode = match src.get("ENCLAVE_ENV").as_deref() {
-        Some("production") | Some("prod") => Mode::Production,
-        _ => Mode::Development,
-    };
+    // An unknown mode is refused below, with the rest.
+    let mode = crate::config::mode(src).unwrap_or(Mode::Development);
     let width = SETTINGS.iter().map(|s| s.name.len()).max().unwrap_or(0);
     for s in SETTINGS {
         let (value, origin) = in_force(src, s);

@@ -22,6 +22,7 @@ use axum::{
 };
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq as _;
 
 use app::state::AppState;
 
@@ -198,7 +199,8 @@ async fn exposition(state: &AppState) -> Response {
 }
 
 /// `/metrics` on the main address: only with the configured bearer token
-/// (compared as digests, in constant time for its length).
+/// (compared as SHA-256 digests, in constant time, with `subtle` as the
+/// Telegram webhook's secret is).
 async fn guarded(
     State((state, digest)): State<(AppState, [u8; 32])>,
     headers: HeaderMap,
@@ -208,13 +210,7 @@ async fn guarded(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|token| <[u8; 32]>::from(Sha256::digest(token.trim().as_bytes())));
-    let matches = offered.is_some_and(|offered| {
-        offered
-            .iter()
-            .zip(digest.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    });
+    let matches = offered.is_some_and(|offered| bool::from(offered.ct_eq(&digest)));
     if !matches {
         return (
             StatusCode::UNAUTHORIZED,

@@ -11,6 +11,21 @@ use app::{
 
 use crate::config::Config;
 
+/// The account with the address `email` (found by its blind index), or an
+/// error that says there is none. For the operator's commands.
+pub(crate) async fn account_by_email(
+    db: &sqlx::PgPool,
+    crypto: &Crypto,
+    email: &str,
+) -> anyhow::Result<uuid::Uuid> {
+    let user: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM users WHERE email_index = $1")
+            .bind(crypto.email_index(&email.trim().to_lowercase()))
+            .fetch_optional(db)
+            .await?;
+    user.ok_or_else(|| anyhow::anyhow!("no account has the address {email}"))
+}
+
 const USAGE: &str = "usage: server users list [TEXT] | server users disable|enable|delete EMAIL";
 
 pub async fn run(config: &Config, args: &[&str]) -> anyhow::Result<()> {
@@ -50,15 +65,7 @@ pub async fn run(config: &Config, args: &[&str]) -> anyhow::Result<()> {
             Ok(())
         }
         [action @ ("disable" | "enable" | "delete"), email] => {
-            let index = state.crypto.email_index(&email.trim().to_lowercase());
-            let user: Option<uuid::Uuid> =
-                sqlx::query_scalar("SELECT id FROM users WHERE email_index = $1")
-                    .bind(index)
-                    .fetch_optional(&db)
-                    .await?;
-            let Some(user) = user else {
-                anyhow::bail!("no account has the address {email}");
-            };
+            let user = account_by_email(&db, &state.crypto, email).await?;
             match *action {
                 "disable" => {
                     admin::set_disabled(&state, Actor::Operator, user, true)

@@ -70,6 +70,22 @@ pub enum LoadError {
     WrongKey(CryptoError),
 }
 
+/// The stored blind-index key opened with `keyring`: `None` when there is
+/// none yet, the error when the keyring does not open it.
+async fn stored_blind_index(
+    db: &PgPool,
+    keyring: &Keyring,
+) -> Result<Option<Result<BlindIndexKey, CryptoError>>, sqlx::Error> {
+    let row: Option<(String, Vec<u8>)> =
+        sqlx::query_as("SELECT kek_id, wrapped_key FROM system_keys WHERE name = $1")
+            .bind(BLIND_INDEX_KEY)
+            .fetch_optional(db)
+            .await?;
+    Ok(row.map(|(kek_id, bytes)| {
+        keyring.unwrap_system_key(&WrappedKey { kek_id, bytes }, BLIND_INDEX_KEY)
+    }))
+}
+
 /// The platform's keys, loaded once at startup.
 #[derive(Clone, Debug)]
 pub struct Crypto {
@@ -91,13 +107,9 @@ impl Crypto {
         .bind(&fresh.bytes)
         .execute(db)
         .await?;
-        let (kek_id, bytes): (String, Vec<u8>) =
-            sqlx::query_as("SELECT kek_id, wrapped_key FROM system_keys WHERE name = $1")
-                .bind(BLIND_INDEX_KEY)
-                .fetch_one(db)
-                .await?;
-        let blind_index = keyring
-            .unwrap_system_key(&WrappedKey { kek_id, bytes }, BLIND_INDEX_KEY)
+        let blind_index = stored_blind_index(db, &keyring)
+            .await?
+            .ok_or(LoadError::Database(sqlx::Error::RowNotFound))?
             .map_err(LoadError::WrongKey)?;
         Ok(Crypto {
             keyring,
@@ -109,16 +121,10 @@ impl Crypto {
     /// database may have been restored from another deployment's dump
     /// since this process started). For `/ready`.
     pub async fn still_opens(&self, db: &PgPool) -> Result<bool, sqlx::Error> {
-        let row: Option<(String, Vec<u8>)> =
-            sqlx::query_as("SELECT kek_id, wrapped_key FROM system_keys WHERE name = $1")
-                .bind(BLIND_INDEX_KEY)
-                .fetch_optional(db)
-                .await?;
-        Ok(row.is_some_and(|(kek_id, bytes)| {
-            self.keyring
-                .unwrap_system_key(&WrappedKey { kek_id, bytes }, BLIND_INDEX_KEY)
-                .is_ok()
-        }))
+        Ok(matches!(
+            stored_blind_index(db, &self.keyring).await?,
+            Some(Ok(_))
+        ))
     }
 
     /// The blind index of a normalised email address.

@@ -114,13 +114,7 @@ fn percent_encode(s: &str) -> String {
 /// Sends `text` to `agent` and expects the budget to refuse it (422):
 /// the sentence the user reads.
 async fn refused(app: &TestApp, client: &Client, agent: &str, text: &str) -> String {
-    let res = app
-        .call(
-            client,
-            "send_message",
-            &[("agent_id", agent), ("message", text)],
-        )
-        .await;
+    let res = crate::common::send_message(app, client, agent, text).await;
     assert_eq!(res.status(), 422);
     res.text().await.unwrap()
 }

@@ -353,15 +353,19 @@ pub async fn send_new(
     agent: &str,
     text: &str,
 ) -> serde_json::Value {
-    let res = app
-        .call(
-            client,
-            "send_message",
-            &[("agent_id", agent), ("message", text)],
-        )
-        .await;
+    let res = send_message(app, client, agent, text).await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
+}
+
+/// Asks to send `text` to `agent` in a new conversation: the answer as it is.
+pub async fn send_message(app: &TestApp, client: &Client, agent: &str, text: &str) -> Response {
+    app.call(
+        client,
+        "send_message",
+        &[("agent_id", agent), ("message", text)],
+    )
+    .await
 }
 
 /// The conversation's second message (the reply) once its status is
