@@ -65,7 +65,7 @@ case "$cmd" in
         || { cat "$dir/initdb.log" >&2; exit 1; }
     fi
     if ! running; then
-      port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+      port=$("$(dirname "$0")/free-port.sh")
       # Sockets and the log in the cluster's own folder; TCP on loopback only.
       as_pg "$bin/pg_ctl" -D "$data" -w -t 60 -l "$data/server.log" \
         -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=200 ${PG_EXTRA_OPTS:-}" \

@@ -87,7 +87,7 @@ release_pid=$!
 
 step "browser tests (Playwright, Debian Chromium)"
 psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS enclave_e2e" -c "CREATE DATABASE enclave_e2e" >/dev/null
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+free_port() { "$root/.ci/free-port.sh"; }
 # Waits until the server on port $1 (process $2, log $3) is ready to serve.
 wait_ready() {
   for _ in $(seq 1 100); do

@@ -29,7 +29,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+free_port() { "$root/.ci/free-port.sh"; }
 fail() {
   echo "production walk-through: $*" >&2
   for f in "$work"/*.log; do

@@ -57,7 +57,7 @@ private="$work/private"
 mkdir -m 0700 "$private"
 git clone -q --no-hardlinks "$root" "$private/enclave"
 # The scripts as they are in this working tree (the clone has the last commit).
-cp "$root/.ci/pg.sh" "$private/enclave/.ci/pg.sh"
+cp "$root/.ci/pg.sh" "$root/.ci/free-port.sh" "$private/enclave/.ci/"
 url=$("$private/enclave/.ci/pg.sh" start "$private/enclave/.data/pg")
 answer=$(psql -qtA "$url/postgres" -c "SELECT 40 + 2")
 "$private/enclave/.ci/pg.sh" remove "$private/enclave/.data/pg"
