@@ -66,6 +66,14 @@ test("without credits a reply is refused; a card top-up through Stripe adds them
   const text = Buffer.concat(csv).toString("utf8");
   expect(text.split("\r\n")[0]).toBe("date,agent,model,calls,input_tokens,output_tokens,cost_micro_usd,cost_usd");
   expect(text).toContain(",Ledger helper,openai fake:echo,1,");
+
+  // On a phone the tables fit the page: nothing to scroll sideways.
+  await page.setViewportSize({ width: 375, height: 800 });
+  for (const wrap of await page.locator(".table-wrap").all()) {
+    const [scroll, client] = await wrap.evaluate((el) => [el.scrollWidth, el.clientWidth]);
+    expect(scroll).toBeLessThanOrEqual(client);
+  }
+  expect(await page.locator(".table-wrap").count()).toBeGreaterThanOrEqual(2);
   expect(errors).toEqual([]);
 });
 

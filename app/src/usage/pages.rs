@@ -294,7 +294,9 @@ fn Credits(credits: super::CreditsView) -> impl IntoView {
 }
 
 /// A bar per day, drawn as SVG (in the server's render: no chart library
-/// in the WASM bundle). Each bar's `<title>` tells its figure.
+/// in the WASM bundle). Each bar's `<title>` tells its figure. The scale and
+/// the days are HTML around it: text inside an SVG stretched to the page's
+/// width came out squeezed and tiny on a phone.
 #[component]
 fn BarChart(
     title: &'static str,
@@ -303,9 +305,10 @@ fn BarChart(
 ) -> impl IntoView {
     const W: f64 = 600.0;
     const H: f64 = 160.0;
-    const TOP: f64 = 18.0;
-    const BOTTOM: f64 = 20.0;
-    let max = bars.iter().map(|(_, v)| *v).max().unwrap_or(0).max(1);
+    const TOP: f64 = 4.0;
+    const BOTTOM: f64 = 1.0;
+    let highest = bars.iter().map(|(_, v)| *v).max().unwrap_or(0);
+    let max = highest.max(1);
     let n = bars.len().max(1) as f64;
     let slot = W / n;
     let gap = (slot * 0.2).min(4.0);
@@ -313,7 +316,7 @@ fn BarChart(
     let summary = format!(
         "{title}: {} in all, highest {} a day",
         label(total),
-        label(bars.iter().map(|(_, v)| *v).max().unwrap_or(0))
+        label(highest)
     );
     let first = bars.first().map(|(d, _)| d.clone()).unwrap_or_default();
     let last = bars.last().map(|(d, _)| d.clone()).unwrap_or_default();
@@ -338,7 +341,10 @@ fn BarChart(
         .collect_view();
     view! {
         <figure class="chart">
-            <figcaption>{title}</figcaption>
+            <figcaption>
+                <span>{title}</span>
+                <span class="chart-max">"highest " {label(highest)}</span>
+            </figcaption>
             <svg
                 viewBox=format!("0 0 {W} {H}")
                 role="img"
@@ -346,11 +352,12 @@ fn BarChart(
                 preserveAspectRatio="none"
             >
                 <line x1="0" y1=H - BOTTOM x2=W y2=H - BOTTOM class="axis"></line>
-                <text x="0" y="12" class="chart-max">{label(max)}</text>
                 {rects}
-                <text x="0" y=H - 4.0 class="chart-day">{first}</text>
-                <text x=W y=H - 4.0 text-anchor="end" class="chart-day">{last}</text>
             </svg>
+            <div class="chart-days" aria-hidden="true">
+                <span>{first}</span>
+                <span>{last}</span>
+            </div>
         </figure>
     }
 }
