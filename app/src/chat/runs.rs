@@ -754,25 +754,34 @@ impl RemoteFollower {
                 Ok(Err(RecvError::Closed)) => return None,
                 Err(_) => {
                     // Quiet: the reply may have ended where nobody published
-                    // it (its server stopped); else ask again.
-                    match super::server::stored_reply(
+                    // it (its server stopped); else ask again. Only its
+                    // status is read while it goes on (a long silent step
+                    // would otherwise open the whole text every few seconds).
+                    let status: Option<String> = sqlx::query_scalar(
+                        "SELECT status FROM messages WHERE id = $1 AND owner_id = $2",
+                    )
+                    .bind(self.message)
+                    .bind(self.owner)
+                    .fetch_optional(&self.state.db)
+                    .await
+                    .ok()?;
+                    if status? == MessageStatus::Streaming.as_str() {
+                        self.asked = false;
+                        continue;
+                    }
+                    let stored = super::server::stored_reply(
                         &self.state,
                         self.owner,
                         &self.key,
                         self.message,
                     )
                     .await
-                    {
-                        Ok(stored) if stored.status != MessageStatus::Streaming => {
-                            // Its text now, its `Done` on the next call.
-                            let [snapshot, done] = stored.into_updates();
-                            self.ended = true;
-                            self.pending_done = Some(done);
-                            return Some(snapshot);
-                        }
-                        Ok(_) => self.asked = false,
-                        Err(_) => return None,
-                    }
+                    .ok()?;
+                    // Its text now, its `Done` on the next call.
+                    let [snapshot, done] = stored.into_updates();
+                    self.ended = true;
+                    self.pending_done = Some(done);
+                    return Some(snapshot);
                 }
             }
         }

@@ -186,42 +186,13 @@ async fn a_follower_on_the_other_replica_ends_with_what_was_saved_when_the_write
         "A very long story",
     )
     .await;
-    let following = {
-        let client = client.clone();
-        let reply = reply.clone();
-        let url = b.url("");
-        tokio::spawn(async move {
-            use eventsource_stream::Eventsource as _;
-            use futures::StreamExt as _;
-            let res = client
-                .get(format!("{url}/api/chat/stream/{reply}"))
-                .send()
-                .await
-                .unwrap();
-            let mut events = res.bytes_stream().eventsource();
-            let mut out = Vec::new();
-            while let Some(Ok(event)) = events.next().await {
-                let done = event.event == "done";
-                out.push((
-                    event.event,
-                    serde_json::from_str::<serde_json::Value>(&event.data).unwrap(),
-                ));
-                if done {
-                    break;
-                }
-            }
-            out
-        })
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    // The writing replica shuts down (SIGTERM): the reply is saved as
-    // interrupted with every token so far, and the follower on the other
-    // replica ends with that text.
-    a.shut_down().await;
-    let events = tokio::time::timeout(std::time::Duration::from_secs(20), following)
-        .await
-        .expect("the follower ended")
-        .unwrap();
+    // The writing replica shuts down (SIGTERM) while the other replica's
+    // reader follows: the reply is saved as interrupted with every token
+    // so far, and that reader ends with that text.
+    let (events, ()) = tokio::join!(read_to_done(&b, &client, &reply), async {
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        a.shut_down().await;
+    });
     let (status, body): (String, Option<Vec<u8>>) =
         sqlx::query_as("SELECT status, body FROM messages WHERE id = $1::uuid")
             .bind(&reply)
@@ -343,4 +314,35 @@ async fn a_final_write_never_flips_back_a_reply_that_is_no_longer_streaming(db: 
         status, "interrupted",
         "the run's final write flipped the row back"
     );
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_follower_whose_writer_died_silently_ends_with_the_saved_reply(db: PgPool) {
+    let (a, b, fake) = two_replicas(db.clone()).await;
+    let client = a.signed_up("orphan@example.com").await;
+    let agent = scripted_agent(&a, &client, fake, "openai", "fake:tokens=5", &[], &[], "").await;
+    let started = send_new(&a, &client, &agent, "Hi").await;
+    let conversation = started["conversation_id"].as_str().unwrap().to_owned();
+    let reply = started["reply_id"].as_str().unwrap().to_owned();
+    let saved = reply_when(&a, &client, &conversation, "complete").await;
+    // As a server killed mid-reply leaves it: `streaming`, run nowhere.
+    sqlx::query("UPDATE messages SET status = 'streaming', runner = 'gone:1' WHERE id = $1::uuid")
+        .bind(&reply)
+        .execute(&db)
+        .await
+        .unwrap();
+    // Nobody publishes it; the sweep marks it interrupted meanwhile.
+    let (events, ()) = tokio::join!(read_to_done(&b, &client, &reply), async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        sqlx::query(
+            "UPDATE messages SET status = 'interrupted', error_code = 'server_stopped' WHERE id = $1::uuid",
+        )
+        .bind(&reply)
+        .execute(&db)
+        .await
+        .unwrap();
+    });
+    assert_eq!(text_of(&events), saved["body"].as_str().unwrap());
+    assert_eq!(events.last().unwrap().0, "done");
+    assert_eq!(events.last().unwrap().1["status"], "interrupted");
 }
