@@ -39,7 +39,10 @@ use super::{
 };
 use crate::{
     llm::{self, ChatRequest, LlmError, Part, Role, StreamEvent, StreamLimits, Turn, Usage},
-    platform::crypto::{DataKey, Sealed},
+    platform::{
+        control::Piece,
+        crypto::{DataKey, Sealed},
+    },
     state::AppState,
     tools::server::Toolbox,
 };
@@ -293,16 +296,6 @@ impl Run {
     }
 }
 
-/// A published update as it arrives from the stream channel: piece
-/// `index` of `count` of update `seq`.
-#[derive(Clone)]
-struct Piece {
-    seq: u64,
-    index: u32,
-    count: u32,
-    data: Arc<str>,
-}
-
 #[derive(Clone)]
 pub struct Runs {
     live: Arc<Mutex<HashMap<Uuid, Arc<Run>>>>,
@@ -427,13 +420,7 @@ impl Runs {
                 self.stop(message, owner);
             }
             Signal::Follow { message, owner } => self.publish(db.clone(), message, owner),
-            Signal::Piece {
-                message,
-                seq,
-                index,
-                count,
-                data,
-            } => self.remote_piece(message, seq, index, count, data),
+            Signal::Piece(piece) => self.remote_piece(piece),
         }
     }
 
@@ -454,16 +441,11 @@ impl Runs {
 
     /// A piece of a published reply, from the control listener: handed to
     /// whoever here follows it (nobody: dropped).
-    pub fn remote_piece(&self, message: Uuid, seq: u64, index: u32, count: u32, data: String) {
+    pub fn remote_piece(&self, piece: Piece) {
         if let Ok(remote) = self.remote.lock()
-            && let Some(tx) = remote.get(&message)
+            && let Some(tx) = remote.get(&piece.message)
         {
-            let _ = tx.send(Piece {
-                seq,
-                index,
-                count,
-                data: Arc::from(data),
-            });
+            let _ = tx.send(piece);
         }
     }
 
@@ -882,14 +864,14 @@ async fn publish_update(
     let count = encoded.len().div_ceil(PIECE_BYTES).max(1) as u32;
     for index in 0..count {
         let start = index as usize * PIECE_BYTES;
-        let data = encoded[start..(start + PIECE_BYTES).min(encoded.len())].to_owned();
-        let signal = Signal::Piece {
+        let data = encoded[start..(start + PIECE_BYTES).min(encoded.len())].into();
+        let signal = Signal::Piece(Piece {
             message,
             seq,
             index,
             count,
             data,
-        };
+        });
         if let Err(err) = control::send(db, signal).await {
             tracing::warn!(error = %err, "could not publish a reply's update");
             return;

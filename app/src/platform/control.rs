@@ -34,21 +34,26 @@ pub enum Signal {
     /// Someone follows this reply from another server: the server writing
     /// it publishes it (from a fresh snapshot) on `STREAM_CHANNEL`.
     Follow { message: Uuid, owner: Uuid },
-    /// A piece of a published update: `index` of `count` pieces of update
-    /// `seq` of the reply `message`, base64 of the sealed JSON.
-    Piece {
-        message: Uuid,
-        seq: u64,
-        index: u32,
-        count: u32,
-        data: String,
-    },
+    /// A piece of a published update.
+    Piece(Piece),
+}
+
+/// Piece `index` of `count` of update `seq` of the reply `message`: base64
+/// of the sealed JSON. Handed as it is to every follower of the reply
+/// (cloned for each, hence the shared text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub message: Uuid,
+    pub seq: u64,
+    pub index: u32,
+    pub count: u32,
+    pub data: std::sync::Arc<str>,
 }
 
 impl Signal {
     fn channel(&self) -> &'static str {
         match self {
-            Signal::Piece { .. } => STREAM_CHANNEL,
+            Signal::Piece(_) => STREAM_CHANNEL,
             _ => CHANNEL,
         }
     }
@@ -58,13 +63,9 @@ impl Signal {
             Signal::StopOwner(user) => format!("stop_owner:{user}"),
             Signal::Stop { message, owner } => format!("stop:{message}:{owner}"),
             Signal::Follow { message, owner } => format!("follow:{message}:{owner}"),
-            Signal::Piece {
-                message,
-                seq,
-                index,
-                count,
-                data,
-            } => format!("{message}:{seq}:{index}:{count}:{data}"),
+            Signal::Piece(p) => {
+                format!("{}:{}:{}:{}:{}", p.message, p.seq, p.index, p.count, p.data)
+            }
         }
     }
 
@@ -75,14 +76,14 @@ impl Signal {
             let seq = fields.next()?.parse().ok()?;
             let index = fields.next()?.parse().ok()?;
             let count = fields.next()?.parse().ok()?;
-            let data = fields.next()?.to_owned();
-            return (index < count).then_some(Signal::Piece {
+            let data = fields.next()?.into();
+            return (index < count).then_some(Signal::Piece(Piece {
                 message,
                 seq,
                 index,
                 count,
                 data,
-            });
+            }));
         }
         let (kind, id) = payload.split_once(':')?;
         match kind {
@@ -166,13 +167,13 @@ mod tests {
                 message: Uuid::new_v4(),
                 owner: user,
             },
-            Signal::Piece {
+            Signal::Piece(Piece {
                 message: Uuid::new_v4(),
                 seq: 7,
                 index: 1,
                 count: 2,
                 data: "c2VhbGVk:+/=".into(),
-            },
+            }),
         ] {
             assert_eq!(
                 Signal::parse(signal.channel(), &signal.payload()),
