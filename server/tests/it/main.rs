@@ -14,6 +14,7 @@ mod api_v1;
 mod auth;
 mod chat;
 mod chat_files;
+mod cluster;
 mod connections;
 mod data;
 mod jobs;

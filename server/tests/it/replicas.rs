@@ -6,8 +6,8 @@
 use sqlx::PgPool;
 
 use crate::common::{
-    TestApp, chat_settings, keyring, read_stream, reply_when, scripted_agent, send_new,
-    streaming_reply, text_of,
+    TestApp, chat_settings, keyring, read_stream, read_to_done, reply_when, scripted_agent,
+    send_new, streaming_reply, text_of,
 };
 
 async fn two_replicas(db: PgPool) -> (TestApp, TestApp, std::net::SocketAddr) {
@@ -63,20 +63,6 @@ async fn a_reply_stops_from_the_replica_that_does_not_write_it(db: PgPool) {
         .await
         .unwrap();
     assert_eq!(status, "streaming", "another user's stop reached the run");
-}
-
-/// A reply's SSE stream until `done`, within 30 s.
-async fn read_to_done(
-    app: &TestApp,
-    client: &reqwest::Client,
-    reply: &str,
-) -> Vec<(String, serde_json::Value)> {
-    tokio::time::timeout(
-        std::time::Duration::from_secs(30),
-        read_stream(app, client, reply, usize::MAX),
-    )
-    .await
-    .expect("the stream ended with done within 30 s")
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]

@@ -2,6 +2,7 @@
 //! (`#[sqlx::test]`), driven with a real HTTP client.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod oidc;
 pub mod peers;
 pub mod smtp;
@@ -20,8 +21,16 @@ use app::{
 use reqwest::{Client, Response, header};
 use sqlx::PgPool;
 
+/// What a client reaches: one server, or a load balancer in front of
+/// several (`cluster`). Helpers that only speak HTTP take this, so they
+/// work through either; a `TestApp` derefs to its own.
+pub struct Http {
+    base: String,
+}
+
 pub struct TestApp {
     pub addr: SocketAddr,
+    http: Http,
     pub db: PgPool,
     pub settings: Settings,
     pub keyring: Keyring,
@@ -155,6 +164,7 @@ impl TestApp {
         });
         TestApp {
             addr,
+            http: Http::new(&format!("http://{addr}")),
             db,
             settings,
             keyring,
@@ -174,8 +184,28 @@ impl TestApp {
         }
     }
 
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
+    }
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Http;
+    fn deref(&self) -> &Http {
+        &self.http
+    }
+}
+
+impl Http {
+    /// `base`: scheme, host and port, without a trailing slash.
+    pub fn new(base: &str) -> Self {
+        Http {
+            base: base.to_owned(),
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        format!("{}{}", self.base, path)
     }
 
     /// A browser-like client with its own cookie jar that does not follow redirects.
@@ -249,10 +279,6 @@ impl TestApp {
         assert_eq!(res.status(), 200);
         res.json().await.unwrap()
     }
-
-    pub async fn count(&self, sql: &'static str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
-    }
 }
 
 /// The value of the `Set-Cookie` for `name`, if the response sets it.
@@ -293,7 +319,7 @@ pub async fn database_url(db: &PgPool) -> String {
 /// enabled and `ask_first` of them asking first. Returns its id.
 #[allow(clippy::too_many_arguments)]
 pub async fn scripted_agent(
-    app: &TestApp,
+    app: &Http,
     client: &Client,
     fake: SocketAddr,
     provider: &str,
@@ -347,19 +373,14 @@ pub async fn scripted_agent(
 }
 
 /// Sends `text` to `agent` in a new conversation; returns what was started.
-pub async fn send_new(
-    app: &TestApp,
-    client: &Client,
-    agent: &str,
-    text: &str,
-) -> serde_json::Value {
+pub async fn send_new(app: &Http, client: &Client, agent: &str, text: &str) -> serde_json::Value {
     let res = send_message(app, client, agent, text).await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }
 
 /// Asks to send `text` to `agent` in a new conversation: the answer as it is.
-pub async fn send_message(app: &TestApp, client: &Client, agent: &str, text: &str) -> Response {
+pub async fn send_message(app: &Http, client: &Client, agent: &str, text: &str) -> Response {
     app.call(
         client,
         "send_message",
@@ -371,7 +392,7 @@ pub async fn send_message(app: &TestApp, client: &Client, agent: &str, text: &st
 /// The conversation's second message (the reply) once its status is
 /// `until` (any but `streaming` when `until` is empty).
 pub async fn reply_when(
-    app: &TestApp,
+    app: &Http,
     client: &Client,
     conversation: &str,
     until: &str,
@@ -701,7 +722,7 @@ pub fn run_with_input(mut command: std::process::Command, input: &[u8], what: &s
 /// Reads a reply's SSE stream: (event name, payload) pairs, up to `limit`
 /// or `done`.
 pub async fn read_stream(
-    app: &TestApp,
+    app: &Http,
     client: &Client,
     reply: &str,
     limit: usize,
@@ -726,6 +747,20 @@ pub async fn read_stream(
     out
 }
 
+/// A reply's SSE stream until `done`, within 30 s.
+pub async fn read_to_done(
+    app: &Http,
+    client: &reqwest::Client,
+    reply: &str,
+) -> Vec<(String, serde_json::Value)> {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        read_stream(app, client, reply, usize::MAX),
+    )
+    .await
+    .expect("the stream ended with done within 30 s")
+}
+
 /// The text a reader of `events` shows: the last snapshot and the deltas after it.
 pub fn text_of(events: &[(String, serde_json::Value)]) -> String {
     let mut text = String::new();
@@ -743,7 +778,7 @@ pub fn text_of(events: &[(String, serde_json::Value)]) -> String {
 /// `script` on the fake at `fake`, once it is being written:
 /// (conversation id, reply id).
 pub async fn streaming_reply(
-    app: &TestApp,
+    app: &Http,
     client: &Client,
     fake: SocketAddr,
     script: &str,

@@ -45,7 +45,8 @@ pub fn node() -> PathBuf {
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim()).join("node")
 }
 
-fn free_port() -> u16 {
+/// A free port on 127.0.0.1 (the listener is closed again at once).
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

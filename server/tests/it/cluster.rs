@@ -1,0 +1,353 @@
+//! Two server processes (the real binary) on one database behind nginx with
+//! round robin and no sticky sessions (issue "Scale and speed"): what a
+//! browser sees when each of its requests may land on either replica, and
+//! when one replica stops, gracefully or not. `replicas.rs` holds the same
+//! mechanisms tested in one process.
+
+use std::{net::SocketAddr, time::Duration};
+
+use sqlx::PgPool;
+
+use crate::common::{
+    Http, PASSWORD, cluster::Cluster, read_to_done, reply_when, scripted_agent, send_new,
+    streaming_reply, text_of,
+};
+
+async fn cluster(db: &PgPool, extra: &[(&str, &str)]) -> (Cluster, SocketAddr) {
+    let fake = server::fake_provider::start().await.unwrap();
+    (Cluster::start(db, fake, extra).await, fake)
+}
+
+/// The fake's numbered tokens: "t0 t1 … t{n-1} ".
+fn numbered(n: usize) -> String {
+    (0..n).map(|i| format!("t{i} ")).collect()
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn one_session_one_rate_limit_and_one_job_queue_across_two_replicas(db: PgPool) {
+    let sink = crate::common::smtp::start(false).await;
+    let smtp = format!("smtp://enclave:relay-password@{}", sink.addr);
+    let (cluster, _) = cluster(
+        &db,
+        &[
+            ("ENCLAVE_SIGN_IN_LIMIT_PER_ACCOUNT", "4"),
+            ("ENCLAVE_MAIL_CATCHER", "false"),
+            ("ENCLAVE_SMTP_URL", &smtp),
+            ("ENCLAVE_MAIL_FROM", "Enclave <enclave@example.com>"),
+        ],
+    )
+    .await;
+    let front = &cluster.front;
+
+    // Signed in through one replica, the session works on both.
+    let client = front.signed_up("both@example.com").await;
+    for _ in 0..4 {
+        assert_eq!(
+            front.current_user(&client).await["email"],
+            "both@example.com"
+        );
+    }
+    let served = cluster.served("/api/current_user");
+    assert_eq!(served.len(), 4);
+    assert!(
+        served.contains(&0) && served.contains(&1),
+        "nginx balanced nothing: {served:?}"
+    );
+
+    // Four wrong passwords are allowed for the account in all, not four on
+    // each replica.
+    let stranger = front.client();
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let res = front
+            .sign_in(&stranger, "both@example.com", "not the password")
+            .await;
+        statuses.push(res.status().as_u16());
+    }
+    assert!(
+        statuses[..4].iter().all(|s| *s != 429) && statuses[4..].iter().all(|s| *s == 429),
+        "{statuses:?}"
+    );
+    let refused: Vec<usize> = cluster.served("/api/sign_in").split_off(5);
+    assert!(
+        refused.contains(&0) && refused.contains(&1),
+        "both replicas refused: {refused:?}"
+    );
+    // The limit refuses the right password too, on either replica.
+    let res = front.sign_in(&stranger, "both@example.com", PASSWORD).await;
+    assert_eq!(res.status(), 429);
+
+    // Each sign-up queues one confirmation mail; both replicas work the
+    // queue, and each mail is sent once.
+    let addresses: Vec<String> = (0..6).map(|i| format!("queue{i}@example.com")).collect();
+    for address in &addresses {
+        let res = front.sign_up(&front.client(), address, PASSWORD).await;
+        assert_eq!(res.status(), 200);
+    }
+    for _ in 0..400 {
+        if sink.record.mails.lock().unwrap().len() >= 8 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // Another second for a second copy to arrive, if either replica sent one.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut sent: Vec<(String, String)> = sink
+        .record
+        .mails
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let subject = m.data.lines().find_map(|l| l.strip_prefix("Subject: "));
+            (m.to.join(","), subject.unwrap_or_default().to_owned())
+        })
+        .collect();
+    sent.sort();
+    let confirm = "Confirm your email address for Enclave";
+    let mut wanted: Vec<(String, String)> = addresses
+        .iter()
+        .chain(["both@example.com".to_owned()].iter())
+        .map(|a| (format!("<{a}>"), confirm.to_owned()))
+        .collect();
+    // The wrong passwords above warned the owner, once.
+    wanted.push((
+        "<both@example.com>".to_owned(),
+        "A failed sign-in to your account".to_owned(),
+    ));
+    wanted.sort();
+    assert_eq!(sent, wanted, "each mail exactly once");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_reply_is_followed_and_stopped_from_the_replica_that_does_not_write_it(db: PgPool) {
+    let (cluster, fake) = cluster(&db, &[]).await;
+    let front = &cluster.front;
+    let client = front.signed_up("follow@example.com").await;
+
+    // Re-attached on the other replica, the page gets every token as it
+    // comes and the end, not a snapshot and `done{streaming}`.
+    let (conversation, reply) = streaming_reply(
+        front,
+        &client,
+        fake,
+        "fake:tokens=60,delay_ms=30",
+        "Tell me a story",
+    )
+    .await;
+    let writer = cluster.writer_of(&db, &reply).await;
+    cluster.aim_at(1 - writer).await;
+    let events = read_to_done(front, &client, &reply).await;
+    assert_eq!(
+        cluster.served(&format!("/api/chat/stream/{reply}")),
+        [1 - writer],
+        "the stream was read from the replica that does not write the reply"
+    );
+    assert_eq!(events.last().unwrap().1["status"], "complete");
+    let deltas = events.iter().filter(|(name, _)| name == "delta").count();
+    assert!(deltas >= 10, "{deltas} deltas: not the tokens as they came");
+    assert_eq!(text_of(&events), numbered(60));
+    let stored = reply_when(front, &client, &conversation, "complete").await;
+    assert_eq!(stored["body"], numbered(60));
+
+    // Stop, asked of the other replica, stops the run (it used to answer
+    // success while the run went on), and a reader there sees it end.
+    let (conversation, reply) = streaming_reply(
+        front,
+        &client,
+        fake,
+        "fake:tokens=400,delay_ms=50",
+        "A long story",
+    )
+    .await;
+    let writer = cluster.writer_of(&db, &reply).await;
+    cluster.aim_at(1 - writer).await;
+    let reading = read_to_done(front, &client, &reply);
+    let stopping = async {
+        // The reader's request reaches nginx first.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        cluster.aim_at(1 - writer).await;
+        let res = front
+            .call(&client, "stop_reply", &[("message_id", &reply)])
+            .await;
+        assert_eq!(res.status(), 200);
+    };
+    let (events, ()) = tokio::join!(reading, stopping);
+    assert_eq!(
+        cluster.served("/api/stop_reply"),
+        [1 - writer],
+        "stop was asked of the replica that does not write the reply"
+    );
+    assert_eq!(
+        cluster.served(&format!("/api/chat/stream/{reply}")),
+        [1 - writer]
+    );
+    assert_eq!(events.last().unwrap().1["status"], "stopped");
+    let stored = reply_when(front, &client, &conversation, "stopped").await;
+    let body = stored["body"].as_str().unwrap();
+    assert_eq!(text_of(&events), body);
+    assert!(
+        !body.is_empty() && numbered(400).starts_with(body) && body.len() < numbered(400).len(),
+        "{body:?}"
+    );
+}
+
+/// A long reply (400 tokens, 20 s) being written through nginx, with the
+/// next request aimed at the replica that does not write it.
+struct LongReply {
+    cluster: Cluster,
+    front: Http,
+    client: reqwest::Client,
+    fake: SocketAddr,
+    conversation: String,
+    reply: String,
+    writer: usize,
+}
+
+async fn long_reply(db: &PgPool, email: &str) -> LongReply {
+    let (cluster, fake) = cluster(db, &[]).await;
+    let front = Http::new(&cluster.front.url(""));
+    let client = front.signed_up(email).await;
+    let (conversation, reply) = streaming_reply(
+        &front,
+        &client,
+        fake,
+        "fake:tokens=400,delay_ms=50",
+        "A long story",
+    )
+    .await;
+    let writer = cluster.writer_of(db, &reply).await;
+    cluster.aim_at(1 - writer).await;
+    LongReply {
+        cluster,
+        front,
+        client,
+        fake,
+        conversation,
+        reply,
+        writer,
+    }
+}
+
+impl LongReply {
+    /// What a reader who saw `events` and the stored conversation agree
+    /// on once the reply ended interrupted: the saved text, every token up
+    /// to a point, after the user's message. Returns the text.
+    async fn saved_interrupted(&self, events: &[(String, serde_json::Value)]) -> String {
+        assert_eq!(events.last().unwrap().1["status"], "interrupted");
+        let stored = reply_when(&self.front, &self.client, &self.conversation, "interrupted").await;
+        let body = stored["body"].as_str().unwrap().to_owned();
+        assert_eq!(text_of(events), body);
+        assert!(
+            body.len() > "t0 t1 t2 ".len() && numbered(400).starts_with(&body),
+            "every token up to a point: {body:?}"
+        );
+        assert!(
+            stored["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "the reply says why it ended: {stored}"
+        );
+        let now: serde_json::Value = self
+            .front
+            .call(
+                &self.client,
+                "get_conversation",
+                &[("id", &self.conversation)],
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(now["messages"][0]["body"], "A long story");
+        body
+    }
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn sigterm_saves_a_replicas_replies_and_the_other_serves_them(db: PgPool) {
+    let mut r = long_reply(&db, "rolling@example.com").await;
+    let writer = r.writer;
+    let reading = read_to_done(&r.front, &r.client, &r.reply);
+    let stopping = async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        r.cluster.terminate(writer).await
+    };
+    let (events, exit) = tokio::join!(reading, stopping);
+    assert!(exit.success(), "SIGTERM ends the server cleanly: {exit}");
+    assert!(
+        r.cluster.replicas[writer]
+            .log()
+            .contains("live replies saved and ended"),
+        "the writer said nothing of the replies it saved"
+    );
+    // The reader on the other replica saw the reply end with what was saved.
+    let body = r.saved_interrupted(&events).await;
+
+    // The browser re-attaches through nginx, which now has one replica.
+    let (front, client) = (&r.front, &r.client);
+    let again = read_to_done(front, client, &r.reply).await;
+    assert_eq!(text_of(&again), body);
+    assert_eq!(again.last().unwrap().1["status"], "interrupted");
+    // And the user chats on.
+    let agent = scripted_agent(
+        front,
+        client,
+        r.fake,
+        "openai",
+        "fake:tokens=5",
+        &[],
+        &[],
+        "",
+    )
+    .await;
+    let started = send_new(front, client, &agent, "Still there?").await;
+    let conversation = started["conversation_id"].as_str().unwrap();
+    let stored = reply_when(front, client, conversation, "complete").await;
+    assert_eq!(stored["body"], numbered(5));
+
+    // Back in the pool (nginx tries a failed server again after its
+    // fail_timeout, 10 s), the restarted replica serves its share again.
+    r.cluster.restart(writer).await;
+    let before = r.cluster.served("/api/current_user").len();
+    let mut served = Vec::new();
+    for _ in 0..100 {
+        assert_eq!(
+            front.current_user(client).await["email"],
+            "rolling@example.com"
+        );
+        served = r.cluster.served("/api/current_user").split_off(before);
+        if served.contains(&writer) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(served.contains(&writer), "{served:?}");
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_replica_killed_mid_reply_leaves_the_reply_to_its_last_checkpoint_marked_in_seconds(
+    db: PgPool,
+) {
+    let mut r = long_reply(&db, "killed@example.com").await;
+    let writer = r.writer;
+    let reading = read_to_done(&r.front, &r.client, &r.reply);
+    let killing = async {
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        r.cluster.kill(writer).await;
+        tokio::time::Instant::now()
+    };
+    let (events, killed_at) = tokio::join!(reading, killing);
+    // The other replica's sweep saw the writer's heartbeat stop.
+    let waited = killed_at.elapsed();
+    assert!(
+        waited < Duration::from_secs(20),
+        "marked {waited:?} after the kill"
+    );
+    r.saved_interrupted(&events).await;
+
+    // Started again, the killed replica serves.
+    r.cluster.restart(writer).await;
+    let res = reqwest::get(format!("http://{}/ready", r.cluster.replicas[writer].addr))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
