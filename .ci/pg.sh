@@ -7,6 +7,8 @@
 #   .ci/pg.sh remove DIR   stop it and delete its data
 #
 # PG_EXTRA_OPTS adds server options (the tests turn durability off for speed).
+# PG_PORT starts it on that port instead of a free one (a test that restarts
+# the database under a running server needs the same address again).
 #
 # PostgreSQL refuses to run as root. Run as a normal user, the cluster lives
 # in DIR/data and runs as that user. Run as root, it runs as `postgres`,
@@ -65,7 +67,7 @@ case "$cmd" in
         || { cat "$dir/initdb.log" >&2; exit 1; }
     fi
     if ! running; then
-      port=$("$(dirname "$0")/free-port.sh")
+      port=${PG_PORT:-$("$(dirname "$0")/free-port.sh")}
       # Sockets and the log in the cluster's own folder; TCP on loopback only.
       as_pg "$bin/pg_ctl" -D "$data" -w -t 60 -l "$data/server.log" \
         -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=200 ${PG_EXTRA_OPTS:-}" \

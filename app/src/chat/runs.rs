@@ -42,6 +42,7 @@ use crate::{
     platform::{
         control::Piece,
         crypto::{DataKey, Sealed},
+        persist,
     },
     state::AppState,
     tools::server::Toolbox,
@@ -83,10 +84,6 @@ const CHECKPOINT_BATCH: usize = 500;
 /// again. Allocated up front for every run (about 90 bytes a slot), so kept
 /// small: a reader this far behind is better served by one snapshot.
 const UPDATES_BUFFER: usize = 32;
-
-/// How long a run keeps retrying its final write before giving up (the
-/// sweeper then marks the row interrupted, with its last checkpoint).
-const FINAL_WRITE_PATIENCE: Duration = Duration::from_secs(600);
 
 /// The reply a run writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1279,9 +1276,9 @@ async fn drive(run: Arc<Run>, model: Model, job: Job) -> Outcome {
     Outcome::new(MessageStatus::Complete, usage)
 }
 
-/// Writes a reply's final state, retrying with backoff until it is written
-/// (a reply is never dropped because the database blinked): meanwhile the
-/// run stays live, so readers still see its text.
+/// Writes a reply's final state, retrying until it is written (a reply is
+/// never dropped because the database blinked): meanwhile the run stays
+/// live, so readers still see its text.
 async fn save_final(
     state: &AppState,
     reply: Reply,
@@ -1289,22 +1286,10 @@ async fn save_final(
     parts: &[ReplyPart],
     outcome: &Outcome,
 ) {
-    let started = tokio::time::Instant::now();
-    let mut wait = Duration::from_millis(100);
-    loop {
-        match finish(state, reply, key, parts, outcome).await {
-            Ok(()) => return,
-            Err(err) if started.elapsed() < FINAL_WRITE_PATIENCE => {
-                tracing::warn!(message_id = %reply.message, error = %err, retry_in_ms = wait.as_millis() as u64, "could not save the final reply; retrying");
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-            Err(err) => {
-                tracing::error!(message_id = %reply.message, error = %err, "gave up saving the final reply");
-                return;
-            }
-        }
-    }
+    persist::until_written("the final reply", persist::PATIENCE, || {
+        finish(state, reply, key, parts, outcome)
+    })
+    .await;
 }
 
 /// Every `CHECKPOINT_EVERY`, writes the replies that grew since their last

@@ -35,6 +35,7 @@ use crate::{
         jobs::{self, Kind, NewJob},
         keystore::SealedColumn,
         mail::Outgoing,
+        persist,
         settings::{BillingMode, QuotaPeriod, QuotaUnit, Quotas},
     },
     provider::Provider,
@@ -518,18 +519,20 @@ impl Meter {
         Ok(Meter::new(state, subject, &plan, None))
     }
 
-    /// Writes one model call. A failure is logged, never the user's
-    /// problem: the reply goes on.
+    /// Writes one model call, retrying while the database is away (a lost
+    /// entry would be use nobody pays for): the reply waits meanwhile.
     pub async fn record(&self, usage: Usage, estimated: bool) {
-        if let Err(err) = self.write(usage, estimated).await {
-            tracing::warn!(user_id = %self.inner.owner, error = %err, "could not write a usage entry");
-        }
+        // One id for every try: a try whose answer was lost is not counted twice.
+        let id = Uuid::new_v4();
+        persist::until_written("a usage entry", persist::PATIENCE, || {
+            self.write(id, usage, estimated)
+        })
+        .await;
     }
 
-    async fn write(&self, usage: Usage, estimated: bool) -> Result<(), AppError> {
+    async fn write(&self, id: Uuid, usage: Usage, estimated: bool) -> Result<(), AppError> {
         let m = &self.inner;
         let cost = m.price.cost(usage.input_tokens, usage.output_tokens);
-        let id = Uuid::new_v4();
         let details = Details {
             estimated,
             ..m.details.clone()
@@ -545,7 +548,8 @@ impl Meter {
         sqlx::query(
             "INSERT INTO usage_entries
                (id, owner_id, team_id, input_tokens, output_tokens, cost, charged, details, team_details)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+             ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(m.owner)
@@ -597,13 +601,15 @@ impl Meter {
         self.check().await;
     }
 
+    /// Retried while the database is away: the hold is gone once it lands,
+    /// so a repeat finds nothing to settle.
     async fn give_back(&self) {
         let m = &self.inner;
         let Some(reply) = m.reply else {
             return;
         };
         let cost = m.spent.load(Ordering::Relaxed);
-        let result = async {
+        let settle = || async {
             let mut tx = m.state.db.begin().await?;
             let held: Option<i64> = sqlx::query_scalar(
                 "DELETE FROM credit_holds WHERE message_id = $1 AND owner_id = $2 RETURNING amount",
@@ -618,11 +624,8 @@ impl Meter {
             settle_in(&mut tx, m.owner, &m.key, held, cost, &self.note()).await?;
             tx.commit().await?;
             Ok(())
-        }
-        .await;
-        if let Err(err) = result {
-            tracing::warn!(user_id = %m.owner, error = %err, "could not settle a reply's credits");
-        }
+        };
+        persist::until_written("a reply's credits", persist::PATIENCE, settle).await;
     }
 }
 

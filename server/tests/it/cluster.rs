@@ -9,8 +9,9 @@ use std::{net::SocketAddr, time::Duration};
 use sqlx::PgPool;
 
 use crate::common::{
-    Http, PASSWORD, cluster::Cluster, read_to_done, reply_when, scripted_agent, send_new,
-    streaming_reply, text_of,
+    Http, PASSWORD,
+    cluster::{Cluster, PrivateDatabase},
+    read_to_done, reply_when, scripted_agent, send_message, send_new, streaming_reply, text_of,
 };
 
 async fn cluster(db: &PgPool, extra: &[(&str, &str)]) -> (Cluster, SocketAddr) {
@@ -350,4 +351,109 @@ async fn a_replica_killed_mid_reply_leaves_the_reply_to_its_last_checkpoint_mark
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+}
+
+#[tokio::test]
+async fn the_database_restarted_mid_reply_loses_nothing_and_the_server_serves_on() {
+    let database = PrivateDatabase::start().await;
+    let fake = server::fake_provider::start().await.unwrap();
+    let cluster = Cluster::start_on(&database.url(), 1, fake, &[]).await;
+    let front = &cluster.front;
+    let client = front.signed_up("restart@example.com").await;
+    let (conversation, reply) = streaming_reply(
+        front,
+        &client,
+        fake,
+        "fake:tokens=60,delay_ms=50",
+        "A story",
+    )
+    .await;
+    let agent = scripted_agent(
+        front,
+        &client,
+        fake,
+        "openai",
+        "fake:tokens=5",
+        &[],
+        &[],
+        "",
+    )
+    .await;
+    // The reply (3 s) ends while the database is down (1 s to about 5 s):
+    // its checkpoints fail, and its final write waits for the database.
+    let reading = async {
+        let events = read_to_done(front, &client, &reply).await;
+        (events, tokio::time::Instant::now())
+    };
+    let restarting = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        database.stop().await;
+        // Meanwhile a message sent gets a plain answer, not internals.
+        let refused = send_message(front, &client, &agent, "Are you there?").await;
+        let status = refused.status();
+        let text = refused.text().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        database.resume().await;
+        (status, text, tokio::time::Instant::now())
+    };
+    let ((events, done_at), (status, text, resumed_at)) = tokio::join!(reading, restarting);
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("Please try again shortly"), "{text}");
+    for internal in [
+        "sqlx",
+        "pool",
+        "connection",
+        "Postgres",
+        "postgres",
+        "refused",
+    ] {
+        assert!(!text.contains(internal), "{internal} in {text}");
+    }
+
+    // The reply's words were all there before the database came back, and
+    // it ended once its last writes had landed.
+    assert!(
+        done_at > resumed_at,
+        "the reply ended while the database was down: its writes were lost"
+    );
+    assert!(
+        cluster.replicas[0]
+            .log()
+            .contains("could not save; retrying"),
+        "no write waited for the database: the test proves nothing"
+    );
+    let done = &events.last().unwrap().1;
+    assert_eq!(done["status"], "complete", "{done}");
+    assert_eq!(text_of(&events), numbered(60));
+    let stored = reply_when(front, &client, &conversation, "complete").await;
+    assert_eq!(stored["body"], numbered(60));
+    // What the model call cost was written too (it used to be dropped).
+    let db = sqlx::PgPool::connect(&database.url()).await.unwrap();
+    let entries: i64 = sqlx::query_scalar("SELECT count(*) FROM usage_entries")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(entries, 1, "the reply's usage entry");
+    db.close().await;
+    // The refused message left nothing behind: two messages there, and no
+    // conversation of its own.
+    let conversations: serde_json::Value = front
+        .call(&client, "list_conversations", &[("agent_id", &agent)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        conversations.as_array().map(Vec::len),
+        Some(0),
+        "{conversations}"
+    );
+
+    // The server serves again without a restart: same session, new reply.
+    let res = reqwest::get(front.url("/ready")).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let started = send_new(front, &client, &agent, "Still there?").await;
+    let conversation = started["conversation_id"].as_str().unwrap();
+    let stored = reply_when(front, &client, conversation, "complete").await;
+    assert_eq!(stored["body"], numbered(5));
 }

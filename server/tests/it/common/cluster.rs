@@ -110,23 +110,32 @@ impl Replica {
 
 impl Cluster {
     /// Two replicas on `db`'s database behind nginx. `fake` is the model
-    /// provider (and GitHub, Slack, Telegram); `extra` adds settings to both.
+    /// provider; `extra` adds settings to both.
     pub async fn start(db: &PgPool, fake: SocketAddr, extra: &[(&str, &str)]) -> Cluster {
+        Self::start_on(&database_url(db).await, 2, fake, extra).await
+    }
+
+    /// `count` replicas on the database at `url` (which they migrate).
+    pub async fn start_on(
+        url: &str,
+        count: usize,
+        fake: SocketAddr,
+        extra: &[(&str, &str)],
+    ) -> Cluster {
         use base64::Engine as _;
         app::platform::tls::init();
         let dir = std::env::temp_dir().join(format!("enclave-cluster-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(dir.join("nginx")).unwrap();
         let front_port = free_port();
         let public_url = format!("http://127.0.0.1:{front_port}");
-        let url = database_url(db).await;
         // The key `keyring(1, ..)` is made of: tests can open what is stored.
         let master = base64::engine::general_purpose::STANDARD.encode([1u8; 32]);
         let mut replicas = Vec::new();
-        for index in 0..2 {
+        for index in 0..count {
             let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
             let name = format!("replica-{index}");
             let mut env: Vec<(String, String)> = [
-                ("ENCLAVE_DATABASE_URL", url.as_str()),
+                ("ENCLAVE_DATABASE_URL", url),
                 ("ENCLAVE_ADDR", &addr.to_string()),
                 ("ENCLAVE_INSTANCE", &name),
                 ("ENCLAVE_PUBLIC_URL", &public_url),
@@ -350,7 +359,7 @@ impl Drop for Cluster {
         if std::thread::panicking() {
             for replica in &self.replicas {
                 let log = replica.log();
-                let tail: Vec<&str> = log.lines().rev().take(20).collect();
+                let tail: Vec<&str> = log.lines().rev().take(60).collect();
                 eprintln!("--- {} (last lines, newest first)", replica.name);
                 for line in tail {
                     eprintln!("{line}");
@@ -366,6 +375,69 @@ impl Drop for Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A PostgreSQL cluster of the test's own (`.ci/pg.sh`), for a test that
+/// stops and starts the database under a running server. It comes back on
+/// the same port, as a restarted database does.
+pub struct PrivateDatabase {
+    dir: PathBuf,
+    port: u16,
+}
+
+/// `.ci/pg.sh command dir` with the cluster's port, off the async runtime.
+async fn pg_sh(dir: &Path, port: u16, command: &'static str) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.ci/pg.sh");
+    let dir = dir.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(script)
+            .arg(command)
+            .arg(dir)
+            .env("PG_PORT", port.to_string())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "pg.sh {command}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl PrivateDatabase {
+    pub async fn start() -> PrivateDatabase {
+        let db = PrivateDatabase {
+            dir: std::env::temp_dir().join(format!("enclave-pg-{}", uuid::Uuid::new_v4())),
+            port: free_port(),
+        };
+        pg_sh(&db.dir, db.port, "start").await;
+        db
+    }
+
+    /// The `postgres` database on it.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops it (fast shutdown: every connection is cut, as in a restart).
+    pub async fn stop(&self) {
+        pg_sh(&self.dir, self.port, "stop").await;
+    }
+
+    /// Starts it again on the same port.
+    pub async fn resume(&self) {
+        pg_sh(&self.dir, self.port, "start").await;
+    }
+}
+
+impl Drop for PrivateDatabase {
+    fn drop(&mut self) {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.ci/pg.sh");
+        let _ = Command::new(script).arg("remove").arg(&self.dir).output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
