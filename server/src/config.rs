@@ -670,6 +670,11 @@ impl Config {
                     defaults.run_deadline.as_secs() / 60,
                 )?,
             ),
+            provider_timeout: Duration::from_secs(positive(
+                src,
+                "ENCLAVE_PROVIDER_TIMEOUT_SECS",
+                defaults.provider_timeout.as_secs(),
+            )?),
             max_reply_bytes: defaults.max_reply_bytes,
             instance: src
                 .get("ENCLAVE_INSTANCE")
@@ -1007,7 +1012,9 @@ mod tests {
         env.insert("ENCLAVE_CHAT_LIMIT_PER_USER", "7");
         env.insert("ENCLAVE_API_LIMIT_PER_KEY", "9");
         env.insert("ENCLAVE_RUN_DEADLINE_MINUTES", "3");
+        env.insert("ENCLAVE_PROVIDER_TIMEOUT_SECS", "300");
         let settings = Config::from_source(&env).unwrap().settings;
+        assert_eq!(settings.provider_timeout, Duration::from_secs(300));
         assert_eq!(settings.proxy_hops, 2);
         assert_eq!(settings.chat_sends_per_user, Limit::new(7, 60));
         assert_eq!(settings.api_requests_per_key, Limit::new(9, 60));

@@ -177,6 +177,13 @@ pub const SETTINGS: &[Setting] = &[
     },
     Setting {
         group: r#"Sign-in and limits"#,
+        name: "ENCLAVE_PROVIDER_TIMEOUT_SECS",
+        secret: false,
+        default: r#"`60`"#,
+        meaning: r#"the longest a model provider may be silent, before its first token or between two pieces of a reply; raise it for a slow model on your own hardware"#,
+    },
+    Setting {
+        group: r#"Sign-in and limits"#,
         name: "ENCLAVE_TOOL_TIMEOUT_SECS",
         secret: false,
         default: r#"`30`"#,

@@ -16,6 +16,8 @@
 //! | `first_delay_ms=N` | pause before the first token |
 //! | `error_after=N` | after N tokens, the provider's in-stream error |
 //! | `drop_after=N` | after N tokens, cut the connection |
+//! | `garbage_after=N` | after N tokens, an event that is not JSON, then cut |
+//! | `stall_after=N` | after N tokens, send nothing more (for two minutes) |
 //! | `status=N` | answer with HTTP status N and the provider's error body |
 //! | `fail_first=N` | with `status`, fail only the first N requests for this model name |
 //! | `retry_after=N` | add `Retry-After: N` to an error answer |
@@ -64,6 +66,8 @@ struct Script {
     first_delay: Duration,
     error_after: Option<usize>,
     drop_after: Option<usize>,
+    garbage_after: Option<usize>,
+    stall_after: Option<usize>,
     status: Option<u16>,
     fail_first: Option<u32>,
     retry_after: Option<u64>,
@@ -112,6 +116,8 @@ impl Script {
                 "first_delay_ms" => script.first_delay = millis(),
                 "error_after" => script.error_after = Some(number(MAX_TOKENS) as usize),
                 "drop_after" => script.drop_after = Some(number(MAX_TOKENS) as usize),
+                "garbage_after" => script.garbage_after = Some(number(MAX_TOKENS) as usize),
+                "stall_after" => script.stall_after = Some(number(MAX_TOKENS) as usize),
                 "status" => script.status = Some(number(599) as u16),
                 "fail_first" => script.fail_first = Some(number(100) as u32),
                 "retry_after" => script.retry_after = Some(number(300)),
@@ -222,7 +228,15 @@ fn frames(wire: Wire, model: &str, script: &Script) -> Vec<Option<Bytes>> {
     let tokens = script.tokens();
     let count = tokens.len() as u64;
     let mut out = Vec::new();
-    let cut = |i: usize| script.drop_after == Some(i) || script.error_after == Some(i);
+    let cut = |i: usize| {
+        [
+            script.drop_after,
+            script.error_after,
+            script.garbage_after,
+            script.stall_after,
+        ]
+        .contains(&Some(i))
+    };
     match wire {
         Wire::OpenAi => {
             let chunk = |delta: Value, finish: Value| {
@@ -354,7 +368,8 @@ fn frames(wire: Wire, model: &str, script: &Script) -> Vec<Option<Bytes>> {
     out
 }
 
-/// Ends a reply early: the provider's in-stream error, or a cut connection.
+/// Ends a reply early: the provider's in-stream error, an event that is
+/// not JSON and a cut, a cut connection, or (a stall) nothing at all.
 fn with_cut(wire: Wire, mut out: Vec<Option<Bytes>>, script: &Script) -> Vec<Option<Bytes>> {
     if script.error_after.is_some() {
         let frame = match wire {
@@ -362,7 +377,14 @@ fn with_cut(wire: Wire, mut out: Vec<Option<Bytes>>, script: &Script) -> Vec<Opt
             _ => sse(None, &wire.error_body(500)),
         };
         out.push(Some(frame));
-    } else {
+    } else if script.garbage_after.is_some() {
+        let frame: &'static [u8] = match wire {
+            Wire::Anthropic => b"event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"delta\": \n\n",
+            _ => b"data: {\"choices\": [{\"delta\": <html>\n\n",
+        };
+        out.push(Some(Bytes::from_static(frame)));
+        out.push(None);
+    } else if script.stall_after.is_none() {
         out.push(None);
     }
     out
@@ -704,6 +726,11 @@ async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
             if tx.send(item).await.is_err() {
                 return;
             }
+        }
+        if script.stall_after.is_some() {
+            // The connection stays open, and silent.
+            tokio::time::sleep(Duration::from_millis(MAX_DELAY_MS)).await;
+            drop(tx);
         }
     });
     Response::builder()

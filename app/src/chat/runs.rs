@@ -566,6 +566,8 @@ impl Runs {
     pub fn start(&self, state: AppState, reply: Reply, key: DataKey, job: Job) {
         let limits = StreamLimits {
             deadline: state.settings.run_deadline,
+            first_token: state.settings.provider_timeout,
+            idle_gap: state.settings.provider_timeout,
             max_reply_bytes: state.settings.max_reply_bytes,
             ..StreamLimits::default()
         };

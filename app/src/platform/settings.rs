@@ -123,6 +123,9 @@ pub struct Settings {
     pub api_requests_per_key: Limit,
     /// The longest a reply may take, retries included.
     pub run_deadline: Duration,
+    /// The longest a provider may be silent: before its first token, and
+    /// between two pieces of a reply (keep-alive pings do not count).
+    pub provider_timeout: Duration,
     /// The longest a reply may be, in bytes.
     pub max_reply_bytes: usize,
     /// This server process's name, stored with the replies it writes.
@@ -286,6 +289,7 @@ impl Default for Settings {
             key_tests_per_user: Limit::new(10, 60),
             api_requests_per_key: Limit::new(60, 60),
             run_deadline: Duration::from_secs(15 * 60),
+            provider_timeout: Duration::from_secs(60),
             max_reply_bytes: 1024 * 1024,
             instance: "local".to_owned(),
             tool_timeout: Duration::from_secs(30),

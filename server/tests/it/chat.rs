@@ -245,6 +245,40 @@ async fn a_provider_failure_mid_stream_keeps_the_partial_reply_and_says_why(db: 
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_provider_cut_stalling_or_sending_garbage_mid_stream_keeps_the_partial_reply(db: PgPool) {
+    let fake = server::fake_provider::start().await.unwrap();
+    let settings = app::platform::Settings {
+        provider_timeout: Duration::from_secs(1),
+        ..crate::common::chat_settings(fake)
+    };
+    let app = TestApp::spawn_full(db, settings, keyring(1, &[])).await;
+    let client = app.signed_up("faults@example.com").await;
+    for (script, reason) in [
+        ("drop_after", "The connection to the provider failed."),
+        ("stall_after", "The provider did not answer in time."),
+        (
+            "garbage_after",
+            "The provider sent a reply Enclave could not read.",
+        ),
+    ] {
+        let agent = agent(&app, &client, &format!("fake:tokens=10,{script}=4")).await;
+        let sent = send(&app, &client, &agent, None, "Try").await;
+        let events = read_stream(&app, &client, sent["reply_id"].as_str().unwrap(), 1000).await;
+        let (_, done) = events.last().unwrap();
+        assert_eq!(done["status"], "interrupted", "{script}: {done}");
+        assert_eq!(done["error"], reason, "{script}");
+        let c = settled(&app, &client, sent["conversation_id"].as_str().unwrap()).await;
+        let reply = &c["messages"][1];
+        assert_eq!(
+            reply["body"], "t0 t1 t2 t3 ",
+            "{script}: the words so far are kept"
+        );
+        assert_eq!(reply["status"], "interrupted");
+        assert_eq!(reply["error"], reason, "{script}: a plain reason");
+    }
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
 async fn replies_left_streaming_by_a_crashed_server_are_marked_interrupted(db: PgPool) {
     let app = spawn(db.clone()).await;
     let client = app.signed_up("crash@example.com").await;

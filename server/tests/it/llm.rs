@@ -289,6 +289,34 @@ async fn a_dropped_connection_keeps_what_came_and_says_so() {
 }
 
 #[tokio::test]
+async fn garbage_or_a_stall_mid_stream_keeps_what_came_and_says_so() {
+    let (egress, addr) = fake().await;
+    let limits = StreamLimits {
+        idle_gap: Duration::from_millis(300),
+        ..quick()
+    };
+    for provider in ALL {
+        let reply = collect(
+            &egress,
+            request(provider, addr, "fake:tokens=6,garbage_after=2"),
+            quick(),
+        )
+        .await;
+        assert_eq!(reply.text, "t0 t1 ", "{provider:?}");
+        assert_eq!(reply.error, Some(LlmError::Protocol), "{provider:?}");
+
+        let reply = collect(
+            &egress,
+            request(provider, addr, "fake:tokens=6,stall_after=2"),
+            limits,
+        )
+        .await;
+        assert_eq!(reply.text, "t0 t1 ", "{provider:?}");
+        assert_eq!(reply.error, Some(LlmError::Timeout), "{provider:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_429_before_the_first_token_is_retried_after_retry_after() {
     let (egress, addr) = fake().await;
     for provider in ALL {
