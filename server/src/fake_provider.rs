@@ -83,7 +83,7 @@ struct Script {
 }
 
 /// The most tokens a scripted reply has.
-pub const MAX_TOKENS: u64 = 20_000;
+pub const MAX_TOKENS: u64 = 100_000;
 /// The longest scripted pause.
 pub const MAX_DELAY_MS: u64 = 120_000;
 
@@ -714,14 +714,24 @@ async fn reply(fake: Fake, wire: Wire, model: String, body: Value) -> Response {
                     return;
                 }
             }
-            tokio::time::sleep(wait).await;
+            // A zero sleep would still wait for the timer's next tick (1 ms).
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
             let item = match frame {
                 Some(bytes) => Ok(bytes),
-                // An error in the body stream makes hyper cut the connection.
-                None => Err(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "scripted drop",
-                )),
+                // An error in the body stream makes hyper cut the connection,
+                // which can take with it what the client has not read yet:
+                // a provider's cut comes after a pause, not in the same breath.
+                None => {
+                    if wait.is_zero() {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "scripted drop",
+                    ))
+                }
             };
             if tx.send(item).await.is_err() {
                 return;

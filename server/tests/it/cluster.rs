@@ -48,7 +48,7 @@ async fn one_session_one_rate_limit_and_one_job_queue_across_two_replicas(db: Pg
             "both@example.com"
         );
     }
-    let served = cluster.served("/api/current_user");
+    let served = cluster.served("/api/current_user", 4).await;
     assert_eq!(served.len(), 4);
     assert!(
         served.contains(&0) && served.contains(&1),
@@ -69,7 +69,7 @@ async fn one_session_one_rate_limit_and_one_job_queue_across_two_replicas(db: Pg
         statuses[..4].iter().all(|s| *s != 429) && statuses[4..].iter().all(|s| *s == 429),
         "{statuses:?}"
     );
-    let refused: Vec<usize> = cluster.served("/api/sign_in").split_off(5);
+    let refused: Vec<usize> = cluster.served("/api/sign_in", 9).await.split_off(5);
     assert!(
         refused.contains(&0) && refused.contains(&1),
         "both replicas refused: {refused:?}"
@@ -140,7 +140,9 @@ async fn a_reply_is_followed_and_stopped_from_the_replica_that_does_not_write_it
     cluster.aim_at(1 - writer).await;
     let events = read_to_done(front, &client, &reply).await;
     assert_eq!(
-        cluster.served(&format!("/api/chat/stream/{reply}")),
+        cluster
+            .served(&format!("/api/chat/stream/{reply}"), 1)
+            .await,
         [1 - writer],
         "the stream was read from the replica that does not write the reply"
     );
@@ -175,12 +177,14 @@ async fn a_reply_is_followed_and_stopped_from_the_replica_that_does_not_write_it
     };
     let (events, ()) = tokio::join!(reading, stopping);
     assert_eq!(
-        cluster.served("/api/stop_reply"),
+        cluster.served("/api/stop_reply", 1).await,
         [1 - writer],
         "stop was asked of the replica that does not write the reply"
     );
     assert_eq!(
-        cluster.served(&format!("/api/chat/stream/{reply}")),
+        cluster
+            .served(&format!("/api/chat/stream/{reply}"), 1)
+            .await,
         [1 - writer]
     );
     assert_eq!(events.last().unwrap().1["status"], "stopped");
@@ -308,14 +312,13 @@ async fn sigterm_saves_a_replicas_replies_and_the_other_serves_them(db: PgPool) 
     // Back in the pool (nginx tries a failed server again after its
     // fail_timeout, 10 s), the restarted replica serves its share again.
     r.cluster.restart(writer).await;
-    let before = r.cluster.served("/api/current_user").len();
     let mut served = Vec::new();
-    for _ in 0..100 {
+    for asked in 1..=100 {
         assert_eq!(
             front.current_user(client).await["email"],
             "rolling@example.com"
         );
-        served = r.cluster.served("/api/current_user").split_off(before);
+        served = r.cluster.served("/api/current_user", asked).await;
         if served.contains(&writer) {
             break;
         }
@@ -456,4 +459,132 @@ async fn the_database_restarted_mid_reply_loses_nothing_and_the_server_serves_on
     let conversation = started["conversation_id"].as_str().unwrap();
     let stored = reply_when(front, &client, conversation, "complete").await;
     assert_eq!(stored["body"], numbered(5));
+}
+
+/// The conversation's reply once complete (a long one: up to a minute).
+async fn complete_within_a_minute(
+    front: &Http,
+    client: &reqwest::Client,
+    conversation: &str,
+) -> serde_json::Value {
+    for _ in 0..60 {
+        let c: serde_json::Value = front
+            .call(client, "get_conversation", &[("id", conversation)])
+            .await
+            .json()
+            .await
+            .unwrap();
+        if c["messages"][1]["status"] != "streaming" {
+            return c["messages"][1].clone();
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("the reply did not end within a minute");
+}
+
+/// How many readers read nothing in the slow-client test.
+const READERS: usize = 40;
+
+/// A reader that sent its request and reads nothing: a small receive
+/// buffer, HTTP/1.0 (so the body ends when the server closes).
+async fn stalled_reader(addr: SocketAddr, token: &str, reply: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = format!(
+        "GET /api/chat/stream/{reply} HTTP/1.0\r\nHost: {addr}\r\nCookie: enclave_session={token}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn readers_that_read_nothing_do_not_grow_the_servers_memory_and_lose_nothing(db: PgPool) {
+    use eventsource_stream::Eventsource as _;
+    use futures::StreamExt as _;
+    use tokio::io::AsyncReadExt as _;
+
+    let fake = server::fake_provider::start().await.unwrap();
+    let cluster = Cluster::start_on(&crate::common::database_url(&db).await, 1, fake, &[]).await;
+    let front = &cluster.front;
+    let client = front.client();
+    assert_eq!(
+        front
+            .sign_up(&client, "slow@example.com", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    let res = front.sign_in(&client, "slow@example.com", PASSWORD).await;
+    let token = crate::common::session_token(&res);
+    // The reply: 60,000 tokens (about 400 KB of text; each a server-sent
+    // event of its own, about 2.4 MB for each reader), as fast as the fake
+    // can, after a second and a half in which the readers attach.
+    let script = "fake:tokens=60000,first_delay_ms=1500";
+    let agent = scripted_agent(front, &client, fake, "openai", script, &[], &[], "").await;
+    // A first reply warms the server up (pools, caches, the allocator).
+    let started = send_new(front, &client, &agent, "Warm up").await;
+    let conversation = started["conversation_id"].as_str().unwrap();
+    complete_within_a_minute(front, &client, conversation).await;
+    let server = &cluster.replicas[0];
+    let before = server.rss_kib();
+
+    let started = send_new(front, &client, &agent, "A very long story").await;
+    let conversation = started["conversation_id"].as_str().unwrap();
+    let reply = started["reply_id"].as_str().unwrap();
+    let mut readers = Vec::new();
+    for _ in 0..READERS {
+        readers.push(stalled_reader(server.addr, &token, reply).await);
+    }
+    let stored = complete_within_a_minute(front, &client, conversation).await;
+    assert_eq!(stored["body"], numbered(60_000));
+    // The readers still read nothing, for a few seconds more.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = server.rss_kib();
+    // The kernel's socket buffers take the first 600 KB or so of each
+    // stream. Had the server queued the rest for each reader, 40 readers
+    // would hold 70 MB of events, and as much again in allocations of one
+    // event each. What it holds instead is at most one snapshot being
+    // written to each (the reply's text, three times over as JSON and as
+    // the event): about 1.2 MB a reader here, bounded by the reply's length
+    // limit (1 MiB) however long the reader stalls. Resident memory moves
+    // by a few MiB between runs, so this bound is coarse; the resync below
+    // is the exact check.
+    let grown = after.saturating_sub(before);
+    assert!(
+        grown < 100 * 1024,
+        "the server grew by {grown} KiB for {READERS} readers that read nothing"
+    );
+
+    // They lose nothing: each, reading at last, ends with every word. What
+    // it missed while stalled came as one fresh snapshot, not as the
+    // thousands of pieces the server would otherwise have kept for it.
+    for mut reader in readers.into_iter().take(3) {
+        let mut raw = Vec::new();
+        tokio::time::timeout(Duration::from_secs(30), reader.read_to_end(&mut raw))
+            .await
+            .expect("the stream ends")
+            .unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        assert!(raw.starts_with(b"HTTP/1.0 200") || raw.starts_with(b"HTTP/1.1 200"));
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(raw[split..].to_vec())]);
+        let events: Vec<(String, serde_json::Value)> = body
+            .eventsource()
+            .filter_map(|e| async move {
+                let e = e.ok()?;
+                Some((e.event, serde_json::from_str(&e.data).ok()?))
+            })
+            .collect()
+            .await;
+        let count = |name: &str| events.iter().filter(|(n, _)| n == name).count();
+        assert_eq!(events.last().unwrap().1["status"], "complete");
+        assert_eq!(text_of(&events), numbered(60_000));
+        assert!(
+            count("snapshot") >= 2 && count("delta") < 60_000,
+            "a stalled reader was sent {} snapshots and {} pieces: the server kept its backlog",
+            count("snapshot"),
+            count("delta")
+        );
+    }
 }

@@ -273,8 +273,21 @@ impl Cluster {
 
     /// Which replica served each finished request whose path starts with
     /// `path`, in the order nginx finished them (a stream is logged when
-    /// it ends).
-    pub fn served(&self, path: &str) -> Vec<usize> {
+    /// it ends), once there are `at_least` (nginx writes its log line just
+    /// after the response; within 2 s).
+    pub async fn served(&self, path: &str, at_least: usize) -> Vec<usize> {
+        let mut served = self.served_now(path);
+        for _ in 0..200 {
+            if served.len() >= at_least {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            served = self.served_now(path);
+        }
+        served
+    }
+
+    fn served_now(&self, path: &str) -> Vec<usize> {
         std::fs::read_to_string(&self.access_log)
             .unwrap_or_default()
             .lines()
@@ -303,14 +316,7 @@ impl Cluster {
             let path = format!("/health?mark={mark:06}");
             let res = reqwest::get(self.front.url(&path)).await.unwrap();
             assert_eq!(res.status(), 200);
-            let mut served = Vec::new();
-            for _ in 0..100 {
-                served = self.served(&path);
-                if !served.is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            let served = self.served(&path, 1).await;
             if served.first().is_some_and(|&i| i != index) {
                 return;
             }
