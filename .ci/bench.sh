@@ -15,8 +15,8 @@ step() { printf '\n==> %s\n' "$*"; }
 step "tools"
 .ci/tools.sh bench
 
-step "release build (cargo leptos build --release --precompress)"
-cargo leptos build --release --precompress
+step "release build (cargo leptos build --release --precompress --split)"
+cargo leptos build --release --precompress --split
 
 step "PostgreSQL (a private cluster, default durability)"
 rm -rf .data/bench-pg

@@ -38,4 +38,4 @@ export ENCLAVE_MAIL_CATCHER="${ENCLAVE_MAIL_CATCHER:-true}"
 export ENCLAVE_PUBLIC_URL="${ENCLAVE_PUBLIC_URL:-http://localhost:3000}"
 
 echo "[dev] building and serving Enclave on $ENCLAVE_PUBLIC_URL"
-cargo leptos serve
+cargo leptos serve --split

@@ -23,8 +23,9 @@ step() { printf '\n==> %s\n' "$*"; }
 step "tools (wasm-opt for the release WASM)"
 .ci/tools.sh bench
 
-step "release build (cargo leptos build --release --precompress)"
-LEPTOS_SITE_ROOT="$root/target/release-site" cargo leptos build --release --precompress
+step "release build (cargo leptos build --release --precompress --split)"
+# --split: each lazy route's code in files of its own (app/src/lib.rs).
+LEPTOS_SITE_ROOT="$root/target/release-site" cargo leptos build --release --precompress --split
 
 step "the release folder: $out"
 rm -rf "$out"

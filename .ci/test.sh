@@ -75,8 +75,8 @@ RUST_BACKTRACE=0 cargo test -p app -p server --features app/ssr
 step "benchmark: seal/open cost (figures only, never pass/fail on time)"
 cargo bench -p app --features ssr --bench crypto --profile bench-quick
 
-step "build the app (cargo leptos build)"
-cargo leptos build
+step "build the app (cargo leptos build --split)"
+cargo leptos build --split
 
 # The release folder builds meanwhile (niced: the browser tests come first),
 # for the production walk-through at the end. Nothing else runs cargo from

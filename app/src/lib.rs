@@ -55,7 +55,7 @@ pub mod usage;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
-    ParamSegment, SsrMode, StaticSegment,
+    Lazy, ParamSegment, SsrMode, StaticSegment,
     components::{FlatRoutes, Route, Router},
 };
 
@@ -140,6 +140,92 @@ pub fn path_matches(list: &[&str], path: &str) -> bool {
     })
 }
 
+/// Pages whose code is fetched the first time one is opened (`cargo leptos
+/// --split`, Leptos 0.8 lazy routes): the first page a visitor opens (home,
+/// sign-in, sign-up) carries only the shell, and each page below its own
+/// code. The server renders every page whole, so each works without
+/// JavaScript as before.
+macro_rules! lazy_pages {
+    ($($route:ident => $page:path),* $(,)?) => {
+        $(
+            pub struct $route;
+
+            #[leptos_router::lazy_route]
+            impl leptos_router::LazyRoute for $route {
+                fn data() -> Self {
+                    $route
+                }
+
+                fn view(_this: Self) -> AnyView {
+                    leptos::component::component_view(
+                        &$page,
+                        leptos::component::component_props_builder(&$page).build(),
+                    )
+                    .into_any()
+                }
+            }
+        )*
+    };
+}
+
+lazy_pages! {
+    CheckEmailRoute => CheckEmailPage,
+    ForgotPasswordRoute => ForgotPasswordPage,
+    ResetPasswordRoute => ResetPasswordPage,
+    VerifyEmailRoute => VerifyEmailPage,
+    DashboardRoute => DashboardPage,
+    KnowledgeRoute => KnowledgePage,
+    KnowledgeBaseRoute => KnowledgeBasePage,
+    PassageRoute => PassagePage,
+    ScheduleRoute => crate::schedules::pages::SchedulePage,
+    PrivacyPolicyRoute => PrivacyPolicyPage,
+    CookiePolicyRoute => CookiePolicyPage,
+    SettingsRoute => SettingsPage,
+    AdminRoute => AdminPage,
+    TeamsRoute => crate::teams::pages::TeamsPage,
+    UsageRoute => crate::usage::pages::UsagePage,
+    JoinTeamRoute => crate::teams::pages::JoinTeamPage,
+    TeamRoute => crate::teams::pages::TeamPage,
+    KeysRoute => KeysPage,
+    ApiKeysRoute => ApiKeysPage,
+    ConnectionsRoute => ConnectionsPage,
+    McpServersRoute => McpServersPage,
+    TwoFactorRoute => TwoFactorPage,
+    ConfirmEmailChangeRoute => ConfirmEmailChangePage,
+    TwoFactorSettingsRoute => TwoFactorSettingsPage,
+    SignInMethodsRoute => SignInMethodsPage,
+    PasskeysRoute => PasskeysPage,
+    SessionsRoute => SessionsPage,
+    ToolActivityRoute => ToolActivityPage,
+    YourDataRoute => YourDataPage,
+    AccountActivityRoute => AccountActivityPage,
+    AgentsRoute => AgentsPage,
+    AgentNewRoute => AgentNewPage,
+    AgentImportRoute => AgentImportPage,
+    AgentDetailRoute => AgentDetailPage,
+    ChatRoute => ChatPage,
+    AgentEditRoute => AgentEditPage,
+}
+
+/// Hydrates the server-rendered page (the WASM entry point calls it). A
+/// lazy page's code is fetched first, then the whole page hydrates; the
+/// body is marked `data-hydrated` only then (the browser tests wait for it
+/// to tell the live page from the plain one).
+#[cfg(feature = "hydrate")]
+pub fn hydrate() {
+    wasm_bindgen_futures::spawn_local(async {
+        let Some(body) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.body())
+        else {
+            return;
+        };
+        let mounted = leptos::mount::hydrate_from_async(body.clone(), App).await;
+        mounted.forget();
+        let _ = body.set_attribute("data-hydrated", "");
+    });
+}
+
 /// The HTML document around the app (server only).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     #[cfg(feature = "ssr")]
@@ -173,17 +259,6 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_auth();
     theme::provide_theme();
-    // Effects run only in the browser, after hydration: mark the page as live
-    // (the browser tests use it to tell the hydrated path from the plain one).
-    Effect::new(|_| {
-        #[cfg(feature = "hydrate")]
-        if let Some(body) = web_sys::window()
-            .and_then(|w| w.document())
-            .and_then(|d| d.body())
-        {
-            let _ = body.set_attribute("data-hydrated", "");
-        }
-    });
     view! {
         <Stylesheet id="leptos" href="/pkg/enclave.css"/>
         <Title formatter=|title: String| format!("{title} · Enclave")/>
@@ -198,142 +273,142 @@ pub fn App() -> impl IntoView {
                     <Route path=StaticSegment("sign-up") view=SignUpPage ssr=SsrMode::Async/>
                     <Route
                         path=StaticSegment("check-email")
-                        view=CheckEmailPage
+                        view={Lazy::<CheckEmailRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=StaticSegment("forgot-password")
-                        view=ForgotPasswordPage
+                        view={Lazy::<ForgotPasswordRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=StaticSegment("reset-password")
-                        view=ResetPasswordPage
+                        view={Lazy::<ResetPasswordRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=StaticSegment("verify-email")
-                        view=VerifyEmailPage
+                        view={Lazy::<VerifyEmailRoute>::new()}
                         ssr=SsrMode::Async
                     />
-                    <Route path=StaticSegment("dashboard") view=DashboardPage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("knowledge") view=KnowledgePage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("dashboard") view={Lazy::<DashboardRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("knowledge") view={Lazy::<KnowledgeRoute>::new()} ssr=SsrMode::Async/>
                     <Route
                         path=(StaticSegment("knowledge"), ParamSegment("id"))
-                        view=KnowledgeBasePage
+                        view={Lazy::<KnowledgeBaseRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("knowledge"), StaticSegment("passages"), ParamSegment("id"))
-                        view=PassagePage
+                        view={Lazy::<PassageRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("schedules"), ParamSegment("id"))
-                        view=crate::schedules::pages::SchedulePage
+                        view={Lazy::<ScheduleRoute>::new()}
                         ssr=SsrMode::Async
                     />
-                    <Route path=StaticSegment("privacy") view=PrivacyPolicyPage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("cookies") view=CookiePolicyPage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("settings") view=SettingsPage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("admin") view=AdminPage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("teams") view=crate::teams::pages::TeamsPage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("usage") view=crate::usage::pages::UsagePage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("privacy") view={Lazy::<PrivacyPolicyRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("cookies") view={Lazy::<CookiePolicyRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("settings") view={Lazy::<SettingsRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("admin") view={Lazy::<AdminRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("teams") view={Lazy::<TeamsRoute>::new()} ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("usage") view={Lazy::<UsageRoute>::new()} ssr=SsrMode::Async/>
                     <Route
                         path=(StaticSegment("teams"), StaticSegment("join"))
-                        view=crate::teams::pages::JoinTeamPage
+                        view={Lazy::<JoinTeamRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("teams"), ParamSegment("id"))
-                        view=crate::teams::pages::TeamPage
+                        view={Lazy::<TeamRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("keys"))
-                        view=KeysPage
+                        view={Lazy::<KeysRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("api-keys"))
-                        view=ApiKeysPage
+                        view={Lazy::<ApiKeysRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("connections"))
-                        view=ConnectionsPage
+                        view={Lazy::<ConnectionsRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("mcp"))
-                        view=McpServersPage
+                        view={Lazy::<McpServersRoute>::new()}
                         ssr=SsrMode::Async
                     />
-                    <Route path=StaticSegment("two-factor") view=TwoFactorPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("two-factor") view={Lazy::<TwoFactorRoute>::new()} ssr=SsrMode::Async/>
                     <Route
                         path=StaticSegment("confirm-email")
-                        view=ConfirmEmailChangePage
+                        view={Lazy::<ConfirmEmailChangeRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("two-factor"))
-                        view=TwoFactorSettingsPage
+                        view={Lazy::<TwoFactorSettingsRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("sign-in-methods"))
-                        view=SignInMethodsPage
+                        view={Lazy::<SignInMethodsRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("passkeys"))
-                        view=PasskeysPage
+                        view={Lazy::<PasskeysRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("sessions"))
-                        view=SessionsPage
+                        view={Lazy::<SessionsRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("activity"))
-                        view=ToolActivityPage
+                        view={Lazy::<ToolActivityRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("data"))
-                        view=YourDataPage
+                        view={Lazy::<YourDataRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("settings"), StaticSegment("account-activity"))
-                        view=AccountActivityPage
+                        view={Lazy::<AccountActivityRoute>::new()}
                         ssr=SsrMode::Async
                     />
-                    <Route path=StaticSegment("agents") view=AgentsPage ssr=SsrMode::Async/>
+                    <Route path=StaticSegment("agents") view={Lazy::<AgentsRoute>::new()} ssr=SsrMode::Async/>
                     <Route
                         path=(StaticSegment("agents"), StaticSegment("new"))
-                        view=AgentNewPage
+                        view={Lazy::<AgentNewRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("agents"), StaticSegment("import"))
-                        view=AgentImportPage
+                        view={Lazy::<AgentImportRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("agents"), ParamSegment("id"))
-                        view=AgentDetailPage
+                        view={Lazy::<AgentDetailRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("agents"), ParamSegment("id"), StaticSegment("chat"))
-                        view=ChatPage
+                        view={Lazy::<ChatRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=(StaticSegment("agents"), ParamSegment("id"), StaticSegment("edit"))
-                        view=AgentEditPage
+                        view={Lazy::<AgentEditRoute>::new()}
                         ssr=SsrMode::Async
                     />
                 </FlatRoutes>

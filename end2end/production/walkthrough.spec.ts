@@ -32,3 +32,59 @@ test("the release build serves a person who signs up and chats over https", asyn
   expect(session?.secure).toBe(true);
   expect(errors).toEqual([]);
 });
+
+// Each page but the first ones a visitor opens is a lazy route (`cargo
+// leptos --split`): its code is fetched the first time it is opened. On the
+// release build, every one is opened here the way the app opens it (a click
+// on a link, so the router fetches the page's code and its data together),
+// and each must load without an error; the split manifest names them all.
+test("every page's own code loads when it is first opened, on the release build", async ({ page }) => {
+  const errors = watchErrors(page);
+  // A panic in the WASM is logged before it traps (a missing page's 404
+  // from its data is logged too, and is expected here).
+  page.on("console", (msg) => {
+    if (msg.type() === "error" && /panicked|split|chunk/i.test(msg.text())) errors.push(`console: ${msg.text()}`);
+  });
+  const fetched = new Set<string>();
+  page.on("response", (res) => {
+    const split = res.url().match(/\/pkg\/split_(__[a-z_]+_route_view_[0-9]+)\.wasm$/);
+    if (split && res.ok()) fetched.add(split[1]);
+  });
+  await signUp(page);
+  const first = [...fetched];
+  expect(first, "signing up and the dashboard load only the dashboard's own code").toEqual(
+    first.filter((name) => name.startsWith("__dashboard_") || name.startsWith("__check_email_")),
+  );
+  const manifest = await (await page.request.get("/pkg/__wasm_split_manifest.json")).json();
+  const routes = Object.keys(manifest).filter((name) => /_route_view_[0-9]+$/.test(name));
+  expect(routes.length).toBeGreaterThan(30);
+
+  const none = "00000000-0000-4000-8000-000000000000";
+  const paths = [
+    "/check-email", "/forgot-password", "/reset-password", "/verify-email", "/dashboard",
+    "/knowledge", `/knowledge/${none}`, `/knowledge/passages/${none}`, `/schedules/${none}`,
+    "/privacy", "/cookies", "/settings", "/admin", "/teams", "/usage", "/teams/join", `/teams/${none}`,
+    "/settings/keys", "/settings/api-keys", "/settings/connections", "/settings/mcp", "/two-factor",
+    "/confirm-email", "/settings/two-factor", "/settings/sign-in-methods", "/settings/passkeys",
+    "/settings/sessions", "/settings/activity", "/settings/data", "/settings/account-activity",
+    "/agents", "/agents/new", "/agents/import", `/agents/${none}`, `/agents/${none}/chat`,
+    `/agents/${none}/edit`,
+  ];
+  for (const path of paths) {
+    // Back to a page that holds no lazy code, then a click through the router.
+    await page.goto("/");
+    await hydrated(page);
+    const loaded = page.waitForResponse((res) => /\/pkg\/split___[a-z_]+_route_view_[0-9]+\.wasm$/.test(res.url()));
+    await page.evaluate((href) => {
+      const link = document.createElement("a");
+      link.href = href;
+      link.textContent = "go";
+      document.body.appendChild(link);
+      link.click();
+    }, path);
+    expect((await loaded).ok(), `${path} fetched its own code`).toBe(true);
+    await page.waitForLoadState("networkidle");
+  }
+  expect([...fetched].sort()).toEqual([...routes].sort());
+  expect(errors).toEqual([]);
+});

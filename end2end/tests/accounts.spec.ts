@@ -16,6 +16,7 @@ test("a new account confirms its address from the mailed link", async ({ page })
   await expect(mail).toContainText("Confirm your email address for Enclave");
   await mail.getByRole("link").click();
   await expect(page.getByTestId("verify-outcome")).toHaveText("Your email address is confirmed. Thank you.");
+  await hydrated(page);
   await page.getByRole("link", { name: "Go to your dashboard" }).click();
   await expect(page).toHaveURL(/\/dashboard$/);
   await hydrated(page);

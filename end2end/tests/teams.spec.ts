@@ -65,6 +65,8 @@ test("an owner shares an agent with a team, and removing a member takes it away"
   // The owner makes the team's agent from the team page.
   await ownerPage.goto("/teams");
   await ownerPage.getByRole("link", { name: "Lighthouse crew" }).click();
+  // The router fetches the team page's code and data before it moves.
+  await expect(ownerPage).toHaveURL(/\/teams\/[0-9a-f-]{36}$/);
   await hydrated(ownerPage);
   await ownerPage.reload();
   await expect(ownerPage.getByTestId("invitation")).toHaveCount(0);

@@ -999,31 +999,61 @@ fn file_size(path: &Path) -> Option<u64> {
     std::fs::metadata(path).ok().map(|m| m.len())
 }
 
-/// The site's first-load assets: (name, raw, gzip, brotli) for each.
-fn bundle_sizes(site: &Path) -> Vec<(String, u64, Option<u64>, Option<u64>)> {
+/// One file of the site: (name, raw, gzip, brotli).
+type Asset = (String, u64, Option<u64>, Option<u64>);
+
+/// The site's first-load assets (the main WASM, its JS, the CSS and the
+/// split loader), and for each lazy route (`cargo leptos --split`) the
+/// brotli bytes of its own files, from the split manifest.
+fn bundle_sizes(site: &Path) -> (Vec<Asset>, Vec<(String, u64)>) {
     let pkg = site.join("pkg");
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(&pkg) else {
-        return out;
-    };
-    let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    names.sort();
-    for path in names {
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        if !(name.ends_with(".wasm") || name.ends_with(".js") || name.ends_with(".css")) {
-            continue;
-        }
+    let asset = |name: &str| -> Option<Asset> {
         let with = |ext: &str| file_size(&pkg.join(format!("{name}.{ext}")));
-        let (gz, br) = (with("gz"), with("br"));
-        if let Some(raw) = file_size(&path) {
-            out.push((name, raw, gz, br));
-        }
+        Some((
+            name.to_owned(),
+            file_size(&pkg.join(name))?,
+            with("gz"),
+            with("br"),
+        ))
+    };
+    let mut first: Vec<Asset> = ["enclave.wasm", "enclave.js", "enclave.css"]
+        .iter()
+        .filter_map(|name| asset(name))
+        .collect();
+    if let Ok(entries) = std::fs::read_dir(&pkg) {
+        let mut loaders: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("__wasm_split") && n.ends_with(".js"))
+            .collect();
+        loaders.sort();
+        first.extend(loaders.iter().filter_map(|name| asset(name)));
     }
-    out
+    let manifest: std::collections::BTreeMap<String, Vec<String>> =
+        std::fs::read_to_string(pkg.join("__wasm_split_manifest.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+    let pages = manifest
+        .iter()
+        .map(|(split, files)| {
+            // `__chat_route_view_123` is the chat page's.
+            let page = split
+                .trim_start_matches('_')
+                .split("_route_view_")
+                .next()
+                .unwrap_or(split)
+                .replace('_', " ");
+            let own: u64 = files
+                .iter()
+                .filter_map(|f| {
+                    let (_, raw, _, br) = asset(&format!("{f}.wasm"))?;
+                    Some(br.unwrap_or(raw))
+                })
+                .sum();
+            (page, own)
+        })
+        .collect();
+    (first, pages)
 }
 
 fn seal_open_rows(table: &mut Table) {
@@ -1318,11 +1348,11 @@ async fn main() -> anyhow::Result<()> {
         seeded.as_secs_f64()
     ));
 
-    // The WASM bundle and the rest of the first load.
-    let assets = bundle_sizes(&site);
+    // The first load, and each page's own code on top of it.
+    let (assets, pages) = bundle_sizes(&site);
     if assets.is_empty() {
         table.note(format!(
-            "No site in {}: build it with `cargo leptos build --release --precompress`.",
+            "No site in {}: build it with `cargo leptos build --release --precompress --split`.",
             site.display()
         ));
     }
@@ -1347,12 +1377,34 @@ async fn main() -> anyhow::Result<()> {
     }
     if !assets.is_empty() {
         table.row(
-            "First load in all (WASM + JS + CSS), raw / gzip / brotli",
+            "First load in all (WASM + JS + CSS): home, sign-in, sign-up; raw / gzip / brotli",
             "",
             format!("{} / {} / {}", kb(raw), kb(gz), kb(br)),
             "",
             "≤ 250 KB brotli",
             Some(br <= 250_000),
+        );
+    }
+    let mut pages = pages;
+    pages.sort_by_key(|(_, own)| *own);
+    for (page, own) in &pages {
+        table.row(
+            format!("Page: {page} (first load + its own code), brotli"),
+            "",
+            format!("{} (+{})", kb(br + own), kb(*own)),
+            "",
+            "",
+            None,
+        );
+    }
+    if let Some((page, own)) = pages.last() {
+        table.row(
+            format!("Heaviest page in all: {page}, brotli"),
+            "",
+            kb(br + own),
+            "",
+            "≤ 400 KB",
+            Some(br + own <= 400_000),
         );
     }
 
