@@ -26,7 +26,10 @@ use crate::{
     },
     provider_keys::{KeySource, ProviderKeyView, api::list_provider_keys},
     tools::{BUILTIN, ToolConfig, builtin},
-    ui::{Field, FormError, RequireUser, TextAreaField, error_view, field_message, not_found_or},
+    ui::{
+        Field, FormError, RequireUser, TextAreaField, avatar::Avatar, error_view, field_message,
+        not_found_or,
+    },
 };
 
 // ---- list ------------------------------------------------------------------------
@@ -85,7 +88,7 @@ fn AgentList() -> impl IntoView {
                                     .map(|agent| {
                                         view! {
                                             <li class="card agent-row">
-                                                <span class="avatar" aria-hidden="true">{agent.avatar}</span>
+                                                <Avatar avatar=agent.avatar name=agent.name.clone()/>
                                                 <div>
                                                     <a href=format!("/agents/{}", agent.id)>{agent.name}</a>
                                                     {agent
@@ -755,7 +758,7 @@ fn AgentCard(
     view! {
         <Title text=spec.name.clone()/>
         <div class="page-head">
-            <span class="avatar big" aria-hidden="true">{spec.avatar.clone()}</span>
+            <Avatar avatar=spec.avatar.clone() name=spec.name.clone() big=true/>
             <h1>{spec.name.clone()}</h1>
             <a class="button primary" href=chat_href>"Chat"</a>
             {agent.sharing.can_edit.then(|| view! { <a class="button" href=edit_href>"Edit"</a> })}

@@ -18,7 +18,9 @@ use super::{
 use crate::{
     action_error,
     agents::api::get_agent,
-    ui::{FormError, RequireUser, field_message, markdown, not_found_or, size_label},
+    ui::{
+        FormError, RequireUser, avatar::Avatar, field_message, markdown, not_found_or, size_label,
+    },
 };
 
 pub type SendMessageAction = ServerAction<SendMessage>;
@@ -162,7 +164,7 @@ fn Chat() -> impl IntoView {
                                 let agent_href = format!("/agents/{}", agent.id);
                                 Either::Right(view! {
                                     <header class="chat-head">
-                                        <span class="avatar" aria-hidden="true">{agent.spec.avatar.clone()}</span>
+                                        <Avatar avatar=agent.spec.avatar.clone() name=agent.spec.name.clone()/>
                                         <h1>{agent.spec.name.clone()}</h1>
                                         <a href=agent_href>"Agent settings"</a>
                                     </header>

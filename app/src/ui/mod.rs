@@ -1,6 +1,7 @@
 //! Shared UI: the page frame, the signed-in user context, form helpers,
 //! safe Markdown.
 
+pub mod avatar;
 pub mod markdown;
 
 use leptos::prelude::*;
