@@ -336,6 +336,27 @@ impl Cluster {
         self.replicas.iter().position(|r| r.name == runner).unwrap()
     }
 
+    /// Fails if any replica's log holds one of `secrets`, or the master key
+    /// (each log must be non-empty, or the check would prove nothing).
+    pub fn assert_logs_hold_none(&self, secrets: &[&str]) {
+        for replica in &self.replicas {
+            let log = replica.log();
+            assert!(!log.is_empty(), "{} wrote no log", replica.name);
+            let master = replica
+                .env
+                .iter()
+                .find(|(k, _)| k == "ENCLAVE_MASTER_KEY")
+                .map(|(_, v)| v.as_str());
+            for secret in secrets.iter().copied().chain(master) {
+                assert!(
+                    !log.contains(secret),
+                    "{}'s log holds a secret",
+                    replica.name
+                );
+            }
+        }
+    }
+
     /// SIGTERM to replica `index`; waits until it has exited.
     pub async fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
         self.replicas[index].signal("TERM").await

@@ -390,14 +390,26 @@ pub async fn send_message(app: &Http, client: &Client, agent: &str, text: &str) 
 }
 
 /// The conversation's second message (the reply) once its status is
-/// `until` (any but `streaming` when `until` is empty).
+/// `until` (any but `streaming` when `until` is empty), within 10 s.
 pub async fn reply_when(
     app: &Http,
     client: &Client,
     conversation: &str,
     until: &str,
 ) -> serde_json::Value {
-    for _ in 0..400 {
+    reply_within(app, client, conversation, until, Duration::from_secs(10)).await
+}
+
+/// `reply_when` with its own patience (a long reply, a loaded machine).
+pub async fn reply_within(
+    app: &Http,
+    client: &Client,
+    conversation: &str,
+    until: &str,
+    patience: Duration,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + patience;
+    loop {
         let c: serde_json::Value = app
             .call(client, "get_conversation", &[("id", conversation)])
             .await
@@ -408,9 +420,11 @@ pub async fn reply_when(
         if (until.is_empty() && status.is_string() && status != "streaming") || status == until {
             return c["messages"][1].clone();
         }
+        if tokio::time::Instant::now() >= deadline {
+            panic!("the reply never became {until:?} within {patience:?}: {status}");
+        }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    panic!("the reply never became {until:?}");
 }
 
 /// The status of the only reply in the database once it is no longer
