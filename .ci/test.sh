@@ -72,9 +72,6 @@ step "setup scripts: an old Node, a checkout in a private folder"
 step "Rust tests (a fresh database per test)"
 RUST_BACKTRACE=0 cargo test -p app -p server --features app/ssr
 
-step "benchmark: seal/open cost (figures only, never pass/fail on time)"
-cargo bench -p app --features ssr --bench crypto --profile bench-quick
-
 step "build the app (cargo leptos build --split)"
 cargo leptos build --split
 
