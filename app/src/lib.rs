@@ -78,7 +78,7 @@ use crate::{
     pages::{DashboardPage, HomePage, NotFound, SettingsPage},
     provider_keys::pages::KeysPage,
     tools::activity::ToolActivityPage,
-    ui::{Header, VerifyBanner, provide_auth},
+    ui::{Header, VerifyBanner, provide_auth, provide_shell},
 };
 
 /// Every sealed column, gathered from the slices that own them: what
@@ -127,6 +127,8 @@ pub const PROTECTED_PATHS: &[&str] = &[
     "/knowledge",
     "/admin",
     "/teams",
+    "/chats",
+    "/chat",
 ];
 /// Pages a signed-in user has no use for; the server sends them to the dashboard.
 pub const GUEST_PATHS: &[&str] = &["/sign-in", "/sign-up"];
@@ -146,7 +148,7 @@ pub fn path_matches(list: &[&str], path: &str) -> bool {
 /// code. The server renders every page whole, so each works without
 /// JavaScript as before.
 macro_rules! lazy_pages {
-    ($($route:ident => $page:path),* $(,)?) => {
+    ($frame:path: $($route:ident => $page:path),* $(,)?) => {
         $(
             pub struct $route;
 
@@ -157,9 +159,12 @@ macro_rules! lazy_pages {
                 }
 
                 fn view(_this: Self) -> AnyView {
-                    leptos::component::component_view(
-                        &$page,
-                        leptos::component::component_props_builder(&$page).build(),
+                    $frame(
+                        leptos::component::component_view(
+                            &$page,
+                            leptos::component::component_props_builder(&$page).build(),
+                        )
+                        .into_any(),
                     )
                     .into_any()
                 }
@@ -169,29 +174,35 @@ macro_rules! lazy_pages {
 }
 
 lazy_pages! {
+    plain_page:
     CheckEmailRoute => CheckEmailPage,
     ForgotPasswordRoute => ForgotPasswordPage,
     ResetPasswordRoute => ResetPasswordPage,
     VerifyEmailRoute => VerifyEmailPage,
+    PrivacyPolicyRoute => PrivacyPolicyPage,
+    CookiePolicyRoute => CookiePolicyPage,
+    JoinTeamRoute => crate::teams::pages::JoinTeamPage,
+    TwoFactorRoute => TwoFactorPage,
+    ConfirmEmailChangeRoute => ConfirmEmailChangePage,
+    NewChatRoute => crate::chat::sidebar::NewChatPage,
+}
+
+lazy_pages! {
+    crate::chat::sidebar::with_sidebar:
     DashboardRoute => DashboardPage,
     KnowledgeRoute => KnowledgePage,
     KnowledgeBaseRoute => KnowledgeBasePage,
     PassageRoute => PassagePage,
     ScheduleRoute => crate::schedules::pages::SchedulePage,
-    PrivacyPolicyRoute => PrivacyPolicyPage,
-    CookiePolicyRoute => CookiePolicyPage,
     SettingsRoute => SettingsPage,
     AdminRoute => AdminPage,
     TeamsRoute => crate::teams::pages::TeamsPage,
     UsageRoute => crate::usage::pages::UsagePage,
-    JoinTeamRoute => crate::teams::pages::JoinTeamPage,
     TeamRoute => crate::teams::pages::TeamPage,
     KeysRoute => KeysPage,
     ApiKeysRoute => ApiKeysPage,
     ConnectionsRoute => ConnectionsPage,
     McpServersRoute => McpServersPage,
-    TwoFactorRoute => TwoFactorPage,
-    ConfirmEmailChangeRoute => ConfirmEmailChangePage,
     TwoFactorSettingsRoute => TwoFactorSettingsPage,
     SignInMethodsRoute => SignInMethodsPage,
     PasskeysRoute => PasskeysPage,
@@ -205,6 +216,12 @@ lazy_pages! {
     AgentDetailRoute => AgentDetailPage,
     ChatRoute => ChatPage,
     AgentEditRoute => AgentEditPage,
+    ChatsRoute => crate::chat::sidebar::ChatsPage,
+}
+
+/// A page without the sidebar (signed out, or a step of signing in).
+fn plain_page(page: AnyView) -> impl IntoView {
+    view! { <main id="main">{page}</main> }
 }
 
 /// Hydrates the server-rendered page (the WASM entry point calls it). A
@@ -222,8 +239,37 @@ pub fn hydrate() {
         };
         let mounted = leptos::mount::hydrate_from_async(body.clone(), App).await;
         mounted.forget();
-        let _ = body.set_attribute("data-hydrated", "");
+        mark_live();
     });
+}
+
+/// Marks the body `data-hydrated`: the page is live.
+#[cfg(feature = "hydrate")]
+fn mark_live() {
+    if let Some(body) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.body())
+    {
+        let _ = body.set_attribute("data-hydrated", "");
+    }
+}
+
+/// Marks the page live once the router has moved. A link followed while
+/// the first page's code is still being fetched moves the router (so the
+/// app is live) and drops the end of that first hydration, which would
+/// otherwise never mark it.
+#[component]
+fn LiveOnNavigation() -> impl IntoView {
+    #[cfg(feature = "hydrate")]
+    {
+        let location = leptos_router::hooks::use_location();
+        Effect::new(move |first: Option<()>| {
+            location.pathname.track();
+            if first.is_some() {
+                mark_live();
+            }
+        });
+    }
 }
 
 /// The HTML document around the app (server only).
@@ -258,19 +304,35 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_auth();
+    provide_shell();
     theme::provide_theme();
     view! {
         <Stylesheet id="leptos" href="/pkg/enclave.css"/>
         <Title formatter=|title: String| format!("{title} · Enclave")/>
         <Router>
+            <LiveOnNavigation/>
             <Header/>
             <VerifyBanner/>
             <PolicyBanner/>
-            <main id="main">
-                <FlatRoutes fallback=NotFound>
-                    <Route path=StaticSegment("") view=HomePage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("sign-in") view=SignInPage ssr=SsrMode::Async/>
-                    <Route path=StaticSegment("sign-up") view=SignUpPage ssr=SsrMode::Async/>
+            <div class="shell">
+                <FlatRoutes fallback=|| plain_page(view! { <NotFound/> }.into_any())>
+                    <Route path=StaticSegment("") view=|| plain_page(view! { <HomePage/> }.into_any()) ssr=SsrMode::Async/>
+                    <Route
+                        path=StaticSegment("sign-in")
+                        view=|| plain_page(view! { <SignInPage/> }.into_any())
+                        ssr=SsrMode::Async
+                    />
+                    <Route
+                        path=StaticSegment("sign-up")
+                        view=|| plain_page(view! { <SignUpPage/> }.into_any())
+                        ssr=SsrMode::Async
+                    />
+                    <Route path=StaticSegment("chats") view={Lazy::<ChatsRoute>::new()} ssr=SsrMode::Async/>
+                    <Route
+                        path=(StaticSegment("chat"), StaticSegment("new"))
+                        view={Lazy::<NewChatRoute>::new()}
+                        ssr=SsrMode::Async
+                    />
                     <Route
                         path=StaticSegment("check-email")
                         view={Lazy::<CheckEmailRoute>::new()}
@@ -412,7 +474,7 @@ pub fn App() -> impl IntoView {
                         ssr=SsrMode::Async
                     />
                 </FlatRoutes>
-            </main>
+            </div>
             <footer class="site-footer">
                 <a href="/privacy">"Privacy Policy"</a>
                 " · "

@@ -68,7 +68,7 @@ test("every page's own code loads when it is first opened, on the release build"
     "/confirm-email", "/settings/two-factor", "/settings/sign-in-methods", "/settings/passkeys",
     "/settings/sessions", "/settings/activity", "/settings/data", "/settings/account-activity",
     "/agents", "/agents/new", "/agents/import", `/agents/${none}`, `/agents/${none}/chat`,
-    `/agents/${none}/edit`,
+    `/agents/${none}/edit`, "/chats", `/chat/new?agent=${none}`,
   ];
   for (const path of paths) {
     // Back to a page that holds no lazy code, then a click through the router.

@@ -115,12 +115,11 @@ test("regenerate, edit and resend, copy code, rename and delete", async ({ page,
   await expect(edited.locator("pre code")).toHaveText("let x = 42;\n");
   await expect(page.getByTestId("user-message")).toHaveCount(1);
 
-  await edited.getByRole("button", { name: "Copy" }).click();
-  await expect(edited.getByRole("button", { name: "Copied" })).toBeVisible();
+  await edited.locator(".code-block").getByRole("button", { name: "Copy" }).click();
+  await expect(edited.locator(".code-block").getByRole("button", { name: "Copied" })).toBeVisible();
   expect(await page.evaluate(() => navigator.clipboard.readText())).toBe("let x = 42;\n");
 
-  await page.getByText("Rename").click();
-  await page.getByLabel("Title").fill("Renamed chat");
+  await page.getByLabel("Conversation title").fill("Renamed chat");
   await page.getByRole("button", { name: "Save", exact: true }).click();
   await expect(page.getByRole("link", { name: "Renamed chat" })).toBeVisible();
 
@@ -183,15 +182,15 @@ test("a page keeps at most one stream open per live reply", async ({ page }) => 
   await agentWithModel(page, "fake:tokens=400,delay_ms=40");
   await send(page, "A long one");
   await expect(page.getByTestId("assistant-message").last()).toContainText("t2 ");
-  // Actions that re-render the conversation while the reply streams.
-  const details = page.locator(".conversation-tools details");
-  for (const title of ["One", "Two", "Three", "Four", "Five", "Six", "Seven"]) {
-    if (!(await details.evaluate((d) => (d as HTMLDetailsElement).open))) {
-      await page.getByText("Rename").click();
-    }
-    await page.getByLabel("Title").fill(title);
-    await page.getByRole("button", { name: "Save", exact: true }).click();
-    await expect(page.getByRole("link", { name: title })).toBeVisible();
+  // Leaving the conversation for a new chat and coming back through the
+  // sidebar, again and again, while the reply streams.
+  const sidebar = page.locator("#sidebar");
+  for (let i = 0; i < 7; i++) {
+    await sidebar.getByRole("button", { name: "New chat" }).click();
+    await expect(page.getByTestId("assistant-message")).toHaveCount(0);
+    expect((await streams()).open).toBeLessThanOrEqual(1);
+    await sidebar.getByRole("link", { name: "A long one" }).click();
+    await expect(page.getByTestId("assistant-message").last()).toHaveAttribute("data-status", "streaming");
     expect((await streams()).open).toBeLessThanOrEqual(1);
   }
   // The reply was re-rendered (a new stream each time), and still only one is open.

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::{ConversationSummary, ConversationView, FileView, Sent};
+use super::{ChatList, ConversationSummary, ConversationView, FileView, Sent};
 use crate::error::AppError;
 
 /// Sends a message to an agent (in a new conversation when none is given)
@@ -85,6 +85,28 @@ pub async fn list_conversations(agent_id: String) -> Result<Vec<ConversationSumm
     super::server::list_conversations(&ctx::state()?, session.user_id, &session.key, agent).await
 }
 
+/// The user's conversations across agents, newest first: the sidebar's
+/// (`all` false: the first 50) or the "All chats" page's (the first 1,000).
+/// `query` keeps those whose title holds it.
+#[server(prefix = "/api", endpoint = "list_chats")]
+pub async fn list_chats(query: Option<String>, all: Option<bool>) -> Result<ChatList, AppError> {
+    use crate::ctx;
+    let session = ctx::require_verified_session()?;
+    let limit = if all.unwrap_or(false) {
+        super::server::ALL_CHATS
+    } else {
+        super::server::SIDEBAR_CHATS
+    };
+    super::server::chat_list(
+        &ctx::state()?,
+        session.user_id,
+        &session.key,
+        query.as_deref().unwrap_or_default(),
+        limit,
+    )
+    .await
+}
+
 #[server(prefix = "/api", endpoint = "get_conversation")]
 pub async fn get_conversation(
     id: String,
@@ -111,7 +133,8 @@ pub async fn delete_conversation(id: String) -> Result<(), AppError> {
     let session = ctx::require_verified_session()?;
     let id = ctx::parse_id(&id)?;
     let agent = super::server::delete(&ctx::state()?, session.user_id, id).await?;
-    leptos_axum::redirect(&format!("/agents/{agent}/chat"));
+    // The app (the sidebar's undo, the chat page) moves on by itself.
+    ctx::redirect_plain_post(&format!("/agents/{agent}/chat"));
     Ok(())
 }
 

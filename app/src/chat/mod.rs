@@ -12,6 +12,7 @@ pub mod pages;
 pub mod runs;
 #[cfg(feature = "ssr")]
 pub mod server;
+pub mod sidebar;
 
 use serde::{Deserialize, Serialize};
 
@@ -71,6 +72,72 @@ pub struct ConversationSummary {
     /// When the retention job erases it unless a message comes first
     /// (`YYYY-MM-DD`, UTC).
     pub expires_on: String,
+}
+
+/// Every conversation of a user across agents, newest first, as the
+/// sidebar and the "All chats" page show them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatList {
+    pub chats: Vec<ChatListItem>,
+    /// The agents the user can chat with (for avatars and "New chat").
+    pub agents: Vec<ChatListAgent>,
+    /// More conversations matched than were sent.
+    pub more: bool,
+    /// The agent of the conversation used last, if any: "New chat" picks it.
+    pub last_agent: Option<String>,
+    /// The server's clock (Unix seconds) when it answered: the groups
+    /// (Today, Yesterday, ...) render the same on the server and in the
+    /// browser until the browser regroups them by its own time zone.
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatListItem {
+    pub id: String,
+    pub agent_id: String,
+    pub title: String,
+    /// When a message last came (Unix seconds).
+    pub updated: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatListAgent {
+    pub id: String,
+    pub name: String,
+    pub avatar: String,
+}
+
+/// How long ago a conversation was last used, as the sidebar groups them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Age {
+    Today,
+    Yesterday,
+    PreviousWeek,
+    Older,
+}
+
+impl Age {
+    pub fn label(self) -> &'static str {
+        match self {
+            Age::Today => "Today",
+            Age::Yesterday => "Yesterday",
+            Age::PreviousWeek => "Previous 7 days",
+            Age::Older => "Older",
+        }
+    }
+
+    /// The group of a conversation last used at `updated`, seen at `now`
+    /// (both Unix seconds) by someone `east` seconds east of UTC: by
+    /// calendar days in their time zone, not by 24-hour spans.
+    pub fn of(updated: i64, now: i64, east: i64) -> Age {
+        let day = |t: i64| (t + east).div_euclid(86_400);
+        match day(now) - day(updated) {
+            i64::MIN..=0 => Age::Today,
+            1 => Age::Yesterday,
+            2..=7 => Age::PreviousWeek,
+            _ => Age::Older,
+        }
+    }
 }
 
 /// Where a tool call stands.
@@ -213,6 +280,9 @@ pub struct ConversationView {
     pub id: String,
     pub agent_id: String,
     pub title: String,
+    /// When the retention job erases it unless a message comes first
+    /// (`YYYY-MM-DD`, UTC).
+    pub expires_on: String,
     /// The newest messages, oldest first.
     pub messages: Vec<MessageView>,
     /// Whether older messages exist before the first one here.
@@ -249,4 +319,29 @@ pub enum StreamUpdate {
         input_tokens: Option<u32>,
         output_tokens: Option<u32>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Age;
+
+    #[test]
+    fn conversations_are_grouped_by_calendar_day_in_the_readers_zone() {
+        // 2026-12-02 10:00 UTC.
+        let now = 1_796_205_600;
+        let hour = 3_600;
+        assert_eq!(Age::of(now - hour, now, 0), Age::Today);
+        // 11 hours ago is yesterday evening in UTC ...
+        assert_eq!(Age::of(now - 11 * hour, now, 0), Age::Yesterday);
+        // ... but this morning for a reader at UTC+2 (12:00 there now).
+        assert_eq!(Age::of(now - 11 * hour, now, 2 * hour), Age::Today);
+        // At UTC-11 it is 23:00 on the 1st: 1 hour ago was still the 1st.
+        assert_eq!(Age::of(now - hour, now, -11 * hour), Age::Today);
+        assert_eq!(Age::of(now - 24 * hour, now, -11 * hour), Age::Yesterday);
+        assert_eq!(Age::of(now - 2 * 86_400, now, 0), Age::PreviousWeek);
+        assert_eq!(Age::of(now - 7 * 86_400, now, 0), Age::PreviousWeek);
+        assert_eq!(Age::of(now - 8 * 86_400, now, 0), Age::Older);
+        // A clock a little behind the server's is not "the future".
+        assert_eq!(Age::of(now + 30, now, 0), Age::Today);
+    }
 }

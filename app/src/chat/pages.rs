@@ -5,15 +5,15 @@
 
 use leptos::{either::Either, html, prelude::*};
 use leptos_meta::Title;
-use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+use leptos_router::hooks::{use_location, use_navigate, use_params_map};
 
 use super::{
-    FileView, MessageStatus, MessageView, ReplyPart, ToolCallView, ToolStatus,
+    ChatListItem, FileView, MessageStatus, MessageView, ReplyPart, ToolCallView, ToolStatus,
     api::{
         DecideToolCall, DeleteConversation, EditMessage, RegenerateReply, RenameConversation,
-        SendMessage, StopReply, get_conversation, list_conversations, remove_unsent_file,
-        unsent_files,
+        SendMessage, StopReply, get_conversation, remove_unsent_file, unsent_files,
     },
+    sidebar::{focus, start_delete, use_shell},
 };
 use crate::{
     action_error,
@@ -22,13 +22,13 @@ use crate::{
         FormError, RequireUser, avatar::Avatar, field_message, markdown, not_found_or, size_label,
     },
 };
+use leptos::server_fn::ServerFn;
 
 pub type SendMessageAction = ServerAction<SendMessage>;
 pub type StopReplyAction = ServerAction<StopReply>;
 pub type RegenerateAction = ServerAction<RegenerateReply>;
 pub type EditAction = ServerAction<EditMessage>;
 pub type RenameAction = ServerAction<RenameConversation>;
-pub type DeleteConversationAction = ServerAction<DeleteConversation>;
 pub type DecideAction = ServerAction<DecideToolCall>;
 
 /// The actions a message offers, passed down together.
@@ -53,10 +53,14 @@ pub fn ChatPage() -> impl IntoView {
 #[component]
 fn Chat() -> impl IntoView {
     let params = use_params_map();
-    let query = use_query_map();
+    // The router's own location, not the route's: leptos_router 0.8 updates
+    // a route's query only when its path stays the same, so going from one
+    // agent's conversation to another's (the sidebar) would keep the old one.
+    let query = use_location().query;
     let agent_id = Memo::new(move |_| params.read().get("id").unwrap_or_default());
     let conversation_id = Memo::new(move |_| query.read().get("c").unwrap_or_default());
     let before = Memo::new(move |_| query.read().get("before"));
+
     // Files attached for the next message: `?files=a,b` (the attach form
     // goes back to the page with them, with or without JavaScript).
     let files = Memo::new(move |_| query.read().get("files").unwrap_or_default());
@@ -65,8 +69,40 @@ fn Chat() -> impl IntoView {
     let regenerate = RegenerateAction::new();
     let edit = EditAction::new();
     let rename = RenameAction::new();
-    let remove = DeleteConversationAction::new();
     let decide = DecideAction::new();
+    let shell = use_shell();
+    // The sidebar lists conversations newest first: a message sent (maybe
+    // making one) or a new title shows there.
+    Effect::new(move |previous: Option<(usize, usize)>| {
+        let now = (send.version().get(), rename.version().get());
+        if previous.is_some_and(|p| p != now) {
+            shell.chats_changed.update(|n| *n += 1);
+        }
+        now
+    });
+    // What a screen reader hears of a reply: that it started and how it
+    // ended, not every word as it comes.
+    let announce = Announcer(RwSignal::new(String::new()));
+    provide_context(announce);
+    follow_scroll();
+    // Sending is wanting to see the answer: follow again.
+    let away = expect_context::<Away>();
+    Effect::new(move |previous: Option<usize>| {
+        let now = send.version().get();
+        if previous.is_some_and(|p| p != now) {
+            away.0.set(false);
+        }
+        now
+    });
+    // A stopped reply loses its Stop button, which had the focus: the
+    // composer takes it.
+    Effect::new(move |previous: Option<usize>| {
+        let now = stop.version().get();
+        if previous.is_some_and(|p| p != now) {
+            focus("composer-message");
+        }
+        now
+    });
     let actions = MessageActions {
         stop,
         regenerate,
@@ -74,25 +110,13 @@ fn Chat() -> impl IntoView {
         decide,
     };
     let agent = Resource::new(move || agent_id.get(), get_agent);
-    // Each action that changes what is shown makes the resources fetch again.
-    let conversations = Resource::new(
-        move || {
-            let changes = (
-                send.version().get(),
-                rename.version().get(),
-                remove.version().get(),
-            );
-            (agent_id.get(), changes)
-        },
-        |(agent, _)| list_conversations(agent),
-    );
+    // Each action that changes what is shown makes the conversation fetch again.
     let conversation = Resource::new(
         move || {
             let changes = (
                 send.version().get(),
                 regenerate.version().get(),
                 edit.version().get(),
-                rename.version().get(),
                 decide.version().get(),
             );
             (conversation_id.get(), before.get(), changes)
@@ -105,7 +129,6 @@ fn Chat() -> impl IntoView {
             }
         },
     );
-    let chat_href = move || format!("/agents/{}/chat", agent_id.get());
     // A first message makes a conversation: go to it; a message that took
     // attached files leaves none attached. (Without JavaScript the server's
     // redirect does this; in the app the route stays and only the query
@@ -127,33 +150,7 @@ fn Chat() -> impl IntoView {
         }
     });
     view! {
-        <div class="chat-layout">
-            <aside class="conversations" aria-label="Conversations">
-                <a class="button primary" href=chat_href>"New chat"</a>
-                <Transition fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        let list = conversations.await.unwrap_or_default();
-                        view! {
-                            <ul>
-                                {list
-                                    .into_iter()
-                                    .map(|c| {
-                                        let active = c.id == conversation_id.get_untracked();
-                                        view! {
-                                            <li class:active=active>
-                                                <a href=format!("{}?c={}", chat_href(), c.id)>{c.title}</a>
-                                                <small class="expires" data-testid="expires">
-                                                    "Kept until " <time>{c.expires_on}</time>
-                                                </small>
-                                            </li>
-                                        }
-                                    })
-                                    .collect_view()}
-                            </ul>
-                        }
-                    })}
-                </Transition>
-            </aside>
+        <div class="chat">
             <section class="chat-main">
                 <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
                     {move || Suspend::new(async move {
@@ -178,7 +175,6 @@ fn Chat() -> impl IntoView {
                                                             conversation=c
                                                             actions=actions
                                                             rename=rename
-                                                            remove=remove
                                                             paged=before.get_untracked().is_some()
                                                         />
                                                     }),
@@ -197,9 +193,122 @@ fn Chat() -> impl IntoView {
                         }
                     })}
                 </Transition>
-                <Composer send=send agent_id=agent_id conversation_id=conversation_id files=files/>
+                <p class="visually-hidden" role="status" data-testid="reply-status">{move || announce.0.get()}</p>
+                <div class="composer-bar">
+                    <JumpToLatest/>
+                    <Composer send=send agent_id=agent_id conversation_id=conversation_id files=files/>
+                </div>
             </section>
         </div>
+    }
+}
+
+/// What the page tells screen readers about replies (a polite status).
+#[derive(Clone, Copy)]
+struct Announcer(RwSignal<String>);
+
+/// Whether the reader has scrolled up from the newest message; set by the
+/// page's scroll, read by "Jump to latest".
+#[derive(Clone, Copy)]
+struct Away(RwSignal<bool>);
+
+/// How close to the end counts as "at the newest message" (pixels).
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+const NEAR_END: f64 = 120.0;
+
+/// Whether the page is scrolled to (about) its end.
+#[cfg(feature = "hydrate")]
+fn at_end() -> bool {
+    let Some(window) = web_sys::window() else {
+        return true;
+    };
+    let Some(root) = window.document().and_then(|d| d.document_element()) else {
+        return true;
+    };
+    let seen = window.scroll_y().unwrap_or(0.0)
+        + window
+            .inner_height()
+            .ok()
+            .and_then(|h| h.as_f64())
+            .unwrap_or(0.0);
+    seen >= f64::from(root.scroll_height()) - NEAR_END
+}
+
+/// Scrolls to the newest message once what just changed is drawn, unless
+/// the reader has scrolled away meanwhile (`away`).
+fn to_end(away: Option<Away>) {
+    #[cfg(feature = "hydrate")]
+    request_animation_frame(move || {
+        if away.is_some_and(|a| a.0.try_get_untracked().unwrap_or(false)) {
+            return;
+        }
+        if let Some(window) = web_sys::window()
+            && let Some(root) = window.document().and_then(|d| d.document_element())
+        {
+            window.scroll_to_with_x_and_y(0.0, f64::from(root.scroll_height()));
+        }
+    });
+    #[cfg(not(feature = "hydrate"))]
+    let _ = away;
+}
+
+/// Follows a growing reply: the page stays at the newest message while the
+/// reader is there, and stays put (offering "Jump to latest") once they
+/// scroll up.
+fn follow_scroll() {
+    let away = Away(RwSignal::new(false));
+    provide_context(away);
+    #[cfg(feature = "hydrate")]
+    {
+        use wasm_bindgen::{JsCast, closure::Closure};
+        let on_scroll = Closure::<dyn FnMut()>::new(move || {
+            away.0.try_set(!at_end());
+        });
+        if let Some(window) = web_sys::window() {
+            let _ = window
+                .add_event_listener_with_callback("scroll", on_scroll.as_ref().unchecked_ref());
+        }
+        let owned = send_wrapper::SendWrapper::new(on_scroll);
+        on_cleanup(move || {
+            let on_scroll = owned.take();
+            if let Some(window) = web_sys::window() {
+                let _ = window.remove_event_listener_with_callback(
+                    "scroll",
+                    on_scroll.as_ref().unchecked_ref(),
+                );
+            }
+        });
+    }
+}
+
+/// Keeps the newest message in view while the reader follows (has not
+/// scrolled up, which the page's scroll sets in `away`).
+#[cfg(feature = "hydrate")]
+fn keeping_end(away: Option<Away>, change: impl FnOnce()) {
+    change();
+    if !away.is_some_and(|a| a.0.try_get_untracked().unwrap_or(false)) {
+        to_end(away);
+    }
+}
+
+#[component]
+fn JumpToLatest() -> impl IntoView {
+    let away = expect_context::<Away>();
+    view! {
+        <button
+            type="button"
+            class="jump-latest"
+            class:shown=move || away.0.get()
+            aria-hidden=move || (!away.0.get()).to_string()
+            tabindex=move || if away.0.get() { "0" } else { "-1" }
+            on:click=move |_| {
+                away.0.set(false);
+                to_end(Some(away));
+                focus("composer-message");
+            }
+        >
+            "Jump to latest ↓"
+        </button>
     }
 }
 
@@ -233,9 +342,30 @@ fn ConversationView(
     conversation: super::ConversationView,
     actions: MessageActions,
     rename: RenameAction,
-    remove: DeleteConversationAction,
     paged: bool,
 ) -> impl IntoView {
+    let shell = use_shell();
+    let navigate = use_navigate();
+    // Opened at the newest message, as chat apps do (not a page of older ones).
+    if !paged {
+        let away = use_context::<Away>();
+        Effect::new(move |_| to_end(away));
+    }
+    let item = ChatListItem {
+        id: conversation.id.clone(),
+        agent_id: conversation.agent_id.clone(),
+        title: conversation.title.clone(),
+        updated: 0,
+    };
+    let on_delete = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        start_delete(shell, item.clone(), true);
+        navigate(
+            &format!("/agents/{}/chat", item.agent_id),
+            Default::default(),
+        );
+    };
+    let rename_error = action_error!(rename);
     let base = format!(
         "/agents/{}/chat?c={}",
         conversation.agent_id, conversation.id
@@ -257,21 +387,32 @@ fn ConversationView(
     );
     view! {
         <div class="conversation-tools">
-            <details>
-                <summary>"Rename"</summary>
-                <ActionForm action=rename attr:class="inline">
-                    <input type="hidden" name="id" value=id_rename/>
-                    <input name="title" aria-label="Title" value=conversation.title.clone() required/>
-                    <button type="submit">"Save"</button>
-                </ActionForm>
-            </details>
-            <ActionForm action=remove attr:class="inline">
+            // The title is the form: edit it and press Enter (or Save).
+            <ActionForm action=rename attr:class="rename">
+                <input type="hidden" name="id" value=id_rename/>
+                <label for="conversation-title" class="visually-hidden">"Conversation title"</label>
+                <input
+                    id="conversation-title"
+                    name="title"
+                    class="title-input"
+                    value=conversation.title.clone()
+                    maxlength=super::TITLE_MAX_CHARS
+                    required
+                    aria-describedby="conversation-title-error"
+                />
+                <button type="submit">"Save"</button>
+            </ActionForm>
+            <small class="expires muted" data-testid="expires">
+                "Kept until " <time>{conversation.expires_on.clone()}</time>
+            </small>
+            <form method="post" action=DeleteConversation::PATH class="inline" on:submit=on_delete>
                 <input type="hidden" name="id" value=id_delete/>
                 <button type="submit" class="danger">"Delete conversation"</button>
-            </ActionForm>
+            </form>
+            <p class="field-error" id="conversation-title-error">{field_message(rename_error, "title")}</p>
         </div>
         {earlier.map(|href| view! { <a class="page-link" href=href>"Load earlier messages"</a> })}
-        <ol class="messages" aria-live="polite" on:click=copy_code>
+        <ol class="messages" id="messages" on:click=copy_code>
             {conversation
                 .messages
                 .into_iter()
@@ -340,8 +481,34 @@ fn Message(
     let usage = RwSignal::new((message.input_tokens, message.output_tokens));
     let is_user = message.role == "user";
     if !is_user && message.status == MessageStatus::Streaming {
-        follow(message.id.clone(), parts, status, error, usage);
+        let announce = use_context::<Announcer>();
+        if let Some(announce) = announce {
+            announce.0.set("The agent is writing a reply.".to_owned());
+        }
+        follow(
+            message.id.clone(),
+            Following {
+                parts,
+                status,
+                error,
+                usage,
+                away: use_context::<Away>(),
+                announce,
+            },
+        );
     }
+    // Copy needs the page live (the clipboard is a browser's).
+    let live = RwSignal::new(false);
+    Effect::new(move |_| live.set(true));
+    let copied = RwSignal::new(false);
+    #[cfg_attr(not(feature = "hydrate"), allow(unused_variables))]
+    let copy_text = move || {
+        if is_user {
+            body.get_untracked()
+        } else {
+            parts.with_untracked(|p| ReplyPart::text_of(p))
+        }
+    };
     let model = message.model.clone().unwrap_or_default();
     let id = message.id.clone();
     view! {
@@ -389,42 +556,70 @@ fn Message(
             {move || {
                 (status.get() == MessageStatus::Stopped).then(|| view! { <p class="muted">"Stopped."</p> })
             }}
-            {
-                let conversation_id = conversation_id.clone();
-                move || {
-                    (!is_user
-                        && last
-                        && !matches!(status.get(), MessageStatus::Streaming | MessageStatus::AwaitingApproval))
+            <div class="message-actions">
+                {move || {
+                    (live.get() && !matches!(status.get(), MessageStatus::Streaming))
                         .then(|| {
-                            let conversation_id = conversation_id.clone();
                             view! {
-                                <ActionForm action=regenerate attr:class="inline">
-                                    <input type="hidden" name="conversation_id" value=conversation_id/>
-                                    <button type="submit" class="link">"Regenerate"</button>
-                                    <FormError error=action_error!(regenerate)/>
-                                    <p class="field-error">{field_message(action_error!(regenerate), "message")}</p>
-                                </ActionForm>
+                                <button
+                                    type="button"
+                                    class="action"
+                                    on:click=move |_| {
+                                        #[cfg(feature = "hydrate")]
+                                        if let Some(window) = web_sys::window() {
+                                            let _ = window.navigator().clipboard().write_text(&copy_text());
+                                        }
+                                        copied.set(true);
+                                    }
+                                >
+                                    {move || {
+                                        match (copied.get(), is_user) {
+                                            (true, _) => "Copied",
+                                            (false, true) => "Copy message",
+                                            (false, false) => "Copy reply",
+                                        }
+                                    }}
+                                </button>
                             }
                         })
-                }
-            }
-            {is_user
-                .then(|| {
-                    let text = message.body.clone();
-                    let id = message.id.clone();
-                    view! {
-                        <details class="edit">
-                            <summary>"Edit"</summary>
-                            <ActionForm action=edit>
-                                <FormError error=action_error!(edit)/>
-                                <p class="field-error">{field_message(action_error!(edit), "message")}</p>
-                                <input type="hidden" name="message_id" value=id/>
-                                <textarea name="message" aria-label="Edited message" rows="3">{text}</textarea>
-                                <button type="submit">"Save and resend"</button>
-                            </ActionForm>
-                        </details>
+                }}
+                {
+                    let conversation_id = conversation_id.clone();
+                    move || {
+                        (!is_user
+                            && last
+                            && !matches!(status.get(), MessageStatus::Streaming | MessageStatus::AwaitingApproval))
+                            .then(|| {
+                                let conversation_id = conversation_id.clone();
+                                view! {
+                                    <ActionForm action=regenerate attr:class="inline">
+                                        <input type="hidden" name="conversation_id" value=conversation_id/>
+                                        <button type="submit" class="action">"Regenerate"</button>
+                                        <FormError error=action_error!(regenerate)/>
+                                        <p class="field-error">{field_message(action_error!(regenerate), "message")}</p>
+                                    </ActionForm>
+                                }
+                            })
                     }
-                })}
+                }
+                {is_user
+                    .then(|| {
+                        let text = message.body.clone();
+                        let id = message.id.clone();
+                        view! {
+                            <details class="edit">
+                                <summary class="action">"Edit"</summary>
+                                <ActionForm action=edit>
+                                    <FormError error=action_error!(edit)/>
+                                    <p class="field-error">{field_message(action_error!(edit), "message")}</p>
+                                    <input type="hidden" name="message_id" value=id/>
+                                    <textarea name="message" aria-label="Edited message" rows="3">{text}</textarea>
+                                    <button type="submit">"Save and resend"</button>
+                                </ActionForm>
+                            </details>
+                        }
+                    })}
+            </div>
             {(!is_user)
                 .then(|| {
                     let model = model.clone();
@@ -468,15 +663,28 @@ fn apply(parts: &mut Vec<ReplyPart>, update: super::StreamUpdate) {
     }
 }
 
-/// Follows a reply that is still being written (in the browser only).
-#[cfg(feature = "hydrate")]
-fn follow(
-    id: String,
+/// What a followed reply updates on the page.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+struct Following {
     parts: RwSignal<Vec<ReplyPart>>,
     status: RwSignal<MessageStatus>,
     error: RwSignal<Option<String>>,
     usage: RwSignal<(Option<u32>, Option<u32>)>,
-) {
+    away: Option<Away>,
+    announce: Option<Announcer>,
+}
+
+/// Follows a reply that is still being written (in the browser only).
+#[cfg(feature = "hydrate")]
+fn follow(id: String, page: Following) {
+    let Following {
+        parts,
+        status,
+        error,
+        usage,
+        away,
+        announce,
+    } = page;
     use wasm_bindgen::{JsCast, closure::Closure};
 
     use super::StreamUpdate;
@@ -500,14 +708,32 @@ fn follow(
                     input_tokens,
                     output_tokens,
                 }) => {
-                    status.try_set(done);
-                    error.try_set(reason);
-                    usage.try_set((input_tokens, output_tokens));
+                    keeping_end(away, || {
+                        status.try_set(done);
+                        error.try_set(reason);
+                        usage.try_set((input_tokens, output_tokens));
+                    });
+                    if let Some(announce) = announce {
+                        announce.0.try_set(
+                            match done {
+                                MessageStatus::Complete => "The reply is complete.",
+                                MessageStatus::Stopped => "The reply was stopped.",
+                                MessageStatus::AwaitingApproval => {
+                                    "The agent asks for your approval to use a tool."
+                                }
+                                MessageStatus::Streaming => "The agent is writing a reply.",
+                                MessageStatus::Interrupted => "The reply was interrupted.",
+                            }
+                            .to_owned(),
+                        );
+                    }
                     // Otherwise EventSource would reconnect once the server closes.
                     closer.close();
                 }
                 Ok(update) => {
-                    parts.try_update(|parts| apply(parts, update));
+                    keeping_end(away, || {
+                        parts.try_update(|parts| apply(parts, update));
+                    });
                 }
                 Err(_) => {}
             }
@@ -524,14 +750,7 @@ fn follow(
 }
 
 #[cfg(not(feature = "hydrate"))]
-fn follow(
-    _id: String,
-    _parts: RwSignal<Vec<ReplyPart>>,
-    _status: RwSignal<MessageStatus>,
-    _error: RwSignal<Option<String>>,
-    _usage: RwSignal<(Option<u32>, Option<u32>)>,
-) {
-}
+fn follow(_id: String, _page: Following) {}
 
 /// How much of a tool's result shows before "Show all".
 const RESULT_PREVIEW_CHARS: usize = 1_200;

@@ -3,8 +3,9 @@
 use uuid::Uuid;
 
 use super::{
-    ConversationSummary, ConversationView, MESSAGE_MAX_CHARS, MessageStatus, MessageView, PAGE,
-    ReplyPart, Sent, TITLE_MAX_CHARS, ToolStatus,
+    ChatList, ChatListAgent, ChatListItem, ConversationSummary, ConversationView,
+    MESSAGE_MAX_CHARS, MessageStatus, MessageView, PAGE, ReplyPart, Sent, TITLE_MAX_CHARS,
+    ToolStatus,
 };
 use crate::{
     agents::{self, domain::Provider},
@@ -859,6 +860,77 @@ pub async fn list_conversations(
         .collect()
 }
 
+/// Conversations the sidebar sends at most, and the "All chats" page.
+pub const SIDEBAR_CHATS: usize = 50;
+pub const ALL_CHATS: usize = 1_000;
+
+/// The user's conversations across agents, newest first, at most `limit`;
+/// with a `query`, those whose title holds it (any case). Titles are sealed,
+/// so the search opens them here, for this user, and never in SQL.
+/// Conversations with an agent the user can no longer use (a team they
+/// left) are left out: they could not be opened.
+pub async fn chat_list(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    query: &str,
+    limit: usize,
+) -> Result<ChatList, AppError> {
+    let needle = query.trim().to_lowercase();
+    let agents = agents::server::list_agents(state, owner, key, "").await?;
+    let usable: std::collections::HashSet<&str> = agents.iter().map(|a| a.id.as_str()).collect();
+    // Without a query only the first page is read; a search reads them all.
+    let rows: Vec<(Uuid, Uuid, Sealed, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT id, agent_id, title, updated_at FROM conversations
+         WHERE owner_id = $1 AND NOT transient
+         ORDER BY updated_at DESC, id LIMIT $2",
+    )
+    .bind(owner)
+    .bind(needle.is_empty().then_some(limit as i64 + 1))
+    .fetch_all(&state.db)
+    .await?;
+    let last_agent = rows
+        .iter()
+        .map(|r| r.1.to_string())
+        .find(|a| usable.contains(a.as_str()));
+    let mut chats = Vec::new();
+    let mut more = false;
+    for (id, agent, title, updated) in &rows {
+        let agent_id = agent.to_string();
+        if !usable.contains(agent_id.as_str()) {
+            continue;
+        }
+        let title = key.open_text(title_place(*id, owner), title)?;
+        if !needle.is_empty() && !title.to_lowercase().contains(&needle) {
+            continue;
+        }
+        if chats.len() == limit {
+            more = true;
+            break;
+        }
+        chats.push(ChatListItem {
+            id: id.to_string(),
+            agent_id,
+            title,
+            updated: updated.timestamp(),
+        });
+    }
+    Ok(ChatList {
+        chats,
+        agents: agents
+            .into_iter()
+            .map(|a| ChatListAgent {
+                id: a.id,
+                name: a.name,
+                avatar: a.avatar,
+            })
+            .collect(),
+        more,
+        last_agent,
+        now: chrono::Utc::now().timestamp(),
+    })
+}
+
 /// A message as stored.
 #[derive(sqlx::FromRow)]
 struct MessageRow {
@@ -921,13 +993,18 @@ pub async fn get_conversation(
     id: Uuid,
     before: Option<Uuid>,
 ) -> Result<ConversationView, AppError> {
-    let conversation: Option<(Uuid, Sealed)> =
-        sqlx::query_as("SELECT agent_id, title FROM conversations WHERE id = $1 AND owner_id = $2")
-            .bind(id)
-            .bind(owner)
-            .fetch_optional(&state.db)
-            .await?;
-    let (agent_id, title) = conversation.ok_or(AppError::NotFound)?;
+    let conversation: Option<(Uuid, Sealed, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(
+        "SELECT c.agent_id, c.title, c.updated_at + make_interval(
+                    days => least(coalesce(u.conversation_retention_days, $3), $3))
+         FROM conversations c JOIN users u ON u.id = c.owner_id
+         WHERE c.id = $1 AND c.owner_id = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(state.settings.retention.conversation_days as i32)
+    .fetch_optional(&state.db)
+    .await?;
+    let (agent_id, title, expires) = conversation.ok_or(AppError::NotFound)?;
     let mut rows: Vec<MessageRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages m
          WHERE m.conversation_id = $1 AND m.owner_id = $2 AND {VISIBLE}
@@ -957,6 +1034,7 @@ pub async fn get_conversation(
         id: id.to_string(),
         agent_id: agent_id.to_string(),
         title: key.open_text(title_place(id, owner), &title)?,
+        expires_on: expires.format("%Y-%m-%d").to_string(),
         messages,
         has_more,
     })

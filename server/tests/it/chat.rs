@@ -1185,6 +1185,145 @@ async fn without_javascript_a_first_message_lands_on_its_conversation(db: PgPool
     settled(&app, &client, conversation).await;
 }
 
+/// The sidebar's list: every conversation of the user across agents, newest
+/// first, found by its sealed title; never another user's.
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn the_chat_list_spans_agents_searches_sealed_titles_and_holds_only_ones_own(db: PgPool) {
+    let app = spawn(db).await;
+    let alice = app.signed_up("alice-list@example.com").await;
+    let bob = app.signed_up("bob-list@example.com").await;
+    let owl = agent(&app, &alice, "fake:tokens=1").await;
+    let fox = agent(&app, &alice, "fake:tokens=2").await;
+    let mut ids = Vec::new();
+    for (agent, text) in [
+        (&owl, "Plan the garden beds"),
+        (&fox, "Tax return checklist"),
+        (&owl, "GARDEN tools to buy"),
+    ] {
+        let sent = send(&app, &alice, agent, None, text).await;
+        let id = sent["conversation_id"].as_str().unwrap().to_owned();
+        settled(&app, &alice, &id).await;
+        ids.push(id);
+    }
+    let bobs_agent = agent(&app, &bob, "fake:tokens=1").await;
+    let sent = send(&app, &bob, &bobs_agent, None, "Bob's garden secret").await;
+    settled(&app, &bob, sent["conversation_id"].as_str().unwrap()).await;
+
+    let list = |client: &Client, form: Vec<(&'static str, &'static str)>| {
+        let client = client.clone();
+        let app = &app;
+        async move {
+            let res = app.call(&client, "list_chats", &form).await;
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let all = list(&alice, vec![]).await;
+    let titles: Vec<&str> = all["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        titles,
+        [
+            "GARDEN tools to buy",
+            "Tax return checklist",
+            "Plan the garden beds"
+        ]
+    );
+    assert_eq!(all["chats"][1]["agent_id"], fox.as_str());
+    assert_eq!(all["chats"][0]["id"], ids[2].as_str());
+    assert_eq!(all["last_agent"], owl.as_str());
+    assert_eq!(all["more"], false);
+    assert_eq!(all["agents"].as_array().unwrap().len(), 2);
+    assert!(all["chats"][0]["updated"].as_i64().unwrap() <= all["now"].as_i64().unwrap());
+
+    // Any case, anywhere in the title; Bob's "garden" is not Alice's.
+    let found = list(&alice, vec![("query", "garden")]).await;
+    let titles: Vec<&str> = found["chats"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["GARDEN tools to buy", "Plan the garden beds"]);
+    let bobs = list(&bob, vec![("query", "garden")]).await;
+    assert_eq!(bobs["chats"].as_array().unwrap().len(), 1);
+    assert_eq!(bobs["chats"][0]["title"], "Bob's garden secret");
+    assert_eq!(bobs["agents"].as_array().unwrap().len(), 1);
+    let nothing = list(&bob, vec![("query", "Tax return")]).await;
+    assert!(nothing["chats"].as_array().unwrap().is_empty());
+
+    // A deleted conversation leaves the list; signed out there is no list.
+    let res = app
+        .call(&alice, "delete_conversation", &[("id", ids[1].as_str())])
+        .await;
+    assert_eq!(res.status(), 200);
+    let all = list(&alice, vec![]).await;
+    assert_eq!(all["chats"].as_array().unwrap().len(), 2);
+    let res = app.call(&app.client(), "list_chats", &[]).await;
+    assert_eq!(res.status(), 401);
+
+    // More than fit: the list says so (the sidebar links to All chats).
+    let (owner, key) = owner_and_key(&app, "alice-list@example.com").await;
+    let page = app::chat::server::chat_list(&app.state, owner, &key, "", 1)
+        .await
+        .unwrap();
+    assert_eq!(page.chats.len(), 1);
+    assert!(page.more);
+    let page = app::chat::server::chat_list(&app.state, owner, &key, "plan", 1)
+        .await
+        .unwrap();
+    assert_eq!(page.chats.len(), 1);
+    assert!(!page.more);
+
+    // Without JavaScript: every signed-in page carries the sidebar, rendered
+    // on the server; the search is a page; "New chat" a redirect.
+    let html = |client: &Client, path: String| {
+        let client = client.clone();
+        let url = app.url(&path);
+        async move {
+            let res = client.get(url).send().await.unwrap();
+            (res.status(), res.text().await.unwrap())
+        }
+    };
+    let (status, page) = html(&alice, "/dashboard".into()).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("id=\"sidebar\""), "{page}");
+    assert!(page.contains("GARDEN tools to buy") && page.contains("Plan the garden beds"));
+    assert!(!page.contains("Bob&#x27;s garden secret") && !page.contains("Bob's garden secret"));
+    let (status, page) = html(&alice, "/chats?q=plan".into()).await;
+    assert_eq!(status, 200);
+    let main = &page[page.find("id=\"main\"").unwrap()..page.find("</main>").unwrap()];
+    assert!(main.contains("Plan the garden beds"), "{main}");
+    assert!(!main.contains("GARDEN tools to buy"), "{main}");
+    for (agent, to) in [
+        (owl.clone(), format!("/agents/{owl}/chat")),
+        ("..%2F..%2Fevil".into(), "/agents".into()),
+        ("//evil.example".into(), "/agents".into()),
+    ] {
+        let res = alice
+            .get(app.url(&format!("/chat/new?agent={agent}")))
+            .header(reqwest::header::ACCEPT, "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_redirection(), "{agent}: {}", res.status());
+        assert_eq!(res.headers()[reqwest::header::LOCATION], to.as_str());
+    }
+    // Signed out, both are sign-in first.
+    let res = app.client().get(app.url("/chats")).send().await.unwrap();
+    assert!(res.status().is_redirection());
+    assert!(
+        res.headers()[reqwest::header::LOCATION]
+            .to_str()
+            .unwrap()
+            .starts_with("/sign-in")
+    );
+}
+
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn the_chat_page_of_a_missing_or_foreign_agent_is_404(db: PgPool) {
     let app = spawn(db).await;

@@ -1,0 +1,63 @@
+import AxeBuilder from "@axe-core/playwright";
+import { expect, test, type Page, type TestInfo } from "@playwright/test";
+import { agentWithModel, hydrated, send, signUp } from "./helpers";
+
+// Every page, checked by axe-core (WCAG 2.1 A and AA rules) in light and in
+// dark: no serious or critical violation. A screenshot of each is kept in
+// test-results (artifacts to look at, not compared pixel by pixel).
+
+const SIGNED_OUT = ["/", "/sign-in", "/sign-up", "/forgot-password", "/privacy", "/cookies"];
+const SIGNED_IN = [
+  "/dashboard", "/chats", "/agents", "/agents/new", "/agents/import", "/knowledge", "/teams", "/usage",
+  "/settings", "/settings/keys", "/settings/api-keys", "/settings/connections", "/settings/mcp",
+  "/settings/two-factor", "/settings/sign-in-methods", "/settings/passkeys", "/settings/sessions",
+  "/settings/activity", "/settings/data", "/settings/account-activity",
+];
+
+/** The page as it is now: axe-core's serious and critical findings (none
+ * expected), and a screenshot named after `path`. */
+async function analyze(page: Page, path: string, scheme: string, testInfo: TestInfo) {
+  const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
+  const serious = results.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).slice(0, 3).join(", ")}`);
+  expect.soft(serious, `${path} in ${scheme}`).toEqual([]);
+  const name = path.replace(/[^a-z0-9]+/gi, "-").replace(/^-|-$/g, "") || "home";
+  await page.screenshot({ path: testInfo.outputPath(`${name}-${scheme}.png`), fullPage: true });
+}
+
+async function check(page: Page, path: string, scheme: string, testInfo: TestInfo) {
+  await page.goto(path);
+  await hydrated(page);
+  await analyze(page, path, scheme, testInfo);
+}
+
+for (const scheme of ["light", "dark"] as const) {
+  test(`every page passes axe-core in ${scheme}`, async ({ page }, testInfo) => {
+    test.setTimeout(180_000);
+    await page.emulateMedia({ colorScheme: scheme });
+    for (const path of SIGNED_OUT) await check(page, path, scheme, testInfo);
+
+    await signUp(page);
+    await agentWithModel(page, "fake:echo", "Say hello", "Reader");
+    const agentPath = new URL(page.url()).pathname.replace(/\/chat$/, "");
+    await send(page, "Show code:\n\n```rust\nfn main() { let x = \"hi\"; } // done\n```");
+    await expect(page.getByTestId("assistant-message").last()).toHaveAttribute("data-status", "complete");
+    const chatPath = new URL(page.url()).pathname + new URL(page.url()).search;
+    for (const path of [...SIGNED_IN, agentPath, `${agentPath}/edit`, `${agentPath}/chat`, chatPath]) {
+      await check(page, path, scheme, testInfo);
+    }
+    // The shortcuts' dialog, open.
+    await page.locator("#main h1").click();
+    await page.keyboard.press("?");
+    await expect(page.getByRole("dialog", { name: "Keyboard shortcuts" })).toBeVisible();
+    await analyze(page, "shortcuts", scheme, testInfo);
+    // The drawer, open on a phone.
+    await page.setViewportSize({ width: 375, height: 740 });
+    await page.goto(chatPath);
+    await hydrated(page);
+    await page.getByRole("button", { name: "Chats" }).click();
+    await expect(page.locator("#sidebar")).toBeVisible();
+    await analyze(page, "drawer", `${scheme}-phone`, testInfo);
+  });
+}
