@@ -26,13 +26,13 @@ test("create an agent, find it, edit it, reload, and delete it", async ({ page }
   await expect(page.getByTestId("key-source")).toContainText("No Anthropic key");
 
   await page.goto("/agents");
-  await expect(page.getByRole("link", { name: "Paper scout" })).toBeVisible();
+  await expect(page.locator("#main").getByRole("link", { name: "Paper scout" })).toBeVisible();
   await page.getByLabel("Search agents").fill("nothing like it");
   await page.getByRole("button", { name: "Search" }).click();
   await expect(page.getByText("No agent matches")).toBeVisible();
   await page.getByLabel("Search agents").fill("scout");
   await page.getByRole("button", { name: "Search" }).click();
-  await page.getByRole("link", { name: "Paper scout" }).click();
+  await page.locator("#main").getByRole("link", { name: "Paper scout" }).click();
 
   await hydrated(page);
   await page.getByRole("link", { name: "Edit" }).click();

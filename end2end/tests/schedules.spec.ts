@@ -94,7 +94,7 @@ test.describe("with JavaScript disabled", () => {
     }
     await expect(run).toHaveAttribute("data-status", "complete");
     // A mistake comes back on its field.
-    await page.getByRole("link", { name: "Morning helper" }).click();
+    await page.locator("#main").getByRole("link", { name: "Morning helper" }).click();
     const card = page.locator("#schedules");
     await card.getByText("Add a schedule").click();
     await card.getByLabel("Name").fill("Broken");

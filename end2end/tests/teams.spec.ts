@@ -85,7 +85,7 @@ test("an owner shares an agent with a team, and removing a member takes it away"
   // The member sees it, marked as the team's, and chats with it.
   await memberPage.goto("/agents");
   await expect(memberPage.getByTestId("agent-team-badge")).toHaveText("Lighthouse crew");
-  await memberPage.getByRole("link", { name: "Keeper" }).click();
+  await memberPage.locator("#main").getByRole("link", { name: "Keeper" }).click();
   await expect(memberPage.getByTestId("agent-team")).toContainText("you can chat with it");
   await expect(memberPage.getByRole("link", { name: "Edit" })).toHaveCount(0);
   await expect(memberPage.getByRole("button", { name: "Delete agent" })).toHaveCount(0);
@@ -110,7 +110,7 @@ test("an owner shares an agent with a team, and removing a member takes it away"
   await ownerPage.getByTestId("member").filter({ hasText: member.email }).getByRole("button", { name: "Remove" }).click();
   await expect(ownerPage.getByTestId("member")).toHaveCount(1);
   await memberPage.goto("/agents");
-  await expect(memberPage.getByRole("link", { name: "Keeper" })).toHaveCount(0);
+  await expect(memberPage.locator("#main").getByRole("link", { name: "Keeper" })).toHaveCount(0);
   const gone = await memberPage.goto(agentUrl);
   expect(gone?.status()).toBe(404);
   await memberPage.goto("/teams");
