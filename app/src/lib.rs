@@ -70,15 +70,13 @@ use crate::{
     },
     chat::pages::ChatPage,
     connections::pages::ConnectionsPage,
-    data::pages::{
-        AccountActivityPage, CookiePolicyPage, PolicyBanner, PrivacyPolicyPage, YourDataPage,
-    },
+    data::pages::{AccountActivityPage, CookiePolicyPage, PrivacyPolicyPage, YourDataPage},
     knowledge::pages::{KnowledgeBasePage, KnowledgePage, PassagePage},
     mcp::pages::McpServersPage,
     pages::{DashboardPage, HomePage, NotFound, SettingsPage},
     provider_keys::pages::KeysPage,
     tools::activity::ToolActivityPage,
-    ui::{Header, VerifyBanner, provide_auth, provide_shell},
+    ui::{Header, provide_auth},
 };
 
 /// Every sealed column, gathered from the slices that own them: what
@@ -220,7 +218,7 @@ lazy_pages! {
 }
 
 /// A page without the sidebar (signed out, or a step of signing in).
-fn plain_page(page: AnyView) -> impl IntoView {
+fn plain_page(page: impl IntoView + 'static) -> impl IntoView {
     view! { <main id="main">{page}</main> }
 }
 
@@ -304,7 +302,6 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_auth();
-    provide_shell();
     theme::provide_theme();
     view! {
         <Stylesheet id="leptos" href="/pkg/enclave.css"/>
@@ -312,19 +309,17 @@ pub fn App() -> impl IntoView {
         <Router>
             <LiveOnNavigation/>
             <Header/>
-            <VerifyBanner/>
-            <PolicyBanner/>
             <div class="shell">
-                <FlatRoutes fallback=|| plain_page(view! { <NotFound/> }.into_any())>
-                    <Route path=StaticSegment("") view=|| plain_page(view! { <HomePage/> }.into_any()) ssr=SsrMode::Async/>
+                <FlatRoutes fallback=|| plain_page(view! { <NotFound/> })>
+                    <Route path=StaticSegment("") view=|| plain_page(view! { <HomePage/> }) ssr=SsrMode::Async/>
                     <Route
                         path=StaticSegment("sign-in")
-                        view=|| plain_page(view! { <SignInPage/> }.into_any())
+                        view=|| plain_page(view! { <SignInPage/> })
                         ssr=SsrMode::Async
                     />
                     <Route
                         path=StaticSegment("sign-up")
-                        view=|| plain_page(view! { <SignUpPage/> }.into_any())
+                        view=|| plain_page(view! { <SignUpPage/> })
                         ssr=SsrMode::Async
                     />
                     <Route path=StaticSegment("chats") view={Lazy::<ChatsRoute>::new()} ssr=SsrMode::Async/>

@@ -30,7 +30,7 @@ test("after signing in you come back to the page you asked for", async ({ page }
   await hydrated(page);
   await signIn(page, user);
   await expect(page).toHaveURL(/\/settings$/);
-  await expect(page.locator("#main").getByText(user.email)).toBeVisible();
+  await expect(page.locator("#main").getByRole("definition").getByText(user.email)).toBeVisible();
 });
 
 test("a wrong password shows the one generic error and keeps the form usable", async ({ page }) => {
@@ -132,7 +132,7 @@ test.describe("with JavaScript disabled", () => {
     await page.goto("/sign-in?next=%2Fsettings");
     await signIn(page, user);
     await expect(page).toHaveURL(/\/settings$/);
-    await expect(page.locator("#main").getByText(user.email)).toBeVisible();
+    await expect(page.locator("#main").getByRole("definition").getByText(user.email)).toBeVisible();
     expect(await page.locator("body[data-hydrated]").count()).toBe(0);
   });
 

@@ -21,15 +21,20 @@ use super::{
     api::{DeleteConversation, list_chats},
 };
 use crate::{
+    data::pages::PolicyBanner,
     error::AppError,
-    ui::{PendingDelete, RequireUser, Shell, avatar::Avatar, use_auth},
+    ui::{RequireUser, VerifyBanner, avatar::Avatar, use_auth},
 };
 
-/// A signed-in page inside the shell: the sidebar, then the page.
-pub fn with_sidebar(page: AnyView) -> impl IntoView {
+/// A signed-in page inside the shell: the sidebar, then the page with the
+/// notices a signed-in user may have (confirm your address, a policy
+/// change). Their code, like the sidebar's, loads with the signed-in pages.
+pub fn with_sidebar(page: impl IntoView + 'static) -> impl IntoView {
     view! {
         <Sidebar/>
         <main id="main">
+            <VerifyBanner/>
+            <PolicyBanner/>
             <SidebarToggle/>
             {page}
         </main>
@@ -44,7 +49,7 @@ fn chats(shell: Shell) -> Resource<Result<ChatList, AppError>> {
         return list;
     }
     let auth = use_auth();
-    let owner = shell.owner.get_value().upgrade().or_else(Owner::current);
+    let owner = shell.root.get_value().upgrade().or_else(Owner::current);
     let make = move || {
         Resource::new(
             move || (auth.version(), shell.chats_changed.get(), shell.query.get()),
@@ -167,8 +172,64 @@ fn SidebarToggle() -> impl IntoView {
     }
 }
 
+/// The app shell's state, shared by every page that shows the sidebar and
+/// kept for the app's lifetime (the request's, on the server): made by the
+/// first page that asks, under the root owner, so the first page a visitor
+/// opens carries none of its code and moving between pages keeps it.
+#[derive(Clone, Copy)]
+pub struct Shell {
+    /// Moves when a conversation is made, renamed or deleted.
+    pub chats_changed: RwSignal<u64>,
+    /// The drawer is open (phone).
+    pub drawer: RwSignal<bool>,
+    /// The sidebar is hidden (wider screens).
+    pub hidden: RwSignal<bool>,
+    /// What the sidebar's search filters by.
+    pub query: RwSignal<String>,
+    /// The browser's time zone (seconds east of UTC), once the page is live.
+    pub east: RwSignal<Option<i64>>,
+    /// A deletion that "Undo" can still take back.
+    pub pending_delete: RwSignal<Option<PendingDelete>>,
+    /// Deleted since the list was fetched.
+    pub deleted: RwSignal<Vec<String>>,
+    /// The sidebar's list, made once under the root owner.
+    list: StoredValue<Option<Resource<Result<ChatList, AppError>>>>,
+    /// The root owner (weak: it holds this).
+    root: StoredValue<leptos::reactive::owner::WeakOwner>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingDelete {
+    pub id: String,
+    pub agent_id: String,
+    pub title: String,
+    /// It was the open conversation (Undo goes back to it).
+    pub was_open: bool,
+}
+
 pub fn use_shell() -> Shell {
-    expect_context::<Shell>()
+    if let Some(shell) = use_context::<Shell>() {
+        return shell;
+    }
+    let mut root = Owner::current().unwrap_or_default();
+    while let Some(parent) = root.parent() {
+        root = parent;
+    }
+    root.clone().with(move || {
+        let shell = Shell {
+            chats_changed: RwSignal::new(0),
+            drawer: RwSignal::new(false),
+            hidden: RwSignal::new(false),
+            query: RwSignal::new(String::new()),
+            east: RwSignal::new(None),
+            pending_delete: RwSignal::new(None),
+            deleted: RwSignal::new(Vec::new()),
+            list: StoredValue::new(None),
+            root: StoredValue::new(root.downgrade()),
+        };
+        provide_context(shell);
+        shell
+    })
 }
 
 #[component]

@@ -59,54 +59,6 @@ pub fn refresh_auth_on(version: RwSignal<usize>) {
     });
 }
 
-/// The app shell's state (`chat::sidebar`), provided by the app so that it
-/// outlives each page: the sidebar's code and its list load with the first
-/// page that shows it, and stay.
-#[derive(Clone, Copy)]
-pub struct Shell {
-    /// Moves when a conversation is made, renamed or deleted.
-    pub chats_changed: RwSignal<u64>,
-    /// The drawer is open (phone).
-    pub drawer: RwSignal<bool>,
-    /// The sidebar is hidden (wider screens).
-    pub hidden: RwSignal<bool>,
-    /// What the sidebar's search filters by.
-    pub query: RwSignal<String>,
-    /// The browser's time zone (seconds east of UTC), once the page is live.
-    pub east: RwSignal<Option<i64>>,
-    /// A deletion that "Undo" can still take back.
-    pub pending_delete: RwSignal<Option<PendingDelete>>,
-    /// Deleted since the list was fetched.
-    pub deleted: RwSignal<Vec<String>>,
-    /// The sidebar's list, made once under the app's owner.
-    pub list: StoredValue<Option<Resource<Result<crate::chat::ChatList, AppError>>>>,
-    /// The app's owner (weak: it holds this), which the list is made under.
-    pub owner: StoredValue<leptos::reactive::owner::WeakOwner>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingDelete {
-    pub id: String,
-    pub agent_id: String,
-    pub title: String,
-    /// It was the open conversation (Undo goes back to it).
-    pub was_open: bool,
-}
-
-pub fn provide_shell() {
-    provide_context(Shell {
-        chats_changed: RwSignal::new(0),
-        drawer: RwSignal::new(false),
-        hidden: RwSignal::new(false),
-        query: RwSignal::new(String::new()),
-        east: RwSignal::new(None),
-        pending_delete: RwSignal::new(None),
-        deleted: RwSignal::new(Vec::new()),
-        list: StoredValue::new(None),
-        owner: StoredValue::new(Owner::current().unwrap_or_default().downgrade()),
-    });
-}
-
 #[component]
 pub fn Header() -> impl IntoView {
     let auth = use_auth();
