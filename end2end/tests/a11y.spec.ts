@@ -6,12 +6,16 @@ import { agentWithModel, hydrated, send, signUp } from "./helpers";
 // dark: no serious or critical violation. A screenshot of each is kept in
 // test-results (artifacts to look at, not compared pixel by pixel).
 
-const SIGNED_OUT = ["/", "/sign-in", "/sign-up", "/forgot-password", "/privacy", "/cookies"];
+const SIGNED_OUT = [
+  "/", "/sign-in", "/sign-up", "/forgot-password", "/reset-password", "/verify-email", "/check-email",
+  "/two-factor", "/privacy", "/cookies",
+];
 const SIGNED_IN = [
   "/dashboard", "/chats", "/agents", "/agents/new", "/agents/import", "/knowledge", "/teams", "/usage",
   "/settings", "/settings/keys", "/settings/api-keys", "/settings/connections", "/settings/mcp",
   "/settings/two-factor", "/settings/sign-in-methods", "/settings/passkeys", "/settings/sessions",
-  "/settings/activity", "/settings/data", "/settings/account-activity",
+  "/settings/activity", "/settings/data", "/settings/account-activity", "/teams/join", "/confirm-email",
+  "/chat/new", "/admin",
 ];
 
 /** The page as it is now: axe-core's serious and critical findings (none
@@ -47,6 +51,15 @@ for (const scheme of ["light", "dark"] as const) {
     for (const path of [...SIGNED_IN, agentPath, `${agentPath}/edit`, `${agentPath}/chat`, chatPath]) {
       await check(page, path, scheme, testInfo);
     }
+    // A knowledge base's own page.
+    await page.goto("/knowledge");
+    await hydrated(page);
+    await page.getByLabel("Name").fill("Handbook");
+    await page.getByLabel("Embeddings from").selectOption("demo");
+    await page.getByLabel("Embedding model").fill("demo-embedding");
+    await page.getByRole("button", { name: "Create knowledge base" }).click();
+    await expect(page).toHaveURL(/\/knowledge\/[0-9a-f-]{36}$/);
+    await check(page, new URL(page.url()).pathname, scheme, testInfo);
     // The shortcuts' dialog, open.
     await page.locator("#main h1").click();
     await page.keyboard.press("?");
