@@ -545,9 +545,11 @@ async fn readers_that_read_nothing_do_not_grow_the_servers_memory_and_lose_nothi
     // They lose nothing: each, reading at last, ends with every word. What
     // it missed while stalled came as one fresh snapshot, not as the
     // thousands of pieces the server would otherwise have kept for it.
+    // The patience is for a loaded machine (the whole suite shares 2
+    // cores); what is checked is that nothing is lost, not how fast.
     for mut reader in readers.into_iter().take(3) {
         let mut raw = Vec::new();
-        tokio::time::timeout(Duration::from_secs(30), reader.read_to_end(&mut raw))
+        tokio::time::timeout(Duration::from_secs(90), reader.read_to_end(&mut raw))
             .await
             .expect("the stream ends")
             .unwrap();
