@@ -481,11 +481,22 @@ impl ClientHandler for Listener {
                         tracing::warn!(mcp_server_id = %change.id, error = %err, "could not store changed MCP tools");
                     }
                 }
-                _ => tracing::info!(
-                    mcp_server_id = %change.id,
-                    host = %change.host,
-                    "MCP server said its tools changed, then did not list them"
-                ),
+                _ => {
+                    // The call's session may be closed already: its answer
+                    // came and its caller ended it before this task ran (a
+                    // loaded machine). Read them in a session of our own;
+                    // `refresh` keeps a failure as the server's last error.
+                    tracing::info!(
+                        mcp_server_id = %change.id,
+                        host = %change.host,
+                        "MCP server said its tools changed; listing them in a new session"
+                    );
+                    if let Err(err) =
+                        refresh(&change.state, change.owner, &change.key, change.id).await
+                    {
+                        tracing::warn!(mcp_server_id = %change.id, error = %err, "could not read changed MCP tools");
+                    }
+                }
             }
         });
     }
