@@ -260,24 +260,10 @@ fn follow_scroll() {
     provide_context(away);
     #[cfg(feature = "hydrate")]
     {
-        use wasm_bindgen::{JsCast, closure::Closure};
-        let on_scroll = Closure::<dyn FnMut()>::new(move || {
+        let listener = window_event_listener(leptos::ev::scroll, move |_| {
             away.0.try_set(!at_end());
         });
-        if let Some(window) = web_sys::window() {
-            let _ = window
-                .add_event_listener_with_callback("scroll", on_scroll.as_ref().unchecked_ref());
-        }
-        let owned = send_wrapper::SendWrapper::new(on_scroll);
-        on_cleanup(move || {
-            let on_scroll = owned.take();
-            if let Some(window) = web_sys::window() {
-                let _ = window.remove_event_listener_with_callback(
-                    "scroll",
-                    on_scroll.as_ref().unchecked_ref(),
-                );
-            }
-        });
+        on_cleanup(move || listener.remove());
     }
 }
 

@@ -599,11 +599,7 @@ fn toast_has_focus() -> bool {
 /// `keepalive` lets the request finish after the page is gone.
 #[cfg(feature = "hydrate")]
 fn flush_on_pagehide(shell: Shell) {
-    use wasm_bindgen::{JsCast, closure::Closure};
-    let Some(window) = web_sys::window() else {
-        return;
-    };
-    let on_hide = Closure::<dyn FnMut()>::new(move || {
+    let listener = window_event_listener(leptos::ev::pagehide, move |_| {
         let Some(pending) = shell.pending_delete.try_get_untracked().flatten() else {
             return;
         };
@@ -624,15 +620,7 @@ fn flush_on_pagehide(shell: Shell) {
             let _ = window.fetch_with_str_and_init(DeleteConversation::PATH, &init);
         }
     });
-    let _ = window.add_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
-    let owned = send_wrapper::SendWrapper::new(on_hide);
-    on_cleanup(move || {
-        let on_hide = owned.take();
-        if let Some(window) = web_sys::window() {
-            let _ = window
-                .remove_event_listener_with_callback("pagehide", on_hide.as_ref().unchecked_ref());
-        }
-    });
+    on_cleanup(move || listener.remove());
 }
 
 /// "Deleted “…”. Undo": a polite status, present (empty) before it speaks.
@@ -719,10 +707,10 @@ fn ShortcutsHelp() -> impl IntoView {
 fn shortcuts(shell: Shell) {
     #[cfg(feature = "hydrate")]
     {
-        use wasm_bindgen::{JsCast, closure::Closure};
+        use wasm_bindgen::JsCast;
         let navigate = use_navigate();
-        let on_key =
-            Closure::<dyn FnMut(web_sys::KeyboardEvent)>::new(move |ev: web_sys::KeyboardEvent| {
+        let listener =
+            window_event_listener(leptos::ev::keydown, move |ev: web_sys::KeyboardEvent| {
                 let command = ev.ctrl_key() || ev.meta_key();
                 let key = ev.key().to_lowercase();
                 let typing = ev
@@ -763,20 +751,7 @@ fn shortcuts(shell: Shell) {
                     open_help();
                 }
             });
-        if let Some(window) = web_sys::window() {
-            let _ =
-                window.add_event_listener_with_callback("keydown", on_key.as_ref().unchecked_ref());
-        }
-        let owned = send_wrapper::SendWrapper::new(on_key);
-        on_cleanup(move || {
-            let on_key = owned.take();
-            if let Some(window) = web_sys::window() {
-                let _ = window.remove_event_listener_with_callback(
-                    "keydown",
-                    on_key.as_ref().unchecked_ref(),
-                );
-            }
-        });
+        on_cleanup(move || listener.remove());
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = shell;
