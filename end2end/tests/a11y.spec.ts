@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import AxeBuilder from "@axe-core/playwright";
 import { expect, test, type Page, type TestInfo } from "@playwright/test";
 import { agentWithModel, hydrated, send, signUp } from "./helpers";
@@ -72,5 +73,77 @@ for (const scheme of ["light", "dark"] as const) {
     await page.getByRole("button", { name: "Chats" }).click();
     await expect(page.locator("#sidebar")).toBeVisible();
     await analyze(page, "drawer", `${scheme}-phone`, testInfo);
+  });
+}
+
+// The pages reached from others: a team's, a schedule's, a passage of a
+// knowledge base, the admin page as an administrator, and "Not found".
+for (const scheme of ["light", "dark"] as const) {
+  test(`the pages things lead to pass axe-core in ${scheme}`, async ({ page }, testInfo) => {
+    test.setTimeout(120_000);
+    await page.emulateMedia({ colorScheme: scheme });
+    const user = await signUp(page);
+    const out = execFileSync("../target/debug/server", ["admin", "grant", user.email], {
+      env: process.env,
+      encoding: "utf8",
+    });
+    expect(out).toContain("is an administrator now");
+    await check(page, "/admin", scheme, testInfo);
+    await expect(page.getByTestId("admin-overview")).toBeVisible();
+    await check(page, "/no-such-page", scheme, testInfo);
+
+    // A team's page, as its owner.
+    await page.goto("/teams");
+    await hydrated(page);
+    await page.getByLabel("Team name").fill("Lighthouse crew");
+    await page.getByRole("button", { name: "Make team" }).click();
+    await expect(page).toHaveURL(/\/teams\/[0-9a-f-]{36}$/);
+    await check(page, new URL(page.url()).pathname, scheme, testInfo);
+
+    // A schedule's page, after it has run once.
+    await page.goto("/agents/new");
+    await hydrated(page);
+    await page.getByLabel("Name").fill("Morning helper");
+    await page.getByLabel("Provider").selectOption("demo");
+    await page.getByLabel("Model").fill("demo");
+    await page.getByRole("button", { name: "Create agent" }).click();
+    await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
+    await hydrated(page);
+    const card = page.locator("#schedules");
+    await card.getByText("Add a schedule").click();
+    await card.getByLabel("Name").fill("Weekday briefing");
+    await card.getByLabel("When (cron)").fill("0 9 * * 1-5");
+    await card.getByLabel("Time zone").fill("Europe/Berlin");
+    await card.getByLabel("Prompt").fill("What is on today?");
+    await page.getByRole("button", { name: "Add schedule" }).click();
+    await expect(page).toHaveURL(/\/schedules\/[0-9a-f-]{36}$/);
+    await hydrated(page);
+    await page.getByRole("button", { name: "Run now" }).click();
+    await expect(page.getByTestId("schedule-run").first()).toHaveAttribute("data-status", "complete", {
+      timeout: 20_000,
+    });
+    await check(page, new URL(page.url()).pathname, scheme, testInfo);
+
+    // A passage found in a knowledge base.
+    await page.goto("/knowledge");
+    await hydrated(page);
+    await page.getByLabel("Name").fill("Handbook");
+    await page.getByLabel("Embeddings from").selectOption("demo");
+    await page.getByLabel("Embedding model").fill("demo-embedding");
+    await page.getByRole("button", { name: "Create knowledge base" }).click();
+    await expect(page).toHaveURL(/\/knowledge\/[0-9a-f-]{36}$/);
+    await hydrated(page);
+    const text = "# Handbook\n\n## Invoices\n\nInvoices are paid within thirty days of receipt.\n";
+    await page.getByLabel("Files").setInputFiles([
+      { name: "handbook.md", mimeType: "text/markdown", buffer: Buffer.from(text) },
+    ]);
+    await page.getByRole("button", { name: "Upload" }).click();
+    const doc = page.getByTestId("document").filter({ hasText: "handbook.md" });
+    await expect(doc).toHaveAttribute("data-state", "ready", { timeout: 20_000 });
+    await page.getByLabel("Look for").fill("when are invoices paid");
+    await page.getByRole("button", { name: "Search", exact: true }).click();
+    await page.getByTestId("search-result").first().getByRole("link", { name: "handbook.md" }).click();
+    await expect(page.getByTestId("passage")).toContainText("thirty days");
+    await check(page, new URL(page.url()).pathname + new URL(page.url()).search, scheme, testInfo);
   });
 }

@@ -138,8 +138,14 @@ pub async fn create_api_key(State(state): State<AppState>, req: Request) -> Resp
     let result = if state.settings.require_verified_email && !session.user.email_verified {
         Err(AppError::EmailNotVerified)
     } else {
-        app::api_keys::server::create_from_form(&state, &session, &name, &scopes, Some(&expires))
-            .await
+        let create = app::api_keys::server::create_from_form(
+            &state,
+            &session,
+            &name,
+            &scopes,
+            Some(&expires),
+        );
+        crate::middleware::in_request(&parts, create).await
     };
     let (echo, status) = match result {
         Ok(created) => (

@@ -329,7 +329,18 @@ pub fn router(state: AppState, public_url: &str) -> Router {
                 move || shell(options.clone())
             },
         )
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // The "Not found" page is rendered here: it needs the nonce too,
+        // or its scripts are refused and it never comes alive.
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(
+            {
+                let state = state.clone();
+                move || provide_page_context(&state)
+            },
+            shell,
+        ))
         .layer(from_fn(middleware::server_fn_errors))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             MAX_REQUEST_BODY,
@@ -452,15 +463,17 @@ async fn download_export(
     axum::extract::State(state): axum::extract::State<AppState>,
     axum::extract::Path(id): axum::extract::Path<String>,
     session: Option<axum::Extension<app::auth::server::AuthSession>>,
+    req: axum::extract::Request,
 ) -> axum::response::Response {
     use axum::response::{IntoResponse, Redirect};
     let Some(axum::Extension(session)) = session else {
         return Redirect::to("/sign-in?next=/settings/data").into_response();
     };
-    let result = async {
+    let (parts, _) = req.into_parts();
+    let result = middleware::in_request(&parts, async {
         let id = app::ctx::parse_id(&id)?;
         app::data::export::server::download(&state, &session, id).await
-    }
+    })
     .await;
     match result {
         Ok((bytes, name)) => (

@@ -242,6 +242,18 @@ pub async fn server_fn_errors(req: Request, next: Next) -> Response {
     Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
+/// Runs app code from a plain axum handler with the request's parts in
+/// Leptos's context, as a server function has them: the activity log
+/// reads the client's address and browser from there.
+pub async fn in_request<F: std::future::Future>(parts: &http::request::Parts, fut: F) -> F::Output {
+    use leptos::prelude::{Owner, provide_context};
+    let owner = Owner::new();
+    owner.with(|| provide_context(parts.clone()));
+    owner
+        .with(|| leptos::reactive::computed::ScopedFuture::new_untracked(fut))
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -284,7 +284,7 @@ pub async fn confirm_email_change(
         user,
         &key,
         crate::data::activity::Event::EmailChanged,
-        crate::platform::request::client_info().ok().as_ref(),
+        crate::platform::request::current_client().as_ref(),
         None,
     )
     .await;

@@ -354,7 +354,7 @@ pub mod server {
     /// to write the entry is logged (without the entry) and not the
     /// user's problem.
     pub async fn note(state: &AppState, session: &AuthSession, event: Event, detail: Option<&str>) {
-        let client = crate::platform::request::client_info().ok();
+        let client = crate::platform::request::current_client();
         if let Err(err) = record(
             &state.db,
             &state.crypto,

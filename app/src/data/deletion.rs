@@ -68,7 +68,7 @@ pub mod server {
             .bind(user)
             .execute(&mut *tx)
             .await?;
-        let client = crate::platform::request::client_info().ok();
+        let client = crate::platform::request::current_client();
         activity::server::record(
             &mut *tx,
             &state.crypto,

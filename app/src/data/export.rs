@@ -140,7 +140,7 @@ pub mod server {
                 .idempotency_key(format!("export:{id}")),
         )
         .await?;
-        let client = crate::platform::request::client_info().ok();
+        let client = crate::platform::request::current_client();
         activity::server::record(
             &mut *tx,
             &state.crypto,

@@ -52,6 +52,14 @@ pub fn client_info() -> Result<ClientInfo, AppError> {
     Ok(ClientInfo::from_parts(client_ip()?, &parts.headers))
 }
 
+/// The client of the request being served, if any: a job has none, and
+/// that is no error (`client_info` is for code that needs one).
+pub fn current_client() -> Option<ClientInfo> {
+    let parts = use_context::<Parts>()?;
+    let ip = parts.extensions.get::<ClientIp>()?.0;
+    Some(ClientInfo::from_parts(ip, &parts.headers))
+}
+
 /// Adds a `Set-Cookie` header to the response.
 pub fn set_cookie(value: &str) -> Result<(), AppError> {
     let options = use_context::<ResponseOptions>()

@@ -246,6 +246,16 @@ async fn the_page_shows_a_new_key_once_without_javascript(db: PgPool) {
         serde_json::json!(["agents:read", "chat"])
     );
     assert!(listed[0]["expires"].is_null());
+    // The activity log has where the plain post came from, as it has for
+    // a server function's.
+    let log = ok_json(app.call(&client, "list_activity", &[]).await).await;
+    let created = log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "api_key_created")
+        .unwrap_or_else(|| panic!("no api_key_created entry: {log:#}"));
+    assert_eq!(created["address"], "127.0.0.1", "{created:#}");
 
     // Shown once: the page never has it again.
     let page = crate::common::page(&client, app.url("/settings/api-keys")).await;

@@ -715,12 +715,14 @@ async fn pages_carry_security_headers_and_a_nonce_csp(db: PgPool) {
     assert_eq!(headers[header::REFERRER_POLICY], "same-origin");
     assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
 
-    let nonce = csp
-        .split("'nonce-")
-        .nth(1)
-        .and_then(|rest| rest.split('\'').next())
-        .unwrap()
-        .to_owned();
+    let nonce_of = |csp: &str| {
+        csp.split("'nonce-")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            .unwrap()
+            .to_owned()
+    };
+    let nonce = nonce_of(&csp);
     let html = res.text().await.unwrap();
     let scripts = html.matches("<script").count();
     assert!(scripts > 0);
@@ -728,6 +730,30 @@ async fn pages_carry_security_headers_and_a_nonce_csp(db: PgPool) {
         html.matches(&format!("nonce=\"{nonce}\"")).count(),
         scripts,
         "every inline script must carry this response's nonce"
+    );
+    // "Not found" is rendered by the fallback: its scripts need it too, or
+    // the page never comes alive.
+    let res = app
+        .client()
+        .get(app.url("/no-such-page"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let csp = res.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let not_found_nonce = nonce_of(&csp);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("Not found"), "{html}");
+    let scripts = html.matches("<script").count();
+    assert!(scripts > 0);
+    assert_eq!(
+        html.matches(&format!("nonce=\"{not_found_nonce}\""))
+            .count(),
+        scripts,
+        "the 404 page's scripts carry the nonce"
     );
 
     // A fresh nonce per response.

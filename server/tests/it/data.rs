@@ -994,6 +994,10 @@ async fn an_export_holds_every_kind_for_its_owner_alone_for_a_day(db: PgPool) {
     );
     let files = app::data::export::server::unzip(&res.bytes().await.unwrap()).unwrap();
     let json = |name: &str| app::data::export::server::json_in(&files, name);
+    // The download is in the activity log, with where it went.
+    let log = activity(&app, &client, None).await;
+    assert_eq!(log["entries"][0]["kind"], "export_downloaded", "{log:#}");
+    assert_eq!(log["entries"][0]["address"], "127.0.0.1", "{log:#}");
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
     for expected in [
         "README.md",
