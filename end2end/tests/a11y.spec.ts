@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import AxeBuilder from "@axe-core/playwright";
-import { expect, test, type Page, type TestInfo } from "@playwright/test";
+import { expect, test, type Page, type TestInfo } from "./fixtures";
 import { agentWithModel, hydrated, send, signUp } from "./helpers";
 
 // Every page, checked by axe-core (WCAG 2.1 A and AA rules) in light and in

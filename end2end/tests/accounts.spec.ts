@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { caughtMail, fillSignUp, hydrated, newUser, signIn, signUp, totpCode, watchErrors } from "./helpers";
 
 // The server runs with the development mail catcher (.ci/test.sh): what it

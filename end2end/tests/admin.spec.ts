@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { hydrated, signIn, signUp, watchErrors } from "./helpers";
 
 // The platform administrator: named by the operator's command line, finds

@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { hydrated, signUp, watchErrors } from "./helpers";
 
 test("create an agent, find it, edit it, reload, and delete it", async ({ page }) => {

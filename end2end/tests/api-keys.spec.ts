@@ -1,4 +1,4 @@
-import { expect, type Page, test } from "@playwright/test";
+import { expect, type Page, test } from "./fixtures";
 import { hydrated, signUp, watchErrors } from "./helpers";
 
 // Settings → API keys: make a key, see it once, use it from a program

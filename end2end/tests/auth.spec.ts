@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { fillSignUp, hydrated, newUser, signIn, signUp, watchErrors } from "./helpers";
 
 test("sign up, reload, sign out, and a protected page sends you to sign-in", async ({ page }) => {

@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { hydrated, signUp, watchErrors } from "./helpers";
 
 // This machine's Chromium has no emoji font (Debian without fonts-noto-color-

@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { agentWithModel, hydrated, send, signUp, watchErrors } from "./helpers";
 
 test("a reply streams in piece by piece, is kept, and reloads with the history", async ({ page }) => {

@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { hydrated, signIn, signUp } from "./helpers";
 
 // The Cookie Policy's promise: exactly two cookies, the session and the

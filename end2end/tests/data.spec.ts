@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { hydrated, signIn, signUp, watchErrors } from "./helpers";
 
 // Your data: the account activity log, and deleting the account then

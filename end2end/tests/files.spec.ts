@@ -1,4 +1,4 @@
-import { expect, type Page, test } from "@playwright/test";
+import { expect, type Page, test } from "./fixtures";
 import { hydrated, signUp, watchErrors } from "./helpers";
 
 // Files in a conversation: attach text-like files to the next message, see

@@ -1,5 +1,5 @@
 import { createHmac } from "node:crypto";
-import { expect, type Page } from "@playwright/test";
+import { expect, type Page } from "./fixtures";
 
 /** Every password and email the browser tests type starts with a canary that
  * .ci/test.sh then looks for in the server's log: it must never appear. */

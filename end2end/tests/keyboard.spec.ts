@@ -1,4 +1,4 @@
-import { expect, test, type Locator, type Page } from "@playwright/test";
+import { expect, test, type Locator, type Page } from "./fixtures";
 import { hydrated, newUser } from "./helpers";
 
 /** Presses Tab until `target` has the focus (as a keyboard user would). */

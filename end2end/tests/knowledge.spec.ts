@@ -1,4 +1,4 @@
-import { expect, type Page, test } from "@playwright/test";
+import { expect, type Page, test } from "./fixtures";
 import { hydrated, signUp, watchErrors } from "./helpers";
 
 // Knowledge bases: create one on the offline demo embeddings, upload files

@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { hydrated, signUp, watchErrors } from "./helpers";
 
 // The fake MCP servers answer on the fake provider .ci/test.sh starts (and

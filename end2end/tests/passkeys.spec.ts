@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { hydrated, signUp, watchErrors } from "./helpers";
 
 // Chromium's virtual authenticator (the DevTools WebAuthn domain) stands in

@@ -1,4 +1,4 @@
-import { expect, type Page, test } from "@playwright/test";
+import { expect, type Page, test } from "./fixtures";
 import { hydrated, signUp, watchErrors } from "./helpers";
 
 // Schedules: add one to an agent (the expression previewed in words as it

@@ -1,4 +1,4 @@
-import { expect, test, type Page } from "@playwright/test";
+import { expect, test, type Page } from "./fixtures";
 import { agentWithModel, hydrated, send, signUp, watchErrors } from "./helpers";
 
 const sidebar = (page: Page) => page.locator("#sidebar");

@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { caughtMail, hydrated, newUser, signUp, watchErrors } from "./helpers";
 
 // A team from both sides: the owner makes it, invites someone by mail and

@@ -1,4 +1,4 @@
-import { expect, type Page, test } from "@playwright/test";
+import { expect, type Page, test } from "./fixtures";
 import { hydrated, signUp, watchErrors } from "./helpers";
 
 // A Telegram bot for an agent: connect it with its token, let someone in

@@ -1,4 +1,4 @@
-import { expect, test } from "@playwright/test";
+import { expect, test } from "./fixtures";
 import { agentWithModel, hydrated, send, signUp, watchErrors } from "./helpers";
 
 // These run against the second server .ci/test.sh starts: it runs on
