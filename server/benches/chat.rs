@@ -728,12 +728,13 @@ async fn ttft_rows(bench: &Arc<Bench>, scale: &Scale, table: &mut Table) {
             .await
         };
         let (d, t) = (direct.ttft(), through.ttft());
-        let target = if concurrency == 1 {
-            Some(Duration::from_millis(1))
-        } else if concurrency == 1000 {
-            Some(Duration::from_millis(2))
-        } else {
-            None
+        // Issue 19's targets: ≤ 1 ms at one stream, ≤ 2 ms at 100, and at
+        // 1,000 on two shared cores half of the first run's +30.91 ms.
+        let target = match concurrency {
+            1 => Some(Duration::from_millis(1)),
+            100 => Some(Duration::from_millis(2)),
+            1000 => Some(Duration::from_micros(15_455)),
+            _ => None,
         };
         let added_p99 = t.p99.saturating_sub(d.p99);
         table.row(
@@ -753,6 +754,19 @@ async fn ttft_rows(bench: &Arc<Bench>, scale: &Scale, table: &mut Table) {
                 .map(|t| format!("added ≤ {}", ms(t)))
                 .unwrap_or_default(),
             target.map(|target| added_p99 <= target),
+        );
+        let per_second = |phase: &Phase| phase.streams.len() as f64 / measure.as_secs_f64();
+        table.row(
+            format!("Streams completed per second, {concurrency} stream(s)"),
+            format!("{:.1}", per_second(&direct)),
+            format!(
+                "{:.1} ({:.0}% of direct)",
+                per_second(&through),
+                100.0 * per_second(&through) / per_second(&direct).max(f64::MIN_POSITIVE)
+            ),
+            "",
+            "",
+            None,
         );
         let (dg, tg) = (direct.gaps(), through.gaps());
         table.row(

@@ -69,6 +69,53 @@ pub struct Job {
     pub meter: Option<crate::usage::server::Meter>,
 }
 
+/// Whether the transaction that stores a reply has committed. A run may
+/// start before it has (`Runs::start`): the provider's first token takes far
+/// longer than a commit, so the request is on its way meanwhile. Until the
+/// commit is in, the run writes nothing, calls no tool and records no usage,
+/// and no reader can attach (the reply's id reaches the browser with the
+/// commit's answer); if it never commits, the run ends without a trace.
+#[derive(Clone)]
+pub struct Committed(tokio::sync::watch::Receiver<Option<bool>>);
+
+/// The other end of `Committed`: `stored` once the commit is in. Dropped
+/// without it (the commit failed, or the request was dropped), the run ends.
+pub struct Commit(tokio::sync::watch::Sender<Option<bool>>);
+
+impl Committed {
+    /// A gate and its run's side, for a run started before its commit.
+    pub fn pending() -> (Commit, Committed) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (Commit(tx), Committed(rx))
+    }
+
+    /// For a run whose reply is stored already.
+    pub fn already() -> Committed {
+        Committed(tokio::sync::watch::channel(Some(true)).1)
+    }
+
+    /// Whether the reply is stored, now.
+    fn is_stored(&self) -> bool {
+        *self.0.borrow() == Some(true)
+    }
+
+    /// Waits for the commit: whether the reply is stored.
+    async fn wait(&self) -> bool {
+        let mut rx = self.0.clone();
+        matches!(
+            rx.wait_for(Option::is_some).await.map(|v| *v),
+            Ok(Some(true))
+        )
+    }
+}
+
+impl Commit {
+    /// The reply is stored: the run may write it.
+    pub fn stored(self) {
+        let _ = self.0.send(Some(true));
+    }
+}
+
 /// What a retrieval gives a run: the system prompt's addition and the
 /// citations shown with the reply. `None` when there is nothing to add.
 pub type Retrieval =
@@ -171,16 +218,18 @@ struct Run {
     /// (`Runs::publish`), and the nudge that sends them a fresh snapshot.
     published: std::sync::atomic::AtomicBool,
     resync: Notify,
+    /// Whether the reply's row is stored (see `Committed`).
+    committed: Committed,
 }
 
 impl Run {
     #[cfg(test)]
     fn new(owner: Uuid, key: DataKey) -> Self {
-        Run::with_parts(owner, key, Vec::new())
+        Run::with_parts(owner, key, Vec::new(), Committed::already())
     }
 
     /// A run that goes on from `parts` (a paused reply's).
-    fn with_parts(owner: Uuid, key: DataKey, parts: Vec<ReplyPart>) -> Self {
+    fn with_parts(owner: Uuid, key: DataKey, parts: Vec<ReplyPart>, committed: Committed) -> Self {
         let (updates, _) = broadcast::channel(UPDATES_BUFFER);
         Run {
             owner,
@@ -198,6 +247,7 @@ impl Run {
             first_text: std::sync::atomic::AtomicBool::new(false),
             published: std::sync::atomic::AtomicBool::new(false),
             resync: Notify::new(),
+            committed,
         }
     }
 
@@ -562,8 +612,16 @@ impl Runs {
     }
 
     /// Starts the run that writes `reply`: the provider's answer to the
-    /// job's request, and the tool calls it asks for.
-    pub fn start(&self, state: AppState, reply: Reply, key: DataKey, job: Job) {
+    /// job's request, and the tool calls it asks for. `committed` says when
+    /// the reply's row is stored (the run may start before).
+    pub fn start(
+        &self,
+        state: AppState,
+        reply: Reply,
+        key: DataKey,
+        job: Job,
+        committed: Committed,
+    ) {
         let limits = StreamLimits {
             deadline: state.settings.run_deadline,
             first_token: state.settings.provider_timeout,
@@ -579,16 +637,29 @@ impl Runs {
             })
             .boxed()
         });
-        self.start_with(state, reply, key, job, model);
+        self.start_with(state, reply, key, job, model, committed);
     }
 
     /// Starts a run whose steps come from `model` (the provider's, or a
     /// test's).
-    pub fn start_with(&self, state: AppState, reply: Reply, key: DataKey, job: Job, model: Model) {
+    pub fn start_with(
+        &self,
+        state: AppState,
+        reply: Reply,
+        key: DataKey,
+        job: Job,
+        model: Model,
+        committed: Committed,
+    ) {
         self.checkpointer.get_or_init(|| {
             tokio::spawn(checkpoint_loop(state.db.clone(), self.clone()));
         });
-        let run = Arc::new(Run::with_parts(reply.owner, key, job.resume.clone()));
+        let run = Arc::new(Run::with_parts(
+            reply.owner,
+            key,
+            job.resume.clone(),
+            committed,
+        ));
         if let Ok(mut runs) = self.live.lock() {
             runs.insert(reply.message, run.clone());
         }
@@ -604,13 +675,18 @@ impl Runs {
             async move {
                 // The steps run in a task of their own, so that a panic there
                 // ends the reply as interrupted instead of leaving it live.
-                let outcome = match tokio::spawn(tracing::Instrument::in_current_span(drive(
+                let mut steps = tokio::spawn(tracing::Instrument::in_current_span(drive(
                     run.clone(),
                     model,
                     job,
-                )))
-                .await
-                {
+                )));
+                if !run.committed.wait().await {
+                    // Nothing was stored: nothing to write, and nobody to tell.
+                    steps.abort();
+                    tracing::info!(message_id = %reply.message, "run dropped: its reply was never stored");
+                    return;
+                }
+                let outcome = match (&mut steps).await {
                     Ok(outcome) => outcome,
                     Err(err) => {
                         tracing::error!(message_id = %reply.message, panicked = err.is_panic(), "a run failed");
@@ -932,7 +1008,11 @@ async fn step(
     meter: Option<&crate::usage::server::Meter>,
 ) -> Result<(String, Vec<Asked>), Outcome> {
     let result = stream_step(run, model, request, usage).await;
-    if let Some(meter) = meter {
+    // Usage is recorded against a stored reply only (a run never stored is
+    // ended by its task).
+    if let Some(meter) = meter
+        && run.committed.wait().await
+    {
         let step_usage = match &result {
             Ok((_, _, u)) => *u,
             Err((_, u)) => *u,
@@ -1019,6 +1099,11 @@ async fn run_calls(
     toolbox: &Toolbox,
     calls: &[Call],
 ) -> Result<Vec<(String, bool)>, StopReason> {
+    // No tool runs for a reply that was never stored (its task ends the
+    // run without a trace, whatever this returns).
+    if !calls.is_empty() && !run.committed.wait().await {
+        return Err(StopReason::Shutdown);
+    }
     let running = futures::future::join_all(calls.iter().map(|call| {
         let run = run.clone();
         async move {
@@ -1320,6 +1405,9 @@ async fn checkpoint(db: &sqlx::PgPool, runs: &Runs) -> usize {
         let mut parts: Vec<Option<Sealed>> = Vec::with_capacity(chunk.len());
         let mut versions = Vec::with_capacity(chunk.len());
         for (id, run) in chunk {
+            if !run.committed.is_stored() {
+                continue;
+            }
             let Ok(progress) = run.progress.lock() else {
                 continue;
             };

@@ -246,6 +246,11 @@ struct Queue {
 /// Reads the context (the latest messages, oldest first, without the reply
 /// being replaced) and stores an empty reply marked streaming, owned by this
 /// server's runs. Returns the reply's id and the request.
+/// Returns the reply's id and the gate to open once `tx` has committed:
+/// the run is started here, before the reply's row is written, so the
+/// provider is asked while the rest of the transaction and its commit go on
+/// (see `runs::Committed`). Credits are held first: no provider is asked
+/// for a reply the owner cannot pay for.
 async fn queue_reply(
     state: &AppState,
     tx: &mut sqlx::PgConnection,
@@ -253,7 +258,7 @@ async fn queue_reply(
     conversation: Uuid,
     ready: Ready,
     queue: Queue,
-) -> Result<(Uuid, DataKey, Job), AppError> {
+) -> Result<(Uuid, super::runs::Commit), AppError> {
     let reply_id = Uuid::new_v4();
     let job = build_job(
         state,
@@ -267,6 +272,18 @@ async fn queue_reply(
     .await?;
     crate::usage::server::reserve(state, &mut *tx, owner, reply_id, &ready.plan).await?;
     let Ready { spec, key, .. } = ready;
+    let (commit, committed) = super::runs::Committed::pending();
+    state.runs.start(
+        state.clone(),
+        super::runs::Reply {
+            owner,
+            message: reply_id,
+            replaces: queue.replaces,
+        },
+        key.clone(),
+        job,
+        committed,
+    );
     sqlx::query(
         "INSERT INTO messages
            (id, conversation_id, owner_id, role, body, status, model, replaces, runner, created_at)
@@ -286,7 +303,7 @@ async fn queue_reply(
         .bind(owner)
         .execute(&mut *tx)
         .await?;
-    Ok((reply_id, key, job))
+    Ok((reply_id, commit))
 }
 
 /// What a run of reply `reply_id` does: the context (the latest messages,
@@ -527,6 +544,7 @@ pub async fn decide(
         },
         ready.key,
         job,
+        super::runs::Committed::already(),
     );
     Ok(())
 }
@@ -694,7 +712,8 @@ pub async fn purge_transient(db: &sqlx::PgPool, batch: i64) -> Result<u64, sqlx:
     .rows_affected())
 }
 
-/// Queues the reply, commits `tx`, and starts the run that writes it.
+/// Queues the reply and starts the run that writes it, then commits `tx`
+/// (the run writes nothing until the commit is in).
 async fn reply_and_start(
     state: &AppState,
     mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
@@ -704,19 +723,9 @@ async fn reply_and_start(
     ready: Ready,
     queue: Queue,
 ) -> Result<Sent, AppError> {
-    let (reply_id, key, job) =
-        queue_reply(state, &mut tx, owner, conversation, ready, queue).await?;
+    let (reply_id, commit) = queue_reply(state, &mut tx, owner, conversation, ready, queue).await?;
     tx.commit().await?;
-    state.runs.start(
-        state.clone(),
-        super::runs::Reply {
-            owner,
-            message: reply_id,
-            replaces: queue.replaces,
-        },
-        key,
-        job,
-    );
+    commit.stored();
     tracing::info!(conversation_id = %conversation, message_id = %reply_id, owner_id = %owner, "reply started");
     Ok(Sent {
         conversation_id: conversation.to_string(),

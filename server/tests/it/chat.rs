@@ -947,6 +947,7 @@ async fn a_run_that_panics_ends_interrupted_and_frees_its_conversation(db: PgPoo
             meter: None,
         },
         model,
+        runs::Committed::already(),
     );
     let c = settled(&app, &client, &conversation_id).await;
     let last = c["messages"].as_array().unwrap().last().unwrap().clone();
@@ -967,6 +968,123 @@ async fn a_run_that_panics_ends_interrupted_and_frees_its_conversation(db: PgPoo
     )
     .await;
     settled(&app, &client, &conversation_id).await;
+}
+
+/// A run started before its reply's transaction commits (as a send starts
+/// it, so the provider is asked meanwhile) writes nothing until the commit
+/// is in, and nothing at all when it never comes.
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_run_started_before_its_commit_writes_only_once_the_reply_is_stored(db: PgPool) {
+    let app = spawn(db.clone()).await;
+    let client = app.signed_up("gate@example.com").await;
+    let agent = agent(&app, &client, "fake:tokens=2").await;
+    let sent = send(&app, &client, &agent, None, "Hi").await;
+    let conversation_id = sent["conversation_id"].as_str().unwrap().to_owned();
+    let conversation = uuid::Uuid::parse_str(&conversation_id).unwrap();
+    settled(&app, &client, &conversation_id).await;
+    let (owner, key) = owner_and_key(&app, "gate@example.com").await;
+    let start = |reply: uuid::Uuid, committed: runs::Committed| {
+        let model: runs::Model = std::sync::Arc::new(|_| {
+            futures::stream::iter([
+                Ok(app::llm::StreamEvent::Text("quick ".into())),
+                Ok(app::llm::StreamEvent::Text("answer".into())),
+            ])
+            .boxed()
+        });
+        let request = app::llm::ChatRequest {
+            provider: Provider::Openai,
+            base_url: String::new(),
+            api_key: String::new(),
+            model: "fake".into(),
+            system_prompt: String::new(),
+            turns: vec![],
+            tools: vec![],
+            temperature: None,
+            top_p: None,
+            max_output_tokens: None,
+        };
+        app.state.runs.start_with(
+            app.state.clone(),
+            runs::Reply {
+                owner,
+                message: reply,
+                replaces: None,
+            },
+            key.clone(),
+            runs::Job {
+                request,
+                tools: None,
+                resume: vec![],
+                retrieval: None,
+                meter: None,
+            },
+            model,
+            committed,
+        );
+    };
+    let row = |reply: uuid::Uuid| {
+        let db = db.clone();
+        async move {
+            sqlx::query_as::<_, (String, Vec<u8>)>(
+                "SELECT status, body FROM messages WHERE id = $1",
+            )
+            .bind(reply)
+            .fetch_one(&db)
+            .await
+            .unwrap()
+        }
+    };
+    let insert = |reply: uuid::Uuid| {
+        let db = db.clone();
+        let body = key.seal_str(app::chat::server::message_place("body", reply, owner), "");
+        async move {
+            sqlx::query(
+                "INSERT INTO messages (id, conversation_id, owner_id, role, body, status, created_at)
+                 VALUES ($1, $2, $3, 'assistant', $4, 'streaming', clock_timestamp())",
+            )
+            .bind(reply)
+            .bind(conversation)
+            .bind(owner)
+            .bind(body)
+            .execute(&db)
+            .await
+            .unwrap();
+        }
+    };
+
+    // The model answers at once; the reply is written only once stored.
+    let reply = uuid::Uuid::new_v4();
+    insert(reply).await;
+    let before = row(reply).await;
+    let (commit, committed) = runs::Committed::pending();
+    start(reply, committed);
+    // Longer than a checkpoint's interval.
+    tokio::time::sleep(runs::CHECKPOINT_EVERY + Duration::from_millis(500)).await;
+    assert_eq!(
+        row(reply).await,
+        before,
+        "nothing written before the commit"
+    );
+    assert!(app.state.runs.is_live(reply), "the run waits for it");
+    commit.stored();
+    let c = settled(&app, &client, &conversation_id).await;
+    let last = c["messages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["status"], "complete", "{last}");
+    assert_eq!(last["body"], "quick answer");
+
+    // A commit that never comes: the run ends and writes nothing.
+    let reply = uuid::Uuid::new_v4();
+    insert(reply).await;
+    let before = row(reply).await;
+    let (commit, committed) = runs::Committed::pending();
+    start(reply, committed);
+    drop(commit);
+    tokio::time::timeout(Duration::from_secs(10), app.state.runs.ended(reply))
+        .await
+        .expect("the run ends");
+    assert!(!app.state.runs.is_live(reply));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(row(reply).await, before, "nothing written without a commit");
 }
 
 /// Sets an agent's model (the rest as `agent_on` made it).
