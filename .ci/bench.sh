@@ -15,8 +15,12 @@ step() { printf '\n==> %s\n' "$*"; }
 step "tools"
 .ci/tools.sh bench
 
-step "release build (cargo leptos build --release --precompress --split)"
-cargo leptos build --release --precompress --split
+# The site only: the measured server is the one `cargo bench` builds (with
+# the bench's features and flags). Building cargo-leptos's server as well
+# cost a second full release build of app and server on every run, since
+# the two builds' differing environments rebuilt each other's crates.
+step "release site (cargo leptos build --release --precompress --split --frontend-only)"
+cargo leptos build --release --precompress --split --frontend-only
 
 step "PostgreSQL (a private cluster, default durability)"
 rm -rf .data/bench-pg

@@ -63,6 +63,112 @@ impl Drop for Proc {
     }
 }
 
+/// CPU time (user + system, in clock ticks) one process has used so far,
+/// threads included: fields 14 and 15 of `/proc/{pid}/stat`.
+fn cpu_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+    field(14).unwrap_or(0) + field(15).unwrap_or(0)
+}
+
+/// The processes that share the machine during a phase, and the CPU each
+/// group has used so far (clock ticks): Enclave, the fake provider,
+/// PostgreSQL (every process named `postgres`, whoever owns it) and this
+/// load generator.
+#[derive(Clone, Copy)]
+struct CpuGroups {
+    server: u32,
+    fake: u32,
+}
+
+impl CpuGroups {
+    const NAMES: [&'static str; 4] = [
+        "Enclave",
+        "the fake provider",
+        "PostgreSQL",
+        "the load generator (this benchmark)",
+    ];
+
+    fn sample(&self) -> [u64; 4] {
+        let postgres = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "postgres")
+            })
+            .map(|pid| cpu_ticks(&pid))
+            .sum();
+        [
+            cpu_ticks(&self.server.to_string()),
+            cpu_ticks(&self.fake.to_string()),
+            postgres,
+            cpu_ticks("self"),
+        ]
+    }
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// `perf record` on `pid` for `seconds`, if perf is on this machine and
+/// allowed (`perf_event_paranoid` ≤ 2 lets a user profile their own
+/// processes). The flat profile's summary, hottest symbols first.
+fn profile(pid: u32, seconds: u64, data: &Path) -> Option<Vec<String>> {
+    let recorded = Command::new("perf")
+        .args(["record", "-q", "-F", "499", "-p", &pid.to_string(), "-o"])
+        .arg(data)
+        .args(["--", "sleep", &seconds.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .ok()?;
+    if !recorded.success() {
+        return None;
+    }
+    let report = Command::new("perf")
+        .args([
+            "report",
+            "--stdio",
+            "-q",
+            "--sort",
+            "dso,symbol",
+            "--percent-limit",
+            "0.7",
+            "-i",
+        ])
+        .arg(data)
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&report.stdout);
+    Some(
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .take(30)
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -348,6 +454,19 @@ impl Bench {
         if !res.status().is_success() {
             bail!("sign-up: {} {}", res.status(), res.text().await?);
         }
+        // Signing up starts no session (it answers alike for a new and a
+        // registered address): sign in.
+        let res = self
+            .h1
+            .post(format!("{}/api/sign_in", self.base))
+            .header(header::ACCEPT, "application/json")
+            .header("sec-fetch-site", "same-origin")
+            .form(&[("email", email.as_str()), ("password", PASSWORD)])
+            .send()
+            .await?;
+        if !res.status().is_success() {
+            bail!("sign-in: {} {}", res.status(), res.text().await?);
+        }
         res.headers()
             .get_all(header::SET_COOKIE)
             .iter()
@@ -356,7 +475,7 @@ impl Bench {
                 let pair = v.split(';').next()?;
                 pair.contains("session=").then(|| pair.to_owned())
             })
-            .ok_or_else(|| anyhow!("sign-up set no session cookie"))
+            .ok_or_else(|| anyhow!("sign-in set no session cookie"))
     }
 
     async fn create_agent(&self, cookie: &str, model: &str) -> anyhow::Result<()> {
@@ -700,7 +819,13 @@ const HOLD_MODEL: &str = "fake:tokens=150,delay_ms=1000";
 /// Quick replies of about 50 words, for seeding conversations.
 const SEED_MODEL: &str = "fake:tokens=50";
 
-async fn ttft_rows(bench: &Arc<Bench>, scale: &Scale, table: &mut Table) {
+async fn ttft_rows(
+    bench: &Arc<Bench>,
+    scale: &Scale,
+    table: &mut Table,
+    cpu: CpuGroups,
+    logs: &Path,
+) {
     for &(concurrency, tokens, delay_ms, seconds) in &scale.ttft {
         let name = model(tokens, delay_ms);
         // One stream lasts about tokens × delay; spread the workers over it.
@@ -717,6 +842,14 @@ async fn ttft_rows(bench: &Arc<Bench>, scale: &Scale, table: &mut Table) {
             })
             .await
         };
+        // Where the CPU goes while Enclave carries the load (and, at the
+        // largest level, which of Enclave's functions use it).
+        let before = cpu.sample();
+        let profiling = (concurrency >= 1000).then(|| {
+            let data = logs.join(format!("perf-{concurrency}.data"));
+            let seconds = (ramp + measure).as_secs();
+            tokio::task::spawn_blocking(move || profile(cpu.server, seconds, &data))
+        });
         let through = {
             let bench = bench.clone();
             let name = name.clone();
@@ -727,6 +860,38 @@ async fn ttft_rows(bench: &Arc<Bench>, scale: &Scale, table: &mut Table) {
             })
             .await
         };
+        let after = cpu.sample();
+        let wall = (ramp + measure).as_secs_f64();
+        let tick = ticks_per_second();
+        let shares: Vec<String> = CpuGroups::NAMES
+            .iter()
+            .zip(before.iter().zip(after.iter()))
+            .map(|(name, (b, a))| {
+                let seconds = a.saturating_sub(*b) as f64 / tick;
+                format!("{name} {:.0}%", 100.0 * seconds / wall)
+            })
+            .collect();
+        table.note(format!(
+            "CPU through Enclave at {concurrency} stream(s), as a share of one core over {wall:.0} s \
+             (the machine has {}): {}.",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            shares.join(", ")
+        ));
+        if let Some(task) = profiling {
+            match task.await.ok().flatten() {
+                Some(lines) if !lines.is_empty() => {
+                    let summary = lines.join("\n");
+                    let _ = std::fs::write(logs.join(format!("profile-{concurrency}.txt")), &summary);
+                    table.note(format!(
+                        "Enclave's hottest symbols at {concurrency} streams (perf record -F 499, \
+                         self time; target/bench/profile-{concurrency}.txt):\n\n```\n{summary}\n```"
+                    ));
+                }
+                _ => table.note(format!(
+                    "No profile at {concurrency} streams: perf is not on this machine or not allowed."
+                )),
+            }
+        }
         let (d, t) = (direct.ttft(), through.ttft());
         // Issue 19's targets: ≤ 1 ms at one stream, ≤ 2 ms at 100, and at
         // 1,000 on two shared cores half of the first run's +30.91 ms.
@@ -1213,6 +1378,8 @@ async fn main() -> anyhow::Result<()> {
             ("ENCLAVE_EGRESS_ALLOW", format!("127.0.0.1:{fake_port}")),
             ("ENCLAVE_SIGN_UP_LIMIT_PER_IP", "100000".to_owned()),
             ("ENCLAVE_SIGN_IN_LIMIT_PER_IP", "100000".to_owned()),
+            // The load sends far more than a person would.
+            ("ENCLAVE_CHAT_LIMIT_PER_USER", "100000000".to_owned()),
             ("LEPTOS_SITE_ROOT", site.display().to_string()),
         ],
         &server_log,
@@ -1251,7 +1418,11 @@ async fn main() -> anyhow::Result<()> {
     let bench = Arc::new(bench);
     println!("50 users with {} agents each", models.len());
 
-    ttft_rows(&bench, &scale, &mut table).await;
+    let cpu = CpuGroups {
+        server: pid,
+        fake: fake.pid(),
+    };
+    ttft_rows(&bench, &scale, &mut table, cpu, &logs).await;
 
     // Memory with many streams open.
     let after_chat = memory_kib(pid).0;

@@ -99,18 +99,19 @@ async fn ready(
     key: &DataKey,
     agent_id: Uuid,
 ) -> Result<Ready, AppError> {
+    // Two round trips at once: the agent, and the count against the limit.
+    let bucket = format!("chat:user:{owner}");
+    let (loaded, counted) = tokio::join!(
+        agents::server::load(state, owner, key, agent_id),
+        rate_limit::hit(&state.db, &bucket, state.settings.chat_sends_per_user)
+    );
     let agents::server::Loaded {
         spec,
         provider_key_id: chosen_key,
         team,
         ..
-    } = agents::server::load(state, owner, key, agent_id).await?;
-    rate_limit::hit(
-        &state.db,
-        &format!("chat:user:{owner}"),
-        state.settings.chat_sends_per_user,
-    )
-    .await?;
+    } = loaded?;
+    counted?;
     if spec.provider == Provider::Demo && state.settings.demo_url.is_none() {
         return Err(AppError::invalid(
             "message",
@@ -246,11 +247,12 @@ struct Queue {
 /// Reads the context (the latest messages, oldest first, without the reply
 /// being replaced) and stores an empty reply marked streaming, owned by this
 /// server's runs. Returns the reply's id and the request.
-/// Returns the reply's id and the gate to open once `tx` has committed:
-/// the run is started here, before the reply's row is written, so the
-/// provider is asked while the rest of the transaction and its commit go on
-/// (see `runs::Committed`). Credits are held first: no provider is asked
-/// for a reply the owner cannot pay for.
+/// Builds the reply's job from the conversation as stored in `tx`, holds
+/// its credits, starts its run and writes its empty row. The run starts
+/// before the row is written, so the provider is asked while the rest of
+/// the transaction and its commit go on; open the returned gate once `tx`
+/// has committed (see `runs::Committed`). Credits are held first: no
+/// provider is asked for a reply the owner cannot pay for.
 async fn queue_reply(
     state: &AppState,
     tx: &mut sqlx::PgConnection,
@@ -260,30 +262,67 @@ async fn queue_reply(
     queue: Queue,
 ) -> Result<(Uuid, super::runs::Commit), AppError> {
     let reply_id = Uuid::new_v4();
-    let job = build_job(
-        state,
+    let (turns, question) = context(
         tx,
         owner,
         conversation,
-        &ready,
+        &ready.key,
         reply_id,
         queue.replaces,
     )
     .await?;
+    let job = job_for(state, owner, &ready, reply_id, turns, question).await?;
     crate::usage::server::reserve(state, &mut *tx, owner, reply_id, &ready.plan).await?;
-    let Ready { spec, key, .. } = ready;
+    let commit = start_reply(state, owner, reply_id, &ready, job, queue.replaces);
+    insert_reply(
+        tx,
+        state,
+        owner,
+        conversation,
+        reply_id,
+        &ready,
+        queue.replaces,
+    )
+    .await?;
+    Ok((reply_id, commit))
+}
+
+/// Starts the run of reply `reply_id` before its row is stored; the gate
+/// returned opens it once the row's transaction has committed.
+fn start_reply(
+    state: &AppState,
+    owner: Uuid,
+    reply_id: Uuid,
+    ready: &Ready,
+    job: Job,
+    replaces: Option<Uuid>,
+) -> super::runs::Commit {
     let (commit, committed) = super::runs::Committed::pending();
     state.runs.start(
         state.clone(),
         super::runs::Reply {
             owner,
             message: reply_id,
-            replaces: queue.replaces,
+            replaces,
         },
-        key.clone(),
+        ready.key.clone(),
         job,
         committed,
     );
+    commit
+}
+
+/// The reply's row: empty, `streaming`, written by this server.
+async fn insert_reply(
+    tx: &mut sqlx::PgConnection,
+    state: &AppState,
+    owner: Uuid,
+    conversation: Uuid,
+    reply_id: Uuid,
+    ready: &Ready,
+    replaces: Option<Uuid>,
+) -> Result<(), AppError> {
+    let key = &ready.key;
     sqlx::query(
         "INSERT INTO messages
            (id, conversation_id, owner_id, role, body, status, model, replaces, runner, created_at)
@@ -293,8 +332,8 @@ async fn queue_reply(
     .bind(conversation)
     .bind(owner)
     .bind(key.seal_str(body_place(reply_id, owner), ""))
-    .bind(key.seal_str(message_place("model", reply_id, owner), &spec.model))
-    .bind(queue.replaces)
+    .bind(key.seal_str(message_place("model", reply_id, owner), &ready.spec.model))
+    .bind(replaces)
     .bind(state.runs.instance())
     .execute(&mut *tx)
     .await?;
@@ -303,29 +342,21 @@ async fn queue_reply(
         .bind(owner)
         .execute(&mut *tx)
         .await?;
-    Ok((reply_id, commit))
+    Ok(())
 }
 
-/// What a run of reply `reply_id` does: the context (the latest messages,
-/// oldest first, without `exclude`: the reply being replaced, or the paused
-/// reply itself), the agent's settings and its tools.
-async fn build_job(
-    state: &AppState,
+/// The context of reply `reply_id` as stored: the latest messages, oldest
+/// first, without `exclude` (the reply being replaced, or the paused reply
+/// itself), each user message with its files' text; and the latest user
+/// message alone (what the agent's knowledge is searched for).
+async fn context(
     tx: &mut sqlx::PgConnection,
     owner: Uuid,
     conversation: Uuid,
-    ready: &Ready,
+    key: &DataKey,
     reply_id: Uuid,
     exclude: Option<Uuid>,
-) -> Result<Job, AppError> {
-    let Ready {
-        agent_id,
-        team,
-        spec,
-        api_key,
-        key,
-        plan,
-    } = ready;
+) -> Result<(Vec<Turn>, Option<String>), AppError> {
     let rows: Vec<(Uuid, String, Sealed)> = sqlx::query_as(
         "SELECT id, role, body FROM (
            SELECT id, role, body, created_at FROM messages
@@ -368,6 +399,27 @@ async fn build_job(
             turns.push(Turn::text(role, content));
         }
     }
+    Ok((turns, question))
+}
+
+/// What a run of reply `reply_id` does: answer `turns` (the context) with
+/// the agent's settings and tools, searching its knowledge for `question`.
+async fn job_for(
+    state: &AppState,
+    owner: Uuid,
+    ready: &Ready,
+    reply_id: Uuid,
+    turns: Vec<Turn>,
+    question: Option<String>,
+) -> Result<Job, AppError> {
+    let Ready {
+        agent_id,
+        team,
+        spec,
+        api_key,
+        key,
+        plan,
+    } = ready;
     let urls = &state.settings.provider_urls;
     let base_url = match spec.provider {
         Provider::Openai => urls.openai.clone(),
@@ -398,7 +450,7 @@ async fn build_job(
         max_output_tokens: spec.max_output_tokens,
     };
     // The agent's knowledge is searched for the latest message when the
-    // run starts (not here, inside the transaction).
+    // run starts (not here, before its reply is stored).
     let bases: Vec<Uuid> = sqlx::query_scalar(
         "SELECT ak.base_id FROM agent_knowledge_bases ak
          JOIN knowledge_bases b ON b.id = ak.base_id
@@ -406,7 +458,7 @@ async fn build_job(
     )
     .bind(agent_id)
     .bind(team.unwrap_or(owner))
-    .fetch_all(&mut *tx)
+    .fetch_all(&state.db)
     .await?;
     let retrieval = question.filter(|_| !bases.is_empty()).map(|question| {
         crate::knowledge::server::retrieval(state.clone(), owner, key.clone(), bases, question)
@@ -521,7 +573,9 @@ pub async fn decide(
         tx.commit().await?;
         return Ok(());
     }
-    let mut job = build_job(state, &mut tx, owner, conversation, &ready, message, None).await?;
+    let (turns, question) =
+        context(&mut tx, owner, conversation, &ready.key, message, None).await?;
+    let mut job = job_for(state, owner, &ready, message, turns, question).await?;
     job.resume = parts;
     crate::usage::server::reserve(state, &mut tx, owner, message, &ready.plan).await?;
     sqlx::query(
@@ -564,6 +618,9 @@ pub async fn send(
 ) -> Result<Sent, AppError> {
     let text = validate_message(text)?;
     let ready = ready(state, owner, key, agent_id).await?;
+    if conversation.is_none() && files.is_empty() && ready.plan.hold <= 0 {
+        return send_first(state, owner, agent_id, ready, &text).await;
+    }
     let mut tx = state.db.begin().await?;
     let conversation_id = match conversation {
         Some(id) => {
@@ -585,6 +642,47 @@ pub async fn send(
         Queue::default(),
     )
     .await
+}
+
+/// The first message of a new conversation, without files or credits to
+/// hold: its context is the message itself, known before anything is
+/// stored, so its run starts first and the conversation, the message and
+/// the reply's row are written while the provider is asked (the run waits
+/// for their commit as in `queue_reply`).
+async fn send_first(
+    state: &AppState,
+    owner: Uuid,
+    agent_id: Uuid,
+    ready: Ready,
+    text: &str,
+) -> Result<Sent, AppError> {
+    let reply_id = Uuid::new_v4();
+    let turns = vec![Turn::text(Role::User, text.to_owned())];
+    let job = job_for(state, owner, &ready, reply_id, turns, Some(text.to_owned())).await?;
+    let commit = start_reply(state, owner, reply_id, &ready, job, None);
+    let mut tx = state.db.begin().await?;
+    let conversation_id =
+        insert_conversation(&mut tx, owner, agent_id, &ready.key, text, false).await?;
+    let user_message_id =
+        insert_user_message(&mut tx, owner, conversation_id, &ready.key, text).await?;
+    insert_reply(
+        &mut tx,
+        state,
+        owner,
+        conversation_id,
+        reply_id,
+        &ready,
+        None,
+    )
+    .await?;
+    tx.commit().await?;
+    commit.stored();
+    tracing::info!(conversation_id = %conversation_id, message_id = %reply_id, owner_id = %owner, "reply started");
+    Ok(Sent {
+        conversation_id: conversation_id.to_string(),
+        user_message_id: user_message_id.to_string(),
+        reply_id: reply_id.to_string(),
+    })
 }
 
 /// A conversation a program hands over in one request (the OpenAI-compatible
