@@ -99,19 +99,18 @@ async fn ready(
     key: &DataKey,
     agent_id: Uuid,
 ) -> Result<Ready, AppError> {
-    // Two round trips at once: the agent, and the count against the limit.
-    let bucket = format!("chat:user:{owner}");
-    let (loaded, counted) = tokio::join!(
-        agents::server::load(state, owner, key, agent_id),
-        rate_limit::hit(&state.db, &bucket, state.settings.chat_sends_per_user)
-    );
     let agents::server::Loaded {
         spec,
         provider_key_id: chosen_key,
         team,
         ..
-    } = loaded?;
-    counted?;
+    } = agents::server::load(state, owner, key, agent_id).await?;
+    rate_limit::hit(
+        &state.db,
+        &format!("chat:user:{owner}"),
+        state.settings.chat_sends_per_user,
+    )
+    .await?;
     if spec.provider == Provider::Demo && state.settings.demo_url.is_none() {
         return Err(AppError::invalid(
             "message",
@@ -271,7 +270,7 @@ async fn queue_reply(
         queue.replaces,
     )
     .await?;
-    let job = job_for(state, owner, &ready, reply_id, turns, question).await?;
+    let job = job_for(state, tx, owner, &ready, reply_id, turns, question).await?;
     crate::usage::server::reserve(state, &mut *tx, owner, reply_id, &ready.plan).await?;
     let commit = start_reply(state, owner, reply_id, &ready, job, queue.replaces);
     insert_reply(
@@ -406,6 +405,7 @@ async fn context(
 /// the agent's settings and tools, searching its knowledge for `question`.
 async fn job_for(
     state: &AppState,
+    conn: &mut sqlx::PgConnection,
     owner: Uuid,
     ready: &Ready,
     reply_id: Uuid,
@@ -458,7 +458,7 @@ async fn job_for(
     )
     .bind(agent_id)
     .bind(team.unwrap_or(owner))
-    .fetch_all(&state.db)
+    .fetch_all(&mut *conn)
     .await?;
     let retrieval = question.filter(|_| !bases.is_empty()).map(|question| {
         crate::knowledge::server::retrieval(state.clone(), owner, key.clone(), bases, question)
@@ -575,7 +575,7 @@ pub async fn decide(
     }
     let (turns, question) =
         context(&mut tx, owner, conversation, &ready.key, message, None).await?;
-    let mut job = job_for(state, owner, &ready, message, turns, question).await?;
+    let mut job = job_for(state, &mut tx, owner, &ready, message, turns, question).await?;
     job.resume = parts;
     crate::usage::server::reserve(state, &mut tx, owner, message, &ready.plan).await?;
     sqlx::query(
@@ -658,9 +658,20 @@ async fn send_first(
 ) -> Result<Sent, AppError> {
     let reply_id = Uuid::new_v4();
     let turns = vec![Turn::text(Role::User, text.to_owned())];
-    let job = job_for(state, owner, &ready, reply_id, turns, Some(text.to_owned())).await?;
-    let commit = start_reply(state, owner, reply_id, &ready, job, None);
+    // One connection for all of it (under load, each wait for the pool is
+    // the longest part of a send).
     let mut tx = state.db.begin().await?;
+    let job = job_for(
+        state,
+        &mut tx,
+        owner,
+        &ready,
+        reply_id,
+        turns,
+        Some(text.to_owned()),
+    )
+    .await?;
+    let commit = start_reply(state, owner, reply_id, &ready, job, None);
     let conversation_id =
         insert_conversation(&mut tx, owner, agent_id, &ready.key, text, false).await?;
     let user_message_id =
