@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import AxeBuilder from "@axe-core/playwright";
 import { expect, test, type Page, type TestInfo } from "./fixtures";
-import { agentWithModel, hydrated, send, signUp } from "./helpers";
+import { agentWithModel, createKnowledgeBase, demoAgent, hydrated, send, signUp } from "./helpers";
 
 // Every page, checked by axe-core (WCAG 2.1 A and AA rules) in light and in
 // dark: no serious or critical violation. A screenshot of each is kept in
@@ -55,11 +55,7 @@ for (const scheme of ["light", "dark"] as const) {
     // A knowledge base's own page.
     await page.goto("/knowledge");
     await hydrated(page);
-    await page.getByLabel("Name").fill("Handbook");
-    await page.getByLabel("Embeddings from").selectOption("demo");
-    await page.getByLabel("Embedding model").fill("demo-embedding");
-    await page.getByRole("button", { name: "Create knowledge base" }).click();
-    await expect(page).toHaveURL(/\/knowledge\/[0-9a-f-]{36}$/);
+    await createKnowledgeBase(page, "Handbook");
     await check(page, new URL(page.url()).pathname, scheme, testInfo);
     // The shortcuts' dialog, open.
     await page.locator("#main h1").click();
@@ -101,14 +97,7 @@ for (const scheme of ["light", "dark"] as const) {
     await check(page, new URL(page.url()).pathname, scheme, testInfo);
 
     // A schedule's page, after it has run once.
-    await page.goto("/agents/new");
-    await hydrated(page);
-    await page.getByLabel("Name").fill("Morning helper");
-    await page.getByLabel("Provider").selectOption("demo");
-    await page.getByLabel("Model").fill("demo");
-    await page.getByRole("button", { name: "Create agent" }).click();
-    await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
-    await hydrated(page);
+    await demoAgent(page, "Morning helper");
     const card = page.locator("#schedules");
     await card.getByText("Add a schedule").click();
     await card.getByLabel("Name").fill("Weekday briefing");
@@ -127,11 +116,7 @@ for (const scheme of ["light", "dark"] as const) {
     // A passage found in a knowledge base.
     await page.goto("/knowledge");
     await hydrated(page);
-    await page.getByLabel("Name").fill("Handbook");
-    await page.getByLabel("Embeddings from").selectOption("demo");
-    await page.getByLabel("Embedding model").fill("demo-embedding");
-    await page.getByRole("button", { name: "Create knowledge base" }).click();
-    await expect(page).toHaveURL(/\/knowledge\/[0-9a-f-]{36}$/);
+    await createKnowledgeBase(page, "Handbook");
     await hydrated(page);
     const text = "# Handbook\n\n## Invoices\n\nInvoices are paid within thirty days of receipt.\n";
     await page.getByLabel("Files").setInputFiles([

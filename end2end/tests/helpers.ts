@@ -114,6 +114,29 @@ export async function agentWithModel(page: Page, model: string, starter = "", na
   await hydrated(page);
 }
 
+/** Creates an agent on the offline demo model, named `name`, and waits on
+ * its page. */
+export async function demoAgent(page: Page, name: string, js = true) {
+  await page.goto("/agents/new");
+  if (js) await hydrated(page);
+  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Provider").selectOption("demo");
+  await page.getByLabel("Model").fill("demo");
+  await page.getByRole("button", { name: "Create agent" }).click();
+  await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
+  if (js) await hydrated(page);
+}
+
+/** On the knowledge page: makes a base named `name` on the demo embeddings
+ * and waits on its page. */
+export async function createKnowledgeBase(page: Page, name: string) {
+  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Embeddings from").selectOption("demo");
+  await page.getByLabel("Embedding model").fill("demo-embedding");
+  await page.getByRole("button", { name: "Create knowledge base" }).click();
+  await expect(page).toHaveURL(/\/knowledge\/[0-9a-f-]{36}$/);
+}
+
 /** Types `text` into the chat composer and sends it with Enter. */
 export async function send(page: Page, text: string) {
   await page.getByLabel("Message", { exact: true }).fill(text);

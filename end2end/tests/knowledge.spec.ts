@@ -1,5 +1,5 @@
 import { expect, type Page, test } from "./fixtures";
-import { hydrated, signUp, watchErrors } from "./helpers";
+import { createKnowledgeBase, hydrated, signUp, watchErrors } from "./helpers";
 
 // Knowledge bases: create one on the offline demo embeddings, upload files
 // (each with its progress, a bad one failing with its reason), search it,
@@ -13,11 +13,7 @@ async function createBase(page: Page, js: boolean) {
   await page.goto("/knowledge");
   if (js) await hydrated(page);
   await expect(page.getByTestId("no-bases")).toBeVisible();
-  await page.getByLabel("Name").fill("Team handbook");
-  await page.getByLabel("Embeddings from").selectOption("demo");
-  await page.getByLabel("Embedding model").fill("demo-embedding");
-  await page.getByRole("button", { name: "Create knowledge base" }).click();
-  await expect(page).toHaveURL(/\/knowledge\/[0-9a-f-]{36}$/);
+  await createKnowledgeBase(page, "Team handbook");
   await expect(page.getByRole("heading", { name: "Team handbook" })).toBeVisible();
 }
 

@@ -1,21 +1,10 @@
 import { expect, type Page, test } from "./fixtures";
-import { hydrated, signUp, watchErrors } from "./helpers";
+import { demoAgent, hydrated, signUp, watchErrors } from "./helpers";
 
 // Schedules: add one to an agent (the expression previewed in words as it
 // is typed), see its next times, run it now and watch the run land in the
 // history with its conversation, turn it off, edit it, delete it. Without
 // JavaScript the same forms work as plain posts.
-
-async function demoAgent(page: Page, js: boolean) {
-  await page.goto("/agents/new");
-  if (js) await hydrated(page);
-  await page.getByLabel("Name").fill("Morning helper");
-  await page.getByLabel("Provider").selectOption("demo");
-  await page.getByLabel("Model").fill("demo");
-  await page.getByRole("button", { name: "Create agent" }).click();
-  await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
-  if (js) await hydrated(page);
-}
 
 async function addSchedule(page: Page) {
   const card = page.locator("#schedules");
@@ -29,7 +18,7 @@ async function addSchedule(page: Page) {
 test("add a schedule, preview it, run it now, turn it off, edit and delete it", async ({ page }) => {
   const errors = watchErrors(page);
   await signUp(page);
-  await demoAgent(page, true);
+  await demoAgent(page, "Morning helper");
   await addSchedule(page);
   const preview = page.getByTestId("schedule-preview");
   await expect(preview).toContainText("09:00");
@@ -80,7 +69,7 @@ test.describe("with JavaScript disabled", () => {
 
   test("add a schedule and run it now with plain forms", async ({ page }) => {
     await signUp(page);
-    await demoAgent(page, false);
+    await demoAgent(page, "Morning helper", false);
     await addSchedule(page);
     await page.getByRole("button", { name: "Add schedule" }).click();
     await expect(page).toHaveURL(/\/schedules\/[0-9a-f-]{36}$/);

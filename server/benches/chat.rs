@@ -847,9 +847,7 @@ async fn ttft_rows(
             })
             .await
         };
-        // Where the CPU goes while Enclave carries the load.
-        let before = cpu.sample();
-        let through = {
+        let through_enclave = || {
             let bench = bench.clone();
             let name = name.clone();
             closed_loop(concurrency, ramp, measure, move |worker| {
@@ -857,8 +855,10 @@ async fn ttft_rows(
                 let name = name.clone();
                 async move { bench.through(&bench.h1, worker, &name, tokens).await }
             })
-            .await
         };
+        // Where the CPU goes while Enclave carries the load.
+        let before = cpu.sample();
+        let through = through_enclave().await;
         let after = cpu.sample();
         let wall = (ramp + measure).as_secs_f64();
         let tick = ticks_per_second();
@@ -883,14 +883,7 @@ async fn ttft_rows(
             let data = logs.join(format!("perf-{concurrency}.data"));
             let seconds = (ramp + measure).as_secs();
             let task = tokio::task::spawn_blocking(move || profile(cpu.server, seconds, &data));
-            let bench = bench.clone();
-            let name = name.clone();
-            closed_loop(concurrency, ramp, measure, move |worker| {
-                let bench = bench.clone();
-                let name = name.clone();
-                async move { bench.through(&bench.h1, worker, &name, tokens).await }
-            })
-            .await;
+            through_enclave().await;
             match task.await.ok().flatten() {
                 Some(lines) if !lines.is_empty() => {
                     let summary = lines.join("\n");

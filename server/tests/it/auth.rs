@@ -715,22 +715,25 @@ async fn pages_carry_security_headers_and_a_nonce_csp(db: PgPool) {
     assert_eq!(headers[header::REFERRER_POLICY], "same-origin");
     assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
 
-    let nonce_of = |csp: &str| {
-        csp.split("'nonce-")
+    // Every inline script of `html` carries the nonce `csp` allows; the nonce.
+    let scripts_carry_nonce = |csp: &str, html: &str| {
+        let nonce = csp
+            .split("'nonce-")
             .nth(1)
             .and_then(|rest| rest.split('\'').next())
             .unwrap()
-            .to_owned()
+            .to_owned();
+        let scripts = html.matches("<script").count();
+        assert!(scripts > 0);
+        assert_eq!(
+            html.matches(&format!("nonce=\"{nonce}\"")).count(),
+            scripts,
+            "every inline script must carry this response's nonce"
+        );
+        nonce
     };
-    let nonce = nonce_of(&csp);
     let html = res.text().await.unwrap();
-    let scripts = html.matches("<script").count();
-    assert!(scripts > 0);
-    assert_eq!(
-        html.matches(&format!("nonce=\"{nonce}\"")).count(),
-        scripts,
-        "every inline script must carry this response's nonce"
-    );
+    let nonce = scripts_carry_nonce(&csp, &html);
     // "Not found" is rendered by the fallback: its scripts need it too, or
     // the page never comes alive.
     let res = app
@@ -744,17 +747,9 @@ async fn pages_carry_security_headers_and_a_nonce_csp(db: PgPool) {
         .to_str()
         .unwrap()
         .to_owned();
-    let not_found_nonce = nonce_of(&csp);
     let html = res.text().await.unwrap();
     assert!(html.contains("Not found"), "{html}");
-    let scripts = html.matches("<script").count();
-    assert!(scripts > 0);
-    assert_eq!(
-        html.matches(&format!("nonce=\"{not_found_nonce}\""))
-            .count(),
-        scripts,
-        "the 404 page's scripts carry the nonce"
-    );
+    scripts_carry_nonce(&csp, &html);
 
     // A fresh nonce per response.
     let again = app.client().get(app.url("/sign-in")).send().await.unwrap();

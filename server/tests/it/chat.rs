@@ -919,36 +919,7 @@ async fn a_run_that_panics_ends_interrupted_and_frees_its_conversation(db: PgPoo
             }))
             .boxed()
     });
-    let request = app::llm::ChatRequest {
-        provider: Provider::Openai,
-        base_url: String::new(),
-        api_key: String::new(),
-        model: "fake".into(),
-        system_prompt: String::new(),
-        turns: vec![],
-        tools: vec![],
-        temperature: None,
-        top_p: None,
-        max_output_tokens: None,
-    };
-    app.state.runs.start_with(
-        app.state.clone(),
-        runs::Reply {
-            owner,
-            message: reply,
-            replaces: None,
-        },
-        key,
-        runs::Job {
-            request,
-            tools: None,
-            resume: vec![],
-            retrieval: None,
-            meter: None,
-        },
-        model,
-        runs::Committed::already(),
-    );
+    start_scripted(&app, owner, key, reply, model, runs::Committed::already());
     let c = settled(&app, &client, &conversation_id).await;
     let last = c["messages"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["status"], "interrupted");
@@ -983,44 +954,17 @@ async fn a_run_started_before_its_commit_writes_only_once_the_reply_is_stored(db
     let conversation = uuid::Uuid::parse_str(&conversation_id).unwrap();
     settled(&app, &client, &conversation_id).await;
     let (owner, key) = owner_and_key(&app, "gate@example.com").await;
-    let start = |reply: uuid::Uuid, committed: runs::Committed| {
-        let model: runs::Model = std::sync::Arc::new(|_| {
+    let model = || -> runs::Model {
+        std::sync::Arc::new(|_| {
             futures::stream::iter([
                 Ok(app::llm::StreamEvent::Text("quick ".into())),
                 Ok(app::llm::StreamEvent::Text("answer".into())),
             ])
             .boxed()
-        });
-        let request = app::llm::ChatRequest {
-            provider: Provider::Openai,
-            base_url: String::new(),
-            api_key: String::new(),
-            model: "fake".into(),
-            system_prompt: String::new(),
-            turns: vec![],
-            tools: vec![],
-            temperature: None,
-            top_p: None,
-            max_output_tokens: None,
-        };
-        app.state.runs.start_with(
-            app.state.clone(),
-            runs::Reply {
-                owner,
-                message: reply,
-                replaces: None,
-            },
-            key.clone(),
-            runs::Job {
-                request,
-                tools: None,
-                resume: vec![],
-                retrieval: None,
-                meter: None,
-            },
-            model,
-            committed,
-        );
+        })
+    };
+    let start = |reply: uuid::Uuid, committed: runs::Committed| {
+        start_scripted(&app, owner, key.clone(), reply, model(), committed)
     };
     let row = |reply: uuid::Uuid| {
         let db = db.clone();
@@ -1085,6 +1029,45 @@ async fn a_run_started_before_its_commit_writes_only_once_the_reply_is_stored(db
     assert!(!app.state.runs.is_live(reply));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(row(reply).await, before, "nothing written without a commit");
+}
+
+/// Starts the run of `reply` (its row made by the test) with `model`'s
+/// scripted steps, an empty request and no tools.
+fn start_scripted(
+    app: &TestApp,
+    owner: uuid::Uuid,
+    key: app::platform::crypto::DataKey,
+    reply: uuid::Uuid,
+    model: runs::Model,
+    committed: runs::Committed,
+) {
+    let request = app::llm::ChatRequest {
+        provider: Provider::Openai,
+        base_url: String::new(),
+        api_key: String::new(),
+        model: "fake".into(),
+        system_prompt: String::new(),
+        turns: vec![],
+        tools: vec![],
+        temperature: None,
+        top_p: None,
+        max_output_tokens: None,
+    };
+    let job = runs::Job {
+        request,
+        tools: None,
+        resume: vec![],
+        retrieval: None,
+        meter: None,
+    };
+    let target = runs::Reply {
+        owner,
+        message: reply,
+        replaces: None,
+    };
+    app.state
+        .runs
+        .start_with(app.state.clone(), target, key, job, model, committed);
 }
 
 /// Sets an agent's model (the rest as `agent_on` made it).
