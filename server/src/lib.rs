@@ -40,6 +40,10 @@ use sqlx::{PgPool, postgres::PgPoolOptions};
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
+/// How long a pooled connection may sit idle and still be handed out
+/// without a ping.
+const IDLE_BEFORE_PING: Duration = Duration::from_millis(500);
+
 /// Connects to PostgreSQL and brings the schema up to date.
 pub async fn connect_db(url: &str) -> anyhow::Result<PgPool> {
     connect_db_with(url, &MIGRATOR).await
@@ -56,6 +60,20 @@ pub async fn connect_db_with(
     let pool = PgPoolOptions::new()
         .max_connections(20)
         .acquire_timeout(Duration::from_secs(5))
+        // sqlx pings every idle connection before handing it out: a round
+        // trip before each query (a send made about a dozen, half of them
+        // pings). Ping only one that sat idle for a while, as HikariCP's
+        // alive-bypass window does (500 ms); sqlx also pings each connection
+        // as it is released, and closes one that does not answer.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_BEFORE_PING {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect(url)
         .await
         .map_err(|e| anyhow::anyhow!("could not connect to PostgreSQL: {e}"))?;

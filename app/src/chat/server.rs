@@ -88,6 +88,8 @@ struct Ready {
     key: DataKey,
     /// How the reply is paid for (decided before anything is stored).
     plan: crate::usage::server::Plan,
+    /// The knowledge bases the agent answers from.
+    bases: Vec<Uuid>,
 }
 
 /// Counts a request for a reply against the user's limit (each one calls
@@ -99,26 +101,28 @@ async fn ready(
     key: &DataKey,
     agent_id: Uuid,
 ) -> Result<Ready, AppError> {
-    let agents::server::Loaded {
-        spec,
-        provider_key_id: chosen_key,
-        team,
-        ..
-    } = agents::server::load(state, owner, key, agent_id).await?;
-    rate_limit::hit(
-        &state.db,
-        &format!("chat:user:{owner}"),
-        state.settings.chat_sends_per_user,
-    )
-    .await?;
+    // Four reads that need only the ids, each a round trip to the database:
+    // at once, on four pooled connections, when the pool has them idle;
+    // one after the other under load, when waiting for the pool is what a
+    // send spends its time on.
+    let bucket = format!("chat:user:{owner}");
+    let agent = agents::server::load(state, owner, key, agent_id);
+    let counted = rate_limit::hit(&state.db, &bucket, state.settings.chat_sends_per_user);
+    let pick = provider_keys::server::pick_for_agent(&state.db, owner, agent_id);
+    let bases = base_ids(&state.db, owner, agent_id);
+    let (loaded, (), pick, bases) = if state.db.num_idle() >= 4 {
+        tokio::try_join!(agent, counted, pick, bases)?
+    } else {
+        (agent.await?, counted.await?, pick.await?, bases.await?)
+    };
+    let agents::server::Loaded { spec, team, .. } = loaded;
     if spec.provider == Provider::Demo && state.settings.demo_url.is_none() {
         return Err(AppError::invalid(
             "message",
             "The offline demo model runs only on development servers; choose another provider for this agent.",
         ));
     }
-    let resolved =
-        provider_keys::server::resolve(state, owner, key, spec.provider, chosen_key).await?;
+    let resolved = provider_keys::server::settle(state, owner, key, spec.provider, pick)?;
     let api_key = resolved.secret(key)?;
     let plan = crate::usage::server::admit(
         state,
@@ -137,7 +141,25 @@ async fn ready(
         api_key,
         key: key.clone(),
         plan,
+        bases,
     })
+}
+
+/// The knowledge bases agent `agent_id` answers from, oldest first: those
+/// of its holder (its team, or `owner` for their own agent). Whether
+/// `owner` may use the agent is the agent's own load to check.
+async fn base_ids(db: &sqlx::PgPool, owner: Uuid, agent_id: Uuid) -> Result<Vec<Uuid>, AppError> {
+    Ok(sqlx::query_scalar(
+        "SELECT ak.base_id FROM agent_knowledge_bases ak
+         JOIN agents a ON a.id = ak.agent_id
+         JOIN knowledge_bases b ON b.id = ak.base_id
+         WHERE ak.agent_id = $1 AND coalesce(b.team_id, b.owner_id) = coalesce(a.team_id, $2)
+         ORDER BY b.created_at",
+    )
+    .bind(agent_id)
+    .bind(owner)
+    .fetch_all(db)
+    .await?)
 }
 
 /// Locks the owner's conversation with `agent_id` (when given) and refuses
@@ -270,7 +292,7 @@ async fn queue_reply(
         queue.replaces,
     )
     .await?;
-    let job = job_for(state, tx, owner, &ready, reply_id, turns, question).await?;
+    let job = job_for(state, owner, &ready, reply_id, turns, question).await?;
     crate::usage::server::reserve(state, &mut *tx, owner, reply_id, &ready.plan).await?;
     let commit = start_reply(state, owner, reply_id, &ready, job, queue.replaces);
     insert_reply(
@@ -405,7 +427,6 @@ async fn context(
 /// the agent's settings and tools, searching its knowledge for `question`.
 async fn job_for(
     state: &AppState,
-    conn: &mut sqlx::PgConnection,
     owner: Uuid,
     ready: &Ready,
     reply_id: Uuid,
@@ -419,6 +440,7 @@ async fn job_for(
         api_key,
         key,
         plan,
+        bases,
     } = ready;
     let urls = &state.settings.provider_urls;
     let base_url = match spec.provider {
@@ -451,17 +473,14 @@ async fn job_for(
     };
     // The agent's knowledge is searched for the latest message when the
     // run starts (not here, before its reply is stored).
-    let bases: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT ak.base_id FROM agent_knowledge_bases ak
-         JOIN knowledge_bases b ON b.id = ak.base_id
-         WHERE ak.agent_id = $1 AND coalesce(b.team_id, b.owner_id) = $2 ORDER BY b.created_at",
-    )
-    .bind(agent_id)
-    .bind(team.unwrap_or(owner))
-    .fetch_all(&mut *conn)
-    .await?;
     let retrieval = question.filter(|_| !bases.is_empty()).map(|question| {
-        crate::knowledge::server::retrieval(state.clone(), owner, key.clone(), bases, question)
+        crate::knowledge::server::retrieval(
+            state.clone(),
+            owner,
+            key.clone(),
+            bases.clone(),
+            question,
+        )
     });
     let team_key = match team {
         Some(team) => Some((
@@ -575,7 +594,7 @@ pub async fn decide(
     }
     let (turns, question) =
         context(&mut tx, owner, conversation, &ready.key, message, None).await?;
-    let mut job = job_for(state, &mut tx, owner, &ready, message, turns, question).await?;
+    let mut job = job_for(state, owner, &ready, message, turns, question).await?;
     job.resume = parts;
     crate::usage::server::reserve(state, &mut tx, owner, message, &ready.plan).await?;
     sqlx::query(
@@ -658,20 +677,11 @@ async fn send_first(
 ) -> Result<Sent, AppError> {
     let reply_id = Uuid::new_v4();
     let turns = vec![Turn::text(Role::User, text.to_owned())];
-    // One connection for all of it (under load, each wait for the pool is
+    let job = job_for(state, owner, &ready, reply_id, turns, Some(text.to_owned())).await?;
+    let commit = start_reply(state, owner, reply_id, &ready, job, None);
+    // One connection for the writes (under load, each wait for the pool is
     // the longest part of a send).
     let mut tx = state.db.begin().await?;
-    let job = job_for(
-        state,
-        &mut tx,
-        owner,
-        &ready,
-        reply_id,
-        turns,
-        Some(text.to_owned()),
-    )
-    .await?;
-    let commit = start_reply(state, owner, reply_id, &ready, job, None);
     let conversation_id =
         insert_conversation(&mut tx, owner, agent_id, &ready.key, text, false).await?;
     let user_message_id =

@@ -255,22 +255,8 @@ pub async fn resolve(
     provider: Provider,
     chosen: Option<Uuid>,
 ) -> Result<Resolved, AppError> {
-    let none = |source| Resolved {
-        source,
-        secret: None,
-        secret_place: None,
-        platform: None,
-    };
     if provider == Provider::Demo {
-        return Ok(none(KeySource::NotNeeded));
-    }
-    #[derive(sqlx::FromRow)]
-    struct Pick {
-        id: Uuid,
-        label: Sealed,
-        masked: Sealed,
-        secret: Sealed,
-        chosen: bool,
+        return settle(state, owner, key, provider, None);
     }
     let pick: Option<Pick> = sqlx::query_as(
         "SELECT id, label, masked, secret, id IS NOT DISTINCT FROM $3 AS chosen
@@ -282,6 +268,59 @@ pub async fn resolve(
     .bind(chosen)
     .fetch_optional(&state.db)
     .await?;
+    settle(state, owner, key, provider, pick)
+}
+
+/// The owner's stored key `resolve` would pick, as stored.
+#[derive(sqlx::FromRow)]
+pub struct Pick {
+    id: Uuid,
+    label: Sealed,
+    masked: Sealed,
+    secret: Sealed,
+    chosen: bool,
+}
+
+/// `resolve`'s query for agent `agent` (its provider and chosen key read
+/// in the same query), so that a send asks for it beside the agent itself.
+/// It reads only `owner`'s keys; whether `owner` may use the agent is the
+/// agent's own load to check.
+pub async fn pick_for_agent(
+    db: &sqlx::PgPool,
+    owner: Uuid,
+    agent: Uuid,
+) -> Result<Option<Pick>, AppError> {
+    Ok(sqlx::query_as(
+        "SELECT k.id, k.label, k.masked, k.secret,
+                k.id IS NOT DISTINCT FROM a.provider_key_id AS chosen
+         FROM agents a JOIN provider_keys k ON k.owner_id = $1 AND k.provider = a.provider
+         WHERE a.id = $2
+         ORDER BY k.id IS NOT DISTINCT FROM a.provider_key_id DESC, k.created_at DESC LIMIT 1",
+    )
+    .bind(owner)
+    .bind(agent)
+    .fetch_optional(db)
+    .await?)
+}
+
+/// The key an agent on `provider` uses, given the owner's stored key
+/// `pick` (see `resolve`).
+pub fn settle(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    provider: Provider,
+    pick: Option<Pick>,
+) -> Result<Resolved, AppError> {
+    let none = |source| Resolved {
+        source,
+        secret: None,
+        secret_place: None,
+        platform: None,
+    };
+    if provider == Provider::Demo {
+        return Ok(none(KeySource::NotNeeded));
+    }
     if let Some(pick) = pick {
         let label = key.open_text(place("label", pick.id, owner), &pick.label)?;
         let masked = key.open_text(place("masked", pick.id, owner), &pick.masked)?;
