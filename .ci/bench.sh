@@ -7,6 +7,8 @@
 # and prints the table (also written to target/bench/report.md).
 #
 #   BENCH_QUICK=1 make bench   a shorter run, for trying a change
+#   BENCH_PEERS=1 make bench   also Open WebUI beside Enclave (installs it once,
+#                              about 7 GB)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -32,9 +34,16 @@ trap '.ci/pg.sh stop .data/bench-pg' EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "open files allowed: $(ulimit -n)"
 
+peers=()
+if [ "${BENCH_PEERS:-}" = 1 ]; then
+  peers=(BENCH_OPEN_WEBUI="$root/.ci/peers/open-webui/bin/open-webui"
+         BENCH_NODE="$(.ci/node.sh)/node")
+fi
+
 step "benchmark"
 # The same flags cargo-leptos gives the release server (always-erase-components),
 # so the benchmarked server is built like the one `cargo leptos build` makes.
+env "${peers[@]}" \
 RUSTFLAGS="--cfg erase_components" \
 BENCH_DATABASE_URL="$base/postgres" \
 LEPTOS_SITE_ROOT="$root/target/site" \

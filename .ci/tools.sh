@@ -4,7 +4,9 @@
 #
 #   .ci/tools.sh build   toolchain for building and running the app
 #   .ci/tools.sh test    the above, plus Chromium and the Playwright packages
-#   .ci/tools.sh bench   the build tools, plus wasm-opt for release WASM
+#   .ci/tools.sh bench   the build tools, plus wasm-opt for release WASM; with
+#                        BENCH_PEERS=1 also Open WebUI (.ci/peers/open-webui),
+#                        Chromium and Playwright, for the peer's rows
 #   .ci/tools.sh system  only the packages from Debian (.ci/tests/setup.sh
 #                        checks what a bare machine gets; APT_GET names the
 #                        apt-get to call)
@@ -170,6 +172,25 @@ if [ "$mode" = test ]; then
     "$here/.ci/peers/python/bin/pip" install -q --disable-pip-version-check \
       -r "$here/.ci/peers/requirements.txt"
     touch "$py_mark"
+  fi
+fi
+if [ "$mode" = bench ] && [ "${BENCH_PEERS:-}" = 1 ]; then
+  if [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium
+  fi
+  node_dir=$("$here/.ci/node.sh")
+  if [ ! -d "$here/end2end/node_modules/@playwright/test" ]; then
+    log "npm ci in end2end (Playwright, to weigh first loads in Chromium)"
+    (cd "$here/end2end" && PATH="$node_dir:$PATH" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+  fi
+  owui_mark="$here/.ci/peers/open-webui/.installed-$(sha256sum "$here/.ci/peers/open-webui.txt" | cut -c1-16)"
+  if [ ! -e "$owui_mark" ]; then
+    log "pip install in .ci/peers/open-webui (Open WebUI, about 7 GB, a few minutes)"
+    rm -rf "$here/.ci/peers/open-webui"
+    python3 -m venv "$here/.ci/peers/open-webui"
+    "$here/.ci/peers/open-webui/bin/pip" install -q --disable-pip-version-check \
+      -r "$here/.ci/peers/open-webui.txt"
+    touch "$owui_mark"
   fi
 fi
 log "tools ready"

@@ -15,6 +15,12 @@
 //! - `BENCH_QUICK=1`: a shorter run with fewer streams (for trying changes).
 //! - `BENCH_REPORT`: where to write the table as Markdown
 //!   (default `target/bench/report.md`).
+//! - `BENCH_OPEN_WEBUI`: Open WebUI's `open-webui` executable, for its rows
+//!   beside Enclave's (`BENCH_PEERS=1 make bench` installs it and sets it);
+//!   `BENCH_NODE`: the Node that weighs both first loads in Chromium.
+
+#[path = "chat/peer.rs"]
+mod peer;
 
 use std::{
     collections::HashMap,
@@ -615,38 +621,52 @@ impl Bench {
             .h1
             .post(format!("{}/openai/v1/chat/completions", self.fake))
             .bearer_auth(PROVIDER_KEY)
-            .json(&json!({
-                "model": model,
-                "stream": true,
-                "stream_options": {"include_usage": true},
-                "messages": [
-                    {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
-                    {"role": "user", "content": "Tell me something."}
-                ]
-            }))
+            .json(&chat_body(model))
             .send()
             .await?;
         if !res.status().is_success() {
             bail!("fake: {}", res.status());
         }
-        let mut tally = Tally::new(start);
-        let mut events = res.bytes_stream().eventsource();
-        let mut finished = false;
-        while let Some(event) = events.next().await {
-            let event = event?;
-            if event.data == "[DONE]" {
-                finished = true;
-                break;
-            }
-            let now = Instant::now();
-            let data: Value = serde_json::from_str(&event.data)?;
-            match data["choices"][0]["delta"]["content"].as_str() {
-                Some(piece) if !piece.is_empty() => tally.piece(now, piece),
-                _ => {}
-            }
-        }
-        tally.finish(finished, tokens)
+        read_openai_stream(res, start, tokens).await
     }
+}
+
+/// A streamed chat completion of `model` with the bench agent's prompt.
+fn chat_body(model: &str) -> Value {
+    json!({
+        "model": model,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "messages": [
+            {"role": "system", "content": "You are a helpful assistant. Answer briefly."},
+            {"role": "user", "content": "Tell me something."}
+        ]
+    })
+}
+
+/// Reads an OpenAI chat completion stream to its `[DONE]`.
+async fn read_openai_stream(
+    res: reqwest::Response,
+    start: Instant,
+    tokens: usize,
+) -> anyhow::Result<Observed> {
+    let mut tally = Tally::new(start);
+    let mut events = res.bytes_stream().eventsource();
+    let mut finished = false;
+    while let Some(event) = events.next().await {
+        let event = event?;
+        if event.data == "[DONE]" {
+            finished = true;
+            break;
+        }
+        let now = Instant::now();
+        let data: Value = serde_json::from_str(&event.data)?;
+        match data["choices"][0]["delta"]["content"].as_str() {
+            Some(piece) if !piece.is_empty() => tally.piece(now, piece),
+            _ => {}
+        }
+    }
+    tally.finish(finished, tokens)
 }
 
 /// Counts one stream's pieces as they arrive, the same way for both paths.
@@ -1597,6 +1617,24 @@ async fn main() -> anyhow::Result<()> {
             "≤ 400 KB",
             Some(br + own <= 400_000),
         );
+    }
+
+    // Side by side with a real peer, when asked (BENCH_PEERS=1).
+    if let Some(exe) = std::env::var_os("BENCH_OPEN_WEBUI") {
+        match peer::first_load(&format!("{base}/")) {
+            Ok((count, raw, brotli)) => table.row(
+                "First load as Chromium loads the home page (WASM + JS + CSS); raw / brotli",
+                "",
+                format!("{} / {} ({count} files)", kb(raw), kb(brotli)),
+                "",
+                "",
+                None,
+            ),
+            Err(err) => table.note(format!("Enclave's first load in Chromium: {err:#}")),
+        }
+        if let Err(err) = peer::rows(Path::new(&exe), &bench, &fake_base, &logs, &mut table).await {
+            table.note(format!("No Open WebUI rows: {err:#}"));
+        }
     }
 
     seal_open_rows(&mut table);

@@ -101,8 +101,8 @@ async fn ready(
     key: &DataKey,
     agent_id: Uuid,
 ) -> Result<Ready, AppError> {
-    // Four reads that need only the ids, each a round trip to the database:
-    // at once, on four pooled connections, when the pool has them idle;
+    // Five reads that need only the ids, each a round trip to the database:
+    // at once, on five pooled connections, when the pool has them idle;
     // one after the other under load, when waiting for the pool is what a
     // send spends its time on.
     let bucket = format!("chat:user:{owner}");
@@ -110,10 +110,17 @@ async fn ready(
     let counted = rate_limit::hit(&state.db, &bucket, state.settings.chat_sends_per_user);
     let pick = provider_keys::server::pick_for_agent(&state.db, owner, agent_id);
     let bases = base_ids(&state.db, owner, agent_id);
-    let (loaded, (), pick, bases) = if state.db.num_idle() >= 4 {
-        tokio::try_join!(agent, counted, pick, bases)?
+    let prices = crate::usage::server::prices_for_agent(&state.db, agent_id);
+    let (loaded, (), pick, bases, prices) = if state.db.num_idle() >= 5 {
+        tokio::try_join!(agent, counted, pick, bases, prices)?
     } else {
-        (agent.await?, counted.await?, pick.await?, bases.await?)
+        (
+            agent.await?,
+            counted.await?,
+            pick.await?,
+            bases.await?,
+            prices.await?,
+        )
     };
     let agents::server::Loaded { spec, team, .. } = loaded;
     if spec.provider == Provider::Demo && state.settings.demo_url.is_none() {
@@ -128,8 +135,7 @@ async fn ready(
         state,
         owner,
         team,
-        spec.provider,
-        &spec.model,
+        prices.of(&spec.model),
         spec.max_output_tokens,
         resolved.is_operators(),
     )

@@ -106,6 +106,45 @@ pub async fn price_of(db: &PgPool, provider: Provider, model: &str) -> Result<Pr
     }))
 }
 
+/// The current price of every model priced for agent `agent`'s provider. A
+/// send reads them beside the agent itself: the agent's model is sealed, so
+/// the one price is chosen (`Prices::of`) once the agent is opened.
+pub async fn prices_for_agent(db: &PgPool, agent: Uuid) -> Result<Prices, AppError> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        model: String,
+        #[sqlx(flatten)]
+        price: Price,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT DISTINCT ON (p.model) p.model, p.id, p.input_per_mtok, p.output_per_mtok
+         FROM agents a JOIN model_prices p ON p.provider = a.provider
+         WHERE a.id = $1 ORDER BY p.model, p.created_at DESC",
+    )
+    .bind(agent)
+    .fetch_all(db)
+    .await?;
+    Ok(Prices(
+        rows.into_iter().map(|r| (r.model, r.price)).collect(),
+    ))
+}
+
+/// The current prices of one provider's models (`prices_for_agent`).
+pub struct Prices(Vec<(String, Price)>);
+
+impl Prices {
+    /// `model`'s price as `price_of` chooses it: its own, else the
+    /// provider's `*`, else free.
+    pub fn of(&self, model: &str) -> Price {
+        let find = |name: &str| self.0.iter().find(|(m, _)| m == name).map(|(_, p)| *p);
+        find(model).or_else(|| find("*")).unwrap_or(Price {
+            id: Uuid::nil(),
+            input_per_mtok: 0,
+            output_per_mtok: 0,
+        })
+    }
+}
+
 /// Sets a model's price from now on: a new version; entries written
 /// before keep the price they were charged at.
 pub async fn set_price(
@@ -197,19 +236,17 @@ pub fn is_charged(state: &AppState, platform: bool) -> bool {
     platform || state.settings.billing.charge_own_keys
 }
 
-/// Decides whether `owner` may start a reply from `provider`'s `model`
-/// (for `team`'s agent, if any), before anything is stored: refused with a
+/// Decides whether `owner` may start a reply at `price` (for `team`'s
+/// agent, if any), before anything is stored: refused with a
 /// plain sentence when a quota is used up or the credits cannot cover it.
 pub async fn admit(
     state: &AppState,
     owner: Uuid,
     team: Option<Uuid>,
-    provider: Provider,
-    model: &str,
+    price: Price,
     max_output_tokens: Option<u32>,
     platform: bool,
 ) -> Result<Plan, AppError> {
-    let price = price_of(&state.db, provider, model).await?;
     let charged = is_charged(state, platform);
     let output = max_output_tokens.map_or(ASSUMED_OUTPUT_TOKENS, u64::from);
     let mut plan = Plan {

@@ -251,6 +251,38 @@ fn quotas(per_user: Option<u64>, per_team: Option<u64>) -> Billing {
     }))
 }
 
+/// A send reads every current price of its agent's provider beside the
+/// agent, and picks one once the (sealed) model is open: the model's own,
+/// else the provider's `*`; never another provider's, never an old version.
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_reply_is_priced_by_its_own_model_else_its_providers_default(db: PgPool) {
+    let (app, fake) = app_with(db, billing(BillingMode::Unlimited)).await;
+    let client = app.signed_up("ada@example.com").await;
+    let agent = platform_agent(&app, &client, fake, "fake:tokens=5").await;
+    let set = |provider, model: &'static str, input, output| {
+        let db = app.db.clone();
+        async move {
+            usage::set_price(&db, provider, model, input, output)
+                .await
+                .unwrap()
+        }
+    };
+    // The same model name on another provider, and a new default there.
+    set(Provider::Anthropic, "fake:tokens=5", 7_000_000, 7_000_000).await;
+    set(Provider::Anthropic, "*", 9_000_000, 9_000_000).await;
+    // A new default for the agent's provider: it applies (11 in, 5 out).
+    set(Provider::Openai, "*", 1_000_000, 2_000_000).await;
+    chat(&app, &client, &agent, "One").await;
+    // The model's own price, then a newer version of it.
+    set(Provider::Openai, "fake:tokens=5", 3_000_000, 4_000_000).await;
+    set(Provider::Openai, "fake:tokens=5", 5_000_000, 6_000_000).await;
+    // A default set after the model's own price does not override it.
+    set(Provider::Openai, "*", 8_000_000, 8_000_000).await;
+    chat(&app, &client, &agent, "Two").await;
+    let costs: Vec<i64> = ledger(&app.db).await.iter().map(|r| r.cost).collect();
+    assert_eq!(costs, vec![11 + 5 * 2, 11 * 5 + 5 * 6]);
+}
+
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn a_used_up_quota_refuses_before_the_provider_is_called(db: PgPool) {
     // 20 tokens a day; a reply uses 11 + 6.
