@@ -7,7 +7,10 @@
 # (systemd itself does not run here), nginx in front with TLS from the
 # shipped server/deploy/nginx.conf, a real SMTP server (aiosmtpd, PyPI),
 # `/ready` and `server doctor`, Prometheus metrics, and a browser that
-# signs up and chats over https. What differs from the README: folders
+# signs up and chats over https. Two servers run, as README "More than one
+# server" has them: the same release, key and settings on one database,
+# both in nginx's upstream; the browser's last test stops the one writing
+# its reply (SIGTERM) and goes on through the other. What differs from the README: folders
 # under a temporary root instead of /opt and /etc, free ports instead of
 # 443 and 3000, localhost and a self-signed certificate instead of your
 # host name and a real one, and the fake provider for a model provider.
@@ -26,7 +29,8 @@ cleanup() {
     kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
   done
   .ci/pg.sh remove "$work/pg" >/dev/null 2>&1 || true
-  rm -rf "$work"
+  # PRODUCTION_KEEP=1 keeps the folder (logs, nginx's access log) for a look.
+  if [ "${PRODUCTION_KEEP:-}" = 1 ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 free_port() { "$root/.ci/free-port.sh"; }
@@ -41,6 +45,8 @@ fail() {
 opt="$work/opt/enclave"
 etc="$work/etc/enclave"
 app_port=$(free_port)
+app_port2=$(free_port)
+metrics_port2=$(free_port)
 tls_port=$(free_port)
 http_port=$(free_port)
 metrics_port=$(free_port)
@@ -111,6 +117,15 @@ done < "$etc/enclave.env"
 grep -q '^EnvironmentFile=/etc/enclave/enclave.env$' "$unit" || fail "the unit reads another settings file"
 grep -q '^LoadCredential=master-key:/etc/enclave/master.key$' "$unit" || fail "the unit loads another key"
 as_service() { (cd "$opt" && env -i PATH=/usr/bin:/bin "${service_env[@]}" "$@"); }
+# The same in the background, as the process itself (`exec`: `$!` is the
+# server, which a signal must reach; through a function it was a subshell,
+# and stopping that left the server running).
+service_in_background() {
+  local out=$1
+  shift
+  (cd "$opt" && exec env -i PATH=/usr/bin:/bin "${service_env[@]}" "$@") > "$out" 2>&1 &
+  service_pid=$!
+}
 
 log "4. server config check"
 as_service "$opt/server" config check > "$work/config-check.txt" 2>&1 \
@@ -122,13 +137,21 @@ if grep -q -e "$db_password" -e "$provider_key" -e "$(cat "$etc/master.key")" "$
   fail "config check printed a secret"
 fi
 
-log "5. the service (ExecStart with the unit's environment)"
+log "5. the service (ExecStart with the unit's environment), on two servers"
 exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
 exec_start=${exec_start//\/opt\/enclave/$opt}
 # shellcheck disable=SC2086
-as_service $exec_start > "$work/server.log" 2>&1 &
-pids+=($!)
-server_pid=$!
+service_in_background "$work/server.log" $exec_start
+server_pid=$service_pid
+pids+=("$server_pid")
+# The second machine's settings differ only in its own address (and its
+# metrics address, which would clash on one host): set after the others,
+# they win.
+service_env+=("ENCLAVE_ADDR=127.0.0.1:$app_port2" "ENCLAVE_METRICS_ADDR=127.0.0.1:$metrics_port2")
+# shellcheck disable=SC2086
+service_in_background "$work/server2.log" $exec_start
+server2_pid=$service_pid
+pids+=("$server2_pid")
 
 log "6. TLS in front: nginx with the shipped configuration"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
@@ -136,14 +159,14 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=localhost" \
   -keyout "$work/tls.key" -out "$work/tls.crt" >/dev/null 2>&1
 mkdir -p "$work/nginx"
 site=$(sed \
-  -e "s|server 127.0.0.1:3000;|server 127.0.0.1:$app_port;|" \
+  -e "s|server 127.0.0.1:3000;|server 127.0.0.1:$app_port;\n    server 127.0.0.1:$app_port2;|" \
   -e "s|listen 443 ssl;|listen 127.0.0.1:$tls_port ssl;|" \
   -e "s|listen 80;|listen 127.0.0.1:$http_port;|" \
   -e "s|enclave.example.com;|localhost;|" \
   -e "s|/etc/letsencrypt/live/enclave.example.com/fullchain.pem|$work/tls.crt|" \
   -e "s|/etc/letsencrypt/live/enclave.example.com/privkey.pem|$work/tls.key|" \
   "$opt/nginx.conf")
-for expected in "127.0.0.1:$app_port" "127.0.0.1:$tls_port ssl" "$work/tls.crt" "proxy_buffering off"; do
+for expected in "127.0.0.1:$app_port;" "127.0.0.1:$app_port2;" "127.0.0.1:$tls_port ssl" "$work/tls.crt" "proxy_buffering off"; do
   grep -qF "$expected" <<<"$site" || fail "nginx.conf no longer has what the walk-through replaces ($expected)"
 done
 cat > "$work/nginx/nginx.conf" <<EOF
@@ -177,9 +200,17 @@ for _ in $(seq 1 150); do
     break
   fi
   kill -0 "$server_pid" 2>/dev/null || fail "the server exited"
+  kill -0 "$server2_pid" 2>/dev/null || fail "the second server exited"
   sleep 0.2
 done
 [ -n "$ready" ] || fail "the server never became ready through nginx"
+for port in "$app_port" "$app_port2"; do
+  for _ in $(seq 1 150); do
+    [ "$(curl -s "http://127.0.0.1:$port/ready" 2>/dev/null)" = ready ] && break
+    sleep 0.2
+  done
+  [ "$(curl -s "http://127.0.0.1:$port/ready")" = ready ] || fail "the server on port $port is not ready"
+done
 [ "$(curl_tls "$public_url/ready")" = ready ] || fail "/ready did not say ready"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http_port/")" = 301 ] || fail "http does not send people to https"
 as_service "$opt/server" doctor > "$work/doctor.txt" 2>&1 || { cat "$work/doctor.txt" >&2; fail "doctor found something to fix"; }
@@ -191,18 +222,23 @@ curl -fsS "http://127.0.0.1:$metrics_port/metrics" | grep -q '^enclave_http_requ
 log "8. a person signs up and chats, in Chromium, over https"
 node_dir=$(.ci/node.sh)
 (cd end2end && PATH="$node_dir:$PATH" BASE_URL="$public_url" \
+  REPLICA_PIDS="$server_pid,$server2_pid" REPLICA_LOGS="$work/server.log,$work/server2.log" \
   npx playwright test --config playwright.production.config.ts) 2>&1 | tee "$work/playwright.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || fail "the browser walk-through failed"
 
-log "9. what the server wrote: JSON lines with request ids, no secret"
-grep -q '"request_id"' "$work/server.log" || fail "no request id in the server's JSON log"
-python3 - "$work/server.log" <<'EOF' || fail "a server log line is not JSON"
+log "9. what the servers wrote: JSON lines with request ids, no secret"
+for server_log in "$work/server.log" "$work/server2.log"; do
+  grep -q '"request_id"' "$server_log" || fail "no request id in $(basename "$server_log")"
+  python3 - "$server_log" <<'EOF' || fail "a line of $(basename "$server_log") is not JSON"
 import json, sys
 for line in open(sys.argv[1]):
     json.loads(line)
 EOF
-if grep -q -e "canary7f3e" -e "$db_password" -e "$provider_key" -e "$(cat "$etc/master.key")" "$work/server.log"; then
-  fail "the server log holds a secret or what the person typed"
-fi
+  if grep -q -e "canary7f3e" -e "$db_password" -e "$provider_key" -e "$(cat "$etc/master.key")" "$server_log"; then
+    fail "$(basename "$server_log") holds a secret or what the person typed"
+  fi
+done
+grep -q "live replies saved and ended" "$work/server.log" "$work/server2.log" \
+  || fail "no server said it saved its replies on SIGTERM"
 grep -q "Subject: " "$work/smtp.log" || fail "no mail reached the SMTP server"
-log "ok: $(wc -l < "$work/server.log") JSON log lines, mail sent through SMTP, chat over TLS"
+log "ok: $(cat "$work/server.log" "$work/server2.log" | wc -l) JSON log lines from two servers, mail sent through SMTP, chat over TLS"

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { expect, test } from "@playwright/test";
 import { agentWithModel, hydrated, send, signUp, watchErrors } from "../tests/helpers";
 
@@ -86,5 +87,65 @@ test("every page's own code loads when it is first opened, on the release build"
     await page.waitForLoadState("networkidle");
   }
   expect([...fetched].sort()).toEqual([...routes].sort());
+  expect(errors).toEqual([]);
+});
+
+// README "More than one server": two servers behind nginx, and the one
+// writing a reply is stopped (`systemctl stop` sends SIGTERM) while the page
+// follows it. The page must end with every token so far, saved, not freeze
+// with a Stop that does nothing; a reload through the other server shows the
+// same reply, and the person chats on there. Last in this file: one server
+// is gone afterwards.
+test("a reply outlives the server writing it: every token so far is kept, and the other server goes on", async ({ page }) => {
+  const pids = (process.env.REPLICA_PIDS ?? "").split(",").filter(Boolean).map(Number);
+  const logs = (process.env.REPLICA_LOGS ?? "").split(",").filter(Boolean);
+  expect(pids, "production.sh names both servers' processes").toHaveLength(2);
+  expect(logs).toHaveLength(2);
+  const errors = watchErrors(page);
+  await signUp(page);
+  await agentWithModel(page, "fake:tokens=80,delay_ms=100", "", "Long replies");
+  await send(page, "A long story");
+  const reply = page.getByTestId("assistant-message").last();
+  await expect(reply).toContainText("t5 ", { timeout: 30_000 });
+  await expect(reply).toHaveAttribute("data-status", "streaming");
+
+  // The server that took the message writes its reply; its log says so.
+  const conversation = new URL(page.url()).searchParams.get("c");
+  expect(conversation).toMatch(/^[0-9a-f-]{36}$/);
+  const writer = logs.findIndex((log) =>
+    readFileSync(log, "utf8")
+      .split("\n")
+      .some((line) => line.includes("reply started") && line.includes(conversation!)),
+  );
+  expect(writer, "one server's log has the reply starting").toBeGreaterThanOrEqual(0);
+  process.kill(pids[writer], "SIGTERM");
+
+  // The page ends the reply with what was saved: tokens t0 … tN in order,
+  // cut short, and no Stop button left.
+  await expect(reply).toHaveAttribute("data-status", "interrupted", { timeout: 30_000 });
+  await expect(reply.getByRole("button", { name: "Stop" })).toHaveCount(0);
+  // It says why it ended.
+  await expect(reply.getByRole("alert")).not.toBeEmpty();
+  await page.screenshot({ path: test.info().outputPath("interrupted.png"), fullPage: true });
+  const tokens = (text: string) => text.match(/\bt\d+\b/g) ?? [];
+  const shown = tokens(await reply.innerText());
+  expect(shown.length).toBeGreaterThan(5);
+  expect(shown.length).toBeLessThan(80);
+  expect(shown).toEqual(shown.map((_, i) => `t${i}`));
+
+  // Through the other server: the same reply, stored.
+  await page.reload();
+  await hydrated(page);
+  const stored = page.getByTestId("assistant-message").last();
+  await expect(stored).toHaveAttribute("data-status", "interrupted");
+  expect(tokens(await stored.innerText())).toEqual(shown);
+  await expect(page.getByTestId("user-message").last()).toContainText("A long story");
+
+  // And the conversation goes on there.
+  await send(page, "Still there?");
+  await expect(page.getByTestId("user-message").last()).toContainText("Still there?");
+  const next = page.getByTestId("assistant-message").last();
+  await expect(next).toHaveAttribute("data-status", "complete", { timeout: 30_000 });
+  expect(tokens(await next.innerText())).toHaveLength(80);
   expect(errors).toEqual([]);
 });
