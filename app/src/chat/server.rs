@@ -102,16 +102,19 @@ async fn ready(
     agent_id: Uuid,
 ) -> Result<Ready, AppError> {
     // Five reads that need only the ids, each a round trip to the database:
-    // at once, on five pooled connections, when the pool has them idle;
-    // one after the other under load, when waiting for the pool is what a
-    // send spends its time on.
+    // at once, on five pooled connections, while the database is quiet (few
+    // connections busy, five idle); one after the other under load, when
+    // waiting for the pool is what a send spends its time on and five
+    // connections per send would starve the others.
     let bucket = format!("chat:user:{owner}");
     let agent = agents::server::load(state, owner, key, agent_id);
     let counted = rate_limit::hit(&state.db, &bucket, state.settings.chat_sends_per_user);
     let pick = provider_keys::server::pick_for_agent(&state.db, owner, agent_id);
     let bases = base_ids(&state.db, owner, agent_id);
     let prices = crate::usage::server::prices_for_agent(&state.db, agent_id);
-    let (loaded, (), pick, bases, prices) = if state.db.num_idle() >= 5 {
+    let idle = state.db.num_idle();
+    let busy = (state.db.size() as usize).saturating_sub(idle);
+    let (loaded, (), pick, bases, prices) = if idle >= 5 && busy <= 4 {
         tokio::try_join!(agent, counted, pick, bases, prices)?
     } else {
         (
