@@ -28,18 +28,20 @@ try {
     const path = new URL(response.url()).pathname;
     const wasm = path.endsWith(".wasm");
     if (type !== "script" && type !== "stylesheet" && !wasm) return;
+    // A body the page streamed into WebAssembly.instantiateStreaming is
+    // not kept by the browser: fetch that one again.
+    const body = response
+      .body()
+      .catch(() => page.request.get(response.url()).then((again) => again.body()));
     pending.push(
-      response
-        .body()
-        .then((body) => ({
-          url: response.url(),
-          type: wasm ? "wasm" : type,
-          raw: body.length,
-          brotli: brotliCompressSync(body, {
-            params: { [constants.BROTLI_PARAM_QUALITY]: 11 },
-          }).length,
-        }))
-        .catch(() => null),
+      body.then((body) => ({
+        url: response.url(),
+        type: wasm ? "wasm" : type,
+        raw: body.length,
+        brotli: brotliCompressSync(body, {
+          params: { [constants.BROTLI_PARAM_QUALITY]: 11 },
+        }).length,
+      })),
     );
   });
   await page.goto(url, { waitUntil: "networkidle", timeout: 120_000 });

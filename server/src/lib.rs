@@ -267,8 +267,23 @@ pub fn leptos_options() -> LeptosOptions {
             .site_pkg_dir("pkg")
             .build(),
     };
+    // Built without cargo-leptos (`cargo bench`, say), Leptos knows no name:
+    // the pages would ask for `/pkg/.js` and never come alive.
+    if options.output_name.is_empty() {
+        options.output_name = "enclave".into();
+    }
     options.site_root = site_root().into();
     options
+}
+
+#[cfg(test)]
+mod options_tests {
+    /// Whether or not cargo-leptos built this test, the pages name the
+    /// site's files `enclave.*` (the release folder's and `make bench`'s).
+    #[test]
+    fn the_sites_files_are_named_enclave() {
+        assert_eq!(&*super::leptos_options().output_name, "enclave");
+    }
 }
 
 /// Where the site (CSS, JS, WASM) is: `LEPTOS_SITE_ROOT`, else the `site`

@@ -984,7 +984,7 @@ fn stopped(reason: StopReason, usage: Option<Usage>) -> Outcome {
         StopReason::User => Outcome::new(MessageStatus::Stopped, usage),
         StopReason::Shutdown => Outcome::failed(
             "server_stopped",
-            "The server restarted while this reply was being written: regenerate it to get the rest.".into(),
+            "The server writing this reply stopped before it was done: regenerate it to get the rest.".into(),
             usage,
         ),
     }
