@@ -276,16 +276,6 @@ pub fn leptos_options() -> LeptosOptions {
     options
 }
 
-#[cfg(test)]
-mod options_tests {
-    /// Whether or not cargo-leptos built this test, the pages name the
-    /// site's files `enclave.*` (the release folder's and `make bench`'s).
-    #[test]
-    fn the_sites_files_are_named_enclave() {
-        assert_eq!(&*super::leptos_options().output_name, "enclave");
-    }
-}
-
 /// Where the site (CSS, JS, WASM) is: `LEPTOS_SITE_ROOT`, else the `site`
 /// folder next to the server binary (the release folder's layout), else
 /// `target/site` (a checkout).
@@ -727,4 +717,14 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod options_tests {
+    /// Whether or not cargo-leptos built this test, the pages name the
+    /// site's files `enclave.*` (the release folder's and `make bench`'s).
+    #[test]
+    fn the_sites_files_are_named_enclave() {
+        assert_eq!(&*super::leptos_options().output_name, "enclave");
+    }
 }

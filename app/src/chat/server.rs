@@ -103,26 +103,30 @@ async fn ready(
 ) -> Result<Ready, AppError> {
     // Five reads that need only the ids, each a round trip to the database:
     // at once, on five pooled connections, while the database is quiet (few
-    // connections busy, five idle); one after the other under load, when
-    // waiting for the pool is what a send spends its time on and five
-    // connections per send would starve the others.
+    // connections busy, five idle); under load one after the other on one
+    // connection, since waiting for the pool is then what a send spends its
+    // time on (and every connection given back costs sqlx a ping).
     let bucket = format!("chat:user:{owner}");
-    let agent = agents::server::load(state, owner, key, agent_id);
-    let counted = rate_limit::hit(&state.db, &bucket, state.settings.chat_sends_per_user);
-    let pick = provider_keys::server::pick_for_agent(&state.db, owner, agent_id);
-    let bases = base_ids(&state.db, owner, agent_id);
-    let prices = crate::usage::server::prices_for_agent(&state.db, agent_id);
+    let limit = state.settings.chat_sends_per_user;
     let idle = state.db.num_idle();
     let busy = (state.db.size() as usize).saturating_sub(idle);
     let (loaded, (), pick, bases, prices) = if idle >= 5 && busy <= 4 {
-        tokio::try_join!(agent, counted, pick, bases, prices)?
+        let db = &state.db;
+        tokio::try_join!(
+            agents::server::load(state, owner, key, agent_id),
+            rate_limit::hit(db, &bucket, limit),
+            provider_keys::server::pick_for_agent(db, owner, agent_id),
+            base_ids(db, owner, agent_id),
+            crate::usage::server::prices_for_agent(db, agent_id),
+        )?
     } else {
+        let mut conn = state.db.acquire().await?;
         (
-            agent.await?,
-            counted.await?,
-            pick.await?,
-            bases.await?,
-            prices.await?,
+            agents::server::load_on(&mut *conn, state, owner, key, agent_id).await?,
+            rate_limit::hit(&mut *conn, &bucket, limit).await?,
+            provider_keys::server::pick_for_agent(&mut *conn, owner, agent_id).await?,
+            base_ids(&mut *conn, owner, agent_id).await?,
+            crate::usage::server::prices_for_agent(&mut *conn, agent_id).await?,
         )
     };
     let agents::server::Loaded { spec, team, .. } = loaded;
@@ -157,7 +161,11 @@ async fn ready(
 /// The knowledge bases agent `agent_id` answers from, oldest first: those
 /// of its holder (its team, or `owner` for their own agent). Whether
 /// `owner` may use the agent is the agent's own load to check.
-async fn base_ids(db: &sqlx::PgPool, owner: Uuid, agent_id: Uuid) -> Result<Vec<Uuid>, AppError> {
+async fn base_ids(
+    db: impl sqlx::PgExecutor<'_>,
+    owner: Uuid,
+    agent_id: Uuid,
+) -> Result<Vec<Uuid>, AppError> {
     Ok(sqlx::query_scalar(
         "SELECT ak.base_id FROM agent_knowledge_bases ak
          JOIN agents a ON a.id = ak.agent_id

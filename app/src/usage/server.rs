@@ -109,7 +109,10 @@ pub async fn price_of(db: &PgPool, provider: Provider, model: &str) -> Result<Pr
 /// The current price of every model priced for agent `agent`'s provider. A
 /// send reads them beside the agent itself: the agent's model is sealed, so
 /// the one price is chosen (`Prices::of`) once the agent is opened.
-pub async fn prices_for_agent(db: &PgPool, agent: Uuid) -> Result<Prices, AppError> {
+pub async fn prices_for_agent(
+    db: impl sqlx::PgExecutor<'_>,
+    agent: Uuid,
+) -> Result<Prices, AppError> {
     #[derive(sqlx::FromRow)]
     struct Row {
         model: String,

@@ -813,7 +813,10 @@ async fn shutting_down_saves_every_live_reply_and_ends_its_stream(db: PgPool) {
     assert_eq!(name, "done");
     assert_eq!(done["status"], "interrupted");
     assert!(
-        done["error"].as_str().unwrap().contains("restarted"),
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("server writing this reply stopped"),
         "{done}"
     );
     let written = text_of(&seen);

@@ -348,7 +348,12 @@ async fn a_restart_mid_loop_keeps_how_far_the_reply_got(db: PgPool) {
             .unwrap();
         let reply = &c["messages"][1];
         assert_eq!(reply["status"], "interrupted");
-        assert!(reply["error"].as_str().unwrap().contains("restarted"));
+        assert!(
+            reply["error"]
+                .as_str()
+                .unwrap()
+                .contains("server writing this reply stopped")
+        );
         assert_eq!(
             shape(reply),
             vec![
