@@ -43,7 +43,10 @@ fi
 step "benchmark"
 # The same flags cargo-leptos gives the release server (always-erase-components),
 # so the benchmarked server is built like the one `cargo leptos build` makes.
+# LEPTOS_OUTPUT_NAME at compile time too, as cargo-leptos gives it: without
+# it Leptos names the WASM `enclave_bg.wasm`, which the site does not have.
 env "${peers[@]}" \
+LEPTOS_OUTPUT_NAME=enclave \
 RUSTFLAGS="--cfg erase_components" \
 BENCH_DATABASE_URL="$base/postgres" \
 LEPTOS_SITE_ROOT="$root/target/site" \

@@ -212,23 +212,12 @@ pub async fn load(
     key: &DataKey,
     id: Uuid,
 ) -> Result<Loaded, AppError> {
-    load_on(&state.db, state, user, key, id).await
-}
-
-/// `load`, its query on `db` (a connection the caller holds).
-pub async fn load_on(
-    db: impl sqlx::PgExecutor<'_>,
-    state: &AppState,
-    user: Uuid,
-    key: &DataKey,
-    id: Uuid,
-) -> Result<Loaded, AppError> {
     let row: Option<AgentRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {AGENT_COLUMNS} FROM {ACCESS} AND a.id = $2"
     )))
     .bind(user)
     .bind(id)
-    .fetch_optional(db)
+    .fetch_optional(&state.db)
     .await?;
     let row = row.ok_or(AppError::NotFound)?;
     let (key, sealer) = Keys::new(state, user, key).for_row(row.team_id).await?;

@@ -103,9 +103,11 @@ async fn ready(
 ) -> Result<Ready, AppError> {
     // Five reads that need only the ids, each a round trip to the database:
     // at once, on five pooled connections, while the database is quiet (few
-    // connections busy, five idle); under load one after the other on one
-    // connection, since waiting for the pool is then what a send spends its
-    // time on (and every connection given back costs sqlx a ping).
+    // connections busy, five idle); under load one after the other, each on
+    // a connection taken for it alone. (Holding one connection for all five
+    // was slower at 1,000 streams: 191 streams/s against 238 in the full
+    // runs of BENCHMARKS.md, the connection held while the task waited for
+    // the CPU.)
     let bucket = format!("chat:user:{owner}");
     let limit = state.settings.chat_sends_per_user;
     let idle = state.db.num_idle();
@@ -120,13 +122,13 @@ async fn ready(
             crate::usage::server::prices_for_agent(db, agent_id),
         )?
     } else {
-        let mut conn = state.db.acquire().await?;
+        let db = &state.db;
         (
-            agents::server::load_on(&mut *conn, state, owner, key, agent_id).await?,
-            rate_limit::hit(&mut *conn, &bucket, limit).await?,
-            provider_keys::server::pick_for_agent(&mut *conn, owner, agent_id).await?,
-            base_ids(&mut *conn, owner, agent_id).await?,
-            crate::usage::server::prices_for_agent(&mut *conn, agent_id).await?,
+            agents::server::load(state, owner, key, agent_id).await?,
+            rate_limit::hit(db, &bucket, limit).await?,
+            provider_keys::server::pick_for_agent(db, owner, agent_id).await?,
+            base_ids(db, owner, agent_id).await?,
+            crate::usage::server::prices_for_agent(db, agent_id).await?,
         )
     };
     let agents::server::Loaded { spec, team, .. } = loaded;
