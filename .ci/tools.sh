@@ -127,10 +127,36 @@ if [ "$mode" = test ] && ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DE
   cargo install -q --locked cargo-deny --version "$CARGO_DENY_VERSION"
 fi
 
-if [ "$mode" = test ]; then
+# Debian's Chromium and the Playwright packages of end2end (no browser
+# download); sets node_dir. Playwright needs Node 20 or newer: a pinned one
+# when the system's is older.
+playwright_and_chromium() {
   if [ ! -x /usr/bin/chromium ]; then
     apt_install chromium
   fi
+  node_dir=$("$here/.ci/node.sh")
+  if [ ! -d "$here/end2end/node_modules/@playwright/test" ]; then
+    log "npm ci in end2end (Playwright without a browser download)"
+    (cd "$here/end2end" && PATH="$node_dir:$PATH" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+  fi
+}
+
+# A private virtual environment in .ci/peers/$1 (never the system's Python)
+# with the pinned requirements file $2, installed again when that changes.
+pinned_venv() {
+  local dir="$here/.ci/peers/$1" requirements="$here/.ci/peers/$2"
+  local mark="$dir/.installed-$(sha256sum "$requirements" | cut -c1-16)"
+  if [ ! -e "$mark" ]; then
+    log "pip install in .ci/peers/$1 ($3)"
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+    touch "$mark"
+  fi
+}
+
+if [ "$mode" = test ]; then
+  playwright_and_chromium
   # nginx and openssl's command line for the production walk-through (TLS
   # in front of the release build). Debian starts a newly installed nginx
   # on port 80: a policy-rc.d for the install keeps it from starting (the
@@ -145,12 +171,6 @@ if [ "$mode" = test ]; then
     apt_install nginx-light openssl
     [ -n "$policy_made" ] && $SUDO rm -f /usr/sbin/policy-rc.d
   fi
-  # Playwright needs Node 20 or newer: a pinned one when the system's is older.
-  node_dir=$("$here/.ci/node.sh")
-  if [ ! -d "$here/end2end/node_modules/@playwright/test" ]; then
-    log "npm ci in end2end (Playwright without a browser download)"
-    (cd "$here/end2end" && PATH="$node_dir:$PATH" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
-  fi
   # The official MCP peers the Rust tests talk to (the reference server and
   # the inspector CLI). `npm install --no-save` rather than `npm ci`: one of
   # vite's optional Windows-only packages is not on this registry, which
@@ -162,35 +182,12 @@ if [ "$mode" = test ]; then
       npm install --no-save --no-audit --no-fund --silent)
     touch "$peers_mark"
   fi
-  # The openai SDK for Python and schemathesis, pinned with what they need, in a private
-  # virtual environment (never the system's Python).
-  py_mark="$here/.ci/peers/python/.installed-$(sha256sum "$here/.ci/peers/requirements.txt" | cut -c1-16)"
-  if [ ! -e "$py_mark" ]; then
-    log "pip install in .ci/peers/python (the openai SDK, schemathesis, stripe)"
-    rm -rf "$here/.ci/peers/python"
-    python3 -m venv "$here/.ci/peers/python"
-    "$here/.ci/peers/python/bin/pip" install -q --disable-pip-version-check \
-      -r "$here/.ci/peers/requirements.txt"
-    touch "$py_mark"
-  fi
+  # The openai SDK for Python and schemathesis, pinned with what they need.
+  pinned_venv python requirements.txt "the openai SDK, schemathesis, stripe"
 fi
 if [ "$mode" = bench ] && [ "${BENCH_PEERS:-}" = 1 ]; then
-  if [ ! -x /usr/bin/chromium ]; then
-    apt_install chromium
-  fi
-  node_dir=$("$here/.ci/node.sh")
-  if [ ! -d "$here/end2end/node_modules/@playwright/test" ]; then
-    log "npm ci in end2end (Playwright, to weigh first loads in Chromium)"
-    (cd "$here/end2end" && PATH="$node_dir:$PATH" PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
-  fi
-  owui_mark="$here/.ci/peers/open-webui/.installed-$(sha256sum "$here/.ci/peers/open-webui.txt" | cut -c1-16)"
-  if [ ! -e "$owui_mark" ]; then
-    log "pip install in .ci/peers/open-webui (Open WebUI, about 7 GB, a few minutes)"
-    rm -rf "$here/.ci/peers/open-webui"
-    python3 -m venv "$here/.ci/peers/open-webui"
-    "$here/.ci/peers/open-webui/bin/pip" install -q --disable-pip-version-check \
-      -r "$here/.ci/peers/open-webui.txt"
-    touch "$owui_mark"
-  fi
+  # Chromium weighs both first loads.
+  playwright_and_chromium
+  pinned_venv open-webui open-webui.txt "Open WebUI, about 7 GB, a few minutes"
 fi
 log "tools ready"

@@ -145,11 +145,11 @@ service_in_background "$work/server.log" $exec_start
 server_pid=$service_pid
 pids+=("$server_pid")
 # The second machine's settings differ only in its own address (and its
-# metrics address, which would clash on one host): set after the others,
-# they win.
-service_env+=("ENCLAVE_ADDR=127.0.0.1:$app_port2" "ENCLAVE_METRICS_ADDR=127.0.0.1:$metrics_port2")
+# metrics address, which would clash on one host): given after the others,
+# they win for that server alone.
 # shellcheck disable=SC2086
-service_in_background "$work/server2.log" $exec_start
+service_in_background "$work/server2.log" \
+  "ENCLAVE_ADDR=127.0.0.1:$app_port2" "ENCLAVE_METRICS_ADDR=127.0.0.1:$metrics_port2" $exec_start
 server2_pid=$service_pid
 pids+=("$server2_pid")
 

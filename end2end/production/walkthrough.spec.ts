@@ -126,7 +126,17 @@ test("a reply outlives the server writing it: every token so far is kept, and th
   await expect(reply.getByRole("button", { name: "Stop" })).toHaveCount(0);
   // It says why it ended.
   await expect(reply.getByRole("alert")).not.toBeEmpty();
-  await page.screenshot({ path: test.info().outputPath("interrupted.png"), fullPage: true });
+  // As a person sees it: desktop and phone, light and dark.
+  const desktop = page.viewportSize()!;
+  for (const scheme of ["light", "dark"] as const) {
+    await page.emulateMedia({ colorScheme: scheme });
+    for (const [width, name] of [[desktop.width, "desktop"], [390, "phone"]] as const) {
+      await page.setViewportSize({ width, height: desktop.height });
+      await page.screenshot({ path: test.info().outputPath(`interrupted-${name}-${scheme}.png`), fullPage: true });
+    }
+  }
+  await page.setViewportSize(desktop);
+  await page.emulateMedia({ colorScheme: "light" });
   const tokens = (text: string) => text.match(/\bt\d+\b/g) ?? [];
   const shown = tokens(await reply.innerText());
   expect(shown.length).toBeGreaterThan(5);

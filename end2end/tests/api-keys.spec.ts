@@ -1,21 +1,11 @@
-import { expect, type Page, test } from "./fixtures";
-import { hydrated, signUp, watchErrors } from "./helpers";
+import { expect, test } from "./fixtures";
+import { demoAgent, hydrated, signUp, watchErrors } from "./helpers";
 
 // Settings → API keys: make a key, see it once, use it from a program
 // against the OpenAI-compatible API (a real HTTP client here: Node's
 // fetch), revoke it, and see it stop working. Without JavaScript the form
 // posts to the server, which shows the key in that response only.
 const baseUrl = process.env.BASE_URL ?? "";
-
-async function demoAgent(page: Page, name: string, js = true) {
-  await page.goto("/agents/new");
-  if (js) await hydrated(page);
-  await page.getByLabel("Name").fill(name);
-  await page.getByLabel("Provider").selectOption("demo");
-  await page.getByLabel("Model").fill("demo");
-  await page.getByRole("button", { name: "Create agent" }).click();
-  await expect(page).toHaveURL(/\/agents\/[0-9a-f-]{36}$/);
-}
 
 async function ask(secret: string, model: string, text: string) {
   return fetch(`${baseUrl}/v1/chat/completions`, {

@@ -844,6 +844,31 @@ const HOLD_MODEL: &str = "fake:tokens=150,delay_ms=1000";
 /// Quick replies of about 50 words, for seeding conversations.
 const SEED_MODEL: &str = "fake:tokens=50";
 
+/// One stream lasts about tokens × delay: the workers start spread over it.
+fn ramp_for(tokens: usize, delay_ms: u64) -> Duration {
+    Duration::from_millis(tokens as u64 * delay_ms).max(Duration::from_secs(1))
+}
+
+/// The scripted reply `name` straight from the fake, `concurrency` streams
+/// at a time: what every "added" figure is measured against.
+async fn direct_phase(
+    bench: &Arc<Bench>,
+    concurrency: usize,
+    ramp: Duration,
+    measure: Duration,
+    name: &str,
+    tokens: usize,
+) -> Phase {
+    let bench = bench.clone();
+    let name = name.to_owned();
+    closed_loop(concurrency, ramp, measure, move |_| {
+        let bench = bench.clone();
+        let name = name.clone();
+        async move { bench.direct(&name, tokens).await }
+    })
+    .await
+}
+
 async fn ttft_rows(
     bench: &Arc<Bench>,
     scale: &Scale,
@@ -853,20 +878,10 @@ async fn ttft_rows(
 ) {
     for &(concurrency, tokens, delay_ms, seconds) in &scale.ttft {
         let name = model(tokens, delay_ms);
-        // One stream lasts about tokens × delay; spread the workers over it.
-        let ramp = Duration::from_millis(tokens as u64 * delay_ms).max(Duration::from_secs(1));
+        let ramp = ramp_for(tokens, delay_ms);
         let measure = Duration::from_secs(seconds);
         println!("- {concurrency} concurrent streams ({name}): direct, then through Enclave");
-        let direct = {
-            let bench = bench.clone();
-            let name = name.clone();
-            closed_loop(concurrency, ramp, measure, move |_| {
-                let bench = bench.clone();
-                let name = name.clone();
-                async move { bench.direct(&name, tokens).await }
-            })
-            .await
-        };
+        let direct = direct_phase(bench, concurrency, ramp, measure, &name, tokens).await;
         let through_enclave = || {
             let bench = bench.clone();
             let name = name.clone();
@@ -1621,17 +1636,11 @@ async fn main() -> anyhow::Result<()> {
 
     // Side by side with a real peer, when asked (BENCH_PEERS=1).
     if let Some(exe) = std::env::var_os("BENCH_OPEN_WEBUI") {
-        match peer::first_load(&format!("{base}/")) {
-            Ok((count, raw, brotli)) => table.row(
-                "First load as Chromium loads the home page (WASM + JS + CSS); raw / brotli",
-                "",
-                format!("{} / {} ({count} files)", kb(raw), kb(brotli)),
-                "",
-                "",
-                None,
-            ),
-            Err(err) => table.note(format!("Enclave's first load in Chromium: {err:#}")),
-        }
+        peer::first_load_row(
+            &mut table,
+            "First load as Chromium loads the home page (WASM + JS + CSS)",
+            &format!("{base}/"),
+        );
         if let Err(err) = peer::rows(Path::new(&exe), &bench, &fake_base, &logs, &mut table).await {
             table.note(format!("No Open WebUI rows: {err:#}"));
         }

@@ -108,27 +108,24 @@ async fn ready(
     // was slower at 1,000 streams: 191 streams/s against 238 in the full
     // runs of BENCHMARKS.md, the connection held while the task waited for
     // the CPU.)
+    let db = &state.db;
     let bucket = format!("chat:user:{owner}");
-    let limit = state.settings.chat_sends_per_user;
-    let idle = state.db.num_idle();
-    let busy = (state.db.size() as usize).saturating_sub(idle);
+    let agent = agents::server::load(state, owner, key, agent_id);
+    let counted = rate_limit::hit(db, &bucket, state.settings.chat_sends_per_user);
+    let pick = provider_keys::server::pick_for_agent(db, owner, agent_id);
+    let bases = base_ids(db, owner, agent_id);
+    let prices = crate::usage::server::prices_for_agent(db, agent_id);
+    let idle = db.num_idle();
+    let busy = (db.size() as usize).saturating_sub(idle);
     let (loaded, (), pick, bases, prices) = if idle >= 5 && busy <= 4 {
-        let db = &state.db;
-        tokio::try_join!(
-            agents::server::load(state, owner, key, agent_id),
-            rate_limit::hit(db, &bucket, limit),
-            provider_keys::server::pick_for_agent(db, owner, agent_id),
-            base_ids(db, owner, agent_id),
-            crate::usage::server::prices_for_agent(db, agent_id),
-        )?
+        tokio::try_join!(agent, counted, pick, bases, prices)?
     } else {
-        let db = &state.db;
         (
-            agents::server::load(state, owner, key, agent_id).await?,
-            rate_limit::hit(db, &bucket, limit).await?,
-            provider_keys::server::pick_for_agent(db, owner, agent_id).await?,
-            base_ids(db, owner, agent_id).await?,
-            crate::usage::server::prices_for_agent(db, agent_id).await?,
+            agent.await?,
+            counted.await?,
+            pick.await?,
+            bases.await?,
+            prices.await?,
         )
     };
     let agents::server::Loaded { spec, team, .. } = loaded;
@@ -163,11 +160,7 @@ async fn ready(
 /// The knowledge bases agent `agent_id` answers from, oldest first: those
 /// of its holder (its team, or `owner` for their own agent). Whether
 /// `owner` may use the agent is the agent's own load to check.
-async fn base_ids(
-    db: impl sqlx::PgExecutor<'_>,
-    owner: Uuid,
-    agent_id: Uuid,
-) -> Result<Vec<Uuid>, AppError> {
+async fn base_ids(db: &sqlx::PgPool, owner: Uuid, agent_id: Uuid) -> Result<Vec<Uuid>, AppError> {
     Ok(sqlx::query_scalar(
         "SELECT ak.base_id FROM agent_knowledge_bases ak
          JOIN agents a ON a.id = ak.agent_id

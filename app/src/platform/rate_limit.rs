@@ -11,11 +11,7 @@ use super::settings::Limit;
 use crate::error::AppError;
 
 /// Counts one event in `bucket`; refuses it when the window is already full.
-pub async fn hit(
-    db: impl sqlx::PgExecutor<'_>,
-    bucket: &str,
-    limit: Limit,
-) -> Result<(), AppError> {
+pub async fn hit(db: &PgPool, bucket: &str, limit: Limit) -> Result<(), AppError> {
     let window = limit.window.as_secs_f64();
     let (hits, retry_after): (i32, f64) = sqlx::query_as(
         "INSERT INTO rate_limits AS r (bucket, window_start, hits) VALUES ($1, now(), 1)

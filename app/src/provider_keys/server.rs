@@ -286,7 +286,7 @@ pub struct Pick {
 /// It reads only `owner`'s keys; whether `owner` may use the agent is the
 /// agent's own load to check.
 pub async fn pick_for_agent(
-    db: impl sqlx::PgExecutor<'_>,
+    db: &sqlx::PgPool,
     owner: Uuid,
     agent: Uuid,
 ) -> Result<Option<Pick>, AppError> {

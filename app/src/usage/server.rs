@@ -87,39 +87,25 @@ impl Price {
     }
 }
 
-/// The price in force for `model` of `provider`: its own, else the
-/// provider's default (`*`), else free.
+/// The price in force for `model` of `provider` (`Prices::of`).
 pub async fn price_of(db: &PgPool, provider: Provider, model: &str) -> Result<Price, AppError> {
-    let found: Option<Price> = sqlx::query_as(
-        "SELECT id, input_per_mtok, output_per_mtok FROM model_prices
-         WHERE provider = $1 AND model IN ($2, '*')
-         ORDER BY (model = $2) DESC, created_at DESC LIMIT 1",
+    let rows: Vec<PriceRow> = sqlx::query_as(
+        "SELECT DISTINCT ON (model) model, id, input_per_mtok, output_per_mtok
+         FROM model_prices WHERE provider = $1 AND model IN ($2, '*')
+         ORDER BY model, created_at DESC",
     )
     .bind(provider.as_str())
     .bind(model)
-    .fetch_optional(db)
+    .fetch_all(db)
     .await?;
-    Ok(found.unwrap_or(Price {
-        id: Uuid::nil(),
-        input_per_mtok: 0,
-        output_per_mtok: 0,
-    }))
+    Ok(Prices::from(rows).of(model))
 }
 
 /// The current price of every model priced for agent `agent`'s provider. A
 /// send reads them beside the agent itself: the agent's model is sealed, so
 /// the one price is chosen (`Prices::of`) once the agent is opened.
-pub async fn prices_for_agent(
-    db: impl sqlx::PgExecutor<'_>,
-    agent: Uuid,
-) -> Result<Prices, AppError> {
-    #[derive(sqlx::FromRow)]
-    struct Row {
-        model: String,
-        #[sqlx(flatten)]
-        price: Price,
-    }
-    let rows: Vec<Row> = sqlx::query_as(
+pub async fn prices_for_agent(db: &PgPool, agent: Uuid) -> Result<Prices, AppError> {
+    let rows: Vec<PriceRow> = sqlx::query_as(
         "SELECT DISTINCT ON (p.model) p.model, p.id, p.input_per_mtok, p.output_per_mtok
          FROM agents a JOIN model_prices p ON p.provider = a.provider
          WHERE a.id = $1 ORDER BY p.model, p.created_at DESC",
@@ -127,17 +113,28 @@ pub async fn prices_for_agent(
     .bind(agent)
     .fetch_all(db)
     .await?;
-    Ok(Prices(
-        rows.into_iter().map(|r| (r.model, r.price)).collect(),
-    ))
+    Ok(Prices::from(rows))
+}
+
+/// A model's current price, as the two queries above read it.
+#[derive(sqlx::FromRow)]
+struct PriceRow {
+    model: String,
+    #[sqlx(flatten)]
+    price: Price,
+}
+
+impl From<Vec<PriceRow>> for Prices {
+    fn from(rows: Vec<PriceRow>) -> Self {
+        Prices(rows.into_iter().map(|r| (r.model, r.price)).collect())
+    }
 }
 
 /// The current prices of one provider's models (`prices_for_agent`).
 pub struct Prices(Vec<(String, Price)>);
 
 impl Prices {
-    /// `model`'s price as `price_of` chooses it: its own, else the
-    /// provider's `*`, else free.
+    /// `model`'s price: its own, else the provider's `*`, else free.
     pub fn of(&self, model: &str) -> Price {
         let find = |name: &str| self.0.iter().find(|(m, _)| m == name).map(|(_, p)| *p);
         find(model).or_else(|| find("*")).unwrap_or(Price {

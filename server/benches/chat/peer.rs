@@ -17,8 +17,8 @@ use reqwest::Client;
 use serde_json::{Value, json};
 
 use super::{
-    Observed, PROVIDER_KEY, Proc, Table, closed_loop, free_port, kb, memory_kib, mib, model, ms,
-    read_openai_stream,
+    Observed, PROVIDER_KEY, Proc, Table, closed_loop, direct_phase, free_port, kb, memory_kib, mib,
+    model, ms, ramp_for, read_openai_stream,
 };
 
 /// The levels the issue asks for: (streams, tokens, ms between tokens,
@@ -152,19 +152,10 @@ pub async fn rows(
     let idle = memory_kib(peer.process.pid()).0;
     for (concurrency, tokens, delay_ms, seconds) in LEVELS {
         let name = model(tokens, delay_ms);
-        let ramp = Duration::from_millis(tokens as u64 * delay_ms).max(Duration::from_secs(1));
+        let ramp = ramp_for(tokens, delay_ms);
         let measure = Duration::from_secs(seconds);
         println!("  - {concurrency} concurrent streams ({name}): direct, then through Open WebUI");
-        let direct = {
-            let bench = bench.clone();
-            let name = name.clone();
-            closed_loop(concurrency, ramp, measure, move |_| {
-                let bench = bench.clone();
-                let name = name.clone();
-                async move { bench.direct(&name, tokens).await }
-            })
-            .await
-        };
+        let direct = direct_phase(bench, concurrency, ramp, measure, &name, tokens).await;
         let through = {
             let peer = peer.clone();
             let http = bench.h1.clone();
@@ -213,17 +204,11 @@ pub async fn rows(
         "",
         None,
     );
-    match first_load(&format!("{}/", peer.base)) {
-        Ok((count, raw, brotli)) => table.row(
-            "Open WebUI: first load (JS + CSS, as Chromium loads its sign-in page); raw / brotli",
-            "",
-            format!("{} / {} ({count} files)", kb(raw), kb(brotli)),
-            "",
-            "",
-            None,
-        ),
-        Err(err) => table.note(format!("Open WebUI's first load was not weighed: {err:#}")),
-    }
+    first_load_row(
+        table,
+        "Open WebUI: first load (JS + CSS, as Chromium loads its sign-in page)",
+        &format!("{}/", peer.base),
+    );
     table.note(
         "Open WebUI rows: PyPI open-webui (version in .ci/peers/open-webui.txt), one process, \
          SQLite in a fresh data folder, offline, its OpenAI connection on the same fake provider. \
@@ -234,10 +219,26 @@ pub async fn rows(
     Ok(())
 }
 
+/// A row `label; raw / brotli` with what Chromium downloads for a first
+/// visit to `url`, or a note saying why it could not be weighed.
+pub fn first_load_row(table: &mut Table, label: &str, url: &str) {
+    match first_load(url) {
+        Ok((count, raw, brotli)) => table.row(
+            format!("{label}; raw / brotli"),
+            "",
+            format!("{} / {} ({count} files)", kb(raw), kb(brotli)),
+            "",
+            "",
+            None,
+        ),
+        Err(err) => table.note(format!("{label}: not weighed: {err:#}")),
+    }
+}
+
 /// What Chromium downloads for a first visit to `url` (scripts, style
 /// sheets, WebAssembly): (files, raw bytes, brotli bytes), by
 /// `end2end/first-load.mjs`.
-pub fn first_load(url: &str) -> anyhow::Result<(usize, u64, u64)> {
+fn first_load(url: &str) -> anyhow::Result<(usize, u64, u64)> {
     let script = end2end().join("first-load.mjs");
     let node = std::env::var("BENCH_NODE").unwrap_or_else(|_| "node".into());
     let out = Command::new(&node)

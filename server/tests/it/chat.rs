@@ -404,6 +404,12 @@ async fn another_user_cannot_attach_to_or_touch_a_live_stream(db: PgPool) {
                 ("message", "hi"),
             ],
         ),
+        // A first message: the agent's reads go out at once (its key, its
+        // bases, its prices), and the agent's own check still answers.
+        (
+            "send_message",
+            vec![("agent_id", agent.as_str()), ("message", "hi")],
+        ),
     ] {
         let res = app.call(&mallory, name, &form).await;
         let status = res.status().as_u16();
