@@ -47,9 +47,9 @@ fn place(column: &'static str, id: Uuid, owner: Uuid) -> Place {
     Place::new("agents", column, id, owner)
 }
 
-/// An agent as stored.
+/// An agent as stored (`AGENT_COLUMNS`).
 #[derive(sqlx::FromRow)]
-struct AgentRow {
+pub(crate) struct AgentRow {
     id: Uuid,
     name: Sealed,
     description: Sealed,
@@ -70,14 +70,14 @@ struct AgentRow {
 
 /// The columns of `AgentRow`, from `agents a` joined with `ACCESS` (the
 /// user is `$1`).
-const AGENT_COLUMNS: &str = "a.id, a.name, a.description, a.system_prompt, a.provider, a.model, \
+pub(crate) const AGENT_COLUMNS: &str = "a.id, a.name, a.description, a.system_prompt, a.provider, a.model, \
      a.base_url, a.temperature, a.top_p, a.max_output_tokens, a.starters, a.avatar, \
      a.provider_key_id, a.tools, a.team_id, \
      (a.team_id IS NULL OR tm.role IN ('owner', 'admin')) AS can_edit";
 
 /// `agents a` with the user's (`$1`) membership of its team, keeping the
 /// agents they may use: their own, and their teams'.
-const ACCESS: &str =
+pub(crate) const ACCESS: &str =
     "agents a LEFT JOIN team_members tm ON tm.team_id = a.team_id AND tm.user_id = $1
      WHERE ((a.team_id IS NULL AND a.owner_id = $1) OR tm.user_id IS NOT NULL)";
 
@@ -219,7 +219,17 @@ pub async fn load(
     .bind(id)
     .fetch_optional(&state.db)
     .await?;
-    let row = row.ok_or(AppError::NotFound)?;
+    open(state, user, key, row.ok_or(AppError::NotFound)?).await
+}
+
+/// An agent `user` may use (read with `AGENT_COLUMNS` from `ACCESS`), opened
+/// with its holder's key.
+pub(crate) async fn open(
+    state: &AppState,
+    user: Uuid,
+    key: &DataKey,
+    row: AgentRow,
+) -> Result<Loaded, AppError> {
     let (key, sealer) = Keys::new(state, user, key).for_row(row.team_id).await?;
     Ok(Loaded {
         spec: row.spec(&key, sealer)?,

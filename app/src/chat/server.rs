@@ -92,6 +92,62 @@ struct Ready {
     bases: Vec<Uuid>,
 }
 
+/// What a send reads before its run can start, in one statement: one round
+/// trip and one pooled connection (`SEND_READS`).
+#[derive(sqlx::FromRow)]
+struct SendReads {
+    #[sqlx(flatten)]
+    agent: agents::server::AgentRow,
+    /// The send counted against the user's limit (`rate_limit::counting`).
+    hits: i32,
+    retry_after: f64,
+    /// The user's stored key the agent would use (`provider_keys::server::Pick`).
+    key_id: Option<Uuid>,
+    key_label: Option<Sealed>,
+    key_masked: Option<Sealed>,
+    key_secret: Option<Sealed>,
+    key_chosen: Option<bool>,
+    /// The knowledge bases the agent answers from, oldest first.
+    bases: Vec<Uuid>,
+    #[sqlx(flatten)]
+    prices: crate::usage::server::PriceColumns,
+}
+
+/// `SendReads` for user `$1`, agent `$2`, rate-limit bucket `$3` and its
+/// window `$4`. No row: the user may not use the agent (the send is still
+/// counted). The agent as `agents::server::load` reads it (the same access
+/// rule); only the user's own provider keys; the knowledge bases of the
+/// agent's holder (its team, or the user for their own agent); the current
+/// prices of its provider (its model is sealed, so the price is chosen once
+/// it is opened). Each of these was a round trip of its own, and under load
+/// a pooled connection of its own: at 1,000 streams every send waited for
+/// five of them.
+static SEND_READS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use agents::server::{ACCESS, AGENT_COLUMNS};
+    let counting = rate_limit::counting("$3", "$4");
+    let prices = crate::usage::server::current_prices("agent.provider");
+    format!(
+        "WITH counted AS ({counting}),
+              agent AS (SELECT {AGENT_COLUMNS} FROM {ACCESS} AND a.id = $2)
+         SELECT agent.*, c.hits, c.retry_after,
+                k.id AS key_id, k.label AS key_label, k.masked AS key_masked,
+                k.secret AS key_secret, k.id IS NOT DISTINCT FROM agent.provider_key_id AS key_chosen,
+                ARRAY(SELECT ak.base_id FROM agent_knowledge_bases ak
+                      JOIN knowledge_bases b ON b.id = ak.base_id
+                      WHERE ak.agent_id = agent.id
+                        AND coalesce(b.team_id, b.owner_id) = coalesce(agent.team_id, $1)
+                      ORDER BY b.created_at) AS bases,
+                pr.*
+         FROM agent CROSS JOIN counted c
+         LEFT JOIN LATERAL (
+           SELECT id, label, masked, secret FROM provider_keys
+           WHERE owner_id = $1 AND provider = agent.provider
+           ORDER BY id IS NOT DISTINCT FROM agent.provider_key_id DESC, created_at DESC LIMIT 1
+         ) k ON true
+         CROSS JOIN LATERAL ({prices}) pr"
+    )
+});
+
 /// Counts a request for a reply against the user's limit (each one calls
 /// the provider, possibly on the operator's key), then loads what the reply
 /// needs. Nothing is stored yet.
@@ -101,33 +157,34 @@ async fn ready(
     key: &DataKey,
     agent_id: Uuid,
 ) -> Result<Ready, AppError> {
-    // Five reads that need only the ids, each a round trip to the database:
-    // at once, on five pooled connections, while the database is quiet (few
-    // connections busy, five idle); under load one after the other, each on
-    // a connection taken for it alone. (Holding one connection for all five
-    // was slower at 1,000 streams: 191 streams/s against 238 in the full
-    // runs of BENCHMARKS.md, the connection held while the task waited for
-    // the CPU.)
-    let db = &state.db;
-    let bucket = format!("chat:user:{owner}");
-    let agent = agents::server::load(state, owner, key, agent_id);
-    let counted = rate_limit::hit(db, &bucket, state.settings.chat_sends_per_user);
-    let pick = provider_keys::server::pick_for_agent(db, owner, agent_id);
-    let bases = base_ids(db, owner, agent_id);
-    let prices = crate::usage::server::prices_for_agent(db, agent_id);
-    let idle = db.num_idle();
-    let busy = (db.size() as usize).saturating_sub(idle);
-    let (loaded, (), pick, bases, prices) = if idle >= 5 && busy <= 4 {
-        tokio::try_join!(agent, counted, pick, bases, prices)?
-    } else {
-        (
-            agent.await?,
-            counted.await?,
-            pick.await?,
-            bases.await?,
-            prices.await?,
-        )
+    let limit = state.settings.chat_sends_per_user;
+    let reads: Option<SendReads> = sqlx::query_as(sqlx::AssertSqlSafe(SEND_READS.as_str()))
+        .bind(owner)
+        .bind(agent_id)
+        .bind(format!("chat:user:{owner}"))
+        .bind(rate_limit::window_secs(limit))
+        .fetch_optional(&state.db)
+        .await?;
+    let reads = reads.ok_or(AppError::NotFound)?;
+    rate_limit::refuse_over(reads.hits, reads.retry_after, limit)?;
+    let pick = match (
+        reads.key_id,
+        reads.key_label,
+        reads.key_masked,
+        reads.key_secret,
+    ) {
+        (Some(id), Some(label), Some(masked), Some(secret)) => Some(provider_keys::server::Pick {
+            id,
+            label,
+            masked,
+            secret,
+            chosen: reads.key_chosen.unwrap_or(false),
+        }),
+        _ => None,
     };
+    let prices = crate::usage::server::Prices::from(reads.prices);
+    let bases = reads.bases;
+    let loaded = agents::server::open(state, owner, key, reads.agent).await?;
     let agents::server::Loaded { spec, team, .. } = loaded;
     if spec.provider == Provider::Demo && state.settings.demo_url.is_none() {
         return Err(AppError::invalid(
@@ -155,23 +212,6 @@ async fn ready(
         plan,
         bases,
     })
-}
-
-/// The knowledge bases agent `agent_id` answers from, oldest first: those
-/// of its holder (its team, or `owner` for their own agent). Whether
-/// `owner` may use the agent is the agent's own load to check.
-async fn base_ids(db: &sqlx::PgPool, owner: Uuid, agent_id: Uuid) -> Result<Vec<Uuid>, AppError> {
-    Ok(sqlx::query_scalar(
-        "SELECT ak.base_id FROM agent_knowledge_bases ak
-         JOIN agents a ON a.id = ak.agent_id
-         JOIN knowledge_bases b ON b.id = ak.base_id
-         WHERE ak.agent_id = $1 AND coalesce(b.team_id, b.owner_id) = coalesce(a.team_id, $2)
-         ORDER BY b.created_at",
-    )
-    .bind(agent_id)
-    .bind(owner)
-    .fetch_all(db)
-    .await?)
 }
 
 /// Locks the owner's conversation with `agent_id` (when given) and refuses
@@ -691,24 +731,38 @@ async fn send_first(
     let turns = vec![Turn::text(Role::User, text.to_owned())];
     let job = job_for(state, owner, &ready, reply_id, turns, Some(text.to_owned())).await?;
     let commit = start_reply(state, owner, reply_id, &ready, job, None);
-    // One connection for the writes (under load, each wait for the pool is
-    // the longest part of a send).
-    let mut tx = state.db.begin().await?;
-    let conversation_id =
-        insert_conversation(&mut tx, owner, agent_id, &ready.key, text, false).await?;
-    let user_message_id =
-        insert_user_message(&mut tx, owner, conversation_id, &ready.key, text).await?;
-    insert_reply(
-        &mut tx,
-        state,
-        owner,
-        conversation_id,
-        reply_id,
-        &ready,
-        None,
+    // The conversation, the message and the reply's row in one statement:
+    // one round trip, durable when it returns (no BEGIN and COMMIT of their
+    // own), all or nothing. The reply is stamped a microsecond after the
+    // message (one clock reading for both), so it always sorts after it.
+    let conversation_id = Uuid::new_v4();
+    let user_message_id = Uuid::new_v4();
+    let key = &ready.key;
+    sqlx::query(
+        "WITH at AS (SELECT clock_timestamp() AS t),
+              conversation AS (
+                INSERT INTO conversations (id, owner_id, agent_id, title, transient)
+                VALUES ($1, $2, $3, $4, false)),
+              message AS (
+                INSERT INTO messages (id, conversation_id, owner_id, role, body, status, created_at)
+                SELECT $5, $1, $2, 'user', $6, 'complete', t FROM at)
+         INSERT INTO messages
+           (id, conversation_id, owner_id, role, body, status, model, runner, created_at)
+         SELECT $7, $1, $2, 'assistant', $8, 'streaming', $9, $10, t + interval '1 microsecond'
+         FROM at",
     )
+    .bind(conversation_id)
+    .bind(owner)
+    .bind(agent_id)
+    .bind(key.seal_str(title_place(conversation_id, owner), &title_from(text)))
+    .bind(user_message_id)
+    .bind(key.seal_str(body_place(user_message_id, owner), text))
+    .bind(reply_id)
+    .bind(key.seal_str(body_place(reply_id, owner), ""))
+    .bind(key.seal_str(message_place("model", reply_id, owner), &ready.spec.model))
+    .bind(state.runs.instance())
+    .execute(&state.db)
     .await?;
-    tx.commit().await?;
     commit.stored();
     tracing::info!(conversation_id = %conversation_id, message_id = %reply_id, owner_id = %owner, "reply started");
     Ok(Sent {

@@ -3,7 +3,10 @@
 //! Used for sign-in, sign-up, chat sends and key tests; the high-volume API
 //! limits will sit in front of this.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv6Addr},
+    sync::LazyLock,
+};
 
 use sqlx::PgPool;
 
@@ -12,22 +15,37 @@ use crate::error::AppError;
 
 /// Counts one event in `bucket`; refuses it when the window is already full.
 pub async fn hit(db: &PgPool, bucket: &str, limit: Limit) -> Result<(), AppError> {
-    let window = limit.window.as_secs_f64();
-    let (hits, retry_after): (i32, f64) = sqlx::query_as(
-        "INSERT INTO rate_limits AS r (bucket, window_start, hits) VALUES ($1, now(), 1)
+    static HIT: LazyLock<String> = LazyLock::new(|| counting("$1", "$2"));
+    let (hits, retry_after): (i32, f64) = sqlx::query_as(sqlx::AssertSqlSafe(HIT.as_str()))
+        .bind(bucket)
+        .bind(window_secs(limit))
+        .fetch_one(db)
+        .await?;
+    refuse_over(hits, retry_after, limit)
+}
+
+/// The statement that counts one event in the bucket named by parameter
+/// `bucket` (a window of `window` seconds, see `window_secs`) and returns
+/// `hits` and `retry_after` (seconds) for `refuse_over`. A statement of its
+/// own in `hit`; a send runs it inside the query that reads what the send
+/// needs, so that counting costs no round trip of its own.
+pub(crate) fn counting(bucket: &str, window: &str) -> String {
+    format!(
+        "INSERT INTO rate_limits AS r (bucket, window_start, hits) VALUES ({bucket}, now(), 1)
          ON CONFLICT (bucket) DO UPDATE SET
-           window_start = CASE WHEN r.window_start + make_interval(secs => $2) <= now()
+           window_start = CASE WHEN r.window_start + make_interval(secs => {window}) <= now()
                                THEN now() ELSE r.window_start END,
-           hits = CASE WHEN r.window_start + make_interval(secs => $2) <= now()
+           hits = CASE WHEN r.window_start + make_interval(secs => {window}) <= now()
                        THEN 1 ELSE r.hits + 1 END
          RETURNING hits,
-           EXTRACT(EPOCH FROM (window_start + make_interval(secs => $2) - now()))::float8",
+           EXTRACT(EPOCH FROM (window_start + make_interval(secs => {window}) - now()))::float8
+             AS retry_after"
     )
-    .bind(bucket)
-    .bind(window)
-    .fetch_one(db)
-    .await?;
-    refuse_over(hits, retry_after, limit)
+}
+
+/// `limit`'s window, as `counting`'s `window` parameter.
+pub(crate) fn window_secs(limit: Limit) -> f64 {
+    limit.window.as_secs_f64()
 }
 
 /// Forgets `bucket` (after a successful sign-in, say).
@@ -39,7 +57,7 @@ pub async fn reset(db: &PgPool, bucket: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-fn refuse_over(hits: i32, retry_after_secs: f64, limit: Limit) -> Result<(), AppError> {
+pub(crate) fn refuse_over(hits: i32, retry_after_secs: f64, limit: Limit) -> Result<(), AppError> {
     if hits > limit.max as i32 {
         Err(AppError::RateLimited {
             retry_after_secs: retry_after_secs.ceil().max(1.0) as u64,

@@ -271,36 +271,16 @@ pub async fn resolve(
     settle(state, owner, key, provider, pick)
 }
 
-/// The owner's stored key `resolve` would pick, as stored.
+/// The owner's stored key `resolve` would pick, as stored: the one chosen
+/// for the agent, else their newest for its provider. (A send reads it in
+/// the statement that reads its agent, `chat::server::ready`.)
 #[derive(sqlx::FromRow)]
 pub struct Pick {
-    id: Uuid,
-    label: Sealed,
-    masked: Sealed,
-    secret: Sealed,
-    chosen: bool,
-}
-
-/// `resolve`'s query for agent `agent` (its provider and chosen key read
-/// in the same query), so that a send asks for it beside the agent itself.
-/// It reads only `owner`'s keys; whether `owner` may use the agent is the
-/// agent's own load to check.
-pub async fn pick_for_agent(
-    db: &sqlx::PgPool,
-    owner: Uuid,
-    agent: Uuid,
-) -> Result<Option<Pick>, AppError> {
-    Ok(sqlx::query_as(
-        "SELECT k.id, k.label, k.masked, k.secret,
-                k.id IS NOT DISTINCT FROM a.provider_key_id AS chosen
-         FROM agents a JOIN provider_keys k ON k.owner_id = $1 AND k.provider = a.provider
-         WHERE a.id = $2
-         ORDER BY k.id IS NOT DISTINCT FROM a.provider_key_id DESC, k.created_at DESC LIMIT 1",
-    )
-    .bind(owner)
-    .bind(agent)
-    .fetch_optional(db)
-    .await?)
+    pub(crate) id: Uuid,
+    pub(crate) label: Sealed,
+    pub(crate) masked: Sealed,
+    pub(crate) secret: Sealed,
+    pub(crate) chosen: bool,
 }
 
 /// The key an agent on `provider` uses, given the owner's stored key

@@ -16,7 +16,7 @@
 //!   user's usual hourly spend) is written to the activity log and mailed.
 
 use std::sync::{
-    Arc,
+    Arc, LazyLock,
     atomic::{AtomicI64, Ordering},
 };
 
@@ -89,48 +89,64 @@ impl Price {
 
 /// The price in force for `model` of `provider` (`Prices::of`).
 pub async fn price_of(db: &PgPool, provider: Provider, model: &str) -> Result<Price, AppError> {
-    let rows: Vec<PriceRow> = sqlx::query_as(
-        "SELECT DISTINCT ON (model) model, id, input_per_mtok, output_per_mtok
-         FROM model_prices WHERE provider = $1 AND model IN ($2, '*')
-         ORDER BY model, created_at DESC",
-    )
-    .bind(provider.as_str())
-    .bind(model)
-    .fetch_all(db)
-    .await?;
-    Ok(Prices::from(rows).of(model))
+    static CURRENT: LazyLock<String> = LazyLock::new(|| current_prices("$1"));
+    let prices: PriceColumns = sqlx::query_as(sqlx::AssertSqlSafe(CURRENT.as_str()))
+        .bind(provider.as_str())
+        .fetch_one(db)
+        .await?;
+    Ok(Prices::from(prices).of(model))
 }
 
-/// The current price of every model priced for agent `agent`'s provider. A
-/// send reads them beside the agent itself: the agent's model is sealed, so
+/// The current price of every model of the provider named by SQL
+/// expression `provider`, as four arrays (`PriceColumns`). A send reads them
+/// in the statement that reads its agent: the agent's model is sealed, so
 /// the one price is chosen (`Prices::of`) once the agent is opened.
-pub async fn prices_for_agent(db: &PgPool, agent: Uuid) -> Result<Prices, AppError> {
-    let rows: Vec<PriceRow> = sqlx::query_as(
-        "SELECT DISTINCT ON (p.model) p.model, p.id, p.input_per_mtok, p.output_per_mtok
-         FROM agents a JOIN model_prices p ON p.provider = a.provider
-         WHERE a.id = $1 ORDER BY p.model, p.created_at DESC",
+pub(crate) fn current_prices(provider: &str) -> String {
+    format!(
+        "SELECT coalesce(array_agg(p.model), '{{}}') AS price_models,
+                coalesce(array_agg(p.id), '{{}}') AS price_ids,
+                coalesce(array_agg(p.input_per_mtok), '{{}}') AS price_inputs,
+                coalesce(array_agg(p.output_per_mtok), '{{}}') AS price_outputs
+         FROM (SELECT DISTINCT ON (model) model, id, input_per_mtok, output_per_mtok
+               FROM model_prices WHERE provider = {provider}
+               ORDER BY model, created_at DESC) p"
     )
-    .bind(agent)
-    .fetch_all(db)
-    .await?;
-    Ok(Prices::from(rows))
 }
 
-/// A model's current price, as the two queries above read it.
+/// The columns `current_prices` reads, one array each, a model at each index.
 #[derive(sqlx::FromRow)]
-struct PriceRow {
-    model: String,
-    #[sqlx(flatten)]
-    price: Price,
+pub(crate) struct PriceColumns {
+    price_models: Vec<String>,
+    price_ids: Vec<Uuid>,
+    price_inputs: Vec<i64>,
+    price_outputs: Vec<i64>,
 }
 
-impl From<Vec<PriceRow>> for Prices {
-    fn from(rows: Vec<PriceRow>) -> Self {
-        Prices(rows.into_iter().map(|r| (r.model, r.price)).collect())
+impl From<PriceColumns> for Prices {
+    fn from(c: PriceColumns) -> Self {
+        let prices = c
+            .price_ids
+            .into_iter()
+            .zip(c.price_inputs)
+            .zip(c.price_outputs);
+        Prices(
+            c.price_models
+                .into_iter()
+                .zip(prices)
+                .map(|(model, ((id, input_per_mtok), output_per_mtok))| {
+                    let price = Price {
+                        id,
+                        input_per_mtok,
+                        output_per_mtok,
+                    };
+                    (model, price)
+                })
+                .collect(),
+        )
     }
 }
 
-/// The current prices of one provider's models (`prices_for_agent`).
+/// The current prices of one provider's models (`current_prices`).
 pub struct Prices(Vec<(String, Price)>);
 
 impl Prices {
