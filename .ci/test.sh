@@ -23,6 +23,9 @@ cargo clippy -p app -p frontend --features app/hydrate --target wasm32-unknown-u
 step "dependency policy (cargo deny: licenses, banned crates, sources; offline)"
 # deny.toml: licenses from an allow list, no OpenSSL or second TLS stack,
 # only the crate registry. Duplicate versions are reported as warnings.
+# cargo-deny reads the metadata of every target's crates; a build fetches
+# only this machine's, so a fresh checkout fetches the rest first.
+cargo fetch --locked --quiet
 cargo deny --offline --log-level error check bans licenses sources
 
 step "no server-only crate in the WASM bundle"
