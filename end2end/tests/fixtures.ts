@@ -26,7 +26,12 @@ export const test = base.extend<{ pageLog: void }>({
       });
       await use();
       if (testInfo.status !== testInfo.expectedStatus) {
-        console.log(`--- what the page did in "${testInfo.title}":\n${lines.slice(-120).join("\n")}\n---`);
+        // The last 120 lines, and every message and error before them: a
+        // lazy page loads dozens of chunks, which would push them out.
+        const last = lines.slice(-120);
+        const earlier = lines.slice(0, -120).filter((l) => !/ [→←] /.test(l));
+        const all = [...earlier, ...(earlier.length ? ["…"] : []), ...last];
+        console.log(`--- what the page did in "${testInfo.title}":\n${all.join("\n")}\n---`);
       }
     },
     { auto: true },

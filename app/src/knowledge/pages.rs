@@ -301,10 +301,11 @@ fn KnowledgeBase() -> impl IntoView {
                                         })
                                         .collect_view()}
                                 </ul>
-                                {busy
-                                    .then(|| {
-                                        view! { <a href=format!("/knowledge/{base_id}")>"Refresh"</a> }
-                                    })}
+                                // Always there, hidden once nothing is being worked
+                                // on: the page's shape does not depend on how far the
+                                // files have come, which changes between the server's
+                                // render and the browser taking the page over.
+                                <a href=format!("/knowledge/{base_id}") hidden=!busy>"Refresh"</a>
                             </section>
                             <section class="card" aria-labelledby="search-heading">
                                 <h2 id="search-heading">"Search this knowledge base"</h2>
