@@ -147,23 +147,16 @@ pub fn VerifyBanner() -> impl IntoView {
 /// Renders `children` for a signed-in user; sends anyone else to sign-in with
 /// a way back here. (The server does the same for a page load before any of
 /// this renders; this covers navigation inside the app.)
-///
-/// The children are made once, beside the check rather than inside it: made
-/// inside, they were made again each time the check ran (three times while
-/// the server rendered a page), and so was every resource of the page. The
-/// page's data was then fetched three times, its HTML could come from one
-/// fetch and the data the browser takes over from another, and when the
-/// data changed in between (a file being indexed, someone signing up) the
-/// browser found HTML it did not expect and the page's code stopped.
 #[component]
-pub fn RequireUser(children: Children) -> impl IntoView {
+pub fn RequireUser(children: ChildrenFn) -> impl IntoView {
     let auth = use_auth();
     let location = use_location();
+    let children = StoredValue::new(children);
     view! {
-        <Transition fallback=|| ()>
+        <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match auth.user.await {
-                    Ok(Some(_)) => ().into_any(),
+                    Ok(Some(_)) => children.read_value()().into_any(),
                     _ => {
                         let here = format!(
                             "{}{}",
@@ -178,7 +171,6 @@ pub fn RequireUser(children: Children) -> impl IntoView {
                 }
             })}
         </Transition>
-        {children()}
     }
 }
 
