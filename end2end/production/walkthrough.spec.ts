@@ -132,7 +132,15 @@ test("a reply outlives the server writing it: every token so far is kept, and th
     await page.emulateMedia({ colorScheme: scheme });
     for (const [width, name] of [[desktop.width, "desktop"], [390, "phone"]] as const) {
       await page.setViewportSize({ width, height: desktop.height });
-      await page.screenshot({ path: test.info().outputPath(`interrupted-${name}-${scheme}.png`), fullPage: true });
+      // The sidebar becomes a closed drawer on a phone (it slides away in
+      // 0.2 s) and comes back on a desktop: shoot once it has settled.
+      const sidebar = page.locator("#sidebar");
+      await (name === "phone" ? expect(sidebar).toBeHidden() : expect(sidebar).toBeVisible());
+      // What the screen shows with the reply in the middle of it: a
+      // full-page shot would draw the composer (sticky at the bottom of
+      // the window) over the messages.
+      await reply.evaluate((el) => el.scrollIntoView({ block: "center" }));
+      await page.screenshot({ path: test.info().outputPath(`interrupted-${name}-${scheme}.png`) });
     }
   }
   await page.setViewportSize(desktop);
