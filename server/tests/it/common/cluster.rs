@@ -393,12 +393,24 @@ impl Drop for Cluster {
                 }
             }
         }
-        let children = self
-            .replicas
-            .iter_mut()
-            .filter_map(|r| r.child.take())
-            .chain(self.nginx.take());
-        for mut child in children {
+        if let Some(mut nginx) = self.nginx.take() {
+            // Not SIGKILL: that ends the master and leaves its worker
+            // running (and listening) after the test. TERM makes the master
+            // stop its worker first.
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(nginx.id().to_string())
+                .status();
+            for _ in 0..100 {
+                if matches!(nginx.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = nginx.kill();
+            let _ = nginx.wait();
+        }
+        for mut child in self.replicas.iter_mut().filter_map(|r| r.child.take()) {
             let _ = child.kill();
             let _ = child.wait();
         }
