@@ -126,12 +126,13 @@ static SEND_READS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     use agents::server::{ACCESS, AGENT_COLUMNS};
     let counting = rate_limit::counting("$3", "$4");
     let prices = crate::usage::server::current_prices("agent.provider");
+    let pick = provider_keys::server::pick_sql("$1", "agent.provider", "agent.provider_key_id");
     format!(
         "WITH counted AS ({counting}),
               agent AS (SELECT {AGENT_COLUMNS} FROM {ACCESS} AND a.id = $2)
          SELECT agent.*, c.hits, c.retry_after,
                 k.id AS key_id, k.label AS key_label, k.masked AS key_masked,
-                k.secret AS key_secret, k.id IS NOT DISTINCT FROM agent.provider_key_id AS key_chosen,
+                k.secret AS key_secret, k.chosen AS key_chosen,
                 ARRAY(SELECT ak.base_id FROM agent_knowledge_bases ak
                       JOIN knowledge_bases b ON b.id = ak.base_id
                       WHERE ak.agent_id = agent.id
@@ -139,11 +140,7 @@ static SEND_READS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                       ORDER BY b.created_at) AS bases,
                 pr.*
          FROM agent CROSS JOIN counted c
-         LEFT JOIN LATERAL (
-           SELECT id, label, masked, secret FROM provider_keys
-           WHERE owner_id = $1 AND provider = agent.provider
-           ORDER BY id IS NOT DISTINCT FROM agent.provider_key_id DESC, created_at DESC LIMIT 1
-         ) k ON true
+         LEFT JOIN LATERAL ({pick}) k ON true
          CROSS JOIN LATERAL ({prices}) pr"
     )
 });
@@ -167,25 +164,29 @@ async fn ready(
         .await?;
     let reads = reads.ok_or(AppError::NotFound)?;
     rate_limit::refuse_over(reads.hits, reads.retry_after, limit)?;
+    // The key's columns are all there or all null (no key of the user's).
     let pick = match (
         reads.key_id,
         reads.key_label,
         reads.key_masked,
         reads.key_secret,
+        reads.key_chosen,
     ) {
-        (Some(id), Some(label), Some(masked), Some(secret)) => Some(provider_keys::server::Pick {
-            id,
-            label,
-            masked,
-            secret,
-            chosen: reads.key_chosen.unwrap_or(false),
-        }),
+        (Some(id), Some(label), Some(masked), Some(secret), Some(chosen)) => {
+            Some(provider_keys::server::Pick {
+                id,
+                label,
+                masked,
+                secret,
+                chosen,
+            })
+        }
         _ => None,
     };
     let prices = crate::usage::server::Prices::from(reads.prices);
     let bases = reads.bases;
-    let loaded = agents::server::open(state, owner, key, reads.agent).await?;
-    let agents::server::Loaded { spec, team, .. } = loaded;
+    let agents::server::Loaded { spec, team, .. } =
+        agents::server::open(state, owner, key, reads.agent).await?;
     if spec.provider == Provider::Demo && state.settings.demo_url.is_none() {
         return Err(AppError::invalid(
             "message",

@@ -258,22 +258,31 @@ pub async fn resolve(
     if provider == Provider::Demo {
         return settle(state, owner, key, provider, None);
     }
-    let pick: Option<Pick> = sqlx::query_as(
-        "SELECT id, label, masked, secret, id IS NOT DISTINCT FROM $3 AS chosen
-         FROM provider_keys WHERE owner_id = $1 AND provider = $2
-         ORDER BY id IS NOT DISTINCT FROM $3 DESC, created_at DESC LIMIT 1",
-    )
-    .bind(owner)
-    .bind(provider.as_str())
-    .bind(chosen)
-    .fetch_optional(&state.db)
-    .await?;
+    static PICK: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| pick_sql("$1", "$2", "$3"));
+    let pick: Option<Pick> = sqlx::query_as(sqlx::AssertSqlSafe(PICK.as_str()))
+        .bind(owner)
+        .bind(provider.as_str())
+        .bind(chosen)
+        .fetch_optional(&state.db)
+        .await?;
     settle(state, owner, key, provider, pick)
 }
 
-/// The owner's stored key `resolve` would pick, as stored: the one chosen
-/// for the agent, else their newest for its provider. (A send reads it in
-/// the statement that reads its agent, `chat::server::ready`.)
+/// The statement that picks `Pick`'s row, the SQL expressions `owner`,
+/// `provider` and `chosen` naming the user, the provider and the key chosen
+/// for the agent: that key if it is the owner's for the provider, else their
+/// newest. `resolve` runs it alone; a send runs it as a `LATERAL` join in
+/// the statement that reads its agent (`chat::server::SEND_READS`).
+pub(crate) fn pick_sql(owner: &str, provider: &str, chosen: &str) -> String {
+    format!(
+        "SELECT id, label, masked, secret, id IS NOT DISTINCT FROM {chosen} AS chosen
+         FROM provider_keys WHERE owner_id = {owner} AND provider = {provider}
+         ORDER BY id IS NOT DISTINCT FROM {chosen} DESC, created_at DESC LIMIT 1"
+    )
+}
+
+/// The owner's stored key `resolve` would pick, as stored (`pick_sql`).
 #[derive(sqlx::FromRow)]
 pub struct Pick {
     pub(crate) id: Uuid,
