@@ -895,6 +895,8 @@ async fn a_final_write_that_fails_is_retried_until_it_lands(db: PgPool) {
     let c = settled(&app, &client, sent["conversation_id"].as_str().unwrap()).await;
     assert_eq!(c["messages"][1]["status"], "complete");
     assert_eq!(c["messages"][1]["body"], "t0 t1 t2 ");
+    // The task leaves the registry just after its final write.
+    let _ = tokio::time::timeout(Duration::from_secs(2), app.state.runs.ended(reply)).await;
     assert!(!app.state.runs.is_live(reply));
 }
 
@@ -937,6 +939,7 @@ async fn a_run_that_panics_ends_interrupted_and_frees_its_conversation(db: PgPoo
         last["error"].as_str().unwrap().contains("went wrong"),
         "{last}"
     );
+    let _ = tokio::time::timeout(Duration::from_secs(2), app.state.runs.ended(reply)).await;
     assert!(!app.state.runs.is_live(reply), "left the registry");
     // The conversation takes new messages.
     send(

@@ -605,12 +605,8 @@ async fn a_tool_that_asks_first_pauses_the_reply_until_the_user_decides(db: PgPo
     // ends, just after writing that state (seen once under load: still
     // registered when the state was first read).
     let id = uuid::Uuid::parse_str(&reply).unwrap();
-    for _ in 0..100 {
-        if !s.app.state.runs.is_live(id) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let ended = s.app.state.runs.ended(id);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), ended).await;
     assert!(!s.app.state.runs.is_live(id), "a stored state, no task");
     // The conversation waits for the decision.
     let more = s
