@@ -1218,3 +1218,81 @@ async fn a_team_knowledge_base_answers_the_teams_agents_and_nobody_elses(db: PgP
         serde_json::json!([])
     );
 }
+
+/// The key a send uses is always the sender's own (`chat::server::SEND_READS`
+/// picks it in the statement that reads the agent): a team agent runs on
+/// its maker's newest key for the maker, and never on it for a member.
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_team_agents_replies_use_the_senders_own_key_never_its_makers(db: PgPool) {
+    let (app, fake) = app(db).await;
+    let maker = app.signed_up("maker@example.com").await;
+    let team = create_team(&app, &maker, "Ops").await;
+    let member = join(&app, &maker, &team, "member@example.com", "member", 0).await;
+    let base_url = format!("http://{fake}/compat/v1");
+    let add_key = |client: &Client, label: &'static str, secret: &'static str| {
+        let (app, client, base_url) = (&app, client.clone(), base_url.clone());
+        async move {
+            let form = [
+                ("provider", "openai_compatible"),
+                ("label", label),
+                ("secret", secret),
+                ("base_url", base_url.as_str()),
+            ];
+            ok_json(app.call(&client, "add_provider_key", &form).await).await;
+        }
+    };
+    add_key(&maker, "Maker", "maker-key-1111").await;
+    add_key(&maker, "Maker newer", "maker-key-2222").await;
+    let res = app
+        .call(
+            &maker,
+            "create_agent",
+            &[
+                ("name", "Shared local"),
+                ("description", ""),
+                ("system_prompt", ""),
+                ("provider", "openai_compatible"),
+                ("model", "fake:echo"),
+                ("base_url", base_url.as_str()),
+                ("temperature", ""),
+                ("top_p", ""),
+                ("max_output_tokens", ""),
+                ("avatar", ""),
+                ("team", team.as_str()),
+                ("provider_key_id", ""),
+            ],
+        )
+        .await;
+    ok_json(res).await;
+    let agent = agent_named(&app, &maker, "Shared local").await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The authorization the fake provider saw on the reply to `client`'s `text`.
+    let sent_with = |client: &Client, text: &'static str| {
+        let (app, client, agent) = (&app, client.clone(), agent.clone());
+        async move {
+            let sent = send_new(app, &client, &agent, text).await;
+            let conversation = sent["conversation_id"].as_str().unwrap();
+            crate::common::reply_when(app, &client, conversation, "complete").await;
+            let seen: Value = reqwest::get(format!("http://{fake}/compat/v1/last-auth"))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            seen["authorization"].clone()
+        }
+    };
+    // The maker's sends use their newest key.
+    assert_eq!(
+        sent_with(&maker, "from the maker").await,
+        "Bearer maker-key-2222"
+    );
+    // A member without a key of their own sends none (this provider takes
+    // replies without one): never the maker's.
+    assert_eq!(sent_with(&member, "from the member").await, Value::Null);
+    // With a key of their own, the member's replies use it.
+    add_key(&member, "Mine", "member-key-3333").await;
+    assert_eq!(sent_with(&member, "again").await, "Bearer member-key-3333");
+}
