@@ -387,6 +387,7 @@ pub fn router(state: AppState, public_url: &str) -> Router {
                     uploads::MAX_UPLOAD_BYTES,
                 )),
         )
+        .layer(from_fn(middleware::own_owner))
         .layer(from_fn_with_state(state.clone(), middleware::session))
         .layer(from_fn_with_state(public_url, middleware::origin_check))
         .layer(from_fn_with_state(

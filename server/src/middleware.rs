@@ -1,7 +1,7 @@
 //! HTTP middleware, outermost first: security headers (with the per-request CSP
 //! nonce), the cross-origin check, session resolution (which also sends a
-//! signed-out visitor of a protected page to sign-in), and the status of
-//! server function errors.
+//! signed-out visitor of a protected page to sign-in), a Leptos owner of
+//! the request's own, and the status of server function errors.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -240,6 +240,32 @@ pub async fn server_fn_errors(req: Request, next: Next) -> Response {
         }
     }
     Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// Polls a request with no current Leptos owner, and leaves none behind.
+///
+/// Leptos keeps the current owner (the scope contexts are read from) in a
+/// thread-local. A page's render sets it to the page's root
+/// (`Owner::new_root`) and leaves it there while the page is alive; the next
+/// request polled on that worker thread then makes its own owner
+/// (`Owner::new()`: server functions, the static-file handler, `in_request`)
+/// a child of that page and reads the page's contexts as its own. A WASM
+/// chunk served that way took a "Not found" page's 404, and the page that
+/// asked for it died. Contexts are each request's own.
+pub async fn own_owner(req: Request, next: Next) -> Response {
+    fn clear() {
+        if let Some(owner) = leptos::prelude::Owner::current() {
+            owner.unset();
+        }
+    }
+    let mut response = std::pin::pin!(next.run(req));
+    std::future::poll_fn(|cx| {
+        clear();
+        let polled = response.as_mut().poll(cx);
+        clear();
+        polled
+    })
+    .await
 }
 
 /// Runs app code from a plain axum handler with the request's parts in

@@ -812,6 +812,45 @@ async fn unknown_pages_are_404_and_health_answers(db: PgPool) {
     assert_eq!(res.status(), 200);
 }
 
+/// A page's render leaves its owner as the thread's current one (Leptos'
+/// `Owner::new_root` sets it and nothing unsets it), and Leptos' static-file
+/// handler answers under `Owner::new()`: a child of that page, reading the
+/// page's response options. A file served on that thread while a "Not
+/// found" page was still being sent took the page's 404 (in the browser
+/// tests a split WASM chunk answered 404, or 302 after a redirect, and the
+/// page died). Both requests run here on one thread, the page's body unread.
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_file_is_served_as_itself_while_another_page_is_being_sent(db: PgPool) {
+    use axum::body::Body;
+    use tower::ServiceExt;
+    let app = TestApp::spawn(db).await;
+    let site = std::env::temp_dir().join(format!("enclave-site-{}", app.addr.port()));
+    std::fs::create_dir_all(site.join("pkg")).unwrap();
+    std::fs::write(site.join("pkg/chunk_1.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let mut state = app.state.clone();
+    state.leptos_options.site_root = site.to_string_lossy().into();
+    let router = server::router(state, &app.settings.public_url);
+    let get = |path: &str| http::Request::get(path).body(Body::empty()).unwrap();
+
+    let page = router.clone().oneshot(get("/no-such-page")).await.unwrap();
+    assert_eq!(page.status(), 404);
+    let file = router
+        .clone()
+        .oneshot(get("/pkg/chunk_1.wasm"))
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200, "{:?}", file.headers());
+    assert_eq!(file.headers()[header::CONTENT_TYPE], "application/wasm");
+    let missing = router
+        .clone()
+        .oneshot(get("/pkg/chunk_2.wasm"))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    drop(page);
+    std::fs::remove_dir_all(site).unwrap();
+}
+
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn oversized_request_bodies_are_refused(db: PgPool) {
     let app = TestApp::spawn(db).await;
