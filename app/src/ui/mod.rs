@@ -147,6 +147,13 @@ pub fn VerifyBanner() -> impl IntoView {
 /// Renders `children` for a signed-in user; sends anyone else to sign-in with
 /// a way back here. (The server does the same for a page load before any of
 /// this renders; this covers navigation inside the app.)
+///
+/// The page is made when it is written out (`Unsuspend`), never inside the
+/// `Suspend` that waits for the user: the server runs a boundary's children
+/// more than once (to start its resources, to wait for them, to write them),
+/// and a page made in each run fetched its data three times, so its HTML
+/// could come from another fetch than the data the browser took over, and
+/// fail to hydrate. Now each render makes it once.
 #[component]
 pub fn RequireUser(children: ChildrenFn) -> impl IntoView {
     let auth = use_auth();
@@ -155,20 +162,19 @@ pub fn RequireUser(children: ChildrenFn) -> impl IntoView {
     view! {
         <Transition fallback=|| view! { <p class="muted">"Loading…"</p> }>
             {move || Suspend::new(async move {
-                match auth.user.await {
-                    Ok(Some(_)) => children.read_value()().into_any(),
-                    _ => {
-                        let here = format!(
-                            "{}{}",
-                            location.pathname.get_untracked(),
-                            location.search.get_untracked(),
-                        );
-                        view! {
-                            <Redirect path=format!("/sign-in?next={}", encode_component(&here))/>
-                        }
-                            .into_any()
+                let signed_in = matches!(auth.user.await, Ok(Some(_)));
+                Unsuspend::new(move || {
+                    if signed_in {
+                        return children.read_value()().into_any();
                     }
-                }
+                    let here = format!(
+                        "{}{}",
+                        location.pathname.get_untracked(),
+                        location.search.get_untracked(),
+                    );
+                    view! { <Redirect path=format!("/sign-in?next={}", encode_component(&here))/> }
+                        .into_any()
+                })
             })}
         </Transition>
     }
