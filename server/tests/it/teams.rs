@@ -1275,13 +1275,7 @@ async fn a_team_agents_replies_use_the_senders_own_key_never_its_makers(db: PgPo
             let sent = send_new(app, &client, &agent, text).await;
             let conversation = sent["conversation_id"].as_str().unwrap();
             crate::common::reply_when(app, &client, conversation, "complete").await;
-            let seen: Value = reqwest::get(format!("http://{fake}/compat/v1/last-auth"))
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            seen["authorization"].clone()
+            crate::common::compat_last_authorization(fake).await
         }
     };
     // The maker's sends use their newest key.

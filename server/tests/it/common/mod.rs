@@ -533,6 +533,18 @@ pub fn link_in(mail: &str) -> String {
 
 /// A successful response's JSON body (the status and body in the panic
 /// otherwise).
+/// The `Authorization` header the fake OpenAI-compatible server at `fake`
+/// received with its last request (null when there was none).
+pub async fn compat_last_authorization(fake: SocketAddr) -> serde_json::Value {
+    let seen: serde_json::Value = reqwest::get(format!("http://{fake}/compat/v1/last-auth"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    seen["authorization"].clone()
+}
+
 pub async fn ok_json(res: Response) -> serde_json::Value {
     let status = res.status();
     let text = res.text().await.unwrap();
