@@ -66,6 +66,23 @@ pub async fn connect_db_with(
         // alive-bypass window does (500 ms); sqlx also pings each connection
         // as it is released, and closes one that does not answer.
         .test_before_acquire(false)
+        // Every statement is prepared once per connection (sqlx caches it),
+        // and by default PostgreSQL plans each of its first five runs anew
+        // before it keeps a generic plan. A send's one statement of reads
+        // (`chat::server::SEND_READS`) took 0.63 ms a run while custom
+        // plans were made and 0.2 ms on the generic one, and with 20 pooled
+        // connections most of a quiet server's sends were among the first
+        // five. Our statements look rows up by key, where a generic plan is
+        // the plan; `BENCHMARKS.md` has the before and after. A `SET` rather
+        // than a startup option, so poolers that refuse unknown startup
+        // parameters still connect.
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                sqlx::Executor::execute(&mut *conn, "SET plan_cache_mode = force_generic_plan")
+                    .await?;
+                Ok(())
+            })
+        })
         .before_acquire(|conn, meta| {
             Box::pin(async move {
                 if meta.idle_for > IDLE_BEFORE_PING {

@@ -348,6 +348,27 @@ async fn the_operator_disables_enables_and_deletes_accounts_from_the_command_lin
 /// is: every later migration is tested on it.
 const FIXTURE_2026_12_01: &str = include_str!("../fixtures/upgrade-20261201.sql");
 
+/// Each of the server's connections keeps one generic plan per statement
+/// from its first run, not five custom plans first (the send's reads:
+/// 0.63 against 0.2 ms a run, BENCHMARKS.md).
+#[sqlx::test(migrations = false)]
+async fn every_pooled_connection_plans_a_statement_once(db: PgPool) {
+    let url = database_url(&db).await;
+    let pool = server::connect_db(&url).await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut conn = pool.acquire().await.unwrap();
+        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(mode, "force_generic_plan");
+        held.push(conn);
+    }
+    drop(held);
+    pool.close().await;
+}
+
 #[sqlx::test(migrations = false)]
 async fn a_database_from_an_older_release_upgrades_and_every_sealed_value_still_opens(db: PgPool) {
     let url = database_url(&db).await;
