@@ -142,9 +142,10 @@ pub fn path_matches(list: &[&str], path: &str) -> bool {
 
 /// Pages whose code is fetched the first time one is opened (`cargo leptos
 /// --split`, Leptos 0.8 lazy routes): the first page a visitor opens (home,
-/// sign-in, sign-up) carries only the shell, and each page below its own
-/// code. The server renders every page whole, so each works without
-/// JavaScript as before.
+/// or sign-in) carries only the shell, and each page below its own code.
+/// Sign-up is one of them: its form reads itself through `serde_qs`, which
+/// the first load no longer carries (`ui::submitted_field`). The server
+/// renders every page whole, so each works without JavaScript as before.
 macro_rules! lazy_pages {
     ($frame:path: $($route:ident => $page:path),* $(,)?) => {
         $(
@@ -183,6 +184,7 @@ lazy_pages! {
     TwoFactorRoute => TwoFactorPage,
     ConfirmEmailChangeRoute => ConfirmEmailChangePage,
     NewChatRoute => crate::chat::sidebar::NewChatPage,
+    SignUpRoute => SignUpPage,
 }
 
 lazy_pages! {
@@ -319,7 +321,7 @@ pub fn App() -> impl IntoView {
                     />
                     <Route
                         path=StaticSegment("sign-up")
-                        view=|| plain_page(view! { <SignUpPage/> })
+                        view={Lazy::<SignUpRoute>::new()}
                         ssr=SsrMode::Async
                     />
                     <Route path=StaticSegment("chats") view={Lazy::<ChatsRoute>::new()} ssr=SsrMode::Async/>

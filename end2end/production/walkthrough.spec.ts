@@ -53,8 +53,8 @@ test("every page's own code loads when it is first opened, on the release build"
   });
   await signUp(page);
   const first = [...fetched];
-  expect(first, "signing up and the dashboard load only the dashboard's own code").toEqual(
-    first.filter((name) => name.startsWith("__dashboard_") || name.startsWith("__check_email_")),
+  expect(first, "signing up and the dashboard load only their own code").toEqual(
+    first.filter((name) => /^__(sign_up|check_email|dashboard)_/.test(name)),
   );
   const manifest = await (await page.request.get("/pkg/__wasm_split_manifest.json")).json();
   const routes = Object.keys(manifest).filter((name) => /_route_view_[0-9]+$/.test(name));
@@ -62,7 +62,7 @@ test("every page's own code loads when it is first opened, on the release build"
 
   const none = "00000000-0000-4000-8000-000000000000";
   const paths = [
-    "/check-email", "/forgot-password", "/reset-password", "/verify-email", "/dashboard",
+    "/sign-up", "/check-email", "/forgot-password", "/reset-password", "/verify-email", "/dashboard",
     "/knowledge", `/knowledge/${none}`, `/knowledge/passages/${none}`, `/schedules/${none}`,
     "/privacy", "/cookies", "/settings", "/admin", "/teams", "/usage", "/teams/join", `/teams/${none}`,
     "/settings/keys", "/settings/api-keys", "/settings/connections", "/settings/mcp", "/two-factor",

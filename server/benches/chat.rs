@@ -1223,9 +1223,10 @@ fn file_size(path: &Path) -> Option<u64> {
 type Asset = (String, u64, Option<u64>, Option<u64>);
 
 /// The site's first-load assets (the main WASM, its JS, the CSS and the
-/// split loader), and for each lazy route (`cargo leptos --split`) the
-/// brotli bytes of its own files, from the split manifest.
-fn bundle_sizes(site: &Path) -> (Vec<Asset>, Vec<(String, u64)>) {
+/// split loader), and for each split in the manifest (`cargo leptos
+/// --split`: a lazy route, or a `#[lazy]` function) its name, the brotli
+/// bytes of its own files, and whether it is a page.
+fn bundle_sizes(site: &Path) -> (Vec<Asset>, Vec<(String, u64, bool)>) {
     let pkg = site.join("pkg");
     let asset = |name: &str| -> Option<Asset> {
         let with = |ext: &str| file_size(&pkg.join(format!("{name}.{ext}")));
@@ -1256,13 +1257,17 @@ fn bundle_sizes(site: &Path) -> (Vec<Asset>, Vec<(String, u64)>) {
     let pages = manifest
         .iter()
         .map(|(split, files)| {
-            // `__chat_route_view_123` is the chat page's.
-            let page = split
-                .trim_start_matches('_')
-                .split("_route_view_")
-                .next()
-                .unwrap_or(split)
-                .replace('_', " ");
+            // `__chat_route_view_123` is the chat page's; a `#[lazy]`
+            // function's is its name and a hash (`passkey_sign_in_123`).
+            let is_page = split.contains("_route_view_");
+            let name = split.trim_start_matches('_');
+            let page = if is_page {
+                name.split("_route_view_").next()
+            } else {
+                name.rsplit_once('_').map(|(name, _hash)| name)
+            }
+            .unwrap_or(name)
+            .replace('_', " ");
             let own: u64 = files
                 .iter()
                 .filter_map(|f| {
@@ -1270,7 +1275,7 @@ fn bundle_sizes(site: &Path) -> (Vec<Asset>, Vec<(String, u64)>) {
                     Some(br.unwrap_or(raw))
                 })
                 .sum();
-            (page, own)
+            (page, own, is_page)
         })
         .collect();
     (first, pages)
@@ -1603,7 +1608,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if !assets.is_empty() {
         table.row(
-            "First load in all (WASM + JS + CSS): home, sign-in, sign-up; raw / gzip / brotli",
+            "First load in all (WASM + JS + CSS): home, sign-in; raw / gzip / brotli",
             "",
             format!("{} / {} / {}", kb(raw), kb(gz), kb(br)),
             "",
@@ -1612,10 +1617,11 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let mut pages = pages;
-    pages.sort_by_key(|(_, own)| *own);
-    for (page, own) in &pages {
+    pages.sort_by_key(|(_, own, _)| *own);
+    for (page, own, is_page) in &pages {
+        let what = if *is_page { "Page" } else { "Lazy function" };
         table.row(
-            format!("Page: {page} (first load + its own code), brotli"),
+            format!("{what}: {page} (first load + its own code), brotli"),
             "",
             format!("{} (+{})", kb(br + own), kb(*own)),
             "",
@@ -1623,7 +1629,7 @@ async fn main() -> anyhow::Result<()> {
             None,
         );
     }
-    if let Some((page, own)) = pages.last() {
+    if let Some((page, own, _)) = pages.iter().rev().find(|(_, _, is_page)| *is_page) {
         table.row(
             format!("Heaviest page in all: {page}, brotli"),
             "",

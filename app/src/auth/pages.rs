@@ -1,7 +1,7 @@
 //! The sign-in and sign-up pages. Both are server-rendered forms that post to
 //! their server function, so they work before (or without) the WASM loading.
 
-use leptos::prelude::*;
+use leptos::{prelude::*, server_fn::ServerFn};
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
@@ -33,6 +33,20 @@ pub fn SignInPage() -> impl IntoView {
         } else {
             format!("/sign-up?next={}", encode_component(&next))
         }
+    };
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        #[cfg(feature = "hydrate")]
+        {
+            ev.prevent_default();
+            let field = |name| crate::ui::submitted_field(&ev, name);
+            action.dispatch(super::api::SignIn {
+                email: field("email").unwrap_or_default(),
+                password: field("password").unwrap_or_default(),
+                next: field("next"),
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = ev;
     };
     let query = use_query_map();
     let was_reset = move || query.read().get("reset").is_some();
@@ -66,7 +80,7 @@ pub fn SignInPage() -> impl IntoView {
                         }
                     })
             }}
-            <ActionForm action=action>
+            <form method="post" action=super::api::SignIn::PATH on:submit=on_submit>
                 <input type="hidden" name="next" value=next/>
                 <FormError error=error/>
                 <Field label="Email" name="email" kind="email" autocomplete="username" error=error/>
@@ -80,7 +94,7 @@ pub fn SignInPage() -> impl IntoView {
                 <button type="submit" class="primary" disabled=move || action.pending().get()>
                     "Sign in"
                 </button>
-            </ActionForm>
+            </form>
             <p class="muted">
                 <a href="/forgot-password">"Forgot your password?"</a>
             </p>
@@ -872,6 +886,16 @@ fn passkeys_here() -> ReadSignal<bool> {
     here
 }
 
+/// The passkey ceremony: its code (the WebAuthn call and the two server
+/// functions) is fetched when the button is pressed, not with the sign-in
+/// page, which most people use with a password (`#[lazy]`, `--split`).
+#[lazy]
+async fn passkey_sign_in() -> Result<(), AppError> {
+    let ceremony = super::api::passkey_sign_in_start().await?;
+    let credential = super::webauthn::get(&ceremony.options).await?;
+    super::api::passkey_sign_in_finish(ceremony.id, credential).await
+}
+
 /// "Sign in with a passkey" (shown once the page runs in a browser that
 /// has passkeys).
 #[component]
@@ -879,11 +903,7 @@ fn PasskeySignIn() -> impl IntoView {
     let here = passkeys_here();
     let next = next_param();
     let auth = crate::ui::use_auth();
-    let sign_in = Action::new_local(move |_: &()| async move {
-        let ceremony = super::api::passkey_sign_in_start().await?;
-        let credential = super::webauthn::get(&ceremony.options).await?;
-        super::api::passkey_sign_in_finish(ceremony.id, credential).await
-    });
+    let sign_in = Action::new_local(move |_: &()| passkey_sign_in());
     let error = move || sign_in.value().get().and_then(|r| r.err());
     Effect::new(move |_| {
         if let Some(Ok(())) = sign_in.value().get() {

@@ -2,7 +2,7 @@
 //! (one of the only two cookies Enclave sets) and the server renders it into
 //! `<html data-theme>`, so the first paint already has the right colours.
 
-use leptos::prelude::*;
+use leptos::{prelude::*, server_fn::ServerFn};
 use serde::{Deserialize, Serialize};
 
 use crate::error::AppError;
@@ -115,7 +115,8 @@ pub fn ThemeSwitcher() -> impl IntoView {
         }
     });
     view! {
-        <ActionForm action=action attr:class="theme-switcher" attr:aria-label="Theme">
+        // Each button sends its own theme (a plain form without JavaScript).
+        <form method="post" action=SetTheme::PATH class="theme-switcher" aria-label="Theme">
             {Theme::ALL
                 .into_iter()
                 .map(|theme| {
@@ -126,13 +127,20 @@ pub fn ThemeSwitcher() -> impl IntoView {
                             value=theme.as_str()
                             title=format!("{} theme", theme.label())
                             aria-pressed=move || (current.get() == theme).to_string()
+                            on:click=move |ev| {
+                                ev.prevent_default();
+                                action
+                                    .dispatch(SetTheme {
+                                        theme: theme.as_str().to_owned(),
+                                    });
+                            }
                         >
                             {theme.label()}
                         </button>
                     }
                 })
                 .collect_view()}
-        </ActionForm>
+        </form>
     }
 }
 

@@ -4,13 +4,13 @@
 pub mod avatar;
 pub mod markdown;
 
-use leptos::prelude::*;
+use leptos::{prelude::*, server_fn::ServerFn};
 use leptos_router::{components::Redirect, hooks::use_location};
 
 use crate::{
     auth::{
         UserView,
-        api::{SignOutAction, current_user},
+        api::{SignOut, SignOutAction, current_user},
     },
     error::AppError,
     theme::ThemeSwitcher,
@@ -45,6 +45,22 @@ pub fn provide_auth() {
 
 pub fn use_auth() -> Auth {
     expect_context::<Auth>()
+}
+
+/// A field of the form a submit event came from, by name (`None` when the
+/// form has none). The forms every visitor's first load carries (sign-in,
+/// sign-out, the theme) build their server function's input with this and
+/// dispatch it themselves: `ActionForm` reads a form through `serde_qs`,
+/// and it and the code it brings weighed 22 KB of brotli there
+/// (BENCHMARKS.md). Pages fetched later keep `ActionForm`.
+#[cfg(feature = "hydrate")]
+pub fn submitted_field(ev: &leptos::ev::SubmitEvent, name: &str) -> Option<String> {
+    use wasm_bindgen::JsCast;
+    let form = ev.target()?.dyn_into::<web_sys::HtmlFormElement>().ok()?;
+    web_sys::FormData::new_with_form(&form)
+        .ok()?
+        .get(name)
+        .as_string()
 }
 
 /// Bumps the auth epoch each time `version` moves (an action completed).
@@ -83,9 +99,17 @@ pub fn Header() -> impl IntoView {
                                     <span class="who" data-testid="signed-in-as">
                                         {user.first_name}
                                     </span>
-                                    <ActionForm action=sign_out attr:class="inline">
+                                    <form
+                                        method="post"
+                                        action=SignOut::PATH
+                                        class="inline"
+                                        on:submit=move |ev| {
+                                            ev.prevent_default();
+                                            sign_out.dispatch(SignOut {});
+                                        }
+                                    >
                                         <button type="submit" class="link">"Sign out"</button>
-                                    </ActionForm>
+                                    </form>
                                 }
                                     .into_any()
                             }
