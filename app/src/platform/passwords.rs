@@ -4,12 +4,16 @@
 //!
 //! Unknown accounts are verified against a dummy hash so that they cost the same
 //! time as known ones and response timing does not reveal who has an account.
+//! The dummy is made without running argon2 (`unknown_account_hash`).
 
 use std::sync::Arc;
 
 use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
-    password_hash::{SaltString, rand_core::OsRng},
+    password_hash::{
+        Output, SaltString,
+        rand_core::{OsRng, RngCore as _},
+    },
 };
 use tokio::sync::Semaphore;
 
@@ -37,6 +41,31 @@ fn hash_blocking(password: &str) -> Result<String, argon2::password_hash::Error>
         .to_string())
 }
 
+/// The hash an unknown account's password is checked against: argon2id at
+/// our parameters with a random salt and a random output. No password is
+/// known to give it (finding one means inverting argon2), and checking
+/// against it costs what a real check costs, since the parameters set the
+/// cost. Made without running argon2, which would take 19 MiB and tens of
+/// milliseconds at every start; mimalloc kept that memory resident, 12 of
+/// the idle server's 46 MiB (BENCHMARKS.md).
+fn unknown_account_hash() -> String {
+    let salt = SaltString::generate(&mut OsRng);
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    OsRng.fill_bytes(&mut output);
+    let argon2 = argon2();
+    PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: argon2
+            .params()
+            .try_into()
+            .expect("constant argon2 parameters encode"),
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&output).expect("argon2's default output length is valid")),
+    }
+    .to_string()
+}
+
 impl Default for Passwords {
     fn default() -> Self {
         Self::new()
@@ -46,14 +75,7 @@ impl Default for Passwords {
 impl Passwords {
     pub fn new() -> Self {
         let concurrency = std::thread::available_parallelism().map_or(2, |n| n.get());
-        // A throwaway password nobody knows; only its hash's cost matters.
-        let mut seed = [0u8; 32];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut seed);
-        let dummy_hash = hash_blocking(&base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            seed,
-        ))
-        .expect("hashing a random password succeeds");
+        let dummy_hash = unknown_account_hash();
         Passwords {
             inner: Arc::new(Inner {
                 permits: Semaphore::new(concurrency),
@@ -134,6 +156,26 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    /// The dummy hash an unknown account is checked against has what sets a
+    /// check's cost (algorithm, version, parameters, salt and output length)
+    /// exactly as a real hash has it.
+    #[tokio::test]
+    async fn the_unknown_accounts_hash_is_shaped_like_a_real_one() {
+        let passwords = Passwords::new();
+        let real = passwords.hash("correct horse battery").await.unwrap();
+        let dummy = unknown_account_hash();
+        assert_ne!(dummy, unknown_account_hash(), "random each time");
+        let (real, dummy) = (
+            PasswordHash::new(&real).unwrap(),
+            PasswordHash::new(&dummy).unwrap(),
+        );
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+        assert_eq!(dummy.salt.map(|s| s.len()), real.salt.map(|s| s.len()));
+        assert_eq!(dummy.hash.map(|h| h.len()), real.hash.map(|h| h.len()));
     }
 
     #[tokio::test]
