@@ -9,7 +9,11 @@ use leptos::prelude::use_context;
 pub use crate::platform::request::{
     client_info, client_ip, optional_id, parse_id, parts, set_cookie,
 };
-use crate::{auth::server::AuthSession, error::AppError, state::AppState};
+use crate::{
+    auth::server::{AuthSession, UnreadSession},
+    error::AppError,
+    state::AppState,
+};
 
 pub fn state() -> Result<AppState, AppError> {
     use_context::<AppState>().ok_or_else(|| AppError::internal("AppState missing from context"))
@@ -18,6 +22,12 @@ pub fn state() -> Result<AppState, AppError> {
 /// The signed-in user's session, if any.
 pub fn session() -> Option<AuthSession> {
     use_context::<http::request::Parts>().and_then(|p| p.extensions.get::<AuthSession>().cloned())
+}
+
+/// The session of a request the middleware left unread: a send reads it
+/// with the rest of what it needs (`auth::server::UnreadSession`).
+pub fn unread_session() -> Option<UnreadSession> {
+    use_context::<http::request::Parts>().and_then(|p| p.extensions.get::<UnreadSession>().cloned())
 }
 
 /// The signed-in user's session, or `Unauthorized`.
@@ -30,9 +40,7 @@ pub fn require_session() -> Result<AuthSession, AppError> {
 /// confirmed. Every agents and chat server function starts here.
 pub fn require_verified_session() -> Result<AuthSession, AppError> {
     let session = require_session()?;
-    if state()?.settings.require_verified_email && !session.user.email_verified {
-        return Err(AppError::EmailNotVerified);
-    }
+    session.require_verified(&state()?.settings)?;
     Ok(session)
 }
 

@@ -42,6 +42,10 @@ pub enum AppError {
     /// The request could not be read (missing or malformed fields).
     #[error("The request was incomplete or malformed.")]
     BadRequest,
+    /// The database could not be reached (restarting, say): the request
+    /// can be made again once it is back.
+    #[error("Enclave cannot reach its database right now. Please try again shortly.")]
+    Unavailable,
     /// This server asks for a confirmed address before agents and chat.
     #[error(
         "Please confirm your email address first: open the link we mailed you, or send a new one from the banner at the top."
@@ -90,6 +94,7 @@ impl AppError {
             AppError::NotFound => 404,
             AppError::Internal { .. } => 500,
             AppError::Transport => 502,
+            AppError::Unavailable => 503,
             AppError::BadRequest => 400,
             AppError::EmailNotVerified => 403,
         }
@@ -144,7 +149,24 @@ mod ssr {
 
     impl From<sqlx::Error> for AppError {
         fn from(err: sqlx::Error) -> Self {
+            if unreachable(&err) {
+                tracing::warn!(error = %err, "the database is unreachable");
+                return AppError::Unavailable;
+            }
             AppError::internal(err)
+        }
+    }
+
+    /// Whether `err` says the database could not be reached, rather than
+    /// that a statement failed: no connection to be had, a connection lost,
+    /// or a server shutting down or starting (SQLSTATE classes 08 and 57P).
+    fn unreachable(err: &sqlx::Error) -> bool {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+            sqlx::Error::Database(e) => e
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+            _ => false,
         }
     }
 }
@@ -160,6 +182,20 @@ mod tests {
         ));
         assert!(!err.to_string().contains("relation"), "{err}");
         assert_eq!(err.status(), 500);
+    }
+
+    #[cfg(feature = "ssr")]
+    #[test]
+    fn an_unreachable_database_is_unavailable_and_a_failed_statement_internal() {
+        let lost = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        for err in [sqlx::Error::PoolTimedOut, sqlx::Error::Io(lost)] {
+            let err = AppError::from(err);
+            assert_eq!(err, AppError::Unavailable);
+            assert_eq!(err.status(), 503);
+            assert!(err.to_string().contains("try again shortly"), "{err}");
+        }
+        let failed = AppError::from(sqlx::Error::RowNotFound);
+        assert_eq!(failed.status(), 500);
     }
 
     #[test]

@@ -135,17 +135,18 @@ pub async fn create_api_key(State(state): State<AppState>, req: Request) -> Resp
         .filter(|(k, _)| k == "scopes[]" || k == "scopes")
         .map(|(_, v)| v.clone())
         .collect();
-    let result = if state.settings.require_verified_email && !session.user.email_verified {
-        Err(AppError::EmailNotVerified)
-    } else {
-        let create = app::api_keys::server::create_from_form(
-            &state,
-            &session,
-            &name,
-            &scopes,
-            Some(&expires),
-        );
-        crate::middleware::in_request(&parts, create).await
+    let result = match session.require_verified(&state.settings) {
+        Err(refused) => Err(refused),
+        Ok(()) => {
+            let create = app::api_keys::server::create_from_form(
+                &state,
+                &session,
+                &name,
+                &scopes,
+                Some(&expires),
+            );
+            crate::middleware::in_request(&parts, create).await
+        }
     };
     let (echo, status) = match result {
         Ok(created) => (

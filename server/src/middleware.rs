@@ -7,7 +7,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use app::{
     GUEST_PATHS, PROTECTED_PATHS,
-    auth::server::{AuthSession, read_cookie, resolve_session, session_cookie_name},
+    auth::server::{AuthSession, UnreadSession, read_cookie, resolve_session, session_cookie_name},
+    chat::api::SendMessage,
     error::AppError,
     path_matches,
     platform::request::ClientIp,
@@ -21,6 +22,7 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use base64::{Engine as _, engine::general_purpose::STANDARD_NO_PAD};
+use leptos::server_fn::ServerFn;
 use rand::RngCore as _;
 
 /// The nonce that this response's inline scripts carry and its CSP allows.
@@ -182,6 +184,16 @@ pub async fn session(State(state): State<AppState>, mut req: Request, next: Next
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(|h| read_cookie(h, cookie_name));
+    // A send reads its session in the statement that reads everything else
+    // it needs (`chat::server::send_signed_in`): one round trip before the
+    // provider is asked, not two. It is a POST to an API path, so nothing
+    // below needs the session first.
+    if req.method() == Method::POST && path == <SendMessage as ServerFn>::PATH {
+        if let Some(token) = token {
+            req.extensions_mut().insert(UnreadSession::of(&token));
+        }
+        return next.run(req).await;
+    }
     let session: Option<AuthSession> = match token {
         None => None,
         Some(token) => match resolve_session(&state.db, &state.crypto, &token).await {

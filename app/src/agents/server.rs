@@ -81,6 +81,12 @@ pub(crate) const ACCESS: &str =
     "agents a LEFT JOIN team_members tm ON tm.team_id = a.team_id AND tm.user_id = $1
      WHERE ((a.team_id IS NULL AND a.owner_id = $1) OR tm.user_id IS NOT NULL)";
 
+/// `ACCESS` for the user named by the SQL expression `user` (a send that
+/// reads its session in the same statement names the user by a subquery).
+pub(crate) fn access(user: &str) -> String {
+    ACCESS.replace("$1", user)
+}
+
 /// An agent the user may use, opened.
 pub struct Loaded {
     pub spec: AgentSpec,
@@ -655,4 +661,15 @@ pub async fn import_agent(
     let spec = AgentExport::parse(json)?;
     // An export names no knowledge bases: they are the exporter's own.
     create_agent(state, owner, key, &spec, None, &[]).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn access_names_its_user_in_one_place() {
+        // `access` replaces `$1`: the rule must have no other parameter.
+        let rule = super::access("(SELECT user_id FROM me)");
+        assert!(!rule.contains('$'), "{rule}");
+        assert_eq!(rule.matches("(SELECT user_id FROM me)").count(), 2);
+    }
 }

@@ -83,6 +83,17 @@ pub struct AuthSession {
     pub key: DataKey,
 }
 
+impl AuthSession {
+    /// Whether this server lets the user use agents and chat: with
+    /// `ENCLAVE_REQUIRE_VERIFIED_EMAIL`, only once their address is confirmed.
+    pub fn require_verified(&self, settings: &Settings) -> Result<(), AppError> {
+        if settings.require_verified_email && !self.user.email_verified {
+            return Err(AppError::EmailNotVerified);
+        }
+        Ok(())
+    }
+}
+
 /// A freshly issued session token. Only its hash is stored; `Debug` is redacted.
 pub struct SessionToken(String);
 
@@ -231,17 +242,109 @@ pub async fn create_session_with(
     Ok(token)
 }
 
-type SessionRow = (
-    Uuid,
-    Uuid,
-    Sealed,
-    Sealed,
-    Sealed,
-    bool,
-    bool,
-    String,
-    Vec<u8>,
-);
+/// A session known by its cookie, not read yet. The session middleware
+/// leaves a send's session to the statement that reads everything the send
+/// needs (`chat::server::send_signed_in`), so that a send makes one round
+/// trip before its provider is asked, not two. Holds the token's hash,
+/// never the token; `Debug` is redacted all the same.
+#[derive(Clone)]
+pub struct UnreadSession(Vec<u8>);
+
+impl std::fmt::Debug for UnreadSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnreadSession(<redacted>)")
+    }
+}
+
+impl UnreadSession {
+    pub fn of(token: &str) -> Self {
+        UnreadSession(token_hash(token))
+    }
+
+    /// The hash, to bind as `session_ctes`' parameter.
+    pub(crate) fn hash(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The session, read on its own (`resolve_session`).
+    pub async fn read(
+        &self,
+        db: &PgPool,
+        crypto: &Crypto,
+    ) -> Result<Option<AuthSession>, AppError> {
+        resolve_hashed(db, crypto, &self.0).await
+    }
+}
+
+/// The common table expressions that find the live session whose token
+/// hashes to the SQL expression `hash`: `me`, its `SessionColumns` (no row:
+/// no live session), and `seen`, which writes "last seen" for Settings →
+/// Sessions at most once a minute per session, in the same round trip as
+/// the read. `resolve_session` selects `me` alone; a send reads it with
+/// everything else it needs.
+pub(crate) fn session_ctes(hash: &str) -> String {
+    format!(
+        "seen AS (
+             UPDATE sessions SET last_seen_at = now()
+             WHERE token_hash = {hash} AND expires_at > now() AND NOT second_factor_pending
+               AND last_seen_at < now() - interval '1 minute'
+         ),
+         me AS (
+             SELECT s.id AS session_id, u.id AS user_id, u.first_name AS user_first_name,
+                    u.last_name AS user_last_name, u.email AS user_email,
+                    u.email_verified_at IS NOT NULL AS user_verified, u.is_admin AS user_is_admin,
+                    k.kek_id AS user_kek_id, k.wrapped_key AS user_wrapped_key
+             FROM sessions s
+             JOIN users u ON u.id = s.user_id
+             JOIN user_keys k ON k.user_id = u.id
+             WHERE s.token_hash = {hash} AND s.expires_at > now() AND NOT s.second_factor_pending
+               AND u.deleted_at IS NULL AND u.disabled_at IS NULL
+         )"
+    )
+}
+
+/// A live session as `session_ctes`' `me` reads it.
+#[derive(sqlx::FromRow)]
+pub(crate) struct SessionColumns {
+    session_id: Uuid,
+    user_id: Uuid,
+    user_first_name: Sealed,
+    user_last_name: Sealed,
+    user_email: Sealed,
+    user_verified: bool,
+    user_is_admin: bool,
+    user_kek_id: String,
+    user_wrapped_key: Vec<u8>,
+}
+
+impl SessionColumns {
+    /// Unwraps the user's data key and opens their name and address.
+    pub(crate) fn open(self, crypto: &Crypto) -> Result<AuthSession, AppError> {
+        let user_id = self.user_id;
+        let key = keystore::open_user_key(
+            &crypto.keyring,
+            user_id,
+            self.user_kek_id,
+            self.user_wrapped_key,
+        )?;
+        let open = |column, sealed: &Sealed| {
+            key.open_string(users_place(column, user_id), sealed)
+                .map_err(|e| AppError::internal(format!("users.{column} of {user_id}: {e}")))
+        };
+        Ok(AuthSession {
+            session_id: self.session_id,
+            user_id,
+            user: UserView {
+                first_name: open("first_name", &self.user_first_name)?,
+                last_name: open("last_name", &self.user_last_name)?,
+                email: open("email", &self.user_email)?,
+                email_verified: self.user_verified,
+                is_admin: self.user_is_admin,
+            },
+            key,
+        })
+    }
+}
 
 /// The live session for `token`, if there is one.
 pub async fn resolve_session(
@@ -249,46 +352,21 @@ pub async fn resolve_session(
     crypto: &Crypto,
     token: &str,
 ) -> Result<Option<AuthSession>, AppError> {
-    // "Last seen" for Settings → Sessions, written at most once a minute per
-    // session, in the same round trip as the read.
-    let row: Option<SessionRow> = sqlx::query_as(
-        "WITH seen AS (
-             UPDATE sessions SET last_seen_at = now()
-             WHERE token_hash = $1 AND expires_at > now() AND NOT second_factor_pending
-               AND last_seen_at < now() - interval '1 minute'
-         )
-         SELECT s.id, u.id, u.first_name, u.last_name, u.email,
-                u.email_verified_at IS NOT NULL, u.is_admin, k.kek_id, k.wrapped_key
-         FROM sessions s
-         JOIN users u ON u.id = s.user_id
-         JOIN user_keys k ON k.user_id = u.id
-         WHERE s.token_hash = $1 AND s.expires_at > now() AND NOT s.second_factor_pending
-           AND u.deleted_at IS NULL AND u.disabled_at IS NULL",
-    )
-    .bind(token_hash(token))
-    .fetch_optional(db)
-    .await?;
-    let Some((session_id, user_id, first, last, email, verified, is_admin, kek_id, wrapped)) = row
-    else {
-        return Ok(None);
-    };
-    let key = keystore::open_user_key(&crypto.keyring, user_id, kek_id, wrapped)?;
-    let open = |column, sealed: &Sealed| {
-        key.open_string(users_place(column, user_id), sealed)
-            .map_err(|e| AppError::internal(format!("users.{column} of {user_id}: {e}")))
-    };
-    Ok(Some(AuthSession {
-        session_id,
-        user_id,
-        user: UserView {
-            first_name: open("first_name", &first)?,
-            last_name: open("last_name", &last)?,
-            email: open("email", &email)?,
-            email_verified: verified,
-            is_admin,
-        },
-        key,
-    }))
+    resolve_hashed(db, crypto, &token_hash(token)).await
+}
+
+async fn resolve_hashed(
+    db: &PgPool,
+    crypto: &Crypto,
+    hash: &[u8],
+) -> Result<Option<AuthSession>, AppError> {
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("WITH {} SELECT * FROM me", session_ctes("$1")));
+    let row: Option<SessionColumns> = sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
+        .bind(hash)
+        .fetch_optional(db)
+        .await?;
+    row.map(|row| row.open(crypto)).transpose()
 }
 
 pub async fn end_session(db: &PgPool, session: &AuthSession) -> Result<(), AppError> {

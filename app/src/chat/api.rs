@@ -17,14 +17,16 @@ pub async fn send_message(
     files: Option<Vec<String>>,
 ) -> Result<Sent, AppError> {
     use crate::ctx;
-    let session = ctx::require_verified_session()?;
+    // The session middleware leaves this request's session unread (when a
+    // cookie came with it): the send reads it with everything else it
+    // needs, in one round trip before the provider is asked.
+    let unread = ctx::unread_session().ok_or(AppError::Unauthorized)?;
     let agent = ctx::parse_id(&agent_id)?;
     let conversation = ctx::optional_id(conversation_id.as_deref())?;
     let files = file_ids(files.unwrap_or_default().iter().map(String::as_str))?;
-    let sent = super::server::send(
+    let sent = super::server::send_signed_in(
         &ctx::state()?,
-        session.user_id,
-        &session.key,
+        &unread,
         agent,
         conversation,
         &message,

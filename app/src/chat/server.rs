@@ -9,6 +9,7 @@ use super::{
 };
 use crate::{
     agents::{self, domain::Provider},
+    auth::server::{AuthSession, UnreadSession},
     chat::runs::Job,
     error::AppError,
     llm::{ChatRequest, Role, Turn},
@@ -114,36 +115,74 @@ struct SendReads {
 }
 
 /// `SendReads` for user `$1`, agent `$2`, rate-limit bucket `$3` and its
-/// window `$4`. No row: the user may not use the agent (the send is still
-/// counted). The agent as `agents::server::load` reads it (the same access
-/// rule); only the user's own provider keys; the knowledge bases of the
-/// agent's holder (its team, or the user for their own agent); the current
-/// prices of its provider (its model is sealed, so the price is chosen once
-/// it is opened). Each of these was a round trip of its own, and under load
-/// a pooled connection of its own: at 1,000 streams every send waited for
-/// five of them.
-static SEND_READS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    use agents::server::{ACCESS, AGENT_COLUMNS};
-    let counting = rate_limit::counting("$3", "$4");
+/// window `$4` (`send_reads`).
+static SEND_READS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| send_reads(None, "$1", "$3", "$4"));
+
+/// `SignedInReads`: `SendReads` for the live session whose token hashes to
+/// `$1` (`auth::server::session_ctes`), agent `$2`, the user's rate-limit
+/// window `$3`; `$4` true where a user may chat only once their address is
+/// confirmed. No row: no live session, an address not confirmed, or an
+/// agent the user may not use (`why_no_row` tells which).
+static SEND_READS_SIGNED_IN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    send_reads(
+        Some(&crate::auth::server::session_ctes("$1")),
+        "(SELECT user_id FROM me)",
+        "(SELECT 'chat:user:' || user_id FROM me WHERE user_verified OR NOT $4)",
+        "$3",
+    )
+});
+
+/// The statement that reads `SendReads` for the user named by the SQL
+/// expression `user`, agent `$2`, counting the send in `bucket` over a
+/// window of `window` seconds; with `session`, the session's common table
+/// expressions come first and its `me` row leads the result. No row means
+/// the user may not use the agent (the send is still counted). The agent as
+/// `agents::server::load` reads it (the same access rule); only the user's
+/// own provider keys; the knowledge bases of the agent's holder (its team,
+/// or the user for their own agent); the current prices of its provider
+/// (its model is sealed, so the price is chosen once it is opened). Each
+/// of these was a round trip of its own, and under load a pooled
+/// connection of its own: at 1,000 streams every send waited for five of
+/// them.
+fn send_reads(session: Option<&str>, user: &str, bucket: &str, window: &str) -> String {
+    use agents::server::{AGENT_COLUMNS, access};
+    let counting = rate_limit::counting(bucket, window);
+    let access = access(user);
     let prices = crate::usage::server::current_prices("agent.provider");
-    let pick = provider_keys::server::pick_sql("$1", "agent.provider", "agent.provider_key_id");
+    let pick = provider_keys::server::pick_sql(user, "agent.provider", "agent.provider_key_id");
+    let (session, me, from_me) = match session {
+        Some(ctes) => (format!("{ctes},"), "me.*,", "me CROSS JOIN"),
+        None => (String::new(), "", ""),
+    };
     format!(
-        "WITH counted AS ({counting}),
-              agent AS (SELECT {AGENT_COLUMNS} FROM {ACCESS} AND a.id = $2)
-         SELECT agent.*, c.hits, c.retry_after,
+        "WITH {session}
+              counted AS ({counting}),
+              agent AS (SELECT {AGENT_COLUMNS} FROM {access} AND a.id = $2)
+         SELECT {me} agent.*, c.hits, c.retry_after,
                 k.id AS key_id, k.label AS key_label, k.masked AS key_masked,
                 k.secret AS key_secret, k.chosen AS key_chosen,
                 ARRAY(SELECT ak.base_id FROM agent_knowledge_bases ak
                       JOIN knowledge_bases b ON b.id = ak.base_id
                       WHERE ak.agent_id = agent.id
-                        AND coalesce(b.team_id, b.owner_id) = coalesce(agent.team_id, $1)
+                        AND coalesce(b.team_id, b.owner_id) = coalesce(agent.team_id, {user})
                       ORDER BY b.created_at) AS bases,
                 pr.*
-         FROM agent CROSS JOIN counted c
+         FROM {from_me} agent CROSS JOIN counted c
          LEFT JOIN LATERAL ({pick}) k ON true
          CROSS JOIN LATERAL ({prices}) pr"
     )
-});
+}
+
+/// What a send reads when its session is read with it
+/// (`SEND_READS_SIGNED_IN`).
+#[derive(sqlx::FromRow)]
+struct SignedInReads {
+    #[sqlx(flatten)]
+    me: crate::auth::server::SessionColumns,
+    #[sqlx(flatten)]
+    reads: SendReads,
+}
 
 /// Counts a request for a reply against the user's limit (each one calls
 /// the provider, possibly on the operator's key), then loads what the reply
@@ -163,6 +202,65 @@ async fn ready(
         .fetch_optional(&state.db)
         .await?;
     let reads = reads.ok_or(AppError::NotFound)?;
+    ready_from(state, owner, key, agent_id, reads).await
+}
+
+/// `ready` for a session the middleware left unread: the session, the count
+/// and what the reply needs in one statement, one round trip before the
+/// provider is asked.
+async fn ready_signed_in(
+    state: &AppState,
+    unread: &UnreadSession,
+    agent_id: Uuid,
+) -> Result<(AuthSession, Ready), AppError> {
+    let limit = state.settings.chat_sends_per_user;
+    let row: Option<SignedInReads> =
+        sqlx::query_as(sqlx::AssertSqlSafe(SEND_READS_SIGNED_IN.as_str()))
+            .bind(unread.hash())
+            .bind(agent_id)
+            .bind(rate_limit::window_secs(limit))
+            .bind(state.settings.require_verified_email)
+            .fetch_optional(&state.db)
+            .await?;
+    let Some(row) = row else {
+        return Err(why_no_row(state, unread).await);
+    };
+    let session = row.me.open(&state.crypto)?;
+    let ready = ready_from(state, session.user_id, &session.key, agent_id, row.reads).await?;
+    Ok((session, ready))
+}
+
+/// The session of a send, read on its own, if it may chat (as
+/// `ctx::require_verified_session` decides for every other request).
+async fn may_chat(state: &AppState, unread: &UnreadSession) -> Result<AuthSession, AppError> {
+    let session = unread
+        .read(&state.db, &state.crypto)
+        .await?
+        .ok_or(AppError::Unauthorized)?;
+    session.require_verified(&state.settings)?;
+    Ok(session)
+}
+
+/// Why `SEND_READS_SIGNED_IN` read no row: no live session (401), an
+/// address not confirmed where that is required, or else an agent the user
+/// may not use (404). A round trip more, on refusals only.
+async fn why_no_row(state: &AppState, unread: &UnreadSession) -> AppError {
+    match may_chat(state, unread).await {
+        Ok(_) => AppError::NotFound,
+        Err(refused) => refused,
+    }
+}
+
+/// A send's reads (`SendReads`), opened and checked: the agent's spec, the
+/// key it uses, what the reply may cost.
+async fn ready_from(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    agent_id: Uuid,
+    reads: SendReads,
+) -> Result<Ready, AppError> {
+    let limit = state.settings.chat_sends_per_user;
     rate_limit::refuse_over(reads.hits, reads.retry_after, limit)?;
     // The key's columns are all there or all null (no key of the user's).
     let pick = match (
@@ -690,8 +788,53 @@ pub async fn send(
 ) -> Result<Sent, AppError> {
     let text = validate_message(text)?;
     let ready = ready(state, owner, key, agent_id).await?;
+    store_and_start(state, owner, agent_id, conversation, ready, &text, files).await
+}
+
+/// `send` for a session the middleware left unread (`send_message`): the
+/// session is read in the statement that reads what the send needs.
+pub async fn send_signed_in(
+    state: &AppState,
+    unread: &UnreadSession,
+    agent_id: Uuid,
+    conversation: Option<Uuid>,
+    text: &str,
+    files: &[Uuid],
+) -> Result<Sent, AppError> {
+    let text = match validate_message(text) {
+        Ok(text) => text,
+        // Who asks is answered first, as for every other request.
+        Err(invalid) => {
+            may_chat(state, unread).await?;
+            return Err(invalid);
+        }
+    };
+    let (session, ready) = ready_signed_in(state, unread, agent_id).await?;
+    store_and_start(
+        state,
+        session.user_id,
+        agent_id,
+        conversation,
+        ready,
+        &text,
+        files,
+    )
+    .await
+}
+
+/// Stores the user's message and the reply's row, and starts the run
+/// (`send`, once the send is ready).
+async fn store_and_start(
+    state: &AppState,
+    owner: Uuid,
+    agent_id: Uuid,
+    conversation: Option<Uuid>,
+    ready: Ready,
+    text: &str,
+    files: &[Uuid],
+) -> Result<Sent, AppError> {
     if conversation.is_none() && files.is_empty() && ready.plan.hold <= 0 {
-        return send_first(state, owner, agent_id, ready, &text).await;
+        return send_first(state, owner, agent_id, ready, text).await;
     }
     let mut tx = state.db.begin().await?;
     let conversation_id = match conversation {
@@ -699,10 +842,10 @@ pub async fn send(
             lock_idle(&mut tx, owner, id, Some(agent_id)).await?;
             id
         }
-        None => insert_conversation(&mut tx, owner, agent_id, &ready.key, &text, false).await?,
+        None => insert_conversation(&mut tx, owner, agent_id, &ready.key, text, false).await?,
     };
     let user_message_id =
-        insert_user_message(&mut tx, owner, conversation_id, &ready.key, &text).await?;
+        insert_user_message(&mut tx, owner, conversation_id, &ready.key, text).await?;
     super::files::claim(&mut tx, owner, user_message_id, files).await?;
     reply_and_start(
         state,

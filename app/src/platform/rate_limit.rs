@@ -28,10 +28,12 @@ pub async fn hit(db: &PgPool, bucket: &str, limit: Limit) -> Result<(), AppError
 /// `bucket` (a window of `window` seconds, see `window_secs`) and returns
 /// `hits` and `retry_after` (seconds) for `refuse_over`. A statement of its
 /// own in `hit`; a send runs it inside the query that reads what the send
-/// needs, so that counting costs no round trip of its own.
+/// needs, so that counting costs no round trip of its own. A null `bucket`
+/// counts nothing and returns no row (a send whose session is not live).
 pub(crate) fn counting(bucket: &str, window: &str) -> String {
     format!(
-        "INSERT INTO rate_limits AS r (bucket, window_start, hits) VALUES ({bucket}, now(), 1)
+        "INSERT INTO rate_limits AS r (bucket, window_start, hits)
+         SELECT b, now(), 1 FROM (SELECT ({bucket})::text AS b) AS named WHERE b IS NOT NULL
          ON CONFLICT (bucket) DO UPDATE SET
            window_start = CASE WHEN r.window_start + make_interval(secs => {window}) <= now()
                                THEN now() ELSE r.window_start END,

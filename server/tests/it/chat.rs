@@ -432,6 +432,99 @@ async fn another_user_cannot_attach_to_or_touch_a_live_stream(db: PgPool) {
     assert_eq!(c["title"], "My private question");
 }
 
+/// A send reads its session in the statement that reads its agent (the
+/// middleware leaves it unread): only a live session of a usable account
+/// sends, counts against the limit or stores anything, and "last seen" is
+/// still written.
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_send_is_made_only_on_a_live_session_read_with_its_agent(db: PgPool) {
+    let app = spawn(db).await;
+    let alice = app.signed_up("alice@example.com").await;
+    let agent = agent(&app, &alice, "fake:tokens=1").await;
+    let (alice_id, hash): (uuid::Uuid, Vec<u8>) =
+        sqlx::query_as("SELECT user_id, token_hash FROM sessions")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let stored = "SELECT count(*) FROM messages";
+    let counted = || async {
+        sqlx::query_scalar::<_, Option<i32>>(
+            "SELECT max(hits) FROM rate_limits WHERE bucket LIKE 'chat:user:%'",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+    };
+    let with_cookie = |cookie: &'static str, text: &'static str| {
+        app.client()
+            .post(app.url("/api/send_message"))
+            .header(reqwest::header::COOKIE, cookie)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header("sec-fetch-site", "same-origin")
+            .form(&[("agent_id", agent.as_str()), ("message", text)])
+            .send()
+    };
+
+    // Seen two minutes ago: the send writes "last seen" as any request does.
+    sqlx::query("UPDATE sessions SET last_seen_at = now() - interval '2 minutes'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let sent = send(&app, &alice, &agent, None, "Hello").await;
+    assert!(sent["reply_id"].is_string());
+    assert_eq!(app.count(stored).await, 2);
+    assert_eq!(counted().await, Some(1));
+    let bucket: String =
+        sqlx::query_scalar("SELECT bucket FROM rate_limits WHERE bucket LIKE 'chat:%'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(bucket, format!("chat:user:{alice_id}"));
+    let seen: bool = sqlx::query_scalar(
+        "SELECT last_seen_at > now() - interval '1 minute' FROM sessions WHERE token_hash = $1",
+    )
+    .bind(&hash)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert!(seen, "the send wrote last seen");
+
+    // A made-up cookie is no session: 401, with a message or without one.
+    for text in ["Hello", ""] {
+        let res = with_cookie("enclave_session=made-up", text).await.unwrap();
+        assert_eq!(res.status(), 401, "{text:?}");
+    }
+    let status = |client: Client| {
+        let (app, agent) = (&app, &agent);
+        async move {
+            crate::common::send_message(app, &client, agent, "Hi")
+                .await
+                .status()
+        }
+    };
+    let db = &app.db;
+    let exec = |sql: &'static str| async move {
+        sqlx::query(sql).execute(db).await.unwrap();
+    };
+    // No cookie at all.
+    assert_eq!(status(app.client()).await, 401);
+    // An expired session.
+    exec("UPDATE sessions SET expires_at = now() - interval '1 second'").await;
+    assert_eq!(status(alice.clone()).await, 401);
+    // A disabled account's live session.
+    exec("UPDATE sessions SET expires_at = now() + interval '1 day'").await;
+    exec("UPDATE users SET disabled_at = now()").await;
+    assert_eq!(status(alice.clone()).await, 401);
+    // None of them stored or counted anything.
+    assert_eq!(app.count(stored).await, 2);
+    assert_eq!(counted().await, Some(1));
+
+    // Enabled again, the same session sends.
+    exec("UPDATE users SET disabled_at = NULL").await;
+    send(&app, &alice, &agent, None, "Hello again").await;
+    assert_eq!(counted().await, Some(2));
+}
+
 #[sqlx::test(migrator = "server::MIGRATOR")]
 async fn a_missing_key_is_explained_and_nothing_is_stored(db: PgPool) {
     let fake = server::fake_provider::start().await.unwrap();

@@ -398,13 +398,25 @@ async fn the_database_restarted_mid_reply_loses_nothing_and_the_server_serves_on
         let refused = send_message(front, &client, &agent, "Are you there?").await;
         let status = refused.status();
         let text = refused.text().await.unwrap();
+        // Any other request stops at its session, with the same plain words.
+        let other = front.call(&client, "list_agents", &[]).await;
+        let other = (other.status(), other.text().await.unwrap());
         tokio::time::sleep(Duration::from_secs(3)).await;
         database.resume().await;
-        (status, text, tokio::time::Instant::now())
+        (status, text, other, tokio::time::Instant::now())
     };
-    let ((events, done_at), (status, text, resumed_at)) = tokio::join!(reading, restarting);
+    let ((events, done_at), (status, text, other, resumed_at)) = tokio::join!(reading, restarting);
+    assert_eq!(other.0, 503, "{}", other.1);
+    assert!(other.1.contains("Please try again shortly"), "{}", other.1);
     assert_eq!(status, 503, "{text}");
-    assert!(text.contains("Please try again shortly"), "{text}");
+    // The send reads its session with its agent: the refusal is the
+    // server function's, shown by the page in these words.
+    let refusal: app::error::AppError = serde_json::from_str(&text).unwrap();
+    assert_eq!(refusal, app::error::AppError::Unavailable);
+    assert!(
+        refusal.to_string().contains("Please try again shortly"),
+        "{refusal}"
+    );
     for internal in [
         "sqlx",
         "pool",
@@ -414,6 +426,7 @@ async fn the_database_restarted_mid_reply_loses_nothing_and_the_server_serves_on
         "refused",
     ] {
         assert!(!text.contains(internal), "{internal} in {text}");
+        assert!(!other.1.contains(internal), "{internal} in {}", other.1);
     }
 
     // The reply's words were all there before the database came back, and
