@@ -23,7 +23,7 @@ use axum::{
         sse::{Event, KeepAlive, Sse},
     },
 };
-use futures::{Stream, StreamExt as _, stream};
+use futures::StreamExt as _;
 
 pub(crate) fn event(update: &StreamUpdate) -> Event {
     let name = match update {
@@ -48,31 +48,16 @@ pub async fn stream_reply(
     let Ok(id) = app::ctx::parse_id(&id) else {
         return (StatusCode::NOT_FOUND, "Not found.").into_response();
     };
-    let owner = session.user_id;
-    let updates: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
-        // A live run: the registry checks the owner, and no query is needed.
-        match state.runs.follow(id, owner) {
-            Some(updates) => Box::pin(updates.map(|update| Ok(event(&update)))),
-            None => {
-                // Finished (or another replica's, or someone else's: then not found).
-                let stored = match app::chat::server::stored_reply(&state, owner, &session.key, id).await {
-                    Ok(stored) => stored,
-                    Err(err) => {
-                        let status = StatusCode::from_u16(err.status())
-                            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                        return (status, err.to_string()).into_response();
-                    }
-                };
-                if stored.status == app::chat::MessageStatus::Streaming {
-                    // Another server is writing it: followed from there
-                    // (through the database's notifications).
-                    let updates = state.runs.follow_remote(state.clone(), id, owner, session.key.clone());
-                    Box::pin(updates.map(|update| Ok(event(&update))))
-                } else {
-                    Box::pin(stream::iter(stored.into_updates().map(|update| Ok(event(&update)))))
-                }
+    let updates =
+        match app::chat::server::reply_updates(&state, session.user_id, &session.key, id).await {
+            Ok(updates) => updates,
+            Err(err) => {
+                let status =
+                    StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                return (status, err.to_string()).into_response();
             }
         };
+    let updates = updates.map(|update| Ok::<_, Infallible>(event(&update)));
     Sse::new(updates)
         .keep_alive(KeepAlive::default())
         .into_response()

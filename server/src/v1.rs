@@ -438,20 +438,20 @@ struct Sink<'a> {
     meta: &'a Meta,
 }
 
-/// Follows the run writing `reply`, sending what it adds (text only) to
-/// `sink` as it comes, and checking every second that `key_id` still works
-/// (when it stops working, the run is stopped). Returns how it ended.
+/// A reply's updates (`chat::server::reply_updates`).
+type Updates = futures::stream::BoxStream<'static, app::chat::StreamUpdate>;
+
+/// Follows the `updates` of the owner's `reply`, sending what it adds (text
+/// only) to `sink` as it comes, and checking every second that `key_id`
+/// still works (when it stops working, the run is stopped). Returns how it
+/// ended.
 async fn follow(
     state: &AppState,
-    owner: Uuid,
+    (owner, reply): (Uuid, Uuid),
     key_id: Uuid,
-    reply: Uuid,
+    mut updates: Updates,
     sink: Option<Sink<'_>>,
 ) -> Result<Ending, Cut> {
-    let Some(updates) = state.runs.follow(reply, owner) else {
-        return Err(Cut::Lost);
-    };
-    let mut updates = std::pin::pin!(updates);
     let mut sent = String::new();
     let mut check = tokio::time::interval(KEY_CHECK_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -580,6 +580,12 @@ pub async fn chat_completions(
         return unavailable("start the reply");
     };
     tracing::info!(api_key_id = %holder.key_id, message_id = %reply, transient, "api reply started");
+    // Taken before a transient reply can be discarded: a short reply may
+    // have ended already, and is then read from its row.
+    let updates = match app::chat::server::reply_updates(&state, owner, &key, reply).await {
+        Ok(updates) => updates,
+        Err(err) => return app_error(&err),
+    };
     if transient {
         // Deleted once the reply ends, whether or not anyone still reads it.
         let state = state.clone();
@@ -600,9 +606,16 @@ pub async fn chat_completions(
     };
     if request.stream {
         let include_usage = request.stream_options.unwrap_or_default().include_usage;
-        stream(state, owner, holder.key_id, reply, meta, include_usage)
+        stream(
+            state,
+            (owner, reply),
+            holder.key_id,
+            updates,
+            meta,
+            include_usage,
+        )
     } else {
-        complete(&state, owner, holder.key_id, reply, meta).await
+        complete(&state, (owner, reply), holder.key_id, updates, meta).await
     }
 }
 
@@ -629,12 +642,12 @@ impl Meta {
 
 async fn complete(
     state: &AppState,
-    owner: Uuid,
+    (owner, reply): (Uuid, Uuid),
     key_id: Uuid,
-    reply: Uuid,
+    updates: Updates,
     meta: Meta,
 ) -> Response {
-    let ending = match follow(state, owner, key_id, reply, None).await {
+    let ending = match follow(state, (owner, reply), key_id, updates, None).await {
         Ok(ending) => ending,
         Err(cut) => {
             let (status, code, message) = cut_error(cut);
@@ -674,9 +687,9 @@ fn data(value: &Value) -> Event {
 /// its own, which ends when the reader goes away (the run goes on).
 fn stream(
     state: AppState,
-    owner: Uuid,
+    (owner, reply): (Uuid, Uuid),
     key_id: Uuid,
-    reply: Uuid,
+    updates: Updates,
     meta: Meta,
     include_usage: bool,
 ) -> Response {
@@ -691,7 +704,7 @@ fn stream(
             tx: &tx,
             meta: &meta,
         };
-        let ended = follow(&state, owner, key_id, reply, Some(sink)).await;
+        let ended = follow(&state, (owner, reply), key_id, updates, Some(sink)).await;
         let last = match ended {
             Ok(ending) => match failure(&ending) {
                 None => {

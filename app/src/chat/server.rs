@@ -1396,6 +1396,34 @@ pub async fn stored_reply(
     row.ok_or(AppError::NotFound)?.view(key, owner)
 }
 
+/// What a reader of the owner's reply `id` is sent, from wherever it is:
+/// the live run's snapshot and updates when it runs here (the registry
+/// checks the owner, no query); else the stored row's: followed from the
+/// server that writes it while it is `streaming` (through the database's
+/// notifications), or its text and end once it has ended. Another user's
+/// id is not found. A reader that asks just after a short reply ended gets
+/// the whole reply all the same.
+pub async fn reply_updates(
+    state: &AppState,
+    owner: Uuid,
+    key: &DataKey,
+    id: Uuid,
+) -> Result<futures::stream::BoxStream<'static, super::StreamUpdate>, AppError> {
+    use futures::StreamExt as _;
+    if let Some(updates) = state.runs.follow(id, owner) {
+        return Ok(updates.boxed());
+    }
+    let stored = stored_reply(state, owner, key, id).await?;
+    Ok(if stored.status == MessageStatus::Streaming {
+        state
+            .runs
+            .follow_remote(state.clone(), id, owner, key.clone())
+            .boxed()
+    } else {
+        futures::stream::iter(stored.into_updates()).boxed()
+    })
+}
+
 /// Stops the owner's live reply. Not found for another user's message.
 pub async fn stop(
     state: &AppState,

@@ -832,6 +832,48 @@ async fn a_thousand_message_conversation_opens_one_page_at_a_time(db: PgPool) {
     assert!(!earlier.contains("message 997"), "and not the latest ones");
 }
 
+/// A reader that asks just after a short reply ended (an API request whose
+/// reply was quicker than its reader) gets the whole reply from its row,
+/// not a cut; another user's id is still not found.
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn a_reply_that_ended_before_its_reader_asked_is_read_whole(db: PgPool) {
+    use app::chat::{MessageStatus, StreamUpdate};
+    let app = spawn(db).await;
+    let client = app.signed_up("quick@example.com").await;
+    let agent = agent(&app, &client, "fake:tokens=3").await;
+    let sent = send(&app, &client, &agent, None, "Quick").await;
+    let reply: uuid::Uuid = sent["reply_id"].as_str().unwrap().parse().unwrap();
+    app.state.runs.ended(reply).await;
+    let (owner, key) = owner_and_key(&app, "quick@example.com").await;
+    assert!(
+        app.state.runs.follow(reply, owner).is_none(),
+        "no longer live"
+    );
+
+    let updates: Vec<StreamUpdate> =
+        app::chat::server::reply_updates(&app.state, owner, &key, reply)
+            .await
+            .unwrap()
+            .collect()
+            .await;
+    let stored = conversation(&app, &client, sent["conversation_id"].as_str().unwrap()).await;
+    let text = stored["messages"][1]["body"].as_str().unwrap();
+    assert!(text.contains("t2"), "{text}");
+    match updates.as_slice() {
+        [
+            StreamUpdate::Snapshot { text: read, .. },
+            StreamUpdate::Done { status, .. },
+        ] => {
+            assert_eq!(read, text);
+            assert_eq!(*status, MessageStatus::Complete);
+        }
+        other => panic!("{other:?}"),
+    }
+    let stranger =
+        app::chat::server::reply_updates(&app.state, uuid::Uuid::new_v4(), &key, reply).await;
+    assert!(matches!(stranger, Err(app::error::AppError::NotFound)));
+}
+
 /// The signed-up user's id and data key, for tests that work below the API.
 async fn owner_and_key(app: &TestApp, email: &str) -> (uuid::Uuid, app::platform::crypto::DataKey) {
     let users: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM users")
