@@ -64,11 +64,7 @@ pub async fn csv(
             )
                 .into_response()
         }
-        Err(err) => (
-            StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            err.to_string(),
-        )
-            .into_response(),
+        Err(err) => crate::plain_error(&err),
     }
 }
 

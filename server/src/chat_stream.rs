@@ -51,11 +51,7 @@ pub async fn stream_reply(
     let updates =
         match app::chat::server::reply_updates(&state, session.user_id, &session.key, id).await {
             Ok(updates) => updates,
-            Err(err) => {
-                let status =
-                    StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                return (status, err.to_string()).into_response();
-            }
+            Err(err) => return crate::plain_error(&err),
         };
     let updates = updates.map(|update| Ok::<_, Infallible>(event(&update)));
     Sse::new(updates)

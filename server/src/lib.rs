@@ -415,6 +415,14 @@ pub fn router(state: AppState, public_url: &str) -> Router {
     telemetry::with_request_log(router)
 }
 
+/// An `AppError` as a plain-text answer with its own status, for routes
+/// that are not server functions (its sentence is safe to show: no
+/// internals, at most a log reference).
+pub(crate) fn plain_error(err: &app::error::AppError) -> axum::response::Response {
+    let status = StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    axum::response::IntoResponse::into_response((status, err.sentence()))
+}
+
 /// What every rendered page has in context: the state, and the nonce the
 /// security-headers middleware put in this response's CSP, so Leptos' inline
 /// scripts carry it.
@@ -490,11 +498,7 @@ async fn export_agent(
             )
                 .into_response()
         }
-        Err(err) => (
-            StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            err.to_string(),
-        )
-            .into_response(),
+        Err(err) => crate::plain_error(&err),
     }
 }
 
@@ -529,11 +533,7 @@ async fn download_export(
             bytes,
         )
             .into_response(),
-        Err(err) => (
-            StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            err.to_string(),
-        )
-            .into_response(),
+        Err(err) => crate::plain_error(&err),
     }
 }
 
@@ -564,11 +564,7 @@ async fn mcp_oauth_callback(
     };
     match app::mcp::oauth::finish(&state, session.user_id, &session.key, &callback).await {
         Ok(_) => Redirect::to("/settings/mcp").into_response(),
-        Err(err) => (
-            StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            err.to_string(),
-        )
-            .into_response(),
+        Err(err) => crate::plain_error(&err),
     }
 }
 

@@ -18,7 +18,7 @@ use app::{
 use axum::{
     Extension, Form,
     extract::{Path, Query, State},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Redirect, Response},
 };
 use serde::Deserialize;
@@ -89,11 +89,7 @@ pub async fn start(
             }
         }
         Err(StartError::Problem(problem)) => problem_page(problem, linking),
-        Err(StartError::App(err)) => (
-            StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            err.to_string(),
-        )
-            .into_response(),
+        Err(StartError::App(err)) => crate::plain_error(&err),
     }
 }
 

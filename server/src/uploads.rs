@@ -9,7 +9,7 @@ use app::{auth::server::AuthSession, error::AppError, knowledge, state::AppState
 use axum::{
     Extension, Json,
     extract::{Multipart, Path, State},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, header},
     response::{IntoResponse, Redirect, Response},
 };
 
@@ -110,11 +110,7 @@ fn signed_in(
 }
 
 fn error(err: AppError) -> Response {
-    (
-        StatusCode::from_u16(err.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        err.sentence(),
-    )
-        .into_response()
+    crate::plain_error(&err)
 }
 
 /// `POST /chat/files`: files for the next message in a chat, as a multipart
