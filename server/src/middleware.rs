@@ -198,9 +198,14 @@ pub async fn session(State(state): State<AppState>, mut req: Request, next: Next
         None => None,
         Some(token) => match resolve_session(&state.db, &state.crypto, &token).await {
             Ok(session) => session,
-            // A database that cannot be reached is `Unavailable` (503, "try
-            // again shortly"); any other cause is logged with a reference.
-            Err(err) => return crate::plain_error(&err),
+            Err(_) => {
+                // The cause is logged by AppError::internal; answer without detail.
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Enclave could not load your session right now. Please try again shortly.",
+                )
+                    .into_response();
+            }
         },
     };
 
