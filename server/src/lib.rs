@@ -80,6 +80,12 @@ pub async fn connect_db_with(
             Box::pin(async move {
                 sqlx::Executor::execute(&mut *conn, "SET plan_cache_mode = force_generic_plan")
                     .await?;
+                // A send's statement, parsed and planned before a send
+                // waits for it (`chat::server::warm`). Before migrations
+                // have run it fails, and the connection is used as it is.
+                if let Err(err) = app::chat::server::warm(conn).await {
+                    tracing::debug!(error = %err, "did not prepare the send's statement");
+                }
                 Ok(())
             })
         })
@@ -108,6 +114,13 @@ pub async fn connect_db_with(
         }
         _ => anyhow::anyhow!("could not apply database migrations: {e}"),
     })?;
+    // The connection that ran the migrations opened before the schema
+    // was there to prepare against.
+    if let Ok(mut conn) = pool.acquire().await {
+        if let Err(err) = app::chat::server::warm(&mut conn).await {
+            tracing::warn!(error = %err, "could not prepare the send's statement");
+        }
+    }
     Ok(pool)
 }
 

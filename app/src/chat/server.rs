@@ -174,6 +174,25 @@ fn send_reads(session: Option<&str>, user: &str, bucket: &str, window: &str) -> 
     )
 }
 
+/// Runs `SEND_READS_SIGNED_IN` once on a new pooled connection, for a
+/// session that cannot exist (no token hashes to zero bytes), so nothing is
+/// written or counted. PostgreSQL parses a statement and makes its generic
+/// plan on a connection's first run of it: for this one about 5 ms
+/// (BENCHMARKS.md, "The fifth stop"), which the first send on each of the
+/// pool's connections paid before its provider was asked. Fails on a
+/// database not yet migrated (`server::connect_db_with` warms again after).
+pub async fn warm(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    let _: Option<SignedInReads> =
+        sqlx::query_as(sqlx::AssertSqlSafe(SEND_READS_SIGNED_IN.as_str()))
+            .bind(&[] as &[u8])
+            .bind(Uuid::nil())
+            .bind(60.0_f64)
+            .bind(false)
+            .fetch_optional(conn)
+            .await?;
+    Ok(())
+}
+
 /// What a send reads when its session is read with it
 /// (`SEND_READS_SIGNED_IN`).
 #[derive(sqlx::FromRow)]

@@ -1581,3 +1581,57 @@ async fn the_chat_page_of_a_missing_or_foreign_agent_is_404(db: PgPool) {
     assert_eq!(page(&bob, agent).await, 404);
     assert_eq!(page(&alice, uuid::Uuid::new_v4().to_string()).await, 404);
 }
+
+/// A pooled connection comes with the send's statement already parsed and
+/// planned (`chat::server::warm`, run as each connection opens), and
+/// warming it writes nothing: no "last seen", no count.
+#[sqlx::test(migrator = "server::MIGRATOR")]
+async fn each_pooled_connection_has_the_sends_statement_ready_and_warming_writes_nothing(
+    db: PgPool,
+) {
+    let app = TestApp::spawn(db.clone()).await;
+    app.signed_up("warm@example.com").await;
+    // Long unseen, so a session the warm-up read would be written.
+    sqlx::query("UPDATE sessions SET last_seen_at = now() - interval '1 hour'")
+        .execute(&db)
+        .await
+        .unwrap();
+    let state = "SELECT (SELECT string_agg(bucket || ':' || hits, ',' ORDER BY bucket)
+                         FROM rate_limits),
+                        (SELECT string_agg(last_seen_at::text, ',' ORDER BY id) FROM sessions)";
+    let before: (Option<String>, Option<String>) =
+        sqlx::query_as(state).fetch_one(&db).await.unwrap();
+
+    let pool = server::connect_db(&crate::common::database_url(&db).await)
+        .await
+        .unwrap();
+    let mut connections = Vec::new();
+    for _ in 0..3 {
+        connections.push(pool.acquire().await.unwrap());
+    }
+    for conn in &mut connections {
+        // Prepared, and run on the generic plan a send will use.
+        let prepared: Vec<i64> = sqlx::query_scalar(
+            "SELECT generic_plans FROM pg_prepared_statements
+             WHERE statement LIKE '%counted AS (%' AND statement LIKE '%me AS (%'
+               AND statement NOT LIKE '%pg_prepared_statements%'",
+        )
+        .fetch_all(&mut **conn)
+        .await
+        .unwrap();
+        // (The first connection may have run it twice: as it opened, and
+        // again once the migrations were checked.)
+        assert!(
+            matches!(prepared[..], [n] if n >= 1),
+            "the send's statement, prepared and planned on each connection: {prepared:?}"
+        );
+    }
+    // Warmed again by hand: still nothing written.
+    app::chat::server::warm(&mut connections[0]).await.unwrap();
+    drop(connections);
+    let after: (Option<String>, Option<String>) =
+        sqlx::query_as(state).fetch_one(&db).await.unwrap();
+    assert_eq!(before, after);
+    assert!(before.1.is_some(), "the session is there to be left alone");
+    pool.close().await;
+}
