@@ -230,7 +230,10 @@ pub async fn session(State(state): State<AppState>, mut req: Request, next: Next
 /// its own status (422, 401, 429 with `Retry-After`, ...), including errors
 /// raised before the function body ran, such as a form with a missing field.
 pub async fn server_fn_errors(req: Request, next: Next) -> Response {
-    let res = next.run(req).await;
+    let mut res = next.run(req).await;
+    if res.status().is_redirection() {
+        drop_bare_query(res.headers_mut());
+    }
     // A plain form post's error is a redirect back to the form: leave it be.
     if res.status() != StatusCode::INTERNAL_SERVER_ERROR
         || !res.headers().contains_key("serverfnerror")
@@ -252,6 +255,21 @@ pub async fn server_fn_errors(req: Request, next: Next) -> Response {
         }
     }
     Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+/// A plain form post is sent back to its page (the Referer), from whose
+/// query `server_fn` first removes an earlier error; it rebuilds the query
+/// even when nothing is left, so `/dashboard` came back as `/dashboard?`.
+fn drop_bare_query(headers: &mut HeaderMap) {
+    let Some(bare) = headers
+        .get(header::LOCATION)
+        .and_then(|l| l.to_str().ok())
+        .and_then(|l| l.strip_suffix('?'))
+        .and_then(|l| HeaderValue::from_str(l).ok())
+    else {
+        return;
+    };
+    headers.insert(header::LOCATION, bare);
 }
 
 /// Polls a request with no current Leptos owner, and leaves none behind.

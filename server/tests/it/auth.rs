@@ -796,6 +796,30 @@ async fn theme_is_a_persistent_cookie_rendered_on_the_server(db: PgPool) {
         .await
         .unwrap();
     assert!(html.contains("data-theme=\"system\""));
+
+    // Without JavaScript the switcher is a plain form: it returns to the
+    // page it was on, as that page's address was (an earlier failure's
+    // error taken out of it).
+    for (from, back) in [
+        ("/dashboard", "/dashboard"),
+        ("/dashboard?__path=%2Fapi%2Fset_theme&__err=x", "/dashboard"),
+        ("/chat?agent=7", "/chat?agent=7"),
+    ] {
+        let res = client
+            .post(app.url("/api/set_theme"))
+            .header(header::ACCEPT, "text/html")
+            .header(header::REFERER, app.url(from))
+            .form(&[("theme", "light")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 302, "{from}");
+        assert_eq!(
+            res.headers()[header::LOCATION],
+            app.url(back).as_str(),
+            "{from}"
+        );
+    }
 }
 
 #[sqlx::test(migrator = "server::MIGRATOR")]
