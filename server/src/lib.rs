@@ -116,10 +116,10 @@ pub async fn connect_db_with(
     })?;
     // The connection that ran the migrations opened before the schema
     // was there to prepare against.
-    if let Ok(mut conn) = pool.acquire().await {
-        if let Err(err) = app::chat::server::warm(&mut conn).await {
-            tracing::warn!(error = %err, "could not prepare the send's statement");
-        }
+    if let Ok(mut conn) = pool.acquire().await
+        && let Err(err) = app::chat::server::warm(&mut conn).await
+    {
+        tracing::warn!(error = %err, "could not prepare the send's statement");
     }
     Ok(pool)
 }
