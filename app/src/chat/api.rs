@@ -21,18 +21,25 @@ pub async fn send_message(
     // cookie came with it): the send reads it with everything else it
     // needs, in one round trip before the provider is asked.
     let unread = ctx::unread_session().ok_or(AppError::Unauthorized)?;
-    let agent = ctx::parse_id(&agent_id)?;
-    let conversation = ctx::optional_id(conversation_id.as_deref())?;
-    let files = file_ids(files.unwrap_or_default().iter().map(String::as_str))?;
-    let sent = super::server::send_signed_in(
-        &ctx::state()?,
-        &unread,
-        agent,
-        conversation,
-        &message,
-        &files,
-    )
-    .await?;
+    let state = ctx::state()?;
+    let ids = (|| {
+        Ok::<_, AppError>((
+            ctx::parse_id(&agent_id)?,
+            ctx::optional_id(conversation_id.as_deref())?,
+            file_ids(files.unwrap_or_default().iter().map(String::as_str))?,
+        ))
+    })();
+    let (agent, conversation, files) = match ids {
+        Ok(ids) => ids,
+        // Who asks is answered first, as for every other request.
+        Err(invalid) => {
+            super::server::may_chat(&state, &unread).await?;
+            return Err(invalid);
+        }
+    };
+    let sent =
+        super::server::send_signed_in(&state, &unread, agent, conversation, &message, &files)
+            .await?;
     // Without JavaScript, the browser goes to the conversation (a first
     // message made it), not back to the page it posted from.
     ctx::redirect_plain_post(&format!("/agents/{agent}/chat?c={}", sent.conversation_id));

@@ -251,7 +251,10 @@ async fn ready_signed_in(
 
 /// The session of a send, read on its own, if it may chat (as
 /// `ctx::require_verified_session` decides for every other request).
-async fn may_chat(state: &AppState, unread: &UnreadSession) -> Result<AuthSession, AppError> {
+pub(crate) async fn may_chat(
+    state: &AppState,
+    unread: &UnreadSession,
+) -> Result<AuthSession, AppError> {
     let session = unread
         .read(&state.db, &state.crypto)
         .await?

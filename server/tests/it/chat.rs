@@ -489,11 +489,29 @@ async fn a_send_is_made_only_on_a_live_session_read_with_its_agent(db: PgPool) {
     .unwrap();
     assert!(seen, "the send wrote last seen");
 
-    // A made-up cookie is no session: 401, with a message or without one.
+    // A made-up cookie is no session: 401, with a message or without one,
+    // and with a malformed id (which a signed-in user is told is not found).
     for text in ["Hello", ""] {
         let res = with_cookie("enclave_session=made-up", text).await.unwrap();
         assert_eq!(res.status(), 401, "{text:?}");
     }
+    let malformed = |client: Client, cookie: Option<&'static str>| {
+        let mut req = client
+            .post(app.url("/api/send_message"))
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header("sec-fetch-site", "same-origin")
+            .form(&[("agent_id", "not-an-id"), ("message", "Hello")]);
+        if let Some(cookie) = cookie {
+            req = req.header(reqwest::header::COOKIE, cookie);
+        }
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(
+        malformed(app.client(), Some("enclave_session=made-up")).await,
+        401
+    );
+    assert_eq!(malformed(app.client(), None).await, 401);
+    assert_eq!(malformed(alice.clone(), None).await, 404);
     let status = |client: Client| {
         let (app, agent) = (&app, &agent);
         async move {
