@@ -29,14 +29,7 @@ pub async fn send_message(
             file_ids(files.unwrap_or_default().iter().map(String::as_str))?,
         ))
     })();
-    let (agent, conversation, files) = match ids {
-        Ok(ids) => ids,
-        // Who asks is answered first, as for every other request.
-        Err(invalid) => {
-            super::server::may_chat(&state, &unread).await?;
-            return Err(invalid);
-        }
-    };
+    let (agent, conversation, files) = super::server::who_asks_first(&state, &unread, ids).await?;
     let sent =
         super::server::send_signed_in(&state, &unread, agent, conversation, &message, &files)
             .await?;

@@ -249,12 +249,23 @@ async fn ready_signed_in(
     Ok((session, ready))
 }
 
-/// The session of a send, read on its own, if it may chat (as
-/// `ctx::require_verified_session` decides for every other request).
-pub(crate) async fn may_chat(
+/// A send's input as checked before its session is read: an invalid one
+/// is answered after who asks (401 or 403 first), as for every other
+/// request. A round trip more, on that refusal only.
+pub(crate) async fn who_asks_first<T>(
     state: &AppState,
     unread: &UnreadSession,
-) -> Result<AuthSession, AppError> {
+    input: Result<T, AppError>,
+) -> Result<T, AppError> {
+    if input.is_err() {
+        may_chat(state, unread).await?;
+    }
+    input
+}
+
+/// The session of a send, read on its own, if it may chat (as
+/// `ctx::require_verified_session` decides for every other request).
+async fn may_chat(state: &AppState, unread: &UnreadSession) -> Result<AuthSession, AppError> {
     let session = unread
         .read(&state.db, &state.crypto)
         .await?
@@ -823,14 +834,7 @@ pub async fn send_signed_in(
     text: &str,
     files: &[Uuid],
 ) -> Result<Sent, AppError> {
-    let text = match validate_message(text) {
-        Ok(text) => text,
-        // Who asks is answered first, as for every other request.
-        Err(invalid) => {
-            may_chat(state, unread).await?;
-            return Err(invalid);
-        }
-    };
+    let text = who_asks_first(state, unread, validate_message(text)).await?;
     let (session, ready) = ready_signed_in(state, unread, agent_id).await?;
     store_and_start(
         state,
