@@ -395,6 +395,11 @@ struct Observed {
     /// Through Enclave: the `send_message` round trip, and attaching to the stream.
     send: Duration,
     attach: Duration,
+    /// Through Enclave: the reply's id, and when the send left this process
+    /// (wall clock, microseconds since 1970: the server logs its steps on
+    /// the same clock).
+    reply: String,
+    sent_unix_us: i64,
 }
 
 struct User {
@@ -585,6 +590,7 @@ impl Bench {
         tokens: usize,
     ) -> anyhow::Result<Observed> {
         let (cookie, agent) = self.agent(user, model);
+        let sent_unix_us = unix_us();
         let start = Instant::now();
         let (_, reply) = self
             .send(http, cookie, agent, None, "Tell me something.")
@@ -594,6 +600,8 @@ impl Bench {
         let mut tally = Tally::new(start);
         tally.seen.send = sent;
         tally.seen.attach = start.elapsed() - sent;
+        tally.seen.sent_unix_us = sent_unix_us;
+        tally.seen.reply = reply;
         let mut events = res.bytes_stream().eventsource();
         let mut complete = false;
         while let Some(event) = events.next().await {
@@ -998,6 +1006,13 @@ async fn ttft_rows(
             "",
             None,
         );
+        step_rows(
+            table,
+            concurrency,
+            &direct,
+            &through,
+            &logs.join("server.log"),
+        );
         let (broken, merged) = (through.broken(), through.merged());
         table.row(
             format!("Streams that lost or merged tokens, {concurrency} stream(s)"),
@@ -1019,6 +1034,180 @@ async fn ttft_rows(
             }
         }
     }
+}
+
+/// Now on the wall clock, in microseconds since 1970.
+fn unix_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The steps of a send, as the server's `enclave::timing` line names them
+/// (`chat::runs::SendClock`), and as the table names them.
+const SEND_STEPS: [(&str, &str); 5] = [
+    ("read_us", "read"),
+    ("ready_us", "ready"),
+    ("asked_us", "provider asked"),
+    ("stored_us", "stored"),
+    ("first_token_us", "provider's first token"),
+];
+
+/// One send's steps, in microseconds after it left the benchmark: arriving
+/// at the send, then `SEND_STEPS` in order, then its first token here.
+struct SendSteps {
+    arrived: i64,
+    steps: [i64; 5],
+    at_client: i64,
+}
+
+/// The step times the server logged for `phase`'s sends (the benchmark
+/// starts it with `enclave::timing=debug`), read from its log.
+fn send_steps(phase: &Phase, server_log: &Path) -> Vec<SendSteps> {
+    let sent: HashMap<&str, &Observed> = phase
+        .streams
+        .iter()
+        .map(|s| (s.reply.as_str(), s))
+        .collect();
+    let Ok(log) = std::fs::read_to_string(server_log) else {
+        return Vec::new();
+    };
+    log.lines()
+        .filter(|line| line.contains("enclave::timing"))
+        .filter_map(|line| {
+            let field = |name: &str| -> Option<&str> {
+                line.split_whitespace()
+                    .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))
+            };
+            let seen = sent.get(field("message_id")?)?;
+            let arrived = field("arrived_unix_us")?.parse::<i64>().ok()? - seen.sent_unix_us;
+            let mut steps = [0; 5];
+            for (at, (name, _)) in steps.iter_mut().zip(SEND_STEPS) {
+                let us: i64 = field(name)?.parse().ok()?;
+                // A step not reached (-1) leaves the send out.
+                *at = arrived + us.checked_add(1).filter(|&u| u > 0)? - 1;
+            }
+            Some(SendSteps {
+                arrived,
+                steps,
+                at_client: seen.first_token.as_micros() as i64,
+            })
+        })
+        .collect()
+}
+
+/// Where a send's time goes at this level: each step's p50 / p99 after the
+/// send left the benchmark, the provider's own time as the run saw it, the
+/// relay's, and the slowest sends step by step (what makes the p99).
+fn step_rows(
+    table: &mut Table,
+    concurrency: usize,
+    direct: &Phase,
+    through: &Phase,
+    server_log: &Path,
+) {
+    let sends = send_steps(through, server_log);
+    if sends.is_empty() {
+        table.note(format!(
+            "No step times at {concurrency} stream(s): the server logged no `enclave::timing` line."
+        ));
+        return;
+    }
+    let us = |v: i64| Duration::from_micros(v.max(0) as u64);
+    let p50_p99 = |values: Vec<i64>| {
+        let s = spread(values.into_iter().map(us).collect());
+        format!("{} / {}", ms(s.p50), ms(s.p99))
+    };
+    let mut parts = vec![format!(
+        "arrived {}",
+        p50_p99(sends.iter().map(|s| s.arrived).collect())
+    )];
+    for (i, (_, label)) in SEND_STEPS.iter().enumerate() {
+        parts.push(format!(
+            "{label} {}",
+            p50_p99(sends.iter().map(|s| s.steps[i]).collect())
+        ));
+    }
+    parts.push(format!(
+        "at the client {}",
+        p50_p99(sends.iter().map(|s| s.at_client).collect())
+    ));
+    table.row(
+        format!(
+            "Where a send's time goes, {concurrency} stream(s): each step after the send left the client, p50 / p99 ({} sends)",
+            sends.len()
+        ),
+        "",
+        parts.join("; "),
+        "",
+        "",
+        None,
+    );
+    let d = direct.ttft();
+    table.row(
+        format!(
+            "The provider's first token as the run sees it (asked → first token) / the relay (→ at the client), {concurrency} stream(s), p50 / p99"
+        ),
+        format!("{} / {}", ms(d.p50), ms(d.p99)),
+        format!(
+            "{}; relay {}",
+            p50_p99(sends.iter().map(|s| s.steps[4] - s.steps[2]).collect()),
+            p50_p99(sends.iter().map(|s| s.at_client - s.steps[4]).collect())
+        ),
+        "",
+        "",
+        None,
+    );
+    // The sends that make the p99: the slowest 1% (at least two).
+    let mut slowest: Vec<&SendSteps> = sends.iter().collect();
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.at_client));
+    let lines: Vec<String> = slowest
+        .iter()
+        .take((sends.len() / 100).max(2))
+        .map(|s| {
+            let steps: Vec<String> = SEND_STEPS
+                .iter()
+                .zip(s.steps)
+                .map(|((_, label), at)| format!("{label} {}", ms(us(at))))
+                .collect();
+            format!(
+                "- arrived {}; {}; at the client {}",
+                ms(us(s.arrived)),
+                steps.join("; "),
+                ms(us(s.at_client))
+            )
+        })
+        .collect();
+    table.note(format!(
+        "The slowest sends at {concurrency} stream(s), each step after the send left the client:\n{}",
+        lines.join("\n")
+    ));
+}
+
+/// A bare round trip to PostgreSQL from this process (`SELECT 1`, one
+/// every 10 ms, as often as one stream's sends): what a send's one
+/// statement costs at the least on this machine.
+async fn round_trip_row(db_url: &str, table: &mut Table) -> anyhow::Result<()> {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(db_url).await?;
+    let mut times = Vec::with_capacity(300);
+    for _ in 0..300 {
+        let start = Instant::now();
+        sqlx::query("SELECT 1").execute(&mut conn).await?;
+        times.push(start.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let s = spread(times);
+    table.row(
+        "A bare round trip to PostgreSQL (SELECT 1 from the benchmark, one every 10 ms), p50 / p99",
+        "",
+        format!("{} / {}", ms(s.p50), ms(s.p99)),
+        "",
+        "",
+        None,
+    );
+    conn.close().await?;
+    Ok(())
 }
 
 /// Opens `count` long replies and keeps them streaming; returns the server's
@@ -1426,6 +1615,12 @@ async fn main() -> anyhow::Result<()> {
             ("ENCLAVE_SIGN_IN_LIMIT_PER_IP", "100000".to_owned()),
             // The load sends far more than a person would.
             ("ENCLAVE_CHAT_LIMIT_PER_USER", "100000000".to_owned()),
+            // Each send's step times, one line once its reply has ended
+            // (`chat::runs::SendClock`): where the time goes.
+            (
+                "ENCLAVE_LOG",
+                "info,sqlx=warn,enclave::timing=debug".to_owned(),
+            ),
             ("LEPTOS_SITE_ROOT", site.display().to_string()),
         ],
         &server_log,
@@ -1468,6 +1663,9 @@ async fn main() -> anyhow::Result<()> {
         server: pid,
         fake: fake.pid(),
     };
+    if let Err(err) = round_trip_row(&db_url, &mut table).await {
+        table.note(format!("No bare round trip measured: {err:#}"));
+    }
     ttft_rows(&bench, &scale, &mut table, cpu, &logs).await;
 
     // Memory with many streams open.

@@ -1394,6 +1394,28 @@ async fn no_canary_reaches_the_database_dump_or_the_log(db: PgPool) {
         );
     }
     assert!(logs.contains("account created"), "the log was captured");
+    // A signed-in send's step times (the benchmark's "where a send's time
+    // goes"): ids and durations only, every step reached and in order.
+    let field = |line: &str, name: &str| -> Option<i64> {
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix(name)?.strip_prefix('='))?
+            .parse()
+            .ok()
+    };
+    let timed = logs
+        .lines()
+        .filter(|line| line.contains("send timing"))
+        .filter(|line| {
+            let steps = ["read_us", "ready_us", "asked_us", "first_token_us"]
+                .map(|name| field(line, name).unwrap_or(-1));
+            let stored = field(line, "stored_us").unwrap_or(-1);
+            field(line, "arrived_unix_us").is_some_and(|at| at > 0)
+                && steps[0] >= 0
+                && steps.windows(2).all(|pair| pair[0] <= pair[1])
+                && stored >= steps[1]
+        })
+        .count();
+    assert!(timed >= 1, "no send's step times were logged in order");
     // Every line of a request carries its id, and so does the reply it
     // started, though the reply ends after the request.
     let finished = logs

@@ -67,6 +67,80 @@ pub struct Job {
     /// Writes each model call to the usage ledger (and settles the reply's
     /// credits when it ends).
     pub meter: Option<crate::usage::server::Meter>,
+    /// When a chat send's steps happened (a signed-in send's; see `SendClock`).
+    pub clock: Option<Arc<SendClock>>,
+}
+
+/// A step of a chat send, timed by its `SendClock`.
+#[derive(Clone, Copy)]
+pub enum Step {
+    /// The send's one statement is back (`SEND_READS_SIGNED_IN`).
+    Read,
+    /// Its rows opened and checked: the run can start.
+    Ready,
+    /// The run asks the provider (its first request is made).
+    Asked,
+    /// The provider's first piece of text reached the run.
+    FirstToken,
+    /// The user's message and the reply's row are committed.
+    Stored,
+}
+
+const STEPS: usize = 5;
+
+/// When each step of one chat send happened, counted from the send's
+/// arrival: where the time before the first token goes (BENCHMARKS.md, "Where
+/// a send's time goes"). A clock read per step on the send's path; one line,
+/// logged at debug under `enclave::timing` once the reply has ended (off the
+/// token path), with ids and durations only.
+pub struct SendClock {
+    arrived: std::time::Instant,
+    /// The same moment on the wall clock, so that a client on this machine
+    /// (the benchmark) can place the steps after its own send.
+    arrived_wall: std::time::SystemTime,
+    /// Microseconds after `arrived`, plus one (0: not reached).
+    marks: [std::sync::atomic::AtomicU64; STEPS],
+}
+
+impl SendClock {
+    pub fn start() -> Arc<SendClock> {
+        Arc::new(SendClock {
+            arrived: std::time::Instant::now(),
+            arrived_wall: std::time::SystemTime::now(),
+            marks: Default::default(),
+        })
+    }
+
+    /// Notes `step` now, the first time it is reached (a run's later steps
+    /// ask the provider again).
+    pub fn mark(&self, step: Step) {
+        let at = self.arrived.elapsed().as_micros() as u64 + 1;
+        let _ =
+            self.marks[step as usize].compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed);
+    }
+
+    fn at(&self, step: Step) -> i64 {
+        self.marks[step as usize].load(Ordering::Relaxed) as i64 - 1
+    }
+
+    /// The debug line (microseconds after arrival; -1: not reached).
+    fn log(&self, message: Uuid) {
+        let arrived_unix_us = self
+            .arrived_wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        tracing::debug!(
+            target: "enclave::timing",
+            message_id = %message,
+            arrived_unix_us,
+            read_us = self.at(Step::Read),
+            ready_us = self.at(Step::Ready),
+            asked_us = self.at(Step::Asked),
+            first_token_us = self.at(Step::FirstToken),
+            stored_us = self.at(Step::Stored),
+            "send timing"
+        );
+    }
 }
 
 /// Whether the transaction that stores a reply has committed. A run may
@@ -220,6 +294,8 @@ struct Run {
     resync: Notify,
     /// Whether the reply's row is stored (see `Committed`).
     committed: Committed,
+    /// A chat send's step times (`Job::clock`).
+    clock: Option<Arc<SendClock>>,
 }
 
 impl Run {
@@ -248,6 +324,7 @@ impl Run {
             published: std::sync::atomic::AtomicBool::new(false),
             resync: Notify::new(),
             committed,
+            clock: None,
         }
     }
 
@@ -654,12 +731,9 @@ impl Runs {
         self.checkpointer.get_or_init(|| {
             tokio::spawn(checkpoint_loop(state.db.clone(), self.clone()));
         });
-        let run = Arc::new(Run::with_parts(
-            reply.owner,
-            key,
-            job.resume.clone(),
-            committed,
-        ));
+        let mut run = Run::with_parts(reply.owner, key, job.resume.clone(), committed);
+        run.clock = job.clock.clone();
+        let run = Arc::new(run);
         if let Ok(mut runs) = self.live.lock() {
             runs.insert(reply.message, run.clone());
         }
@@ -709,6 +783,9 @@ impl Runs {
                     input_tokens: outcome.usage.map(|u| u.input_tokens as u32),
                     output_tokens: outcome.usage.map(|u| u.output_tokens as u32),
                 });
+                if let Some(clock) = &run.clock {
+                    clock.log(reply.message);
+                }
                 metrics::counter!("enclave_runs_total", "status" => outcome.status.as_str())
                     .increment(1);
                 tracing::info!(message_id = %reply.message, status = outcome.status.as_str(), "run finished");
@@ -1038,6 +1115,9 @@ async fn stream_step(
     usage: &mut Option<Usage>,
 ) -> StepResult {
     let provider = request.provider.as_str();
+    if let Some(clock) = &run.clock {
+        clock.mark(Step::Asked);
+    }
     let mut events = model(request);
     let mut text = String::new();
     let mut asked: std::collections::BTreeMap<u32, Asked> = Default::default();
@@ -1056,6 +1136,9 @@ async fn stream_step(
                     {
                         metrics::histogram!("enclave_time_to_first_token_seconds", "provider" => provider)
                             .record(run.started.elapsed().as_secs_f64());
+                        if let Some(clock) = &run.clock {
+                            clock.mark(Step::FirstToken);
+                        }
                     }
                     text.push_str(&piece);
                     run.append(piece);
@@ -1205,6 +1288,7 @@ async fn drive(run: Arc<Run>, model: Model, job: Job) -> Outcome {
         resume,
         retrieval,
         meter,
+        clock: _,
     } = job;
     if let Some(retrieval) = retrieval
         && let Some((context, citations)) = retrieval.await
@@ -1723,6 +1807,7 @@ mod tests {
             resume: vec![],
             retrieval: None,
             meter: None,
+            clock: None,
         };
         let outcome = drive(run.clone(), model, job).await;
         assert_eq!(outcome.status, MessageStatus::Complete);

@@ -10,7 +10,7 @@ use super::{
 use crate::{
     agents::{self, domain::Provider},
     auth::server::{AuthSession, UnreadSession},
-    chat::runs::Job,
+    chat::runs::{Job, SendClock, Step},
     error::AppError,
     llm::{ChatRequest, Role, Turn},
     platform::{
@@ -91,6 +91,8 @@ struct Ready {
     plan: crate::usage::server::Plan,
     /// The knowledge bases the agent answers from.
     bases: Vec<Uuid>,
+    /// A signed-in send's step times (`runs::SendClock`).
+    clock: Option<std::sync::Arc<SendClock>>,
 }
 
 /// What a send reads before its run can start, in one statement: one round
@@ -231,6 +233,7 @@ async fn ready_signed_in(
     state: &AppState,
     unread: &UnreadSession,
     agent_id: Uuid,
+    clock: &SendClock,
 ) -> Result<(AuthSession, Ready), AppError> {
     let limit = state.settings.chat_sends_per_user;
     let row: Option<SignedInReads> =
@@ -241,6 +244,7 @@ async fn ready_signed_in(
             .bind(state.settings.require_verified_email)
             .fetch_optional(&state.db)
             .await?;
+    clock.mark(Step::Read);
     let Some(row) = row else {
         return Err(why_no_row(state, unread).await);
     };
@@ -343,6 +347,7 @@ async fn ready_from(
         key: key.clone(),
         plan,
         bases,
+        clock: None,
     })
 }
 
@@ -625,6 +630,7 @@ async fn job_for(
         key,
         plan,
         bases,
+        clock,
     } = ready;
     let urls = &state.settings.provider_urls;
     let base_url = match spec.provider {
@@ -699,6 +705,7 @@ async fn job_for(
         resume: Vec::new(),
         retrieval,
         meter: Some(meter),
+        clock: clock.clone(),
     })
 }
 
@@ -834,8 +841,11 @@ pub async fn send_signed_in(
     text: &str,
     files: &[Uuid],
 ) -> Result<Sent, AppError> {
+    let clock = SendClock::start();
     let text = who_asks_first(state, unread, validate_message(text)).await?;
-    let (session, ready) = ready_signed_in(state, unread, agent_id).await?;
+    let (session, mut ready) = ready_signed_in(state, unread, agent_id, &clock).await?;
+    clock.mark(Step::Ready);
+    ready.clock = Some(clock);
     store_and_start(
         state,
         session.user_id,
@@ -934,6 +944,9 @@ async fn send_first(
     .execute(&state.db)
     .await?;
     commit.stored();
+    if let Some(clock) = &ready.clock {
+        clock.mark(Step::Stored);
+    }
     tracing::info!(conversation_id = %conversation_id, message_id = %reply_id, owner_id = %owner, "reply started");
     Ok(Sent {
         conversation_id: conversation_id.to_string(),
@@ -1078,9 +1091,13 @@ async fn reply_and_start(
     ready: Ready,
     queue: Queue,
 ) -> Result<Sent, AppError> {
+    let clock = ready.clock.clone();
     let (reply_id, commit) = queue_reply(state, &mut tx, owner, conversation, ready, queue).await?;
     tx.commit().await?;
     commit.stored();
+    if let Some(clock) = clock {
+        clock.mark(Step::Stored);
+    }
     tracing::info!(conversation_id = %conversation, message_id = %reply_id, owner_id = %owner, "reply started");
     Ok(Sent {
         conversation_id: conversation.to_string(),

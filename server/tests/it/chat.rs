@@ -1224,6 +1224,7 @@ fn start_scripted(
         resume: vec![],
         retrieval: None,
         meter: None,
+        clock: None,
     };
     let target = runs::Reply {
         owner,
