@@ -943,10 +943,11 @@ async fn send_first(
     .bind(state.runs.instance())
     .execute(&state.db)
     .await?;
-    commit.stored();
+    // Marked before the run hears of the commit, which may end it.
     if let Some(clock) = &ready.clock {
         clock.mark(Step::Stored);
     }
+    commit.stored();
     tracing::info!(conversation_id = %conversation_id, message_id = %reply_id, owner_id = %owner, "reply started");
     Ok(Sent {
         conversation_id: conversation_id.to_string(),
@@ -1094,10 +1095,10 @@ async fn reply_and_start(
     let clock = ready.clock.clone();
     let (reply_id, commit) = queue_reply(state, &mut tx, owner, conversation, ready, queue).await?;
     tx.commit().await?;
-    commit.stored();
     if let Some(clock) = clock {
         clock.mark(Step::Stored);
     }
+    commit.stored();
     tracing::info!(conversation_id = %conversation, message_id = %reply_id, owner_id = %owner, "reply started");
     Ok(Sent {
         conversation_id: conversation.to_string(),
