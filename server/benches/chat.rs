@@ -1171,7 +1171,7 @@ fn step_rows(
                 .map(|((_, label), at)| format!("{label} {}", ms(us(at))))
                 .collect();
             format!(
-                "- arrived {}; {}; at the client {}",
+                "  - arrived {}; {}; at the client {}",
                 ms(us(s.arrived)),
                 steps.join("; "),
                 ms(us(s.at_client))
